@@ -1,0 +1,1 @@
+//! ETF control frames: filled in by the helper work.
