@@ -1,1 +1,29 @@
+//! `Sluice.Native`: non-blocking I/O on pipe fds handed over by `sluice_helper`, with
+//! readiness through `enif_select`. See `docs/architecture.md`, "The NIF".
+//!
+//! Every NIF is a regular (non-dirty) NIF and never blocks: all fds are `O_NONBLOCK`.
 
+mod errno;
+mod fd_resource;
+mod handoff;
+mod io;
+
+mod atoms {
+    rustler::atoms! {
+        ok,
+        error,
+        eof,
+        eagain,
+        closed,
+        noproc,
+        enomem,
+        bad_handoff,
+        select_failed,
+    }
+}
+
+fn load(env: rustler::Env, _info: rustler::Term) -> bool {
+    fd_resource::register(env)
+}
+
+rustler::init!("Elixir.Sluice.Native", load = load);

@@ -1,0 +1,143 @@
+//! `read/2`, `write/2`, `close/1`, `monitor/1` and `fileno/1` on fd resources.
+
+use std::mem::MaybeUninit;
+
+use rustler::sys::{enif_alloc_binary, ErlNifBinary};
+use rustler::{Binary, Encoder, Env, Error, NifResult, OwnedBinary, Term};
+
+use crate::atoms;
+use crate::errno;
+use crate::fd_resource::FdRef;
+
+/// A fresh binary of `size` bytes, or `None` when the allocation fails.
+fn alloc_binary(size: usize) -> Option<OwnedBinary> {
+    let mut bin = MaybeUninit::<ErlNifBinary>::uninit();
+    // SAFETY: `bin` is an out parameter, initialised when enif_alloc_binary succeeds.
+    unsafe {
+        if enif_alloc_binary(size, bin.as_mut_ptr()) == 0 {
+            return None;
+        }
+        Some(OwnedBinary::from_raw(bin.assume_init()))
+    }
+}
+
+/// `read(fd, max)`: one non-blocking read of at most `max` bytes.
+#[rustler::nif(name = "read")]
+fn nif_read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>) -> NifResult<Term<'a>> {
+    let max: u64 = max.decode()?;
+    let fd = FdRef::get(env, fd)?;
+    let max = usize::try_from(max).map_err(|_| Error::BadArg)?;
+    if max == 0 {
+        return Err(Error::BadArg);
+    }
+    let st = fd.lock();
+    if st.closing {
+        return Ok(env.error_tuple(atoms::closed()));
+    }
+    let Some(mut buf) = alloc_binary(max) else {
+        return Ok(env.error_tuple(atoms::enomem()));
+    };
+    let n = loop {
+        let slice = buf.as_mut_slice();
+        // SAFETY: the fd is open while the state is locked and not closing; the buffer is
+        // `slice.len()` writable bytes.
+        let n = unsafe { libc::read(st.fd, slice.as_mut_ptr().cast(), slice.len()) };
+        if n >= 0 {
+            break Ok(n as usize);
+        }
+        match errno::last() {
+            libc::EINTR => continue,
+            e => break Err(e),
+        }
+    };
+    match n {
+        Ok(0) => Ok(atoms::eof().encode(env)),
+        Ok(n) => {
+            if n < max && !buf.realloc(n) {
+                let mut exact = match alloc_binary(n) {
+                    Some(exact) => exact,
+                    None => return Ok(env.error_tuple(atoms::enomem())),
+                };
+                exact.as_mut_slice().copy_from_slice(&buf.as_slice()[..n]);
+                buf = exact;
+            }
+            Ok((atoms::ok(), buf.release(env)).encode(env))
+        }
+        Err(libc::EAGAIN) => {
+            if fd.arm(&st, false) {
+                Ok(env.error_tuple(atoms::eagain()))
+            } else {
+                Ok(env.error_tuple(atoms::select_failed()))
+            }
+        }
+        Err(e) => Ok(errno::error_tuple(env, e)),
+    }
+}
+
+/// `write(fd, iodata)`: one non-blocking write; may be partial.
+#[rustler::nif(name = "write")]
+fn nif_write<'a>(env: Env<'a>, fd: Term<'a>, data: Term<'a>) -> NifResult<Term<'a>> {
+    let fd = FdRef::get(env, fd)?;
+    // A binary is used in place; any other iodata is flattened once.
+    let data = match Binary::from_term(data) {
+        Ok(bin) => bin,
+        Err(_) => Binary::from_iolist(data)?,
+    };
+    let st = fd.lock();
+    if st.closing {
+        return Ok(env.error_tuple(atoms::closed()));
+    }
+    let bytes = data.as_slice();
+    if bytes.is_empty() {
+        return Ok((atoms::ok(), 0u64).encode(env));
+    }
+    let n = loop {
+        // SAFETY: the fd is open while the state is locked and not closing; `bytes` is a
+        // readable slice kept alive by its term.
+        let n = unsafe { libc::write(st.fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n >= 0 {
+            break Ok(n as u64);
+        }
+        match errno::last() {
+            libc::EINTR => continue,
+            e => break Err(e),
+        }
+    };
+    match n {
+        Ok(n) => Ok((atoms::ok(), n).encode(env)),
+        Err(libc::EAGAIN) => {
+            if fd.arm(&st, true) {
+                Ok(env.error_tuple(atoms::eagain()))
+            } else {
+                Ok(env.error_tuple(atoms::select_failed()))
+            }
+        }
+        Err(e) => Ok(errno::error_tuple(env, e)),
+    }
+}
+
+/// `close(fd)`: idempotent; later operations answer `{:error, :closed}`.
+#[rustler::nif(name = "close")]
+fn nif_close<'a>(env: Env<'a>, fd: Term<'a>) -> NifResult<Term<'a>> {
+    FdRef::get(env, fd)?.close();
+    Ok(atoms::ok().encode(env))
+}
+
+/// `monitor(fd)`: the caller becomes the owner; the fd is closed when it dies.
+#[rustler::nif(name = "monitor")]
+fn nif_monitor<'a>(env: Env<'a>, fd: Term<'a>) -> NifResult<Term<'a>> {
+    if FdRef::get(env, fd)?.monitor() {
+        Ok(atoms::ok().encode(env))
+    } else {
+        Ok(env.error_tuple(atoms::noproc()))
+    }
+}
+
+/// `fileno(fd)`: the OS fd number, -1 once a close was requested.
+#[rustler::nif(name = "fileno")]
+fn nif_fileno<'a>(env: Env<'a>, fd: Term<'a>) -> NifResult<Term<'a>> {
+    let fd = FdRef::get(env, fd)?;
+    let st = fd.lock();
+    let n = if st.closing { -1 } else { st.fd };
+    Ok(n.encode(env))
+}

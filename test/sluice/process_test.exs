@@ -1,0 +1,363 @@
+defmodule Sluice.ProcessTest do
+  use Sluice.Case, async: false
+
+  alias Sluice.Process, as: P
+
+  doctest Sluice.Process
+
+  defp read_all(p, fun \\ &P.read/1, acc \\ []) do
+    case fun.(p) do
+      {:ok, data} -> read_all(p, fun, [data | acc])
+      :eof -> acc |> Enum.reverse() |> IO.iodata_to_binary()
+    end
+  end
+
+  describe "I/O" do
+    test "cat round trip" do
+      {:ok, p} = P.start_link(["cat"])
+      assert :ok = P.write(p, "hello\n")
+      assert {:ok, "hello\n"} = P.read(p)
+      assert :ok = P.write(p, ["wor", ?l, "d"])
+      assert {:ok, "world"} = P.read(p)
+      assert :ok = P.close_stdin(p)
+      assert :eof = P.read(p)
+      assert {:ok, 0} = P.await_exit(p)
+    end
+
+    test "close_stdin alone makes base64 and sort answer" do
+      {:ok, b} = P.start_link(["base64"])
+      :ok = P.write(b, "sluice")
+      :ok = P.close_stdin(b)
+      assert read_all(b) == "c2x1aWNl\n"
+
+      {:ok, s} = P.start_link(["sort"])
+      :ok = P.write(s, "pear\napple\nfig\n")
+      assert {:error, :timeout} = P.read(s, 65_536, 200)
+      :ok = P.close_stdin(s)
+      assert read_all(s) == "apple\nfig\npear\n"
+      assert {:ok, 0} = P.await_exit(s)
+    end
+
+    test "writes of several MiB arrive intact" do
+      data = :crypto.strong_rand_bytes(6 * 1024 * 1024)
+      {:ok, p} = P.start_link(["cat"])
+
+      writer =
+        Task.async(fn ->
+          for <<chunk::binary-size(1_048_576) <- data>>, do: :ok = P.write(p, chunk)
+          P.close_stdin(p)
+        end)
+
+      assert read_all(p) == data
+      Task.await(writer)
+      assert {:ok, 0} = P.await_exit(p)
+    end
+
+    test "one write larger than the pipe completes once the program reads it" do
+      data = :crypto.strong_rand_bytes(3_000_000)
+      {:ok, p} = P.start_link(["sha256sum"])
+      assert :ok = P.write(p, data)
+      :ok = P.close_stdin(p)
+      expected = Base.encode16(:crypto.hash(:sha256, data), case: :lower)
+      assert read_all(p) == expected <> "  -\n"
+    end
+
+    test "read_any splits 1000 stdout and 1000 stderr lines" do
+      script = "i=1; while [ $i -le 1000 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done"
+      {:ok, p} = P.start_link(["sh", "-c", script], stderr: :consume)
+      {out, err} = collect_any(p, [], [])
+      assert out == Enum.map_join(1..1000, &"out#{&1}\n")
+      assert err == Enum.map_join(1..1000, &"err#{&1}\n")
+      assert {:ok, 0} = P.await_exit(p)
+    end
+
+    test "read_stderr reads stderr alone, and needs stderr: :consume" do
+      {:ok, p} = P.start_link(["sh", "-c", "echo o; echo e >&2"], stderr: :consume)
+      assert read_all(p, &P.read_stderr/1) == "e\n"
+      assert read_all(p) == "o\n"
+
+      {:ok, q} = P.start_link(["true"], stderr: :null)
+      assert {:error, :not_captured} = P.read_stderr(q)
+    end
+
+    test "stderr: :stdout merges in order" do
+      script = "i=1; while [ $i -le 500 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done"
+      {:ok, p} = P.start_link(["sh", "-c", script], stderr: :stdout)
+      expected = Enum.map_join(1..500, &"out#{&1}\nerr#{&1}\n")
+      assert read_all(p) == expected
+    end
+
+    test "stderr: :null drops stderr" do
+      {:ok, p} = P.start_link(["sh", "-c", "echo gone >&2; echo kept"], stderr: :null)
+      assert read_all(p) == "kept\n"
+    end
+
+    test "any process may read and write" do
+      {:ok, p} = P.start_link(["cat"])
+      Task.async(fn -> P.write(p, "from a task") end) |> Task.await()
+      assert Task.async(fn -> P.read(p) end) |> Task.await() == {:ok, "from a task"}
+    end
+
+    test "reads and waits time out in the server without losing data" do
+      {:ok, p} = P.start_link(["cat"])
+      assert {:error, :timeout} = P.read(p, 100, 50)
+      assert {:error, :timeout} = P.await_exit(p, 50)
+      :ok = P.write(p, "kept")
+      assert {:ok, "kept"} = P.read(p)
+    end
+
+    test "write after close_stdin and to a program that exited" do
+      {:ok, p} = P.start_link(["cat"])
+      :ok = P.close_stdin(p)
+      assert {:error, :closed} = P.write(p, "x")
+
+      {:ok, q} = P.start_link(["true"])
+      {:ok, 0} = P.await_exit(q)
+      assert {:error, :epipe} = P.write(q, "x")
+    end
+
+    test "EOF and exit status in either order give the same answers" do
+      # stdout closes long before the exit
+      {:ok, a} = P.start_link(["sh", "-c", "echo a; exec >&-; sleep 0.3"])
+      # the exit comes long before EOF (a background child holds stdout)
+      {:ok, b} = P.start_link(["sh", "-c", "echo a; (sleep 0.3; echo b) & exit 0"])
+
+      assert read_all(a) == "a\n"
+      assert {:ok, 0} = P.await_exit(a)
+      assert {:ok, 0} = P.await_exit(b)
+      assert read_all(b) == "a\nb\n"
+    end
+  end
+
+  describe "back-pressure" do
+    test "with nobody reading, yes blocks and BEAM memory stays flat" do
+      {:ok, p} = P.start_link(["yes"])
+      Process.sleep(200)
+      :erlang.garbage_collect()
+      before = :erlang.memory(:total)
+      Process.sleep(2_000)
+      :erlang.garbage_collect()
+      growth = :erlang.memory(:total) - before
+      assert growth < 2_000_000, "BEAM memory grew by #{growth} bytes"
+      # blocked in write(): sleeping, not running
+      assert {"S", _} = stat(P.os_pid(p))
+      assert {:ok, "y\ny\n" <> _} = P.read(p)
+    end
+
+    test "a 5 x 64 KiB write does not complete before the reader reads" do
+      {:ok, p} = P.start_link(["cat"])
+      data = :crypto.strong_rand_bytes(5 * 65_536)
+
+      writer =
+        Task.async(fn ->
+          for <<chunk::binary-size(65_536) <- data>>, do: :ok = P.write(p, chunk)
+          :written
+        end)
+
+      assert Task.yield(writer, 500) == nil
+      got = read_bytes(p, byte_size(data), [])
+      assert Task.await(writer) == :written
+      assert got == data
+    end
+  end
+
+  describe "exit statuses" do
+    test "exit codes 0, 3 and 255" do
+      for code <- [0, 3, 255] do
+        {:ok, p} = P.start_link(["sh", "-c", "exit #{code}"])
+        assert {:ok, ^code} = P.await_exit(p)
+      end
+    end
+
+    test "death by signal" do
+      {:ok, p} = P.start_link(["sh", "-c", "kill -KILL $$"])
+      assert {:ok, {:signal, :sigkill}} = P.await_exit(p)
+
+      {:ok, q} = P.start_link(["sleep", "30"])
+      :ok = P.signal(q, :sigusr1)
+      assert {:ok, {:signal, :sigusr1}} = P.await_exit(q)
+
+      {:ok, r} = P.start_link(["sleep", "30"])
+      :ok = P.signal(r, 15)
+      assert {:ok, {:signal, :sigterm}} = P.await_exit(r)
+    end
+
+    test "stop escalates to SIGKILL after the grace" do
+      {:ok, p} =
+        P.start_link(["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"])
+
+      assert {:ok, "ready\n"} = P.read(p)
+      t0 = System.monotonic_time(:millisecond)
+      assert {:ok, {:signal, :sigkill}} = P.stop(p, 300)
+      assert System.monotonic_time(:millisecond) - t0 >= 300
+      refute Process.alive?(p)
+    end
+  end
+
+  describe "spawn errors" do
+    test "missing program" do
+      assert {:error, %Sluice.Error{reason: :enoent, stage: :exec} = e} =
+               P.start_link(["sluice-no-such-program"])
+
+      assert e.message =~ "sluice-no-such-program"
+
+      assert {:error, %Sluice.Error{reason: :enoent}} = P.start_link(["/nonexistent/prog"])
+    end
+
+    @tag :tmp_dir
+    test "non-executable file and a directory", %{tmp_dir: dir} do
+      file = Path.join(dir, "plain.txt")
+      File.write!(file, "echo hi\n")
+      File.chmod!(file, 0o644)
+      assert {:error, %Sluice.Error{reason: :eacces, stage: :exec}} = P.start_link([file])
+      assert {:error, %Sluice.Error{reason: :eacces, stage: :exec}} = P.start_link([dir])
+    end
+
+    test "bad cwd" do
+      assert {:error, %Sluice.Error{reason: :enoent, stage: :chdir}} =
+               P.start_link(["true"], cd: "/nonexistent/dir")
+
+      assert {:error, %Sluice.Error{reason: :enotdir, stage: :chdir}} =
+               P.start_link(["true"], cd: "/etc/passwd")
+    end
+
+    test "the failure never becomes exit code 127 and nothing is left" do
+      for _ <- 1..20, do: {:error, _} = P.start_link(["sluice-no-such-program"])
+    end
+  end
+
+  describe "environment and cwd" do
+    test "env set, unset and clear" do
+      System.put_env("SLUICE_TEST_INHERITED", "yes")
+
+      {:ok, p} =
+        P.start_link(["sh", "-c", "echo $SLUICE_A-$SLUICE_TEST_INHERITED"],
+          env: %{"SLUICE_A" => "1"}
+        )
+
+      assert read_all(p) == "1-yes\n"
+
+      {:ok, p} =
+        P.start_link(["sh", "-c", "echo x${SLUICE_TEST_INHERITED}x"],
+          env: [{"SLUICE_TEST_INHERITED", nil}]
+        )
+
+      assert read_all(p) == "xx\n"
+
+      {:ok, p} = P.start_link(["/usr/bin/env"], clear_env: true, env: [{"ONLY", "this"}])
+      assert read_all(p) == "ONLY=this\n"
+    after
+      System.delete_env("SLUICE_TEST_INHERITED")
+    end
+
+    test "PATH comes from the program's environment" do
+      assert {:error, %Sluice.Error{reason: :enoent}} =
+               P.start_link(["true"], clear_env: true, env: %{"PATH" => "/nonexistent"})
+
+      {:ok, p} = P.start_link(["true"], clear_env: true)
+      assert {:ok, 0} = P.await_exit(p)
+    end
+
+    test "cd" do
+      {:ok, p} = P.start_link(["pwd"], cd: "/usr")
+      assert read_all(p) == "/usr\n"
+    end
+  end
+
+  describe "no leaks" do
+    test "200 runs leave the BEAM's fd count unchanged and no zombies" do
+      run = fn ->
+        {:ok, p} = P.start(["sh", "-c", "echo out; echo err >&2"], stderr: :consume)
+        "out\n" = read_all(p)
+        {:ok, 0} = P.stop(p)
+      end
+
+      run.()
+      baseline = beam_fd_count()
+      for _ <- 1..200, do: run.()
+
+      assert eventually(fn -> beam_fd_count() == baseline end),
+             "fds: #{beam_fd_count()} now, #{baseline} before"
+
+      assert zombies() == []
+    end
+
+    test "the program sees only fds 0, 1 and 2" do
+      {:ok, p} = P.start_link(["sh", "-c", "cd /proc/$$/fd && echo *"])
+      assert read_all(p) == "0 1 2\n"
+    end
+
+    test "the program is stopped when its owner exits" do
+      test = self()
+
+      owner =
+        spawn(fn ->
+          {:ok, p} = P.start_link(["sleep", "30"])
+          send(test, {:os_pid, P.os_pid(p)})
+          Process.sleep(:infinity)
+        end)
+
+      assert_receive {:os_pid, os_pid}
+      assert alive?(os_pid)
+      Process.exit(owner, :kill)
+      assert eventually(fn -> not alive?(os_pid) end)
+    end
+  end
+
+  describe "schedulers" do
+    test "200 idle readers do not delay the schedulers" do
+      procs =
+        for _ <- 1..200 do
+          {:ok, p} = P.start_link(["cat"])
+          Task.async(fn -> P.read(p) end)
+          p
+        end
+
+      lateness =
+        for _ <- 1..300 do
+          t0 = System.monotonic_time(:microsecond)
+          Process.sleep(1)
+          System.monotonic_time(:microsecond) - t0 - 1_000
+        end
+
+      worst = Enum.max(lateness)
+      assert worst < 50_000, "worst ping lateness #{worst} us"
+      Enum.each(procs, &P.close_stdin/1)
+    end
+  end
+
+  describe "bad arguments" do
+    test "raise ArgumentError naming the option" do
+      assert_raise ArgumentError, ~r/argv/, fn -> P.start_link("cat") end
+      assert_raise ArgumentError, ~r/argv/, fn -> P.start_link([]) end
+      assert_raise ArgumentError, ~r/argv/, fn -> P.start_link([:cat]) end
+      assert_raise ArgumentError, ~r/NUL/, fn -> P.start_link(["ca\0t"]) end
+      assert_raise ArgumentError, ~r/:cd/, fn -> P.start_link(["true"], cd: "a\0b") end
+      assert_raise ArgumentError, ~r/:env/, fn -> P.start_link(["true"], env: %{"A=B" => "1"}) end
+      assert_raise ArgumentError, ~r/:env/, fn -> P.start_link(["true"], env: %{"A" => "\0"}) end
+      assert_raise ArgumentError, ~r/:stderr/, fn -> P.start_link(["true"], stderr: :capture) end
+      assert_raise ArgumentError, ~r/:bogus/, fn -> P.start_link(["true"], bogus: 1) end
+
+      assert_raise ArgumentError, ~r/:kill_grace/, fn ->
+        P.start_link(["true"], kill_grace: -1)
+      end
+
+      assert_raise ArgumentError, ~r/timeout/, fn -> P.read(self(), 10, -5) end
+    end
+  end
+
+  defp collect_any(p, out, err) do
+    case P.read_any(p) do
+      {:ok, {:stdout, data}} -> collect_any(p, [out, data], err)
+      {:ok, {:stderr, data}} -> collect_any(p, out, [err, data])
+      :eof -> {IO.iodata_to_binary(out), IO.iodata_to_binary(err)}
+    end
+  end
+
+  defp read_bytes(_p, 0, acc), do: acc |> Enum.reverse() |> IO.iodata_to_binary()
+
+  defp read_bytes(p, left, acc) do
+    {:ok, data} = P.read(p, left)
+    read_bytes(p, left - byte_size(data), [data | acc])
+  end
+end
