@@ -34,6 +34,20 @@ defmodule Sluice.Process do
     * `:kill_grace` - ms between `kill_signal` and SIGKILL (default `5_000`).
     * `:pipe_size` - pipe capacity in bytes (`F_SETPIPE_SZ`); default the system's (64 KiB).
 
+  ## Active mode
+
+  Like `:gen_tcp`, a `Sluice.Process` can push output as messages instead of waiting for
+  `read/3` calls. `set_active(p, :once | n | false)` grants messages; the controlling process
+  (the owner, until `controlling_process/2`) receives:
+
+    * `{:sluice_stdout, p, data}` and `{:sluice_stderr, p, data}` (the latter with
+      `stderr: :consume`);
+    * `{:sluice_passive, p}` when a count `n` is used up;
+    * `{:sluice_exit, p, status}` once the output reached EOF and the program exited.
+
+  No more is read from the pipes than was granted, so back-pressure holds. While active,
+  `read/3` and friends return `{:error, :active}`.
+
   ## Exit status
 
   A status is the exit code (`0..255`) or `{:signal, name}`, such as `{:signal, :sigkill}`.
@@ -63,7 +77,10 @@ defmodule Sluice.Process do
     :stdout,
     :stderr,
     :kill,
+    :controller,
     status: nil,
+    active: false,
+    exit_sent: false,
     eof: %{stdout: false, stderr: false},
     reads: [],
     writes: :queue.new(),
@@ -265,6 +282,38 @@ defmodule Sluice.Process do
     GenServer.call(p, {:await_exit, Options.timeout!(timeout)}, :infinity)
   end
 
+  @doc """
+  Switches active mode: `:once` delivers one output message, a positive integer `n`
+  delivers `n` and then sends `{:sluice_passive, p}`, `false` stops deliveries.
+
+      iex> {:ok, p} = Sluice.Process.start_link(["echo", "hi"])
+      iex> Sluice.Process.set_active(p, :once)
+      :ok
+      iex> receive do {:sluice_stdout, ^p, data} -> data end
+      "hi\n"
+  """
+  @spec set_active(t, :once | pos_integer | false) :: :ok
+  def set_active(p, mode) when mode in [:once, false] or (is_integer(mode) and mode > 0) do
+    GenServer.call(p, {:set_active, mode})
+  end
+
+  def set_active(_p, mode) do
+    raise ArgumentError,
+          "active mode must be :once, a positive integer or false, got: #{inspect(mode)}"
+  end
+
+  @doc """
+  Makes `pid` the receiver of active-mode messages. Only the current controlling process
+  may hand them over; others get `{:error, :not_owner}`.
+
+      iex> {:ok, p} = Sluice.Process.start_link(["true"])
+      iex> Sluice.Process.controlling_process(p, self())
+      :ok
+  """
+  @spec controlling_process(t, pid) :: :ok | {:error, :not_owner}
+  def controlling_process(p, pid) when is_pid(pid),
+    do: GenServer.call(p, {:controlling_process, pid})
+
   ## Server
 
   @impl true
@@ -281,6 +330,7 @@ defmodule Sluice.Process do
            id: id,
            os_pid: os_pid,
            owner: owner,
+           controller: owner,
            kill: kill,
            stdin: stdin,
            stdout: stdout,
@@ -295,6 +345,11 @@ defmodule Sluice.Process do
 
   @impl true
   def handle_call(:os_pid, _from, s), do: {:reply, s.os_pid, s}
+
+  def handle_call({:read, _source, _max, _timeout}, _from, %{active: active} = s)
+      when active != false do
+    {:reply, {:error, :active}, s}
+  end
 
   def handle_call({:read, :stderr, _max, _timeout}, _from, %{stderr: nil} = s) do
     {:reply, {:error, :not_captured}, s}
@@ -312,6 +367,16 @@ defmodule Sluice.Process do
   def handle_call({:write, data, timeout}, from, s) do
     request = %{from: from, data: data, timer: timer(timeout, :write)}
     {:noreply, serve_writes(%{s | writes: :queue.in(request, s.writes)})}
+  end
+
+  def handle_call({:set_active, mode}, _from, s) do
+    {:reply, :ok, deliver(%{s | active: mode})}
+  end
+
+  def handle_call({:controlling_process, pid}, {caller, _}, s) do
+    if caller == s.controller,
+      do: {:reply, :ok, %{s | controller: pid}},
+      else: {:reply, {:error, :not_owner}, s}
   end
 
   def handle_call(:close_stdin, _from, s), do: {:reply, :ok, close_stdin_now(s)}
@@ -344,12 +409,14 @@ defmodule Sluice.Process do
   end
 
   @impl true
-  def handle_info({:select, _fd, _ref, :ready_input}, s), do: {:noreply, serve_reads(s)}
+  def handle_info({:select, _fd, _ref, :ready_input}, s),
+    do: {:noreply, s |> serve_reads() |> deliver()}
+
   def handle_info({:select, _fd, _ref, :ready_output}, s), do: {:noreply, serve_writes(s)}
 
   def handle_info({:sluice_exit, id, status}, %{id: id} = s) do
     Enum.each(s.exit_waiters, &reply(&1, {:ok, status}))
-    s = %{s | status: status, exit_waiters: []}
+    s = deliver(%{s | status: status, exit_waiters: []})
 
     case s.stop_waiters do
       [] ->
@@ -434,6 +501,68 @@ defmodule Sluice.Process do
 
   defp fd(s, :stdout), do: s.stdout
   defp fd(s, :stderr), do: s.stderr
+
+  ## Active mode
+
+  # Reads and sends as many messages as were granted; never more, so a controller that
+  # stops granting stops the program (back-pressure).
+  defp deliver(%{active: false} = s), do: s
+
+  defp deliver(s) do
+    case open_sources(s) do
+      [] ->
+        maybe_send_exit(s)
+
+      sources ->
+        case Enum.find_value(sources, &ready_chunk(s, &1)) do
+          nil -> s
+          {:eof, src} -> deliver(%{s | eof: Map.put(s.eof, src, true)})
+          {:data, src, data} -> s |> send_output(src, data) |> deliver()
+          {:error, _src, _reason} -> s
+        end
+    end
+  end
+
+  defp open_sources(s), do: Enum.reject([:stdout, :stderr], &s.eof[&1])
+
+  defp ready_chunk(s, src) do
+    case Native.read(fd(s, src), 65_536) do
+      {:ok, data} -> {:data, src, data}
+      :eof -> close_source(s, src)
+      {:error, :eagain} -> nil
+      {:error, reason} -> {:error, src, reason}
+    end
+  end
+
+  defp close_source(s, src) do
+    Native.close(fd(s, src))
+    {:eof, src}
+  end
+
+  defp send_output(s, src, data) do
+    tag = if src == :stdout, do: :sluice_stdout, else: :sluice_stderr
+    send(s.controller, {tag, self(), data})
+
+    case s.active do
+      :once ->
+        %{s | active: false}
+
+      1 ->
+        send(s.controller, {:sluice_passive, self()})
+        %{s | active: false}
+
+      n ->
+        %{s | active: n - 1}
+    end
+  end
+
+  defp maybe_send_exit(%{status: nil} = s), do: s
+  defp maybe_send_exit(%{exit_sent: true} = s), do: s
+
+  defp maybe_send_exit(s) do
+    send(s.controller, {:sluice_exit, self(), s.status})
+    %{s | exit_sent: true}
+  end
 
   ## Writes
 

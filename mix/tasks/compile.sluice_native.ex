@@ -30,6 +30,8 @@ defmodule Mix.Tasks.Compile.SluiceNative do
       {out, 0} ->
         IO.write(out)
         install(Path.join([native, "target", profile]), Path.join([root, "priv", "native"]))
+        # Links priv/ into _build, in case it did not exist when Mix built the structure.
+        Mix.Project.build_structure()
         {:ok, []}
 
       {out, status} ->

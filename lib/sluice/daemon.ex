@@ -1,0 +1,155 @@
+defmodule Sluice.Daemon do
+  @moduledoc """
+  A long-lived program under a supervisor.
+
+      children = [
+        {Sluice.Daemon, argv: ["redis-server", "--port", "7000"], name: MyApp.Redis}
+      ]
+
+  Each line the program writes (stdout and stderr) goes to `Logger` at the `:log` level,
+  with metadata `os_pid` and `stream`. When the program exits, the daemon exits with reason
+  `{:program_exited, status}`, so its supervisor restarts it. Stopping the daemon (or its
+  supervisor) stops the program's process group: `kill_signal`, then SIGKILL after
+  `kill_grace`.
+
+  ## Options
+
+    * `:argv` (required) - the program and its arguments.
+    * `:name` - a name to register the daemon under.
+    * `:log` - a Logger level (default `:info`), or `false` to discard output.
+    * every `Sluice.Process` option except `:stderr` (`:cd`, `:env`, `:kill_grace`, ...).
+  """
+  use GenServer
+
+  require Logger
+
+  alias Sluice.Lines
+  alias Sluice.Process, as: P
+
+  @levels [:emergency, :alert, :critical, :error, :warning, :notice, :info, :debug]
+
+  @doc """
+  A child spec; `:restart` and `:shutdown` may be overridden like for any GenServer.
+
+      iex> Sluice.Daemon.child_spec(argv: ["sleep", "1"]).shutdown
+      6000
+  """
+  @spec child_spec(keyword) :: Supervisor.child_spec()
+  def child_spec(opts) do
+    grace = Keyword.get(opts, :kill_grace, 5_000)
+
+    %{
+      id: Keyword.get(opts, :name, __MODULE__),
+      start: {__MODULE__, :start_link, [opts]},
+      # Long enough for the program to end within its kill grace.
+      shutdown: grace + 1_000
+    }
+  end
+
+  @doc """
+  Starts the daemon and its program, linked to the caller.
+
+      iex> {:ok, d} = Sluice.Daemon.start_link(argv: ["sleep", "10"], log: false)
+      iex> is_integer(Sluice.Daemon.os_pid(d))
+      true
+      iex> GenServer.stop(d)
+      :ok
+  """
+  @spec start_link(keyword) :: GenServer.on_start()
+  def start_link(opts) do
+    unless Keyword.keyword?(opts) and Keyword.has_key?(opts, :argv) do
+      raise ArgumentError, "Sluice.Daemon needs the option :argv, got: #{inspect(opts)}"
+    end
+
+    {name, opts} = Keyword.pop(opts, :name)
+    {log, opts} = Keyword.pop(opts, :log, :info)
+    {argv, opts} = Keyword.pop(opts, :argv)
+
+    unless log == false or log in @levels do
+      raise ArgumentError,
+            "invalid value for option :log: expected a Logger level or false, got: #{inspect(log)}"
+    end
+
+    if Keyword.has_key?(opts, :stderr) do
+      raise ArgumentError, "Sluice.Daemon does not take :stderr: it logs both streams"
+    end
+
+    # Validate in the caller, so mistakes raise here rather than crash the daemon.
+    P.prepare!(argv, [{:stderr, :consume} | opts], "Sluice.Daemon.start_link/1")
+    server_opts = if name, do: [name: name], else: []
+    GenServer.start_link(__MODULE__, {argv, log, [{:stderr, :consume} | opts]}, server_opts)
+  end
+
+  @doc "The OS pid of the daemon's program."
+  @spec os_pid(GenServer.server()) :: pos_integer
+  def os_pid(daemon), do: GenServer.call(daemon, :os_pid)
+
+  @impl true
+  def init({argv, log, opts}) do
+    Process.flag(:trap_exit, true)
+
+    case P.start_link(argv, opts) do
+      {:ok, p} ->
+        :ok = P.set_active(p, 64)
+        grace = Keyword.get(opts, :kill_grace, 5_000)
+
+        {:ok,
+         %{
+           p: p,
+           os_pid: P.os_pid(p),
+           log: log,
+           grace: grace,
+           lines: %{stdout: Lines.new(), stderr: Lines.new()}
+         }}
+
+      {:error, error} ->
+        {:stop, error}
+    end
+  end
+
+  @impl true
+  def handle_call(:os_pid, _from, st), do: {:reply, st.os_pid, st}
+
+  @impl true
+  def handle_info({:sluice_stdout, p, data}, %{p: p} = st), do: {:noreply, log(st, :stdout, data)}
+  def handle_info({:sluice_stderr, p, data}, %{p: p} = st), do: {:noreply, log(st, :stderr, data)}
+
+  def handle_info({:sluice_passive, p}, %{p: p} = st) do
+    :ok = P.set_active(p, 64)
+    {:noreply, st}
+  end
+
+  def handle_info({:sluice_exit, p, status}, %{p: p} = st) do
+    st = Enum.reduce([:stdout, :stderr], st, &flush/2)
+    {:stop, {:program_exited, status}, st}
+  end
+
+  def handle_info({:EXIT, p, reason}, %{p: p} = st), do: {:stop, reason, st}
+  def handle_info({:EXIT, _other, reason}, st), do: {:stop, reason, st}
+  def handle_info(_other, st), do: {:noreply, st}
+
+  @impl true
+  def terminate(_reason, st) do
+    if Process.alive?(st.p), do: P.stop(st.p, st.grace)
+    :ok
+  catch
+    :exit, _ -> :ok
+  end
+
+  defp log(st, stream, data) do
+    {lines, buffer} = Lines.split(st.lines[stream], data)
+    Enum.each(lines, &log_line(st, stream, &1))
+    put_in(st.lines[stream], buffer)
+  end
+
+  defp flush(stream, st) do
+    st.lines[stream] |> Lines.flush() |> Enum.each(&log_line(st, stream, &1))
+    put_in(st.lines[stream], Lines.new())
+  end
+
+  defp log_line(%{log: false}, _stream, _line), do: :ok
+
+  defp log_line(st, stream, line) do
+    Logger.log(st.log, line, os_pid: st.os_pid, stream: stream)
+  end
+end

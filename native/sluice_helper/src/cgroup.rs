@@ -1,0 +1,290 @@
+//! cgroup v2: finding a writable hierarchy, per-program cgroups, `cgroup.kill`, and the
+//! sweep of cgroups left behind by dead helpers.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::args::CgroupMode;
+use crate::procfs;
+
+/// The helper's cgroups: `root/h<pid>`, with one `p<id>` per program below it.
+#[derive(Debug)]
+pub struct Cgroups {
+    /// The directory reported in `hello`.
+    pub root: PathBuf,
+    /// `root/h<helper pid>`.
+    pub dir: PathBuf,
+}
+
+/// The cgroup2 mount point and the mount's root (the cgroup path it shows) from
+/// `/proc/self/mountinfo`.
+pub fn parse_mountinfo(s: &str) -> Option<(PathBuf, String)> {
+    for line in s.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        if fields.get(sep + 1) == Some(&"cgroup2") && fields.len() > 4 {
+            return Some((
+                PathBuf::from(unescape(fields[4])),
+                unescape(fields[3]),
+            ));
+        }
+    }
+    None
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The unified-hierarchy path from `/proc/self/cgroup` (the `0::` line).
+pub fn parse_own_cgroup(s: &str) -> Option<String> {
+    s.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| p.to_string())
+}
+
+/// The candidate roots for `auto`, in order: `<mount>/sluice`, `<mount><own>/sluice`.
+pub fn auto_candidates(mount: &Path, mount_root: &str, own: Option<&str>) -> Vec<PathBuf> {
+    let mut out = vec![mount.join("sluice")];
+    if let Some(own) = own {
+        // Our cgroup path is relative to the namespace root; the mount shows `mount_root`.
+        let rel = if mount_root != "/" {
+            own.strip_prefix(mount_root).unwrap_or(own)
+        } else {
+            own
+        };
+        let rel = rel.trim_start_matches('/');
+        if !rel.is_empty() {
+            out.push(mount.join(rel).join("sluice"));
+        }
+    }
+    out
+}
+
+/// `mkdir -p root` succeeds and a test child gets a `cgroup.kill` file.
+fn usable(root: &Path) -> bool {
+    if fs::create_dir_all(root).is_err() {
+        return false;
+    }
+    let probe = root.join(format!("probe-{}", std::process::id()));
+    if let Err(e) = fs::create_dir(&probe) {
+        if e.kind() != io::ErrorKind::AlreadyExists {
+            return false;
+        }
+    }
+    let ok = probe.join("cgroup.kill").exists();
+    let _ = fs::remove_dir(&probe);
+    ok
+}
+
+/// Picks the cgroup root for `mode`, or `None` to run without cgroups.
+pub fn detect(mode: &CgroupMode) -> Option<PathBuf> {
+    match mode {
+        CgroupMode::Off => None,
+        CgroupMode::Path(p) => {
+            if usable(p) {
+                Some(p.clone())
+            } else {
+                eprintln!(
+                    "sluice_helper: cgroup path {} is not a usable cgroup v2 directory; running without cgroups",
+                    p.display()
+                );
+                None
+            }
+        }
+        CgroupMode::Auto => {
+            let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+            let (mount, mount_root) = parse_mountinfo(&mountinfo)?;
+            let own = fs::read_to_string("/proc/self/cgroup")
+                .ok()
+                .and_then(|s| parse_own_cgroup(&s));
+            auto_candidates(&mount, &mount_root, own.as_deref())
+                .into_iter()
+                .find(|c| usable(c))
+        }
+    }
+}
+
+impl Cgroups {
+    /// Creates `root/h<pid>`.
+    pub fn setup(root: PathBuf, helper_pid: i32) -> io::Result<Cgroups> {
+        let dir = root.join(format!("h{helper_pid}"));
+        match fs::create_dir(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        Ok(Cgroups { root, dir })
+    }
+
+    /// Creates the program's cgroup and opens its `cgroup.procs` for the child to join.
+    pub fn create_program(&self, id: u64) -> io::Result<(PathBuf, OwnedFd)> {
+        let dir = self.dir.join(format!("p{id}"));
+        match fs::create_dir(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        // std opens with O_CLOEXEC.
+        match OpenOptions::new().write(true).open(dir.join("cgroup.procs")) {
+            Ok(f) => Ok((dir, f.into())),
+            Err(e) => {
+                let _ = fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Writes `1` to `cgroup.kill`: SIGKILL to every process in the subtree.
+pub fn kill(dir: &Path) -> io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.kill"))?
+        .write_all(b"1")
+}
+
+/// `populated` from `cgroup.events`: whether any process is left in the subtree.
+pub fn populated(dir: &Path) -> io::Result<bool> {
+    let s = fs::read_to_string(dir.join("cgroup.events"))?;
+    Ok(parse_populated(&s).unwrap_or(true))
+}
+
+fn parse_populated(s: &str) -> Option<bool> {
+    s.lines()
+        .find_map(|l| l.strip_prefix("populated "))
+        .map(|v| v.trim() != "0")
+}
+
+/// Removes a cgroup directory and any child cgroups, deepest first.
+pub fn remove_tree(dir: &Path) -> io::Result<()> {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                let _ = remove_tree(&e.path());
+            }
+        }
+    }
+    fs::remove_dir(dir)
+}
+
+/// Waits up to `timeout` for a cgroup to become empty.
+pub fn wait_empty(dir: &Path, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        match populated(dir) {
+            Ok(false) | Err(_) => return true,
+            Ok(true) if Instant::now() >= end => return false,
+            Ok(true) => sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+fn is_live_helper(pid: i32) -> bool {
+    // kill(pid, 0) says whether the pid exists; comm says whether it is still a helper.
+    let exists = !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    );
+    exists && procfs::comm(pid).as_deref() == Some("sluice_helper")
+}
+
+/// Kills and removes every `h<pid>` under `root` whose helper is gone (or is us: a stale
+/// directory with our pid is from a dead predecessor).
+pub fn sweep(root: &Path, own_pid: i32) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('h'))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid != own_pid && is_live_helper(pid) {
+            continue;
+        }
+        let dir = e.path();
+        let _ = kill(&dir);
+        if !wait_empty(&dir, Duration::from_secs(1)) {
+            eprintln!("sluice_helper: stale cgroup {} did not empty", dir.display());
+        }
+        if let Err(err) = remove_tree(&dir) {
+            eprintln!("sluice_helper: cannot remove stale cgroup {}: {err}", dir.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+22 1 0:21 / /proc rw,nosuid - proc proc rw
+30 25 0:26 / /sys/fs/cgroup ro,nosuid shared:9 - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
+32 30 0:28 / /sys/fs/cgroup/systemd rw shared:11 - cgroup cgroup rw,name=systemd
+";
+
+    #[test]
+    fn finds_cgroup2_mount() {
+        assert_eq!(
+            parse_mountinfo(MOUNTINFO),
+            Some((PathBuf::from("/sys/fs/cgroup/unified"), "/".to_string()))
+        );
+        assert_eq!(parse_mountinfo("22 1 0:21 / /proc rw - proc proc rw\n"), None);
+        let escaped = "31 30 0:27 /x /mnt/my\\040cg rw shared:1 - cgroup2 none rw\n";
+        assert_eq!(
+            parse_mountinfo(escaped),
+            Some((PathBuf::from("/mnt/my cg"), "/x".to_string()))
+        );
+    }
+
+    #[test]
+    fn own_cgroup_and_candidates() {
+        let s = "12:pids:/user.slice\n1:name=systemd:/user.slice/x\n0::/user.slice/x.scope\n";
+        assert_eq!(parse_own_cgroup(s).as_deref(), Some("/user.slice/x.scope"));
+        assert_eq!(parse_own_cgroup("1:cpu:/\n"), None);
+        let m = Path::new("/sys/fs/cgroup");
+        assert_eq!(
+            auto_candidates(m, "/", Some("/user.slice/x.scope")),
+            vec![
+                PathBuf::from("/sys/fs/cgroup/sluice"),
+                PathBuf::from("/sys/fs/cgroup/user.slice/x.scope/sluice")
+            ]
+        );
+        assert_eq!(auto_candidates(m, "/", Some("/")).len(), 1);
+        assert_eq!(
+            auto_candidates(m, "/ns", Some("/ns/a"))[1],
+            PathBuf::from("/sys/fs/cgroup/a/sluice")
+        );
+    }
+
+    #[test]
+    fn parses_events() {
+        assert_eq!(parse_populated("populated 0\nfrozen 0\n"), Some(false));
+        assert_eq!(parse_populated("populated 1\nfrozen 0\n"), Some(true));
+        assert_eq!(parse_populated(""), None);
+    }
+}

@@ -1,0 +1,427 @@
+//! fork/exec of one program: pipes, cgroup, the child's set-up before `execve`, and the
+//! error pipe that reports exec failures precisely.
+
+use std::ffi::{CStr, CString};
+use std::fs::OpenOptions;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::ptr;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use sluice_protocol::frame::{SpawnSpec, StderrMode};
+
+use crate::cgroup::Cgroups;
+use crate::errors::{describe, errno_name};
+
+/// The PATH used when the program's environment has none.
+pub const DEFAULT_PATH: &[u8] = b"/usr/local/bin:/usr/bin:/bin";
+
+/// A running program.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Leader pid, also its process group id.
+    pub pid: i32,
+    /// stdin (write end), stdout (read end) and, with `stderr: :pipe`, stderr (read end).
+    pub beam_fds: Vec<OwnedFd>,
+    pub cgroup: Option<PathBuf>,
+}
+
+/// A spawn that did not produce a running program.
+#[derive(Debug)]
+pub struct SpawnFailure {
+    pub errno: Errno,
+    pub stage: &'static str,
+    pub detail: String,
+    /// Set when the child was forked and failed before exec: it is reaped silently.
+    pub pid: Option<i32>,
+    /// The program's cgroup, to remove once the child is reaped.
+    pub cgroup: Option<PathBuf>,
+}
+
+impl SpawnFailure {
+    fn before_fork(errno: Errno, stage: &'static str, what: &str) -> SpawnFailure {
+        SpawnFailure {
+            errno,
+            stage,
+            detail: format!("{what}: {} ({})", describe(errno), errno_name(errno)),
+            pid: None,
+            cgroup: None,
+        }
+    }
+
+    /// The errno name for the reply.
+    pub fn errno_name(&self) -> String {
+        errno_name(self.errno)
+    }
+}
+
+// Stage codes written by the child to the error pipe.
+const STAGE_CGROUP: u8 = 1;
+const STAGE_SETUP: u8 = 2;
+const STAGE_CHDIR: u8 = 3;
+const STAGE_EXEC: u8 = 4;
+
+fn stage_name(code: u8) -> &'static str {
+    match code {
+        STAGE_CGROUP => "cgroup",
+        STAGE_CHDIR => "chdir",
+        STAGE_EXEC => "exec",
+        _ => "setup",
+    }
+}
+
+/// The files `execve` is tried on, in order: `argv0` itself when it has a slash, else each
+/// PATH entry (from the program's environment) joined with it, an empty entry meaning the
+/// current directory, like `execvp`.
+pub fn path_candidates(argv0: &[u8], env: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    if argv0.is_empty() {
+        return Vec::new();
+    }
+    if argv0.contains(&b'/') {
+        return vec![argv0.to_vec()];
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix(b"PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    path.split(|b| *b == b':')
+        .map(|dir| {
+            if dir.is_empty() {
+                argv0.to_vec()
+            } else {
+                let mut p = dir.to_vec();
+                if !p.ends_with(b"/") {
+                    p.push(b'/');
+                }
+                p.extend_from_slice(argv0);
+                p
+            }
+        })
+        .collect()
+}
+
+fn cstrings(items: &[Vec<u8>]) -> Option<Vec<CString>> {
+    items.iter().map(|i| CString::new(i.clone()).ok()).collect()
+}
+
+fn null_terminated(items: &[CString]) -> Vec<*const libc::c_char> {
+    items
+        .iter()
+        .map(|c| c.as_ptr())
+        .chain(std::iter::once(ptr::null()))
+        .collect()
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnFailure> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| SpawnFailure::before_fork(e, "pipe", "cannot create a pipe"))
+}
+
+fn set_pipe_size(fd: &OwnedFd, size: Option<usize>) {
+    if let Some(size) = size {
+        let size = size.min(i32::MAX as usize) as libc::c_int;
+        // SAFETY: F_SETPIPE_SZ on a pipe fd we own; failure is harmless and ignored.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
+    }
+}
+
+/// Everything the child needs, prepared before fork so the child does not allocate.
+struct ChildPlan<'a> {
+    procs_fd: RawFd,
+    stdin_r: RawFd,
+    stdout_w: RawFd,
+    /// -1: keep the helper's fd 2.
+    stderr_w: RawFd,
+    err_w: RawFd,
+    helper_pid: libc::pid_t,
+    cd: Option<&'a CStr>,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    candidates: &'a [*const libc::c_char],
+}
+
+fn errno() -> i32 {
+    Errno::last_raw()
+}
+
+/// Reports a failure on the error pipe and exits. Async-signal-safe only.
+fn child_fail(err_w: RawFd, stage: u8, errno: i32) -> ! {
+    let e = errno.to_le_bytes();
+    let msg = [stage, e[0], e[1], e[2], e[3]];
+    // SAFETY: plain write/_exit on an fd we own in the forked child.
+    unsafe {
+        libc::write(err_w, msg.as_ptr().cast(), msg.len());
+        libc::_exit(127)
+    }
+}
+
+/// Runs in the forked child: only async-signal-safe calls, no allocation.
+fn run_child(p: &ChildPlan) -> ! {
+    // SAFETY: the calls below are raw syscalls on fds and pointers prepared by the parent,
+    // all valid in the child's copy of the address space; nothing here allocates or locks.
+    unsafe {
+        if p.procs_fd >= 0 && libc::write(p.procs_fd, b"0".as_ptr().cast(), 1) != 1 {
+            child_fail(p.err_w, STAGE_CGROUP, errno());
+        }
+        // Own session and process group: the group is what signals target.
+        libc::setsid();
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            child_fail(p.err_w, STAGE_SETUP, errno());
+        }
+        // The helper may have died before PDEATHSIG was armed.
+        if libc::getppid() != p.helper_pid {
+            libc::_exit(1);
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, ptr::null_mut());
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                // Invalid or reserved numbers fail harmlessly.
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        // All sources are >= 3 (fds 0-2 are kept open in the helper), so no dup2 clobbers
+        // another source. dup2 clears FD_CLOEXEC on the target.
+        if libc::dup2(p.stdin_r, 0) < 0 || libc::dup2(p.stdout_w, 1) < 0 {
+            child_fail(p.err_w, STAGE_SETUP, errno());
+        }
+        if p.stderr_w >= 0 && libc::dup2(p.stderr_w, 2) < 0 {
+            child_fail(p.err_w, STAGE_SETUP, errno());
+        }
+        // Nothing else the helper holds may leak into the program (fds inherited from the
+        // BEAM included); errors (old kernels) are ignored.
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        if let Some(cd) = p.cd {
+            if libc::chdir(cd.as_ptr()) != 0 {
+                child_fail(p.err_w, STAGE_CHDIR, errno());
+            }
+        }
+        // execvp's rules: EACCES wins if seen, ENOENT-like errors move on, anything else
+        // stops the search.
+        let mut seen_eacces = false;
+        let mut last = libc::ENOENT;
+        for &file in p.candidates {
+            libc::execve(file, p.argv.as_ptr(), p.envp.as_ptr());
+            last = errno();
+            match last {
+                libc::EACCES => seen_eacces = true,
+                libc::ENOENT
+                | libc::ENOTDIR
+                | libc::ESTALE
+                | libc::ENODEV
+                | libc::ETIMEDOUT
+                | libc::ELOOP
+                | libc::ENAMETOOLONG => {}
+                _ => break,
+            }
+        }
+        let e = if seen_eacces && matches!(last, libc::ENOENT | libc::ENOTDIR) {
+            libc::EACCES
+        } else {
+            last
+        };
+        child_fail(p.err_w, STAGE_EXEC, e)
+    }
+}
+
+/// Reads the error pipe to EOF: `None` when the exec succeeded (the pipe closed on exec).
+fn read_error_pipe(fd: &OwnedFd) -> Option<(u8, i32)> {
+    let mut buf = [0u8; 5];
+    let mut got = 0;
+    loop {
+        // SAFETY: reading into the unfilled tail of a local buffer.
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                buf[got..].as_mut_ptr().cast(),
+                buf.len() - got,
+            )
+        };
+        match Errno::result(n) {
+            Ok(0) => break,
+            Ok(n) => {
+                got += n as usize;
+                if got == buf.len() {
+                    break;
+                }
+            }
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    (got == buf.len()).then(|| (buf[0], i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]])))
+}
+
+/// Starts one program.
+pub fn spawn(
+    id: u64,
+    spec: &SpawnSpec,
+    helper_pid: i32,
+    cgroups: Option<&Cgroups>,
+) -> Result<Spawned, SpawnFailure> {
+    let bad = |stage, what: &str| SpawnFailure::before_fork(Errno::EINVAL, stage, what);
+    if spec.argv.is_empty() {
+        return Err(bad("argv", "argv is empty"));
+    }
+    let program = String::from_utf8_lossy(&spec.argv[0]).into_owned();
+    let argv = cstrings(&spec.argv).ok_or_else(|| bad("argv", "argv contains a NUL byte"))?;
+    let env = cstrings(&spec.env).ok_or_else(|| bad("env", "env contains a NUL byte"))?;
+    let cd = match &spec.cd {
+        Some(c) => Some(CString::new(c.clone()).map_err(|_| bad("chdir", "cd contains a NUL"))?),
+        None => None,
+    };
+    let candidates = cstrings(&path_candidates(&spec.argv[0], &spec.env))
+        .ok_or_else(|| bad("argv", "argv contains a NUL byte"))?;
+    let argv_p = null_terminated(&argv);
+    let envp_p = null_terminated(&env);
+    let cand_p: Vec<*const libc::c_char> = candidates.iter().map(|c| c.as_ptr()).collect();
+
+    let (stdin_r, stdin_w) = pipe()?;
+    let (stdout_r, stdout_w) = pipe()?;
+    set_pipe_size(&stdin_w, spec.pipe_size);
+    set_pipe_size(&stdout_r, spec.pipe_size);
+    // (BEAM's read end, child's write end) for a separate stderr pipe; /dev/null's fd.
+    let mut stderr_pipe = None;
+    let mut devnull = None;
+    match spec.stderr {
+        StderrMode::Pipe => {
+            let (r, w) = pipe()?;
+            set_pipe_size(&r, spec.pipe_size);
+            stderr_pipe = Some((r, w));
+        }
+        StderrMode::Null => {
+            // std opens with O_CLOEXEC.
+            let f = OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .map_err(|e| {
+                    let e = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                    SpawnFailure::before_fork(e, "pipe", "cannot open /dev/null")
+                })?;
+            devnull = Some(OwnedFd::from(f));
+        }
+        StderrMode::Stdout | StderrMode::Inherit => {}
+    }
+    let stderr_w = match spec.stderr {
+        StderrMode::Pipe => stderr_pipe.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
+        StderrMode::Stdout => stdout_w.as_raw_fd(),
+        StderrMode::Null => devnull.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        StderrMode::Inherit => -1,
+    };
+    let (err_r, err_w) = pipe()?;
+
+    let (cgroup_dir, procs) = match cgroups {
+        Some(cg) => match cg.create_program(id) {
+            Ok((dir, fd)) => (Some(dir), Some(fd)),
+            Err(e) => {
+                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                return Err(SpawnFailure::before_fork(
+                    errno,
+                    "cgroup",
+                    &format!("cannot create cgroup {}/p{id}", cg.dir.display()),
+                ));
+            }
+        },
+        None => (None, None),
+    };
+    let remove_cgroup = |dir: &Option<PathBuf>| {
+        if let Some(d) = dir {
+            let _ = std::fs::remove_dir(d);
+        }
+    };
+
+    let plan = ChildPlan {
+        procs_fd: procs.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        stdin_r: stdin_r.as_raw_fd(),
+        stdout_w: stdout_w.as_raw_fd(),
+        stderr_w,
+        err_w: err_w.as_raw_fd(),
+        helper_pid,
+        cd: cd.as_deref(),
+        argv: &argv_p,
+        envp: &envp_p,
+        candidates: &cand_p,
+    };
+
+    // SAFETY: the helper is single-threaded, so the child may run any code; it still only
+    // makes async-signal-safe calls on data prepared above.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let e = Errno::last();
+        remove_cgroup(&cgroup_dir);
+        return Err(SpawnFailure::before_fork(e, "fork", "fork failed"));
+    }
+    if pid == 0 {
+        run_child(&plan);
+    }
+
+    // Parent: the child's ends must go, or EOFs never arrive.
+    drop((stdin_r, stdout_w, err_w, procs, devnull));
+    let stderr_r = stderr_pipe.map(|(r, w)| {
+        drop(w);
+        r
+    });
+
+    if let Some((stage, raw)) = read_error_pipe(&err_r) {
+        let errno = Errno::from_raw(raw);
+        let stage = stage_name(stage);
+        let what = match stage {
+            "chdir" => format!(
+                "chdir to {:?} for {program:?} failed",
+                String::from_utf8_lossy(spec.cd.as_deref().unwrap_or_default())
+            ),
+            "exec" => format!("cannot execute {program:?}"),
+            "cgroup" => format!("cannot join cgroup for {program:?}"),
+            _ => format!("child set-up for {program:?} failed"),
+        };
+        return Err(SpawnFailure {
+            errno,
+            stage,
+            detail: format!("{what}: {} ({})", describe(errno), errno_name(errno)),
+            pid: Some(pid),
+            cgroup: cgroup_dir,
+        });
+    }
+
+    let mut beam_fds = vec![stdin_w, stdout_r];
+    beam_fds.extend(stderr_r);
+    let _ = std::path::Path::new(std::ffi::OsStr::from_bytes(b"")); // keep OsStrExt in use
+    Ok(Spawned {
+        pid,
+        beam_fds,
+        cgroup: cgroup_dir,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn candidates() {
+        assert_eq!(path_candidates(b"/bin/ls", &[]), vec![v("/bin/ls")]);
+        assert_eq!(path_candidates(b"./x", &[]), vec![v("./x")]);
+        assert!(path_candidates(b"", &[]).is_empty());
+        assert_eq!(
+            path_candidates(b"ls", &[]),
+            vec![v("/usr/local/bin/ls"), v("/usr/bin/ls"), v("/bin/ls")]
+        );
+        assert_eq!(
+            path_candidates(b"ls", &[v("HOME=/"), v("PATH=/a/:/b::/c")]),
+            vec![v("/a/ls"), v("/b/ls"), v("ls"), v("/c/ls")]
+        );
+        assert_eq!(path_candidates(b"ls", &[v("PATH=")]), vec![v("ls")]);
+    }
+}

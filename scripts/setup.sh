@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what Sluice needs to build on Debian 12 (run as root): Erlang/Elixir from Debian's
+# packages when mix is missing, and checks for a Rust toolchain with clippy and rustfmt.
+set -euo pipefail
+
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+
+if ! command -v mix >/dev/null 2>&1 || ! [ -d /usr/lib/erlang/usr/include ]; then
+  echo "==> installing Erlang and Elixir from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq elixir erlang-dev erlang-xmerl >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: Sluice needs Rust >= 1.91 (rustup), with clippy and rustfmt" >&2
+  exit 1
+fi
+
+# Elixir's own build tools, without hex.
+mix local.rebar --force --if-missing >/dev/null 2>&1 || true

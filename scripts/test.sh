@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every check and test of Sluice: formatting, clippy, cargo test, mix test, and the
+# benchmark suite in --quick mode (a smoke test of the suite, never a timing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+export MIX_ENV=test
+
+echo "==> mix format --check-formatted"
+mix format --check-formatted
+echo "==> cargo fmt --check"
+(cd native && cargo fmt --all --check)
+echo "==> cargo clippy -- -D warnings"
+(cd native && cargo clippy --locked --workspace --all-targets --quiet -- -D warnings)
+echo "==> cargo test"
+(cd native && cargo test --locked --workspace --quiet 2>&1)
+echo "==> mix test"
+mix compile --warnings-as-errors
+mix test --include external_vm
