@@ -93,7 +93,14 @@ mod tests {
 
     #[test]
     fn parses_all_forms() {
-        let a = p(&["--beam-pid", "12", "--cgroup", "off", "--shutdown-grace-ms=250"]).unwrap();
+        let a = p(&[
+            "--beam-pid",
+            "12",
+            "--cgroup",
+            "off",
+            "--shutdown-grace-ms=250",
+        ])
+        .unwrap();
         assert_eq!(a.beam_pid, 12);
         assert_eq!(a.cgroup, CgroupMode::Off);
         assert_eq!(a.shutdown_grace, Duration::from_millis(250));

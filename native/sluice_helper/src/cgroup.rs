@@ -29,10 +29,7 @@ pub fn parse_mountinfo(s: &str) -> Option<(PathBuf, String)> {
             continue;
         };
         if fields.get(sep + 1) == Some(&"cgroup2") && fields.len() > 4 {
-            return Some((
-                PathBuf::from(unescape(fields[4])),
-                unescape(fields[3]),
-            ));
+            return Some((PathBuf::from(unescape(fields[4])), unescape(fields[3])));
         }
     }
     None
@@ -44,8 +41,13 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             out.push(v as u8);
             i += 4;
         } else {
@@ -144,7 +146,10 @@ impl Cgroups {
             _ => {}
         }
         // std opens with O_CLOEXEC.
-        match OpenOptions::new().write(true).open(dir.join("cgroup.procs")) {
+        match OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+        {
             Ok(f) => Ok((dir, f.into())),
             Err(e) => {
                 let _ = fs::remove_dir(&dir);
@@ -228,10 +233,16 @@ pub fn sweep(root: &Path, own_pid: i32) {
         let dir = e.path();
         let _ = kill(&dir);
         if !wait_empty(&dir, Duration::from_secs(1)) {
-            eprintln!("sluice_helper: stale cgroup {} did not empty", dir.display());
+            eprintln!(
+                "sluice_helper: stale cgroup {} did not empty",
+                dir.display()
+            );
         }
         if let Err(err) = remove_tree(&dir) {
-            eprintln!("sluice_helper: cannot remove stale cgroup {}: {err}", dir.display());
+            eprintln!(
+                "sluice_helper: cannot remove stale cgroup {}: {err}",
+                dir.display()
+            );
         }
     }
 }
@@ -253,7 +264,10 @@ mod tests {
             parse_mountinfo(MOUNTINFO),
             Some((PathBuf::from("/sys/fs/cgroup/unified"), "/".to_string()))
         );
-        assert_eq!(parse_mountinfo("22 1 0:21 / /proc rw - proc proc rw\n"), None);
+        assert_eq!(
+            parse_mountinfo("22 1 0:21 / /proc rw - proc proc rw\n"),
+            None
+        );
         let escaped = "31 30 0:27 /x /mnt/my\\040cg rw shared:1 - cgroup2 none rw\n";
         assert_eq!(
             parse_mountinfo(escaped),

@@ -11,11 +11,6 @@ pub fn errno_name(e: Errno) -> String {
     }
 }
 
-/// [`errno_name`] for a raw value.
-pub fn raw_errno_name(raw: i32) -> String {
-    errno_name(Errno::from_raw(raw))
-}
-
 /// `strerror` text.
 pub fn describe(e: Errno) -> &'static str {
     e.desc()
@@ -33,8 +28,8 @@ mod tests {
         assert_eq!(errno_name(Errno::E2BIG), "E2BIG");
         assert_eq!(errno_name(Errno::EMFILE), "EMFILE");
         assert_eq!(errno_name(Errno::EAGAIN), "EAGAIN");
-        assert_eq!(raw_errno_name(libc::ENFILE), "ENFILE");
-        assert_eq!(raw_errno_name(99999), "EUNKNOWN");
+        assert_eq!(errno_name(Errno::from_raw(libc::ENFILE)), "ENFILE");
+        assert_eq!(errno_name(Errno::from_raw(99999)), "EUNKNOWN");
         assert_eq!(describe(Errno::ENOENT), "No such file or directory");
     }
 }

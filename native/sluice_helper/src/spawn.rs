@@ -4,7 +4,6 @@
 use std::ffi::{CStr, CString};
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::ptr;
 
@@ -167,7 +166,14 @@ fn run_child(p: &ChildPlan) -> ! {
         }
         // Own session and process group: the group is what signals target.
         libc::setsid();
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
             child_fail(p.err_w, STAGE_SETUP, errno());
         }
         // The helper may have died before PDEATHSIG was armed.
@@ -208,26 +214,20 @@ fn run_child(p: &ChildPlan) -> ! {
         // stops the search.
         let mut seen_eacces = false;
         let mut last = libc::ENOENT;
+        let mut hard = None;
         for &file in p.candidates {
             libc::execve(file, p.argv.as_ptr(), p.envp.as_ptr());
             last = errno();
             match last {
                 libc::EACCES => seen_eacces = true,
-                libc::ENOENT
-                | libc::ENOTDIR
-                | libc::ESTALE
-                | libc::ENODEV
-                | libc::ETIMEDOUT
-                | libc::ELOOP
-                | libc::ENAMETOOLONG => {}
-                _ => break,
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                e => {
+                    hard = Some(e);
+                    break;
+                }
             }
         }
-        let e = if seen_eacces && matches!(last, libc::ENOENT | libc::ENOTDIR) {
-            libc::EACCES
-        } else {
-            last
-        };
+        let e = hard.unwrap_or(if seen_eacces { libc::EACCES } else { last });
         child_fail(p.err_w, STAGE_EXEC, e)
     }
 }
@@ -393,7 +393,6 @@ pub fn spawn(
 
     let mut beam_fds = vec![stdin_w, stdout_r];
     beam_fds.extend(stderr_r);
-    let _ = std::path::Path::new(std::ffi::OsStr::from_bytes(b"")); // keep OsStrExt in use
     Ok(Spawned {
         pid,
         beam_fds,

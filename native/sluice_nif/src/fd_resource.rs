@@ -189,7 +189,7 @@ impl<'a> FdRef<'a> {
                 enif_demonitor_process(env, self.obj, &old);
             }
         }
-        let mut mon = ErlNifMonitor::default_zeroed();
+        let mut mon = zeroed_monitor();
         // SAFETY: valid env, our resource object, the caller's pid and an out pointer. The
         // down callback never runs inside this call (it runs when the process exits).
         let rv = unsafe { enif_monitor_process(env, self.obj, pid.as_c_arg(), &mut mon) };
@@ -202,15 +202,9 @@ impl<'a> FdRef<'a> {
 }
 
 /// A zeroed monitor to pass as an out parameter.
-trait ZeroedMonitor {
-    fn default_zeroed() -> Self;
-}
-
-impl ZeroedMonitor for ErlNifMonitor {
-    fn default_zeroed() -> Self {
-        // SAFETY: ErlNifMonitor is plain data (an array of integers); all zeros is valid.
-        unsafe { std::mem::zeroed() }
-    }
+fn zeroed_monitor() -> ErlNifMonitor {
+    // SAFETY: ErlNifMonitor is plain data (an array of integers); all zeros is valid.
+    unsafe { std::mem::zeroed() }
 }
 
 /// Wraps `fd` in a new resource and returns its term. Takes ownership of `fd`: it is closed

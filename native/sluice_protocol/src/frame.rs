@@ -469,14 +469,13 @@ fn spec_error(stage: &'static str, message: String) -> DecodeError {
 
 /// A list of binaries without NUL bytes (argv and env elements end up as C strings).
 fn binary_list(t: &Term, key: &str, stage: &'static str) -> Result<Vec<Vec<u8>>, DecodeError> {
-    let list = as_list(t)
-        .ok_or_else(|| spec_error(stage, format!("{key} must be a list of binaries")))?;
+    let list =
+        as_list(t).ok_or_else(|| spec_error(stage, format!("{key} must be a list of binaries")))?;
     list.iter()
         .enumerate()
         .map(|(i, e)| {
-            let b = as_bytes(e).ok_or_else(|| {
-                spec_error(stage, format!("{key} element {i} is not a binary"))
-            })?;
+            let b = as_bytes(e)
+                .ok_or_else(|| spec_error(stage, format!("{key} element {i} is not a binary")))?;
             if b.contains(&0) {
                 return Err(spec_error(
                     stage,
@@ -935,7 +934,10 @@ mod tests {
     #[test]
     fn request_round_trips() {
         let reqs = [
-            Request::Spawn { id: 1, spec: spec() },
+            Request::Spawn {
+                id: 1,
+                spec: spec(),
+            },
             Request::Spawn {
                 id: u64::MAX,
                 spec: SpawnSpec {
@@ -1040,6 +1042,25 @@ mod tests {
         );
     }
 
+    /// Bytes printed by `erl` (OTP with ATOM_EXT atoms) for
+    /// `term_to_binary({spawn, 5, #{argv => [<<"ls">>], cd => nil, stderr => null}})`.
+    #[test]
+    fn decodes_bytes_from_erl() {
+        let b: &[u8] = &[
+            131, 104, 3, 100, 0, 5, 115, 112, 97, 119, 110, 97, 5, 116, 0, 0, 0, 3, 100, 0, 4, 97,
+            114, 103, 118, 108, 0, 0, 0, 1, 109, 0, 0, 0, 2, 108, 115, 106, 100, 0, 2, 99, 100,
+            100, 0, 3, 110, 105, 108, 100, 0, 6, 115, 116, 100, 101, 114, 114, 100, 0, 4, 110, 117,
+            108, 108,
+        ];
+        let Request::Spawn { id, spec } = Request::decode(b).unwrap() else {
+            panic!("not a spawn");
+        };
+        assert_eq!(id, 5);
+        assert_eq!(spec.argv, vec![b"ls".to_vec()]);
+        assert_eq!(spec.stderr, StderrMode::Null);
+        assert_eq!(spec.cd, None);
+    }
+
     /// `{:kill, 4294967296, 15, 1000}` with old-style ATOM_EXT and a SMALL_BIG id.
     #[test]
     fn decodes_erlang_kill_with_bignum() {
@@ -1070,10 +1091,7 @@ mod tests {
         assert_eq!((e.id, e.spawn_stage), (Some(9), Some("argv")));
 
         let mut m = HashMap::new();
-        m.insert(
-            atom("argv"),
-            Term::List(List::from(vec![binary(b"a\0b")])),
-        );
+        m.insert(atom("argv"), Term::List(List::from(vec![binary(b"a\0b")])));
         let e = bad_spec(Term::Map(Map::from(m)));
         assert_eq!(e.spawn_stage, Some("argv"));
         assert!(e.message.contains("NUL"), "{}", e.message);
@@ -1082,10 +1100,7 @@ mod tests {
         m.insert(atom("argv"), Term::List(List::from(vec![binary(b"a")])));
         m.insert(atom("env"), Term::List(List::from(vec![binary(b"A=\0")])));
         m.insert(atom("future_key"), atom("whatever"));
-        assert_eq!(
-            bad_spec(Term::Map(Map::from(m))).spawn_stage,
-            Some("env")
-        );
+        assert_eq!(bad_spec(Term::Map(Map::from(m))).spawn_stage, Some("env"));
 
         let e = Request::decode(&encode_term(&tuple(vec![atom("frobnicate"), int_u64(3)])))
             .unwrap_err();
@@ -1150,7 +1165,11 @@ mod tests {
 
     fn valid_payloads() -> Vec<Vec<u8>> {
         vec![
-            Request::Spawn { id: 1, spec: spec() }.encode(),
+            Request::Spawn {
+                id: 1,
+                spec: spec(),
+            }
+            .encode(),
             Request::Kill {
                 id: 1 << 40,
                 signum: 9,

@@ -1,0 +1,161 @@
+//! Signalling programs safely: process groups only while their id cannot have been reused,
+//! walked descendants only while they are the same process, and SIGKILL escalation.
+
+use std::cell::OnceCell;
+
+use nix::errno::Errno;
+
+use crate::cgroup;
+use crate::procfs;
+use crate::registry::Program;
+
+/// At most this many descendants are walked per program.
+const WALK_LIMIT: usize = 4096;
+
+/// The highest valid signal number.
+pub fn sigrtmax() -> i32 {
+    libc::SIGRTMAX()
+}
+
+/// Signal numbers a request may carry (0 = existence check).
+pub fn valid_signal(signum: i32) -> bool {
+    (0..=sigrtmax()).contains(&signum)
+}
+
+fn kill_raw(pid: i32, sig: i32) -> Result<(), Errno> {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    Errno::result(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// A snapshot of the helper's un-reaped children and their process groups, read from
+/// `/proc` on first use only.
+#[derive(Default)]
+pub struct Children(OnceCell<Vec<(i32, i32)>>);
+
+impl Children {
+    pub fn new() -> Children {
+        Children::default()
+    }
+
+    pub fn has_group(&self, pgid: i32) -> bool {
+        self.0
+            .get_or_init(procfs::helper_children)
+            .iter()
+            .any(|&(_, g)| g == pgid)
+    }
+}
+
+/// Whether the program's group id still names its group: the leader is un-reaped, or one
+/// of the group's members is an un-reaped child of the helper.
+pub fn group_is_ours(p: &Program, kids: &Children) -> bool {
+    !p.leader_reaped || kids.has_group(p.pid)
+}
+
+/// Signals the program's group if that is safe; returns whether it was signalled.
+pub fn signal_group(p: &Program, kids: &Children, sig: i32) -> bool {
+    if !group_is_ours(p, kids) {
+        return false;
+    }
+    match kill_raw(-p.pid, sig) {
+        Ok(()) => true,
+        Err(Errno::ESRCH) => false,
+        Err(e) => {
+            eprintln!("sluice_helper: kill(-{}, {sig}): {e}", p.pid);
+            false
+        }
+    }
+}
+
+/// Walks the leader's descendants (only while the leader is un-reaped: its pid is ours)
+/// and adds them to the remembered ones.
+pub fn walk(p: &mut Program) {
+    if !p.leader_reaped {
+        let found = procfs::descendants(p.pid, WALK_LIMIT);
+        p.remember(&found);
+    }
+}
+
+/// Signals remembered descendants that are still the same live process. Those in the
+/// program's group are skipped when the group itself was signalled.
+pub fn signal_descendants(p: &Program, sig: i32, group_signalled: bool) {
+    for &(pid, start) in &p.descendants {
+        if let Some(st) = procfs::same_live_process(pid, start) {
+            if group_signalled && st.pgrp == p.pid {
+                continue;
+            }
+            let _ = kill_raw(pid, sig);
+        }
+    }
+}
+
+/// Whether remembered descendants are still alive.
+pub fn descendants_alive(p: &Program) -> bool {
+    p.descendants
+        .iter()
+        .any(|&(pid, start)| procfs::same_live_process(pid, start).is_some())
+}
+
+/// Sends `sig` (then SIGCONT, so a stopped program sees it) to the group and, when
+/// `descendants` is set, to the leader's walked descendants outside the group.
+pub fn soft_kill(p: &mut Program, kids: &Children, sig: i32, descendants: bool) {
+    if descendants {
+        walk(p);
+    }
+    let grouped = signal_group(p, kids, sig);
+    let cont = sig != 0 && sig != libc::SIGKILL && sig != libc::SIGCONT;
+    if cont {
+        signal_group(p, kids, libc::SIGCONT);
+    }
+    signal_descendants(p, sig, grouped);
+    if cont {
+        signal_descendants(p, libc::SIGCONT, grouped);
+    }
+}
+
+/// SIGKILL to everything left: `cgroup.kill` with a cgroup, plus the group and the walked
+/// descendants.
+pub fn hard_kill(p: &mut Program, kids: &Children) {
+    if let Some(dir) = &p.cgroup {
+        if let Err(e) = cgroup::kill(dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!("sluice_helper: cgroup.kill in {}: {e}", dir.display());
+            }
+        }
+    } else {
+        walk(p);
+    }
+    let grouped = signal_group(p, kids, libc::SIGKILL);
+    signal_descendants(p, libc::SIGKILL, grouped);
+    p.sigkill_done = true;
+    p.deadline = None;
+}
+
+/// SIGKILL to a child of the helper (its pid cannot be reused before we reap it).
+pub fn kill_child(pid: i32) {
+    let _ = kill_raw(pid, libc::SIGKILL);
+}
+
+/// A signal to a program's group, for the `signal` request.
+pub fn signal_leader_group(p: &Program, sig: i32) -> Result<(), Errno> {
+    if p.leader_reaped {
+        return Ok(());
+    }
+    match kill_raw(-p.pid, sig) {
+        Err(Errno::ESRCH) => Ok(()),
+        r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_range() {
+        assert!(valid_signal(0));
+        assert!(valid_signal(9));
+        assert!(valid_signal(sigrtmax()));
+        assert!(!valid_signal(-1));
+        assert!(!valid_signal(sigrtmax() + 1));
+    }
+}
