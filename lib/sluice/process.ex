@@ -290,7 +290,7 @@ defmodule Sluice.Process do
       iex> Sluice.Process.set_active(p, :once)
       :ok
       iex> receive do {:sluice_stdout, ^p, data} -> data end
-      "hi\n"
+      "hi\\n"
   """
   @spec set_active(t, :once | pos_integer | false) :: :ok
   def set_active(p, mode) when mode in [:once, false] or (is_integer(mode) and mode > 0) do
