@@ -241,7 +241,7 @@ impl Helper {
             });
             return;
         }
-        let started = match spawn::spawn(id, spec, self.helper_pid, self.cgroups.as_ref()) {
+        let started = match spawn::spawn(spec, self.helper_pid, self.cgroups.as_mut()) {
             Ok(s) => s,
             Err(f) => {
                 match f.pid {
@@ -374,9 +374,10 @@ impl Helper {
         self.dirty = false;
         self.last_check = now;
 
+        let cgroups = &mut self.cgroups;
         self.reg
             .stale_cgroups
-            .retain(|d| match cgroup::remove_tree(d) {
+            .retain(|d| match release_cgroup(cgroups, d, true) {
                 Ok(()) => false,
                 Err(e) => e.kind() != std::io::ErrorKind::NotFound,
             });
@@ -394,7 +395,7 @@ impl Helper {
                 continue;
             }
             if let Some(dir) = &p.cgroup {
-                match cgroup::remove_tree(dir) {
+                match release_cgroup(&mut self.cgroups, dir, !p.sigkill_done) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(_) => continue, // still busy: retried on a later round
@@ -468,5 +469,17 @@ impl Helper {
         }];
         let _ = control::poll(&mut fds, ms.max(1));
         self.drain_signals();
+    }
+}
+
+/// Returns an empty program cgroup to the pool (or removes it); see `Cgroups::release`.
+fn release_cgroup(
+    cgroups: &mut Option<Cgroups>,
+    dir: &std::path::Path,
+    reusable: bool,
+) -> std::io::Result<()> {
+    match cgroups {
+        Some(cg) => cg.release(dir, reusable),
+        None => cgroup::remove_tree(dir),
     }
 }

@@ -4,7 +4,7 @@
 use std::ffi::{CStr, CString};
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::ptr;
 
 use nix::errno::Errno;
@@ -232,6 +232,53 @@ fn run_child(p: &ChildPlan) -> ! {
     }
 }
 
+/// `CLONE_INTO_CGROUP`: the child starts inside its cgroup. Joining later by writing
+/// `cgroup.procs` is a migration, which takes the cgroup write lock and costs far more.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` (version 2, with `cgroup`), which glibc does not export.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `fork()`, or `clone3` straight into the cgroup open at `cgroup`. Returns 0 in the child.
+fn fork_into(cgroup: Option<RawFd>) -> Result<libc::pid_t, Errno> {
+    let Some(fd) = cgroup else {
+        // SAFETY: the helper is single-threaded, so the child may run any code; it still
+        // only makes async-signal-safe calls on data prepared before the fork.
+        return Errno::result(unsafe { libc::fork() });
+    };
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: fd as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM and without a stack is fork(): the child continues on
+    // its own copy of this stack. The helper is single-threaded, and the child only makes
+    // raw syscalls (no glibc state that tracks the thread id) before it execs or _exits.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    Errno::result(r).map(|pid| pid as libc::pid_t)
+}
+
 /// Reads the error pipe to EOF: `None` when the exec succeeded (the pipe closed on exec).
 fn read_error_pipe(fd: &OwnedFd) -> Option<(u8, i32)> {
     let mut buf = [0u8; 5];
@@ -262,10 +309,9 @@ fn read_error_pipe(fd: &OwnedFd) -> Option<(u8, i32)> {
 
 /// Starts one program.
 pub fn spawn(
-    id: u64,
     spec: &SpawnSpec,
     helper_pid: i32,
-    cgroups: Option<&Cgroups>,
+    cgroups: Option<&mut Cgroups>,
 ) -> Result<Spawned, SpawnFailure> {
     let bad = |stage, what: &str| SpawnFailure::before_fork(Errno::EINVAL, stage, what);
     if spec.argv.is_empty() {
@@ -318,15 +364,15 @@ pub fn spawn(
     };
     let (err_r, err_w) = pipe()?;
 
-    let (cgroup_dir, procs) = match cgroups {
-        Some(cg) => match cg.create_program(id) {
+    let (cgroup_dir, cgroup_fd) = match cgroups {
+        Some(cg) => match cg.create_program() {
             Ok((dir, fd)) => (Some(dir), Some(fd)),
             Err(e) => {
                 let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
                 return Err(SpawnFailure::before_fork(
                     errno,
                     "cgroup",
-                    &format!("cannot create cgroup {}/p{id}", cg.dir.display()),
+                    &format!("cannot create a cgroup in {}", cg.dir.display()),
                 ));
             }
         },
@@ -338,8 +384,8 @@ pub fn spawn(
         }
     };
 
-    let plan = ChildPlan {
-        procs_fd: procs.as_ref().map_or(-1, |f| f.as_raw_fd()),
+    let mut plan = ChildPlan {
+        procs_fd: -1,
         stdin_r: stdin_r.as_raw_fd(),
         stdout_w: stdout_w.as_raw_fd(),
         stderr_w,
@@ -351,20 +397,33 @@ pub fn spawn(
         candidates: &cand_p,
     };
 
-    // SAFETY: the helper is single-threaded, so the child may run any code; it still only
-    // makes async-signal-safe calls on data prepared above.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        let e = Errno::last();
-        remove_cgroup(&cgroup_dir);
-        return Err(SpawnFailure::before_fork(e, "fork", "fork failed"));
-    }
-    if pid == 0 {
-        run_child(&plan);
-    }
+    let mut procs = None;
+    let pid = match fork_into(cgroup_fd.as_ref().map(|f| f.as_raw_fd())) {
+        // Kernels before 5.7 have no clone3 into a cgroup: fork and let the child join.
+        Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) if cgroup_fd.is_some() => {
+            let dir = cgroup_dir.as_deref().unwrap_or(Path::new("/"));
+            match crate::cgroup::open_procs(dir) {
+                Ok(fd) => {
+                    plan.procs_fd = fd.as_raw_fd();
+                    procs = Some(fd);
+                    fork_into(None)
+                }
+                Err(e) => Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+            }
+        }
+        other => other,
+    };
+    let pid = match pid {
+        Ok(0) => run_child(&plan),
+        Ok(pid) => pid,
+        Err(e) => {
+            remove_cgroup(&cgroup_dir);
+            return Err(SpawnFailure::before_fork(e, "fork", "fork failed"));
+        }
+    };
 
     // Parent: the child's ends must go, or EOFs never arrive.
-    drop((stdin_r, stdout_w, err_w, procs, devnull));
+    drop((stdin_r, stdout_w, err_w, procs, cgroup_fd, devnull));
     let stderr_r = stderr_pipe.map(|(r, w)| {
         drop(w);
         r

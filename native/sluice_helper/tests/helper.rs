@@ -430,8 +430,9 @@ fn cgroup_kill_catches_escapees() {
     assert!(hdir.is_dir());
     let (pid, fds) = h.spawn(40, spec(&["sh", "-c", "setsid sleep 100 & echo $!; wait"]));
     let escapee: i32 = read_line(&fds[1]).trim().parse().unwrap();
-    let procs = std::fs::read_to_string(hdir.join("p40/cgroup.procs")).unwrap();
-    assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
+    let cgroup = cgroup_of(&hdir, pid).expect("the program runs in a cgroup of its own");
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|l| l == escapee.to_string()), "{procs}");
     h.send(&Request::Kill {
         id: 40,
         signum: 15,
@@ -439,24 +440,40 @@ fn cgroup_kill_catches_escapees() {
     });
     assert!(matches!(h.expect_exit(40), ExitStatus::Signaled { .. }));
     assert!(wait_gone(escapee), "setsid'd sleep survived cgroup.kill");
-    // The program's cgroup is removed once everything is gone.
-    let end = Instant::now() + Duration::from_secs(5);
-    while hdir.join("p40").exists() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!hdir.join("p40").exists());
+    // Once everything is gone the cgroup is empty (kept for reuse, or removed).
+    assert!(wait_until(|| !populated(&cgroup)));
 
-    // A child that fails before exec is reaped silently and its cgroup removed.
+    // A child that fails before exec is reaped silently; no program cgroup stays populated.
     h.send(&Request::Spawn {
         id: 41,
         spec: spec(&["sluice-no-such-program"]),
     });
     assert!(matches!(h.recv(), Reply::SpawnError { id: 41, .. }));
-    let end = Instant::now() + Duration::from_secs(5);
-    while hdir.join("p41").exists() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!hdir.join("p41").exists());
+    assert!(wait_until(|| program_cgroups(&hdir)
+        .iter()
+        .all(|d| !populated(d))));
+
+    // A program that ended by itself leaves its cgroup for the next one to reuse; a cgroup
+    // that was cgroup.kill'ed is not reused (children cloned into it would die at birth).
+    let (_pid, _fds) = h.spawn(43, spec(&["true"]));
+    h.expect_exit(43);
+    assert!(wait_until(|| program_cgroups(&hdir)
+        .iter()
+        .all(|d| !populated(d))));
+    let before = program_cgroups(&hdir).len();
+    let (pid, fds) = h.spawn(44, spec(&["sh", "-c", "echo alive; sleep 5"]));
+    assert_eq!(read_line(&fds[1]), "alive");
+    assert!(cgroup_of(&hdir, pid).is_some());
+    assert_eq!(program_cgroups(&hdir).len(), before);
+    h.send(&Request::Kill {
+        id: 44,
+        signum: 9,
+        grace_ms: 0,
+    });
+    h.expect_exit(44);
+    let (_pid, fds) = h.spawn(45, spec(&["echo", "fine"]));
+    assert_eq!(read_line(&fds[1]), "fine");
+    h.expect_exit(45);
 
     // Shutdown kills what is left in the cgroups.
     let (pid, fds) = h.spawn(42, spec(&["sh", "-c", "setsid sleep 100 & echo $!; wait"]));
@@ -464,6 +481,42 @@ fn cgroup_kill_catches_escapees() {
     assert!(h.stop().success());
     assert!(wait_gone(pid) && wait_gone(escapee));
     assert!(!hdir.exists());
+}
+
+fn program_cgroups(hdir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(hdir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn cgroup_of(hdir: &std::path::Path, pid: i32) -> Option<std::path::PathBuf> {
+    program_cgroups(hdir).into_iter().find(|d| {
+        std::fs::read_to_string(d.join("cgroup.procs"))
+            .map(|p| p.lines().any(|l| l == pid.to_string()))
+            .unwrap_or(false)
+    })
+}
+
+fn populated(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .map(|e| e.contains("populated 1"))
+        .unwrap_or(false)
+}
+
+fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
 }
 
 fn dead(pid: i32) -> bool {
