@@ -53,10 +53,19 @@ defmodule Sluice.Helper do
   @spec info() :: %{os_pid: pos_integer, cgroup_root: String.t() | nil}
   def info, do: GenServer.call(__MODULE__, :info)
 
+  @doc """
+  The environment the helper inherited from the VM when it started. Spawns whose
+  environment equals it send `:inherit` instead of the whole list.
+  """
+  @spec inherited_env() :: %{String.t() => String.t()} | nil
+  def inherited_env, do: :persistent_term.get({__MODULE__, :env}, nil)
+
   @impl true
   def init(_opts) do
     Process.flag(:trap_exit, true)
     exe = Path.join(:code.priv_dir(:sluice), "native/sluice_helper")
+    # The port program inherits the VM's current environment.
+    :persistent_term.put({__MODULE__, :env}, System.get_env())
 
     port =
       Port.open({:spawn_executable, exe}, [
@@ -162,7 +171,51 @@ defmodule Sluice.Helper do
   end
 
   defp handle_frame({:spawned, id, os_pid}, state) do
-    {{from, kill}, pending} = Map.pop(state.pending, id)
+    case Map.pop(state.pending, id) do
+      {nil, _} -> unknown_spawned(id, state)
+      {request, pending} -> spawned(id, os_pid, request, pending, state)
+    end
+  end
+
+  defp handle_frame({:spawn_error, id, errno, stage, detail}, state) do
+    case Map.pop(state.pending, id) do
+      {nil, _} ->
+        # A reply to a request this server never made: nobody waits for it.
+        state
+
+      {{from, _kill}, pending} ->
+        reason = errno |> String.downcase() |> String.to_atom()
+        stage = String.to_atom(stage)
+        GenServer.reply(from, {:error, Error.new(reason, detail, stage: stage)})
+        %{state | pending: pending}
+    end
+  end
+
+  defp handle_frame({:exit, id, status}, state) do
+    case Map.fetch(state.programs, id) do
+      {:ok, {pid, _ref, _kill}} -> send(pid, {:sluice_exit, id, exit_status(status)})
+      :error -> :ok
+    end
+
+    state
+  end
+
+  defp handle_frame({:error, _id, message}, state) do
+    require Logger
+    Logger.error("sluice_helper rejected a request: #{message}")
+    state
+  end
+
+  # A program this server never asked for (a forged request): drop its fds, which the
+  # helper queued before the frame, and kill it, so it neither leaks nor shifts the fds of
+  # the next spawn.
+  defp unknown_spawned(id, state) do
+    with {:ok, ^id, fds} <- Native.recv_fds(state.sock), do: Enum.each(fds, &Native.close/1)
+    send_request(state, {:kill, id, 9, 0})
+    state
+  end
+
+  defp spawned(id, os_pid, {from, kill}, pending, state) do
     {pid, _tag} = from
 
     case Native.recv_fds(state.sock) do
@@ -184,29 +237,6 @@ defmodule Sluice.Helper do
         GenServer.reply(from, {:error, Error.new(:handoff, message, stage: :handoff)})
         %{state | pending: pending}
     end
-  end
-
-  defp handle_frame({:spawn_error, id, errno, stage, detail}, state) do
-    {{from, _kill}, pending} = Map.pop(state.pending, id)
-    reason = errno |> String.downcase() |> String.to_atom()
-    stage = String.to_atom(stage)
-    GenServer.reply(from, {:error, Error.new(reason, detail, stage: stage)})
-    %{state | pending: pending}
-  end
-
-  defp handle_frame({:exit, id, status}, state) do
-    case Map.fetch(state.programs, id) do
-      {:ok, {pid, _ref, _kill}} -> send(pid, {:sluice_exit, id, exit_status(status)})
-      :error -> :ok
-    end
-
-    state
-  end
-
-  defp handle_frame({:error, _id, message}, state) do
-    require Logger
-    Logger.error("sluice_helper rejected a request: #{message}")
-    state
   end
 
   defp exit_status({:exited, code}), do: code

@@ -91,7 +91,13 @@ defmodule Sluice.Options do
   defp helper_stderr(:console), do: :inherit
 
   # The program's complete environment: the VM's current one (so System.put_env is seen),
-  # or nothing with clear_env, then the overrides; a nil value unsets.
+  # or nothing with clear_env, then the overrides; a nil value unsets. While the VM's
+  # environment is the one the helper inherited, `:inherit` saves building the list.
+  defp environment([], false) do
+    current = System.get_env()
+    if current == Sluice.Helper.inherited_env(), do: :inherit, else: env_list(current)
+  end
+
   defp environment(overrides, clear?) do
     base = if clear?, do: %{}, else: System.get_env()
 
@@ -100,8 +106,10 @@ defmodule Sluice.Options do
       {name, nil}, acc -> Map.delete(acc, name)
       {name, value}, acc -> Map.put(acc, name, value)
     end)
-    |> Enum.map(fn {name, value} -> name <> "=" <> value end)
+    |> env_list()
   end
+
+  defp env_list(env), do: Enum.map(env, fn {name, value} -> name <> "=" <> value end)
 
   # Per-option checks. Each returns the normalised value or raises naming the option.
 

@@ -250,6 +250,17 @@ defmodule Sluice.ProcessTest do
       System.delete_env("SLUICE_TEST_INHERITED")
     end
 
+    test "changes to the VM's environment after the helper started are seen" do
+      System.put_env("SLUICE_LATE", "late")
+      {:ok, p} = P.start_link(["sh", "-c", "echo x${SLUICE_LATE}x"])
+      assert read_all(p) == "xlatex\n"
+      System.delete_env("SLUICE_LATE")
+      {:ok, p} = P.start_link(["sh", "-c", "echo x${SLUICE_LATE}x"])
+      assert read_all(p) == "xx\n"
+    after
+      System.delete_env("SLUICE_LATE")
+    end
+
     test "PATH comes from the program's environment" do
       assert {:error, %Sluice.Error{reason: :enoent}} =
                P.start_link(["true"], clear_env: true, env: %{"PATH" => "/nonexistent"})

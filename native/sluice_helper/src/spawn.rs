@@ -4,8 +4,10 @@
 use std::ffi::{CStr, CString};
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::ptr;
+use std::sync::OnceLock;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -69,6 +71,17 @@ fn stage_name(code: u8) -> &'static str {
         STAGE_EXEC => "exec",
         _ => "setup",
     }
+}
+
+/// The helper's own environment as `NAME=value` entries: what the VM had when it started
+/// the helper. Programs get it when the spawn spec says `env: inherit`.
+fn inherited_env() -> &'static [Vec<u8>] {
+    static ENV: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        std::env::vars_os()
+            .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+            .collect()
+    })
 }
 
 /// The files `execve` is tried on, in order: `argv0` itself when it has a slash, else each
@@ -319,12 +332,13 @@ pub fn spawn(
     }
     let program = String::from_utf8_lossy(&spec.argv[0]).into_owned();
     let argv = cstrings(&spec.argv).ok_or_else(|| bad("argv", "argv contains a NUL byte"))?;
-    let env = cstrings(&spec.env).ok_or_else(|| bad("env", "env contains a NUL byte"))?;
+    let env_list = spec.env.as_deref().unwrap_or_else(|| inherited_env());
+    let env = cstrings(env_list).ok_or_else(|| bad("env", "env contains a NUL byte"))?;
     let cd = match &spec.cd {
         Some(c) => Some(CString::new(c.clone()).map_err(|_| bad("chdir", "cd contains a NUL"))?),
         None => None,
     };
-    let candidates = cstrings(&path_candidates(&spec.argv[0], &spec.env))
+    let candidates = cstrings(&path_candidates(&spec.argv[0], env_list))
         .ok_or_else(|| bad("argv", "argv contains a NUL byte"))?;
     let argv_p = null_terminated(&argv);
     let envp_p = null_terminated(&env);

@@ -34,7 +34,7 @@ fn env() -> Vec<Vec<u8>> {
 fn spec(argv: &[&str]) -> SpawnSpec {
     SpawnSpec {
         argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
-        env: env(),
+        env: Some(env()),
         cd: None,
         stderr: StderrMode::Inherit,
         pipe_size: None,

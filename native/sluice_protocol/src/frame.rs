@@ -57,8 +57,10 @@ impl StderrMode {
 pub struct SpawnSpec {
     /// Program and arguments; `argv[0]` is searched in PATH when it has no slash.
     pub argv: Vec<Vec<u8>>,
-    /// The complete environment, `NAME=value` entries.
-    pub env: Vec<Vec<u8>>,
+    /// The complete environment, `NAME=value` entries; `None` (the atom `inherit`, or no
+    /// `env` key) = the helper's own environment, which it inherited from the VM. The BEAM
+    /// sends a list only when it differs, which saves building and decoding it per spawn.
+    pub env: Option<Vec<Vec<u8>>>,
     /// Working directory, `None` = the helper's.
     pub cd: Option<Vec<u8>>,
     /// stderr wiring.
@@ -507,9 +509,10 @@ impl SpawnSpec {
             return Err(spec_error("argv", "argv must not be empty".into()));
         }
         let env = match get("env") {
-            Some(v) if is_nil(v) => Vec::new(),
-            Some(v) => binary_list(v, "env", "env")?,
-            None => Vec::new(),
+            Some(v) if is_nil(v) => Some(Vec::new()),
+            Some(v) if atom_name(v) == Some("inherit") => None,
+            Some(v) => Some(binary_list(v, "env", "env")?),
+            None => None,
         };
         let cd = match get("cd") {
             None => None,
@@ -564,7 +567,13 @@ impl SpawnSpec {
         };
         let mut map = HashMap::new();
         map.insert(atom("argv"), list(&self.argv));
-        map.insert(atom("env"), list(&self.env));
+        map.insert(
+            atom("env"),
+            self.env
+                .as_deref()
+                .map(list)
+                .unwrap_or_else(|| atom("inherit")),
+        );
         map.insert(
             atom("cd"),
             self.cd.as_deref().map(binary).unwrap_or_else(nil),
@@ -924,7 +933,7 @@ mod tests {
     fn spec() -> SpawnSpec {
         SpawnSpec {
             argv: vec![b"cat".to_vec(), b"-u".to_vec()],
-            env: vec![b"PATH=/bin".to_vec()],
+            env: Some(vec![b"PATH=/bin".to_vec()]),
             cd: Some(b"/tmp".to_vec()),
             stderr: StderrMode::Pipe,
             pipe_size: Some(65536),
@@ -1033,7 +1042,8 @@ mod tests {
                 id: 5,
                 spec: SpawnSpec {
                     argv: vec![b"ls".to_vec()],
-                    env: vec![],
+                    // no env key: the helper's inherited environment
+                    env: None,
                     cd: None,
                     stderr: StderrMode::Null,
                     pipe_size: None,
