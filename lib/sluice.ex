@@ -223,7 +223,7 @@ defmodule Sluice do
 
       iex> numbers = Sluice.stream!(["seq", "1000"])
       iex> Sluice.stream!(["wc", "-l"], input: numbers) |> Enum.join()
-      "1000\n"
+      "1000\\n"
   """
   @spec stream!([String.t()], keyword) :: Enumerable.t()
   def stream!(argv, opts \\ []), do: build_stream(argv, opts, :raise, "Sluice.stream!/2")

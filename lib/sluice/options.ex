@@ -135,13 +135,13 @@ defmodule Sluice.Options do
   defp check!(:stderr, value),
     do: bad!(:stderr, ":console, :null, :stdout, :consume or :capture", value)
 
-  defp check!(key, value) when key in [:kill_grace, :exit_timeout] do
+  defp check!(:kill_grace = key, value) do
     if is_integer(value) and value >= 0,
       do: value,
       else: bad!(key, "a non-negative integer (ms)", value)
   end
 
-  defp check!(:timeout, value), do: timeout_opt!(:timeout, value)
+  defp check!(key, value) when key in [:timeout, :exit_timeout], do: timeout_opt!(key, value)
 
   defp check!(:kill_signal, value) do
     case Sluice.Signal.to_number(value) do
