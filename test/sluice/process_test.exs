@@ -299,6 +299,13 @@ defmodule Sluice.ProcessTest do
       assert read_all(p) == "0\n1\n2\n"
     end
 
+    test "the program starts with no signal blocked or ignored" do
+      {:ok, p} = P.start_link(["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"])
+
+      assert read_all(p) ==
+               "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    end
+
     test "the program is stopped when its owner exits" do
       test = self()
 

@@ -73,6 +73,27 @@ fn stage_name(code: u8) -> &'static str {
     }
 }
 
+/// The signals the helper ignores (SIGPIPE, and whatever it inherited as ignored): the only
+/// dispositions that would survive exec, so the only ones the child must reset. The
+/// helper never changes dispositions after start-up, so this is computed once.
+fn ignored_signals() -> &'static [libc::c_int] {
+    static IGNORED: OnceLock<Vec<libc::c_int>> = OnceLock::new();
+    IGNORED.get_or_init(|| {
+        (1..=libc::SIGRTMAX())
+            .filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
+            .filter(|&sig| {
+                // SAFETY: a zeroed sigaction is a valid out-parameter, and a null new action
+                // only reads the disposition.
+                let (r, old) = unsafe {
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    (libc::sigaction(sig, ptr::null(), &mut old), old)
+                };
+                r == 0 && old.sa_sigaction == libc::SIG_IGN
+            })
+            .collect()
+    })
+}
+
 /// The helper's own environment as `NAME=value` entries: what the VM had when it started
 /// the helper. Programs get it when the spawn spec says `env: inherit`.
 fn inherited_env() -> &'static [Vec<u8>] {
@@ -148,6 +169,7 @@ struct ChildPlan<'a> {
     stderr_w: RawFd,
     err_w: RawFd,
     helper_pid: libc::pid_t,
+    ignored_signals: &'a [libc::c_int],
     cd: Option<&'a CStr>,
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
@@ -196,11 +218,9 @@ fn run_child(p: &ChildPlan) -> ! {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, ptr::null_mut());
-        for sig in 1..=64 {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                // Invalid or reserved numbers fail harmlessly.
-                libc::signal(sig, libc::SIG_DFL);
-            }
+        // Handlers are reset by exec itself; only ignored signals would stay ignored.
+        for &sig in p.ignored_signals {
+            libc::signal(sig, libc::SIG_DFL);
         }
         // All sources are >= 3 (fds 0-2 are kept open in the helper), so no dup2 clobbers
         // another source. dup2 clears FD_CLOEXEC on the target.
@@ -405,6 +425,7 @@ pub fn spawn(
         stderr_w,
         err_w: err_w.as_raw_fd(),
         helper_pid,
+        ignored_signals: ignored_signals(),
         cd: cd.as_deref(),
         argv: &argv_p,
         envp: &envp_p,
