@@ -79,6 +79,8 @@ defmodule Sluice.Helper do
       {^port, {:data, frame}} ->
         {:hello, @protocol_version, sock_path, os_pid, cgroup_root} = decode(frame)
         {:ok, sock} = Native.connect(sock_path)
+        # Closed when this server dies, even if it was ever select-armed.
+        :ok = Native.monitor(sock)
 
         {:ok,
          %{
