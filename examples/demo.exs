@@ -123,6 +123,9 @@ defmodule Demo do
 
     IO.puts("\n4. Sluice.Daemon under a supervisor")
 
+    # The daemon exits on purpose here: keep its crash reports out of the demo's report.
+    Logger.configure(level: :critical)
+
     step("daemon restarted after its program exits", fn ->
       {:ok, sup} =
         Supervisor.start_link(
@@ -141,6 +144,7 @@ defmodule Demo do
       "os pids #{first} -> #{second}"
     end)
 
+    Logger.configure(level: :info)
     helper = Sluice.Helper.info()
 
     left =
