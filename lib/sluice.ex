@@ -17,7 +17,7 @@ defmodule Sluice do
   program's environment.
   """
 
-  alias Sluice.{Error, ExitError, Input, Result}
+  alias Sluice.{Error, ExitError, Input, Reader, Result}
   alias Sluice.Process, as: P
 
   @run_defaults [
@@ -75,14 +75,16 @@ defmodule Sluice do
     deadline = deadline(opts.timeout)
 
     with {:ok, p} <- P.start_prepared(spec, kill) do
+      {:ok, lease} = P.lease_output(p)
       writer = Input.start(p, input, self())
-      capture? = opts.stderr == :capture
-      acc = %{out: [], err: [], size: 0, result: %Result{os_pid: P.os_pid(p)}}
+      reader = Reader.new(lease)
+      acc = %{out: [], err: [], size: 0, reader: reader, result: %Result{os_pid: lease.os_pid}}
 
       try do
-        collect(p, acc, capture?, deadline, opts)
+        collect(p, acc, opts.stderr == :capture, deadline, opts)
       after
         Input.stop(writer)
+        Reader.flush(reader)
       end
     end
   end
@@ -113,25 +115,17 @@ defmodule Sluice do
   end
 
   defp collect(p, acc, capture?, deadline, opts) do
-    read =
-      if capture?,
-        do: P.read_any(p, 65_536, remaining(deadline)),
-        else: P.read(p, 65_536, remaining(deadline))
+    case Reader.next(acc.reader, 65_536, deadline) do
+      {:ok, source, data, reader} ->
+        add_output(p, %{acc | reader: reader}, source, data, capture?, deadline, opts)
 
-    case read do
-      {:ok, {source, data}} ->
-        add_output(p, acc, source, data, capture?, deadline, opts)
+      {:eof, reader} ->
+        finish(p, %{acc | reader: reader}, capture?, deadline, opts)
 
-      {:ok, data} ->
-        add_output(p, acc, :stdout, data, capture?, deadline, opts)
-
-      :eof ->
-        finish(p, acc, capture?, deadline, opts)
-
-      {:error, :timeout} ->
+      {:error, :timeout, _reader} ->
         fail(p, acc, capture?, opts, :timeout, "timed out after #{opts.timeout} ms")
 
-      {:error, reason} ->
+      {:error, reason, _reader} ->
         fail(p, acc, capture?, opts, reason, "reading output failed: #{reason}")
     end
   end

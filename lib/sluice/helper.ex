@@ -54,8 +54,8 @@ defmodule Sluice.Helper do
   def info, do: GenServer.call(__MODULE__, :info)
 
   @doc """
-  The environment the helper inherited from the VM when it started. Spawns whose
-  environment equals it send `:inherit` instead of the whole list.
+  The environment the helper inherited from the VM when it started. Spawns without
+  environment options send `:inherit` while the VM's environment still equals it.
   """
   @spec inherited_env() :: %{String.t() => String.t()} | nil
   def inherited_env, do: :persistent_term.get({__MODULE__, :env}, nil)
@@ -119,7 +119,7 @@ defmodule Sluice.Helper do
   @impl true
   def handle_call({:spawn, spec, signum, grace}, from, state) do
     id = state.next_id
-    send_request(state, {:spawn, id, spec})
+    send_request(state, {:spawn, id, resolve_env(spec)})
     pending = Map.put(state.pending, id, {from, {signum, grace}})
     {:noreply, %{state | next_id: id + 1, pending: pending}}
   end
@@ -243,6 +243,16 @@ defmodule Sluice.Helper do
 
   defp exit_status({:exited, code}), do: code
   defp exit_status({:signaled, signum, _core}), do: {:signal, Sluice.Signal.name(signum)}
+
+  # `:default` is the VM's current environment: `:inherit` while it is still the one the
+  # helper started with (nothing to build or send), else the whole list.
+  defp resolve_env(%{env: :default} = spec) do
+    current = System.get_env()
+    env = if current == inherited_env(), do: :inherit, else: Sluice.Options.env_list(current)
+    %{spec | env: env}
+  end
+
+  defp resolve_env(spec), do: spec
 
   defp send_request(state, request) do
     Port.command(state.port, :erlang.term_to_binary(request))

@@ -91,12 +91,10 @@ defmodule Sluice.Options do
   defp helper_stderr(:console), do: :inherit
 
   # The program's complete environment: the VM's current one (so System.put_env is seen),
-  # or nothing with clear_env, then the overrides; a nil value unsets. While the VM's
-  # environment is the one the helper inherited, `:inherit` saves building the list.
-  defp environment([], false) do
-    current = System.get_env()
-    if current == Sluice.Helper.inherited_env(), do: :inherit, else: env_list(current)
-  end
+  # or nothing with clear_env, then the overrides; a nil value unsets. Without options it
+  # is `:default`, which Sluice.Helper resolves: copying the environment here would grow
+  # every caller's heap.
+  defp environment([], false), do: :default
 
   defp environment(overrides, clear?) do
     base = if clear?, do: %{}, else: System.get_env()
@@ -109,7 +107,8 @@ defmodule Sluice.Options do
     |> env_list()
   end
 
-  defp env_list(env), do: Enum.map(env, fn {name, value} -> name <> "=" <> value end)
+  @doc "An environment map as the helper's list of `NAME=value` binaries."
+  def env_list(env), do: Enum.map(env, fn {name, value} -> name <> "=" <> value end)
 
   # Per-option checks. Each returns the normalised value or raises naming the option.
 

@@ -4,7 +4,7 @@ defmodule Sluice.OutputStream do
   # the program starts when enumeration starts, in the enumerating process (its owner),
   # and the after-callback stops it however enumeration ends (done, halted, raised).
 
-  alias Sluice.{ExitError, Input, Lines}
+  alias Sluice.{ExitError, Input, Lines, Reader}
   alias Sluice.Process, as: P
 
   @stderr_tail 8_192
@@ -20,9 +20,12 @@ defmodule Sluice.OutputStream do
   defp open(argv, spec, kill, input, mode, opts) do
     case P.start_prepared(spec, kill) do
       {:ok, p} ->
+        {:ok, fds} = P.lease_output(p)
+
         %{
           argv: argv,
           p: p,
+          reader: Reader.new(fds),
           mode: mode,
           opts: opts,
           writer: Input.start(p, input, self()),
@@ -41,24 +44,15 @@ defmodule Sluice.OutputStream do
   defp next(%{done: {:raise, error}}), do: raise(error)
 
   defp next(st) do
-    case read(st) do
-      {:ok, source, data} -> emit(st, source, data)
-      :eof -> finish(st)
-      {:error, reason} -> raise Sluice.Error.new(reason, "reading output failed: #{reason}")
-    end
-  end
+    case Reader.next(st.reader, st.opts.chunk_size, :infinity) do
+      {:ok, source, data, reader} ->
+        emit(%{st | reader: reader}, source, data)
 
-  defp read(%{opts: %{stderr: stderr}} = st) when stderr in [:consume, :capture] do
-    case P.read_any(st.p, st.opts.chunk_size) do
-      {:ok, {source, data}} -> {:ok, source, data}
-      other -> other
-    end
-  end
+      {:eof, reader} ->
+        finish(%{st | reader: reader})
 
-  defp read(st) do
-    case P.read(st.p, st.opts.chunk_size) do
-      {:ok, data} -> {:ok, :stdout, data}
-      other -> other
+      {:error, reason, _reader} ->
+        raise Sluice.Error.new(reason, "reading output failed: #{reason}")
     end
   end
 
@@ -122,6 +116,9 @@ defmodule Sluice.OutputStream do
     catch
       :exit, _ -> :ok
     end
+
+    # The fds are closed now: drop readiness messages they left in the consumer's mailbox.
+    Reader.flush(st.reader)
   end
 
   defp tail(bin) when byte_size(bin) <= @stderr_tail, do: bin

@@ -80,6 +80,7 @@ defmodule Sluice.Process do
     :controller,
     status: nil,
     active: false,
+    leased: false,
     exit_sent: false,
     eof: %{stdout: false, stderr: false},
     reads: [],
@@ -282,6 +283,16 @@ defmodule Sluice.Process do
     GenServer.call(p, {:await_exit, Options.timeout!(timeout)}, :infinity)
   end
 
+  @doc false
+  # Hands the output fds to the caller, which then reads them itself (Sluice.Reader):
+  # streams and Sluice.run use this to skip a GenServer hop per chunk. Afterwards this
+  # server's reads and active mode answer {:error, :leased}; it still owns (and closes)
+  # the fds, and handles stdin, signals and the exit.
+  @spec lease_output(t) ::
+          {:ok, %{stdout: reference, stderr: reference | nil, os_pid: pos_integer}}
+          | {:error, atom}
+  def lease_output(p), do: GenServer.call(p, :lease_output)
+
   @doc """
   Switches active mode: `:once` delivers one output message, a positive integer `n`
   delivers `n` and then sends `{:sluice_passive, p}`, `false` stops deliveries.
@@ -292,7 +303,7 @@ defmodule Sluice.Process do
       iex> receive do {:sluice_stdout, ^p, data} -> data end
       "hi\\n"
   """
-  @spec set_active(t, :once | pos_integer | false) :: :ok
+  @spec set_active(t, :once | pos_integer | false) :: :ok | {:error, :leased}
   def set_active(p, mode) when mode in [:once, false] or (is_integer(mode) and mode > 0) do
     GenServer.call(p, {:set_active, mode})
   end
@@ -351,6 +362,23 @@ defmodule Sluice.Process do
     {:reply, {:error, :active}, s}
   end
 
+  def handle_call({:read, _source, _max, _timeout}, _from, %{leased: true} = s) do
+    {:reply, {:error, :leased}, s}
+  end
+
+  def handle_call(:lease_output, _from, s) do
+    if s.active != false or s.reads != [] or s.leased do
+      {:reply, {:error, :busy}, s}
+    else
+      lease = %{stdout: s.stdout, stderr: s.stderr, os_pid: s.os_pid}
+      {:reply, {:ok, lease}, %{s | leased: true}}
+    end
+  end
+
+  def handle_call({:set_active, _mode}, _from, %{leased: true} = s) do
+    {:reply, {:error, :leased}, s}
+  end
+
   def handle_call({:read, :stderr, _max, _timeout}, _from, %{stderr: nil} = s) do
     {:reply, {:error, :not_captured}, s}
   end
@@ -392,8 +420,12 @@ defmodule Sluice.Process do
     Helper.kill(s.id, signum, grace)
 
     case s.status do
-      nil -> {:noreply, %{s | stop_waiters: [from | s.stop_waiters]}}
-      status -> {:stop, :normal, {:ok, status}, s}
+      nil ->
+        {:noreply, %{s | stop_waiters: [from | s.stop_waiters]}}
+
+      status ->
+        close_all(s)
+        {:stop, :normal, {:ok, status}, s}
     end
   end
 
@@ -423,6 +455,7 @@ defmodule Sluice.Process do
         {:noreply, s}
 
       waiters ->
+        close_all(s)
         Enum.each(waiters, &GenServer.reply(&1, {:ok, status}))
         {:stop, :normal, s}
     end
@@ -589,6 +622,12 @@ defmodule Sluice.Process do
             serve_writes(%{s | writes: rest})
         end
     end
+  end
+
+  # Closes every fd before stop/2 answers, so a reader that leased them knows no more
+  # readiness messages will come once it has the answer.
+  defp close_all(s) do
+    for fd <- [s.stdin, s.stdout, s.stderr], fd != nil, do: Native.close(fd)
   end
 
   defp close_stdin_now(%{stdin: nil} = s), do: s

@@ -295,8 +295,9 @@ defmodule Sluice.ApiTest do
         )
 
       os_pid = Sluice.Daemon.os_pid(d)
-      kids = descendants(os_pid)
-      assert kids != []
+      # the shell forks its children after it started
+      kids = eventually(fn -> match?([_, _], descendants(os_pid)) and descendants(os_pid) end)
+      assert [_, _] = kids
       GenServer.stop(d)
       assert eventually(fn -> Enum.all?([os_pid | kids], &(not alive?(&1))) end, 1_500)
     end

@@ -34,7 +34,7 @@ fn nif_read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>) -> NifResult<Term<'a>
     if st.closing {
         return Ok(env.error_tuple(atoms::closed()));
     }
-    let Some(mut buf) = alloc_binary(max) else {
+    let Some(mut buf) = alloc_binary(read_size(st.fd, max)) else {
         return Ok(env.error_tuple(atoms::enomem()));
     };
     let n = loop {
@@ -53,7 +53,7 @@ fn nif_read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>) -> NifResult<Term<'a>
     match n {
         Ok(0) => Ok(atoms::eof().encode(env)),
         Ok(n) => {
-            if n < max && !buf.realloc(n) {
+            if n < buf.len() && !buf.realloc(n) {
                 let mut exact = match alloc_binary(n) {
                     Some(exact) => exact,
                     None => return Ok(env.error_tuple(atoms::enomem())),
@@ -61,6 +61,7 @@ fn nif_read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>) -> NifResult<Term<'a>
                 exact.as_mut_slice().copy_from_slice(&buf.as_slice()[..n]);
                 buf = exact;
             }
+            charge_timeslice(env, n);
             Ok((atoms::ok(), buf.release(env)).encode(env))
         }
         Err(libc::EAGAIN) => {
@@ -71,6 +72,35 @@ fn nif_read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>) -> NifResult<Term<'a>
             }
         }
         Err(e) => Ok(errno::error_tuple(env, e)),
+    }
+}
+
+/// Bytes moved that count as a whole timeslice of the calling process.
+const BYTES_PER_TIMESLICE: usize = 64 * 1024;
+
+/// Charges the calling process for the bytes it moved, so a process streaming at full
+/// speed yields to the others every few chunks (a NIF call otherwise costs about one
+/// reduction, and 200 busy readers would each run a whole timeslice of copying while
+/// everything else on the scheduler waits).
+fn charge_timeslice(env: Env, bytes: usize) {
+    let percent = (bytes * 100 / BYTES_PER_TIMESLICE).clamp(1, 100) as libc::c_int;
+    // SAFETY: the env is the calling process's, valid for the duration of this NIF call.
+    unsafe { rustler::sys::enif_consume_timeslice(env.as_c_arg(), percent) };
+}
+
+/// How many bytes to allocate for a read of at most `max`: what the pipe holds
+/// (`FIONREAD`), so a large `max` does not page in and unmap a fresh block per read. When
+/// nothing is buffered the read will say EOF or EAGAIN, unless data arrives in between: a
+/// small buffer is enough then.
+fn read_size(fd: libc::c_int, max: usize) -> usize {
+    let mut avail: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer; the fd is open (state locked).
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut avail) };
+    match usize::try_from(avail) {
+        Ok(n) if r == 0 && n > 0 => n.min(max),
+        // Not a pipe or socket (FIONREAD unsupported): fall back to `max`.
+        _ if r != 0 => max,
+        _ => max.min(4096),
     }
 }
 
@@ -104,7 +134,10 @@ fn nif_write<'a>(env: Env<'a>, fd: Term<'a>, data: Term<'a>) -> NifResult<Term<'
         }
     };
     match n {
-        Ok(n) => Ok((atoms::ok(), n).encode(env)),
+        Ok(n) => {
+            charge_timeslice(env, n as usize);
+            Ok((atoms::ok(), n).encode(env))
+        }
         Err(libc::EAGAIN) => {
             if fd.arm(&st, true) {
                 Ok(env.error_tuple(atoms::eagain()))
