@@ -18,3 +18,5 @@ echo "==> cargo test"
 echo "==> mix test"
 mix compile --warnings-as-errors
 mix test --include external_vm
+echo "==> benchmark suite, --quick (a smoke test of the suite, never a timing)"
+MIX_ENV=prod mix run bench/run.exs --quick > /dev/null

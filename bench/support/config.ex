@@ -1,0 +1,70 @@
+defmodule Bench.Config do
+  @moduledoc false
+  # Command-line options and the sizes of every measurement, for the full and quick modes.
+
+  @sections [:spawn, :concurrent, :output, :input, :unread, :ticker, :footprint]
+
+  @full %{
+    quick: false,
+    reps: 5,
+    slow_reps: 3,
+    spawn_n: 1_000,
+    concurrent_n: 500,
+    stream_bytes: 1_073_741_824,
+    unread_ms: 3_000,
+    unread_limit: 500_000_000,
+    ticker_programs: 200,
+    ticker_ms: 3_000,
+    footprint_n: 200
+  }
+
+  # Tiny sizes and one repetition: only checks that every measurement works.
+  @quick %{
+    quick: true,
+    reps: 1,
+    slow_reps: 1,
+    spawn_n: 20,
+    concurrent_n: 20,
+    stream_bytes: 8_388_608,
+    unread_ms: 300,
+    unread_limit: 500_000_000,
+    ticker_programs: 10,
+    ticker_ms: 300,
+    footprint_n: 10
+  }
+
+  @doc "The measurement sections, in the order they run."
+  def sections, do: @sections
+
+  @doc "Parses `argv` into the configuration map."
+  def parse!(argv) do
+    {opts, rest} =
+      OptionParser.parse!(argv, strict: [quick: :boolean, out: :string, only: :string])
+
+    if rest != [], do: raise(ArgumentError, "unexpected arguments: #{Enum.join(rest, " ")}")
+
+    base = if opts[:quick], do: @quick, else: @full
+
+    Map.merge(base, %{
+      out: opts[:out] || default_out(base.quick),
+      only: only!(opts[:only]),
+      command: command(argv)
+    })
+  end
+
+  defp default_out(false), do: Path.join(__DIR__, "../RESULTS.md") |> Path.expand()
+  defp default_out(true), do: Path.join(System.tmp_dir!(), "sluice-bench-quick.md")
+
+  defp only!(nil), do: @sections
+
+  defp only!(list) do
+    names = list |> String.split(",", trim: true) |> Enum.map(&String.to_atom/1)
+    unknown = names -- @sections
+    if unknown != [], do: raise(ArgumentError, "unknown sections #{inspect(unknown)}")
+    names
+  end
+
+  defp command(argv) do
+    Enum.join(["MIX_ENV=#{Mix.env()} mix run bench/run.exs" | argv], " ")
+  end
+end

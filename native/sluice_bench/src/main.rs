@@ -1,0 +1,159 @@
+//! Native baselines for Sluice's benchmark suite (`bench/run.exs`): what the machine can do
+//! without the BEAM, measured the same way as the Elixir contenders.
+//!
+//! ```text
+//! sluice_bench spawn N [std|fork]          spawn and wait for /bin/true N times
+//!                                          prints ns_per_spawn=<ns>
+//! sluice_bench read SIZE [TOTAL [PIPE]]    read `head -c TOTAL /dev/zero` (default 1 GiB)
+//!                                          with SIZE-byte reads, optional F_SETPIPE_SZ
+//!                                          prints bytes_per_sec=<n> bytes=<n>
+//! ```
+//!
+//! `spawn std` uses `std::process::Command` (posix_spawn, i.e. `clone(CLONE_VM|CLONE_VFORK)`
+//! on glibc), the fastest way there is; `spawn fork` uses `fork` + `execve` + `waitpid`, what a
+//! helper that must run code in the child before `exec` (setsid, prctl, dup2) can do.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+const DEFAULT_TOTAL: u64 = 1 << 30;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["spawn", n] => spawn(n, "std"),
+        ["spawn", n, mode] => spawn(n, mode),
+        ["read", size] => read(size, None, None),
+        ["read", size, total] => read(size, Some(total), None),
+        ["read", size, total, pipe] => read(size, Some(total), Some(pipe)),
+        _ => Err(
+            "usage: sluice_bench spawn N [std|fork] | sluice_bench read SIZE [TOTAL [PIPE_SIZE]]"
+                .to_string(),
+        ),
+    };
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("sluice_bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn number(arg: &str, what: &str) -> Result<u64, String> {
+    match arg.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{what} must be a positive integer, got {arg:?}")),
+    }
+}
+
+/// Spawns and waits for `/bin/true` `n` times; returns the mean ns per spawn.
+fn spawn(n: &str, mode: &str) -> Result<String, String> {
+    let n = number(n, "N")?;
+    let once: fn() -> Result<(), String> = match mode {
+        "std" => spawn_std,
+        "fork" => spawn_fork,
+        other => return Err(format!("unknown spawn mode {other:?} (std or fork)")),
+    };
+    let start = Instant::now();
+    for _ in 0..n {
+        once()?;
+    }
+    let ns = start.elapsed().as_nanos() / u128::from(n);
+    Ok(format!("ns_per_spawn={ns}"))
+}
+
+fn spawn_std() -> Result<(), String> {
+    let status = Command::new("/bin/true")
+        .status()
+        .map_err(|e| format!("spawn /bin/true: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("/bin/true ended with {status}"))
+    }
+}
+
+fn spawn_fork() -> Result<(), String> {
+    let path = CString::new("/bin/true").expect("no NUL byte");
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    // SAFETY: the child only calls the async-signal-safe execve and _exit; the pointers
+    // stay valid across fork (same address space copy).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: see above; argv and envp are NULL-terminated arrays of C strings.
+        unsafe {
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child; `status` is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("waitpid: {err}"));
+        }
+    }
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(())
+    } else {
+        Err(format!("/bin/true ended with wait status {status}"))
+    }
+}
+
+/// Reads `total` bytes of `head -c total /dev/zero` with `size`-byte reads and discards them.
+fn read(size: &str, total: Option<&str>, pipe: Option<&str>) -> Result<String, String> {
+    let size = usize::try_from(number(size, "SIZE")?).map_err(|e| e.to_string())?;
+    let total = total.map_or(Ok(DEFAULT_TOTAL), |t| number(t, "TOTAL"))?;
+    let pipe = pipe.map(|p| number(p, "PIPE_SIZE")).transpose()?;
+    let mut buf = vec![0u8; size];
+
+    let start = Instant::now();
+    let mut child = Command::new("head")
+        .args(["-c", &total.to_string(), "/dev/zero"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn head: {e}"))?;
+    let mut out = child.stdout.take().expect("stdout is piped");
+    if let Some(pipe) = pipe {
+        let pipe = libc::c_int::try_from(pipe).map_err(|e| e.to_string())?;
+        // SAFETY: fcntl on an fd we own; F_SETPIPE_SZ takes an int.
+        if unsafe { libc::fcntl(out.as_raw_fd(), libc::F_SETPIPE_SZ, pipe) } < 0 {
+            return Err(format!("F_SETPIPE_SZ: {}", std::io::Error::last_os_error()));
+        }
+    }
+    let mut bytes: u64 = 0;
+    loop {
+        match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+    let secs = start.elapsed().as_secs_f64();
+    if !status.success() || bytes != total {
+        return Err(format!(
+            "head ended with {status} after {bytes} of {total} bytes"
+        ));
+    }
+    let rate = (bytes as f64 / secs) as u64;
+    Ok(format!("bytes_per_sec={rate} bytes={bytes}"))
+}
