@@ -18,8 +18,7 @@ pub struct Cgroups {
     pub root: PathBuf,
     /// `root/h<helper pid>`.
     pub dir: PathBuf,
-    /// Empty program cgroups kept for reuse: the first fork into a freshly made cgroup
-    /// costs 150-300 us more than into one that existed before.
+    /// Empty program cgroups kept for reuse (see `create_program`).
     free: Vec<PathBuf>,
     /// Number of the next program cgroup to create (`c<n>`).
     next: u64,
@@ -151,20 +150,20 @@ impl Cgroups {
         })
     }
 
-    /// Takes an empty program cgroup from the pool, or creates one, and opens the directory
-    /// for `clone3(CLONE_INTO_CGROUP)`.
+    /// Takes an empty program cgroup from the pool, or creates one, and opens its
+    /// `cgroup.procs` for the child to join. The first process in a freshly made cgroup
+    /// costs 150-300 us more than in one that existed before: hence the pool.
     pub fn create_program(&mut self) -> io::Result<(PathBuf, OwnedFd)> {
         while let Some(dir) = self.free.pop() {
-            // std opens with O_CLOEXEC; a directory opens read-only.
-            if let Ok(f) = fs::File::open(&dir) {
-                return Ok((dir, f.into()));
+            if let Ok(fd) = open_procs(&dir) {
+                return Ok((dir, fd));
             }
         }
         let dir = self.dir.join(format!("c{}", self.next));
         self.next += 1;
         fs::create_dir(&dir)?;
-        match fs::File::open(&dir) {
-            Ok(f) => Ok((dir, f.into())),
+        match open_procs(&dir) {
+            Ok(fd) => Ok((dir, fd)),
             Err(e) => {
                 let _ = fs::remove_dir(&dir);
                 Err(e)
@@ -175,9 +174,10 @@ impl Cgroups {
     /// Gives back the cgroup of a program of which nothing remains: kept for reuse while the
     /// pool has room and the program left no child cgroups, removed otherwise.
     ///
-    /// A cgroup that was ever `cgroup.kill`ed is never reused: on Linux 6.x a child cloned
-    /// with `CLONE_INTO_CGROUP` into such a cgroup is killed at birth (the kernel compares
-    /// the cgroup's kill sequence with the parent's), so `reusable` must be false for it.
+    /// A cgroup that was ever `cgroup.kill`ed is not reused (`reusable` false): on Linux 6.x
+    /// a child cloned into such a cgroup with `CLONE_INTO_CGROUP` is killed at birth (the
+    /// kernel compares the cgroup's kill sequence with the parent's), and a fresh cgroup
+    /// keeps the helper clear of that whatever way it joins.
     pub fn release(&mut self, dir: &Path, reusable: bool) -> io::Result<()> {
         if populated(dir)? {
             return Err(io::Error::from_raw_os_error(libc::EBUSY));
@@ -193,8 +193,8 @@ impl Cgroups {
     }
 }
 
-/// Opens a cgroup's `cgroup.procs` for writing, for kernels without `clone3`.
-pub fn open_procs(dir: &Path) -> io::Result<OwnedFd> {
+/// Opens a cgroup's `cgroup.procs` for writing (std opens with O_CLOEXEC).
+fn open_procs(dir: &Path) -> io::Result<OwnedFd> {
     let f = OpenOptions::new()
         .write(true)
         .open(dir.join("cgroup.procs"))?;

@@ -5,8 +5,9 @@ use std::ffi::{CStr, CString};
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use nix::errno::Errno;
@@ -160,14 +161,17 @@ fn set_pipe_size(fd: &OwnedFd, size: Option<usize>) {
     }
 }
 
-/// Everything the child needs, prepared before fork so the child does not allocate.
+/// Everything the child needs, prepared before the clone so the child does not allocate.
 struct ChildPlan<'a> {
+    /// The program cgroup's `cgroup.procs`, or -1.
     procs_fd: RawFd,
     stdin_r: RawFd,
     stdout_w: RawFd,
     /// -1: keep the helper's fd 2.
     stderr_w: RawFd,
-    err_w: RawFd,
+    /// Where the child reports a failure before exec (the child shares our memory):
+    /// `stage << 32 | errno`, 0 when exec succeeded.
+    failure: AtomicU64,
     helper_pid: libc::pid_t,
     ignored_signals: &'a [libc::c_int],
     cd: Option<&'a CStr>,
@@ -180,24 +184,25 @@ fn errno() -> i32 {
     Errno::last_raw()
 }
 
-/// Reports a failure on the error pipe and exits. Async-signal-safe only.
-fn child_fail(err_w: RawFd, stage: u8, errno: i32) -> ! {
-    let e = errno.to_le_bytes();
-    let msg = [stage, e[0], e[1], e[2], e[3]];
-    // SAFETY: plain write/_exit on an fd we own in the forked child.
-    unsafe {
-        libc::write(err_w, msg.as_ptr().cast(), msg.len());
-        libc::_exit(127)
-    }
+/// Reports a failure to the suspended parent and exits. Async-signal-safe only.
+fn child_fail(p: &ChildPlan, stage: u8, errno: i32) -> ! {
+    p.failure.store(
+        u64::from(stage) << 32 | u64::from(errno as u32),
+        Ordering::SeqCst,
+    );
+    // SAFETY: _exit ends the child only (it is its own process) without running any of the
+    // parent's at-exit code.
+    unsafe { libc::_exit(127) }
 }
 
-/// Runs in the forked child: only async-signal-safe calls, no allocation.
+/// Runs in the child: only async-signal-safe calls, no allocation, no locks.
 fn run_child(p: &ChildPlan) -> ! {
     // SAFETY: the calls below are raw syscalls on fds and pointers prepared by the parent,
-    // all valid in the child's copy of the address space; nothing here allocates or locks.
+    // which is suspended until this child execs or exits (CLONE_VFORK), so they all stay
+    // valid; nothing here allocates or locks.
     unsafe {
         if p.procs_fd >= 0 && libc::write(p.procs_fd, b"0".as_ptr().cast(), 1) != 1 {
-            child_fail(p.err_w, STAGE_CGROUP, errno());
+            child_fail(p, STAGE_CGROUP, errno());
         }
         // Own session and process group: the group is what signals target.
         libc::setsid();
@@ -209,7 +214,7 @@ fn run_child(p: &ChildPlan) -> ! {
             0,
         ) != 0
         {
-            child_fail(p.err_w, STAGE_SETUP, errno());
+            child_fail(p, STAGE_SETUP, errno());
         }
         // The helper may have died before PDEATHSIG was armed.
         if libc::getppid() != p.helper_pid {
@@ -225,10 +230,10 @@ fn run_child(p: &ChildPlan) -> ! {
         // All sources are >= 3 (fds 0-2 are kept open in the helper), so no dup2 clobbers
         // another source. dup2 clears FD_CLOEXEC on the target.
         if libc::dup2(p.stdin_r, 0) < 0 || libc::dup2(p.stdout_w, 1) < 0 {
-            child_fail(p.err_w, STAGE_SETUP, errno());
+            child_fail(p, STAGE_SETUP, errno());
         }
         if p.stderr_w >= 0 && libc::dup2(p.stderr_w, 2) < 0 {
-            child_fail(p.err_w, STAGE_SETUP, errno());
+            child_fail(p, STAGE_SETUP, errno());
         }
         // Nothing else the helper holds may leak into the program (fds inherited from the
         // BEAM included); errors (old kernels) are ignored.
@@ -240,7 +245,7 @@ fn run_child(p: &ChildPlan) -> ! {
         );
         if let Some(cd) = p.cd {
             if libc::chdir(cd.as_ptr()) != 0 {
-                child_fail(p.err_w, STAGE_CHDIR, errno());
+                child_fail(p, STAGE_CHDIR, errno());
             }
         }
         // execvp's rules: EACCES wins if seen, ENOENT-like errors move on, anything else
@@ -261,83 +266,46 @@ fn run_child(p: &ChildPlan) -> ! {
             }
         }
         let e = hard.unwrap_or(if seen_eacces { libc::EACCES } else { last });
-        child_fail(p.err_w, STAGE_EXEC, e)
+        child_fail(p, STAGE_EXEC, e)
     }
 }
 
-/// `CLONE_INTO_CGROUP`: the child starts inside its cgroup. Joining later by writing
-/// `cgroup.procs` is a migration, which takes the cgroup write lock and costs far more.
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// Size of the stack the child runs on between the clone and exec.
+const CHILD_STACK: usize = 64 * 1024;
 
-/// `struct clone_args` (version 2, with `cgroup`), which glibc does not export.
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
+/// The top of the child's stack. The parent is suspended while a child uses it
+/// (CLONE_VFORK), so one stack serves every spawn.
+fn child_stack_top() -> *mut libc::c_void {
+    static STACK: OnceLock<usize> = OnceLock::new();
+    let base = *STACK.get_or_init(|| {
+        // u128 elements keep the top 16-byte aligned, as the ABI wants.
+        let stack = vec![0u128; CHILD_STACK / 16].into_boxed_slice();
+        Box::leak(stack).as_mut_ptr() as usize
+    });
+    (base + CHILD_STACK) as *mut libc::c_void
 }
 
-/// `fork()`, or `clone3` straight into the cgroup open at `cgroup`. Returns 0 in the child.
-fn fork_into(cgroup: Option<RawFd>) -> Result<libc::pid_t, Errno> {
-    let Some(fd) = cgroup else {
-        // SAFETY: the helper is single-threaded, so the child may run any code; it still
-        // only makes async-signal-safe calls on data prepared before the fork.
-        return Errno::result(unsafe { libc::fork() });
-    };
-    let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: fd as u64,
-        ..CloneArgs::default()
-    };
-    // SAFETY: clone3 without CLONE_VM and without a stack is fork(): the child continues on
-    // its own copy of this stack. The helper is single-threaded, and the child only makes
-    // raw syscalls (no glibc state that tracks the thread id) before it execs or _exits.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
+extern "C" fn child_entry(plan: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `plan` is the `ChildPlan` of the parent, which stays suspended (CLONE_VFORK)
+    // and so keeps it alive until this child execs or exits.
+    run_child(unsafe { &*(plan as *const ChildPlan) })
+}
+
+/// Starts the child the way posix_spawn does: `clone(CLONE_VM | CLONE_VFORK)` on a stack
+/// of its own. Nothing is copied (a fork of the helper costs ~100 us more under
+/// virtualisation), and this returns only once the child has exec'ed or failed.
+fn clone_child(plan: &ChildPlan) -> Result<libc::pid_t, Errno> {
+    // SAFETY: the child shares our memory but runs on its own stack, while we are
+    // suspended; it only reads the plan, makes raw syscalls and writes `plan.failure`.
+    let pid = unsafe {
+        libc::clone(
+            child_entry,
+            child_stack_top(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            plan as *const ChildPlan as *mut libc::c_void,
         )
     };
-    Errno::result(r).map(|pid| pid as libc::pid_t)
-}
-
-/// Reads the error pipe to EOF: `None` when the exec succeeded (the pipe closed on exec).
-fn read_error_pipe(fd: &OwnedFd) -> Option<(u8, i32)> {
-    let mut buf = [0u8; 5];
-    let mut got = 0;
-    loop {
-        // SAFETY: reading into the unfilled tail of a local buffer.
-        let n = unsafe {
-            libc::read(
-                fd.as_raw_fd(),
-                buf[got..].as_mut_ptr().cast(),
-                buf.len() - got,
-            )
-        };
-        match Errno::result(n) {
-            Ok(0) => break,
-            Ok(n) => {
-                got += n as usize;
-                if got == buf.len() {
-                    break;
-                }
-            }
-            Err(Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-    }
-    (got == buf.len()).then(|| (buf[0], i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]])))
+    Errno::result(pid)
 }
 
 /// Starts one program.
@@ -396,9 +364,7 @@ pub fn spawn(
         StderrMode::Null => devnull.as_ref().map_or(-1, |f| f.as_raw_fd()),
         StderrMode::Inherit => -1,
     };
-    let (err_r, err_w) = pipe()?;
-
-    let (cgroup_dir, cgroup_fd) = match cgroups {
+    let (cgroup_dir, procs) = match cgroups {
         Some(cg) => match cg.create_program() {
             Ok((dir, fd)) => (Some(dir), Some(fd)),
             Err(e) => {
@@ -418,12 +384,12 @@ pub fn spawn(
         }
     };
 
-    let mut plan = ChildPlan {
-        procs_fd: -1,
+    let plan = ChildPlan {
+        procs_fd: procs.as_ref().map_or(-1, |f| f.as_raw_fd()),
         stdin_r: stdin_r.as_raw_fd(),
         stdout_w: stdout_w.as_raw_fd(),
         stderr_w,
-        err_w: err_w.as_raw_fd(),
+        failure: AtomicU64::new(0),
         helper_pid,
         ignored_signals: ignored_signals(),
         cd: cd.as_deref(),
@@ -432,41 +398,25 @@ pub fn spawn(
         candidates: &cand_p,
     };
 
-    let mut procs = None;
-    let pid = match fork_into(cgroup_fd.as_ref().map(|f| f.as_raw_fd())) {
-        // Kernels before 5.7 have no clone3 into a cgroup: fork and let the child join.
-        Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) if cgroup_fd.is_some() => {
-            let dir = cgroup_dir.as_deref().unwrap_or(Path::new("/"));
-            match crate::cgroup::open_procs(dir) {
-                Ok(fd) => {
-                    plan.procs_fd = fd.as_raw_fd();
-                    procs = Some(fd);
-                    fork_into(None)
-                }
-                Err(e) => Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
-            }
-        }
-        other => other,
-    };
-    let pid = match pid {
-        Ok(0) => run_child(&plan),
+    let pid = match clone_child(&plan) {
         Ok(pid) => pid,
         Err(e) => {
             remove_cgroup(&cgroup_dir);
-            return Err(SpawnFailure::before_fork(e, "fork", "fork failed"));
+            return Err(SpawnFailure::before_fork(e, "fork", "clone failed"));
         }
     };
 
     // Parent: the child's ends must go, or EOFs never arrive.
-    drop((stdin_r, stdout_w, err_w, procs, cgroup_fd, devnull));
+    drop((stdin_r, stdout_w, procs, devnull));
     let stderr_r = stderr_pipe.map(|(r, w)| {
         drop(w);
         r
     });
 
-    if let Some((stage, raw)) = read_error_pipe(&err_r) {
-        let errno = Errno::from_raw(raw);
-        let stage = stage_name(stage);
+    let failure = plan.failure.load(Ordering::SeqCst);
+    if failure != 0 {
+        let errno = Errno::from_raw(failure as u32 as i32);
+        let stage = stage_name((failure >> 32) as u8);
         let what = match stage {
             "chdir" => format!(
                 "chdir to {:?} for {program:?} failed",
