@@ -53,25 +53,23 @@ defmodule Sluice.Helper do
   @spec info() :: %{os_pid: pos_integer, cgroup_root: String.t() | nil}
   def info, do: GenServer.call(__MODULE__, :info)
 
-  @doc """
-  The environment the helper inherited from the VM when it started. Spawns without
-  environment options send `:inherit` while the VM's environment still equals it.
-  """
-  @spec inherited_env() :: %{String.t() => String.t()} | nil
-  def inherited_env, do: :persistent_term.get({__MODULE__, :env}, nil)
-
   @impl true
   def init(_opts) do
     Process.flag(:trap_exit, true)
     exe = Path.join(:code.priv_dir(:sluice), "native/sluice_helper")
     # The port program inherits the VM's current environment.
-    :persistent_term.put({__MODULE__, :env}, System.get_env())
+    inherited_env = :os.env()
 
     port =
       Port.open({:spawn_executable, exe}, [
         :binary,
         :exit_status,
         {:packet, 4},
+        # Never suspend this server on a busy port: the helper may be blocked handing fds
+        # to this very server (the socket's queue is short, net.unix.max_dgram_qlen), and
+        # only this server drains it. Suspended until the helper reads its stdin, both
+        # would wait for each other (1_000 concurrent spawns deadlocked).
+        {:busy_limits_port, :disabled},
         args: helper_args()
       ])
 
@@ -88,6 +86,9 @@ defmodule Sluice.Helper do
            sock: sock,
            os_pid: os_pid,
            cgroup_root: cgroup_root,
+           inherited_env: inherited_env,
+           # {raw :os.env(), its NAME=value list} of the last environment sent in full
+           env_cache: nil,
            next_id: 1,
            # id => {from, kill params} while the spawn is in flight
            pending: %{},
@@ -119,7 +120,8 @@ defmodule Sluice.Helper do
   @impl true
   def handle_call({:spawn, spec, signum, grace}, from, state) do
     id = state.next_id
-    send_request(state, {:spawn, id, resolve_env(spec)})
+    {spec, state} = resolve_env(spec, state)
+    send_request(state, {:spawn, id, spec})
     pending = Map.put(state.pending, id, {from, {signum, grace}})
     {:noreply, %{state | next_id: id + 1, pending: pending}}
   end
@@ -245,14 +247,26 @@ defmodule Sluice.Helper do
   defp exit_status({:signaled, signum, _core}), do: {:signal, Sluice.Signal.name(signum)}
 
   # `:default` is the VM's current environment: `:inherit` while it is still the one the
-  # helper started with (nothing to build or send), else the whole list.
-  defp resolve_env(%{env: :default} = spec) do
-    current = System.get_env()
-    env = if current == inherited_env(), do: :inherit, else: Sluice.Options.env_list(current)
-    %{spec | env: env}
+  # helper started with (nothing to build or send), else the whole list. Comparing the raw
+  # `:os.env()` costs a quarter of `System.get_env/0`; a changed environment is converted
+  # once and reused while it stays the same.
+  defp resolve_env(%{env: :default} = spec, state) do
+    case :os.env() do
+      raw when raw == state.inherited_env ->
+        {%{spec | env: :inherit}, state}
+
+      raw ->
+        list =
+          case state.env_cache do
+            {^raw, list} -> list
+            _ -> Enum.map(raw, fn {name, value} -> IO.chardata_to_string([name, ?=, value]) end)
+          end
+
+        {%{spec | env: list}, %{state | env_cache: {raw, list}}}
+    end
   end
 
-  defp resolve_env(spec), do: spec
+  defp resolve_env(spec, state), do: {spec, state}
 
   defp send_request(state, request) do
     Port.command(state.port, :erlang.term_to_binary(request))
