@@ -157,7 +157,8 @@ defmodule Sluice do
     case P.await_exit(p, remaining(deadline)) do
       {:ok, status} ->
         Input.reraise_failure(p)
-        P.stop(p, opts.kill_grace)
+        # Every output is at EOF and the program exited: nothing to wait for.
+        P.release(p)
         {:ok, result(acc, capture?, status)}
 
       {:error, :timeout} ->

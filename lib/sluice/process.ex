@@ -271,6 +271,12 @@ defmodule Sluice.Process do
     GenServer.call(p, {:stop, grace_ms}, :infinity)
   end
 
+  @doc false
+  # Ends this server without waiting, once the program has exited: Sluice.Helper, which
+  # monitors it, then has the helper kill whatever the program left behind, as stop/2 does.
+  @spec release(t) :: :ok
+  def release(p), do: GenServer.cast(p, :release)
+
   @doc """
   Waits for the program to exit and returns its status, or `{:error, :timeout}`.
 
@@ -438,6 +444,12 @@ defmodule Sluice.Process do
       status ->
         {:reply, {:ok, status}, s}
     end
+  end
+
+  @impl true
+  def handle_cast(:release, s) do
+    close_all(s)
+    {:stop, :normal, s}
   end
 
   @impl true
