@@ -228,7 +228,8 @@ impl Checker<'_> {
             return Err("too many terms in one frame".into());
         }
         let d = depth + 1;
-        match self.u8()? {
+        let tag = self.u8()?;
+        match tag {
             70 => drop(self.take(8)?),
             77 => {
                 let n = self.u32()?;
@@ -249,29 +250,15 @@ impl Checker<'_> {
                 let n = self.u8()? as usize;
                 self.take(n)?;
             }
-            101 => {
+            // Reference, port, pid and their newer forms: a node atom, then fixed bytes.
+            101 | 102 | 103 | 88 | 89 | 120 => {
                 self.atom()?;
-                self.take(5)?;
-            }
-            102 => {
-                self.atom()?;
-                self.take(5)?;
-            }
-            103 => {
-                self.atom()?;
-                self.take(9)?;
-            }
-            88 => {
-                self.atom()?;
-                self.take(12)?;
-            }
-            89 => {
-                self.atom()?;
-                self.take(8)?;
-            }
-            120 => {
-                self.atom()?;
-                self.take(12)?;
+                self.take(match tag {
+                    101 | 102 => 5,
+                    103 => 9,
+                    89 => 8,
+                    _ => 12,
+                })?;
             }
             114 => {
                 let n = self.u16()?;
