@@ -70,7 +70,10 @@ impl Control {
         frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         frame.extend_from_slice(&payload);
         if let Err(e) = write_all(1, &frame) {
-            eprintln!("sluice_helper: writing to the BEAM failed: {e}");
+            // EPIPE is the VM going away: the shutdown that follows is the normal path.
+            if e != Errno::EPIPE {
+                eprintln!("sluice_helper: writing to the BEAM failed: {e}");
+            }
             self.out_broken = true;
             return false;
         }

@@ -1,0 +1,192 @@
+defmodule Sluice.BadInputTest do
+  @moduledoc """
+  Bad input gets an `ArgumentError` or `{:error, %Sluice.Error{}}` with a clear message,
+  and afterwards the helper (same OS process) and a program running alongside are
+  unaffected. Also: bad control frames and fd exhaustion (EMFILE) in the helper.
+  """
+  use Sluice.Case, async: false
+
+  import ExUnit.CaptureLog
+
+  alias Sluice.Process, as: P
+
+  @moduletag :capture_log
+
+  setup do
+    {:ok, bystander} = P.start_link(["cat"])
+    helper = helper_pid()
+
+    check = fn ->
+      assert helper_pid() == helper, "the helper was replaced"
+      assert Process.alive?(bystander)
+      assert :ok = P.write(bystander, "ping")
+      assert {:ok, "ping"} = P.read(bystander, 65_536, 5_000)
+    end
+
+    %{check: check}
+  end
+
+  @big_arg String.duplicate("x", 200_000)
+
+  # {description, function, expected message}
+  defp bad_calls do
+    [
+      {"argv not a list", fn -> P.start("cat") end, ~r/argv must be a non-empty list/},
+      {"argv empty", fn -> Sluice.run([]) end, ~r/argv must be a non-empty list/},
+      {"argv[0] empty", fn -> P.start([""]) end, ~r/argv\[0\].*must not be empty/},
+      {"non-binary element", fn -> P.start(["echo", 1]) end, ~r/argv elements must be strings/},
+      {"atom element", fn -> Sluice.run([:echo]) end, ~r/argv elements must be strings/},
+      {"NUL in argv", fn -> Sluice.run(["echo", "a\0b"]) end, ~r/NUL/},
+      {"NUL in env value", fn -> P.start(["true"], env: %{"A" => "x\0y"}) end, ~r/:env.*NUL/},
+      {"NUL in env name", fn -> P.start(["true"], env: %{"A\0B" => "x"}) end, ~r/:env.*NUL/},
+      {"= in env name", fn -> Sluice.run(["true"], env: [{"A=B", "x"}]) end,
+       ~r/:env.*without "="/},
+      {"empty env name", fn -> P.start(["true"], env: %{"" => "x"}) end, ~r/:env/},
+      {"env not pairs", fn -> P.start(["true"], env: ["A=B"]) end, ~r/:env/},
+      {"NUL in cwd", fn -> Sluice.run(["true"], cd: "/tmp\0x") end, ~r/:cd.*NUL/},
+      {"empty cwd", fn -> P.start(["true"], cd: "") end, ~r/:cd/},
+      {"negative timeout", fn -> Sluice.run(["true"], timeout: -1) end, ~r/:timeout/},
+      {"float timeout", fn -> Sluice.run(["true"], timeout: 1.5) end, ~r/:timeout/},
+      {"atom timeout", fn -> Sluice.run(["true"], timeout: :forever) end, ~r/:timeout/},
+      {"negative kill_grace", fn -> P.start(["true"], kill_grace: -1) end, ~r/:kill_grace/},
+      {"bad kill_signal", fn -> P.start(["true"], kill_signal: :sigbogus) end, ~r/:kill_signal/},
+      {"unknown option (start)", fn -> P.start(["true"], bogus: 1) end,
+       ~r/unknown option :bogus/},
+      {"unknown option (run)", fn -> Sluice.run(["true"], tiemout: 1) end,
+       ~r/unknown option :tiemout/},
+      {"unknown option (stream)", fn -> Sluice.stream!(["true"], bogus: 1) end,
+       ~r/unknown option :bogus/},
+      {"options not a keyword list", fn -> Sluice.run(["true"], [:x]) end, ~r/keyword list/}
+    ]
+  end
+
+  test "each bad argument raises ArgumentError with a clear message", %{check: check} do
+    for {what, fun, message} <- bad_calls() do
+      error = assert_raise ArgumentError, fun
+      assert error.message =~ message, "#{what}: #{error.message}"
+      check.()
+    end
+  end
+
+  test "bad timeouts on a running program raise, and the program carries on", %{check: check} do
+    {:ok, p} = P.start_link(["cat"])
+    assert_raise ArgumentError, ~r/timeout/, fn -> P.read(p, 10, -1) end
+    assert_raise ArgumentError, ~r/timeout/, fn -> P.await_exit(p, :soon) end
+    assert_raise ArgumentError, ~r/timeout/, fn -> P.write(p, "x", -5) end
+    assert_raise ArgumentError, ~r/grace_ms/, fn -> P.stop(p, -1) end
+    assert_raise ArgumentError, ~r/max/, fn -> P.read(p, 0) end
+    assert :ok = P.write(p, "still")
+    assert {:ok, "still"} = P.read(p)
+    check.()
+  end
+
+  test "an argv too large for exec is {:error, %Sluice.Error{reason: :e2big}}", %{check: check} do
+    # One argument over MAX_ARG_STRLEN (128 KiB), and 3 MB in total (over ARG_MAX).
+    assert {:error, %Sluice.Error{reason: :e2big, stage: :exec} = e} =
+             Sluice.run(["echo", @big_arg])
+
+    assert e.message =~ "E2BIG"
+    check.()
+
+    many = List.duplicate(String.duplicate("y", 100_000), 30)
+
+    assert {:error, %Sluice.Error{reason: :e2big}} = P.start(["echo" | many])
+    check.()
+
+    big_env = %{"SLUICE_BIG" => @big_arg}
+    assert {:error, %Sluice.Error{reason: :e2big}} = Sluice.run(["true"], env: big_env)
+    check.()
+  end
+
+  test "runtime spawn errors are {:error, %Sluice.Error{}} naming the program", %{check: check} do
+    assert {:error, %Sluice.Error{reason: :enoent, stage: :exec} = e} =
+             Sluice.run(["sluice-no-such-program"])
+
+    assert e.message =~ "sluice-no-such-program"
+    check.()
+
+    assert {:error, %Sluice.Error{reason: :enoent, stage: :chdir}} =
+             Sluice.run(["true"], cd: "/nonexistent-sluice-dir")
+
+    check.()
+  end
+
+  describe "a helper that never falls over" do
+    test "bad and truncated control frames get an error reply and are skipped",
+         %{check: check} do
+      port = :sys.get_state(Sluice.Helper).port
+      valid = :erlang.term_to_binary({:spawn, 1_000_001, %{argv: ["true"], env: []}})
+
+      frames = [
+        "",
+        "garbage",
+        <<131>>,
+        <<131, 104, 255>>,
+        binary_part(valid, 0, div(byte_size(valid), 2)),
+        binary_part(valid, 0, byte_size(valid) - 1),
+        :erlang.term_to_binary(:hello),
+        :erlang.term_to_binary({:spawn, 1_000_002, :not_a_map}),
+        :erlang.term_to_binary({:spawn, 1_000_003, %{argv: []}}),
+        :erlang.term_to_binary({:spawn, 1_000_004, %{argv: "sh"}}),
+        :erlang.term_to_binary({:spawn, 1_000_005, %{argv: [1, 2]}}),
+        :erlang.term_to_binary({:spawn, -1, %{argv: ["true"]}}),
+        :erlang.term_to_binary({:kill, 1_000_006, 9}),
+        :erlang.term_to_binary({:kill, 1_000_007, -3, 100}),
+        :erlang.term_to_binary({:kill, 1_000_008, 9, -1}),
+        :erlang.term_to_binary({:signal, 1_000_009, 1_000}),
+        :erlang.term_to_binary({:signal, :x, 9}),
+        :erlang.term_to_binary({:unknown_request, 1}),
+        :erlang.term_to_binary(List.duplicate({:a, [1, 2]}, 10_000)),
+        :erlang.term_to_binary({:kill, 2 ** 80, 9, 0}),
+        :crypto.strong_rand_bytes(4096)
+      ]
+
+      log =
+        capture_log(fn ->
+          for frame <- frames do
+            Port.command(port, frame)
+            check.()
+          end
+
+          # The helper answers in order: once this spawn is answered, so was every frame.
+          assert {:ok, %Sluice.Result{status: 0}} = Sluice.run(["true"])
+        end)
+
+      assert log =~ "sluice_helper rejected a request"
+    end
+
+    test "fd exhaustion (EMFILE) in the helper is {:error, %Sluice.Error{reason: :emfile}}",
+         %{check: check} do
+      helper = helper_pid()
+
+      {limits, 0} =
+        System.cmd("prlimit", [
+          "--pid",
+          "#{helper}",
+          "--nofile",
+          "--output=SOFT,HARD",
+          "--noheadings"
+        ])
+
+      [soft, hard] = String.split(limits)
+      open = length(File.ls!("/proc/#{helper}/fd"))
+      {_, 0} = System.cmd("prlimit", ["--pid", "#{helper}", "--nofile=#{open}:#{hard}"])
+
+      try do
+        for _ <- 1..3 do
+          assert {:error, %Sluice.Error{reason: :emfile} = e} = Sluice.run(["true"])
+          assert e.message =~ "EMFILE"
+        end
+
+        # Running programs are unaffected while the helper cannot open fds.
+        check.()
+      after
+        {_, 0} = System.cmd("prlimit", ["--pid", "#{helper}", "--nofile=#{soft}:#{hard}"])
+      end
+
+      # ... and it carries on once fds are available again.
+      assert {:ok, %Sluice.Result{stdout: "fine\n"}} = Sluice.run(["echo", "fine"])
+      check.()
+    end
+  end
+end

@@ -1,0 +1,45 @@
+defmodule Sluice.NoCgroupTest do
+  @moduledoc """
+  Rows (a)-(d) of the fault matrix with cgroups forced off (`config :sluice, cgroup:
+  false`): the helper is restarted in that mode for this module. Containment is then the
+  process group, plus the descendants walked while the program is alive. A double-forked
+  daemon is neither, so it survives these rows: the test asserts exactly that, as
+  `docs/guarantees.md` states, and then kills it.
+  """
+  use Sluice.Case, async: false
+
+  alias Sluice.FaultMatrix, as: M
+
+  @grace 500
+
+  setup_all do
+    restart_helper(false)
+    on_exit(fn -> restart_helper(:auto) end)
+    :ok
+  end
+
+  defp restart_helper(mode) do
+    Application.put_env(:sluice, :cgroup, mode)
+    old = Process.whereis(Sluice.Helper)
+    GenServer.stop(Sluice.Helper)
+
+    assert Sluice.OsProbe.eventually(fn ->
+             pid = Process.whereis(Sluice.Helper)
+             pid != nil and pid != old
+           end)
+
+    if mode == false, do: assert(%{cgroup_root: nil} = Sluice.Helper.info())
+  end
+
+  for row <- M.rows(), kind <- M.programs() do
+    @tag :tmp_dir
+    test "without cgroups: #{row} x #{kind}", %{tmp_dir: dir} do
+      row = unquote(row)
+      kind = unquote(kind)
+      assert %{cgroup_root: nil} = Sluice.Helper.info()
+      cell = M.run_cell(row, kind, dir, @grace)
+      M.assert_left(cell.left, M.expected_survivors(row, kind, false), "#{row} x #{kind}")
+      M.kill_survivors(cell.procs)
+    end
+  end
+end
