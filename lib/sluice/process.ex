@@ -126,6 +126,8 @@ defmodule Sluice.Process do
   # Validates argv and options (raising ArgumentError naming the option) and returns the
   # helper's spawn spec, the kill parameters and the normalised options. The higher-level
   # API passes its own extra option defaults.
+  @spec prepare!([String.t()], keyword, String.t(), keyword, keyword) ::
+          {map, {pos_integer, non_neg_integer}, map}
   def prepare!(argv, opts, who, extra_defaults \\ [], overrides \\ []) do
     argv = Options.argv!(argv)
     opts = Options.validate!(opts, Options.with_process_defaults(extra_defaults, overrides), who)
@@ -139,6 +141,7 @@ defmodule Sluice.Process do
   end
 
   @doc false
+  @spec start_prepared(map, {pos_integer, non_neg_integer}) :: {:ok, pid} | {:error, Error.t()}
   def start_prepared(spec, kill) do
     case GenServer.start(__MODULE__, {spec, kill, self()}) do
       {:ok, pid} ->
