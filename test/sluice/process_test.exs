@@ -62,6 +62,26 @@ defmodule Sluice.ProcessTest do
       assert read_all(p) == expected <> "  -\n"
     end
 
+    test "reads of any size come in order" do
+      {:ok, p} = P.start_link(["seq", "1", "20000"])
+      expected = Enum.map_join(1..20_000, &"#{&1}\n")
+      sizes = Stream.cycle([7, 65_536, 1, 4_096, 100_000])
+
+      got =
+        Enum.reduce_while(sizes, [], fn max, acc ->
+          case P.read(p, max) do
+            {:ok, data} ->
+              assert byte_size(data) <= max
+              {:cont, [acc, data]}
+
+            :eof ->
+              {:halt, acc}
+          end
+        end)
+
+      assert IO.iodata_to_binary(got) == expected
+    end
+
     test "read_any splits 1000 stdout and 1000 stderr lines" do
       script = "i=1; while [ $i -le 1000 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done"
       {:ok, p} = P.start_link(["sh", "-c", script], stderr: :consume)
@@ -142,6 +162,18 @@ defmodule Sluice.ProcessTest do
       # blocked in write(): sleeping, not running
       assert {"S", _} = stat(P.os_pid(p))
       assert {:ok, "y\ny\n" <> _} = P.read(p)
+    end
+
+    test "after a read, yes blocks again and BEAM memory stays flat" do
+      {:ok, p} = P.start_link(["yes"])
+      assert {:ok, "y\ny\n"} = P.read(p, 4)
+      Process.sleep(200)
+      :erlang.garbage_collect()
+      before = :erlang.memory(:total)
+      Process.sleep(1_000)
+      :erlang.garbage_collect()
+      assert :erlang.memory(:total) - before < 1_000_000
+      assert {"S", _} = stat(P.os_pid(p))
     end
 
     test "a 5 x 64 KiB write does not complete before the reader reads" do
