@@ -4,6 +4,7 @@ defmodule Sluice.Application do
 
   @impl true
   def start(_type, _args) do
+    Sluice.Process.create_table()
     children = [Sluice.Helper]
     # The helper restarts at once; a crash loop still ends the application.
     Supervisor.start_link(children, strategy: :one_for_one, max_restarts: 10, max_seconds: 5)

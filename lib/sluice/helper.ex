@@ -145,12 +145,13 @@ defmodule Sluice.Helper do
     {:stop, {:helper_exited, status}, state}
   end
 
-  def handle_info({:DOWN, ref, :process, _pid, _reason}, state) do
+  def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
     case Map.pop(state.monitors, ref) do
       {nil, _} ->
         {:noreply, state}
 
       {id, monitors} ->
+        Sluice.Process.forget(pid)
         {{_pid, _ref, {signum, grace}}, programs} = Map.pop(state.programs, id)
         send_request(state, {:kill, id, signum, grace})
         {:noreply, %{state | monitors: monitors, programs: programs}}

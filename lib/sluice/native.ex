@@ -18,6 +18,8 @@ defmodule Sluice.Native do
   @doc false
   def read(_fd, _max), do: :erlang.nif_error(:nif_not_loaded)
   @doc false
+  def try_read(_fd, _max), do: :erlang.nif_error(:nif_not_loaded)
+  @doc false
   def write(_fd, _iodata), do: :erlang.nif_error(:nif_not_loaded)
   @doc false
   def close(_fd), do: :erlang.nif_error(:nif_not_loaded)

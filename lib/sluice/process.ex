@@ -68,6 +68,7 @@ defmodule Sluice.Process do
   @type read_result :: {:ok, binary} | :eof | {:error, atom}
 
   @stderr_modes [:console, :null, :stdout, :consume]
+  @fds Sluice.Process.Fds
 
   defstruct [
     :id,
@@ -203,7 +204,64 @@ defmodule Sluice.Process do
       raise ArgumentError, "max must be a positive integer (bytes), got: #{inspect(max)}"
     end
 
-    GenServer.call(p, {:read, source, max, Options.timeout!(timeout)}, :infinity)
+    timeout = Options.timeout!(timeout)
+
+    case fast_read(p, source, max) do
+      {:ok, _} = data -> data
+      :miss -> GenServer.call(p, {:read, source, max, timeout}, :infinity)
+    end
+  end
+
+  # Data already waiting in the pipe is read in the caller, without a round trip through
+  # the server: the NIF serialises reads on an fd, and try_read arms nothing (the server
+  # stays the one woken by readiness). Anything else (an empty pipe, EOF, active mode, a
+  # lease) is the server's business: it keeps the program's fds in the table only while
+  # it is passive and not leased.
+  defp fast_read(p, source, max) when is_pid(p) do
+    case :ets.lookup(@fds, p) do
+      [{^p, stdout, stderr}] -> fast_read(source, stdout, stderr, max)
+      [] -> :miss
+    end
+  end
+
+  defp fast_read(_p, _source, _max), do: :miss
+
+  defp fast_read(:stdout, stdout, _stderr, max), do: try_read(stdout, max, & &1)
+  defp fast_read(:stderr, _stdout, nil, _max), do: :miss
+  defp fast_read(:stderr, _stdout, stderr, max), do: try_read(stderr, max, & &1)
+
+  defp fast_read(:any, stdout, stderr, max) do
+    with :miss <- try_read(stdout, max, &{:stdout, &1}),
+         false <- stderr == nil do
+      try_read(stderr, max, &{:stderr, &1})
+    else
+      true -> :miss
+      data -> data
+    end
+  end
+
+  defp try_read(fd, max, tag) do
+    case Native.try_read(fd, max) do
+      {:ok, data} -> {:ok, tag.(data)}
+      _ -> :miss
+    end
+  end
+
+  @doc false
+  # The table of the fds that any caller may read directly (see fast_read/3). Created by
+  # the application, so it lives as long as Sluice does.
+  @spec create_table() :: :ok
+  def create_table do
+    :ets.new(@fds, [:named_table, :public, :set, read_concurrency: true])
+    :ok
+  end
+
+  @doc false
+  # Called by Sluice.Helper when a Sluice.Process ends, however it ends.
+  @spec forget(pid) :: :ok
+  def forget(pid) do
+    :ets.delete(@fds, pid)
+    :ok
   end
 
   @doc """
@@ -344,6 +402,7 @@ defmodule Sluice.Process do
         Process.monitor(owner)
         Process.monitor(Helper)
         [stdin, stdout | rest] = fds
+        :ets.insert(@fds, {self(), stdout, List.first(rest)})
 
         {:ok,
          %__MODULE__{
@@ -380,6 +439,7 @@ defmodule Sluice.Process do
       {:reply, {:error, :busy}, s}
     else
       lease = %{stdout: s.stdout, stderr: s.stderr, os_pid: s.os_pid}
+      forget(self())
       {:reply, {:ok, lease}, %{s | leased: true}}
     end
   end
@@ -407,6 +467,11 @@ defmodule Sluice.Process do
   end
 
   def handle_call({:set_active, mode}, _from, s) do
+    # Active mode owns the output: no reads from callers meanwhile.
+    if mode == false,
+      do: :ets.insert(@fds, {self(), s.stdout, s.stderr}),
+      else: forget(self())
+
     {:reply, :ok, deliver(%{s | active: mode})}
   end
 

@@ -118,6 +118,19 @@ defmodule Sluice.ProcessTest do
       assert Task.async(fn -> P.read(p) end) |> Task.await() == {:ok, "from a task"}
     end
 
+    test "concurrent readers share the output without loss or duplication" do
+      {:ok, p} = P.start_link(["seq", "1", "100000"])
+      expected = Enum.map_join(1..100_000, &"#{&1}\n")
+
+      chunks =
+        1..4
+        |> Enum.map(fn _ -> Task.async(fn -> read_chunks(p, []) end) end)
+        |> Enum.flat_map(&Task.await/1)
+
+      got = chunks |> IO.iodata_to_binary() |> :binary.bin_to_list() |> Enum.frequencies()
+      assert got == expected |> :binary.bin_to_list() |> Enum.frequencies()
+    end
+
     test "reads and waits time out in the server without losing data" do
       {:ok, p} = P.start_link(["cat"])
       assert {:error, :timeout} = P.read(p, 100, 50)
@@ -402,6 +415,13 @@ defmodule Sluice.ProcessTest do
       {:ok, {:stdout, data}} -> collect_any(p, [out, data], err)
       {:ok, {:stderr, data}} -> collect_any(p, out, [err, data])
       :eof -> {IO.iodata_to_binary(out), IO.iodata_to_binary(err)}
+    end
+  end
+
+  defp read_chunks(p, acc) do
+    case P.read(p, 4_096) do
+      {:ok, data} -> read_chunks(p, [data | acc])
+      :eof -> acc
     end
   end
 

@@ -21,9 +21,21 @@ fn alloc_binary(size: usize) -> Option<OwnedBinary> {
     }
 }
 
-/// `read(fd, max)`: one non-blocking read of at most `max` bytes.
+/// `read(fd, max)`: one non-blocking read of at most `max` bytes; on EAGAIN the caller is
+/// armed for a `:ready_input` message.
 #[rustler::nif(name = "read")]
 fn nif_read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>) -> NifResult<Term<'a>> {
+    read(env, fd, max, true)
+}
+
+/// `try_read(fd, max)`: like `read/2`, but EAGAIN arms nothing. For a process that is not
+/// the one waiting on the fd (its owner's `enif_select` must not be taken over).
+#[rustler::nif(name = "try_read")]
+fn nif_try_read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>) -> NifResult<Term<'a>> {
+    read(env, fd, max, false)
+}
+
+fn read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>, arm: bool) -> NifResult<Term<'a>> {
     let max: u64 = max.decode()?;
     let fd = FdRef::get(env, fd)?;
     let max = usize::try_from(max).map_err(|_| Error::BadArg)?;
@@ -65,7 +77,7 @@ fn nif_read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>) -> NifResult<Term<'a>
             Ok((atoms::ok(), buf.release(env)).encode(env))
         }
         Err(libc::EAGAIN) => {
-            if fd.arm(&st, false) {
+            if !arm || fd.arm(&st, false) {
                 Ok(env.error_tuple(atoms::eagain()))
             } else {
                 Ok(env.error_tuple(atoms::select_failed()))
