@@ -80,7 +80,15 @@ defmodule Sluice.Daemon do
     GenServer.start_link(__MODULE__, {argv, log, [{:stderr, :consume} | opts]}, server_opts)
   end
 
-  @doc "The OS pid of the daemon's program."
+  @doc """
+  The OS pid of the daemon's program.
+
+      iex> {:ok, d} = Sluice.Daemon.start_link(argv: ["sleep", "10"], log: false)
+      iex> File.exists?("/proc/\#{Sluice.Daemon.os_pid(d)}")
+      true
+      iex> GenServer.stop(d)
+      :ok
+  """
   @spec os_pid(GenServer.server()) :: pos_integer
   def os_pid(daemon), do: GenServer.call(daemon, :os_pid)
 

@@ -21,18 +21,19 @@ defmodule Sluice.Helper do
 
   @protocol_version 1
 
-  @typedoc "What `spawn/2` returns on success."
+  @typedoc "What the internal `spawn/2` returns on success."
   @type spawned :: %{id: pos_integer, os_pid: pos_integer, fds: [reference]}
 
   @doc "Starts the helper server, registered as `Sluice.Helper`."
   @spec start_link(keyword) :: GenServer.on_start()
   def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
 
-  @doc """
-  Starts a program from a spawn spec (see `docs/architecture.md`). The calling process
-  becomes the program's holder: when it ends, the program is sent `kill_signal` and, after
-  `kill_grace` ms, SIGKILL.
-  """
+  # spawn/2, signal/2 and kill/3 are the plumbing of Sluice.Process: not public API.
+
+  @doc false
+  # Starts a program from a spawn spec (see docs/architecture.md). The calling process
+  # becomes the program's holder: when it ends, the program is sent `kill_signal` and,
+  # after `kill_grace` ms, SIGKILL.
   @spec spawn(map, {pos_integer, non_neg_integer}) :: {:ok, spawned} | {:error, Error.t()}
   def spawn(spec, {kill_signum, kill_grace}) do
     GenServer.call(__MODULE__, {:spawn, spec, kill_signum, kill_grace}, :infinity)
@@ -40,16 +41,24 @@ defmodule Sluice.Helper do
     :exit, _ -> {:error, Error.new(:helper_down, "the Sluice helper is not running")}
   end
 
-  @doc "Sends signal number `signum` to program `id`'s process group."
+  @doc false
+  # Sends signal number `signum` to program `id`'s process group.
   @spec signal(pos_integer, pos_integer) :: :ok
   def signal(id, signum), do: GenServer.cast(__MODULE__, {:request, {:signal, id, signum}})
 
-  @doc "Sends `signum` to program `id` now and SIGKILL to whatever is left after `grace` ms."
+  @doc false
+  # Sends `signum` to program `id` now, and SIGKILL to whatever is left after `grace` ms.
   @spec kill(pos_integer, pos_integer, non_neg_integer) :: :ok
   def kill(id, signum, grace),
     do: GenServer.cast(__MODULE__, {:request, {:kill, id, signum, grace}})
 
-  @doc "The helper's OS pid and cgroup root (`nil` without cgroups)."
+  @doc """
+  The helper's OS pid and its cgroup root (`nil` without cgroups).
+
+      iex> %{os_pid: pid} = Sluice.Helper.info()
+      iex> File.read!("/proc/\#{pid}/comm")
+      "sluice_helper\\n"
+  """
   @spec info() :: %{os_pid: pos_integer, cgroup_root: String.t() | nil}
   def info, do: GenServer.call(__MODULE__, :info)
 

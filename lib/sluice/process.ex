@@ -116,6 +116,12 @@ defmodule Sluice.Process do
   @doc """
   Like `start_link/2`, without the link. The caller is still the owner: the program is
   stopped when the caller exits.
+
+      iex> {:ok, p} = Sluice.Process.start(["sleep", "10"])
+      iex> Process.link(p) == true and Process.alive?(p)
+      true
+      iex> Sluice.Process.stop(p, 1_000)
+      {:ok, {:signal, :sigterm}}
   """
   @spec start([String.t()], keyword) :: {:ok, pid} | {:error, Error.t()}
   def start(argv, opts \\ []) do

@@ -9,6 +9,7 @@ defmodule Sluice.ApiTest do
   doctest Sluice.Error
   doctest Sluice.Signal
   doctest Sluice.Daemon
+  doctest Sluice.Helper
 
   describe "run/2" do
     test "a non-zero exit is a result, with stdout, stderr and os_pid" do
