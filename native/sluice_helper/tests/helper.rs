@@ -3,18 +3,18 @@
 
 use std::io::{IoSliceMut, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::socket::{
-    connect, recvmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType, UnixAddr,
-};
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
 use nix::sys::time::TimeVal;
 use sluice_protocol::frame::{encode_frame, ExitStatus, Reply, Request, SpawnSpec, StderrMode};
 use sluice_protocol::handoff::Handoff;
+
+mod common;
+use common::spec;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -27,49 +27,16 @@ struct Helper {
     pid: i32,
 }
 
-fn env() -> Vec<Vec<u8>> {
-    vec![b"PATH=/usr/local/bin:/usr/bin:/bin".to_vec()]
-}
-
-fn spec(argv: &[&str]) -> SpawnSpec {
-    SpawnSpec {
-        argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
-        env: Some(env()),
-        cd: None,
-        stderr: StderrMode::Inherit,
-        pipe_size: None,
-    }
-}
-
 impl Helper {
     fn start(cgroup: &str) -> Helper {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice_helper"))
-            .args([
-                "--beam-pid",
-                &std::process::id().to_string(),
-                "--cgroup",
-                cgroup,
-                "--shutdown-grace-ms",
-                "500",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start sluice_helper");
+        let mut child = common::start_helper(cgroup, 500);
         let mut stdout = child.stdout.take().unwrap();
         let (tx, rx) = channel();
-        std::thread::spawn(move || loop {
-            let mut len = [0u8; 4];
-            if stdout.read_exact(&mut len).is_err() {
-                return;
-            }
-            let mut payload = vec![0; u32::from_be_bytes(len) as usize];
-            if stdout.read_exact(&mut payload).is_err() {
-                return;
-            }
-            let reply = Reply::decode(&payload).expect("helper sent a bad frame");
-            if tx.send(reply).is_err() {
-                return;
+        std::thread::spawn(move || {
+            while let Some(reply) = common::read_reply(&mut stdout) {
+                if tx.send(reply).is_err() {
+                    return;
+                }
             }
         });
         let hello = rx.recv_timeout(TIMEOUT).expect("hello");
@@ -84,15 +51,7 @@ impl Helper {
         };
         assert_eq!(version, 1);
         assert_eq!(helper_pid, child.id());
-        let sock = socket(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .unwrap();
-        let path = std::ffi::OsStr::new(std::str::from_utf8(&socket_path).unwrap());
-        connect(sock.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
+        let sock = common::connect_socket(&socket_path);
         setsockopt(&sock, sockopt::ReceiveTimeout, &TimeVal::new(10, 0)).unwrap();
         let pid = child.id() as i32;
         Helper {
@@ -172,14 +131,7 @@ impl Helper {
     /// Closes stdin (the "VM died" signal) and waits for the helper to exit.
     fn stop(mut self) -> std::process::ExitStatus {
         drop(self.stdin.take());
-        let end = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(Instant::now() < end, "helper did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        common::wait_exit(&mut self.child, TIMEOUT)
     }
 }
 

@@ -2,13 +2,15 @@
 //! running binary, on top of the decoder proptests in `sluice_protocol`), and EPIPE
 //! towards the BEAM.
 
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::process::{Child, ChildStdin, ChildStdout};
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-use sluice_protocol::frame::{encode_frame, Reply, Request, SpawnSpec, StderrMode};
+use sluice_protocol::frame::{encode_frame, Reply, Request};
+
+mod common;
+use common::spec;
 
 struct Raw {
     child: Child,
@@ -18,40 +20,16 @@ struct Raw {
 }
 
 fn read_reply(stdout: &mut ChildStdout) -> Reply {
-    let mut len = [0u8; 4];
-    stdout.read_exact(&mut len).expect("reply length");
-    let mut payload = vec![0; u32::from_be_bytes(len) as usize];
-    stdout.read_exact(&mut payload).expect("reply payload");
-    Reply::decode(&payload).expect("the helper sent a bad frame")
+    common::read_reply(stdout).expect("a reply")
 }
 
 fn start() -> Raw {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice_helper"))
-        .args([
-            "--beam-pid",
-            &std::process::id().to_string(),
-            "--cgroup",
-            "off",
-            "--shutdown-grace-ms",
-            "200",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start sluice_helper");
+    let mut child = common::start_helper("off", 200);
     let mut stdout = child.stdout.take().unwrap();
     let Reply::Hello { socket_path, .. } = read_reply(&mut stdout) else {
         panic!("expected hello");
     };
-    let sock = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    let path = std::ffi::OsStr::new(std::str::from_utf8(&socket_path).unwrap());
-    connect(sock.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
+    let sock = common::connect_socket(&socket_path);
     Raw {
         stdin: child.stdin.take(),
         stdout: Some(stdout),
@@ -68,14 +46,7 @@ impl Raw {
     }
 
     fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(Instant::now() < end, "the helper did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        common::wait_exit(&mut self.child, Duration::from_secs(10))
     }
 }
 
@@ -84,14 +55,6 @@ impl Drop for Raw {
         drop(self.stdin.take());
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn spec(argv: &[&str]) -> SpawnSpec {
-    SpawnSpec {
-        argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
-        stderr: StderrMode::Inherit,
-        ..SpawnSpec::default()
     }
 }
 
