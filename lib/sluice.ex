@@ -78,10 +78,21 @@ defmodule Sluice do
       {:ok, lease} = P.lease_output(p)
       writer = Input.start(p, input, self())
       reader = Reader.new(lease)
-      acc = %{out: [], err: [], size: 0, reader: reader, result: %Result{os_pid: lease.os_pid}}
+
+      st = %{
+        p: p,
+        opts: opts,
+        deadline: deadline,
+        capture?: opts.stderr == :capture,
+        reader: reader,
+        out: [],
+        err: [],
+        size: 0,
+        result: %Result{os_pid: lease.os_pid}
+      }
 
       try do
-        collect(p, acc, opts.stderr == :capture, deadline, opts)
+        collect(st)
       after
         Input.stop(writer)
         Reader.flush(reader)
@@ -114,71 +125,56 @@ defmodule Sluice do
     end
   end
 
-  defp collect(p, acc, capture?, deadline, opts) do
-    case Reader.next(acc.reader, 65_536, deadline) do
-      {:ok, source, data, reader} ->
-        add_output(p, %{acc | reader: reader}, source, data, capture?, deadline, opts)
-
-      {:eof, reader} ->
-        finish(p, %{acc | reader: reader}, capture?, deadline, opts)
-
-      {:error, :timeout, _reader} ->
-        fail(p, acc, capture?, opts, :timeout, "timed out after #{opts.timeout} ms")
-
-      {:error, reason, _reader} ->
-        fail(p, acc, capture?, opts, reason, "reading output failed: #{reason}")
+  defp collect(st) do
+    case Reader.next(st.reader, 65_536, st.deadline) do
+      {:ok, source, data, reader} -> add_output(%{st | reader: reader}, source, data)
+      {:eof, reader} -> finish(%{st | reader: reader})
+      {:error, :timeout, _reader} -> fail(st, :timeout, "timed out after #{st.opts.timeout} ms")
+      {:error, reason, _reader} -> fail(st, reason, "reading output failed: #{reason}")
     end
   end
 
-  defp add_output(p, acc, source, data, capture?, deadline, opts) do
-    acc =
+  defp add_output(st, source, data) do
+    st =
       case source do
-        :stdout -> %{acc | out: [acc.out, data]}
-        :stderr -> %{acc | err: [acc.err, data]}
+        :stdout -> %{st | out: [st.out, data]}
+        :stderr -> %{st | err: [st.err, data]}
       end
 
-    acc = %{acc | size: acc.size + byte_size(data)}
+    st = %{st | size: st.size + byte_size(data)}
+    max = st.opts.max_output
 
-    if opts.max_output != :infinity and acc.size > opts.max_output do
-      fail(
-        p,
-        acc,
-        capture?,
-        opts,
-        :max_output,
-        "output exceeded max_output (#{opts.max_output} bytes)"
-      )
-    else
-      collect(p, acc, capture?, deadline, opts)
-    end
+    if max != :infinity and st.size > max,
+      do: fail(st, :max_output, "output exceeded max_output (#{max} bytes)"),
+      else: collect(st)
   end
 
-  defp finish(p, acc, capture?, deadline, opts) do
-    case P.await_exit(p, remaining(deadline)) do
+  defp finish(st) do
+    case P.await_exit(st.p, remaining(st.deadline)) do
       {:ok, status} ->
-        Input.reraise_failure(p)
+        Input.reraise_failure(st.p)
         # Every output is at EOF and the program exited: nothing to wait for.
-        P.release(p)
-        {:ok, result(acc, capture?, status)}
+        P.release(st.p)
+        {:ok, result(st, status)}
 
       {:error, :timeout} ->
-        fail(p, acc, capture?, opts, :timeout, "timed out after #{opts.timeout} ms")
+        fail(st, :timeout, "timed out after #{st.opts.timeout} ms")
     end
   end
 
   # Stops the program's group (kill_signal, SIGKILL after kill_grace) before returning.
-  defp fail(p, acc, capture?, opts, reason, message) do
-    {:ok, status} = P.stop(p, opts.kill_grace)
-    Input.reraise_failure(p)
-    {:error, Error.new(reason, message, result: result(acc, capture?, status))}
+  defp fail(st, reason, message) do
+    {:ok, status} = P.stop(st.p, st.opts.kill_grace)
+    Input.reraise_failure(st.p)
+    {:error, Error.new(reason, message, result: result(st, status))}
   end
 
-  defp result(acc, capture?, status) do
+  defp result(st, status) do
     %{
-      acc.result
+      st.result
       | status: status,
-        stdout: IO.iodata_to_binary(acc.out),
-        stderr: if(capture?, do: IO.iodata_to_binary(acc.err))
+        stdout: IO.iodata_to_binary(st.out),
+        stderr: if(st.capture?, do: IO.iodata_to_binary(st.err))
     }
   end
 

@@ -14,9 +14,6 @@ defmodule Sluice.Options do
     pipe_size: nil
   ]
 
-  @doc "The keys every function that starts a program accepts."
-  def process_keys, do: Keyword.keys(@process_defaults)
-
   @doc """
   Checks `opts` against `defaults` (a keyword list of every allowed key with its default)
   and returns a map with every key. `who` names the function in error messages.
