@@ -227,6 +227,19 @@ defmodule Sluice.ProcessTest do
       assert {:ok, {:signal, :sigterm}} = P.await_exit(r)
     end
 
+    @tag :tmp_dir
+    test "stop gives a child that left the process group the kill signal too", %{tmp_dir: dir} do
+      marker = Path.join(dir, "graceful")
+
+      escapee = "trap 'echo got-term > #{marker}; exit 0' TERM; echo ready; sleep 30 & wait"
+
+      {:ok, p} = P.start_link(["sh", "-c", "setsid sh -c \"$0\" & wait", escapee])
+      assert {:ok, "ready\n"} = P.read(p)
+      assert {:ok, _} = P.stop(p, 3_000)
+      # it ended by its own TERM handler, long before the SIGKILL deadline
+      assert eventually(fn -> File.read(marker) == {:ok, "got-term\n"} end, 1_000)
+    end
+
     test "stop escalates to SIGKILL after the grace" do
       {:ok, p} =
         P.start_link(["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"])

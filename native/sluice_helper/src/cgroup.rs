@@ -209,6 +209,13 @@ pub fn kill(dir: &Path) -> io::Result<()> {
         .write_all(b"1")
 }
 
+/// The pids in a cgroup (`cgroup.procs`); empty when it cannot be read.
+pub fn procs(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
 /// `populated` from `cgroup.events`: whether any process is left in the subtree.
 pub fn populated(dir: &Path) -> io::Result<bool> {
     let s = fs::read_to_string(dir.join("cgroup.events"))?;

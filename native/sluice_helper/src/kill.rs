@@ -95,8 +95,9 @@ pub fn descendants_alive(p: &Program) -> bool {
         .any(|&(pid, start)| procfs::same_live_process(pid, start).is_some())
 }
 
-/// Sends `sig` (then SIGCONT, so a stopped program sees it) to the group and, when
-/// `descendants` is set, to the leader's walked descendants outside the group.
+/// Sends `sig` (then SIGCONT, so a stopped program sees it) to the group, to the members of
+/// the program's cgroup outside the group and, when `descendants` is set, to the leader's
+/// walked descendants outside the group.
 pub fn soft_kill(p: &mut Program, kids: &Children, sig: i32, descendants: bool) {
     if descendants {
         walk(p);
@@ -107,8 +108,25 @@ pub fn soft_kill(p: &mut Program, kids: &Children, sig: i32, descendants: bool) 
         signal_group(p, kids, libc::SIGCONT);
     }
     signal_descendants(p, sig, grouped);
+    signal_cgroup_escapees(p, sig);
     if cont {
         signal_descendants(p, libc::SIGCONT, grouped);
+        signal_cgroup_escapees(p, libc::SIGCONT);
+    }
+}
+
+/// With a cgroup, the members that left the program's process group (setsid children,
+/// daemons) get the signal too, so they can end gracefully before `cgroup.kill` at the
+/// deadline. The pids are members when read; one could only be another process by the
+/// time of the kill if pid allocation wrapped around in between.
+fn signal_cgroup_escapees(p: &Program, sig: i32) {
+    let Some(dir) = &p.cgroup else {
+        return;
+    };
+    for pid in cgroup::procs(dir) {
+        if procfs::stat(pid).is_some_and(|st| st.pgrp != p.pid) {
+            let _ = kill_raw(pid, sig);
+        }
     }
 }
 
