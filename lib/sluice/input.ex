@@ -52,22 +52,21 @@ defmodule Sluice.Input do
   end
 
   defp feed(p, input, reader) do
-    Process.monitor(reader)
-
-    try do
-      write_all(p, input)
-    catch
-      :throw, :sluice_input_done ->
-        :ok
-
-      kind, reason ->
-        send(reader, {:sluice_input_failed, p, kind, reason, __STACKTRACE__})
-        P.signal(p, :sigkill)
-    else
-      _ -> P.close_stdin(p)
-    end
+    write_all(p, input)
+    P.close_stdin(p)
   catch
-    # The program ended and took its process with it: nothing left to feed.
+    :throw, :sluice_input_done ->
+      :ok
+
+    kind, reason ->
+      # An exit because the program's process is gone only means nothing is left to feed.
+      if Process.alive?(p), do: failed(p, reader, {kind, reason, __STACKTRACE__})
+  end
+
+  defp failed(p, reader, {kind, reason, stack}) do
+    send(reader, {:sluice_input_failed, p, kind, reason, stack})
+    P.signal(p, :sigkill)
+  catch
     :exit, _ -> :ok
   end
 

@@ -45,6 +45,20 @@ defmodule Sluice.ApiTest do
       assert {:ok, %{status: 0}} = Sluice.run(["true"], input: Stream.repeatedly(fn -> "x" end))
     end
 
+    test "run and streams leave nothing in the caller's mailbox" do
+      endless = Stream.repeatedly(fn -> "x\n" end)
+
+      for _ <- 1..20 do
+        {:ok, _} = Sluice.run(["head", "-n", "1"], input: endless)
+        {:ok, _} = Sluice.run(["sh", "-c", "echo o; echo e >&2"])
+        {:error, _} = Sluice.run(["sleep", "5"], timeout: 10, kill_grace: 100)
+        ["x"] = Sluice.stream!(["cat"], input: endless, lines: true) |> Enum.take(1)
+      end
+
+      Process.sleep(200)
+      assert {:messages, []} = Process.info(self(), :messages)
+    end
+
     test "an exception in the input propagates and stops the program" do
       input =
         Stream.map(1..3, fn
