@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use crate::args::CgroupMode;
 use crate::procfs;
 
-/// The helper's cgroups: `root/h<pid>`, with one `p<id>` per program below it.
+/// The helper's cgroups: `root/h<pid>`, with one `c<n>` per running program below it
+/// (taken from a pool of empty ones, see `create_program`).
 #[derive(Debug)]
 pub struct Cgroups {
     /// The directory reported in `hello`.

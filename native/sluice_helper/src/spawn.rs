@@ -1,5 +1,5 @@
-//! fork/exec of one program: pipes, cgroup, the child's set-up before `execve`, and the
-//! error pipe that reports exec failures precisely.
+//! Starting one program: pipes, cgroup, a `CLONE_VM | CLONE_VFORK` child, its set-up before
+//! `execve`, and the precise report (stage + errno) of a failure before exec.
 
 use std::ffi::{CStr, CString};
 use std::fs::OpenOptions;
@@ -59,7 +59,7 @@ impl SpawnFailure {
     }
 }
 
-// Stage codes written by the child to the error pipe.
+// Stage codes the child reports in `ChildPlan::failure`.
 const STAGE_CGROUP: u8 = 1;
 const STAGE_SETUP: u8 = 2;
 const STAGE_CHDIR: u8 = 3;
