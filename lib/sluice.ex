@@ -17,25 +17,7 @@ defmodule Sluice do
   program's environment.
   """
 
-  alias Sluice.{Error, ExitError, Input, Reader, Result}
-  alias Sluice.Process, as: P
-
-  @run_defaults [
-    input: nil,
-    timeout: :infinity,
-    max_output: :infinity,
-    success_exit_codes: [0]
-  ]
-  @run_stderr [:capture, :stdout, :null, :console]
-
-  @stream_defaults [
-    input: nil,
-    chunk_size: 65_536,
-    exit_timeout: :infinity,
-    lines: false,
-    success_exit_codes: [0]
-  ]
-  @stream_stderr [:console, :null, :stdout, :consume, :capture]
+  alias Sluice.{Error, ExitError, Options, Result}
 
   @doc """
   Runs `argv` to completion and collects its output.
@@ -67,38 +49,7 @@ defmodule Sluice do
       iex> {:error, %Sluice.Error{reason: :timeout}} = Sluice.run(["sleep", "10"], timeout: 100)
   """
   @spec run([String.t()], keyword) :: {:ok, Result.t()} | {:error, Error.t()}
-  def run(argv, opts \\ []) do
-    {spec, kill, opts} = P.prepare!(argv, opts, "Sluice.run/2", @run_defaults, stderr: :capture)
-
-    check_stderr!(opts.stderr, @run_stderr)
-    input = Input.check!(opts.input)
-    deadline = deadline(opts.timeout)
-
-    with {:ok, p} <- P.start_prepared(spec, kill) do
-      {:ok, lease} = P.lease_output(p)
-      writer = Input.start(p, input, self())
-      reader = Reader.new(lease)
-
-      st = %{
-        p: p,
-        opts: opts,
-        deadline: deadline,
-        capture?: opts.stderr == :capture,
-        reader: reader,
-        out: [],
-        err: [],
-        size: 0,
-        result: %Result{os_pid: lease.os_pid}
-      }
-
-      try do
-        collect(st)
-      after
-        Input.stop(writer)
-        Reader.flush(reader)
-      end
-    end
-  end
+  def run(argv, opts \\ []), do: Sluice.Run.run(argv, opts)
 
   @doc """
   Like `run/2`, but returns the result, or raises: `Sluice.ExitError` when the status is
@@ -114,7 +65,7 @@ defmodule Sluice do
   def run!(argv, opts \\ []) do
     case run(argv, opts) do
       {:ok, %Result{status: status} = result} ->
-        codes = Keyword.get(opts, :success_exit_codes, [0])
+        codes = Options.validate!(opts, :run, "Sluice.run!/2").success_exit_codes
 
         if status in codes,
           do: result,
@@ -123,59 +74,6 @@ defmodule Sluice do
       {:error, error} ->
         raise error
     end
-  end
-
-  defp collect(st) do
-    case Reader.next(st.reader, 65_536, st.deadline) do
-      {:ok, source, data, reader} -> add_output(%{st | reader: reader}, source, data)
-      {:eof, reader} -> finish(%{st | reader: reader})
-      {:error, :timeout, _reader} -> fail(st, :timeout, "timed out after #{st.opts.timeout} ms")
-      {:error, reason, _reader} -> fail(st, reason, "reading output failed: #{reason}")
-    end
-  end
-
-  defp add_output(st, source, data) do
-    st =
-      case source do
-        :stdout -> %{st | out: [st.out, data]}
-        :stderr -> %{st | err: [st.err, data]}
-      end
-
-    st = %{st | size: st.size + byte_size(data)}
-    max = st.opts.max_output
-
-    if max != :infinity and st.size > max,
-      do: fail(st, :max_output, "output exceeded max_output (#{max} bytes)"),
-      else: collect(st)
-  end
-
-  defp finish(st) do
-    case P.await_exit(st.p, remaining(st.deadline)) do
-      {:ok, status} ->
-        Input.reraise_failure(st.p)
-        # Every output is at EOF and the program exited: nothing to wait for.
-        P.release(st.p)
-        {:ok, result(st, status)}
-
-      {:error, :timeout} ->
-        fail(st, :timeout, "timed out after #{st.opts.timeout} ms")
-    end
-  end
-
-  # Stops the program's group (kill_signal, SIGKILL after kill_grace) before returning.
-  defp fail(st, reason, message) do
-    {:ok, status} = P.stop(st.p, st.opts.kill_grace)
-    Input.reraise_failure(st.p)
-    {:error, Error.new(reason, message, result: result(st, status))}
-  end
-
-  defp result(st, status) do
-    %{
-      st.result
-      | status: status,
-        stdout: IO.iodata_to_binary(st.out),
-        stderr: if(st.capture?, do: IO.iodata_to_binary(st.err))
-    }
   end
 
   @doc """
@@ -231,22 +129,7 @@ defmodule Sluice do
 
   defp build_stream(argv, opts, mode, who) do
     # Validate eagerly, so mistakes raise where the stream is built.
-    {spec, kill, opts} = P.prepare!(argv, opts, who, @stream_defaults)
-    check_stderr!(opts.stderr, @stream_stderr)
-    input = Input.check!(opts.input)
-    Sluice.OutputStream.new(argv, spec, kill, input, mode, opts)
+    argv = Options.argv!(argv)
+    Sluice.OutputStream.new(argv, Options.validate!(opts, :stream, who), mode)
   end
-
-  defp check_stderr!(value, allowed) do
-    unless value in allowed do
-      expected = Enum.map_join(allowed, ", ", &inspect/1)
-      Sluice.Options.bad!(:stderr, "one of #{expected}", value)
-    end
-  end
-
-  defp deadline(:infinity), do: :infinity
-  defp deadline(ms), do: System.monotonic_time(:millisecond) + ms
-
-  defp remaining(:infinity), do: :infinity
-  defp remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
 end

@@ -4,9 +4,12 @@ defmodule Sluice.Application do
 
   @impl true
   def start(_type, _args) do
-    Sluice.Process.create_table()
-    children = [Sluice.Helper]
-    # The helper restarts at once; a crash loop still ends the application.
-    Supervisor.start_link(children, strategy: :one_for_one, max_restarts: 10, max_seconds: 5)
+    # The helper server restarts the helper program itself, with a backoff, for as long as
+    # it keeps dying; the supervisor only restarts the server should it crash.
+    Supervisor.start_link([Sluice.Helper],
+      strategy: :one_for_one,
+      max_restarts: 10,
+      name: Sluice.Supervisor
+    )
   end
 end

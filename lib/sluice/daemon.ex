@@ -16,7 +16,13 @@ defmodule Sluice.Daemon do
 
     * `:argv` (required) - the program and its arguments.
     * `:name` - a name to register the daemon under.
-    * `:log` - a Logger level (default `:info`), or `false` to discard output.
+    * `:log` - a Logger level (default `:info`; `:warn` means `:warning`), or `false` to
+      discard output.
+    * `:max_line_length` - a longer line is logged in pieces of this many bytes (default
+      1 MiB), so a program that never writes a newline cannot grow memory without bound.
+    * `:id` - the child id under a supervisor; default the `:name`, else
+      `{Sluice.Daemon, argv}`. Two daemons with the same argv under one supervisor need
+      distinct ids.
     * every `Sluice.Process` option except `:stderr` (`:cd`, `:env`, `:kill_grace`, ...).
   """
   use GenServer
@@ -26,7 +32,10 @@ defmodule Sluice.Daemon do
   alias Sluice.Lines
   alias Sluice.Process, as: P
 
-  @levels [:emergency, :alert, :critical, :error, :warning, :notice, :info, :debug]
+  alias Sluice.Options
+
+  # Options of the daemon itself, not of its Sluice.Process.
+  @own [:log, :name, :id, :max_line_length]
 
   @doc """
   A child spec; `:restart` and `:shutdown` may be overridden like for any GenServer.
@@ -38,8 +47,10 @@ defmodule Sluice.Daemon do
   def child_spec(opts) do
     grace = Keyword.get(opts, :kill_grace, 5_000)
 
+    id = Keyword.get(opts, :id) || Keyword.get(opts, :name) || {__MODULE__, opts[:argv]}
+
     %{
-      id: Keyword.get(opts, :name, __MODULE__),
+      id: id,
       start: {__MODULE__, :start_link, [opts]},
       # Long enough for the program to end within its kill grace.
       shutdown: grace + 1_000
@@ -61,23 +72,20 @@ defmodule Sluice.Daemon do
       raise ArgumentError, "Sluice.Daemon needs the option :argv, got: #{inspect(opts)}"
     end
 
-    {name, opts} = Keyword.pop(opts, :name)
-    {log, opts} = Keyword.pop(opts, :log, :info)
     {argv, opts} = Keyword.pop(opts, :argv)
-
-    unless log == false or log in @levels do
-      raise ArgumentError,
-            "invalid value for option :log: expected a Logger level or false, got: #{inspect(log)}"
-    end
+    argv = Options.argv!(argv)
 
     if Keyword.has_key?(opts, :stderr) do
       raise ArgumentError, "Sluice.Daemon does not take :stderr: it logs both streams"
     end
 
     # Validate in the caller, so mistakes raise here rather than crash the daemon.
-    P.prepare!(argv, [{:stderr, :consume} | opts], "Sluice.Daemon.start_link/1")
-    server_opts = if name, do: [name: name], else: []
-    GenServer.start_link(__MODULE__, {argv, log, [{:stderr, :consume} | opts]}, server_opts)
+    checked = Options.validate!(opts, :daemon, "Sluice.Daemon.start_link/1")
+    process_opts = [{:stderr, :consume} | Keyword.drop(opts, @own)]
+    log = if checked.log == :warn, do: :warning, else: checked.log
+    server_opts = if checked.name, do: [name: checked.name], else: []
+    args = {argv, log, checked.max_line_length, checked.kill_grace, process_opts}
+    GenServer.start_link(__MODULE__, args, server_opts)
   end
 
   @doc """
@@ -93,13 +101,12 @@ defmodule Sluice.Daemon do
   def os_pid(daemon), do: GenServer.call(daemon, :os_pid)
 
   @impl true
-  def init({argv, log, opts}) do
+  def init({argv, log, max_line, grace, opts}) do
     Process.flag(:trap_exit, true)
 
     case P.start_link(argv, opts) do
       {:ok, p} ->
         :ok = P.set_active(p, 64)
-        grace = Keyword.get(opts, :kill_grace, 5_000)
 
         {:ok,
          %{
@@ -107,7 +114,8 @@ defmodule Sluice.Daemon do
            os_pid: P.os_pid(p),
            log: log,
            grace: grace,
-           lines: %{stdout: Lines.new(), stderr: Lines.new()}
+           max_line: max_line,
+           lines: %{stdout: Lines.new(max_line), stderr: Lines.new(max_line)}
          }}
 
       {:error, error} ->
@@ -152,7 +160,7 @@ defmodule Sluice.Daemon do
 
   defp flush(stream, st) do
     st.lines[stream] |> Lines.flush() |> Enum.each(&log_line(st, stream, &1))
-    put_in(st.lines[stream], Lines.new())
+    put_in(st.lines[stream], Lines.new(st.max_line))
   end
 
   defp log_line(%{log: false}, _stream, _line), do: :ok

@@ -1,30 +1,60 @@
 defmodule Sluice.Native do
   @moduledoc false
-  # The Rust NIF (native/sluice_nif): non-blocking I/O on pipe fds with enif_select.
-  # Readiness arrives as {:select, fd, :undefined, :ready_input | :ready_output}.
+  # The Rust NIF (native/sluice_nif): the data plane's only door to the OS. Non-blocking
+  # I/O on fds with enif_select; readiness arrives as
+  # {:select, fd, :undefined, :ready_input | :ready_output}.
 
   @on_load :load_nif
 
+  @typedoc "An fd resource: a pipe end, a program channel or the helper's socket."
+  @type fd :: reference
+  @type errno :: atom
+
   @doc false
+  @spec load_nif() :: :ok | {:error, term}
   def load_nif do
     path = :code.priv_dir(:sluice) |> Path.join("native/libsluice_nif") |> String.to_charlist()
     :erlang.load_nif(path, 0)
   end
 
   @doc false
+  @spec connect(binary) :: {:ok, fd} | {:error, errno}
   def connect(_path), do: :erlang.nif_error(:nif_not_loaded)
+
   @doc false
-  def recv_fds(_sock), do: :erlang.nif_error(:nif_not_loaded)
+  # Sends a spawn request with a new program channel; the caller owns the channel.
+  @spec spawn(fd, binary) :: {:ok, fd} | {:error, errno}
+  def spawn(_sock, _request), do: :erlang.nif_error(:nif_not_loaded)
+
   @doc false
+  @spec spawn_large(fd, binary) :: {:ok, fd} | {:error, errno}
+  def spawn_large(_sock, _request), do: :erlang.nif_error(:nif_not_loaded)
+
+  @doc false
+  @spec recv(fd) :: {:ok, binary, [fd]} | :eof | {:error, errno}
+  def recv(_channel), do: :erlang.nif_error(:nif_not_loaded)
+
+  @doc false
+  @spec send(fd, binary) :: :ok | {:error, errno}
+  def send(_channel, _payload), do: :erlang.nif_error(:nif_not_loaded)
+
+  @doc false
+  @spec read(fd, pos_integer) :: {:ok, binary} | :eof | {:error, errno}
   def read(_fd, _max), do: :erlang.nif_error(:nif_not_loaded)
+
   @doc false
-  def try_read(_fd, _max), do: :erlang.nif_error(:nif_not_loaded)
-  @doc false
+  @spec write(fd, iodata) :: {:ok, non_neg_integer} | {:error, errno}
   def write(_fd, _iodata), do: :erlang.nif_error(:nif_not_loaded)
+
   @doc false
+  @spec close(fd) :: :ok
   def close(_fd), do: :erlang.nif_error(:nif_not_loaded)
+
   @doc false
+  @spec monitor(fd) :: :ok | {:error, :noproc}
   def monitor(_fd), do: :erlang.nif_error(:nif_not_loaded)
+
   @doc false
+  @spec fileno(fd) :: integer
   def fileno(_fd), do: :erlang.nif_error(:nif_not_loaded)
 end

@@ -1,54 +1,124 @@
 defmodule Sluice.Options do
-  @moduledoc false
-  # Validation and normalisation of argv and options, shared by every public entry point.
-  # Programming mistakes raise ArgumentError naming the option; nothing reaches the helper
-  # unless it is well formed.
+  @moduledoc """
+  Every option of Sluice in one table: its default, which entry points accept it, and its
+  check. Programming mistakes raise `ArgumentError` naming the option; an option given
+  twice is a mistake too (one rule everywhere).
 
-  @process_defaults [
-    cd: nil,
-    env: [],
-    clear_env: false,
-    stderr: :console,
-    kill_grace: 5_000,
-    kill_signal: :sigterm,
-    pipe_size: nil
+  | option | default | accepted by |
+  |---|---|---|
+  | `:cd` | the VM's current directory at the spawn | all |
+  | `:env` | `[]` (a map or `{name, value}` list; `nil` unsets) | all |
+  | `:clear_env` | `false` | all |
+  | `:stderr` | `:console`; `:capture` for `run` | process, run, stream |
+  | `:kill_signal` | `:sigterm` | all |
+  | `:kill_grace` | `5_000` ms | all |
+  | `:pipe_size` | `nil` (the system's, 64 KiB) | all |
+  | `:start_timeout` | `10_000` ms | process, stream, daemon |
+  | `:input` | `nil` | run, stream |
+  | `:timeout` | `:infinity` | run |
+  | `:max_output` | `:infinity` | run |
+  | `:success_exit_codes` | `[0]` | run, stream |
+  | `:chunk_size` | `65_536` | stream |
+  | `:exit_timeout` | `:infinity` | stream |
+  | `:lines` | `false` | stream |
+  | `:max_line_length` | `1_048_576` | stream, daemon |
+  | `:log` | `:info` | daemon |
+  | `:name`, `:id` | `nil` | daemon |
+
+  `:stderr` takes `:console`, `:null` or `:stdout` everywhere, `:consume` for
+  `Sluice.Process` and streams, and `:capture` for `run` and streams.
+  """
+
+  @all [:process, :run, :stream, :daemon]
+  @spawning [:process, :stream, :daemon]
+  @log_levels [:emergency, :alert, :critical, :error, :warning, :warn, :notice, :info, :debug]
+
+  # option => {default, accepted by}; a default may depend on the entry point.
+  @schema [
+    cd: {nil, @all},
+    env: {[], @all},
+    clear_env: {false, @all},
+    stderr: {%{run: :capture, default: :console}, [:process, :run, :stream]},
+    kill_signal: {:sigterm, @all},
+    kill_grace: {5_000, @all},
+    pipe_size: {nil, @all},
+    start_timeout: {10_000, @spawning},
+    input: {nil, [:run, :stream]},
+    timeout: {:infinity, [:run]},
+    max_output: {:infinity, [:run]},
+    success_exit_codes: {[0], [:run, :stream]},
+    chunk_size: {65_536, [:stream]},
+    exit_timeout: {:infinity, [:stream]},
+    lines: {false, [:stream]},
+    max_line_length: {1_048_576, [:stream, :daemon]},
+    log: {:info, [:daemon]},
+    name: {nil, [:daemon]},
+    id: {nil, [:daemon]}
   ]
 
+  @stderr %{
+    process: [:console, :null, :stdout, :consume],
+    run: [:capture, :stdout, :null, :console],
+    stream: [:console, :null, :stdout, :consume, :capture]
+  }
+
+  @type entry :: :process | :run | :stream | :daemon
+
   @doc """
-  Checks `opts` against `defaults` (a keyword list of every allowed key with its default)
-  and returns a map with every key. `who` names the function in error messages.
+  Checks `opts` for `entry` and returns a map of every option that entry accepts, with
+  defaults filled in. `who` names the function in error messages.
+
+      iex> Sluice.Options.validate!([kill_grace: 10], :run, "Sluice.run/2").stderr
+      :capture
+
+      iex> Sluice.Options.validate!([lines: true], :run, "Sluice.run/2")
+      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :input, :timeout, :max_output, :success_exit_codes
   """
-  def validate!(opts, defaults, who) do
-    unless Keyword.keyword?(opts) do
+  @spec validate!(term, entry, String.t()) :: map
+  def validate!(opts, entry, who) do
+    unless is_list(opts) and Keyword.keyword?(opts) do
       raise ArgumentError, "#{who} expects a keyword list of options, got: #{inspect(opts)}"
     end
 
-    Enum.each(opts, fn {key, _} ->
-      unless Keyword.has_key?(defaults, key) do
-        known = defaults |> Keyword.keys() |> Enum.map_join(", ", &inspect/1)
+    accepted = for {key, {_default, entries}} <- @schema, entry in entries, do: key
+
+    Enum.reduce(opts, MapSet.new(), fn {key, _}, seen ->
+      unless key in accepted do
+        known = Enum.map_join(accepted, ", ", &inspect/1)
         raise ArgumentError, "unknown option #{inspect(key)} for #{who}; known options: #{known}"
       end
+
+      if MapSet.member?(seen, key) do
+        raise ArgumentError, "option #{inspect(key)} given more than once to #{who}"
+      end
+
+      MapSet.put(seen, key)
     end)
 
-    defaults
-    |> Keyword.merge(opts)
-    |> Map.new(fn {key, value} -> {key, check!(key, value)} end)
+    Map.new(accepted, fn key ->
+      value = Keyword.get_lazy(opts, key, fn -> default(key, entry) end)
+      {key, check!(key, value, entry)}
+    end)
   end
 
-  @doc "Process defaults merged with `extra` defaults, for `validate!/3`."
-  def with_process_defaults(extra, overrides \\ []) do
-    @process_defaults |> Keyword.merge(overrides) |> Keyword.merge(extra)
+  defp default(key, entry) do
+    case Keyword.fetch!(@schema, key) do
+      {%{} = per_entry, _} -> Map.get(per_entry, entry, per_entry.default)
+      {default, _} -> default
+    end
   end
 
-  @doc "Validates argv: a non-empty list of binaries without NUL bytes."
+  @doc "Validates argv: a non-empty proper list of strings without NUL bytes."
+  @spec argv!(term) :: [String.t()]
   def argv!(argv) do
-    unless is_list(argv) and argv != [] do
-      raise ArgumentError, "argv must be a non-empty list of strings, got: #{inspect(argv)}"
+    unless proper_list?(argv) and argv != [] do
+      raise ArgumentError,
+            "argv must be a non-empty list of strings, got: #{inspect(argv, limit: 10)}"
     end
 
     Enum.each(argv, fn arg ->
       unless is_binary(arg) do
-        raise ArgumentError, "argv elements must be strings, got: #{inspect(arg)}"
+        raise ArgumentError, "argv elements must be strings, got: #{inspect(arg, limit: 10)}"
       end
 
       if String.contains?(arg, <<0>>) do
@@ -60,7 +130,12 @@ defmodule Sluice.Options do
     argv
   end
 
+  defp proper_list?([]), do: true
+  defp proper_list?([_ | tail]), do: proper_list?(tail)
+  defp proper_list?(_), do: false
+
   @doc "Validates a timeout argument: a non-negative integer (ms) or `:infinity`."
+  @spec timeout!(term, String.t()) :: timeout
   def timeout!(t, name \\ "timeout")
   def timeout!(:infinity, _name), do: :infinity
   def timeout!(t, _name) when is_integer(t) and t >= 0, do: t
@@ -70,14 +145,28 @@ defmodule Sluice.Options do
           "#{name} must be a non-negative integer (ms) or :infinity, got: #{inspect(t)}"
   end
 
-  @doc "The spawn spec for the helper (see docs/architecture.md)."
+  @doc "Validates a byte count argument such as `max` of a read: 1 byte to 1 GiB."
+  @spec max_bytes!(term, String.t()) :: pos_integer
+  def max_bytes!(n, _name) when is_integer(n) and n > 0 and n <= 1_073_741_824, do: n
+
+  def max_bytes!(n, name) do
+    raise ArgumentError,
+          "#{name} must be a positive integer of bytes up to 1 GiB, got: #{inspect(n)}"
+  end
+
+  @doc "The spawn spec for the helper program (docs/protocol.md)."
+  @spec spawn_spec([String.t()], map) :: map
   def spawn_spec(argv, opts) do
+    {:ok, signum} = Sluice.Signal.to_number(opts.kill_signal)
+
     %{
       argv: argv,
       env: environment(opts.env, opts.clear_env),
       cd: opts.cd,
-      stderr: helper_stderr(opts.stderr),
-      pipe_size: opts.pipe_size
+      stderr: helper_stderr(Map.get(opts, :stderr, :consume)),
+      pipe_size: opts.pipe_size,
+      kill_signal: signum,
+      kill_grace: opts.kill_grace
     }
   end
 
@@ -89,8 +178,7 @@ defmodule Sluice.Options do
 
   # The program's complete environment: the VM's current one (so System.put_env is seen),
   # or nothing with clear_env, then the overrides; a nil value unsets. Without options it
-  # is `:default`, which Sluice.Helper resolves: copying the environment here would grow
-  # every caller's heap.
+  # is `:default`, resolved at the spawn (Sluice.Helper.Env).
   defp environment([], false), do: :default
 
   defp environment(overrides, clear?) do
@@ -101,89 +189,97 @@ defmodule Sluice.Options do
       {name, nil}, acc -> Map.delete(acc, name)
       {name, value}, acc -> Map.put(acc, name, value)
     end)
-    |> env_list()
+    |> Enum.map(fn {name, value} -> name <> "=" <> value end)
   end
-
-  @doc "An environment map as the helper's list of `NAME=value` binaries."
-  def env_list(env), do: Enum.map(env, fn {name, value} -> name <> "=" <> value end)
 
   # Per-option checks. Each returns the normalised value or raises naming the option.
 
-  defp check!(:cd, nil), do: nil
-  defp check!(:cd, cd) when is_binary(cd) and cd != "", do: no_nul!(:cd, cd)
-  defp check!(:cd, cd), do: bad!(:cd, "a non-empty path string", cd)
+  defp check!(:cd, nil, _), do: nil
+  defp check!(:cd, cd, _) when is_binary(cd) and cd != "", do: no_nul!(:cd, cd)
+  defp check!(:cd, cd, _), do: bad!(:cd, "a non-empty path string", cd)
 
-  defp check!(:env, env) when is_map(env) or is_list(env) do
+  defp check!(:env, env, _) when is_map(env) or is_list(env) do
+    unless is_map(env) or proper_list?(env), do: bad!(:env, "a map or a proper list", env)
+
     Enum.map(env, fn
       {name, value} -> {env_name!(name), env_value!(name, value)}
       other -> bad!(:env, "{name, value} pairs", other)
     end)
   end
 
-  defp check!(:env, env), do: bad!(:env, "a map or a list of {name, value} pairs", env)
+  defp check!(:env, env, _), do: bad!(:env, "a map or a list of {name, value} pairs", env)
 
-  defp check!(key, value) when key in [:clear_env, :lines] and is_boolean(value), do: value
-  defp check!(key, value) when key in [:clear_env, :lines], do: bad!(key, "a boolean", value)
+  defp check!(key, value, _) when key in [:clear_env, :lines] and is_boolean(value), do: value
+  defp check!(key, value, _) when key in [:clear_env, :lines], do: bad!(key, "a boolean", value)
 
-  defp check!(:stderr, value) when value in [:console, :null, :stdout, :consume, :capture],
-    do: value
+  defp check!(:stderr, value, entry) do
+    allowed = Map.fetch!(@stderr, entry)
 
-  defp check!(:stderr, value),
-    do: bad!(:stderr, ":console, :null, :stdout, :consume or :capture", value)
+    if value in allowed,
+      do: value,
+      else: bad!(:stderr, "one of #{Enum.map_join(allowed, ", ", &inspect/1)}", value)
+  end
 
-  defp check!(:kill_grace = key, value) do
-    if is_integer(value) and value >= 0,
+  defp check!(key, value, _) when key in [:kill_grace, :start_timeout] do
+    if is_integer(value) and value >= 0 and value <= 4_294_967_295,
       do: value,
       else: bad!(key, "a non-negative integer (ms)", value)
   end
 
-  defp check!(key, value) when key in [:timeout, :exit_timeout], do: timeout_opt!(key, value)
+  defp check!(key, value, _) when key in [:timeout, :exit_timeout] do
+    if value == :infinity or (is_integer(value) and value >= 0),
+      do: value,
+      else: bad!(key, "a non-negative integer (ms) or :infinity", value)
+  end
 
-  defp check!(:kill_signal, value) do
+  defp check!(:kill_signal, value, _) do
     case Sluice.Signal.to_number(value) do
       {:ok, _} -> value
       :error -> bad!(:kill_signal, "a signal name like :sigterm or a number 1..64", value)
     end
   end
 
-  defp check!(:pipe_size, nil), do: nil
-  defp check!(:pipe_size, n) when is_integer(n) and n >= 4096 and n <= 1_073_741_824, do: n
-  defp check!(:pipe_size, n), do: bad!(:pipe_size, "nil or an integer of bytes >= 4096", n)
+  defp check!(:pipe_size, nil, _), do: nil
+  defp check!(:pipe_size, n, _) when is_integer(n) and n >= 4096 and n <= 1_073_741_824, do: n
+  defp check!(:pipe_size, n, _), do: bad!(:pipe_size, "nil or an integer of bytes >= 4096", n)
 
-  defp check!(key, n) when key in [:chunk_size, :max_output] do
-    cond do
-      key == :max_output and n == :infinity -> n
-      is_integer(n) and n > 0 -> n
-      true -> bad!(key, "a positive integer", n)
-    end
+  defp check!(key, n, _) when key in [:chunk_size, :max_line_length] do
+    if is_integer(n) and n > 0 and n <= 1_073_741_824,
+      do: n,
+      else: bad!(key, "a positive integer of bytes up to 1 GiB", n)
   end
 
-  defp check!(:success_exit_codes, codes) do
-    if is_list(codes) and codes != [] and Enum.all?(codes, &(is_integer(&1) and &1 in 0..255)),
-      do: codes,
-      else: bad!(:success_exit_codes, "a non-empty list of integers 0..255", codes)
+  defp check!(:max_output, n, _) do
+    if n == :infinity or (is_integer(n) and n > 0),
+      do: n,
+      else: bad!(:max_output, "a positive integer or :infinity", n)
   end
 
-  # Options whose checks live with their feature (input, log, name, ...).
-  defp check!(_key, value), do: value
+  defp check!(:success_exit_codes, codes, _) do
+    if proper_list?(codes) and codes != [] and
+         Enum.all?(codes, &(is_integer(&1) and &1 in 0..255)),
+       do: codes,
+       else: bad!(:success_exit_codes, "a non-empty list of integers 0..255", codes)
+  end
 
-  defp timeout_opt!(_key, :infinity), do: :infinity
-  defp timeout_opt!(_key, t) when is_integer(t) and t >= 0, do: t
-  defp timeout_opt!(key, t), do: bad!(key, "a non-negative integer (ms) or :infinity", t)
+  defp check!(:input, input, _), do: Sluice.Input.check!(input)
+
+  defp check!(:log, level, _) do
+    if level == false or level in @log_levels,
+      do: level,
+      else: bad!(:log, "a Logger level or false", level)
+  end
+
+  defp check!(key, value, _) when key in [:name, :id], do: value
 
   defp env_name!(name) when is_atom(name) and not is_nil(name) and not is_boolean(name),
     do: env_name!(Atom.to_string(name))
 
   defp env_name!(name) when is_binary(name) and name != "" do
     cond do
-      String.contains?(name, "=") ->
-        bad!(:env, "variable names without \"=\"", name)
-
-      String.contains?(name, <<0>>) ->
-        bad!(:env, "variable names without NUL bytes", name)
-
-      true ->
-        name
+      String.contains?(name, "=") -> bad!(:env, "variable names without \"=\"", name)
+      String.contains?(name, <<0>>) -> bad!(:env, "variable names without NUL bytes", name)
+      true -> name
     end
   end
 
@@ -199,8 +295,10 @@ defmodule Sluice.Options do
   end
 
   @doc false
+  @spec bad!(atom, String.t(), term) :: no_return
   def bad!(key, expected, got) do
     raise ArgumentError,
-          "invalid value for option #{inspect(key)}: expected #{expected}, got: #{inspect(got)}"
+          "invalid value for option #{inspect(key)}: expected #{expected}, got: " <>
+            inspect(got, limit: 10)
   end
 end

@@ -2,34 +2,31 @@ defmodule Sluice.OutputStream do
   @moduledoc false
   # The Enumerable behind Sluice.stream!/2 and Sluice.stream/2, built on Stream.resource:
   # the program starts when enumeration starts, in the enumerating process (its owner),
-  # and the after-callback stops it however enumeration ends (done, halted, raised).
+  # and the after-callback stops it however enumeration ends (done, halted, raised, or the
+  # consumer killed: then the NIF closes its channel and the helper program stops it).
 
-  alias Sluice.{ExitError, Input, Lines, Reader}
-  alias Sluice.Process, as: P
+  alias Sluice.{Error, ExitError, Input, Lines, Options, Pipes, Pump}
 
   @stderr_tail 8_192
 
-  def new(argv, spec, kill, input, mode, opts) do
-    Stream.resource(
-      fn -> open(argv, spec, kill, input, mode, opts) end,
-      &next/1,
-      &close/1
-    )
+  @spec new([String.t()], map, :raise | :exit_element) :: Enumerable.t()
+  def new(argv, opts, mode) do
+    Stream.resource(fn -> open(argv, opts, mode) end, &next/1, &close/1)
   end
 
-  defp open(argv, spec, kill, input, mode, opts) do
-    case P.start_prepared(spec, kill) do
-      {:ok, p} ->
-        {:ok, fds} = P.lease_output(p)
+  defp open(argv, opts, mode) do
+    deadline = Pipes.deadline(opts.start_timeout)
+
+    case Pipes.open(Options.spawn_spec(argv, opts), deadline) do
+      {:ok, pipes} ->
+        lines = if opts.lines, do: Lines.new(opts.max_line_length)
 
         %{
           argv: argv,
-          p: p,
-          reader: Reader.new(fds),
+          pump: Pump.new(pipes, Input.new(opts.input)),
           mode: mode,
           opts: opts,
-          writer: Input.start(p, input, self()),
-          lines: %{stdout: Lines.new(), stderr: Lines.new()},
+          lines: %{stdout: lines, stderr: lines},
           stderr_tail: "",
           done: false
         }
@@ -44,34 +41,30 @@ defmodule Sluice.OutputStream do
   defp next(%{done: {:raise, error}}), do: raise(error)
 
   defp next(st) do
-    case Reader.next(st.reader, st.opts.chunk_size, :infinity) do
-      {:ok, source, data, reader} ->
-        emit(%{st | reader: reader}, source, data)
-
-      {:eof, reader} ->
-        finish(%{st | reader: reader})
-
-      {:error, reason, _reader} ->
-        raise Sluice.Error.new(reason, "reading output failed: #{reason}")
+    case Pump.next(st.pump, st.opts.chunk_size, :infinity) do
+      {:data, source, data, pump} -> emit(%{st | pump: pump}, source, data)
+      {:eof, pump} -> finish(%{st | pump: pump})
+      {:error, :helper_down, pump} -> raise_after_close(st, pump, Pipes.helper_down())
+      {:error, reason, pump} -> raise_after_close(st, pump, read_error(reason))
     end
   end
+
+  defp read_error(reason), do: Error.new(reason, "reading output failed: #{reason}")
+
+  # Stream.resource runs close/1 after the raise.
+  defp raise_after_close(_st, _pump, error), do: raise(error)
 
   # stderr: :capture keeps only a tail of stderr, for the ExitError message.
   defp emit(%{opts: %{stderr: :capture}} = st, :stderr, data) do
     {[], %{st | stderr_tail: tail(st.stderr_tail <> data)}}
   end
 
-  defp emit(st, source, data) do
-    {items, st} =
-      if st.opts.lines do
-        {lines, buffer} = Lines.split(st.lines[source], data)
-        {lines, put_in(st.lines[source], buffer)}
-      else
-        {[data], st}
-      end
-
-    {tag(items, source, st), st}
+  defp emit(%{opts: %{lines: true}} = st, source, data) do
+    {lines, buffer} = Lines.split(st.lines[source], data)
+    {tag(lines, source, st), put_in(st.lines[source], buffer)}
   end
+
+  defp emit(st, source, data), do: {tag([data], source, st), st}
 
   defp finish(st) do
     flushed =
@@ -79,13 +72,7 @@ defmodule Sluice.OutputStream do
         do: Enum.flat_map([:stdout, :stderr], &tag(Lines.flush(st.lines[&1]), &1, st)),
         else: []
 
-    status =
-      case P.await_exit(st.p, st.opts.exit_timeout) do
-        {:ok, status} -> status
-        {:error, :timeout} -> elem(P.stop(st.p, st.opts.kill_grace), 1)
-      end
-
-    Input.reraise_failure(st.p)
+    status = exit_status(st)
     st = %{st | done: true}
 
     case st.mode do
@@ -103,23 +90,40 @@ defmodule Sluice.OutputStream do
     end
   end
 
+  defp exit_status(st) do
+    pipes = st.pump.pipes
+
+    case Pipes.await_exit(pipes, Pipes.deadline(st.opts.exit_timeout)) do
+      {:ok, status, _} ->
+        status
+
+      {:error, :timeout, pipes} ->
+        pipes = Pipes.stop(pipes, st.opts.kill_grace)
+
+        case Pipes.await_exit(pipes, Pipes.deadline(st.opts.kill_grace + 2_000)) do
+          {:ok, status, _} -> status
+          {:error, _, _} -> raise_after_close(st, st.pump, Pipes.helper_down())
+        end
+
+      {:error, :helper_down, _} ->
+        raise_after_close(st, st.pump, Pipes.helper_down())
+    end
+  end
+
   defp tag(items, :stdout, %{opts: %{stderr: :consume}}), do: Enum.map(items, &{:stdout, &1})
   defp tag(items, :stderr, _st), do: Enum.map(items, &{:stderr, &1})
   defp tag(items, :stdout, _st), do: items
 
-  defp close(st) do
-    Input.stop(st.writer)
-
-    # The program may be gone already (finished, or its process stopped): nothing to do.
-    try do
-      P.stop(st.p, st.opts.kill_grace)
-    catch
-      :exit, _ -> :ok
-    end
-
-    # The fds are closed now: drop readiness messages they left in the consumer's mailbox.
-    Reader.flush(st.reader)
+  # Halted early (or the consumer raised): stop the program before returning, as the
+  # guarantees say. Afterwards closing the channel makes the helper program clean up what
+  # is left; a halted input stream stops its own program the same way.
+  defp close(%{done: false} = st) do
+    pipes = Pipes.stop(st.pump.pipes, st.opts.kill_grace)
+    _ = Pipes.await_exit(pipes, Pipes.deadline(st.opts.kill_grace + 2_000))
+    Pump.close(%{st.pump | pipes: pipes})
   end
+
+  defp close(st), do: Pump.close(st.pump)
 
   defp tail(bin) when byte_size(bin) <= @stderr_tail, do: bin
   defp tail(bin), do: binary_part(bin, byte_size(bin) - @stderr_tail, @stderr_tail)

@@ -4,27 +4,24 @@ defmodule Sluice.Stdin do
   written before the next is taken. It is what a `fn collectable -> ... end` given as the
   `:input` of `Sluice.run/2` or `Sluice.stream!/2` receives.
 
+  The function runs in the calling process. While it waits for the program to take its
+  input, the program's output is read and kept, so neither side can block the other; with
+  a stream, output produced while the function runs is therefore buffered in memory. An
+  Enumerable as `:input` has no such buffer.
+
       iex> Sluice.run!(["cat"], input: fn stdin -> Enum.into(["a", "b"], stdin) end).stdout
       "ab"
   """
-  defstruct [:process]
+  defstruct [:key]
 
-  @type t :: %__MODULE__{process: Sluice.Process.t()}
+  @type t :: %__MODULE__{key: term}
 
   defimpl Collectable do
-    def into(%{process: p} = stdin) do
+    def into(%{key: key} = stdin) do
       collector = fn
-        :ok, {:cont, data} ->
-          case Sluice.Process.write(p, data) do
-            :ok -> :ok
-            {:error, _} -> throw(:sluice_input_done)
-          end
-
-        :ok, :done ->
-          stdin
-
-        :ok, :halt ->
-          :ok
+        :ok, {:cont, data} -> Sluice.Pump.push(key, Sluice.Input.chunk!(data))
+        :ok, :done -> stdin
+        :ok, :halt -> :ok
       end
 
       {:ok, collector}

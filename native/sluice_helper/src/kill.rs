@@ -1,30 +1,23 @@
-//! Signalling programs safely: process groups only while their id cannot have been reused,
-//! walked descendants only while they are the same process, and SIGKILL escalation.
+//! Who gets a signal when a program is stopped: process groups only while their id cannot
+//! have been reused, walked descendants only while they are the same process, cgroup
+//! members that left the group, and at the end `cgroup.kill`. When to send what is
+//! `lifecycle`'s business.
 
 use std::cell::OnceCell;
 
 use nix::errno::Errno;
 
 use crate::cgroup;
+use crate::lifecycle::{Leader, Program};
 use crate::procfs;
-use crate::registry::Program;
+use crate::sys;
 
 /// At most this many descendants are walked per program.
 const WALK_LIMIT: usize = 4096;
 
-/// The highest valid signal number.
-pub fn sigrtmax() -> i32 {
-    libc::SIGRTMAX()
-}
-
 /// Signal numbers a request may carry (0 = existence check).
 pub fn valid_signal(signum: i32) -> bool {
-    (0..=sigrtmax()).contains(&signum)
-}
-
-fn kill_raw(pid: i32, sig: i32) -> Result<(), Errno> {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    Errno::result(unsafe { libc::kill(pid, sig) }).map(drop)
+    (0..=sys::sigrtmax()).contains(&signum)
 }
 
 /// A snapshot of the helper's un-reaped children and their process groups, read from
@@ -48,7 +41,7 @@ impl Children {
 /// Whether the program's group id still names its group: the leader is un-reaped, or one
 /// of the group's members is an un-reaped child of the helper.
 pub fn group_is_ours(p: &Program, kids: &Children) -> bool {
-    !p.leader_reaped || kids.has_group(p.pid)
+    p.leader == Leader::Running || kids.has_group(p.pid)
 }
 
 /// Signals the program's group if that is safe; returns whether it was signalled.
@@ -56,7 +49,7 @@ pub fn signal_group(p: &Program, kids: &Children, sig: i32) -> bool {
     if !group_is_ours(p, kids) {
         return false;
     }
-    match kill_raw(-p.pid, sig) {
+    match sys::kill_group(p.pid, sig) {
         Ok(()) => true,
         Err(Errno::ESRCH) => false,
         Err(e) => {
@@ -69,7 +62,7 @@ pub fn signal_group(p: &Program, kids: &Children, sig: i32) -> bool {
 /// Walks the leader's descendants (only while the leader is un-reaped: its pid is ours)
 /// and adds them to the remembered ones.
 pub fn walk(p: &mut Program) {
-    if !p.leader_reaped {
+    if p.leader == Leader::Running {
         let found = procfs::descendants(p.pid, WALK_LIMIT);
         p.remember(&found);
     }
@@ -83,7 +76,7 @@ pub fn signal_descendants(p: &Program, sig: i32, group_signalled: bool) {
             if group_signalled && st.pgrp == p.pid {
                 continue;
             }
-            let _ = kill_raw(pid, sig);
+            let _ = sys::kill_process(pid, sig);
         }
     }
 }
@@ -125,7 +118,7 @@ fn signal_cgroup_escapees(p: &Program, sig: i32) {
     };
     for pid in cgroup::procs(dir) {
         if procfs::stat(pid).is_some_and(|st| st.pgrp != p.pid) {
-            let _ = kill_raw(pid, sig);
+            let _ = sys::kill_process(pid, sig);
         }
     }
 }
@@ -144,21 +137,19 @@ pub fn hard_kill(p: &mut Program, kids: &Children) {
     }
     let grouped = signal_group(p, kids, libc::SIGKILL);
     signal_descendants(p, libc::SIGKILL, grouped);
-    p.sigkill_done = true;
-    p.deadline = None;
 }
 
 /// SIGKILL to a child of the helper (its pid cannot be reused before we reap it).
 pub fn kill_child(pid: i32) {
-    let _ = kill_raw(pid, libc::SIGKILL);
+    let _ = sys::kill_process(pid, libc::SIGKILL);
 }
 
 /// A signal to a program's group, for the `signal` request.
 pub fn signal_leader_group(p: &Program, sig: i32) -> Result<(), Errno> {
-    if p.leader_reaped {
+    if p.leader == Leader::Reaped {
         return Ok(());
     }
-    match kill_raw(-p.pid, sig) {
+    match sys::kill_group(p.pid, sig) {
         Err(Errno::ESRCH) => Ok(()),
         r => r,
     }
@@ -172,8 +163,8 @@ mod tests {
     fn signal_range() {
         assert!(valid_signal(0));
         assert!(valid_signal(9));
-        assert!(valid_signal(sigrtmax()));
+        assert!(valid_signal(sys::sigrtmax()));
         assert!(!valid_signal(-1));
-        assert!(!valid_signal(sigrtmax() + 1));
+        assert!(!valid_signal(sys::sigrtmax() + 1));
     }
 }

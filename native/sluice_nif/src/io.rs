@@ -10,7 +10,7 @@ use crate::errno;
 use crate::fd_resource::FdRef;
 
 /// A fresh binary of `size` bytes, or `None` when the allocation fails.
-fn alloc_binary(size: usize) -> Option<OwnedBinary> {
+pub(crate) fn alloc_binary(size: usize) -> Option<OwnedBinary> {
     let mut bin = MaybeUninit::<ErlNifBinary>::uninit();
     // SAFETY: `bin` is an out parameter, initialised when enif_alloc_binary succeeds.
     unsafe {
@@ -25,17 +25,10 @@ fn alloc_binary(size: usize) -> Option<OwnedBinary> {
 /// armed for a `:ready_input` message.
 #[rustler::nif(name = "read")]
 fn nif_read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>) -> NifResult<Term<'a>> {
-    read(env, fd, max, true)
+    read(env, fd, max)
 }
 
-/// `try_read(fd, max)`: like `read/2`, but EAGAIN arms nothing. For a process that is not
-/// the one waiting on the fd (its owner's `enif_select` must not be taken over).
-#[rustler::nif(name = "try_read")]
-fn nif_try_read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>) -> NifResult<Term<'a>> {
-    read(env, fd, max, false)
-}
-
-fn read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>, arm: bool) -> NifResult<Term<'a>> {
+fn read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>) -> NifResult<Term<'a>> {
     let max: u64 = max.decode()?;
     let fd = FdRef::get(env, fd)?;
     let max = usize::try_from(max).map_err(|_| Error::BadArg)?;
@@ -77,7 +70,7 @@ fn read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>, arm: bool) -> NifResult<T
             Ok((atoms::ok(), buf.release(env)).encode(env))
         }
         Err(libc::EAGAIN) => {
-            if !arm || fd.arm(&st, false) {
+            if fd.arm(&st, false) {
                 Ok(env.error_tuple(atoms::eagain()))
             } else {
                 Ok(env.error_tuple(atoms::select_failed()))

@@ -5,7 +5,7 @@
 
 mod errno;
 mod fd_resource;
-mod handoff;
+mod channel;
 mod io;
 
 mod atoms {
@@ -17,7 +17,7 @@ mod atoms {
         closed,
         noproc,
         enomem,
-        bad_handoff,
+        emsgsize,
         select_failed,
     }
 }

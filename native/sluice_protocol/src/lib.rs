@@ -1,9 +1,35 @@
-//! The Sluice control protocol, shared by the helper and the NIF.
+//! The Sluice control protocol (version 2), shared by the helper program and the NIF; the
+//! contract is `docs/protocol.md`.
 //!
-//! * [`frame`]: the ETF frames exchanged between the BEAM and the helper over the port.
-//! * [`handoff`]: the message that carries a program's pipe fds over the unix socket.
+//! * [`etf`]: the checker that stands in front of `eetf` for every untrusted payload.
+//! * [`term`]: building and reading terms; [`DecodeError`].
+//! * [`request`]: BEAM → helper program (`spawn` on the fd socket, `signal`/`kill` on a
+//!   program channel).
+//! * [`reply`]: helper program → BEAM (`hello` on the port, the rest on a program channel).
+//! * [`stage`]: the stage names of `spawn_error`.
+//! * [`framing`]: `{packet, 4}` frames on the port.
 //!
-//! See `docs/architecture.md` for the full description.
+//! The helper program only decodes requests and encodes replies; the other direction
+//! (`Request::encode`, `Reply::decode`) is for tests and tools, behind the `codec` feature.
 
-pub mod frame;
-pub mod handoff;
+pub mod etf;
+pub mod framing;
+pub mod reply;
+pub mod request;
+pub mod stage;
+pub mod term;
+
+pub use framing::{encode_frame, FrameError, FrameReader, MAX_FRAME_LEN};
+pub use reply::{ExitStatus, Reply, Role};
+pub use request::{Request, SpawnSpec, StderrMode};
+pub use stage::Stage;
+pub use term::DecodeError;
+
+/// The protocol version sent in `hello`.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The largest spawn request sent inline on the fd socket; a larger one travels in a memfd.
+pub const MAX_INLINE_LEN: usize = 64 * 1024;
+
+/// The payload of a spawn message whose request is in the memfd sent with it.
+pub const MEMFD_PAYLOAD: &[u8] = b"F";

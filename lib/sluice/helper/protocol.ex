@@ -1,0 +1,103 @@
+defmodule Sluice.Helper.Protocol do
+  @moduledoc false
+  # The Elixir twin of native/sluice_protocol (see docs/protocol.md): spawn requests,
+  # channel requests and the replies on a program channel. Every atom the helper may send
+  # is written in this module, so :safe decoding accepts it; errno and stage names from the
+  # helper become atoms only through the tables below, never through String.to_atom/1.
+
+  alias Sluice.Error
+
+  @version 2
+  # Requests over this size cannot cross the control channel (docs/protocol.md).
+  @max_request 64 * 1024 * 1024
+  # Above this the NIF copies the request into a memfd on a dirty scheduler.
+  @inline_max 64 * 1024
+
+  @stages ~w(argv env chdir spec pipe cgroup fork setup exec request handoff id)a
+  @errnos ~w(eperm enoent esrch eintr eio enxio e2big enoexec ebadf echild eagain enomem
+             eacces efault ebusy eexist exdev enodev enotdir eisdir einval enfile emfile
+             enotty etxtbsy efbig enospc espipe erofs emlink epipe erange enametoolong
+             enosys eloop emsgsize econnreset enotconn etimedout eloop eunknown)a
+  @errno_by_name Map.new(@errnos, &{&1 |> Atom.to_string() |> String.upcase(), &1})
+  @stage_by_name Map.new(@stages, &{Atom.to_string(&1), &1})
+
+  @type status :: non_neg_integer | {:signal, atom | pos_integer}
+  @type reply ::
+          {:spawned, pos_integer, pos_integer, [atom]}
+          | {:spawn_error, pos_integer, Error.t()}
+          | {:exit, pos_integer, status}
+          | {:error, pos_integer | nil, binary}
+
+  @doc "The protocol version the helper must announce in `hello`."
+  @spec version() :: pos_integer
+  def version, do: @version
+
+  @doc "Whether a request of this many bytes needs the memfd path."
+  @spec large?(binary) :: boolean
+  def large?(request), do: byte_size(request) > @inline_max
+
+  @doc "Encodes a spawn request, or refuses one too large for the control channel."
+  @spec spawn_request(pos_integer, map) :: {:ok, binary} | {:error, Error.t()}
+  def spawn_request(id, spec) do
+    request = :erlang.term_to_binary({:spawn, id, spec})
+
+    if byte_size(request) > @max_request do
+      {:error,
+       Error.new(
+         :e2big,
+         "the argument list and environment take #{byte_size(request)} bytes, more than " <>
+           "the #{@max_request} a spawn request may carry",
+         stage: :argv
+       )}
+    else
+      {:ok, request}
+    end
+  end
+
+  @doc "Encodes `{:signal, id, signum}`."
+  @spec signal(pos_integer, pos_integer) :: binary
+  def signal(id, signum), do: :erlang.term_to_binary({:signal, id, signum})
+
+  @doc "Encodes `{:kill, id, signum, grace_ms}`: a stop with escalation."
+  @spec stop(pos_integer, pos_integer, non_neg_integer) :: binary
+  def stop(id, signum, grace), do: :erlang.term_to_binary({:kill, id, signum, grace})
+
+  @doc "Decodes one message from a program channel."
+  @spec decode(binary) :: reply | :bad
+  def decode(payload) do
+    payload |> :erlang.binary_to_term([:safe]) |> reply()
+  rescue
+    ArgumentError -> :bad
+  end
+
+  defp reply({:spawned, id, os_pid, roles}) when is_list(roles), do: {:spawned, id, os_pid, roles}
+
+  defp reply({:spawn_error, id, errno, stage, detail}) do
+    reason = Map.get(@errno_by_name, errno, :eunknown)
+    stage = Map.get(@stage_by_name, stage, :setup)
+    {:spawn_error, id, Error.new(reason, detail, stage: stage)}
+  end
+
+  defp reply({:exit, id, {:exited, code}}), do: {:exit, id, code}
+
+  defp reply({:exit, id, {:signaled, signum, _core}}),
+    do: {:exit, id, {:signal, Sluice.Signal.name(signum)}}
+
+  defp reply({:error, id, message}) when is_binary(message), do: {:error, id, message}
+  defp reply(_other), do: :bad
+
+  @doc "Decodes the `hello` frame the helper writes on the port."
+  @spec hello(binary) ::
+          {:ok, %{socket: binary, os_pid: pos_integer, cgroup_root: binary | nil}} | :error
+  def hello(frame) do
+    case :erlang.binary_to_term(frame, [:safe]) do
+      {:hello, @version, socket, os_pid, cgroup_root} ->
+        {:ok, %{socket: socket, os_pid: os_pid, cgroup_root: cgroup_root}}
+
+      _ ->
+        :error
+    end
+  rescue
+    ArgumentError -> :error
+  end
+end

@@ -1,0 +1,333 @@
+defmodule Sluice.Pipes do
+  @moduledoc false
+  # The process-less core (docs/architecture.md): one running program as a value held by
+  # the process that started it, and the only code that reads, writes or closes its fds.
+  # Like Mint's connection, it has no process of its own: the holder receives the
+  # `{:select, fd, _, _}` readiness messages that the NIF sends and hands them to
+  # `handle_ready/2`. The holder owns every fd (the NIF monitors it): if it dies, the fds
+  # and the program channel close, and the helper program stops the program.
+  #
+  # States, explicitly:
+  #   * each piped output (`:stdout`, `:stderr`) is `:open` or `:eof`;
+  #   * stdin is `:open` or `:closed`;
+  #   * the program is `:running`, `{:exited, status}`, or `:lost` (the helper program
+  #     died first: no status will ever come).
+
+  alias Sluice.{Error, Native}
+  alias Sluice.Helper
+  alias Sluice.Helper.{Env, Protocol}
+
+  defstruct [:id, :os_pid, :channel, :kill, fds: %{}, open: %{}, exit: :running]
+
+  @type source :: :stdout | :stderr
+  @type role :: :stdin | source
+  @type status :: Protocol.status()
+  @type exit_state :: :running | {:exited, status} | :lost
+  @type deadline :: integer | :infinity
+  @type t :: %__MODULE__{
+          id: pos_integer,
+          os_pid: pos_integer,
+          channel: Native.fd(),
+          kill: {pos_integer, non_neg_integer},
+          fds: %{optional(role) => Native.fd()},
+          open: %{optional(role) => :open | :eof | :closed},
+          exit: exit_state
+        }
+
+  # How long a full fd socket is retried before giving up (the helper program is stuck).
+  @retry_ms 1
+
+  ## Opening
+
+  @doc """
+  Starts a program from a spawn spec (see `Sluice.Options.spawn_spec/2`) and waits for it
+  to run, until `deadline` (monotonic ms). The caller becomes its owner.
+  """
+  @spec open(map, deadline) :: {:ok, t} | {:error, Error.t()}
+  def open(spec, deadline) do
+    id = System.unique_integer([:positive])
+
+    with {:ok, conn} <- connection(),
+         {:ok, cd} <- Env.cwd(spec.cd),
+         spec = %{spec | cd: cd, env: Env.resolve(spec.env, conn.inherited_env)},
+         {:ok, request} <- Protocol.spawn_request(id, spec),
+         {:ok, channel} <- send_request(conn.sock, request, deadline) do
+      await_spawned(%__MODULE__{id: id, channel: channel, kill: kill(spec)}, deadline)
+    end
+  end
+
+  defp kill(spec), do: {spec.kill_signal, spec.kill_grace}
+
+  defp connection do
+    case Helper.conn() do
+      {:ok, conn} -> {:ok, conn}
+      :down -> {:error, helper_down()}
+    end
+  end
+
+  defp send_request(sock, request, deadline) do
+    result =
+      if Protocol.large?(request),
+        do: Native.spawn_large(sock, request),
+        else: Native.spawn(sock, request)
+
+    case result do
+      {:ok, channel} ->
+        {:ok, channel}
+
+      # The socket's buffer is full: the helper program is busy (or stopped). Retry until
+      # the deadline; nothing was sent.
+      {:error, :eagain} ->
+        if remaining(deadline) == 0 do
+          {:error, Error.new(:timeout, "the helper program did not take the spawn request")}
+        else
+          receive after: (@retry_ms -> send_request(sock, request, deadline))
+        end
+
+      {:error, reason} when reason in [:econnreset, :epipe, :enotconn, :closed] ->
+        {:error, helper_down()}
+
+      {:error, :emfile} ->
+        {:error, emfile()}
+
+      {:error, reason} ->
+        {:error, Error.new(reason, "cannot send the spawn request: #{reason}", stage: :request)}
+    end
+  end
+
+  defp await_spawned(p, deadline) do
+    case Native.recv(p.channel) do
+      {:ok, payload, fds} ->
+        spawned(p, Protocol.decode(payload), fds)
+
+      {:error, :eagain} ->
+        receive do
+          {:select, ch, _, :ready_input} when ch == p.channel -> await_spawned(p, deadline)
+        after
+          remaining(deadline) ->
+            close(p)
+            {:error, Error.new(:timeout, "the program did not start in time", stage: :request)}
+        end
+
+      :eof ->
+        close(p)
+        {:error, helper_down()}
+
+      {:error, :emfile} ->
+        close(p)
+        {:error, emfile()}
+
+      {:error, reason} ->
+        close(p)
+        {:error, Error.new(reason, "lost the spawn reply: #{reason}", stage: :handoff)}
+    end
+  end
+
+  defp spawned(%{id: id} = p, {:spawned, id, os_pid, roles}, fds)
+       when length(roles) == length(fds) do
+    fds = Map.new(Enum.zip(roles, fds))
+    open = Map.new(roles, &{&1, :open})
+    {:ok, %{p | os_pid: os_pid, fds: fds, open: open}}
+  end
+
+  defp spawned(%{id: id} = p, {:spawn_error, id, error}, fds) do
+    Enum.each(fds, &Native.close/1)
+    close(p)
+    {:error, error}
+  end
+
+  defp spawned(p, other, fds) do
+    Enum.each(fds, &Native.close/1)
+    close(p)
+    {:error, Error.new(:eproto, "unexpected spawn reply: #{inspect(other)}", stage: :handoff)}
+  end
+
+  ## Data
+
+  @doc """
+  One non-blocking read of at most `max` bytes from `source`. `{:wait, p}` means the pipe
+  is empty and a `:ready_input` message will come to the caller.
+  """
+  @spec read(t, source, pos_integer) ::
+          {:ok, binary, t} | {:eof, t} | {:wait, t} | {:error, atom, t}
+  def read(p, source, max) do
+    case p.open do
+      %{^source => :open} ->
+        case Native.read(p.fds[source], max) do
+          {:ok, data} -> {:ok, data, p}
+          :eof -> {:eof, close_role(p, source, :eof)}
+          {:error, :eagain} -> {:wait, p}
+          {:error, reason} -> {:error, reason, p}
+        end
+
+      %{^source => :eof} ->
+        {:eof, p}
+
+      _ ->
+        {:error, :not_captured, p}
+    end
+  end
+
+  @doc """
+  Writes as much of `data` as the pipe takes now. Returns the unwritten rest; when it is
+  not empty, a `:ready_output` message will come to the caller.
+  """
+  @spec write(t, binary) :: {:ok, binary} | {:error, atom}
+  def write(%{open: %{stdin: :open}} = p, data), do: write_fd(p.fds.stdin, data)
+  def write(_p, _data), do: {:error, :closed}
+
+  defp write_fd(_fd, ""), do: {:ok, ""}
+
+  defp write_fd(fd, data) do
+    case Native.write(fd, data) do
+      {:ok, n} when n == byte_size(data) -> {:ok, ""}
+      {:ok, n} -> write_fd(fd, binary_part(data, n, byte_size(data) - n))
+      {:error, :eagain} -> {:ok, data}
+      {:error, reason} -> {:error, reason}
+    end
+  end
+
+  @doc "Closes stdin, so the program sees EOF. Idempotent."
+  @spec close_stdin(t) :: t
+  def close_stdin(%{open: %{stdin: :open}} = p), do: close_role(p, :stdin, :closed)
+  def close_stdin(p), do: p
+
+  defp close_role(p, role, state) do
+    Native.close(p.fds[role])
+    %{p | open: Map.put(p.open, role, state)}
+  end
+
+  @doc "Whether `source` is piped and not at EOF."
+  @spec open?(t, role) :: boolean
+  def open?(p, role), do: Map.get(p.open, role) == :open
+
+  @doc "The outputs still open, stdout first."
+  @spec open_outputs(t) :: [source]
+  def open_outputs(p), do: for(s <- [:stdout, :stderr], open?(p, s), do: s)
+
+  @doc "Whether `source` is piped at all."
+  @spec piped?(t, role) :: boolean
+  def piped?(p, role), do: Map.has_key?(p.fds, role)
+
+  ## Readiness
+
+  @doc """
+  Classifies a message: `{:ready, role}` for readiness of one of this program's pipes,
+  `{:control, p}` after reading what the program channel had (the exit status, or the
+  helper program's death), or `:unknown` for a message that is not this program's.
+  """
+  @spec handle_ready(t, term) :: {:ready, role} | {:control, t} | :unknown
+  def handle_ready(%{channel: ch} = p, {:select, ch, _, :ready_input}), do: {:control, control(p)}
+
+  def handle_ready(p, {:select, fd, _, _}) do
+    case Enum.find(p.fds, fn {_role, f} -> f == fd end) do
+      {role, _} -> {:ready, role}
+      nil -> :unknown
+    end
+  end
+
+  def handle_ready(_p, _msg), do: :unknown
+
+  @doc """
+  Reads every message waiting on the program channel and arms it again, so the caller
+  hears of the exit status and of the helper program's death.
+  """
+  @spec control(t) :: t
+  def control(p) do
+    case Native.recv(p.channel) do
+      {:ok, payload, fds} ->
+        Enum.each(fds, &Native.close/1)
+        p |> apply_control(Protocol.decode(payload)) |> control()
+
+      {:error, :eagain} ->
+        p
+
+      # EOF: the helper program died (it never closes a live program's channel first).
+      _eof_or_error ->
+        if p.exit == :running, do: %{p | exit: :lost}, else: p
+    end
+  end
+
+  defp apply_control(%{id: id} = p, {:exit, id, status}), do: %{p | exit: {:exited, status}}
+  defp apply_control(p, _other), do: p
+
+  @doc "Waits until the exit status is known or `deadline`; other messages stay queued."
+  @spec await_exit(t, deadline) :: {:ok, status, t} | {:error, :timeout | :helper_down, t}
+  def await_exit(p, deadline) do
+    case control(p) do
+      %{exit: {:exited, status}} = p ->
+        {:ok, status, p}
+
+      %{exit: :lost} = p ->
+        {:error, :helper_down, p}
+
+      %{channel: ch} = p ->
+        receive do
+          {:select, ^ch, _, :ready_input} -> await_exit(p, deadline)
+        after
+          remaining(deadline) -> {:error, :timeout, p}
+        end
+    end
+  end
+
+  ## Control
+
+  @doc "Sends a signal number to the program's process group."
+  @spec signal(t, pos_integer) :: :ok | {:error, atom}
+  def signal(p, signum), do: Native.send(p.channel, Protocol.signal(p.id, signum))
+
+  @doc """
+  Starts a stop: closes stdin, sends `kill_signal` to the group (and cgroup), SIGKILL to
+  whatever is left after `grace` ms. The exit status arrives as usual.
+  """
+  @spec stop(t, non_neg_integer) :: t
+  def stop(p, grace) do
+    {signum, _} = p.kill
+    _ = Native.send(p.channel, Protocol.stop(p.id, signum, grace))
+    close_stdin(p)
+  end
+
+  @doc """
+  Closes every fd and the channel: the helper program then stops what is left of the
+  program (with `kill_signal` and `kill_grace`), and forgets it. Drops the readiness
+  messages already queued for these fds.
+  """
+  @spec close(t) :: :ok
+  def close(p) do
+    Enum.each(p.fds, fn {_role, fd} -> Native.close(fd) end)
+    Native.close(p.channel)
+    flush(p)
+  end
+
+  defp flush(p), do: Enum.each([p.channel | Map.values(p.fds)], &flush_fd/1)
+
+  defp flush_fd(fd) do
+    receive do
+      {:select, ^fd, _, _} -> flush_fd(fd)
+    after
+      0 -> :ok
+    end
+  end
+
+  ## Helpers
+
+  @doc "Milliseconds left until `deadline`."
+  @spec remaining(deadline) :: timeout
+  def remaining(:infinity), do: :infinity
+  def remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
+
+  @doc "The deadline `ms` from now."
+  @spec deadline(timeout) :: deadline
+  def deadline(:infinity), do: :infinity
+  def deadline(ms), do: System.monotonic_time(:millisecond) + ms
+
+  @doc false
+  @spec helper_down() :: Error.t()
+  def helper_down, do: Error.new(:helper_down, "the Sluice helper program is not running")
+
+  defp emfile do
+    Error.new(:emfile, "the VM ran out of file descriptors (EMFILE): raise `ulimit -n`",
+      stage: :pipe
+    )
+  end
+end

@@ -1,0 +1,160 @@
+defmodule Sluice.Process.Requests do
+  @moduledoc false
+  # The pending work of a Sluice.Process server, as a typed value: queued reads (served in
+  # order, each from its own source), queued writes (in order, the head possibly half
+  # written), and callers waiting for the exit. Timeouts are kept here, in the server, so
+  # no data is ever read for a caller that already gave up.
+
+  alias Sluice.Pipes
+
+  defstruct reads: [], writes: :queue.new(), exit_waiters: [], stop_waiters: []
+
+  @type timer :: {reference, reference} | nil
+  @type read :: %{from: GenServer.from(), source: :stdout | :stderr | :any, max: pos_integer, timer: timer}
+  @type write :: %{from: GenServer.from(), data: binary, written: non_neg_integer, timer: timer}
+  @type waiter :: %{from: GenServer.from(), timer: timer}
+  @type t :: %__MODULE__{
+          reads: [read],
+          writes: :queue.queue(write),
+          exit_waiters: [waiter],
+          stop_waiters: [waiter]
+        }
+
+  @doc "A request record with its timer (a message to the server after `timeout`)."
+  @spec request(map, timeout, atom) :: map
+  def request(fields, timeout, kind), do: Map.put(fields, :timer, timer(timeout, kind))
+
+  defp timer(:infinity, _kind), do: nil
+
+  defp timer(ms, kind) do
+    tag = make_ref()
+    {tag, Process.send_after(self(), {:sluice_timeout, tag, kind}, ms)}
+  end
+
+  @doc "Answers a request and cancels its timer."
+  @spec reply(map, term) :: :ok
+  def reply(%{from: from, timer: timer}, answer) do
+    with {_tag, ref} <- timer, do: Process.cancel_timer(ref)
+    GenServer.reply(from, answer)
+  end
+
+  ## Reads
+
+  @doc """
+  Serves queued reads in order. A source that would block is skipped for the rest of the
+  pass (the NIF armed enif_select on it), so one slow output never delays the other.
+  """
+  @spec serve_reads(t, Pipes.t()) :: {t, Pipes.t()}
+  def serve_reads(%{reads: []} = r, pipes), do: {r, pipes}
+
+  def serve_reads(r, pipes) do
+    {kept, pipes, _blocked} =
+      Enum.reduce(r.reads, {[], pipes, []}, fn req, {kept, pipes, blocked} ->
+        case read_one(req, sources(req.source, pipes), pipes, blocked) do
+          {:done, answer, pipes, blocked} ->
+            reply(req, answer)
+            {kept, pipes, blocked}
+
+          {:wait, pipes, blocked} ->
+            {[req | kept], pipes, blocked}
+        end
+      end)
+
+    {%{r | reads: Enum.reverse(kept)}, pipes}
+  end
+
+  defp sources(:any, pipes), do: Enum.filter([:stdout, :stderr], &Pipes.piped?(pipes, &1))
+  defp sources(source, _pipes), do: [source]
+
+  defp read_one(req, srcs, pipes, blocked) do
+    open = Enum.filter(srcs, &Pipes.open?(pipes, &1))
+
+    case open -- blocked do
+      [] when open == [] -> {:done, :eof, pipes, blocked}
+      [] -> {:wait, pipes, blocked}
+      [src | _] -> read_source(req, src, srcs, pipes, blocked)
+    end
+  end
+
+  defp read_source(req, src, srcs, pipes, blocked) do
+    case Pipes.read(pipes, src, req.max) do
+      {:ok, data, pipes} ->
+        answer = if req.source == :any, do: {:ok, {src, data}}, else: {:ok, data}
+        {:done, answer, pipes, blocked}
+
+      {:eof, pipes} ->
+        read_one(req, srcs, pipes, blocked)
+
+      {:wait, pipes} ->
+        read_one(req, srcs, pipes, [src | blocked])
+
+      {:error, reason, pipes} ->
+        {:done, {:error, reason}, pipes, blocked}
+    end
+  end
+
+  ## Writes
+
+  @doc "Writes queued data in order, as far as stdin takes it now."
+  @spec serve_writes(t, Pipes.t()) :: t
+  def serve_writes(r, pipes) do
+    case :queue.out(r.writes) do
+      {:empty, _} ->
+        r
+
+      {{:value, req}, rest} ->
+        case Pipes.write(pipes, req.data) do
+          {:ok, ""} ->
+            reply(req, :ok)
+            serve_writes(%{r | writes: rest}, pipes)
+
+          {:ok, left} ->
+            req = %{req | data: left, written: req.written + byte_size(req.data) - byte_size(left)}
+            %{r | writes: :queue.in_r(req, rest)}
+
+          {:error, reason} ->
+            reply(req, {:error, reason})
+            serve_writes(%{r | writes: rest}, pipes)
+        end
+    end
+  end
+
+  @doc "Answers every queued write (stdin was closed)."
+  @spec fail_writes(t, term) :: t
+  def fail_writes(r, answer) do
+    r.writes |> :queue.to_list() |> Enum.each(&reply(&1, answer))
+    %{r | writes: :queue.new()}
+  end
+
+  ## Timeouts
+
+  @doc "Expires the request whose timer fired; a write says how much of it was written."
+  @spec expire(t, reference, atom) :: t
+  def expire(r, tag, :read), do: %{r | reads: expire_in(r.reads, tag)}
+  def expire(r, tag, :await_exit), do: %{r | exit_waiters: expire_in(r.exit_waiters, tag)}
+
+  def expire(r, tag, :write) do
+    writes = r.writes |> :queue.to_list() |> expire_in(tag) |> :queue.from_list()
+    %{r | writes: writes}
+  end
+
+  defp expire_in(requests, tag) do
+    {expired, kept} = Enum.split_with(requests, &match?({^tag, _}, &1.timer))
+
+    Enum.each(expired, fn
+      %{written: n} = req -> GenServer.reply(req.from, {:error, {:timeout, n}})
+      req -> GenServer.reply(req.from, {:error, :timeout})
+    end)
+
+    kept
+  end
+
+  @doc "Answers everyone waiting with `answer`."
+  @spec fail_all(t, term) :: t
+  def fail_all(r, answer) do
+    Enum.each(r.reads, &reply(&1, answer))
+    r = fail_writes(r, answer)
+    Enum.each(r.exit_waiters ++ r.stop_waiters, &reply(&1, answer))
+    %__MODULE__{}
+  end
+end

@@ -1,0 +1,222 @@
+defmodule Sluice.Process.Server do
+  @moduledoc false
+  # The GenServer behind Sluice.Process: a thin owner of one Sluice.Pipes value, which
+  # serialises callers (Requests) and pushes output in active mode (Active).
+  #
+  # Lifecycle: once the program has exited, every output is at EOF and the status was
+  # delivered (await_exit answered, or {:sluice_exit, p, status} sent), the server closes
+  # every fd and ends with reason :normal. If the owner dies, it ends too, closing the
+  # program channel: the helper program then stops the program.
+
+  use GenServer
+
+  alias Sluice.{Error, Pipes}
+  alias Sluice.Process.{Active, Requests}
+
+  # How much longer than the grace a stop may take before it is reported as a timeout.
+  @stop_slack 5_000
+
+  defstruct [
+    :pipes,
+    :owner,
+    :controller,
+    active: false,
+    ever_active: false,
+    delivered: false,
+    requests: %Requests{}
+  ]
+
+  @type t :: %__MODULE__{
+          pipes: Pipes.t(),
+          owner: pid,
+          controller: pid,
+          active: Active.mode(),
+          ever_active: boolean,
+          delivered: boolean,
+          requests: Requests.t()
+        }
+
+  @impl true
+  def init({spec, owner, start_timeout}) do
+    case Pipes.open(spec, Pipes.deadline(start_timeout)) do
+      {:ok, pipes} ->
+        Process.monitor(owner)
+        pipes = Pipes.control(pipes)
+        {:ok, %__MODULE__{pipes: pipes, owner: owner, controller: owner}}
+
+      {:error, error} ->
+        {:stop, {:shutdown, error}}
+    end
+  end
+
+  @impl true
+  def handle_call(:os_pid, _from, s), do: {:reply, s.pipes.os_pid, s}
+
+  def handle_call({:read, _source, _max, _timeout}, _from, %{active: mode} = s)
+      when mode != false,
+      do: {:reply, {:error, :active}, s}
+
+  def handle_call({:read, source, max, timeout}, from, s) do
+    if source != :any and not Pipes.piped?(s.pipes, source) do
+      {:reply, {:error, :not_captured}, s}
+    else
+      req = Requests.request(%{from: from, source: source, max: max}, timeout, :read)
+      s = put_in(s.requests.reads, s.requests.reads ++ [req])
+      {:noreply, serve(s)}
+    end
+  end
+
+  def handle_call({:write, data, timeout}, from, s) do
+    if Pipes.open?(s.pipes, :stdin) do
+      req = Requests.request(%{from: from, data: data, written: 0}, timeout, :write)
+      s = put_in(s.requests.writes, :queue.in(req, s.requests.writes))
+      {:noreply, %{s | requests: Requests.serve_writes(s.requests, s.pipes)}}
+    else
+      {:reply, {:error, :closed}, s}
+    end
+  end
+
+  def handle_call(:close_stdin, _from, s), do: {:reply, :ok, close_stdin(s)}
+
+  def handle_call({:signal, signum}, _from, s) do
+    if s.pipes.exit == :running, do: Pipes.signal(s.pipes, signum)
+    {:reply, :ok, s}
+  end
+
+  def handle_call({:stop, grace}, from, s) do
+    case s.pipes.exit do
+      {:exited, status} ->
+        {:stop, :normal, {:ok, status}, s}
+
+      :running ->
+        s = %{close_stdin(s) | pipes: Pipes.stop(s.pipes, grace)}
+        waiter = Requests.request(%{from: from}, grace + @stop_slack, :stop)
+        {:noreply, put_in(s.requests.stop_waiters, [waiter | s.requests.stop_waiters])}
+    end
+  end
+
+  def handle_call({:await_exit, timeout}, from, s) do
+    case s.pipes.exit do
+      {:exited, status} ->
+        {:reply, {:ok, status}, %{s | delivered: true}, {:continue, :maybe_end}}
+
+      :running ->
+        waiter = Requests.request(%{from: from}, timeout, :await_exit)
+        {:noreply, put_in(s.requests.exit_waiters, [waiter | s.requests.exit_waiters])}
+    end
+  end
+
+  def handle_call({:set_active, mode}, _from, s) do
+    s = %{s | active: mode, ever_active: s.ever_active or mode != false}
+    {:reply, :ok, serve(s)}
+  end
+
+  def handle_call({:controlling_process, pid}, {caller, _}, s) do
+    if caller == s.controller,
+      do: {:reply, :ok, %{s | controller: pid}},
+      else: {:reply, {:error, :not_owner}, s}
+  end
+
+  @impl true
+  def handle_continue(:maybe_end, s), do: maybe_end(s)
+
+  @impl true
+  def handle_info({:select, _, _, _} = msg, s) do
+    case Pipes.handle_ready(s.pipes, msg) do
+      {:ready, :stdin} ->
+        {:noreply, %{s | requests: Requests.serve_writes(s.requests, s.pipes)}}
+
+      {:ready, _output} ->
+        s |> serve() |> maybe_end()
+
+      {:control, pipes} ->
+        control(%{s | pipes: pipes})
+
+      :unknown ->
+        {:noreply, s}
+    end
+  end
+
+  def handle_info({:sluice_timeout, _tag, :stop}, s) do
+    error = Error.new(:timeout, "the program's exit was not reported in time")
+    Enum.each(s.requests.stop_waiters, &Requests.reply(&1, {:error, error}))
+    Pipes.close(s.pipes)
+    {:stop, :normal, s}
+  end
+
+  def handle_info({:sluice_timeout, tag, kind}, s),
+    do: {:noreply, %{s | requests: Requests.expire(s.requests, tag, kind)}}
+
+  def handle_info({:DOWN, _ref, :process, owner, _reason}, %{owner: owner} = s) do
+    Pipes.close(s.pipes)
+    {:stop, :normal, s}
+  end
+
+  def handle_info(_other, s), do: {:noreply, s}
+
+  # News on the program channel: the exit status, or the helper program's death.
+  defp control(%{pipes: %{exit: :lost}} = s) do
+    Requests.fail_all(s.requests, {:error, :helper_down})
+    if s.ever_active, do: send(s.controller, {:sluice_error, self(), :helper_down})
+    Pipes.close(s.pipes)
+    {:stop, {:shutdown, :helper_down}, s}
+  end
+
+  defp control(%{pipes: %{exit: {:exited, status}}} = s) do
+    Enum.each(s.requests.exit_waiters, &Requests.reply(&1, {:ok, status}))
+
+    case s.requests.stop_waiters do
+      [] ->
+        delivered = s.delivered or s.requests.exit_waiters != []
+        s = %{s | delivered: delivered, requests: %{s.requests | exit_waiters: []}}
+        s |> serve() |> maybe_end()
+
+      waiters ->
+        Enum.each(waiters, &Requests.reply(&1, {:ok, status}))
+        Pipes.close(s.pipes)
+        {:stop, :normal, s}
+    end
+  end
+
+  defp control(s), do: {:noreply, s}
+
+  # Serves reads, or active deliveries (and the exit message once everything was read).
+  defp serve(%{active: false} = s) do
+    {requests, pipes} = Requests.serve_reads(s.requests, s.pipes)
+    %{s | requests: requests, pipes: pipes}
+  end
+
+  defp serve(s) do
+    {mode, pipes} = Active.deliver(s.active, s.pipes, s.controller)
+    s = %{s | active: mode, pipes: pipes}
+
+    case pipes do
+      %{exit: {:exited, status}} when not s.delivered ->
+        if Pipes.open_outputs(pipes) == [] do
+          send(s.controller, {:sluice_exit, self(), status})
+          %{s | delivered: true}
+        else
+          s
+        end
+
+      _ ->
+        s
+    end
+  end
+
+  defp maybe_end(%{pipes: %{exit: {:exited, _}} = pipes, delivered: true} = s) do
+    if Pipes.open_outputs(pipes) == [] and s.requests.reads == [] do
+      Pipes.close(pipes)
+      {:stop, :normal, s}
+    else
+      {:noreply, s}
+    end
+  end
+
+  defp maybe_end(s), do: {:noreply, s}
+
+  defp close_stdin(s) do
+    requests = Requests.fail_writes(s.requests, {:error, :closed})
+    %{s | pipes: Pipes.close_stdin(s.pipes), requests: requests}
+  end
+end

@@ -1,0 +1,207 @@
+defmodule Sluice.Pump do
+  @moduledoc false
+  # Drives one program from the calling process, for Sluice.run and streams: writes the
+  # `:input` into stdin when stdin can take it, and reads whichever output has data, all in
+  # one process with enif_select (docs/architecture.md). Nothing is read that nobody asked
+  # for: `next/3` reads one chunk.
+
+  alias Sluice.{Input, Pipes}
+
+  defstruct [:pipes, :input, pending: "", buffered: :queue.new(), turn: [:stdout, :stderr]]
+
+  @type t :: %__MODULE__{
+          pipes: Pipes.t(),
+          input: Input.t(),
+          pending: binary,
+          buffered: :queue.queue({Pipes.source(), binary}),
+          turn: [Pipes.source()]
+        }
+
+  @doc "A pump over a freshly opened program and its input source."
+  @spec new(Pipes.t(), Input.t()) :: t
+  def new(pipes, input) do
+    # Arm the program channel, so that the helper program's death wakes us.
+    pipes = Pipes.control(pipes)
+    pipes = if input == :none, do: Pipes.close_stdin(pipes), else: pipes
+    %__MODULE__{pipes: pipes, input: input}
+  end
+
+  @doc """
+  The next chunk of output, of at most `max` bytes, feeding input meanwhile:
+  `{:data, source, binary, pump}`, `{:eof, pump}` once every output is at EOF, or
+  `{:error, :timeout | :helper_down | errno, pump}`.
+  """
+  @spec next(t, pos_integer, Pipes.deadline()) ::
+          {:data, Pipes.source(), binary, t} | {:eof, t} | {:error, atom, t}
+  def next(pump, max, deadline) do
+    case :queue.out(pump.buffered) do
+      {{:value, {source, data}}, rest} ->
+        {:data, source, data, %{pump | buffered: rest}}
+
+      {:empty, _} ->
+        pump |> feed() |> read(max, deadline)
+    end
+  end
+
+  defp read(pump, max, deadline) do
+    case read_any(pump, pump.turn, max) do
+      {:data, source, data, pump} -> {:data, source, data, rotate(pump, source)}
+      {:blocked, pump} -> if outputs?(pump), do: wait(pump, max, deadline), else: {:eof, pump}
+      {:error, reason, pump} -> {:error, reason, pump}
+    end
+  end
+
+  defp outputs?(pump), do: Pipes.open_outputs(pump.pipes) != []
+
+  # One read attempt per open output, in turn order.
+  defp read_any(pump, [], _max), do: {:blocked, pump}
+
+  defp read_any(pump, [source | rest], max) do
+    case Pipes.read(pump.pipes, source, max) do
+      {:ok, data, pipes} -> {:data, source, data, %{pump | pipes: pipes}}
+      {:eof, pipes} -> read_any(%{pump | pipes: pipes}, rest, max)
+      {:wait, pipes} -> read_any(%{pump | pipes: pipes}, rest, max)
+      {:error, :not_captured, pipes} -> read_any(%{pump | pipes: pipes}, rest, max)
+      {:error, reason, pipes} -> {:error, reason, %{pump | pipes: pipes}}
+    end
+  end
+
+  # The source that just gave data goes last, so a chatty stdout cannot starve stderr.
+  defp rotate(pump, source), do: %{pump | turn: List.delete(pump.turn, source) ++ [source]}
+
+  defp wait(pump, max, deadline) do
+    case await_ready(pump, deadline) do
+      {:ok, pump} -> next(pump, max, deadline)
+      {:error, reason, pump} -> {:error, reason, pump}
+    end
+  end
+
+  # Waits for readiness of one of this program's fds, or for news on its channel.
+  defp await_ready(%{pipes: pipes} = pump, deadline) do
+    %{channel: ch, fds: fds} = pipes
+    {i, o, e} = {fds[:stdin], fds[:stdout], fds[:stderr]}
+
+    receive do
+      {:select, ^ch, _, _} ->
+        case Pipes.control(pipes) do
+          %{exit: :lost} = pipes -> {:error, :helper_down, %{pump | pipes: pipes}}
+          pipes -> {:ok, %{pump | pipes: pipes}}
+        end
+
+      {:select, fd, _, _} when fd == i or fd == o or fd == e ->
+        {:ok, pump}
+    after
+      Pipes.remaining(deadline) -> {:error, :timeout, pump}
+    end
+  end
+
+  ## Input
+
+  # Writes pending input and pulls more while stdin takes it without blocking.
+  defp feed(%{pipes: pipes} = pump) do
+    cond do
+      not Pipes.open?(pipes, :stdin) -> pump
+      pump.pending != "" -> write_pending(pump)
+      true -> pull(pump)
+    end
+  end
+
+  defp write_pending(pump) do
+    case Pipes.write(pump.pipes, pump.pending) do
+      {:ok, ""} -> feed(%{pump | pending: ""})
+      {:ok, rest} -> %{pump | pending: rest}
+      # The program closed its stdin (or exited): feeding ends quietly, as for `head`.
+      {:error, _} -> input_done(pump)
+    end
+  end
+
+  defp pull(pump) do
+    case Input.next(pump.input) do
+      {:data, data, input} -> feed(%{pump | pending: data, input: input})
+      :done -> %{pump | input: :done, pipes: Pipes.close_stdin(pump.pipes)}
+      {:function, fun} -> pump |> run_function(fun) |> feed()
+    end
+  end
+
+  defp input_done(pump) do
+    Input.halt(pump.input)
+    %{pump | input: :done, pending: "", pipes: Pipes.close_stdin(pump.pipes)}
+  end
+
+  # A `fn collectable -> ... end` input runs to completion here; push/2 writes each
+  # element, reading output meanwhile into `buffered`.
+  defp run_function(pump, fun) do
+    key = {__MODULE__, make_ref()}
+    Process.put(key, %{pump | input: :done})
+
+    try do
+      fun.(%Sluice.Stdin{key: key})
+    catch
+      :throw, {__MODULE__, :input_done} ->
+        :ok
+
+      kind, reason ->
+        Process.delete(key)
+        :erlang.raise(kind, reason, __STACKTRACE__)
+    end
+
+    pump = Process.delete(key)
+    %{pump | pipes: Pipes.close_stdin(pump.pipes)}
+  end
+
+  @doc false
+  # Called by Sluice.Stdin: writes `data` completely, reading output while stdin is full.
+  # Throws when the program no longer takes input (the function's `Enum.into` ends).
+  @spec push(term, binary) :: :ok
+  def push(key, data) do
+    pump = Process.get(key) || throw({__MODULE__, :input_done})
+
+    case push_all(pump, data) do
+      {:ok, pump} ->
+        Process.put(key, pump)
+        :ok
+
+      {:stop, pump} ->
+        Process.put(key, pump)
+        throw({__MODULE__, :input_done})
+    end
+  end
+
+  defp push_all(pump, data) do
+    case Pipes.write(pump.pipes, data) do
+      {:ok, ""} ->
+        {:ok, pump}
+
+      {:ok, rest} ->
+        case await_ready(pump, :infinity) do
+          {:ok, pump} -> pump |> drain_outputs() |> push_all(rest)
+          {:error, _, pump} -> {:stop, pump}
+        end
+
+      {:error, _} ->
+        {:stop, pump}
+    end
+  end
+
+  # Reads everything the outputs hold now into the buffer (the function cannot be
+  # suspended, so this output must be kept until the consumer asks for it).
+  defp drain_outputs(pump) do
+    case read_any(pump, Pipes.open_outputs(pump.pipes), 65_536) do
+      {:data, source, data, pump} ->
+        drain_outputs(%{pump | buffered: :queue.in({source, data}, pump.buffered)})
+
+      {:blocked, pump} ->
+        pump
+
+      {:error, _reason, pump} ->
+        pump
+    end
+  end
+
+  @doc "Stops the input (halting a suspended Enumerable) and closes the program's fds."
+  @spec close(t) :: :ok
+  def close(pump) do
+    Input.halt(pump.input)
+    Pipes.close(pump.pipes)
+  end
+end

@@ -1,0 +1,100 @@
+defmodule Sluice.Run do
+  @moduledoc false
+  # Sluice.run/2: the program, its input and its output, all driven from the calling
+  # process through a Sluice.Pump. `timeout` bounds the whole call, spawn included.
+
+  alias Sluice.{Error, Input, Options, Pipes, Pump, Result}
+
+  # After a stop, how much longer than kill_grace the exit status may take to arrive.
+  @stop_slack 2_000
+
+  @spec run([String.t()], keyword) :: {:ok, Result.t()} | {:error, Error.t()}
+  def run(argv, opts) do
+    argv = Options.argv!(argv)
+    opts = Options.validate!(opts, :run, "Sluice.run/2")
+    deadline = Pipes.deadline(opts.timeout)
+
+    with {:ok, pipes} <- Pipes.open(Options.spawn_spec(argv, opts), deadline) do
+      st = %{opts: opts, deadline: deadline, out: [], err: [], size: 0}
+
+      try do
+        collect(Pump.new(pipes, Input.new(opts.input)), st)
+      catch
+        kind, reason ->
+          # The input raised: the program is stopped by the helper once its channel closes.
+          Pipes.close(pipes)
+          :erlang.raise(kind, reason, __STACKTRACE__)
+      end
+    end
+  end
+
+  defp collect(pump, st) do
+    case Pump.next(pump, 65_536, st.deadline) do
+      {:data, source, data, pump} -> pump |> add_output(st, source, data)
+      {:eof, pump} -> finish(pump, st)
+      {:error, :timeout, pump} -> fail(pump, st, :timeout, timeout_message(st))
+      {:error, :helper_down, pump} -> lost(pump, st)
+      {:error, reason, pump} -> fail(pump, st, reason, "reading output failed: #{reason}")
+    end
+  end
+
+  defp add_output(pump, st, source, data) do
+    st =
+      case source do
+        :stdout -> %{st | out: [st.out, data]}
+        :stderr -> %{st | err: [st.err, data]}
+      end
+
+    st = %{st | size: st.size + byte_size(data)}
+    max = st.opts.max_output
+
+    if max != :infinity and st.size > max,
+      do: fail(pump, st, :max_output, "output exceeded max_output (#{max} bytes)"),
+      else: collect(pump, st)
+  end
+
+  defp finish(pump, st) do
+    case Pipes.await_exit(pump.pipes, st.deadline) do
+      {:ok, status, pipes} ->
+        Pump.close(%{pump | pipes: pipes})
+        {:ok, result(pipes, st, status)}
+
+      {:error, :timeout, pipes} ->
+        fail(%{pump | pipes: pipes}, st, :timeout, timeout_message(st))
+
+      {:error, :helper_down, pipes} ->
+        lost(%{pump | pipes: pipes}, st)
+    end
+  end
+
+  # Stops the program's group (kill_signal, SIGKILL after kill_grace) before returning.
+  defp fail(pump, st, reason, message) do
+    pipes = Pipes.stop(pump.pipes, st.opts.kill_grace)
+
+    status =
+      case Pipes.await_exit(pipes, Pipes.deadline(st.opts.kill_grace + @stop_slack)) do
+        {:ok, status, _} -> status
+        {:error, _, _} -> nil
+      end
+
+    Pump.close(%{pump | pipes: pipes})
+    {:error, Error.new(reason, message, result: result(pipes, st, status))}
+  end
+
+  defp lost(pump, st) do
+    Pump.close(pump)
+    error = Pipes.helper_down()
+    {:error, %{error | result: result(pump.pipes, st, nil)}}
+  end
+
+  defp timeout_message(st), do: "timed out after #{st.opts.timeout} ms"
+
+  defp result(pipes, st, status) do
+    %Result{
+      os_pid: pipes.os_pid,
+      status: status,
+      stdout: IO.iodata_to_binary(st.out),
+      stderr: if(st.opts.stderr == :capture, do: IO.iodata_to_binary(st.err))
+    }
+  end
+end

@@ -1,0 +1,205 @@
+//! One program's life, as explicit states rather than flags whose meaning depends on
+//! which is tested first.
+//!
+//! Two independent facts: the leader is [`Leader::Running`] or [`Leader::Reaped`], and the
+//! stop is [`Phase::Running`] (none asked for), [`Phase::Stopping`] (a soft signal was sent,
+//! SIGKILL is due at the deadline) or [`Phase::Killed`] (SIGKILL sent). A third, whether
+//! the BEAM still holds the channel, is whether `channel` is `Some`. The program is
+//! forgotten once the channel is closed, the leader reaped and nothing of it remains.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::kill::{self, Children};
+
+/// The program's leader (its pid is the process group id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leader {
+    /// Not reaped yet: its pid, and so its group id, is still ours.
+    Running,
+    /// Reaped; the exit status went to the BEAM.
+    Reaped,
+}
+
+/// How far stopping the program has gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// No stop was asked for.
+    Running,
+    /// A soft signal was sent; SIGKILL to whatever remains at `deadline`.
+    Stopping { deadline: Instant },
+    /// SIGKILL was sent (with a cgroup: `cgroup.kill`, so the cgroup is not reused).
+    Killed,
+}
+
+/// One started program.
+#[derive(Debug)]
+pub struct Program {
+    /// The BEAM's id for it, repeated in every reply.
+    pub id: u64,
+    /// The leader's pid, which is also the process group id.
+    pub pid: i32,
+    pub cgroup: Option<PathBuf>,
+    /// The helper program's end of the channel; `None` once the BEAM closed its end.
+    pub channel: Option<OwnedFd>,
+    pub leader: Leader,
+    pub phase: Phase,
+    /// Descendants found by walking `/proc` (pid, start time), signalled individually.
+    pub descendants: Vec<(i32, u64)>,
+    /// The stop applied when the channel closes while the program runs.
+    pub kill_signal: i32,
+    pub kill_grace: Duration,
+}
+
+/// What closing the channel left to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterClose {
+    /// Leader reaped and nothing remains: forget the program now.
+    Forget,
+    /// Something still runs (now being stopped): housekeeping forgets it later.
+    Linger,
+}
+
+impl Program {
+    pub fn new(id: u64, pid: i32, cgroup: Option<PathBuf>, channel: OwnedFd) -> Program {
+        Program {
+            id,
+            pid,
+            cgroup,
+            channel: Some(channel),
+            leader: Leader::Running,
+            phase: Phase::Running,
+            descendants: Vec::new(),
+            kill_signal: libc::SIGTERM,
+            kill_grace: Duration::from_secs(5),
+        }
+    }
+
+    /// Adds newly walked descendants to the remembered ones.
+    pub fn remember(&mut self, found: &[(i32, u64)]) {
+        for d in found {
+            if !self.descendants.contains(d) {
+                self.descendants.push(*d);
+            }
+        }
+    }
+
+    /// When SIGKILL is due, if a stop is under way.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Stopping { deadline } => Some(deadline),
+            Phase::Running | Phase::Killed => None,
+        }
+    }
+
+    /// Stop: `signum` now (and SIGCONT), SIGKILL to everything left after `grace`. A stop
+    /// never moves backwards: a later one can only bring the deadline nearer.
+    pub fn stop(&mut self, kids: &Children, signum: i32, grace: Duration) {
+        if grace.is_zero() || signum == libc::SIGKILL || self.phase == Phase::Killed {
+            self.kill_now(kids);
+            return;
+        }
+        // With a cgroup, escapees are left to cgroup.kill at the deadline.
+        let walk = self.cgroup.is_none();
+        kill::soft_kill(self, kids, signum, walk);
+        let now = Instant::now();
+        let due = now.checked_add(grace).unwrap_or(now + Duration::from_secs(86400 * 365));
+        let deadline = match self.phase {
+            Phase::Stopping { deadline } => deadline.min(due),
+            Phase::Running | Phase::Killed => due,
+        };
+        self.phase = Phase::Stopping { deadline };
+    }
+
+    /// SIGKILL to everything left.
+    pub fn kill_now(&mut self, kids: &Children) {
+        kill::hard_kill(self, kids);
+        self.phase = Phase::Killed;
+    }
+
+    /// SIGKILL if the deadline has passed; returns whether it had.
+    pub fn on_tick(&mut self, kids: &Children, now: Instant) -> bool {
+        match self.phase {
+            Phase::Stopping { deadline } if deadline <= now => {
+                self.kill_now(kids);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The leader was reaped.
+    pub fn on_reaped(&mut self) {
+        self.leader = Leader::Reaped;
+    }
+
+    /// The BEAM closed its end: if no stop is under way, stop with the spec's signal and
+    /// grace. A program already gone entirely costs no signal at all.
+    pub fn on_channel_closed(&mut self, kids: &Children) -> AfterClose {
+        self.channel = None;
+        match (self.phase, self.leader) {
+            (Phase::Running, Leader::Reaped) if !self.remains(kids) => AfterClose::Forget,
+            (Phase::Running, _) => {
+                self.stop(kids, self.kill_signal, self.kill_grace);
+                AfterClose::Linger
+            }
+            (Phase::Stopping { .. } | Phase::Killed, _) => AfterClose::Linger,
+        }
+    }
+
+    /// Whether anything of the program may still run: the leader, a member of its cgroup,
+    /// or (without a cgroup) a member of its group or a walked descendant.
+    pub fn remains(&self, kids: &Children) -> bool {
+        if self.leader == Leader::Running {
+            return true;
+        }
+        match &self.cgroup {
+            Some(dir) => crate::cgroup::populated(dir).unwrap_or(false),
+            None => kids.has_group(self.pid) || kill::descendants_alive(self),
+        }
+    }
+
+    /// Channel closed, leader reaped: waiting only for remnants to go.
+    pub fn lingering(&self) -> bool {
+        self.channel.is_none() && self.leader == Leader::Reaped
+    }
+
+    /// Whether its cgroup may go back to the pool: not after `cgroup.kill` (see
+    /// `Cgroups::release`).
+    pub fn cgroup_reusable(&self) -> bool {
+        self.phase != Phase::Killed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A program whose pid is the test process's, so the stop's signals must not be sent:
+    /// these tests only drive the states that send none.
+    fn program() -> Program {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut p = Program::new(1, i32::MAX, None, a.into());
+        p.leader = Leader::Reaped;
+        p
+    }
+
+    #[test]
+    fn closing_after_the_end_forgets_without_a_signal() {
+        let mut p = program();
+        assert_eq!(p.on_channel_closed(&Children::new()), AfterClose::Forget);
+        assert_eq!(p.phase, Phase::Running);
+        assert!(p.lingering());
+    }
+
+    #[test]
+    fn a_stop_under_way_is_kept_on_close() {
+        let mut p = program();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        p.phase = Phase::Stopping { deadline };
+        assert_eq!(p.on_channel_closed(&Children::new()), AfterClose::Linger);
+        assert_eq!(p.deadline(), Some(deadline));
+        assert!(!p.on_tick(&Children::new(), Instant::now()));
+    }
+}

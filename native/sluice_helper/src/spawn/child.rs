@@ -1,0 +1,219 @@
+//! The child between `clone` and `execve`: the one fence for the child's `unsafe`.
+//!
+//! The child is started the way posix_spawn does it, `clone(CLONE_VM | CLONE_VFORK)` on a
+//! stack of its own: nothing is copied (a fork of the helper program cost ~110 us more
+//! under virtualisation), and the parent resumes once the child has exec'ed or failed.
+//! Sharing the parent's memory, the child may only make raw syscalls on what the parent
+//! prepared ([`ChildPlan`]): no allocation, no locks. A failure before exec is written
+//! straight into the parent's memory (stage + errno), so a missing program is never
+//! exit code 127.
+
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use nix::errno::Errno;
+use sluice_protocol::Stage;
+
+use crate::sys;
+
+/// Everything the child needs, prepared before the clone.
+pub struct ChildPlan<'a> {
+    /// The program cgroup's `cgroup.procs`, or -1.
+    pub procs_fd: RawFd,
+    /// What goes on fds 0, 1, 2 (-1 for 2: keep the helper program's).
+    pub stdio: [RawFd; 3],
+    pub helper_pid: libc::pid_t,
+    pub cd: Option<&'a CStr>,
+    /// NULL-terminated.
+    pub argv: &'a [*const libc::c_char],
+    /// NULL-terminated.
+    pub envp: &'a [*const libc::c_char],
+    pub candidates: &'a [*const libc::c_char],
+}
+
+/// What the child reported: `(stage index + 1) << 32 | errno`, 0 when exec succeeded.
+struct Shared<'a> {
+    plan: &'a ChildPlan<'a>,
+    ignored_signals: &'a [libc::c_int],
+    failure: AtomicU64,
+}
+
+/// The signals the helper program ignores (SIGPIPE, and whatever it inherited as ignored):
+/// the only dispositions that would survive exec, so the only ones the child must reset.
+/// Dispositions never change after start-up, so this is computed once.
+fn ignored_signals() -> &'static [libc::c_int] {
+    static IGNORED: OnceLock<Vec<libc::c_int>> = OnceLock::new();
+    IGNORED.get_or_init(|| {
+        (1..=sys::sigrtmax())
+            .filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
+            .filter(|&sig| sys::signal_is_ignored(sig))
+            .collect()
+    })
+}
+
+/// Reports a failure to the suspended parent and exits. Async-signal-safe only.
+fn fail(s: &Shared, stage: u64, errno: i32) -> ! {
+    s.failure
+        .store(stage << 32 | u64::from(errno as u32), Ordering::SeqCst);
+    // SAFETY: _exit ends the child only (it is its own process) without running any of
+    // the parent's at-exit code.
+    unsafe { libc::_exit(127) }
+}
+
+/// Runs in the child: only async-signal-safe calls, no allocation, no locks.
+fn run(s: &Shared) -> ! {
+    let p = s.plan;
+    let last = Errno::last_raw;
+    // SAFETY: the calls below are raw syscalls on fds and pointers prepared by the parent,
+    // which is suspended until this child execs or exits (CLONE_VFORK), so they all stay
+    // valid; nothing here allocates or locks.
+    unsafe {
+        if p.procs_fd >= 0 && libc::write(p.procs_fd, b"0".as_ptr().cast(), 1) != 1 {
+            fail(s, CGROUP, last());
+        }
+        // Own session and process group: the group is what signals target.
+        libc::setsid();
+        let pdeath = libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        if pdeath != 0 {
+            fail(s, SETUP, last());
+        }
+        // The helper program may have died before PDEATHSIG was armed.
+        if libc::getppid() != p.helper_pid {
+            libc::_exit(1);
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, ptr::null_mut());
+        // Handlers are reset by exec itself; only ignored signals would stay ignored.
+        for &sig in s.ignored_signals {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        // All sources are >= 3 (fds 0-2 are kept open in the helper program), so no dup2
+        // clobbers another source. dup2 clears FD_CLOEXEC on the target.
+        let [stdin, stdout, stderr] = p.stdio;
+        if libc::dup2(stdin, 0) < 0 || libc::dup2(stdout, 1) < 0 {
+            fail(s, SETUP, last());
+        }
+        if stderr >= 0 && libc::dup2(stderr, 2) < 0 {
+            fail(s, SETUP, last());
+        }
+        // Nothing else the helper program holds may leak into the program (fds inherited
+        // from the BEAM, other programs' channels); errors (old kernels) are ignored.
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        if let Some(cd) = p.cd {
+            if libc::chdir(cd.as_ptr()) != 0 {
+                fail(s, CHDIR, last());
+            }
+        }
+        // execvp's rules: EACCES wins if seen, ENOENT-like errors move on, anything else
+        // stops the search.
+        let mut seen_eacces = false;
+        let mut errno = libc::ENOENT;
+        let mut hard = None;
+        for &file in p.candidates {
+            libc::execve(file, p.argv.as_ptr(), p.envp.as_ptr());
+            errno = last();
+            match errno {
+                libc::EACCES => seen_eacces = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                e => {
+                    hard = Some(e);
+                    break;
+                }
+            }
+        }
+        let e = hard.unwrap_or(if seen_eacces { libc::EACCES } else { errno });
+        fail(s, EXEC, e)
+    }
+}
+
+// The stage codes the child reports: a stage's position in `Stage::ALL`, plus one (0 is
+// "no failure").
+const CGROUP: u64 = Stage::Cgroup as u64 + 1;
+const SETUP: u64 = Stage::Setup as u64 + 1;
+const CHDIR: u64 = Stage::Chdir as u64 + 1;
+const EXEC: u64 = Stage::Exec as u64 + 1;
+
+/// Size of the stack the child runs on between the clone and exec.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// The top of the child's stack. The parent is suspended while a child uses it
+/// (CLONE_VFORK), so one stack serves every spawn.
+fn stack_top() -> *mut libc::c_void {
+    static STACK: OnceLock<usize> = OnceLock::new();
+    let base = *STACK.get_or_init(|| {
+        // u128 elements keep the top 16-byte aligned, as the ABI wants.
+        let stack = vec![0u128; CHILD_STACK / 16].into_boxed_slice();
+        Box::leak(stack).as_mut_ptr() as usize
+    });
+    (base + CHILD_STACK) as *mut libc::c_void
+}
+
+extern "C" fn entry(shared: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `shared` is the parent's `Shared`, which stays alive because the parent is
+    // suspended (CLONE_VFORK) until this child execs or exits.
+    run(unsafe { &*(shared as *const Shared) })
+}
+
+/// How the clone went.
+pub enum Outcome {
+    /// The child exec'ed.
+    Running(libc::pid_t),
+    /// The child failed before exec (and exited); it is still to be reaped.
+    Failed {
+        pid: libc::pid_t,
+        stage: Stage,
+        errno: Errno,
+    },
+}
+
+/// Clones the child and returns once it has exec'ed or failed.
+pub fn start(plan: &ChildPlan) -> Result<Outcome, Errno> {
+    let shared = Shared {
+        plan,
+        ignored_signals: ignored_signals(),
+        failure: AtomicU64::new(0),
+    };
+    // SAFETY: the child shares our memory but runs on its own stack, while we are
+    // suspended; it only reads the plan, makes raw syscalls and writes `shared.failure`.
+    let pid = unsafe {
+        libc::clone(
+            entry,
+            stack_top(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &shared as *const Shared as *mut libc::c_void,
+        )
+    };
+    let pid = Errno::result(pid)?;
+    let failure = shared.failure.load(Ordering::SeqCst);
+    if failure == 0 {
+        return Ok(Outcome::Running(pid));
+    }
+    let code = (failure >> 32) as usize;
+    Ok(Outcome::Failed {
+        pid,
+        stage: Stage::ALL.get(code.wrapping_sub(1)).copied().unwrap_or(Stage::Setup),
+        errno: Errno::from_raw(failure as u32 as i32),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_codes_decode_through_the_stage_list() {
+        for (i, s) in Stage::ALL.into_iter().enumerate() {
+            assert_eq!(s as usize, i);
+        }
+        assert_eq!(Stage::ALL[EXEC as usize - 1], Stage::Exec);
+    }
+}

@@ -1,0 +1,170 @@
+//! The helper program's raw syscalls outside the child, each behind a named operation
+//! (`kill_group(pgid, sig)` rather than `kill(-pgid, sig)`). With `spawn/child.rs` (the
+//! child between clone and exec) and `seqpacket.rs` (SCM_RIGHTS), this is one of the three
+//! places that may say `unsafe`.
+
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::ptr;
+
+use nix::errno::Errno;
+
+/// `poll(2)`; EINTR counts as "nothing ready".
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> Result<i32, Errno> {
+    // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfd structs.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    match Errno::result(n) {
+        Ok(n) => Ok(n),
+        Err(Errno::EINTR) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// A `pollfd` asking for `events` on `fd` (a negative fd is skipped by poll).
+pub fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// Whether the peer of a connected socket has hung up, without waiting.
+pub fn hung_up(fd: BorrowedFd<'_>) -> bool {
+    let mut p = [pollfd(fd.as_raw_fd(), libc::POLLRDHUP)];
+    poll(&mut p, 0).is_ok() && p[0].revents & (libc::POLLHUP | libc::POLLRDHUP) != 0
+}
+
+/// `kill(-pgid, sig)`: a signal to every member of a process group.
+pub fn kill_group(pgid: i32, sig: i32) -> Result<(), Errno> {
+    debug_assert!(pgid > 0);
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    Errno::result(unsafe { libc::kill(-pgid, sig) }).map(drop)
+}
+
+/// `kill(pid, sig)`: a signal to one process.
+pub fn kill_process(pid: i32, sig: i32) -> Result<(), Errno> {
+    debug_assert!(pid > 0);
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    Errno::result(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// What one `waitpid(-1, WNOHANG)` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// A child ended (or stopped, continued: see the raw status).
+    Child { pid: i32, status: i32 },
+    /// Children exist, none has changed.
+    Nothing,
+    /// The helper program has no children at all.
+    NoChildren,
+}
+
+/// `waitpid(-1, &status, WNOHANG)`, retried on EINTR.
+pub fn waitpid_any_nohang() -> Wait {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status into a local integer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        match pid {
+            0 => return Wait::Nothing,
+            p if p > 0 => return Wait::Child { pid: p, status },
+            _ if Errno::last() == Errno::EINTR => continue,
+            _ => return Wait::NoChildren, // ECHILD
+        }
+    }
+}
+
+/// `read(2)` into `buf`, retried on EINTR.
+pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        match Errno::result(n) {
+            Ok(n) => return Ok(n as usize),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `write(2)` until everything is out; waits for POLLOUT on EAGAIN in case the fd is
+/// non-blocking.
+pub fn write_all(fd: RawFd, mut data: &[u8]) -> Result<(), Errno> {
+    while !data.is_empty() {
+        // SAFETY: `data` is a valid readable buffer of `data.len()` bytes.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        match Errno::result(n) {
+            Ok(n) => data = &data[n as usize..],
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
+                let mut p = [pollfd(fd, libc::POLLOUT)];
+                poll(&mut p, 1000)?;
+                if p[0].revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+                    return Err(Errno::EPIPE);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure fds 0-2 are open, so pipes created later never land on them (the child's
+/// dup2 onto 0/1/2 relies on that).
+pub fn ensure_std_fds() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only queries the fd; open() of a constant C string.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) == -1 {
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            }
+        }
+    }
+}
+
+/// SIGPIPE ignored: a write to a closed pipe or socket is an EPIPE to handle, not death.
+pub fn ignore_sigpipe() {
+    // SAFETY: setting SIGPIPE's disposition to SIG_IGN installs no handler code.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Whether `sig`'s disposition is SIG_IGN.
+pub fn signal_is_ignored(sig: i32) -> bool {
+    // SAFETY: a zeroed sigaction is a valid out-parameter, and a null new action only
+    // reads the disposition.
+    let (r, old) = unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        (libc::sigaction(sig, ptr::null(), &mut old), old)
+    };
+    r == 0 && old.sa_sigaction == libc::SIG_IGN
+}
+
+/// `F_SETPIPE_SZ`; failure (a size over the limit) is harmless and ignored.
+pub fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) {
+    let size = size.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: F_SETPIPE_SZ on a pipe fd we own has no memory-safety preconditions.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
+}
+
+/// The highest valid signal number.
+pub fn sigrtmax() -> i32 {
+    libc::SIGRTMAX()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn named_operations() {
+        assert!(sigrtmax() >= 32);
+        assert_eq!(kill_process(std::process::id() as i32, 0), Ok(()));
+        assert_eq!(kill_group(i32::MAX, 0), Err(Errno::ESRCH));
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(!hung_up(a.as_fd()));
+        drop(b);
+        assert!(hung_up(a.as_fd()));
+    }
+}

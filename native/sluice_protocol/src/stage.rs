@@ -1,0 +1,85 @@
+//! The stage names of `spawn_error`: the one list of them, shared by the decoder (a bad
+//! spec), the helper program (a failure before or in the child) and the tests.
+
+use std::fmt;
+
+/// Where a spawn failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// `argv` is missing, empty, not binaries, or holds a NUL byte.
+    Argv,
+    /// `env` is not a list of binaries, or holds a NUL byte.
+    Env,
+    /// `cd` is invalid, or `chdir` failed in the child.
+    Chdir,
+    /// Another spec key has a bad value.
+    Spec,
+    /// Creating a pipe or opening `/dev/null` failed.
+    Pipe,
+    /// Creating or joining the program's cgroup failed.
+    Cgroup,
+    /// `clone` failed.
+    Fork,
+    /// The child's set-up before exec (`PR_SET_PDEATHSIG`, `dup2`) failed.
+    Setup,
+    /// `execve` failed for every candidate.
+    Exec,
+    /// The spawn message itself: not a `spawn` term, the wrong fds, an unreadable memfd.
+    Request,
+}
+
+impl Stage {
+    /// Every stage, in the order of the protocol description.
+    pub const ALL: [Stage; 10] = [
+        Stage::Argv,
+        Stage::Env,
+        Stage::Chdir,
+        Stage::Spec,
+        Stage::Pipe,
+        Stage::Cgroup,
+        Stage::Fork,
+        Stage::Setup,
+        Stage::Exec,
+        Stage::Request,
+    ];
+
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Argv => "argv",
+            Stage::Env => "env",
+            Stage::Chdir => "chdir",
+            Stage::Spec => "spec",
+            Stage::Pipe => "pipe",
+            Stage::Cgroup => "cgroup",
+            Stage::Fork => "fork",
+            Stage::Setup => "setup",
+            Stage::Exec => "exec",
+            Stage::Request => "request",
+        }
+    }
+
+    /// The stage with this wire name.
+    pub fn parse(name: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for s in Stage::ALL {
+            assert_eq!(Stage::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Stage::parse("handoff"), None);
+    }
+}

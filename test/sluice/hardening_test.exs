@@ -1,0 +1,372 @@
+defmodule Sluice.HardeningTest do
+  @moduledoc """
+  The fifteen findings of the hardening issue: no public call hangs or exits, nothing
+  leaks, errors say what happened. Each test failed on the core before the reshaping.
+  """
+  use Sluice.Case, async: false
+
+  alias Sluice.Process, as: P
+
+  defp kill_helper do
+    helper = helper_pid()
+    System.cmd("kill", ["-KILL", "#{helper}"])
+    helper
+  end
+
+  defp await_new_helper(old) do
+    assert eventually(
+             fn ->
+               match?(%{os_pid: pid} when is_integer(pid) and pid != old, Sluice.Helper.info())
+             end,
+             5_000
+           )
+  end
+
+  defp with_helper_stopped(fun) do
+    :ok = Supervisor.terminate_child(Sluice.Supervisor, Sluice.Helper)
+
+    try do
+      fun.()
+    after
+      {:ok, _} = Supervisor.restart_child(Sluice.Supervisor, Sluice.Helper)
+    end
+  end
+
+  defp beam_fds, do: length(File.ls!("/proc/self/fd"))
+
+  describe "1, 2: a dead helper never hangs a caller and never raises the wrong thing" do
+    test "run returns :helper_down within 2 s when the helper dies under it" do
+      task = Task.async(fn -> Sluice.run(["sh", "-c", "sleep 30; true"]) end)
+      Process.sleep(300)
+      old = kill_helper()
+      assert {:ok, {:error, %Sluice.Error{reason: :helper_down}}} = Task.yield(task, 2_000)
+      await_new_helper(old)
+    end
+
+    test "stream! raises Sluice.Error :helper_down when the helper dies under it" do
+      task =
+        Task.async(fn ->
+          try do
+            Sluice.stream!(["sh", "-c", "sleep 30; true"]) |> Enum.to_list()
+          rescue
+            e -> e
+          end
+        end)
+
+      Process.sleep(300)
+      old = kill_helper()
+      assert {:ok, %Sluice.Error{reason: :helper_down}} = Task.yield(task, 2_000)
+      await_new_helper(old)
+    end
+
+    test "with no helper every entry point answers with a Sluice.Error" do
+      with_helper_stopped(fn ->
+        down = %Sluice.Error{reason: :helper_down}
+        assert {:error, ^down} = Sluice.run(["true"]) |> strip()
+        assert {:error, ^down} = Sluice.run(["cat"], input: "x") |> strip()
+        assert {:error, ^down} = Sluice.run(["true"], timeout: 3_000) |> strip()
+        assert {:error, ^down} = P.start(["true"]) |> strip()
+
+        assert_raise Sluice.Error, ~r/not running/, fn ->
+          Sluice.stream!(["true"]) |> Enum.to_list()
+        end
+
+        assert_raise Sluice.Error, fn -> Sluice.stream(["true"]) |> Enum.to_list() end
+        assert_raise Sluice.Error, fn -> Sluice.run!(["true"]) end
+      end)
+    end
+  end
+
+  defp strip({:error, %Sluice.Error{reason: reason}}),
+    do: {:error, %Sluice.Error{reason: reason}}
+
+  defp strip(other), do: other
+
+  test "3: a request too large for the control channel is :e2big at once, nothing pending" do
+    big = :binary.copy("a", 65 * 1024 * 1024)
+    {us, result} = :timer.tc(fn -> Sluice.run(["true", big], timeout: 5_000) end)
+    assert {:error, %Sluice.Error{reason: :e2big}} = result
+    assert us < 2_000_000
+    assert {:error, %Sluice.Error{reason: :e2big}} = Sluice.run(["true"], env: %{"BIG" => big})
+    # A large request that fits (over the 64 KiB of one socket message) still runs.
+    arg = :binary.copy("b", 100_000)
+    assert {:ok, %{stdout: out}} = Sluice.run(["sh", "-c", "printf %s \"$1\" | wc -c", "sh", arg])
+    assert String.trim(out) == "100000"
+  end
+
+  test "4: timeout and start_timeout bound the spawn when the helper is stopped" do
+    helper = helper_pid()
+    System.cmd("kill", ["-STOP", "#{helper}"])
+
+    try do
+      {us, result} = :timer.tc(fn -> Sluice.run(["true"], timeout: 1_000) end)
+      assert {:error, %Sluice.Error{reason: :timeout}} = result
+      assert us < 2_500_000
+      assert {:error, %Sluice.Error{reason: :timeout}} = P.start(["true"], start_timeout: 300)
+    after
+      System.cmd("kill", ["-CONT", "#{helper}"])
+    end
+  end
+
+  test "5: active mode hears {:sluice_error, p, :helper_down}" do
+    {:ok, p} = P.start(["sleep", "30"])
+    :ok = P.set_active(p, :once)
+    old = kill_helper()
+    assert_receive {:sluice_error, ^p, :helper_down}, 2_000
+    await_new_helper(old)
+  end
+
+  describe "6: the working directory is the VM's at the spawn" do
+    setup do
+      cwd = File.cwd!()
+      dir = Path.join(System.tmp_dir!(), "sluice-cwd-#{System.unique_integer([:positive])}")
+      File.mkdir_p!(dir)
+
+      on_exit(fn ->
+        File.cd!(cwd)
+        File.rm_rf(dir)
+      end)
+
+      %{dir: dir}
+    end
+
+    test "after File.cd!, relative cd and ./prog resolve against it", %{dir: dir} do
+      File.cd!(dir)
+      assert Sluice.run!(["pwd"]).stdout == dir <> "\n"
+      File.mkdir_p!("sub")
+      assert Sluice.run!(["pwd"], cd: "sub").stdout == Path.join(dir, "sub") <> "\n"
+      File.write!("prog", "#!/bin/sh\necho here\n")
+      File.chmod!("prog", 0o755)
+      assert Sluice.run!(["./prog"]).stdout == "here\n"
+    end
+
+    test "a deleted current directory is :enoent at :chdir", %{dir: dir} do
+      File.cd!(dir)
+      File.rm_rf!(dir)
+
+      assert {:error, %Sluice.Error{reason: :enoent, stage: :chdir}} = Sluice.run(["pwd"])
+    end
+  end
+
+  describe "7: input is enumerated in the calling process" do
+    test "it sees the process dictionary and the caller's messages" do
+      Process.put(:sluice_test_word, "dictionary")
+      input = Stream.map([1], fn _ -> Process.get(:sluice_test_word) end)
+      assert Sluice.run!(["cat"], input: input).stdout == "dictionary"
+
+      send(self(), {:chunk, "mail"})
+      send(self(), :done)
+
+      mailbox =
+        Stream.resource(
+          fn -> nil end,
+          fn nil ->
+            receive do
+              {:chunk, c} -> {[c], nil}
+              :done -> {:halt, nil}
+            after
+              1_000 -> raise "no message"
+            end
+          end,
+          fn _ -> :ok end
+        )
+
+      assert Enum.join(Sluice.stream!(["cat"], input: mailbox)) == "mail"
+
+      assert Sluice.run!(["cat"],
+               input: fn s -> Enum.into([Process.get(:sluice_test_word)], s) end
+             ).stdout ==
+               "dictionary"
+    end
+
+    test "no process is started for input" do
+      before = length(Process.list())
+      parent = self()
+
+      input =
+        Stream.map(1..3, fn i ->
+          send(parent, {:count, length(Process.list())})
+          "#{i}"
+        end)
+
+      assert Sluice.run!(["cat"], input: input).stdout == "123"
+      counts = for _ <- 1..3, do: receive(do: ({:count, n} -> n))
+      assert Enum.all?(counts, &(&1 <= before))
+    end
+  end
+
+  test "8: killing the consumer of a chained stream stops every program in the chain" do
+    before = length(Process.list())
+
+    consumer =
+      spawn(fn ->
+        upstream = Sluice.stream!(["sh", "-c", "echo $$; exec sleep 1000"], kill_grace: 500)
+
+        Sluice.stream!(["cat"], input: upstream, kill_grace: 500)
+        |> Enum.each(&send(:hardening_test, {:line, &1}))
+      end)
+
+    Process.register(self(), :hardening_test)
+    assert_receive {:line, line}, 5_000
+    sleep_pid = line |> String.trim() |> String.to_integer()
+    assert alive?(sleep_pid)
+    Process.exit(consumer, :kill)
+    assert eventually(fn -> not alive?(sleep_pid) end, 1_500)
+    Process.unregister(:hardening_test)
+    assert eventually(fn -> length(Process.list()) <= before end, 1_000)
+  end
+
+  test "9: a finished Sluice.Process releases its fds and its process" do
+    fds = beam_fds()
+    procs = length(Process.list())
+
+    for _ <- 1..100 do
+      {:ok, p} = P.start_link(["echo", "x"])
+      assert {:ok, "x\n"} = P.read(p)
+      assert :eof = P.read(p)
+      assert {:ok, 0} = P.await_exit(p)
+    end
+
+    assert eventually(fn -> beam_fds() <= fds + 2 end, 2_000)
+    assert eventually(fn -> length(Process.list()) <= procs end, 2_000)
+
+    {:ok, p} = P.start(["true"])
+    assert :eof = P.read(p)
+    assert {:ok, 0} = P.await_exit(p)
+    assert eventually(fn -> not Process.alive?(p) end, 1_000)
+    assert {:error, :closed} = P.read(p)
+    assert {:error, :closed} = P.write(p, "x")
+    assert {:error, :closed} = P.await_exit(p)
+  end
+
+  describe "10: lines are bounded by max_line_length" do
+    test "a stream of /dev/zero gives pieces of max_line_length" do
+      {:memory, m0} = Process.info(self(), :memory)
+
+      [piece] =
+        Sluice.stream!(["cat", "/dev/zero"], lines: true, max_line_length: 100_000)
+        |> Enum.take(1)
+
+      assert byte_size(piece) == 100_000
+      {:memory, m1} = Process.info(self(), :memory)
+      assert m1 - m0 < 10_000_000
+    end
+
+    test "the default is 1 MiB" do
+      [piece] = Sluice.stream!(["cat", "/dev/zero"], lines: true) |> Enum.take(1)
+      assert byte_size(piece) == 1_048_576
+    end
+
+    test "a Daemon's log lines are bounded too" do
+      {:ok, d} =
+        Sluice.Daemon.start_link(
+          argv: ["sh", "-c", "head -c 50000000 /dev/zero; sleep 30"],
+          log: false,
+          max_line_length: 65_536
+        )
+
+      Process.sleep(1_500)
+      {:memory, mem} = Process.info(d, :memory)
+      assert mem < 5_000_000
+      GenServer.stop(d)
+    end
+  end
+
+  test "11: out of fds in the VM is :emfile with a message that says so" do
+    {limits, 0} =
+      System.cmd("prlimit", [
+        "--pid",
+        System.pid(),
+        "--nofile",
+        "--output=SOFT,HARD",
+        "--noheadings"
+      ])
+
+    [soft, hard] = String.split(limits)
+    open = beam_fds()
+    {_, 0} = System.cmd("prlimit", ["--pid", System.pid(), "--nofile=#{open}:#{hard}"])
+
+    result =
+      try do
+        Sluice.run(["true"])
+      after
+        {_, 0} = System.cmd("prlimit", ["--pid", System.pid(), "--nofile=#{soft}:#{hard}"])
+      end
+
+    assert {:error, %Sluice.Error{reason: :emfile, message: message}} = result
+    assert message =~ "VM ran out of file descriptors"
+    assert {:ok, %{stdout: "fine\n"}} = Sluice.run(["echo", "fine"])
+  end
+
+  describe "12: configuration" do
+    setup do
+      on_exit(fn ->
+        Application.delete_env(:sluice, :cgroup)
+        Application.delete_env(:sluice, :shutdown_grace)
+      end)
+    end
+
+    test "invalid values name the key and the value" do
+      Application.put_env(:sluice, :cgroup, true)
+      assert_raise ArgumentError, ~r/:cgroup.*got: true/, &Sluice.Helper.Config.load!/0
+      Application.put_env(:sluice, :cgroup, :auto)
+      Application.put_env(:sluice, :shutdown_grace, -1)
+      assert_raise ArgumentError, ~r/:shutdown_grace.*got: -1/, &Sluice.Helper.Config.load!/0
+    end
+
+    test "an explicit cgroup path the helper cannot use is an error" do
+      config = %{cgroup: "/nonexistent/sluice", shutdown_grace: 1_000}
+
+      assert {:error, {:invalid_config, :cgroup, "/nonexistent/sluice", _}} =
+               Sluice.Helper.Config.check_cgroup(config, nil)
+    end
+  end
+
+  test "13: a write timeout says how many bytes reached the program" do
+    {:ok, p} = P.start_link(["sleep", "10"])
+    assert {:error, {:timeout, n}} = P.write(p, :binary.copy("x", 200_000), 100)
+    assert n > 0 and n < 200_000
+    P.stop(p, 0)
+  end
+
+  describe "14: validation" do
+    test "improper argv, huge read sizes, fn/0 input, duplicate keys" do
+      assert_raise ArgumentError, ~r/argv/, fn -> Sluice.run(["echo" | "x"]) end
+      {:ok, p} = P.start_link(["sleep", "10"])
+      assert_raise ArgumentError, ~r/max/, fn -> P.read(p, 2 ** 70) end
+      P.stop(p, 0)
+      assert_raise ArgumentError, ~r/:input/, fn -> Sluice.run(["cat"], input: fn -> "x" end) end
+
+      for call <- [
+            fn -> Sluice.run!(["true"], timeout: 1, timeout: 2) end,
+            fn -> Sluice.stream!(["true"], lines: true, lines: false) end,
+            fn -> P.start(["true"], cd: "/", cd: "/tmp") end
+          ] do
+        assert_raise ArgumentError, ~r/more than once/, call
+      end
+    end
+  end
+
+  describe "15: robustness of the application" do
+    test "the helper is restarted however often it dies" do
+      for _ <- 1..12 do
+        old = kill_helper()
+        await_new_helper(old)
+      end
+
+      assert {:ok, %{stdout: "alive\n"}} = Sluice.run(["echo", "alive"])
+      assert Enum.any?(Application.started_applications(), &match?({:sluice, _, _}, &1))
+    end
+
+    test "Daemon accepts log: :warn, and two unnamed daemons get distinct child ids" do
+      children = [
+        {Sluice.Daemon, argv: ["sleep", "30"], log: :warn},
+        {Sluice.Daemon, argv: ["sleep", "31"], log: false}
+      ]
+
+      {:ok, sup} = Supervisor.start_link(children, strategy: :one_for_one)
+      assert length(Supervisor.which_children(sup)) == 2
+      Supervisor.stop(sup)
+    end
+  end
+end
