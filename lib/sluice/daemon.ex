@@ -146,7 +146,7 @@ defmodule Sluice.Daemon do
 
   @impl true
   def terminate(_reason, st) do
-    if Process.alive?(st.p), do: P.stop(st.p, st.grace)
+    _ = if Process.alive?(st.p), do: P.stop(st.p, st.grace)
     :ok
   catch
     :exit, _ -> :ok

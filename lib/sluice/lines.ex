@@ -38,9 +38,9 @@ defmodule Sluice.Lines do
     room = buf.max - buf.size
 
     if byte_size(data) <= room do
-      {acc, %{buf | parts: [buf.parts | data], size: buf.size + byte_size(data)}}
+      {acc, %{buf | parts: [buf.parts, data], size: buf.size + byte_size(data)}}
     else
-      piece = IO.iodata_to_binary([buf.parts | binary_part(data, 0, room)])
+      piece = IO.iodata_to_binary([buf.parts, binary_part(data, 0, room)])
       rest = binary_part(data, room, byte_size(data) - room)
       append(%{buf | parts: [], size: 0}, rest, [piece | acc])
     end

@@ -105,20 +105,20 @@ defmodule Sluice.Pipes do
           {:select, ch, _, :ready_input} when ch == p.channel -> await_spawned(p, deadline)
         after
           remaining(deadline) ->
-            close(p)
+            close_channel(p)
             {:error, Error.new(:timeout, "the program did not start in time", stage: :request)}
         end
 
       :eof ->
-        close(p)
+        close_channel(p)
         {:error, helper_down()}
 
       {:error, :emfile} ->
-        close(p)
+        close_channel(p)
         {:error, emfile()}
 
       {:error, reason} ->
-        close(p)
+        close_channel(p)
         {:error, Error.new(reason, "lost the spawn reply: #{reason}", stage: :handoff)}
     end
   end
@@ -132,13 +132,13 @@ defmodule Sluice.Pipes do
 
   defp spawned(%{id: id} = p, {:spawn_error, id, error}, fds) do
     Enum.each(fds, &Native.close/1)
-    close(p)
+    close_channel(p)
     {:error, error}
   end
 
   defp spawned(p, other, fds) do
     Enum.each(fds, &Native.close/1)
-    close(p)
+    close_channel(p)
     {:error, Error.new(:eproto, "unexpected spawn reply: #{inspect(other)}", stage: :handoff)}
   end
 
@@ -297,6 +297,12 @@ defmodule Sluice.Pipes do
     Enum.each(p.fds, fn {_role, fd} -> Native.close(fd) end)
     Native.close(p.channel)
     flush(p)
+  end
+
+  # Before the program runs there is only the channel.
+  defp close_channel(p) do
+    Native.close(p.channel)
+    flush_fd(p.channel)
   end
 
   defp flush(p), do: Enum.each([p.channel | Map.values(p.fds)], &flush_fd/1)

@@ -79,7 +79,7 @@ defmodule Sluice.Process.Server do
   def handle_call(:close_stdin, _from, s), do: {:reply, :ok, close_stdin(s)}
 
   def handle_call({:signal, signum}, _from, s) do
-    if s.pipes.exit == :running, do: Pipes.signal(s.pipes, signum)
+    _ = if s.pipes.exit == :running, do: Pipes.signal(s.pipes, signum)
     {:reply, :ok, s}
   end
 
@@ -156,7 +156,7 @@ defmodule Sluice.Process.Server do
 
   # News on the program channel: the exit status, or the helper program's death.
   defp control(%{pipes: %{exit: :lost}} = s) do
-    Requests.fail_all(s.requests, {:error, :helper_down})
+    _ = Requests.fail_all(s.requests, {:error, :helper_down})
     if s.ever_active, do: send(s.controller, {:sluice_error, self(), :helper_down})
     Pipes.close(s.pipes)
     {:stop, {:shutdown, :helper_down}, s}

@@ -108,7 +108,11 @@ fn read_memfd(fd: BorrowedFd<'_>) -> Result<Vec<u8>, String> {
     let file = File::from(fd.try_clone_to_owned().map_err(|e| e.to_string())?);
     let io_err = |what: &str, e: std::io::Error| {
         let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-        format!("{what} the request memfd: {} ({})", errno.desc(), errno_name(errno))
+        format!(
+            "{what} the request memfd: {} ({})",
+            errno.desc(),
+            errno_name(errno)
+        )
     };
     let meta = file.metadata().map_err(|e| io_err("cannot stat", e))?;
     if !meta.is_file() {
@@ -187,8 +191,8 @@ mod tests {
     }
 
     fn memfd(content: &[u8]) -> OwnedFd {
-        let fd = nix::sys::memfd::memfd_create(c"t", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-            .unwrap();
+        let fd =
+            nix::sys::memfd::memfd_create(c"t", nix::sys::memfd::MFdFlags::MFD_CLOEXEC).unwrap();
         let mut f = File::from(fd);
         f.write_all(content).unwrap();
         f.into()
@@ -208,8 +212,14 @@ mod tests {
             SocketEvent::Message(SpawnMessage::Request { etf, .. }) => etf,
             other => panic!("{other:?}"),
         };
-        assert_eq!(etf(receive(b"\x83x", &[chan.as_fd()])), Ok(b"\x83x".to_vec()));
-        assert_eq!(etf(receive(b"F", &[chan.as_fd(), m.as_fd()])), Ok(b"\x83etf".to_vec()));
+        assert_eq!(
+            etf(receive(b"\x83x", &[chan.as_fd()])),
+            Ok(b"\x83x".to_vec())
+        );
+        assert_eq!(
+            etf(receive(b"F", &[chan.as_fd(), m.as_fd()])),
+            Ok(b"\x83etf".to_vec())
+        );
         assert!(etf(receive(b"F", &[chan.as_fd()])).is_err());
         assert!(etf(receive(b"x", &[chan.as_fd(), m.as_fd()])).is_err());
         // A pipe is no memfd.

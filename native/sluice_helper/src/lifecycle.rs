@@ -104,7 +104,9 @@ impl Program {
         let walk = self.cgroup.is_none();
         kill::soft_kill(self, kids, signum, walk);
         let now = Instant::now();
-        let due = now.checked_add(grace).unwrap_or(now + Duration::from_secs(86400 * 365));
+        let due = now
+            .checked_add(grace)
+            .unwrap_or(now + Duration::from_secs(86400 * 365));
         let deadline = match self.phase {
             Phase::Stopping { deadline } => deadline.min(due),
             Phase::Running | Phase::Killed => due,

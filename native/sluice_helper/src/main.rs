@@ -1,33 +1,39 @@
-//! `sluice_helper`: Sluice's per-node port program. It forks and execs every program,
-//! reaps them, signals them, escalates kills, and kills everything when the BEAM goes away.
-//! See `docs/architecture.md`.
+//! `sluice_helper`, the helper program: Sluice's per-node port program. It starts every
+//! program, reaps them, signals them, stops them when their owner closes their channel,
+//! and kills everything when the BEAM goes away. This file is the start-up; the protocol
+//! is `docs/protocol.md`, the design `docs/architecture.md`.
 
 mod args;
 mod cgroup;
-mod control;
+mod channels;
 mod errors;
 mod event_loop;
 mod kill;
+mod lifecycle;
+mod port;
 mod procfs;
-mod registry;
+mod programs;
+mod seqpacket;
+mod shutdown;
+mod signals;
 mod socket;
 mod spawn;
+mod sys;
 
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use sluice_protocol::frame::{Reply, PROTOCOL_VERSION};
+use sluice_protocol::{Reply, PROTOCOL_VERSION};
 
 use crate::cgroup::Cgroups;
-use crate::control::Control;
+use crate::channels::SpawnSocket;
+use crate::port::Port;
+use crate::programs::Programs;
+use crate::signals::Signals;
 use crate::socket::{AcceptError, Listener};
 
 /// How long the BEAM has to connect to the fd socket after `hello`.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one fd hand-off may block.
-const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() {
     let args = match args::parse(std::env::args_os().skip(1)) {
@@ -43,19 +49,6 @@ fn main() {
     std::process::exit(run(args));
 }
 
-/// Makes sure fds 0-2 are open, so pipes created later never land on them (the child's
-/// dup2 onto 0/1/2 relies on that).
-fn ensure_std_fds() {
-    for fd in 0..3 {
-        // SAFETY: F_GETFD only queries the fd; open() of a constant C string.
-        unsafe {
-            if libc::fcntl(fd, libc::F_GETFD) == -1 {
-                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-            }
-        }
-    }
-}
-
 fn remove_cgroups(cg: &Option<Cgroups>) {
     if let Some(cg) = cg {
         let _ = cgroup::remove_tree(&cg.dir);
@@ -63,33 +56,18 @@ fn remove_cgroups(cg: &Option<Cgroups>) {
 }
 
 fn run(args: args::Args) -> i32 {
-    ensure_std_fds();
+    sys::ensure_std_fds();
     // Own session: a terminal's Ctrl-C must not hit us; we clean up on stdin EOF.
     let _ = nix::unistd::setsid();
     // Orphans of our programs are re-parented to us, so we can reap and kill them.
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         eprintln!("sluice_helper: PR_SET_CHILD_SUBREAPER: {e}");
     }
-    // SAFETY: setting SIGPIPE's disposition to SIG_IGN installs no handler code.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
-        mask.add(s);
-    }
-    if let Err(e) = mask.thread_block() {
-        eprintln!("sluice_helper: blocking signals: {e}");
-        return 1;
-    }
-    let sigfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+    sys::ignore_sigpipe();
+    let signals = match Signals::setup() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("sluice_helper: signalfd: {e}");
+            eprintln!("sluice_helper: {e}");
             return 1;
         }
     };
@@ -110,7 +88,7 @@ fn run(args: args::Args) -> i32 {
             return 1;
         }
     };
-    let mut control = Control::new();
+    let mut port = Port::new();
     let hello = Reply::Hello {
         version: PROTOCOL_VERSION,
         socket_path: listener.path_bytes(),
@@ -119,7 +97,7 @@ fn run(args: args::Args) -> i32 {
             .as_ref()
             .map(|c| c.root.as_os_str().as_bytes().to_vec()),
     };
-    if !control.send(&hello) {
+    if !port.send(&hello) {
         listener.remove();
         remove_cgroups(&cgroups);
         return 1;
@@ -144,7 +122,13 @@ fn run(args: args::Args) -> i32 {
     };
     // Only the BEAM may ever connect: the socket and its directory go right away.
     listener.remove();
-    socket::set_send_timeout(&sock, SEND_TIMEOUT);
 
-    event_loop::Helper::new(control, sock, sigfd, cgroups, pid, args.shutdown_grace).run()
+    event_loop::Helper {
+        port,
+        socket: SpawnSocket::new(sock),
+        signals,
+        programs: Programs::new(cgroups, pid),
+        shutdown_grace: args.shutdown_grace,
+    }
+    .run()
 }

@@ -343,7 +343,11 @@ impl Programs {
 }
 
 /// Returns an empty program cgroup to the pool (or removes it); see `Cgroups::release`.
-fn release_cgroup(cgroups: &mut Option<Cgroups>, dir: &Path, reusable: bool) -> std::io::Result<()> {
+fn release_cgroup(
+    cgroups: &mut Option<Cgroups>,
+    dir: &Path,
+    reusable: bool,
+) -> std::io::Result<()> {
     match cgroups {
         Some(cg) => cg.release(dir, reusable),
         None => cgroup::remove_tree(dir),

@@ -194,7 +194,10 @@ mod tests {
         let Recv::Message(m) = recv(b.as_fd(), &mut buf) else {
             panic!("expected a message");
         };
-        assert_eq!((m.len, m.fds.len(), m.truncated, m.fds_truncated), (3, 2, true, false));
+        assert_eq!(
+            (m.len, m.fds.len(), m.truncated, m.fds_truncated),
+            (3, 2, true, false)
+        );
         assert_eq!(&buf, b"hel");
         let Recv::Message(m) = recv(b.as_fd(), &mut buf) else {
             panic!("expected the empty record");

@@ -1,22 +1,20 @@
-//! The private fd socket: a `SOCK_SEQPACKET` listener in a 0700 temporary directory, the
-//! one accepted connection from the BEAM, and `SCM_RIGHTS` hand-offs on it.
+//! The private fd socket: a `SOCK_SEQPACKET` listener in a 0700 temporary directory and
+//! the one accepted connection from the BEAM, on which spawn requests then arrive.
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::IoSlice;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    accept4, bind, getsockopt, listen, sendmsg, setsockopt, socket, sockopt, AddressFamily,
-    Backlog, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
+    accept4, bind, getsockopt, listen, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+    UnixAddr,
 };
-use nix::sys::time::TimeVal;
 
-use crate::control;
+use crate::sys;
 
 /// The listening socket and the directory holding it.
 pub struct Listener {
@@ -95,22 +93,14 @@ impl Listener {
                 return Err(AcceptError::Timeout);
             }
             let mut fds = [
-                libc::pollfd {
-                    fd: self.fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    // A negative fd is skipped by poll.
-                    fd: if watch_stdin { 0 } else { -1 },
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
+                sys::pollfd(self.fd.as_raw_fd(), libc::POLLIN),
+                // A negative fd is skipped by poll.
+                sys::pollfd(if watch_stdin { 0 } else { -1 }, libc::POLLIN),
             ];
-            control::poll(&mut fds, left.as_millis().min(i32::MAX as u128) as i32)
+            sys::poll(&mut fds, left.as_millis().min(i32::MAX as u128) as i32)
                 .map_err(AcceptError::Sys)?;
             if fds[1].revents != 0 {
-                // Requests may already be queued; they wait for the event loop. Only a
+                // Frames may already be queued; they wait for the event loop. Only a
                 // hang-up without data means the BEAM is gone.
                 if fds[1].revents & libc::POLLIN == 0 {
                     return Err(AcceptError::StdinClosed);
@@ -142,34 +132,5 @@ impl Listener {
     pub fn remove(self) {
         let _ = fs::remove_file(&self.path);
         let _ = fs::remove_dir(&self.dir);
-    }
-}
-
-/// Bounds how long one hand-off may block when the BEAM does not drain the socket.
-pub fn set_send_timeout(sock: &OwnedFd, timeout: Duration) {
-    let tv = TimeVal::new(timeout.as_secs() as _, timeout.subsec_micros() as _);
-    if let Err(e) = setsockopt(sock, sockopt::SendTimeout, &tv) {
-        eprintln!("sluice_helper: SO_SNDTIMEO: {e}");
-    }
-}
-
-/// Sends one hand-off message: `payload` with `fds` as `SCM_RIGHTS`.
-pub fn send_fds(sock: BorrowedFd<'_>, payload: &[u8], fds: &[RawFd]) -> Result<(), Errno> {
-    let iov = [IoSlice::new(payload)];
-    let cmsg = [ControlMessage::ScmRights(fds)];
-    loop {
-        match sendmsg::<()>(
-            sock.as_fd().as_raw_fd(),
-            &iov,
-            &cmsg,
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        ) {
-            Ok(n) if n == payload.len() => return Ok(()),
-            // SEQPACKET sends records whole; a short count should not happen.
-            Ok(_) => return Err(Errno::EMSGSIZE),
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e),
-        }
     }
 }

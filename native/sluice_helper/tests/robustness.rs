@@ -1,62 +1,15 @@
-//! The helper never falls over: random and truncated control frames (a bounded fuzz of the
-//! running binary, on top of the decoder proptests in `sluice_protocol`), and EPIPE
-//! towards the BEAM.
+//! The helper program never falls over: random and truncated frames on the port's stdin,
+//! random and mutated spawn messages on the fd socket, random and mutated requests on a
+//! program channel (a bounded fuzz of the running binary, on top of the decoder proptests
+//! in `sluice_protocol`), and EPIPE towards the BEAM.
 
-use std::io::Write;
-use std::os::fd::OwnedFd;
-use std::process::{Child, ChildStdin, ChildStdout};
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
-use sluice_protocol::frame::{encode_frame, Reply, Request};
+use sluice_protocol::{Reply, Request};
 
 mod common;
-use common::spec;
-
-struct Raw {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Option<ChildStdout>,
-    _sock: OwnedFd,
-}
-
-fn read_reply(stdout: &mut ChildStdout) -> Reply {
-    common::read_reply(stdout).expect("a reply")
-}
-
-fn start() -> Raw {
-    let mut child = common::start_helper("off", 200);
-    let mut stdout = child.stdout.take().unwrap();
-    let Reply::Hello { socket_path, .. } = read_reply(&mut stdout) else {
-        panic!("expected hello");
-    };
-    let sock = common::connect_socket(&socket_path);
-    Raw {
-        stdin: child.stdin.take(),
-        stdout: Some(stdout),
-        child,
-        _sock: sock,
-    }
-}
-
-impl Raw {
-    fn send_raw(&mut self, payload: &[u8]) -> std::io::Result<()> {
-        let stdin = self.stdin.as_mut().unwrap();
-        stdin.write_all(&encode_frame(payload))?;
-        stdin.flush()
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        common::wait_exit(&mut self.child, Duration::from_secs(10))
-    }
-}
-
-impl Drop for Raw {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{spec, wait_dead, Beam, Channel, Incoming};
 
 /// xorshift64*: a fixed seed keeps the fuzz reproducible.
 struct Rng(u64);
@@ -72,141 +25,182 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
-}
 
-fn gone(pid: i32) -> bool {
-    let end = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < end {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return true,
-            Ok(s)
-                if s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z') =>
-            {
-                return true
+    /// Random bytes, a valid payload truncated, or one with a few bytes flipped.
+    fn mutate(&mut self, valid: &[Vec<u8>]) -> Vec<u8> {
+        match self.below(3) {
+            0 => {
+                let mut b: Vec<u8> = (0..self.below(64)).map(|_| self.next() as u8).collect();
+                if self.below(2) == 0 {
+                    b.insert(0, 131);
+                }
+                b
             }
-            Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+            1 => {
+                let v = &valid[self.below(valid.len())];
+                v[..self.below(v.len())].to_vec()
+            }
+            _ => {
+                let mut v = valid[self.below(valid.len())].clone();
+                for _ in 0..1 + self.below(4) {
+                    let i = self.below(v.len());
+                    v[i] = self.next() as u8;
+                }
+                v
+            }
         }
     }
-    false
 }
 
-#[test]
-fn survives_random_and_truncated_frames() {
-    let mut h = start();
-    let mut stdout = h.stdout.take().unwrap();
-    const MARKER: u64 = 1 << 40;
-    // Replies are read concurrently, so the helper never blocks on a full stdout.
-    let reader = std::thread::spawn(move || {
-        let mut replies = 0;
-        loop {
-            match read_reply(&mut stdout) {
-                Reply::SpawnError { id, .. } if id == MARKER => return replies,
-                Reply::Spawned { id, .. } => panic!("a mutated frame started program {id}"),
-                _ => replies += 1,
-            }
-        }
-    });
-    let valid = [
+fn valid_requests() -> Vec<Vec<u8>> {
+    vec![
         Request::Kill {
             id: 77,
             signum: 9,
             grace_ms: 10,
         }
         .encode(),
-        Request::Signal { id: 78, signum: 2 }.encode(),
-        // A spawn of a program that does not exist: mutations must not start anything else.
+        Request::Signal { id: 77, signum: 2 }.encode(),
+        // A spawn of a program that does not exist: mutations must not start anything.
         Request::Spawn {
             id: 79,
             spec: spec(&["/nonexistent/sluice-fuzz"]),
         }
         .encode(),
-    ];
+    ]
+}
+
+#[test]
+fn survives_random_and_truncated_port_frames() {
+    let mut h = Beam::start("off", 200);
+    let valid = valid_requests();
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut sent = 0;
     while sent < 3_000 && Instant::now() < deadline {
-        let frame: Vec<u8> = match rng.below(3) {
-            // random bytes, sometimes with the ETF version byte
-            0 => {
-                let mut b: Vec<u8> = (0..rng.below(64)).map(|_| rng.next() as u8).collect();
-                if rng.below(2) == 0 {
-                    b.insert(0, 131);
-                }
-                b
-            }
-            // a valid request, truncated
-            1 => {
-                let v = &valid[rng.below(valid.len())];
-                v[..rng.below(v.len())].to_vec()
-            }
-            // a valid request with a few bytes flipped
-            _ => {
-                let mut v = valid[rng.below(valid.len())].clone();
-                for _ in 0..1 + rng.below(4) {
-                    let i = rng.below(v.len());
-                    v[i] = rng.next() as u8;
-                }
-                v
-            }
-        };
-        h.send_raw(&frame).unwrap();
+        let frame = rng.mutate(&valid);
+        h.send_port(&frame).unwrap();
         sent += 1;
-        // Drain replies now and then so the helper never blocks on a full stdout.
+        // Every frame is answered with one error, in order; reading them now and then keeps
+        // the helper program from blocking on a full stdout.
         if sent % 50 == 0 {
-            h.send_raw(
-                &Request::Signal {
-                    id: 1 << 50,
-                    signum: 0,
-                }
-                .encode(),
-            )
-            .unwrap();
+            for _ in 0..50 {
+                assert!(matches!(h.port_reply(), Reply::Error { id: None, .. }));
+            }
         }
     }
-    // A marker: the helper answers frames in order, so its reply comes after all others.
-    h.send_raw(
-        &Request::Spawn {
-            id: MARKER,
-            spec: spec(&["/nonexistent/marker"]),
-        }
-        .encode(),
-    )
-    .unwrap();
-    let replies = reader.join().expect("reader");
-    assert!(replies > 0);
+    for _ in 0..sent % 50 {
+        assert!(matches!(h.port_reply(), Reply::Error { id: None, .. }));
+    }
     assert!(h.child.try_wait().unwrap().is_none(), "the helper exited");
-    // Still fully working: EOF on stdin is an orderly shutdown.
-    drop(h.stdin.take());
-    assert!(h.wait_exit().success());
+    // Still fully working.
+    let p = h.spawn(1, spec(&["true"]));
+    p.channel.expect_exit(1);
+    assert!(h.stop().success());
+}
+
+#[test]
+fn survives_random_spawn_messages() {
+    let mut h = Beam::start("off", 200);
+    let valid = valid_requests();
+    let mut rng = Rng(0x5eed_1234_abcd_0002);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut sent = 0;
+    while sent < 1_000 && Instant::now() < deadline {
+        let etf = rng.mutate(&valid);
+        let ch = if rng.below(8) == 0 {
+            // Wrong fds: none, or a memfd marker without the memfd.
+            let (ch, theirs) = Channel::pair();
+            let fds = [theirs.as_raw_fd()];
+            let (payload, fds): (&[u8], &[i32]) = match rng.below(2) {
+                0 => (&etf, &[]),
+                _ => (b"F", &fds),
+            };
+            common::send_msg(h.sock.as_fd(), payload, fds).unwrap();
+            drop(theirs);
+            ch
+        } else {
+            h.request_raw(&etf)
+        };
+        // Each message is refused (or dropped): never a program.
+        loop {
+            match ch.recv() {
+                Incoming::Eof => break,
+                Incoming::Reply(Reply::SpawnError { .. } | Reply::Error { .. }, fds) => {
+                    assert!(fds.is_empty())
+                }
+                Incoming::Reply(r, _) => panic!("a mutated request got {r:?}"),
+            }
+        }
+        sent += 1;
+    }
+    assert!(h.child.try_wait().unwrap().is_none(), "the helper exited");
+    let p = h.spawn(1, spec(&["true"]));
+    p.channel.expect_exit(1);
+    assert!(h.stop().success());
+}
+
+#[test]
+fn survives_random_channel_requests() {
+    let mut h = Beam::start("off", 200);
+    let p = h.spawn(77, spec(&["sleep", "100"]));
+    // Replies are read concurrently, so none is dropped for want of room.
+    let reader = Channel {
+        fd: p.channel.fd.try_clone().unwrap(),
+    };
+    let marker = std::thread::spawn(move || loop {
+        match reader.recv() {
+            Incoming::Reply(Reply::Error { message, .. }, _) if message.contains("not 4242") => {
+                return
+            }
+            // Every error names the channel's program; a mutation may have stopped it.
+            Incoming::Reply(Reply::Error { id, .. }, fds) => {
+                assert_eq!((id, fds.len()), (Some(77), 0));
+            }
+            Incoming::Reply(Reply::Exit { id, .. }, fds) => {
+                assert_eq!((id, fds.len()), (77, 0));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    });
+    let valid = valid_requests();
+    let mut rng = Rng(0x5eed_1234_abcd_0003);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut sent = 0;
+    while sent < 3_000 && Instant::now() < deadline {
+        p.channel.send_raw(&rng.mutate(&valid));
+        sent += 1;
+    }
+    // Requests are answered in order: the marker's error comes last.
+    p.channel.send(&Request::Signal {
+        id: 4242,
+        signum: 0,
+    });
+    marker.join().expect("reader");
+    assert!(h.child.try_wait().unwrap().is_none(), "the helper exited");
+    drop(p.channel);
+    assert!(wait_dead(p.pid));
+    assert!(h.stop().success());
 }
 
 #[test]
 fn epipe_towards_the_beam_is_an_orderly_shutdown() {
-    let mut h = start();
-    let mut stdout = h.stdout.take().unwrap();
-    h.send_raw(
-        &Request::Spawn {
-            id: 1,
-            spec: spec(&["sleep", "100"]),
+    let mut h = Beam::start("off", 200);
+    let p = h.spawn(1, spec(&["sleep", "100"]));
+    // The BEAM's end of the helper program's stdout goes away; the next reply on the port
+    // hits EPIPE.
+    // (The port reader thread drops it once it fails to pass a reply on.)
+    drop(std::mem::replace(&mut h.port, std::sync::mpsc::channel().1));
+    let end = Instant::now() + common::TIMEOUT;
+    let st = loop {
+        if let Some(st) = h.child.try_wait().unwrap() {
+            break st;
         }
-        .encode(),
-    )
-    .unwrap();
-    let Reply::Spawned { os_pid, .. } = read_reply(&mut stdout) else {
-        panic!("expected spawned");
+        assert!(Instant::now() < end, "the helper program did not exit");
+        let _ = h.send_port(b"\x83garbage");
+        std::thread::sleep(Duration::from_millis(20));
     };
-    // The BEAM's end of the helper's stdout goes away; the next reply hits EPIPE.
-    drop(stdout);
-    h.send_raw(b"\x83garbage").unwrap();
-    let st = h.wait_exit();
     // Not killed by SIGPIPE: it shut down, killing its program.
     assert_eq!(st.code(), Some(0), "{st:?}");
-    assert!(
-        gone(os_pid as i32),
-        "the program survived the helper's shutdown"
-    );
+    assert!(wait_dead(p.pid), "the program survived the shutdown");
 }

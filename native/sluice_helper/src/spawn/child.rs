@@ -76,7 +76,13 @@ fn run(s: &Shared) -> ! {
         }
         // Own session and process group: the group is what signals target.
         libc::setsid();
-        let pdeath = libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        let pdeath = libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         if pdeath != 0 {
             fail(s, SETUP, last());
         }
@@ -200,7 +206,10 @@ pub fn start(plan: &ChildPlan) -> Result<Outcome, Errno> {
     let code = (failure >> 32) as usize;
     Ok(Outcome::Failed {
         pid,
-        stage: Stage::ALL.get(code.wrapping_sub(1)).copied().unwrap_or(Stage::Setup),
+        stage: Stage::ALL
+            .get(code.wrapping_sub(1))
+            .copied()
+            .unwrap_or(Stage::Setup),
         errno: Errno::from_raw(failure as u32 as i32),
     })
 }

@@ -90,9 +90,9 @@ impl Command {
         let env_list = spec.env.as_deref().unwrap_or_else(|| inherited_env());
         let env = cstrings(env_list).ok_or_else(|| bad(Stage::Env, "env holds a NUL"))?;
         let cd = match &spec.cd {
-            Some(c) => Some(
-                CString::new(c.clone()).map_err(|_| bad(Stage::Chdir, "cd holds a NUL"))?,
-            ),
+            Some(c) => {
+                Some(CString::new(c.clone()).map_err(|_| bad(Stage::Chdir, "cd holds a NUL"))?)
+            }
             None => None,
         };
         let candidates = cstrings(&path_candidates(argv0, env_list))
@@ -165,6 +165,9 @@ mod tests {
         let empty = SpawnSpec::default();
         assert_eq!(Command::prepare(&empty).err().unwrap().stage, Stage::Argv);
         let text = c.failure_text(Stage::Exec, Errno::ENOENT);
-        assert!(text.contains("\"ls\"") && text.ends_with("(ENOENT)"), "{text}");
+        assert!(
+            text.contains("\"ls\"") && text.ends_with("(ENOENT)"),
+            "{text}"
+        );
     }
 }
