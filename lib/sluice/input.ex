@@ -15,7 +15,12 @@ defmodule Sluice.Input do
   def check!(input) when is_binary(input) or is_function(input, 1), do: input
 
   def check!(input) do
-    if not is_function(input) and (is_list(input) or Enumerable.impl_for(input)) do
+    # Streams are arity-2 functions; any other function is a mistake (fn -> ... end).
+    enumerable? =
+      is_list(input) or (Enumerable.impl_for(input) != nil and not is_function(input)) or
+        is_function(input, 2)
+
+    if enumerable? do
       input
     else
       raise ArgumentError,

@@ -277,14 +277,15 @@ fn channel_close_after_exit_releases_and_forgets() {
 #[test]
 fn a_large_request_travels_in_a_memfd() {
     let h = Beam::start("off", 500);
-    let mut s = spec(&["sh", "-c", "echo ${#BIG}"]);
-    let big = "x".repeat(200_000);
-    s.env
-        .as_mut()
-        .unwrap()
-        .push(format!("BIG={big}").into_bytes());
+    // Over the 64 KiB an inline message may hold (one string may not pass 128 KiB in execve).
+    let mut s = spec(&["sh", "-c", "echo ${#V0} $LAST"]);
+    let env = s.env.as_mut().unwrap();
+    for i in 0..1000 {
+        env.push(format!("V{i}={}", "x".repeat(100)).into_bytes());
+    }
+    env.push(b"LAST=last".to_vec());
     let mut p = h.spawn(90, s);
-    assert_eq!(read_all(p.stdout.take().unwrap()), b"200000\n");
+    assert_eq!(read_all(p.stdout.take().unwrap()), b"100 last\n");
     assert_eq!(p.channel.expect_exit(90), ExitStatus::Exited(0));
     assert!(h.stop().success());
 }

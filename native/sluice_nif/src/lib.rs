@@ -3,9 +3,9 @@
 //!
 //! Every NIF is a regular (non-dirty) NIF and never blocks: all fds are `O_NONBLOCK`.
 
+mod channel;
 mod errno;
 mod fd_resource;
-mod channel;
 mod io;
 
 mod atoms {
