@@ -1,9 +1,9 @@
 defmodule Bench.Concurrent do
   @moduledoc false
-  # 2. Concurrent spawn: N `sleep 0.2` started at once, each by its own Erlang process;
+  # 3. Concurrent spawn: N `sleep 0.2` started at once, each by its own Erlang process;
   # wall time until all finished, and the peak growth of BEAM memory meanwhile.
 
-  alias Bench.{Format, Interleave, Memory, Ports, Section, Stats}
+  alias Bench.{Format, Interleave, Memory, Ports, Section, Stats, Target}
 
   @timeout_ms 30_000
 
@@ -30,20 +30,39 @@ defmodule Bench.Concurrent do
           Format.ms(med.(name, :wall_ms)),
           Format.ratio(Stats.ratio(med.(name, :wall_ms), port_wall)),
           Format.mb(med.(name, :peak_bytes)),
-          Format.kb(med.(name, :peak_bytes) / n)
+          Format.kb(per_program(med.(name, :peak_bytes), n))
         ]
       end
 
     %Section{
-      title: "2. Concurrent spawn",
+      title: "3. Concurrent spawn",
       what:
         "#{n} × `sleep 0.2` started at once (one Erlang process each); wall time until all " <>
           "exited and peak growth of `:erlang.memory(:total)` (#{config.slow_reps} " <>
           "interleaved repetitions, median). 200 ms is the floor.",
       columns: ["contender", "wall time", "vs Port", "peak BEAM memory growth", "per program"],
-      rows: rows
+      rows: rows,
+      targets: [
+        Target.check(
+          "Concurrent: Sluice.run wall time / Port.open",
+          Stats.ratio(med.("Sluice.run", :wall_ms), port_wall),
+          :<=,
+          1.0,
+          &Format.ratio/1
+        ),
+        Target.check(
+          "Concurrent: Sluice.run peak BEAM memory per program",
+          per_program(med.("Sluice.run", :peak_bytes), n),
+          :<=,
+          4_000,
+          &Format.kb/1
+        )
+      ]
     }
   end
+
+  defp per_program(nil, _n), do: nil
+  defp per_program(bytes, n), do: bytes / n
 
   defp once(n, fun) do
     {{us, :ok}, peak} =

@@ -2,15 +2,19 @@ defmodule Bench.Config do
   @moduledoc false
   # Command-line options and the sizes of every measurement, for the full and quick modes.
 
-  @sections [:spawn, :concurrent, :output, :input, :unread, :ticker, :footprint]
+  @sections [:spawn, :throughput, :concurrent, :output, :input, :unread, :ticker, :footprint]
 
   @full %{
     quick: false,
     reps: 5,
     slow_reps: 3,
     spawn_n: 1_000,
+    throughput_callers: 100,
+    throughput_per_caller: 10,
     concurrent_n: 500,
     stream_bytes: 1_073_741_824,
+    # Sluice.run collects the output in memory: a smaller total for the run rows.
+    run_bytes: 268_435_456,
     unread_ms: 3_000,
     unread_limit: 500_000_000,
     ticker_programs: 200,
@@ -24,8 +28,11 @@ defmodule Bench.Config do
     reps: 1,
     slow_reps: 1,
     spawn_n: 20,
+    throughput_callers: 10,
+    throughput_per_caller: 2,
     concurrent_n: 20,
     stream_bytes: 8_388_608,
+    run_bytes: 4_194_304,
     unread_ms: 300,
     unread_limit: 500_000_000,
     ticker_programs: 10,

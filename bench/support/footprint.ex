@@ -1,6 +1,6 @@
 defmodule Bench.Footprint do
   @moduledoc false
-  # 7. Footprint: BEAM memory per idle running program and the extra OS processes per
+  # 8. Footprint: BEAM memory per idle running program and the extra OS processes per
   # running program (anything beyond the program itself).
 
   alias Bench.{Format, Interleave, Memory, OsProcs, Ports, Section, Stats, Target}
@@ -31,7 +31,7 @@ defmodule Bench.Footprint do
       end
 
     %Section{
-      title: "7. Footprint",
+      title: "8. Footprint",
       what:
         "#{n} idle `sleep 3600` programs held open at once (#{config.slow_reps} interleaved " <>
           "repetitions, median): growth of `:erlang.memory(:total)` per program (after a " <>

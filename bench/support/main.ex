@@ -7,6 +7,7 @@ defmodule Bench.Main do
 
   @modules %{
     spawn: Bench.Spawn,
+    throughput: Bench.Throughput,
     concurrent: Bench.Concurrent,
     output: Bench.Output,
     input: Bench.Input,

@@ -32,6 +32,16 @@ defmodule Bench.Native do
     result["bytes_per_sec"]
   end
 
+  @doc "Bytes/s reading the whole stdout of `argv` with `size`-byte reads; checks `total`."
+  def read_cmd(size, argv, total) do
+    result = run(["read-cmd", "#{size}", "--" | argv])
+    ^total = result["bytes"]
+    result["bytes_per_sec"]
+  end
+
+  @doc "The argv of the native producer: `total` bytes in 1 MiB writes."
+  def produce_argv(total), do: [exe(), "produce", "#{total}"]
+
   defp run(args) do
     case System.cmd(exe(), args, stderr_to_stdout: true) do
       {out, 0} ->

@@ -1,6 +1,6 @@
 defmodule Bench.Unread do
   @moduledoc false
-  # 5. Memory with nobody reading: `yes` started and not read for a while; the growth of
+  # 6. Memory with nobody reading: `yes` started and not read for a while; the growth of
   # BEAM memory. The Port case is stopped once it grew by the limit (500 MB).
 
   alias Bench.{Format, Interleave, Memory, Ports, Section, Stats, Target}
@@ -35,7 +35,7 @@ defmodule Bench.Unread do
       end
 
     %Section{
-      title: "5. Memory with nobody reading",
+      title: "6. Memory with nobody reading",
       what:
         "`yes` started and not read for #{duration} ms; peak growth of " <>
           "`:erlang.memory(:total)` sampled every #{@sample_ms} ms (#{config.slow_reps} " <>

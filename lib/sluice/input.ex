@@ -41,9 +41,9 @@ defmodule Sluice.Input do
 
   def new(input), do: enum(input)
 
-  defp enum(enumerable) do
-    {:enum, &Enumerable.reduce(enumerable, &1, fn element, _ -> {:suspend, element} end)}
-  end
+  # Not reduced until the first chunk is wanted: halting a stream that never started must
+  # not start it (Stream.resource runs its start function even to halt).
+  defp enum(enumerable), do: {:unstarted, enumerable}
 
   @doc """
   The next chunk: `{:data, binary, rest}`, `{:function, fun}` for a collectable function
@@ -53,14 +53,22 @@ defmodule Sluice.Input do
   def next({:data, data}), do: {:data, data, :done}
   def next({:function, fun}), do: {:function, fun}
 
-  def next({:enum, cont}) do
-    case cont.({:cont, nil}) do
+  def next({:unstarted, enumerable}) do
+    enumerable
+    |> Enumerable.reduce({:cont, nil}, fn element, _ -> {:suspend, element} end)
+    |> suspended()
+  end
+
+  def next({:enum, cont}), do: cont.({:cont, nil}) |> suspended()
+
+  def next(_none_or_done), do: :done
+
+  defp suspended(reduced) do
+    case reduced do
       {:suspended, element, cont} -> {:data, chunk!(element), {:enum, cont}}
       {_done_or_halted, _} -> :done
     end
   end
-
-  def next(_none_or_done), do: :done
 
   @doc "Stops a suspended Enumerable early, so its own clean-up runs (a Sluice stream's too)."
   @spec halt(t) :: :ok

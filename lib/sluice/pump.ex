@@ -4,6 +4,11 @@ defmodule Sluice.Pump do
   # `:input` into stdin when stdin can take it, and reads whichever output has data, all in
   # one process with enif_select (docs/architecture.md). Nothing is read that nobody asked
   # for: `next/3` reads one chunk.
+  #
+  # Output that is ready is returned before more input is pulled, but pulling the next
+  # input element runs the input's own code: an element that takes long to come (a slow
+  # upstream program) delays reading output until it comes. Only processes could avoid
+  # that, and the input must run in the caller.
 
   alias Sluice.{Input, Pipes}
 
@@ -39,17 +44,22 @@ defmodule Sluice.Pump do
         {:data, source, data, %{pump | buffered: rest}}
 
       {:empty, _} ->
-        pump |> feed() |> read(max, deadline)
+        case read_any(pump, pump.turn, max) do
+          {:blocked, pump} -> pump |> feed() |> read(max, deadline)
+          other -> answer(other)
+        end
     end
   end
 
   defp read(pump, max, deadline) do
     case read_any(pump, pump.turn, max) do
-      {:data, source, data, pump} -> {:data, source, data, rotate(pump, source)}
       {:blocked, pump} -> if outputs?(pump), do: wait(pump, max, deadline), else: {:eof, pump}
-      {:error, reason, pump} -> {:error, reason, pump}
+      other -> answer(other)
     end
   end
+
+  defp answer({:data, source, data, pump}), do: {:data, source, data, rotate(pump, source)}
+  defp answer({:error, reason, pump}), do: {:error, reason, pump}
 
   defp outputs?(pump), do: Pipes.open_outputs(pump.pipes) != []
 

@@ -197,22 +197,22 @@ defmodule Sluice.HardeningTest do
 
   test "8: killing the consumer of a chained stream stops every program in the chain" do
     before = length(Process.list())
+    pidfile = Path.join(System.tmp_dir!(), "sluice-chain-#{System.unique_integer([:positive])}")
+    on_exit(fn -> File.rm(pidfile) end)
 
     consumer =
       spawn(fn ->
-        upstream = Sluice.stream!(["sh", "-c", "echo $$; exec sleep 1000"], kill_grace: 500)
+        upstream =
+          Sluice.stream!(["sh", "-c", "echo $$ > #{pidfile}; exec sleep 1000"], kill_grace: 500)
 
-        Sluice.stream!(["cat"], input: upstream, kill_grace: 500)
-        |> Enum.each(&send(:hardening_test, {:line, &1}))
+        Sluice.stream!(["cat"], input: upstream, kill_grace: 500) |> Enum.to_list()
       end)
 
-    Process.register(self(), :hardening_test)
-    assert_receive {:line, line}, 5_000
-    sleep_pid = line |> String.trim() |> String.to_integer()
+    assert eventually(fn -> match?({:ok, <<_, _::binary>>}, File.read(pidfile)) end, 5_000)
+    sleep_pid = pidfile |> File.read!() |> String.trim() |> String.to_integer()
     assert alive?(sleep_pid)
     Process.exit(consumer, :kill)
     assert eventually(fn -> not alive?(sleep_pid) end, 1_500)
-    Process.unregister(:hardening_test)
     assert eventually(fn -> length(Process.list()) <= before end, 1_000)
   end
 
@@ -273,25 +273,18 @@ defmodule Sluice.HardeningTest do
   end
 
   test "11: out of fds in the VM is :emfile with a message that says so" do
+    pid = System.pid()
+
     {limits, 0} =
-      System.cmd("prlimit", [
-        "--pid",
-        System.pid(),
-        "--nofile",
-        "--output=SOFT,HARD",
-        "--noheadings"
-      ])
+      System.cmd("prlimit", ["--pid", pid, "--nofile", "--output=SOFT,HARD", "--noheadings"])
 
     [soft, hard] = String.split(limits)
-    open = beam_fds()
-    {_, 0} = System.cmd("prlimit", ["--pid", System.pid(), "--nofile=#{open}:#{hard}"])
-
-    result =
-      try do
-        Sluice.run(["true"])
-      after
-        {_, 0} = System.cmd("prlimit", ["--pid", System.pid(), "--nofile=#{soft}:#{hard}"])
-      end
+    # Restoring needs fds too: a restorer started beforehand puts the limit back.
+    restore = "sleep 0.5; prlimit --pid #{pid} --nofile=#{soft}:#{hard}"
+    restorer = Port.open({:spawn_executable, "/bin/sh"}, [:exit_status, args: ["-c", restore]])
+    {_, 0} = System.cmd("prlimit", ["--pid", pid, "--nofile=#{beam_fds()}:#{hard}"])
+    result = Sluice.run(["true"])
+    assert_receive {^restorer, {:exit_status, 0}}, 5_000
 
     assert {:error, %Sluice.Error{reason: :emfile, message: message}} = result
     assert message =~ "VM ran out of file descriptors"

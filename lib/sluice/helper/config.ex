@@ -12,7 +12,8 @@ defmodule Sluice.Helper.Config do
   def load! do
     %{
       cgroup: check!(:cgroup, Application.get_env(:sluice, :cgroup, :auto)),
-      shutdown_grace: check!(:shutdown_grace, Application.get_env(:sluice, :shutdown_grace, 1_000))
+      shutdown_grace:
+        check!(:shutdown_grace, Application.get_env(:sluice, :shutdown_grace, 1_000))
     }
   end
 

@@ -10,7 +10,12 @@ defmodule Sluice.Process.Requests do
   defstruct reads: [], writes: :queue.new(), exit_waiters: [], stop_waiters: []
 
   @type timer :: {reference, reference} | nil
-  @type read :: %{from: GenServer.from(), source: :stdout | :stderr | :any, max: pos_integer, timer: timer}
+  @type read :: %{
+          from: GenServer.from(),
+          source: :stdout | :stderr | :any,
+          max: pos_integer,
+          timer: timer
+        }
   @type write :: %{from: GenServer.from(), data: binary, written: non_neg_integer, timer: timer}
   @type waiter :: %{from: GenServer.from(), timer: timer}
   @type t :: %__MODULE__{
@@ -109,7 +114,12 @@ defmodule Sluice.Process.Requests do
             serve_writes(%{r | writes: rest}, pipes)
 
           {:ok, left} ->
-            req = %{req | data: left, written: req.written + byte_size(req.data) - byte_size(left)}
+            req = %{
+              req
+              | data: left,
+                written: req.written + byte_size(req.data) - byte_size(left)
+            }
+
             %{r | writes: :queue.in_r(req, rest)}
 
           {:error, reason} ->

@@ -7,7 +7,15 @@
 //! sluice_bench read SIZE [TOTAL [PIPE]]    read `head -c TOTAL /dev/zero` (default 1 GiB)
 //!                                          with SIZE-byte reads, optional F_SETPIPE_SZ
 //!                                          prints bytes_per_sec=<n> bytes=<n>
+//! sluice_bench read-cmd SIZE -- ARGV...    read a program's whole stdout with SIZE-byte
+//!                                          reads; prints bytes_per_sec=<n> bytes=<n>
+//! sluice_bench produce TOTAL [BLOCK]       write TOTAL bytes to stdout in BLOCK-byte
+//!                                          writes (default 1 MiB) from one preallocated
+//!                                          buffer; exits quietly (status 0) on EPIPE
 //! ```
+//!
+//! `produce` is a producer that is not the bottleneck: `head -c N /dev/zero` copies every
+//! block from `/dev/zero` before writing it, `produce` only writes.
 //!
 //! `spawn std` uses `std::process::Command` (posix_spawn, i.e. `clone(CLONE_VM|CLONE_VFORK)`
 //! on glibc), the fastest way there is; `spawn fork` uses `fork` + `execve` + `waitpid`, what a
@@ -30,8 +38,12 @@ fn main() -> ExitCode {
         ["read", size] => read(size, None, None),
         ["read", size, total] => read(size, Some(total), None),
         ["read", size, total, pipe] => read(size, Some(total), Some(pipe)),
+        ["read-cmd", size, "--", argv @ ..] if !argv.is_empty() => read_cmd(size, argv),
+        ["produce", total] => produce(total, None),
+        ["produce", total, block] => produce(total, Some(block)),
         _ => Err(
-            "usage: sluice_bench spawn N [std|fork] | sluice_bench read SIZE [TOTAL [PIPE_SIZE]]"
+            "usage: sluice_bench spawn N [std|fork] | read SIZE [TOTAL [PIPE_SIZE]] \
+             | read-cmd SIZE -- ARGV... | produce TOTAL [BLOCK]"
                 .to_string(),
         ),
     };
@@ -156,4 +168,65 @@ fn read(size: &str, total: Option<&str>, pipe: Option<&str>) -> Result<String, S
     }
     let rate = (bytes as f64 / secs) as u64;
     Ok(format!("bytes_per_sec={rate} bytes={bytes}"))
+}
+
+/// Reads the whole stdout of `argv` with `size`-byte reads and discards it.
+fn read_cmd(size: &str, argv: &[&str]) -> Result<String, String> {
+    let size = usize::try_from(number(size, "SIZE")?).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; size];
+
+    let start = Instant::now();
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", argv[0]))?;
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let mut bytes: u64 = 0;
+    loop {
+        match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+    let secs = start.elapsed().as_secs_f64();
+    if !status.success() {
+        return Err(format!(
+            "{} ended with {status} after {bytes} bytes",
+            argv[0]
+        ));
+    }
+    let rate = (bytes as f64 / secs) as u64;
+    Ok(format!("bytes_per_sec={rate} bytes={bytes}"))
+}
+
+/// Writes `total` bytes to stdout in `block`-byte writes from one preallocated buffer.
+/// A reader that goes away (EPIPE) ends it quietly with status 0; prints nothing else.
+fn produce(total: &str, block: Option<&str>) -> Result<String, String> {
+    let total = number(total, "TOTAL")?;
+    let block = usize::try_from(block.map_or(Ok(1 << 20), |b| number(b, "BLOCK"))?)
+        .map_err(|e| e.to_string())?;
+    // SIGPIPE would kill us before write returns EPIPE.
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let buf = vec![b'x'; block];
+    let mut left = total;
+    while left > 0 {
+        let len = usize::try_from(left.min(block as u64)).expect("at most block");
+        // SAFETY: writing from a live buffer of at least `len` bytes to fd 1.
+        let n = unsafe { libc::write(1, buf.as_ptr().cast(), len) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EPIPE) => std::process::exit(0),
+                _ => return Err(format!("write: {err}")),
+            }
+        }
+        left -= n as u64;
+    }
+    std::process::exit(0)
 }
