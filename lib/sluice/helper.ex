@@ -99,8 +99,16 @@ defmodule Sluice.Helper do
     end
   end
 
-  # Frames after hello are not part of the protocol; the helper only answers garbage.
-  def handle_info({port, {:data, _frame}}, %{helper: %{port: port}} = s), do: {:noreply, s}
+  # After hello the helper program writes on the port only to reject what arrived there.
+  def handle_info({port, {:data, frame}}, %{helper: %{port: port}} = s) do
+    case Protocol.decode(frame) do
+      {:error, _id, message} -> Logger.error("sluice_helper rejected a request: #{message}")
+      _other -> :ok
+    end
+
+    {:noreply, s}
+  end
+
   def handle_info(_other, s), do: {:noreply, s}
 
   @impl true

@@ -156,7 +156,9 @@ defmodule Sluice.ApiTest do
       long = String.duplicate("z", 3_000_000)
       input = ["short\n", long, "\n", "tail without newline"]
 
-      assert Sluice.stream!(["cat"], input: input, lines: true) |> Enum.to_list() ==
+      opts = [input: input, lines: true, max_line_length: 64 * 1024 * 1024]
+
+      assert Sluice.stream!(["cat"], opts) |> Enum.to_list() ==
                ["short", long, "tail without newline"]
     end
 

@@ -114,7 +114,7 @@ defmodule Sluice.BadInputTest do
   describe "a helper that never falls over" do
     test "bad and truncated control frames get an error reply and are skipped",
          %{check: check} do
-      port = :sys.get_state(Sluice.Helper).port
+      port = :sys.get_state(Sluice.Helper).helper.port
       valid = :erlang.term_to_binary({:spawn, 1_000_001, %{argv: ["true"], env: []}})
 
       frames = [
@@ -153,6 +153,19 @@ defmodule Sluice.BadInputTest do
         end)
 
       assert log =~ "sluice_helper rejected a request"
+
+      # The same frames as spawn requests on the fd socket, each with a channel: each gets
+      # an answer on its channel (or the channel closed), never a crash.
+      {:ok, %{sock: sock}} = Sluice.Helper.conn()
+
+      for frame <- frames, frame != "" do
+        {:ok, channel} = Sluice.Native.spawn(sock, frame)
+        assert {:answered, _} = await_answer(channel)
+        Sluice.Native.close(channel)
+        check.()
+      end
+
+      assert {:ok, %Sluice.Result{status: 0}} = Sluice.run(["true"])
     end
 
     test "fd exhaustion (EMFILE) in the helper is {:error, %Sluice.Error{reason: :emfile}}",
@@ -187,6 +200,24 @@ defmodule Sluice.BadInputTest do
       # ... and it carries on once fds are available again.
       assert {:ok, %Sluice.Result{stdout: "fine\n"}} = Sluice.run(["echo", "fine"])
       check.()
+    end
+  end
+
+  defp await_answer(channel) do
+    case Sluice.Native.recv(channel) do
+      {:ok, payload, fds} ->
+        Enum.each(fds, &Sluice.Native.close/1)
+        {:answered, Sluice.Helper.Protocol.decode(payload)}
+
+      :eof ->
+        {:answered, :closed}
+
+      {:error, :eagain} ->
+        receive do
+          {:select, ^channel, _, :ready_input} -> await_answer(channel)
+        after
+          5_000 -> :no_answer
+        end
     end
   end
 end

@@ -27,7 +27,7 @@ defmodule Sluice.HelperRestartTest do
         fn ->
           try do
             info = Sluice.Helper.info()
-            info.os_pid != old_pid and info
+            is_integer(info.os_pid) and info.os_pid != old_pid and info
           catch
             :exit, _ -> false
           end

@@ -14,9 +14,30 @@ defmodule Sluice.Case do
   end
 
   setup do
-    on_exit(fn -> assert_nothing_left() end)
+    await_helper()
+    fds = beam_fds()
+
+    on_exit(fn ->
+      assert_nothing_left()
+      # Every fd a test's programs used is closed again (pipes, channels).
+      back = Sluice.OsProbe.eventually(fn -> beam_fds() <= fds end, 2_000)
+      assert back, "BEAM fds leaked: #{fds} before, #{beam_fds()} after"
+    end)
+
     :ok
   end
+
+  @doc "Waits until the helper program runs (a test before may have killed it)."
+  @spec await_helper() :: :ok
+  def await_helper do
+    up = Sluice.OsProbe.eventually(fn -> match?({:ok, _}, Sluice.Helper.conn()) end, 10_000)
+    assert up, "the helper program did not come back"
+    :ok
+  end
+
+  @doc "How many fds the BEAM has open."
+  @spec beam_fds() :: non_neg_integer
+  def beam_fds, do: length(File.ls!("/proc/self/fd"))
 
   @doc "Asserts that the helper has no children and there are no zombies (waiting briefly)."
   @spec assert_nothing_left(non_neg_integer) :: :ok

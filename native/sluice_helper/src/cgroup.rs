@@ -259,7 +259,9 @@ fn is_live_helper(pid: i32) -> bool {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
         Err(nix::errno::Errno::ESRCH)
     );
-    exists && procfs::comm(pid).as_deref() == Some("sluice_helper")
+    // A zombie is dead: its cgroup is ours to sweep even before its parent reaps it.
+    let zombie = procfs::stat(pid).is_some_and(|st| st.state == 'Z');
+    exists && !zombie && procfs::comm(pid).as_deref() == Some("sluice_helper")
 }
 
 /// Kills and removes every `h<pid>` under `root` whose helper is gone (or is us: a stale

@@ -38,10 +38,48 @@ pub enum SocketEvent {
     Error(Errno),
 }
 
+/// Fds kept free for receiving: a spawn message carries its channel (and maybe a memfd),
+/// and an fd the kernel cannot install is dropped with the message, which could then not
+/// even be answered. Released while a burst of messages is received, so a helper at its
+/// fd limit still gets the channel and can answer EMFILE on it; refilled afterwards.
+struct FdReserve {
+    base: Option<OwnedFd>,
+    spare: Vec<OwnedFd>,
+}
+
+const RESERVED_FDS: usize = 2;
+
+impl FdReserve {
+    fn new() -> FdReserve {
+        let base = File::open("/dev/null").ok().map(OwnedFd::from);
+        let mut r = FdReserve {
+            base,
+            spare: Vec::new(),
+        };
+        r.refill();
+        r
+    }
+
+    fn release(&mut self) {
+        self.spare.clear();
+    }
+
+    fn refill(&mut self) {
+        let Some(base) = &self.base else { return };
+        while self.spare.len() < RESERVED_FDS {
+            match base.try_clone() {
+                Ok(fd) => self.spare.push(fd),
+                Err(_) => return,
+            }
+        }
+    }
+}
+
 /// The fd socket, BEAM → helper program: one message per spawn.
 pub struct SpawnSocket {
     sock: OwnedFd,
     buf: Vec<u8>,
+    reserve: FdReserve,
 }
 
 impl SpawnSocket {
@@ -50,7 +88,18 @@ impl SpawnSocket {
             sock,
             // An inline request is at most MAX_INLINE_LEN bytes; MSG_TRUNC flags longer ones.
             buf: vec![0; MAX_INLINE_LEN],
+            reserve: FdReserve::new(),
         }
+    }
+
+    /// Frees the reserved fds before a burst of receives.
+    pub fn begin(&mut self) {
+        self.reserve.release();
+    }
+
+    /// Takes the reserved fds back after a burst.
+    pub fn end(&mut self) {
+        self.reserve.refill();
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {

@@ -92,6 +92,13 @@ impl Helper {
 
     /// Takes every queued spawn message. Returns whether the BEAM is gone.
     fn on_socket(&mut self, broken: bool) -> bool {
+        self.socket.begin();
+        let gone = self.receive_spawns(broken);
+        self.socket.end();
+        gone
+    }
+
+    fn receive_spawns(&mut self, broken: bool) -> bool {
         loop {
             match self.socket.next() {
                 SocketEvent::Message(m) => self.programs.on_spawn_message(m),

@@ -57,6 +57,7 @@ fn remove_cgroups(cg: &Option<Cgroups>) {
 
 fn run(args: args::Args) -> i32 {
     sys::ensure_std_fds();
+    spawn::raise_fd_limit();
     // Own session: a terminal's Ctrl-C must not hit us; we clean up on stdin EOF.
     let _ = nix::unistd::setsid();
     // Orphans of our programs are re-parented to us, so we can reap and kill them.

@@ -54,6 +54,30 @@ fn ignored_signals() -> &'static [libc::c_int] {
     })
 }
 
+/// The fd limit the helper program inherited, restored in every program.
+static NOFILE: OnceLock<libc::rlimit> = OnceLock::new();
+
+/// Raises the helper program's own fd limit to the hard limit (every running program
+/// holds a channel fd in it) and remembers the inherited one for the programs.
+pub fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write a local rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let _ = NOFILE.set(limit);
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
+    }
+}
+
 /// Reports a failure to the suspended parent and exits. Async-signal-safe only.
 fn fail(s: &Shared, stage: u64, errno: i32) -> ! {
     s.failure
@@ -96,6 +120,11 @@ fn run(s: &Shared) -> ! {
         // Handlers are reset by exec itself; only ignored signals would stay ignored.
         for &sig in s.ignored_signals {
             libc::signal(sig, libc::SIG_DFL);
+        }
+        // The program gets the fd limit the helper program started with, not the one it
+        // raised for itself (rlimits survive exec).
+        if let Some(limit) = NOFILE.get() {
+            libc::setrlimit(libc::RLIMIT_NOFILE, limit);
         }
         // All sources are >= 3 (fds 0-2 are kept open in the helper program), so no dup2
         // clobbers another source. dup2 clears FD_CLOEXEC on the target.

@@ -6,6 +6,8 @@ mod child;
 mod command;
 mod stdio;
 
+pub use child::raise_fd_limit;
+
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
