@@ -26,11 +26,11 @@ defmodule Sluice.Helper do
   alias Sluice.Native
 
   @conn {__MODULE__, :conn}
-  # Restart backoff: none for the first death, then doubling up to the cap; reset once a
-  # helper program has lived this long.
-  @backoff_first 50
-  @backoff_cap 2_000
-  @stable_ms 10_000
+  # Restart backoff: none for the first death, then doubling up to the cap (a helper
+  # program that cannot start at all must not spin); reset once one has lived this long.
+  @backoff_first 20
+  @backoff_cap 500
+  @stable_ms 5_000
   @hello_timeout 10_000
 
   @typedoc "How callers reach the helper program."
