@@ -75,6 +75,10 @@ defmodule Sluice.Options do
       ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :input, :timeout, :max_output, :success_exit_codes
   """
   @spec validate!(term, entry, String.t()) :: map
+  # No options: the precomputed defaults, allocating nothing (a spawn's set-up garbage
+  # grows every caller's heap).
+  def validate!([], entry, _who), do: defaults(entry)
+
   def validate!(opts, entry, who) do
     unless is_list(opts) and Keyword.keyword?(opts) do
       raise ArgumentError, "#{who} expects a keyword list of options, got: #{inspect(opts)}"
@@ -99,6 +103,21 @@ defmodule Sluice.Options do
       value = Keyword.get_lazy(opts, key, fn -> default(key, entry) end)
       {key, check!(key, value, entry)}
     end)
+  end
+
+  for entry <- @all do
+    defaults =
+      for {key, {_default, entries}} <- @schema, entry in entries, into: %{} do
+        value =
+          case Keyword.fetch!(@schema, key) do
+            {%{} = per_entry, _} -> Map.get(per_entry, entry, per_entry.default)
+            {default, _} -> default
+          end
+
+        {key, value}
+      end
+
+    defp defaults(unquote(entry)), do: unquote(Macro.escape(defaults))
   end
 
   defp default(key, entry) do

@@ -179,14 +179,13 @@ impl Cgroups {
     /// a child cloned into such a cgroup with `CLONE_INTO_CGROUP` is killed at birth (the
     /// kernel compares the cgroup's kill sequence with the parent's), and a fresh cgroup
     /// keeps the helper clear of that whatever way it joins.
+    /// Empty child cgroups a program may have made stay until the cgroup is removed
+    /// (`remove_tree`); they hold no process, so the next program is not affected.
     pub fn release(&mut self, dir: &Path, reusable: bool) -> io::Result<()> {
         if populated(dir)? {
             return Err(io::Error::from_raw_os_error(libc::EBUSY));
         }
-        let nested = fs::read_dir(dir)?
-            .flatten()
-            .any(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false));
-        if nested || !reusable || self.free.len() >= POOL_MAX {
+        if !reusable || self.free.len() >= POOL_MAX {
             return remove_tree(dir);
         }
         self.free.push(dir.to_path_buf());

@@ -57,15 +57,16 @@ impl Helper {
             if fds[0].revents != 0 {
                 stop |= self.on_stdin();
             }
-            // Channels before new spawns: a channel closed before a spawn request was sent
-            // gives its cgroup back to the pool first.
+            // New spawns before channels: a finished program's clean-up (its channel closed
+            // just before the next request was sent, in a caller that runs programs one
+            // after another) must not delay the next program. The cgroup pool has spares.
+            if fds[2].revents != 0 {
+                stop |= self.on_socket(fds[2].revents & BROKEN != 0);
+            }
             for (key, pfd) in keys.iter().zip(&fds[3..]) {
                 if pfd.revents != 0 {
                     self.programs.on_channel(*key, pfd.revents & BROKEN != 0);
                 }
-            }
-            if fds[2].revents != 0 {
-                stop |= self.on_socket(fds[2].revents & BROKEN != 0);
             }
             if stop || self.port.out_broken {
                 return self.shutdown();

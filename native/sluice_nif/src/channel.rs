@@ -27,14 +27,13 @@ fn close_all(fds: &[RawFd]) {
     }
 }
 
-/// Sets `O_NONBLOCK` on `fd`; the errno on failure.
+/// Sets `O_NONBLOCK` on a received pipe or socket fd; the errno on failure. One F_SETFL
+/// without reading the flags first: the only other status flags F_SETFL changes
+/// (O_APPEND, O_ASYNC, O_DIRECT, O_NOATIME) are never set on these fds.
 fn set_nonblocking(fd: RawFd) -> Result<(), i32> {
     // SAFETY: fcntl on an fd we own, with integer arguments only.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(errno::last());
-        }
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) } < 0 {
+        return Err(errno::last());
     }
     Ok(())
 }
@@ -156,17 +155,14 @@ fn channel_pair() -> Result<(RawFd, RawFd), i32> {
     let rv = unsafe {
         libc::socketpair(
             libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            // Both ends non-blocking: the helper program polls its end too.
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
             0,
             sv.as_mut_ptr(),
         )
     };
     if rv < 0 {
         return Err(errno::last());
-    }
-    if let Err(e) = set_nonblocking(sv[0]) {
-        close_all(&sv);
-        return Err(e);
     }
     Ok((sv[0], sv[1]))
 }
