@@ -294,7 +294,8 @@ defmodule Sluice.Pipes do
   """
   @spec close(t) :: :ok
   def close(p) do
-    Enum.each(p.fds, fn {_role, fd} -> Native.close(fd) end)
+    # Roles already at EOF or closed were closed then: a close is an enif_select(STOP).
+    Enum.each(p.fds, fn {role, fd} -> if p.open[role] == :open, do: Native.close(fd) end)
     Native.close(p.channel)
     flush(p)
   end

@@ -5,34 +5,19 @@ defmodule Sluice.Helper.Env do
 
   alias Sluice.Error
 
-  # Words: enough for :os.env() of a usual environment without a garbage collection.
-  @env_heap 8_192
-
   @doc """
   `:default` (no environment options) becomes `:inherit` while the VM's environment still
   equals the one the helper program inherited (nothing to build or send), else the whole
   list, so `System.put_env/2` is seen by the next spawn.
-
-  `:os.env/0` builds ~30 KB of charlists for a typical environment: done in the caller,
-  that garbage would stay in its heap (every concurrent `run` would cost 30 KB more). So
-  the comparison runs in a short-lived process, whose heap is freed when it ends.
   """
   @spec resolve(:default | [binary], [{charlist, charlist}]) :: :inherit | [binary]
-  def resolve(:default, inherited) do
-    {pid, ref} =
-      :erlang.spawn_opt(fn -> exit({:env, compare(inherited)}) end, [
-        :monitor,
-        {:min_heap_size, @env_heap}
-      ])
-
-    receive do
-      {:DOWN, ^ref, :process, ^pid, {:env, env}} -> env
-    end
-  end
-
+  def resolve(:default, inherited), do: Sluice.Helper.EnvServer.resolve(inherited)
   def resolve(list, _inherited) when is_list(list), do: list
 
-  defp compare(inherited) do
+  @doc false
+  # The comparison itself; Sluice.Helper.EnvServer runs it.
+  @spec compare([{charlist, charlist}]) :: :inherit | [binary]
+  def compare(inherited) do
     case :os.env() do
       ^inherited -> :inherit
       raw -> Enum.map(raw, fn {name, value} -> IO.chardata_to_string([name, ?=, value]) end)

@@ -57,16 +57,17 @@ impl Helper {
             if fds[0].revents != 0 {
                 stop |= self.on_stdin();
             }
-            // New spawns before channels: a finished program's clean-up (its channel closed
-            // just before the next request was sent, in a caller that runs programs one
-            // after another) must not delay the next program. The cgroup pool has spares.
-            if fds[2].revents != 0 {
-                stop |= self.on_socket(fds[2].revents & BROKEN != 0);
-            }
+            // Channels before new spawns: a channel closed before a spawn request was sent
+            // gives its cgroup back to the pool first. (Spawns first looked faster for one
+            // caller in a loop, but under 100 concurrent callers the pool ran dry and every
+            // spawn paid a cgroup mkdir: 0.80x Port's throughput fell to 0.61x.)
             for (key, pfd) in keys.iter().zip(&fds[3..]) {
                 if pfd.revents != 0 {
                     self.programs.on_channel(*key, pfd.revents & BROKEN != 0);
                 }
+            }
+            if fds[2].revents != 0 {
+                stop |= self.on_socket(fds[2].revents & BROKEN != 0);
             }
             if stop || self.port.out_broken {
                 return self.shutdown();
