@@ -50,6 +50,8 @@ pub struct Program {
     /// The stop applied when the channel closes while the program runs.
     pub kill_signal: i32,
     pub kill_grace: Duration,
+    /// Holds a roomy stdout pipe (counts against the helper's budget of them).
+    pub roomy: bool,
 }
 
 /// What closing the channel left to do.
@@ -73,6 +75,7 @@ impl Program {
             descendants: Vec::new(),
             kill_signal: libc::SIGTERM,
             kill_grace: Duration::from_secs(5),
+            roomy: false,
         }
     }
 

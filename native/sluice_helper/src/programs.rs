@@ -27,6 +27,11 @@ const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// BEAM's and each channel answers for one program only.
 type Key = u64;
 
+/// At most this many running programs get a roomy stdout pipe: pipe capacity counts against
+/// the user's `pipe-user-pages-soft` (16384 pages unless privileged), and past it the
+/// kernel gives every new pipe of that user a single page. 64 × 64 pages is a quarter.
+const ROOMY_PROGRAMS: usize = 64;
+
 pub struct Programs {
     table: HashMap<Key, Program>,
     next_key: Key,
@@ -142,7 +147,8 @@ impl Programs {
             };
             return send(channel.as_fd(), &reply);
         }
-        let started = match spawn::spawn(spec, self.helper_pid, self.cgroups.as_mut()) {
+        let roomy = self.table.values().filter(|p| p.roomy).count() < ROOMY_PROGRAMS;
+        let started = match spawn::spawn(spec, self.helper_pid, self.cgroups.as_mut(), roomy) {
             Ok(s) => s,
             Err(f) => {
                 match f.pid {
@@ -172,6 +178,7 @@ impl Programs {
         let key = self.next_key;
         self.next_key += 1;
         let mut program = Program::new(id, started.pid, started.cgroup, channel);
+        program.roomy = started.roomy;
         program.kill_signal = spec.kill_signal;
         program.kill_grace = Duration::from_millis(spec.kill_grace_ms.min(u32::MAX as u64));
         self.by_pid.insert(program.pid, key);

@@ -139,11 +139,11 @@ pub fn signal_is_ignored(sig: i32) -> bool {
     r == 0 && old.sa_sigaction == libc::SIG_IGN
 }
 
-/// `F_SETPIPE_SZ`; failure (a size over the limit) is harmless and ignored.
-pub fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) {
+/// `F_SETPIPE_SZ`; returns whether it took. Failure (a size over the limit) is harmless.
+pub fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) -> bool {
     let size = size.min(i32::MAX as usize) as libc::c_int;
     // SAFETY: F_SETPIPE_SZ on a pipe fd we own has no memory-safety preconditions.
-    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size) >= 0 }
 }
 
 /// The highest valid signal number.

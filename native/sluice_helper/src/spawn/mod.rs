@@ -28,6 +28,8 @@ pub struct Spawned {
     /// The BEAM's pipe ends, each with its role, in the order they are sent.
     pub beam_fds: Vec<(Role, OwnedFd)>,
     pub cgroup: Option<PathBuf>,
+    /// Its stdout pipe is a roomy one (see `stdio::ROOMY_OUTPUT`).
+    pub roomy: bool,
 }
 
 /// A spawn that did not produce a running program.
@@ -55,13 +57,16 @@ impl SpawnFailure {
 }
 
 /// Starts one program; returns once it has exec'ed or failed.
+/// `roomy`: the stdout pipe may be enlarged (the caller keeps the budget).
 pub fn spawn(
     spec: &SpawnSpec,
     helper_pid: i32,
     cgroups: Option<&mut Cgroups>,
+    roomy: bool,
 ) -> Result<Spawned, SpawnFailure> {
     let command = Command::prepare(spec)?;
-    let stdio = Stdio::open(spec)?;
+    let stdio = Stdio::open(spec, roomy)?;
+    let roomy = stdio.roomy;
     let (cgroup, procs) = match cgroups {
         Some(cg) => match cg.create_program() {
             Ok((dir, fd)) => (Some(dir), Some(fd)),
@@ -92,6 +97,7 @@ pub fn spawn(
             pid,
             beam_fds,
             cgroup,
+            roomy,
         }),
         Ok(Outcome::Failed { pid, stage, errno }) => Err(SpawnFailure {
             errno,
