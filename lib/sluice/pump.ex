@@ -12,14 +12,22 @@ defmodule Sluice.Pump do
 
   alias Sluice.{Input, Pipes}
 
-  defstruct [:pipes, :input, pending: "", buffered: :queue.new(), turn: [:stdout, :stderr]]
+  defstruct [
+    :pipes,
+    :input,
+    pending: "",
+    buffered: :queue.new(),
+    turn: [:stdout, :stderr],
+    compacted: false
+  ]
 
   @type t :: %__MODULE__{
           pipes: Pipes.t(),
           input: Input.t(),
           pending: binary,
           buffered: :queue.queue({Pipes.source(), binary}),
-          turn: [Pipes.source()]
+          turn: [Pipes.source()],
+          compacted: boolean
         }
 
   @doc "A pump over a freshly opened program and its input source."
@@ -28,7 +36,7 @@ defmodule Sluice.Pump do
     # Arm the program channel, so that the helper program's death wakes us.
     pipes = Pipes.control(pipes)
     pipes = if input == :none, do: Pipes.close_stdin(pipes), else: pipes
-    %__MODULE__{pipes: pipes, input: input}
+    %__MODULE__{pipes: pipes, input: input, turn: Pipes.open_outputs(pipes)}
   end
 
   @doc """
@@ -80,7 +88,7 @@ defmodule Sluice.Pump do
   defp rotate(pump, source), do: %{pump | turn: List.delete(pump.turn, source) ++ [source]}
 
   defp wait(pump, max, deadline) do
-    compact()
+    pump = compact(pump)
 
     case await_ready(pump, deadline) do
       {:ok, pump} -> next(pump, max, deadline)
@@ -88,15 +96,17 @@ defmodule Sluice.Pump do
     end
   end
 
-  # Before a wait, a small heap is compacted: the garbage of starting a program would
-  # otherwise stay in every waiting caller (500 concurrent `run`s: 3 KB each). Only small
-  # heaps, where a full collection costs a few microseconds; a caller with a large heap
-  # keeps its own garbage collection rhythm.
+  # At the first wait, a small heap is compacted: the garbage of starting a program would
+  # otherwise stay in every waiting caller (500 concurrent `run`s: 3 KB each). Once per
+  # program, and only small heaps, where a full collection costs a few microseconds; a
+  # caller with a large heap keeps its own garbage collection rhythm.
   @compact_below 4_096
-  defp compact do
+  defp compact(%{compacted: true} = pump), do: pump
+
+  defp compact(pump) do
     {:total_heap_size, words} = Process.info(self(), :total_heap_size)
     if words > 400 and words < @compact_below, do: :erlang.garbage_collect()
-    :ok
+    %{pump | compacted: true}
   end
 
   # Waits for readiness of one of this program's fds, or for news on its channel.
