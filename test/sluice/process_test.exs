@@ -189,9 +189,10 @@ defmodule Sluice.ProcessTest do
       assert {"S", _} = stat(P.os_pid(p))
     end
 
-    test "a 5 x 64 KiB write does not complete before the reader reads" do
+    test "a write larger than the pipes does not complete before the reader reads" do
       {:ok, p} = P.start_link(["cat"])
-      data = :crypto.strong_rand_bytes(5 * 65_536)
+      # More than stdin's 64 KiB + stdout's 256 KiB + what cat holds.
+      data = :crypto.strong_rand_bytes(12 * 65_536)
 
       writer =
         Task.async(fn ->
