@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every check and test of Sluice: formatting, clippy, cargo test, mix test, and the
-# benchmark suite in --quick mode (a smoke test of the suite, never a timing).
+# Runs every check and test of Sluice: formatting, clippy, the unsafe fence, cargo test,
+# Dialyzer, mix test, and the benchmark suite in --quick mode (a smoke test of the suite,
+# never a timing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,10 +14,15 @@ echo "==> cargo fmt --check"
 (cd native && cargo fmt --all --check)
 echo "==> cargo clippy -- -D warnings"
 (cd native && cargo clippy --locked --workspace --all-targets --quiet -- -D warnings)
+echo "==> unsafe only at the NIF and syscall boundary"
+bash scripts/check_unsafe.sh
 echo "==> cargo test"
 (cd native && cargo test --locked --workspace --quiet 2>&1)
-echo "==> mix test"
+echo "==> mix compile, dialyzer"
 mix compile --warnings-as-errors
+MIX_ENV=dev mix compile --warnings-as-errors
+bash scripts/dialyzer.sh
+echo "==> mix test"
 mix test --include external_vm
 echo "==> benchmark suite, --quick (a smoke test of the suite, never a timing)"
 MIX_ENV=prod mix run bench/run.exs --quick > /dev/null
