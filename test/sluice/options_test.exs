@@ -1,0 +1,116 @@
+defmodule Sluice.OptionsTest do
+  @moduledoc """
+  The options schema, checked without starting any OS process: every option's default,
+  which entry points accept it, one clear ArgumentError per mistake.
+  """
+  use ExUnit.Case, async: true
+
+  alias Sluice.Options
+
+  doctest Sluice.Options
+
+  @entries [:process, :run, :stream, :daemon]
+
+  test "defaults, once each, per entry point" do
+    assert %{stderr: :capture, kill_grace: 5_000, timeout: :infinity} =
+             Options.validate!([], :run, "run")
+
+    assert %{stderr: :console, chunk_size: 65_536, max_line_length: 1_048_576} =
+             Options.validate!([], :stream, "stream")
+
+    assert %{stderr: :console, start_timeout: 10_000} = Options.validate!([], :process, "p")
+    assert %{log: :info, max_line_length: 1_048_576} = Options.validate!([], :daemon, "d")
+
+    # Precomputed defaults equal what checking the defaults one by one gives.
+    for entry <- @entries do
+      defaults = Options.validate!([], entry, "x")
+      assert Options.validate!([kill_grace: 5_000], entry, "x") == defaults
+    end
+  end
+
+  test "which entry point accepts which option" do
+    assert_raise ArgumentError, ~r/unknown option :lines for run/, fn ->
+      Options.validate!([lines: true], :run, "run")
+    end
+
+    assert_raise ArgumentError, ~r/unknown option :timeout/, fn ->
+      Options.validate!([timeout: 1], :process, "start")
+    end
+
+    assert_raise ArgumentError, ~r/unknown option :stderr/, fn ->
+      Options.validate!([stderr: :null], :daemon, "daemon")
+    end
+
+    assert %{input: "x"} = Options.validate!([input: "x"], :stream, "s")
+  end
+
+  test "stderr modes per entry point" do
+    assert %{stderr: :capture} = Options.validate!([stderr: :capture], :stream, "s")
+    assert %{stderr: :consume} = Options.validate!([stderr: :consume], :process, "p")
+
+    assert_raise ArgumentError, ~r/:stderr/, fn ->
+      Options.validate!([stderr: :consume], :run, "run")
+    end
+
+    assert_raise ArgumentError, ~r/:stderr/, fn ->
+      Options.validate!([stderr: :capture], :process, "p")
+    end
+  end
+
+  test "each bad value names its option" do
+    bad = [
+      cd: "",
+      cd: "a\0b",
+      env: [{"A=B", "x"}],
+      env: %{"A" => 1},
+      clear_env: :yes,
+      kill_signal: :sigfoo,
+      kill_grace: -1,
+      pipe_size: 100,
+      start_timeout: :soon,
+      timeout: -5,
+      max_output: 0,
+      success_exit_codes: [],
+      chunk_size: 0,
+      max_line_length: 2 ** 40,
+      input: fn -> "x" end,
+      input: 42
+    ]
+
+    for {key, value} <- bad do
+      entry = if key in [:timeout, :max_output], do: :run, else: :stream
+      entry = if key == :start_timeout, do: :process, else: entry
+
+      assert_raise ArgumentError, ~r/option #{inspect(key)}/, fn ->
+        Options.validate!([{key, value}], entry, "x")
+      end
+    end
+  end
+
+  test "duplicates are a mistake everywhere" do
+    for entry <- @entries do
+      assert_raise ArgumentError, ~r/given more than once/, fn ->
+        Options.validate!([kill_grace: 1, kill_grace: 2], entry, "x")
+      end
+    end
+  end
+
+  test "argv, timeouts and byte counts" do
+    assert_raise ArgumentError, ~r/argv/, fn -> Options.argv!(["a" | "b"]) end
+    assert_raise ArgumentError, ~r/argv/, fn -> Options.argv!([]) end
+    assert_raise ArgumentError, ~r/argv\[0\]/, fn -> Options.argv!([""]) end
+    assert_raise ArgumentError, ~r/NUL/, fn -> Options.argv!(["a\0"]) end
+    assert Options.timeout!(:infinity) == :infinity
+    assert_raise ArgumentError, ~r/timeout/, fn -> Options.timeout!(-1) end
+    assert Options.max_bytes!(10, "max") == 10
+    assert_raise ArgumentError, ~r/max/, fn -> Options.max_bytes!(2 ** 70, "max") end
+  end
+
+  test "the spawn spec" do
+    spec = Options.spawn_spec(["true"], Options.validate!([], :run, "run"))
+    assert %{argv: ["true"], env: :default, stderr: :pipe, kill_signal: 15} = spec
+
+    spec = Options.spawn_spec(["true"], Options.validate!([env: %{"A" => "1"}], :run, "run"))
+    assert "A=1" in spec.env
+  end
+end
