@@ -55,25 +55,24 @@ defmodule Sluice.Input do
 
   def next({:unstarted, enumerable}) do
     enumerable
-    |> Enumerable.reduce({:cont, nil}, fn element, _ -> {:suspend, element} end)
+    |> Enumerable.reduce({:cont, []}, fn element, acc -> {:suspend, [element | acc]} end)
     |> suspended()
   end
 
-  def next({:enum, cont}), do: cont.({:cont, nil}) |> suspended()
+  def next({:enum, cont}), do: cont.({:cont, []}) |> suspended()
 
   def next(_none_or_done), do: :done
 
-  defp suspended(reduced) do
-    case reduced do
-      {:suspended, element, cont} -> {:data, chunk!(element), {:enum, cont}}
-      {_done_or_halted, _} -> :done
-    end
-  end
+  # The element travels in the accumulator, as in Stream.zip: the last one may come back
+  # with {:halted, acc} or {:done, acc} rather than {:suspended, ...} (Stream.take does).
+  defp suspended({:suspended, [element], cont}), do: {:data, chunk!(element), {:enum, cont}}
+  defp suspended({_done_or_halted, [element]}), do: {:data, chunk!(element), :done}
+  defp suspended({_done_or_halted, []}), do: :done
 
   @doc "Stops a suspended Enumerable early, so its own clean-up runs (a Sluice stream's too)."
   @spec halt(t) :: :ok
   def halt({:enum, cont}) do
-    cont.({:halt, nil})
+    cont.({:halt, []})
     :ok
   end
 

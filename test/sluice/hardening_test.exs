@@ -179,6 +179,18 @@ defmodule Sluice.HardeningTest do
                "dictionary"
     end
 
+    test "every element reaches the program, the last of a Stream.take too" do
+      taken = Stream.repeatedly(fn -> "x" end) |> Stream.take(5)
+      assert Sluice.run!(["cat"], input: taken).stdout == "xxxxx"
+      chunk = :binary.copy("y", 65_536)
+      big = Stream.repeatedly(fn -> chunk end) |> Stream.take(64)
+      assert Sluice.stream!(["wc", "-c"], input: big) |> Enum.join() == "#{64 * 65_536}\n"
+      chained = Sluice.stream!(["cat"], input: Sluice.stream!(["cat"], input: big))
+      assert chained |> Enum.map(&byte_size/1) |> Enum.sum() == 64 * 65_536
+      assert Sluice.run!(["cat"], input: Stream.map(1..3, &to_string/1)).stdout == "123"
+      assert Sluice.run!(["cat"], input: []).stdout == ""
+    end
+
     test "no process is started for input" do
       before = length(Process.list())
       parent = self()
