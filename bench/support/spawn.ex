@@ -80,22 +80,26 @@ defmodule Bench.Spawn do
     us / n
   end
 
-  defp sluice do
+  @doc false
+  def sluice do
     {:ok, %{status: 0}} = Sluice.run([@true_bin])
     :ok
   end
 
-  defp sluice_null do
+  @doc false
+  def sluice_null do
     {:ok, %{status: 0}} = Sluice.run([@true_bin], stderr: :null)
     :ok
   end
 
-  defp port do
+  @doc false
+  def port do
     0 = Ports.run([@true_bin])
     :ok
   end
 
-  defp cmd do
+  @doc false
+  def cmd do
     {"", 0} = System.cmd(@true_bin, [])
     :ok
   end

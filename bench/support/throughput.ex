@@ -5,7 +5,6 @@ defmodule Bench.Throughput do
 
   alias Bench.{Format, Interleave, Ports, Section, Stats, Target}
 
-  @true_bin "/bin/true"
   @timeout_ms 60_000
 
   def run(config) do
@@ -14,14 +13,14 @@ defmodule Bench.Throughput do
     total = callers * each
 
     contenders = [
-      {"Sluice.run", fn -> once(callers, each, &sluice/0) end},
-      {"Port.open", fn -> once(callers, each, &port/0) end},
-      {"System.cmd", fn -> once(callers, each, &cmd/0) end}
+      {"Sluice.run", fn -> once(callers, each, &Bench.Spawn.sluice/0) end},
+      {"Port.open", fn -> once(callers, each, &Bench.Spawn.port/0) end},
+      {"System.cmd", fn -> once(callers, each, &Bench.Spawn.cmd/0) end}
     ]
 
     # Warm-up: code loaded, helper and allocators warm.
-    once(min(callers, 10), 2, &sluice/0)
-    once(min(callers, 10), 2, &port/0)
+    once(min(callers, 10), 2, &Bench.Spawn.sluice/0)
+    once(min(callers, 10), 2, &Bench.Spawn.port/0)
 
     samples = Interleave.run(contenders, config.reps)
     walls = Map.new(samples, fn {name, s} -> {name, Stats.median(s)} end)
@@ -82,20 +81,5 @@ defmodule Bench.Throughput do
       do: raise("#{length(hung)} of #{n} callers did not finish in #{@timeout_ms} ms")
 
     Enum.each(results, fn {_task, {:ok, _}} -> :ok end)
-  end
-
-  defp sluice do
-    {:ok, %{status: 0}} = Sluice.run([@true_bin])
-    :ok
-  end
-
-  defp port do
-    0 = Ports.run([@true_bin])
-    :ok
-  end
-
-  defp cmd do
-    {"", 0} = System.cmd(@true_bin, [])
-    :ok
   end
 end

@@ -225,19 +225,8 @@ pub fn request_buffer() -> Box<[u8; MAX_CHANNEL_REQUEST]> {
 mod tests {
     use std::io::Write;
 
-    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-
     use super::*;
-
-    fn pair() -> (OwnedFd, OwnedFd) {
-        socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap()
-    }
+    use crate::seqpacket::test_pair as pair;
 
     fn memfd(content: &[u8]) -> OwnedFd {
         let fd =
