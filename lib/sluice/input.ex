@@ -65,7 +65,15 @@ defmodule Sluice.Input do
 
   # The element travels in the accumulator, as in Stream.zip: the last one may come back
   # with {:halted, acc} or {:done, acc} rather than {:suspended, ...} (Stream.take does).
-  defp suspended({:suspended, [element], cont}), do: {:data, chunk!(element), {:enum, cont}}
+  defp suspended({:suspended, [element], cont}) do
+    {:data, chunk!(element), {:enum, cont}}
+  rescue
+    # The enumerable is still suspended: let it clean up (a Sluice stream stops its program).
+    e in ArgumentError ->
+      halt({:enum, cont})
+      reraise e, __STACKTRACE__
+  end
+
   defp suspended({_done_or_halted, [element]}), do: {:data, chunk!(element), :done}
   defp suspended({_done_or_halted, []}), do: :done
 
@@ -87,7 +95,7 @@ defmodule Sluice.Input do
   rescue
     ArgumentError ->
       reraise ArgumentError,
-              "input elements must be iodata, got: #{inspect(data, limit: 10)}",
+              "input elements must be iodata, got: #{inspect(data, limit: 10, printable_limit: 100)}",
               __STACKTRACE__
   end
 

@@ -12,7 +12,7 @@ defmodule Sluice.Options do
   | `:stderr` | `:console`; `:capture` for `run` | process, run, stream |
   | `:kill_signal` | `:sigterm` | all |
   | `:kill_grace` | `5_000` ms | all |
-  | `:pipe_size` | `nil` (the system's, 64 KiB) | all |
+  | `:pipe_size` | `nil`: stdout 256 KiB for up to 64 running programs, else the system's 64 KiB | all |
   | `:start_timeout` | `10_000` ms | process, stream, daemon |
   | `:input` | `nil` | run, stream |
   | `:timeout` | `:infinity` | run |

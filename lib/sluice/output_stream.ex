@@ -49,6 +49,9 @@ defmodule Sluice.OutputStream do
     end
   end
 
+  defp exit_timeout,
+    do: Error.new(:timeout, "the program's exit was not reported after it was stopped")
+
   defp read_error(reason), do: Error.new(reason, "reading output failed: #{reason}")
 
   # Stream.resource runs close/1 after the raise.
@@ -102,7 +105,8 @@ defmodule Sluice.OutputStream do
 
         case Pipes.await_exit(pipes, Pipes.deadline(st.opts.kill_grace + 2_000)) do
           {:ok, status, _} -> status
-          {:error, _, _} -> raise_after_close(st, st.pump, Pipes.helper_down())
+          {:error, :helper_down, _} -> raise_after_close(st, st.pump, Pipes.helper_down())
+          {:error, :timeout, _} -> raise_after_close(st, st.pump, exit_timeout())
         end
 
       {:error, :helper_down, _} ->

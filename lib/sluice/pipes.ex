@@ -274,7 +274,14 @@ defmodule Sluice.Pipes do
 
   @doc "Sends a signal number to the program's process group."
   @spec signal(t, pos_integer) :: :ok | {:error, atom}
-  def signal(p, signum), do: Native.send(p.channel, Protocol.signal(p.id, signum))
+  def signal(p, signum) do
+    case Native.send(p.channel, Protocol.signal(p.id, signum)) do
+      :ok -> :ok
+      # The channel is gone with the helper program: the program is being killed anyway.
+      {:error, reason} when reason in [:epipe, :econnreset, :closed] -> {:error, :helper_down}
+      {:error, reason} -> {:error, reason}
+    end
+  end
 
   @doc """
   Starts a stop: closes stdin, sends `kill_signal` to the group (and cgroup), SIGKILL to

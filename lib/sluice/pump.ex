@@ -53,7 +53,7 @@ defmodule Sluice.Pump do
 
       {:empty, _} ->
         case read_any(pump, pump.turn, max) do
-          {:blocked, pump} -> pump |> feed() |> read(max, deadline)
+          {:blocked, pump} -> pump |> feed(deadline) |> read(max, deadline)
           other -> answer(other)
         end
     end
@@ -131,28 +131,28 @@ defmodule Sluice.Pump do
   ## Input
 
   # Writes pending input and pulls more while stdin takes it without blocking.
-  defp feed(%{pipes: pipes} = pump) do
+  defp feed(%{pipes: pipes} = pump, deadline) do
     cond do
       not Pipes.open?(pipes, :stdin) -> pump
-      pump.pending != "" -> write_pending(pump)
-      true -> pull(pump)
+      pump.pending != "" -> write_pending(pump, deadline)
+      true -> pull(pump, deadline)
     end
   end
 
-  defp write_pending(pump) do
+  defp write_pending(pump, deadline) do
     case Pipes.write(pump.pipes, pump.pending) do
-      {:ok, ""} -> feed(%{pump | pending: ""})
+      {:ok, ""} -> feed(%{pump | pending: ""}, deadline)
       {:ok, rest} -> %{pump | pending: rest}
       # The program closed its stdin (or exited): feeding ends quietly, as for `head`.
       {:error, _} -> input_done(pump)
     end
   end
 
-  defp pull(pump) do
+  defp pull(pump, deadline) do
     case Input.next(pump.input) do
-      {:data, data, input} -> feed(%{pump | pending: data, input: input})
+      {:data, data, input} -> feed(%{pump | pending: data, input: input}, deadline)
       :done -> %{pump | input: :done, pipes: Pipes.close_stdin(pump.pipes)}
-      {:function, fun} -> pump |> run_function(fun) |> feed()
+      {:function, fun} -> pump |> run_function(fun, deadline) |> feed(deadline)
     end
   end
 
@@ -163,9 +163,9 @@ defmodule Sluice.Pump do
 
   # A `fn collectable -> ... end` input runs to completion here; push/2 writes each
   # element, reading output meanwhile into `buffered`.
-  defp run_function(pump, fun) do
+  defp run_function(pump, fun, deadline) do
     key = {__MODULE__, make_ref()}
-    Process.put(key, %{pump | input: :done})
+    Process.put(key, {%{pump | input: :done}, deadline})
 
     try do
       fun.(%Sluice.Stdin{key: key})
@@ -178,7 +178,7 @@ defmodule Sluice.Pump do
         :erlang.raise(kind, reason, __STACKTRACE__)
     end
 
-    pump = Process.delete(key)
+    {pump, _deadline} = Process.delete(key)
     %{pump | pipes: Pipes.close_stdin(pump.pipes)}
   end
 
@@ -187,27 +187,29 @@ defmodule Sluice.Pump do
   # Throws when the program no longer takes input (the function's `Enum.into` ends).
   @spec push(term, binary) :: :ok
   def push(key, data) do
-    pump = Process.get(key) || throw({__MODULE__, :input_done})
+    {pump, deadline} = Process.get(key) || throw({__MODULE__, :input_done})
 
-    case push_all(pump, data) do
+    case push_all(pump, data, deadline) do
       {:ok, pump} ->
-        Process.put(key, pump)
+        Process.put(key, {pump, deadline})
         :ok
 
       {:stop, pump} ->
-        Process.put(key, pump)
+        Process.put(key, {pump, deadline})
         throw({__MODULE__, :input_done})
     end
   end
 
-  defp push_all(pump, data) do
+  # While stdin is full, output is read into `buffered` (the function cannot be suspended),
+  # until the deadline: then the function's Enum.into ends and the caller times out.
+  defp push_all(pump, data, deadline) do
     case Pipes.write(pump.pipes, data) do
       {:ok, ""} ->
         {:ok, pump}
 
       {:ok, rest} ->
-        case await_ready(pump, :infinity) do
-          {:ok, pump} -> pump |> drain_outputs() |> push_all(rest)
+        case await_ready(pump, deadline) do
+          {:ok, pump} -> pump |> drain_outputs() |> push_all(rest, deadline)
           {:error, _, pump} -> {:stop, pump}
         end
 

@@ -48,9 +48,17 @@ defmodule Sluice.Run do
     st = %{st | size: st.size + byte_size(data)}
     max = st.opts.max_output
 
-    if max != :infinity and st.size > max,
-      do: fail(pump, st, :max_output, "output exceeded max_output (#{max} bytes)"),
-      else: collect(pump, st)
+    cond do
+      max != :infinity and st.size > max ->
+        fail(pump, st, :max_output, "output exceeded max_output (#{max} bytes)")
+
+      # A producer that never pauses never makes a wait time out.
+      st.deadline != :infinity and Pipes.remaining(st.deadline) == 0 ->
+        fail(pump, st, :timeout, timeout_message(st))
+
+      true ->
+        collect(pump, st)
+    end
   end
 
   defp finish(pump, st) do

@@ -108,6 +108,48 @@ defmodule Sluice.HardeningTest do
     end
   end
 
+  test "4: a stopped helper does not start requests whose caller already timed out" do
+    marker = Path.join(System.tmp_dir!(), "sluice-late-#{System.unique_integer([:positive])}")
+    helper = helper_pid()
+    System.cmd("kill", ["-STOP", "#{helper}"])
+
+    try do
+      assert {:error, %Sluice.Error{reason: :timeout}} =
+               Sluice.run(["sh", "-c", "touch #{marker}"], timeout: 300)
+    after
+      System.cmd("kill", ["-CONT", "#{helper}"])
+    end
+
+    assert {:ok, _} = Sluice.run(["true"])
+    Process.sleep(200)
+    refute File.exists?(marker)
+  end
+
+  describe "timeout: bounds run whatever the program and the input do" do
+    test "a producer that never pauses" do
+      {us, result} = :timer.tc(fn -> Sluice.run(["yes"], timeout: 300, max_output: 2 ** 40) end)
+      assert {:error, %Sluice.Error{reason: :timeout}} = result
+      assert us < 1_200_000
+    end
+
+    test "a function input writing to a program that never reads" do
+      input = fn stdin -> Enum.into(Stream.repeatedly(fn -> "x" end), stdin) end
+      {us, result} = :timer.tc(fn -> Sluice.run(["sleep", "30"], input: input, timeout: 500) end)
+      assert {:error, %Sluice.Error{reason: :timeout}} = result
+      assert us < 3_000_000
+    end
+  end
+
+  test "an input element that is not iodata stops the input stream's program too" do
+    fds = Sluice.Case.beam_fds()
+
+    assert_raise ArgumentError, ~r/input elements must be iodata/, fn ->
+      Sluice.run(["cat"], input: Stream.zip(Sluice.stream!(["yes"]), [:a]))
+    end
+
+    assert eventually(fn -> Sluice.Case.beam_fds() <= fds end, 2_000)
+  end
+
   test "5: active mode hears {:sluice_error, p, :helper_down}" do
     {:ok, p} = P.start(["sleep", "30"])
     :ok = P.set_active(p, :once)
@@ -246,6 +288,13 @@ defmodule Sluice.HardeningTest do
     assert :eof = P.read(p)
     assert {:ok, 0} = P.await_exit(p)
     assert eventually(fn -> not Process.alive?(p) end, 1_000)
+
+    # The other order: the status first, then the read that finds EOF ends it.
+    {:ok, q} = P.start(["echo", "y"])
+    assert {:ok, 0} = P.await_exit(q)
+    assert {:ok, "y\n"} = P.read(q)
+    assert :eof = P.read(q)
+    assert eventually(fn -> not Process.alive?(q) end, 1_000)
     assert {:error, :closed} = P.read(p)
     assert {:error, :closed} = P.write(p, "x")
     assert {:error, :closed} = P.await_exit(p)

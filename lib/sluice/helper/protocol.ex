@@ -17,7 +17,7 @@ defmodule Sluice.Helper.Protocol do
   @errnos ~w(eperm enoent esrch eintr eio enxio e2big enoexec ebadf echild eagain enomem
              eacces efault ebusy eexist exdev enodev enotdir eisdir einval enfile emfile
              enotty etxtbsy efbig enospc espipe erofs emlink epipe erange enametoolong
-             enosys eloop emsgsize econnreset enotconn etimedout eloop eunknown)a
+             enosys eloop emsgsize econnreset enotconn etimedout eunknown)a
   @errno_by_name Map.new(@errnos, &{&1 |> Atom.to_string() |> String.upcase(), &1})
   @stage_by_name Map.new(@stages, &{Atom.to_string(&1), &1})
 

@@ -62,7 +62,8 @@ defmodule Sluice.Process.Server do
     else
       req = Requests.request(%{from: from, source: source, max: max}, timeout, :read)
       s = put_in(s.requests.reads, s.requests.reads ++ [req])
-      {:noreply, serve(s)}
+      # A read that found EOF after the status was delivered ends the server.
+      {:noreply, serve(s), {:continue, :maybe_end}}
     end
   end
 
@@ -79,8 +80,8 @@ defmodule Sluice.Process.Server do
   def handle_call(:close_stdin, _from, s), do: {:reply, :ok, close_stdin(s)}
 
   def handle_call({:signal, signum}, _from, s) do
-    _ = if s.pipes.exit == :running, do: Pipes.signal(s.pipes, signum)
-    {:reply, :ok, s}
+    answer = if s.pipes.exit == :running, do: Pipes.signal(s.pipes, signum), else: :ok
+    {:reply, answer, s}
   end
 
   def handle_call({:stop, grace}, from, s) do

@@ -109,6 +109,12 @@ impl Programs {
             }
             SpawnMessage::Request { channel, etf } => (channel, etf),
         };
+        // The caller already gave up (its timeout passed while this request waited, say for
+        // a stopped helper program): starting the program now could only let it act after
+        // its caller was told it did not run.
+        if sys::hung_up(channel.as_fd()) {
+            return;
+        }
         let refuse = |id: Option<u64>, stage: Option<Stage>, message: String| match id {
             Some(id) => Reply::SpawnError {
                 id,
