@@ -130,6 +130,6 @@ defmodule Sluice do
   defp build_stream(argv, opts, mode, who) do
     # Validate eagerly, so mistakes raise where the stream is built.
     argv = Options.argv!(argv)
-    Sluice.OutputStream.new(argv, Options.validate!(opts, :stream, who), mode)
+    %Sluice.Stream{argv: argv, opts: Options.validate!(opts, :stream, who), mode: mode}
   end
 end

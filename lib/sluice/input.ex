@@ -35,6 +35,11 @@ defmodule Sluice.Input do
   def new(input) when is_binary(input), do: {:data, input}
   def new(input) when is_function(input, 1), do: {:function, input}
 
+  # A Sluice stream is driven together with its consumer (Sluice.Pump.Upstream).
+  def new(%Sluice.Stream{} = stream) do
+    if Sluice.Stream.pipeable?(stream), do: {:upstream, stream}, else: enum(stream)
+  end
+
   def new(input) when is_list(input) do
     if iodata?(input), do: {:data, IO.iodata_to_binary(input)}, else: enum(input)
   end
@@ -81,6 +86,11 @@ defmodule Sluice.Input do
   @spec halt(t) :: :ok
   def halt({:enum, cont}) do
     cont.({:halt, []})
+    :ok
+  end
+
+  def halt({:piped, up, stream}) do
+    _ = Sluice.Pump.Upstream.stop(up, stream)
     :ok
   end
 

@@ -11,6 +11,7 @@ defmodule Sluice.Pump do
   # that, and the input must run in the caller.
 
   alias Sluice.{Input, Pipes}
+  alias Sluice.Pump.Upstream
 
   defstruct [
     :pipes,
@@ -47,21 +48,33 @@ defmodule Sluice.Pump do
   @spec next(t, pos_integer, Pipes.deadline()) ::
           {:data, Pipes.source(), binary, t} | {:eof, t} | {:error, atom, t}
   def next(pump, max, deadline) do
+    case step(pump, max, deadline) do
+      {:blocked, pump} -> wait(pump, max, deadline)
+      other -> other
+    end
+  end
+
+  @doc false
+  # One step without waiting: a chunk, EOF, an error, or `{:blocked, pump}` with every fd
+  # that could change that armed. Sluice.Pump.Upstream drives an upstream program with it.
+  @spec step(t, pos_integer, Pipes.deadline()) ::
+          {:data, Pipes.source(), binary, t} | {:eof, t} | {:blocked, t} | {:error, atom, t}
+  def step(pump, max, deadline) do
     case :queue.out(pump.buffered) do
       {{:value, {source, data}}, rest} ->
         {:data, source, data, %{pump | buffered: rest}}
 
       {:empty, _} ->
         case read_any(pump, pump.turn, max) do
-          {:blocked, pump} -> pump |> feed(deadline) |> read(max, deadline)
+          {:blocked, pump} -> pump |> feed(deadline) |> read_after_feed(max)
           other -> answer(other)
         end
     end
   end
 
-  defp read(pump, max, deadline) do
+  defp read_after_feed(pump, max) do
     case read_any(pump, pump.turn, max) do
-      {:blocked, pump} -> if outputs?(pump), do: wait(pump, max, deadline), else: {:eof, pump}
+      {:blocked, pump} -> if outputs?(pump), do: {:blocked, pump}, else: {:eof, pump}
       other -> answer(other)
     end
   end
@@ -109,22 +122,55 @@ defmodule Sluice.Pump do
     %{pump | compacted: true}
   end
 
-  # Waits for readiness of one of this program's fds, or for news on its channel.
-  defp await_ready(%{pipes: pipes} = pump, deadline) do
-    %{channel: ch, fds: fds} = pipes
-    {i, o, e} = {fds[:stdin], fds[:stdout], fds[:stderr]}
+  # Waits for readiness of one of this program's fds or of an upstream program's (a
+  # Sluice stream given as input), or for news on one of their channels.
+  defp await_ready(pump, deadline) do
+    fds = watched(pump, %{})
 
     receive do
-      {:select, ^ch, _, _} ->
-        case Pipes.control(pipes) do
-          %{exit: :lost} = pipes -> {:error, :helper_down, %{pump | pipes: pipes}}
-          pipes -> {:ok, %{pump | pipes: pipes}}
+      {:select, fd, _, _} when is_map_key(fds, fd) ->
+        case Map.fetch!(fds, fd) do
+          :data -> {:ok, pump}
+          :channel -> control_chain(pump)
         end
-
-      {:select, fd, _, _} when fd == i or fd == o or fd == e ->
-        {:ok, pump}
     after
       Pipes.remaining(deadline) -> {:error, :timeout, pump}
+    end
+  end
+
+  defp watched(%{pipes: pipes} = pump, acc) do
+    acc =
+      Enum.reduce(
+        pipes.fds,
+        Map.put(acc, pipes.channel, :channel),
+        &Map.put(&2, elem(&1, 1), :data)
+      )
+
+    case pump.input do
+      {:piped, up, _stream} -> watched(up, acc)
+      _ -> acc
+    end
+  end
+
+  # Reads what every channel of the chain holds: exit statuses, or the helper's death.
+  defp control_chain(pump) do
+    pump = %{pump | pipes: Pipes.control(pump.pipes)}
+
+    chain =
+      case pump.input do
+        {:piped, up, stream} ->
+          case control_chain(up) do
+            {:ok, up} -> {:ok, %{pump | input: {:piped, up, stream}}}
+            {:error, reason, up} -> {:error, reason, %{pump | input: {:piped, up, stream}}}
+          end
+
+        _ ->
+          {:ok, pump}
+      end
+
+    case chain do
+      {:ok, %{pipes: %{exit: :lost}} = pump} -> {:error, :helper_down, pump}
+      other -> other
     end
   end
 
@@ -145,6 +191,17 @@ defmodule Sluice.Pump do
       {:ok, rest} -> %{pump | pending: rest}
       # The program closed its stdin (or exited): feeding ends quietly, as for `head`.
       {:error, _} -> input_done(pump)
+    end
+  end
+
+  defp pull(%{input: {:upstream, stream}} = pump, deadline),
+    do: pull(%{pump | input: {:piped, Upstream.open(stream), stream}}, deadline)
+
+  defp pull(%{input: {:piped, up, stream}} = pump, deadline) do
+    case Upstream.step(up, stream, deadline) do
+      {:data, data, up} -> feed(%{pump | pending: data, input: {:piped, up, stream}}, deadline)
+      {:blocked, up} -> %{pump | input: {:piped, up, stream}}
+      :done -> %{pump | input: :done, pipes: Pipes.close_stdin(pump.pipes)}
     end
   end
 

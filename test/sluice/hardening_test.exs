@@ -140,6 +140,31 @@ defmodule Sluice.HardeningTest do
     end
   end
 
+  describe "a Sluice stream as input is driven with its consumer" do
+    test "output already there is not held back by a quiet upstream" do
+      upstream = Sluice.stream!(["sh", "-c", "echo hi; exec sleep 1000"], kill_grace: 200)
+      task = Task.async(fn -> Sluice.stream!(["cat"], input: upstream) |> Enum.take(1) end)
+      assert Task.yield(task, 3_000) == {:ok, ["hi\n"]}
+    end
+
+    test "timeout: bounds the whole chain" do
+      upstream = Sluice.stream!(["sh", "-c", "exec sleep 1000"], kill_grace: 200)
+      {us, result} = :timer.tc(fn -> Sluice.run(["cat"], input: upstream, timeout: 500) end)
+      assert {:error, %Sluice.Error{reason: :timeout}} = result
+      assert us < 2_000_000
+    end
+
+    test "three stages, every byte, and an upstream's failure raises ExitError" do
+      head = Sluice.stream!(["head", "-c", "1000000", "/dev/zero"])
+      chain = Sluice.stream!(["wc", "-c"], input: Sluice.stream!(["cat"], input: head))
+      assert Enum.join(chain) == "1000000\n"
+
+      assert_raise Sluice.ExitError, ~r/exited with status 3/, fn ->
+        Sluice.run(["cat"], input: Sluice.stream!(["sh", "-c", "echo a; exit 3"]))
+      end
+    end
+  end
+
   test "an input element that is not iodata stops the input stream's program too" do
     fds = Sluice.Case.beam_fds()
 

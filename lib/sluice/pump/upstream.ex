@@ -1,0 +1,93 @@
+defmodule Sluice.Pump.Upstream do
+  @moduledoc false
+  # A `Sluice.stream!/2` given as another program's `:input`, driven as part of the
+  # consumer's pump rather than enumerated: its output goes into the downstream program's
+  # stdin as it comes, while the pump waits on both programs' fds at once, so the
+  # downstream's output is never held back by a quiet upstream, and the caller's deadline
+  # covers the whole chain. What stream!/2 guarantees still holds: the upstream's exit
+  # status is checked against its `:success_exit_codes` (Sluice.ExitError), and it is
+  # stopped when the chain ends early.
+
+  alias Sluice.{Error, ExitError, Input, Options, Pipes, Pump}
+
+  @stop_slack 2_000
+
+  @doc "Starts the upstream program (in the calling process, which owns it)."
+  @spec open(Sluice.Stream.t()) :: Pump.t()
+  def open(stream) do
+    spec = Options.spawn_spec(stream.argv, stream.opts)
+
+    case Pipes.open(spec, Pipes.deadline(stream.opts.start_timeout)) do
+      {:ok, pipes} -> Pump.new(pipes, Input.new(stream.opts.input))
+      {:error, error} -> raise error
+    end
+  end
+
+  @doc """
+  One step of the upstream without waiting: `{:data, binary, up}`, `{:blocked, up}`, or
+  `:done` once it ended well (raises Sluice.ExitError or Sluice.Error otherwise, after
+  stopping it).
+  """
+  @spec step(Pump.t(), Sluice.Stream.t(), Pipes.deadline()) ::
+          {:data, binary, Pump.t()} | {:blocked, Pump.t()} | :done
+  def step(up, stream, deadline) do
+    case Pump.step(up, stream.opts.chunk_size, deadline) do
+      {:data, _stdout, data, up} ->
+        {:data, data, up}
+
+      {:blocked, up} ->
+        {:blocked, up}
+
+      {:eof, up} ->
+        finish(up, stream)
+
+      {:error, :helper_down, up} ->
+        fail(up, stream, Pipes.helper_down())
+
+      {:error, reason, up} ->
+        fail(up, stream, Error.new(reason, "reading input failed: #{reason}"))
+    end
+  catch
+    kind, reason ->
+      stop(up, stream)
+      :erlang.raise(kind, reason, __STACKTRACE__)
+  end
+
+  defp finish(up, stream) do
+    status =
+      case Pipes.await_exit(up.pipes, Pipes.deadline(stream.opts.exit_timeout)) do
+        {:ok, status, _pipes} -> status
+        {:error, :timeout, _pipes} -> stop(up, stream)
+        {:error, :helper_down, _pipes} -> fail(up, stream, Pipes.helper_down())
+      end
+
+    Pump.close(up)
+
+    if status in stream.opts.success_exit_codes,
+      do: :done,
+      else: raise(ExitError.new(stream.argv, status, nil))
+  end
+
+  defp fail(up, stream, error) do
+    stop(up, stream)
+    raise error
+  end
+
+  @doc "Stops the upstream (kill_signal, SIGKILL after kill_grace) and closes it."
+  @spec stop(Pump.t(), Sluice.Stream.t()) :: Pipes.status() | nil
+  def stop(up, stream) do
+    status =
+      if up.pipes.exit == :running do
+        grace = stream.opts.kill_grace
+        pipes = Pipes.stop(up.pipes, grace)
+
+        case Pipes.await_exit(pipes, Pipes.deadline(grace + @stop_slack)) do
+          {:ok, status, _} -> status
+          {:error, _, _} -> nil
+        end
+      end
+
+    Pump.close(up)
+    status
+  end
+end

@@ -1,0 +1,33 @@
+defmodule Sluice.Stream do
+  @moduledoc """
+  What `Sluice.stream!/2` and `Sluice.stream/2` return: a lazy Enumerable of a program's
+  output. Nothing runs until it is enumerated; each enumeration runs the program anew.
+
+  Given as the `:input` of another program (`Sluice.run/2`, `Sluice.stream!/2`), a
+  `stream!/2` is not enumerated element by element: both programs are driven together
+  from the calling process, which waits on every pipe of the chain at once. Output that is
+  ready at the end of the chain is delivered even while the start of the chain is quiet,
+  and `timeout:` bounds the whole chain. (This holds for raw chunks: with `lines: true`,
+  `stderr: :consume` or `stderr: :capture` on the upstream, it is enumerated like any other
+  input.)
+  """
+
+  defstruct [:argv, :opts, :mode]
+
+  @type t :: %__MODULE__{argv: [String.t()], opts: map, mode: :raise | :exit_element}
+
+  @doc false
+  # Whether another program may drive this one directly as its input (see above).
+  @spec pipeable?(t) :: boolean
+  def pipeable?(%__MODULE__{mode: :raise, opts: opts}),
+    do: not opts.lines and opts.stderr in [:console, :null, :stdout]
+
+  def pipeable?(_stream), do: false
+
+  defimpl Enumerable do
+    def reduce(s, acc, fun), do: Sluice.OutputStream.new(s.argv, s.opts, s.mode).(acc, fun)
+    def count(_s), do: {:error, __MODULE__}
+    def member?(_s, _element), do: {:error, __MODULE__}
+    def slice(_s), do: {:error, __MODULE__}
+  end
+end
