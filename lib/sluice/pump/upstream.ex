@@ -49,7 +49,7 @@ defmodule Sluice.Pump.Upstream do
     end
   catch
     kind, reason ->
-      stop(up, stream)
+      _status = stop(up, stream)
       :erlang.raise(kind, reason, __STACKTRACE__)
   end
 
@@ -69,7 +69,7 @@ defmodule Sluice.Pump.Upstream do
   end
 
   defp fail(up, stream, error) do
-    stop(up, stream)
+    _status = stop(up, stream)
     raise error
   end
 
