@@ -122,8 +122,7 @@ defmodule Sluice.OutputStream do
   # guarantees say. Afterwards closing the channel makes the helper program clean up what
   # is left; a halted input stream stops its own program the same way.
   defp close(%{done: false} = st) do
-    pipes = Pipes.stop(st.pump.pipes, st.opts.kill_grace)
-    _ = Pipes.await_exit(pipes, Pipes.deadline(st.opts.kill_grace + 2_000))
+    {_status, pipes} = Pipes.stop_and_await(st.pump.pipes, st.opts.kill_grace)
     Pump.close(%{st.pump | pipes: pipes})
   end
 

@@ -34,8 +34,10 @@ defmodule Sluice.Pipes do
           exit: exit_state
         }
 
-  # How long a full fd socket is retried before giving up (the helper program is stuck).
+  # How often a full fd socket is retried, until the caller's deadline.
   @retry_ms 1
+  # How much longer than the grace a stopped program's exit may take to be reported.
+  @stop_slack 2_000
 
   ## Opening
 
@@ -292,6 +294,21 @@ defmodule Sluice.Pipes do
     {signum, _} = p.kill
     _ = Native.send(p.channel, Protocol.stop(p.id, signum, grace))
     close_stdin(p)
+  end
+
+  @doc """
+  Stops the program (`stop/2`) and waits for its exit status up to `grace` + 2 s (SIGKILL
+  comes at `grace`): the status, or `nil` when none was reported (the helper program is
+  gone or stuck).
+  """
+  @spec stop_and_await(t, non_neg_integer) :: {status | nil, t}
+  def stop_and_await(p, grace) do
+    p = stop(p, grace)
+
+    case await_exit(p, deadline(grace + @stop_slack)) do
+      {:ok, status, p} -> {status, p}
+      {:error, _reason, p} -> {nil, p}
+    end
   end
 
   @doc """

@@ -5,9 +5,6 @@ defmodule Sluice.Run do
 
   alias Sluice.{Error, Input, Options, Pipes, Pump, Result}
 
-  # After a stop, how much longer than kill_grace the exit status may take to arrive.
-  @stop_slack 2_000
-
   @spec run([String.t()], keyword) :: {:ok, Result.t()} | {:error, Error.t()}
   def run(argv, opts) do
     argv = Options.argv!(argv)
@@ -77,14 +74,7 @@ defmodule Sluice.Run do
 
   # Stops the program's group (kill_signal, SIGKILL after kill_grace) before returning.
   defp fail(pump, st, reason, message) do
-    pipes = Pipes.stop(pump.pipes, st.opts.kill_grace)
-
-    status =
-      case Pipes.await_exit(pipes, Pipes.deadline(st.opts.kill_grace + @stop_slack)) do
-        {:ok, status, _} -> status
-        {:error, _, _} -> nil
-      end
-
+    {status, pipes} = Pipes.stop_and_await(pump.pipes, st.opts.kill_grace)
     Pump.close(%{pump | pipes: pipes})
     {:error, Error.new(reason, message, result: result(pipes, st, status))}
   end

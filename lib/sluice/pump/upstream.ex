@@ -10,8 +10,6 @@ defmodule Sluice.Pump.Upstream do
 
   alias Sluice.{Error, ExitError, Input, Options, Pipes, Pump}
 
-  @stop_slack 2_000
-
   @doc "Starts the upstream program (in the calling process, which owns it)."
   @spec open(Sluice.Stream.t()) :: Pump.t()
   def open(stream) do
@@ -77,15 +75,8 @@ defmodule Sluice.Pump.Upstream do
   @spec stop(Pump.t(), Sluice.Stream.t()) :: Pipes.status() | nil
   def stop(up, stream) do
     status =
-      if up.pipes.exit == :running do
-        grace = stream.opts.kill_grace
-        pipes = Pipes.stop(up.pipes, grace)
-
-        case Pipes.await_exit(pipes, Pipes.deadline(grace + @stop_slack)) do
-          {:ok, status, _} -> status
-          {:error, _, _} -> nil
-        end
-      end
+      if up.pipes.exit == :running,
+        do: up.pipes |> Pipes.stop_and_await(stream.opts.kill_grace) |> elem(0)
 
     Pump.close(up)
     status
