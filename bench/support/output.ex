@@ -46,6 +46,10 @@ defmodule Bench.Output do
        fn -> rate(run_total, fn -> sluice_run(produce_run) end) end,
        "produce #{Format.size(run_total)}: Port.open",
        "produce #{Format.size(run_total)}: native reader (64 KiB reads)"},
+      {"produce #{Format.size(run_total)}: System.cmd (collects, like run)",
+       fn -> rate(run_total, fn -> cmd(produce_run) end) end,
+       "produce #{Format.size(run_total)}: Port.open",
+       "produce #{Format.size(run_total)}: native reader (64 KiB reads)"},
       {"produce #{Format.size(run_total)}: Port.open",
        fn -> rate(run_total, fn -> port(produce_run) end) end,
        "produce #{Format.size(run_total)}: Port.open",
@@ -105,7 +109,8 @@ defmodule Bench.Output do
           "Producers: `head -c #{total} /dev/zero` (\"head\"), and the native producer " <>
           "`sluice_bench produce TOTAL` (\"produce\": 1 MiB writes from one preallocated " <>
           "buffer, so the producer is not the bottleneck). `Sluice.run` collects the output " <>
-          "in memory, so its rows use #{Format.size(run_total)}, compared with Port and the " <>
+          "in memory, so its rows use #{Format.size(run_total)}, compared with System.cmd " <>
+          "(which collects too), Port (which discards) and the " <>
           "native reader on the same total. \"vs Port\" and \"vs native\" compare with the " <>
           "Port row and the native reader of the same producer and total.",
       columns: ["contender", "median", "min", "max", "vs Port", "vs native"],
@@ -169,5 +174,10 @@ defmodule Bench.Output do
   defp port(argv) do
     {0, bytes} = argv |> Ports.open([:stream]) |> Ports.drain()
     bytes
+  end
+
+  defp cmd([exe | args]) do
+    {out, 0} = System.cmd(exe, args)
+    byte_size(out)
   end
 end

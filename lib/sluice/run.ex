@@ -5,6 +5,10 @@ defmodule Sluice.Run do
 
   alias Sluice.{Error, Input, Options, Pipes, Pump, Result}
 
+  # Bytes per read: as much as a roomy output pipe holds (the NIF allocates only what is
+  # there), so collecting takes a quarter of the reads that 64 KiB would.
+  @read_max 262_144
+
   @spec run([String.t()], keyword) :: {:ok, Result.t()} | {:error, Error.t()}
   def run(argv, opts) do
     argv = Options.argv!(argv)
@@ -26,7 +30,7 @@ defmodule Sluice.Run do
   end
 
   defp collect(pump, st) do
-    case Pump.next(pump, 65_536, st.deadline) do
+    case Pump.next(pump, @read_max, st.deadline) do
       {:data, source, data, pump} -> pump |> add_output(st, source, data)
       {:eof, pump} -> finish(pump, st)
       {:error, :timeout, pump} -> fail(pump, st, :timeout, timeout_message(st))
