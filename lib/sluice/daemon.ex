@@ -12,6 +12,10 @@ defmodule Sluice.Daemon do
   supervisor) stops the program's process group: `kill_signal`, then SIGKILL after
   `kill_grace`.
 
+  The daemon ends when its program has exited and its output reached EOF: a background
+  child that keeps the program's stdout or stderr open keeps the daemon (and the program's
+  cgroup) alive until it exits too.
+
   ## Options
 
     * `:argv` (required) - the program and its arguments.

@@ -13,6 +13,8 @@ defmodule Sluice.Pipes do
   #   * the program is `:running`, `{:exited, status}`, or `:lost` (the helper program
   #     died first: no status will ever come).
 
+  require Logger
+
   alias Sluice.{Error, Native}
   alias Sluice.Helper
   alias Sluice.Helper.{Env, Protocol}
@@ -138,6 +140,15 @@ defmodule Sluice.Pipes do
     {:error, error}
   end
 
+  # The helper program could not read the request at all (docs/protocol.md).
+  defp spawned(p, {:error, _id, message}, fds) do
+    Enum.each(fds, &Native.close/1)
+    close_channel(p)
+
+    {:error,
+     Error.new(:einval, "the helper program refused the request: #{message}", stage: :request)}
+  end
+
   defp spawned(p, other, fds) do
     Enum.each(fds, &Native.close/1)
     close_channel(p)
@@ -251,6 +262,14 @@ defmodule Sluice.Pipes do
   end
 
   defp apply_control(%{id: id} = p, {:exit, id, status}), do: %{p | exit: {:exited, status}}
+
+  # A signal or stop request the helper program could not use: never expected, since
+  # they are built here from checked values; worth a log line rather than silence.
+  defp apply_control(p, {:error, _id, message}) do
+    Logger.warning("sluice_helper refused a request for program #{p.os_pid}: #{message}")
+    p
+  end
+
   defp apply_control(p, _other), do: p
 
   @doc "Waits until the exit status is known or `deadline`; other messages stay queued."
