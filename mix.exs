@@ -16,7 +16,10 @@ defmodule Sluice.MixProject do
       aliases: aliases(),
       preferred_cli_env: ["sluice.bench": :prod],
       source_url: "https://example.invalid/sluice",
-      docs: [main: "readme", extras: ["README.md", "docs/architecture.md", "docs/guarantees.md"]]
+      docs: [
+        main: "readme",
+        extras: ["README.md", "docs/architecture.md", "docs/protocol.md", "docs/guarantees.md"]
+      ]
     ]
   end
 
