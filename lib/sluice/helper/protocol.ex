@@ -28,10 +28,6 @@ defmodule Sluice.Helper.Protocol do
           | {:exit, pos_integer, status}
           | {:error, pos_integer | nil, binary}
 
-  @doc "The protocol version the helper must announce in `hello`."
-  @spec version() :: pos_integer
-  def version, do: @version
-
   @doc "Whether a request of this many bytes needs the memfd path."
   @spec large?(binary) :: boolean
   def large?(request), do: byte_size(request) > @inline_max

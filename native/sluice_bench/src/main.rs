@@ -150,15 +150,7 @@ fn read(size: &str, total: Option<&str>, pipe: Option<&str>) -> Result<String, S
             return Err(format!("F_SETPIPE_SZ: {}", std::io::Error::last_os_error()));
         }
     }
-    let mut bytes: u64 = 0;
-    loop {
-        match out.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => bytes += n as u64,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
+    let bytes = drain(&mut out, &mut buf)?;
     let status = child.wait().map_err(|e| format!("wait: {e}"))?;
     let secs = start.elapsed().as_secs_f64();
     if !status.success() || bytes != total {
@@ -168,6 +160,19 @@ fn read(size: &str, total: Option<&str>, pipe: Option<&str>) -> Result<String, S
     }
     let rate = (bytes as f64 / secs) as u64;
     Ok(format!("bytes_per_sec={rate} bytes={bytes}"))
+}
+
+/// Reads `out` to EOF with reads of `buf`'s size, discarding the data; returns the byte count.
+fn drain(out: &mut impl Read, buf: &mut [u8]) -> Result<u64, String> {
+    let mut bytes: u64 = 0;
+    loop {
+        match out.read(buf) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => bytes += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
 }
 
 /// Reads the whole stdout of `argv` with `size`-byte reads and discards it.
@@ -182,15 +187,7 @@ fn read_cmd(size: &str, argv: &[&str]) -> Result<String, String> {
         .spawn()
         .map_err(|e| format!("spawn {}: {e}", argv[0]))?;
     let mut out = child.stdout.take().expect("stdout is piped");
-    let mut bytes: u64 = 0;
-    loop {
-        match out.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => bytes += n as u64,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
+    let bytes = drain(&mut out, &mut buf)?;
     let status = child.wait().map_err(|e| format!("wait: {e}"))?;
     let secs = start.elapsed().as_secs_f64();
     if !status.success() {
