@@ -18,7 +18,13 @@ defmodule Sluice.MixProject do
       source_url: "https://example.invalid/sluice",
       docs: [
         main: "readme",
-        extras: ["README.md", "docs/architecture.md", "docs/protocol.md", "docs/guarantees.md"]
+        extras: [
+          "README.md",
+          "docs/architecture.md",
+          "docs/protocol.md",
+          "docs/guarantees.md",
+          "docs/erlang.md"
+        ]
       ]
     ]
   end

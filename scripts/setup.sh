@@ -6,11 +6,12 @@ set -euo pipefail
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 if ! command -v mix >/dev/null 2>&1 || ! [ -d /usr/lib/erlang/usr/include ] ||
-  ! command -v dialyzer >/dev/null 2>&1 || ! command -v python3 >/dev/null 2>&1; then
-  echo "==> installing Erlang, Elixir and Dialyzer from Debian's packages"
+  ! command -v dialyzer >/dev/null 2>&1 || ! command -v python3 >/dev/null 2>&1 ||
+  ! ls -d /usr/lib/erlang/lib/eunit-*/ebin >/dev/null 2>&1; then
+  echo "==> installing Erlang, Elixir, EUnit and Dialyzer from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq elixir erlang-dev erlang-xmerl erlang-dialyzer python3 >/dev/null
+  apt-get install -y -qq elixir erlang-dev erlang-xmerl erlang-dialyzer erlang-eunit python3 >/dev/null
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of Sluice: formatting, clippy, the unsafe fence, cargo test,
-# Dialyzer, mix test, and the benchmark suite in --quick mode (a smoke test of the suite,
-# never a timing).
+# Dialyzer, mix test, the Erlang suites (EUnit, in a plain erl), and the benchmark suite
+# in --quick mode (a smoke test of the suite, never a timing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -24,5 +24,7 @@ MIX_ENV=dev mix compile --warnings-as-errors
 bash scripts/dialyzer.sh
 echo "==> mix test"
 mix test --include external_vm
+echo "==> the Erlang API, in a plain erl with no Mix (EUnit)"
+bash scripts/erlang_test.sh
 echo "==> benchmark suite, --quick (a smoke test of the suite, never a timing)"
 MIX_ENV=prod mix run bench/run.exs --quick > /dev/null

@@ -395,6 +395,13 @@ defmodule Sluice.HardeningTest do
       assert_raise ArgumentError, ~r/:shutdown_grace.*got: -1/, &Sluice.Helper.Config.load!/0
     end
 
+    test "a cgroup path from sys.config (a charlist) is read as a path" do
+      Application.put_env(:sluice, :cgroup, ~c"/sys/fs/cgroup/sluice")
+      assert %{cgroup: "/sys/fs/cgroup/sluice"} = Sluice.Helper.Config.load!()
+      Application.put_env(:sluice, :cgroup, ~c"relative")
+      assert_raise ArgumentError, ~r/:cgroup.*absolute/, &Sluice.Helper.Config.load!/0
+    end
+
     test "an explicit cgroup path the helper cannot use is an error" do
       config = %{cgroup: "/nonexistent/sluice", shutdown_grace: 1_000}
 

@@ -19,6 +19,14 @@ defmodule Sluice.Helper.Config do
 
   defp check!(:cgroup, value) when value in [:auto, false], do: value
 
+  # sys.config writes paths as strings (charlists).
+  defp check!(:cgroup, path) when is_list(path) do
+    case :unicode.characters_to_binary(path) do
+      binary when is_binary(binary) -> check!(:cgroup, binary)
+      _ -> bad!(:cgroup, path, "an absolute path")
+    end
+  end
+
   defp check!(:cgroup, path) when is_binary(path) do
     if Path.type(path) == :absolute and not String.contains?(path, <<0>>),
       do: path,

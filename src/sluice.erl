@@ -1,0 +1,420 @@
+%% @doc Run external OS programs from Erlang, safely and fast.
+%%
+%% The Erlang face of Sluice, shaped like `open_port/2' and `gen_tcp': one call
+%% (`run/2'), a process per program (`start_link/2', `send/2', `recv/2',
+%% `close_stdin/1', `stop/2'), active mode (`setopts/2' with `{active, once | N}'),
+%% and daemons under a supervisor (`daemon_spec/2').
+%%
+%% Every program has back-pressure both ways and dies with its owner (the caller of
+%% `run/2', `start/2' or `start_link/2'), including when the VM is killed.
+%%
+%% Arguments follow OTP's conventions: argv is a list of strings or binaries; options
+%% are a proplist, where a bare atom means `true' (`[clear_env, lines]'), or a map;
+%% `{env, [{Name, Value | false}]}' where `false' unsets. Every option of the Elixir
+%% API (`Sluice.Options') is accepted under the same name. Results and errors are maps,
+%% statuses are `Code | {signal, Name}', and active-mode messages are
+%% `{sluice_stdout, P, Data}', `{sluice_stderr, P, Data}', `{sluice_passive, P}',
+%% `{sluice_exit, P, Status}' and `{sluice_error, P, Reason}'.
+%%
+%% A programming mistake (a bad option, a malformed argv) raises
+%% `error:{badarg, What, Message}', where `What' names the option or argument and
+%% `Message' says what was expected; the shell explains it through `format_error/2'.
+%% Runtime failures are returned as `{error, Map}' (see `format_error/1').
+%% See docs/erlang.md.
+-module(sluice).
+
+-export([run/1, run/2]).
+-export([start/1, start/2, start_link/1, start_link/2]).
+-export([send/2, send/3, recv/2, recv/3, recv_stderr/3, close_stdin/1]).
+-export([signal/2, stop/1, stop/2, await_exit/1, await_exit/2, os_pid/1]).
+-export([setopts/2, controlling_process/2]).
+-export([daemon_spec/2, start_daemon/2]).
+-export([format_error/1, format_error/2]).
+
+-export_type([argv/0, options/0, status/0, result/0, error_map/0]).
+
+-type argv() :: [string() | binary(), ...].
+-type option() :: atom() | {atom(), term()}.
+-type options() :: [option()] | #{atom() => term()}.
+-type status() :: non_neg_integer() | {signal, atom() | pos_integer()}.
+-type result() :: #{
+    status := status(),
+    stdout := binary() | undefined,
+    stderr := binary() | undefined,
+    os_pid := pos_integer() | undefined
+}.
+-type error_map() :: #{
+    reason := atom(),
+    message := binary(),
+    stage => atom(),
+    result => result()
+}.
+-type process() :: pid() | atom().
+
+-define(ELIXIR_PROCESS, 'Elixir.Sluice.Process').
+-define(DEFAULT_GRACE, 5000).
+
+% Runs Body, a call of this module's API with arguments Args. A programming mistake
+% found on the way (a badarg thrown here, or an ArgumentError of the Elixir API) is
+% raised as error:{badarg, What, Message} from the API function itself, with OTP's
+% error_info, so the shell explains it through format_error/2.
+-define(CHECKED(Args, Body),
+    try
+        Body
+    catch
+        throw:{?MODULE, badarg, What__, Message__} ->
+            erlang:error({badarg, What__, Message__}, Args, [{error_info, #{module => ?MODULE}}]);
+        error:#{'__struct__' := 'Elixir.ArgumentError', message := Message__} ->
+            erlang:error(
+                {badarg, mistake_subject(Message__), erlang_words(Message__)},
+                Args,
+                [{error_info, #{module => ?MODULE}}]
+            )
+    end
+).
+
+%%% One call
+
+%% @doc Runs `Argv' to completion with default options; see `run/2'.
+-spec run(argv()) -> {ok, result()} | {error, error_map()}.
+run(Argv) ->
+    run(Argv, []).
+
+%% @doc Runs `Argv' to completion and collects its output.
+%%
+%% Returns `{ok, Result}' for every exit status (a non-zero exit is a result, not an
+%% error), or `{error, Map}' when the program could not start, on `timeout', or when
+%% the output exceeds `max_output' (those two carry the partial result under `result').
+%% Options: `{input, IoData}', `{timeout, Ms}', `{stderr, capture | stdout | null |
+%% console}', `{max_output, Bytes}', and every option of `start_link/2'.
+-spec run(argv(), options()) -> {ok, result()} | {error, error_map()}.
+run(Argv, Opts) ->
+    Args = [Argv, Opts],
+    reply(?CHECKED(Args, 'Elixir.Sluice':run(argv(Argv), run_options(Opts)))).
+
+%%% A process per program
+
+%% @doc Starts `Argv' without a link; see `start_link/2'.
+-spec start(argv()) -> {ok, pid()} | {error, error_map()}.
+start(Argv) ->
+    start(Argv, []).
+
+%% @doc Like `start_link/2', without the link; the caller is still the owner.
+-spec start(argv(), options()) -> {ok, pid()} | {error, error_map()}.
+start(Argv, Opts) ->
+    Args = [Argv, Opts],
+    reply(?CHECKED(Args, ?ELIXIR_PROCESS:start(argv(Argv), options(Opts)))).
+
+%% @doc Starts `Argv' linked to the caller; see `start_link/2'.
+-spec start_link(argv()) -> {ok, pid()} | {error, error_map()}.
+start_link(Argv) ->
+    start_link(Argv, []).
+
+%% @doc Starts `Argv' as a process linked to the caller, which becomes its owner.
+%%
+%% Returns once the program runs (after its `exec'). Options include `{cd, Dir}',
+%% `{env, [{Name, Value | false}]}', `clear_env', `{stderr, console | null | stdout |
+%% consume}', `{kill_signal, sigterm}', `{kill_grace, Ms}', `{pipe_size, Bytes}' and
+%% `{start_timeout, Ms}'.
+-spec start_link(argv(), options()) -> {ok, pid()} | {error, error_map()}.
+start_link(Argv, Opts) ->
+    Args = [Argv, Opts],
+    reply(
+        ?CHECKED(Args, ?ELIXIR_PROCESS:start_link(argv(Argv), options(Opts)))
+    ).
+
+%% @doc Writes `IoData' to the program's stdin; returns once the program took it all.
+-spec send(process(), iodata()) -> ok | {error, atom()}.
+send(P, IoData) ->
+    send(P, IoData, infinity).
+
+%% @doc Like `send/2', within `Timeout' ms: `{error, {timeout, BytesWritten}}' after it.
+-spec send(process(), iodata(), timeout()) ->
+    ok | {error, atom() | {timeout, non_neg_integer()}}.
+send(P, IoData, Timeout) ->
+    ?CHECKED([P, IoData, Timeout], ?ELIXIR_PROCESS:write(P, IoData, Timeout)).
+
+%% @doc Reads up to `Max' bytes of stdout, waiting as long as it takes; see `recv/3'.
+-spec recv(process(), non_neg_integer()) -> {ok, binary()} | eof | {error, atom()}.
+recv(P, Max) ->
+    recv(P, Max, infinity).
+
+%% @doc Reads up to `Max' bytes of stdout (`0' means whatever is there, up to 64 KiB),
+%% returning as soon as any data is available; `eof' once stdout is closed and read.
+-spec recv(process(), non_neg_integer(), timeout()) -> {ok, binary()} | eof | {error, atom()}.
+recv(P, Max, Timeout) ->
+    Args = [P, Max, Timeout],
+    ?CHECKED(Args, ?ELIXIR_PROCESS:read(P, max_bytes(Max), Timeout)).
+
+%% @doc Reads up to `Max' bytes of stderr; needs `{stderr, consume}'.
+-spec recv_stderr(process(), non_neg_integer(), timeout()) ->
+    {ok, binary()} | eof | {error, atom()}.
+recv_stderr(P, Max, Timeout) ->
+    Args = [P, Max, Timeout],
+    ?CHECKED(Args, ?ELIXIR_PROCESS:read_stderr(P, max_bytes(Max), Timeout)).
+
+%% @doc Closes the program's stdin alone: it sees end of input, its output can still be
+%% read.
+-spec close_stdin(process()) -> ok | {error, closed}.
+close_stdin(P) ->
+    ?ELIXIR_PROCESS:close_stdin(P).
+
+%% @doc Sends a signal (`sigterm', `sigint', ... or a number) to the program's process
+%% group.
+-spec signal(process(), atom() | pos_integer()) -> ok | {error, atom()}.
+signal(P, Signal) ->
+    ?CHECKED([P, Signal], ?ELIXIR_PROCESS:signal(P, Signal)).
+
+%% @doc Stops the program with a grace of 5 seconds; see `stop/2'.
+-spec stop(process()) -> {ok, status()} | {error, closed | error_map()}.
+stop(P) ->
+    stop(P, ?DEFAULT_GRACE).
+
+%% @doc Stops the program: closes stdin, sends its `kill_signal' (SIGTERM) to the process
+%% group, SIGKILL after `GraceMs', and returns the exit status.
+-spec stop(process(), non_neg_integer()) -> {ok, status()} | {error, closed | error_map()}.
+stop(P, GraceMs) ->
+    reply(?CHECKED([P, GraceMs], ?ELIXIR_PROCESS:stop(P, GraceMs))).
+
+%% @doc Waits for the program's exit status, as long as it takes.
+-spec await_exit(process()) -> {ok, status()} | {error, closed | helper_down}.
+await_exit(P) ->
+    await_exit(P, infinity).
+
+%% @doc Waits up to `Timeout' ms for the program's exit status.
+-spec await_exit(process(), timeout()) ->
+    {ok, status()} | {error, timeout | closed | helper_down}.
+await_exit(P, Timeout) ->
+    ?CHECKED([P, Timeout], ?ELIXIR_PROCESS:await_exit(P, Timeout)).
+
+%% @doc The program's OS pid (also its process group id); works for a daemon too.
+-spec os_pid(process()) -> pos_integer() | {error, closed}.
+os_pid(P) ->
+    ?ELIXIR_PROCESS:os_pid(P).
+
+%% @doc Sets options of a running program, as `inet:setopts/2' does: `{active, once}',
+%% `{active, N}' (then `{sluice_passive, P}') or `{active, false}'. `{active, true}' is
+%% refused: it would have no back-pressure.
+-spec setopts(process(), [{active, once | pos_integer() | false}]) -> ok | {error, closed}.
+setopts(P, Opts) ->
+    ?CHECKED([P, Opts], setopts_checked(P, Opts)).
+
+setopts_checked(P, Opts) when is_list(Opts) ->
+    lists:foldl(fun(Opt, ok) -> setopt(P, Opt); (_Opt, Error) -> Error end, ok, Opts);
+setopts_checked(_P, _Opts) ->
+    badarg(options, <<"setopts/2 expects a list of options">>).
+
+setopt(_P, {active, true}) ->
+    badarg(active, <<"{active, true} has no back-pressure: use once or a count N">>);
+setopt(P, {active, Mode}) ->
+    ?ELIXIR_PROCESS:set_active(P, Mode);
+setopt(_P, Other) ->
+    badarg(option_name(Other), <<"setopts/2 takes only {active, once | N | false}">>).
+
+%% @doc Makes `Pid' the receiver of the active-mode messages; only the current
+%% controlling process may hand them over (else `{error, not_owner}').
+-spec controlling_process(process(), pid()) -> ok | {error, not_owner | closed}.
+controlling_process(P, Pid) when is_pid(Pid) ->
+    ?CHECKED([P, Pid], ?ELIXIR_PROCESS:controlling_process(P, Pid)).
+
+%%% Daemons
+
+%% @doc A child spec for a long-lived program under a supervisor: each line it writes
+%% goes to `logger' (`{log, Level | false}'), and when it exits the daemon exits with
+%% `{program_exited, Status}', so the supervisor restarts it. Options: those of
+%% `start_link/2' except `stderr', plus `{name, Name | {local, Name}}', `{id, Id}',
+%% `{log, Level}' and `{max_line_length, Bytes}'.
+-spec daemon_spec(argv(), options()) -> supervisor:child_spec().
+daemon_spec(Argv, Opts) ->
+    Args = [Argv, Opts],
+    Spec = ?CHECKED(Args, 'Elixir.Sluice.Daemon':child_spec(daemon_options(Argv, Opts))),
+    Spec#{start => {?MODULE, start_daemon, [Argv, Opts]}}.
+
+%% @doc Starts a daemon linked to the caller (the `start' of `daemon_spec/2').
+-spec start_daemon(argv(), options()) -> {ok, pid()} | {error, term()}.
+start_daemon(Argv, Opts) ->
+    Args = [Argv, Opts],
+    ?CHECKED(Args, 'Elixir.Sluice.Daemon':start_link(daemon_options(Argv, Opts))).
+
+%%% Errors
+
+%% @doc Readable text for an error: an error map of `{error, Map}', or a reason atom of
+%% a call (`closed', `timeout', `helper_down', `epipe', `active', `not_owner', ...).
+-spec format_error(error_map() | atom() | {timeout, non_neg_integer()}) -> string().
+format_error(#{message := Message, reason := Reason} = Error) ->
+    Stage =
+        case Error of
+            #{stage := S} -> io_lib:format(", at stage ~p", [S]);
+            #{} -> ""
+        end,
+    lists:flatten(io_lib:format("~ts (~p~s)", [Message, Reason, Stage]));
+format_error(closed) ->
+    "the program's Sluice process has ended";
+format_error(timeout) ->
+    "timed out";
+format_error({timeout, Written}) ->
+    lists:flatten(io_lib:format("timed out after writing ~b bytes", [Written]));
+format_error(helper_down) ->
+    "the node's helper program died: the program was killed";
+format_error(epipe) ->
+    "the program closed its stdin";
+format_error(active) ->
+    "the process is in active mode: output comes as messages";
+format_error(not_owner) ->
+    "only the controlling process may do this";
+format_error(not_captured) ->
+    "stderr is read only with {stderr, consume}";
+format_error(Other) ->
+    lists:flatten(io_lib:format("~p", [Other])).
+
+%% @doc Explains a `badarg' raised by this module, for the shell and `erl_error'
+%% (OTP's `error_info' convention).
+-spec format_error(term(), erlang:stacktrace()) -> #{pos_integer() | general => string()}.
+format_error({badarg, What, Message}, [{?MODULE, _Fun, Args, _Info} | _]) when is_list(Args) ->
+    #{argument_position(What, Args) => unicode:characters_to_list(Message)};
+format_error({badarg, _What, Message}, _Stack) ->
+    #{general => unicode:characters_to_list(Message)};
+format_error(_Reason, _Stack) ->
+    #{}.
+
+% Options are the last argument of every call that takes them; argv is the first.
+argument_position(argv, _Args) -> 1;
+argument_position(_Option, Args) -> length(Args).
+
+%%% Translation to the Elixir API
+
+% A mistake in the arguments; raised by ?CHECKED from the API function.
+-spec badarg(atom(), binary()) -> no_return().
+badarg(What, Message) ->
+    throw({?MODULE, badarg, What, Message}).
+
+% What the Elixir message is about: an option it names, or the argument.
+mistake_subject(Message) ->
+    case re:run(Message, "option :([a-z_0-9]+)", [{capture, all_but_first, binary}]) of
+        {match, [Name]} ->
+            binary_to_atom(Name, utf8);
+        nomatch ->
+            Arguments = "^(argv|max|timeout|grace_ms|active|not a signal)",
+            case re:run(Message, Arguments, [{capture, all_but_first, binary}]) of
+                {match, [<<"not a signal">>]} -> signal;
+                {match, [<<"grace_ms">>]} -> grace;
+                {match, [Arg]} -> binary_to_atom(Arg, utf8);
+                nomatch -> badarg
+            end
+    end.
+
+% The Elixir API's messages, in Erlang's words where they name functions.
+erlang_words(Message) ->
+    Replacements = [
+        {<<"Sluice\\.Process\\.">>, <<"sluice:">>},
+        {<<"Sluice\\.Daemon\\.start_link/1">>, <<"sluice:start_daemon/2">>},
+        {<<"Sluice\\.">>, <<"sluice:">>},
+        {<<"(^|[ (\\[,]):([a-z_]+)">>, <<"\\1\\2">>}
+    ],
+    lists:foldl(
+        fun({Pattern, With}, Text) ->
+            re:replace(Text, Pattern, With, [global, {return, binary}])
+        end,
+        Message,
+        Replacements
+    ).
+
+% argv: a list of strings or binaries, each becoming a UTF-8 binary.
+argv(Argv) when is_list(Argv), Argv =/= [] ->
+    [chars(argv, Arg) || Arg <- Argv];
+argv(_Argv) ->
+    badarg(argv, <<"argv must be a non-empty list of strings or binaries">>).
+
+chars(_What, Chars) when is_binary(Chars) ->
+    Chars;
+chars(What, Chars) when is_list(Chars) ->
+    case unicode:characters_to_binary(Chars) of
+        Binary when is_binary(Binary) -> Binary;
+        _ -> badarg(What, <<"expected a string (a list of characters) or a binary">>)
+    end;
+chars(What, _Other) ->
+    badarg(What, <<"expected a string (a list of characters) or a binary">>).
+
+run_options(Opts) ->
+    [input(Opt) || Opt <- options(Opts)].
+
+% run's input: iodata in Erlang is a list of bytes and binaries; flatten it here, so a
+% string is input text and not a list of elements.
+input({input, Input}) when is_list(Input) ->
+    try
+        {input, iolist_to_binary(Input)}
+    catch
+        error:badarg -> badarg(input, <<"input must be iodata">>)
+    end;
+input(Opt) ->
+    Opt.
+
+% A proplist (bare atoms mean true) or a map, to the Elixir API's keyword list.
+options(Opts) when is_map(Opts) ->
+    options(maps:to_list(Opts));
+options(Opts) when is_list(Opts) ->
+    [option(Opt) || Opt <- Opts];
+options(_Opts) ->
+    badarg(options, <<"options must be a proplist or a map">>).
+
+option(Key) when is_atom(Key) -> {Key, true};
+option({env, Env}) -> {env, env(Env)};
+option({cd, Dir}) -> {cd, chars(cd, Dir)};
+option({Key, undefined}) when is_atom(Key) -> {Key, nil};
+option({Key, Value}) when is_atom(Key) -> {Key, Value};
+option(Other) -> badarg(option_name(Other), <<"options are atoms or {Name, Value} pairs">>).
+
+option_name({Key, _}) when is_atom(Key) -> Key;
+option_name(_) -> options.
+
+% {env, [{Name, Value | false}]}: OTP's convention, false unsets.
+env(Env) when is_map(Env) ->
+    env(maps:to_list(Env));
+env(Env) when is_list(Env) ->
+    [env_pair(Pair) || Pair <- Env];
+env(_Env) ->
+    badarg(env, <<"env must be a list of {Name, Value | false}">>).
+
+env_pair({Name, false}) -> {env_name(Name), nil};
+env_pair({Name, Value}) -> {env_name(Name), chars(env, Value)};
+env_pair(_Other) -> badarg(env, <<"env must be a list of {Name, Value | false}">>).
+
+env_name(Name) when is_atom(Name) -> atom_to_binary(Name, utf8);
+env_name(Name) -> chars(env, Name).
+
+daemon_options(Argv, Opts) ->
+    [{argv, argv(Argv)} | [daemon_option(Opt) || Opt <- options(Opts)]].
+
+% Elixir names a registered process by the bare atom.
+daemon_option({name, {local, Name}}) -> {name, Name};
+daemon_option(Opt) -> Opt.
+
+max_bytes(0) -> 65536;
+max_bytes(Max) -> Max.
+
+% {error, %Sluice.Error{}} and %Sluice.Result{} as maps.
+reply({ok, #{'__struct__' := 'Elixir.Sluice.Result'} = Result}) -> {ok, result_map(Result)};
+reply({error, #{'__struct__' := 'Elixir.Sluice.Error'} = Error}) -> {error, error_map(Error)};
+reply(Other) -> Other.
+
+result_map(#{status := Status, stdout := Stdout, stderr := Stderr, os_pid := OsPid}) ->
+    #{
+        status => Status,
+        stdout => undefined(Stdout),
+        stderr => undefined(Stderr),
+        os_pid => undefined(OsPid)
+    }.
+
+error_map(#{reason := Reason, message := Message} = Error) ->
+    Optional = [
+        {stage, maps:get(stage, Error, nil)},
+        {result, partial(maps:get(result, Error, nil))}
+    ],
+    Present = [KV || {_, V} = KV <- Optional, V =/= nil],
+    maps:from_list([{reason, Reason}, {message, Message} | Present]).
+
+partial(#{'__struct__' := 'Elixir.Sluice.Result'} = Result) -> result_map(Result);
+partial(Other) -> Other.
+
+undefined(nil) -> undefined;
+undefined(Value) -> Value.

@@ -1,0 +1,266 @@
+%% @doc The Erlang API, tested from Erlang against real programs (run by
+%% scripts/erlang_test.sh in a plain `erl', no Mix). Each test runs in its own process
+%% and is followed by sluice_probe's leak checks.
+-module(sluice_tests).
+-include_lib("eunit/include/eunit.hrl").
+
+sluice_test_() ->
+    Tests = [
+        fun argv_as_strings_and_binaries/0,
+        fun env_unset_with_false/0,
+        fun bare_atom_and_map_options/0,
+        fun run_statuses/0,
+        fun run_errors/0,
+        fun send_recv_close_stdin/0,
+        fun recv_stderr/0,
+        fun active_once/0,
+        fun active_n_and_passive/0,
+        fun controlling_process/0,
+        fun stop_a_term_ignoring_shell/0,
+        fun spawn_error_map/0,
+        fun format_error_text/0,
+        fun bad_arguments_name_the_option/0,
+        fun badarg_explained_by_the_shell/0,
+        fun owner_death_kills_the_program/0,
+        fun daemon_restarted_by_its_supervisor/0,
+        fun configured_from_sys_config/0
+    ],
+    {foreach, fun sluice_probe:start/0, fun sluice_probe:check/1,
+        [{test_name(T), {timeout, 30, in_own_process(T)}} || T <- Tests]}.
+
+test_name(Test) ->
+    {name, Name} = erlang:fun_info(Test, name),
+    atom_to_list(Name).
+
+% A test's programs are owned by a process that ends with the test.
+in_own_process(Test) ->
+    fun() ->
+        Self = self(),
+        {Pid, Ref} = spawn_monitor(fun() -> Test(), Self ! {done, self()} end),
+        receive
+            {done, Pid} -> ok;
+            {'DOWN', Ref, process, Pid, Reason} -> erlang:error(Reason)
+        end,
+        receive {'DOWN', Ref, process, Pid, _} -> ok end
+    end.
+
+argv_as_strings_and_binaries() ->
+    {ok, #{status := 0, stdout := Out}} =
+        sluice:run(["printf", <<"%s|%s|%s">>, "plain", <<"binary">>, "é ü"]),
+    ?assertEqual(<<"plain|binary|", (unicode:characters_to_binary("é ü"))/binary>>, Out).
+
+env_unset_with_false() ->
+    os:putenv("SLUICE_ERL_GONE", "present"),
+    Script = "echo ${SLUICE_ERL_GONE:-unset} $SLUICE_ERL_NEW",
+    {ok, #{stdout := Before}} = sluice:run(["sh", "-c", Script]),
+    ?assertEqual(<<"present\n">>, Before),
+    Env = [{"SLUICE_ERL_GONE", false}, {"SLUICE_ERL_NEW", "new"}],
+    {ok, #{stdout := After}} = sluice:run(["sh", "-c", Script], [{env, Env}]),
+    ?assertEqual(<<"unset new\n">>, After),
+    % Binaries and atoms as names work too.
+    AtomEnv = [{env, [{'SLUICE_ERL_NEW', <<"b">>}]}],
+    {ok, #{stdout := Atom}} = sluice:run(["sh", "-c", Script], AtomEnv),
+    ?assertEqual(<<"present b\n">>, Atom),
+    os:unsetenv("SLUICE_ERL_GONE").
+
+bare_atom_and_map_options() ->
+    % clear_env as a bare atom: only what env sets is there.
+    {ok, #{stdout := Proplist}} = sluice:run(["/usr/bin/env"], [clear_env, {env, [{"A", "1"}]}]),
+    ?assertEqual(<<"A=1\n">>, Proplist),
+    MapOpts = #{clear_env => true, env => #{"B" => "2"}},
+    {ok, #{stdout := Map}} = sluice:run(["/usr/bin/env"], MapOpts),
+    ?assertEqual(<<"B=2\n">>, Map),
+    % cd as a string, stderr merged.
+    {ok, #{stdout := Merged, stderr := undefined}} =
+        sluice:run(["sh", "-c", "pwd; echo err >&2"], [{cd, "/tmp"}, {stderr, stdout}]),
+    ?assertEqual(<<"/tmp\nerr\n">>, Merged).
+
+run_statuses() ->
+    ?assertMatch({ok, #{status := 0, stdout := <<"out\n">>, stderr := <<"err\n">>}},
+        sluice:run(["sh", "-c", "echo out; echo err >&2"])),
+    ?assertMatch({ok, #{status := 3}}, sluice:run(["sh", "-c", "exit 3"])),
+    ?assertMatch({ok, #{status := {signal, sigkill}}}, sluice:run(["sh", "-c", "kill -9 $$"])),
+    {ok, #{os_pid := OsPid}} = sluice:run(["true"]),
+    ?assert(is_integer(OsPid)),
+    ?assertMatch({ok, #{stdout := <<"abcdef">>}},
+        sluice:run(["cat"], [{input, ["abc", <<"def">>]}])).
+
+run_errors() ->
+    {error, Timeout} = sluice:run(["sh", "-c", "echo partial; sleep 10"], [{timeout, 300}]),
+    ?assertMatch(#{reason := timeout, message := <<_/binary>>,
+                   result := #{stdout := <<"partial\n">>, status := {signal, sigterm}}}, Timeout),
+    ?assertNot(maps:is_key(stage, Timeout)),
+    {error, TooMuch} = sluice:run(["yes"], [{max_output, 1000}]),
+    ?assertMatch(#{reason := max_output, result := #{stdout := <<_/binary>>}}, TooMuch),
+    ?assertMatch({error, #{reason := enoent, stage := chdir}},
+        sluice:run(["true"], [{cd, "/no/such/dir"}])).
+
+send_recv_close_stdin() ->
+    {ok, P} = sluice:start_link(["cat"]),
+    ?assertEqual(ok, sluice:send(P, "hello ")),
+    ?assertEqual(ok, sluice:send(P, [<<"wor">>, $l, "d"], 5000)),
+    ?assertEqual({ok, <<"hello world">>}, recv_all(P, 11, <<>>)),
+    ?assertEqual({error, timeout}, sluice:recv(P, 10, 100)),
+    ?assertEqual(ok, sluice:close_stdin(P)),
+    ?assertEqual({error, closed}, sluice:send(P, "late")),
+    ?assertEqual(eof, sluice:recv(P, 0, 5000)),
+    ?assertEqual({ok, 0}, sluice:await_exit(P, 5000)),
+    ?assert(is_integer(sluice:os_pid(P)) orelse sluice:os_pid(P) =:= {error, closed}).
+
+recv_all(_P, 0, Acc) -> {ok, Acc};
+recv_all(P, Left, Acc) ->
+    {ok, Data} = sluice:recv(P, Left, 5000),
+    recv_all(P, Left - byte_size(Data), <<Acc/binary, Data/binary>>).
+
+recv_stderr() ->
+    {ok, P} = sluice:start_link(["sh", "-c", "echo oops >&2"], [{stderr, consume}]),
+    ?assertEqual({ok, <<"oops\n">>}, sluice:recv_stderr(P, 100, 5000)),
+    ?assertEqual(eof, sluice:recv(P, 100, 5000)),
+    ?assertEqual(eof, sluice:recv_stderr(P, 100, 5000)),
+    ?assertEqual({ok, 0}, sluice:await_exit(P, 5000)).
+
+active_once() ->
+    {ok, P} = sluice:start_link(["sh", "-c", "echo one; sleep 0.3; echo two"]),
+    ok = sluice:setopts(P, [{active, once}]),
+    ?assertEqual(<<"one\n">>, receive {sluice_stdout, P, D1} -> D1 after 5000 -> timeout end),
+    % Nothing more until granted.
+    ?assertEqual(none, receive {sluice_stdout, P, _} -> more after 100 -> none end),
+    ok = sluice:setopts(P, [{active, once}]),
+    ?assertEqual({error, active}, sluice:recv(P, 10, 100)),
+    ?assertEqual(<<"two\n">>, receive {sluice_stdout, P, D2} -> D2 after 5000 -> timeout end),
+    ok = sluice:setopts(P, [{active, once}]),
+    ?assertEqual(0, receive {sluice_exit, P, S} -> S after 5000 -> timeout end).
+
+active_n_and_passive() ->
+    {ok, P} = sluice:start_link(["sh", "-c", "echo a; sleep 0.1; echo b; sleep 0.1; echo c"]),
+    ok = sluice:setopts(P, [{active, 2}]),
+    ?assertEqual(<<"a\n">>, receive {sluice_stdout, P, A} -> A after 5000 -> timeout end),
+    ?assertEqual(<<"b\n">>, receive {sluice_stdout, P, B} -> B after 5000 -> timeout end),
+    ?assertEqual(passive, receive {sluice_passive, P} -> passive after 5000 -> timeout end),
+    ok = sluice:setopts(P, [{active, 5}]),
+    ?assertEqual(<<"c\n">>, receive {sluice_stdout, P, C} -> C after 5000 -> timeout end),
+    ?assertEqual(0, receive {sluice_exit, P, S} -> S after 5000 -> timeout end).
+
+controlling_process() ->
+    Self = self(),
+    {ok, P} = sluice:start_link(["sh", "-c", "sleep 0.2; echo handed"]),
+    Other = spawn_link(fun() ->
+        receive go -> ok end,
+        ok = sluice:setopts(P, [{active, 5}]),
+        receive {sluice_stdout, P, Data} -> Self ! {other_got, Data} end,
+        receive {sluice_exit, P, Status} -> Self ! {other_exit, Status} end
+    end),
+    ?assertEqual({error, not_owner},
+        erpc_call(fun() -> sluice:controlling_process(P, self()) end)),
+    ok = sluice:controlling_process(P, Other),
+    Other ! go,
+    ?assertEqual(<<"handed\n">>, receive {other_got, D} -> D after 5000 -> timeout end),
+    ?assertEqual(0, receive {other_exit, S} -> S after 5000 -> timeout end),
+    ?assertEqual(nothing, receive {sluice_stdout, P, _} -> leaked after 100 -> nothing end).
+
+% Runs Fun in another process and returns its result.
+erpc_call(Fun) ->
+    Self = self(),
+    Pid = spawn(fun() -> Self ! {self(), Fun()} end),
+    receive {Pid, Result} -> Result after 5000 -> timeout end.
+
+stop_a_term_ignoring_shell() ->
+    {ok, P} = sluice:start_link(["sh", "-c", "trap '' TERM; echo ready; sleep 100"]),
+    OsPid = sluice:os_pid(P),
+    {ok, <<"ready\n">>} = sluice:recv(P, 100, 5000),
+    Started = erlang:monotonic_time(millisecond),
+    ?assertEqual({ok, {signal, sigkill}}, sluice:stop(P, 300)),
+    ?assert(erlang:monotonic_time(millisecond) - Started >= 300),
+    ?assertNot(sluice_probe:alive(OsPid)),
+    ?assertEqual({error, closed}, sluice:stop(P)),
+    % A signal by number.
+    {ok, Q} = sluice:start_link(["sleep", "100"]),
+    ok = sluice:signal(Q, 10),
+    ?assertEqual({ok, {signal, sigusr1}}, sluice:await_exit(Q, 5000)).
+
+spawn_error_map() ->
+    {error, Error} = sluice:start_link(["/no/such/program"]),
+    ?assertMatch(#{reason := enoent, stage := exec, message := <<_/binary>>}, Error),
+    ?assertNot(maps:is_key(result, Error)),
+    ?assertMatch({error, #{reason := eacces, stage := exec}}, sluice:start(["/etc/passwd"], [])).
+
+format_error_text() ->
+    {error, Error} = sluice:run(["/no/such/program"]),
+    Text = sluice:format_error(Error),
+    ?assert(io_lib:printable_unicode_list(Text)),
+    ?assertMatch({match, _}, re:run(Text, "/no/such/program.*enoent.*stage exec")),
+    ?assertEqual("timed out", sluice:format_error(timeout)),
+    ?assertEqual("the program closed its stdin", sluice:format_error(epipe)),
+    ?assertEqual("timed out after writing 12 bytes", sluice:format_error({timeout, 12})).
+
+bad_arguments_name_the_option() ->
+    ?assertError({badarg, bogus, <<"unknown option bogus for sluice:run/2", _/binary>>},
+        sluice:run(["true"], [bogus])),
+    ?assertError({badarg, stderr, _}, sluice:run(["true"], [{stderr, sideways}])),
+    ?assertError({badarg, env, _}, sluice:run(["true"], [{env, [{"X", 1}]}])),
+    ?assertError({badarg, env, _}, sluice:run(["true"], [{env, [not_a_pair]}])),
+    ?assertError({badarg, cd, _}, sluice:run(["true"], [{cd, 42}])),
+    ?assertError({badarg, argv, _}, sluice:run("true", [])),
+    ?assertError({badarg, argv, _}, sluice:run([], [])),
+    ?assertError({badarg, argv, _}, sluice:run([true], [])),
+    ?assertError({badarg, options, _}, sluice:run(["true"], not_options)),
+    ?assertError({badarg, input, _}, sluice:run(["cat"], [{input, [1000]}])),
+    ?assertError({badarg, kill_grace, _}, sluice:start_link(["true"], [{kill_grace, -1}])),
+    {ok, P} = sluice:start_link(["cat"]),
+    ?assertError({badarg, active, _}, sluice:setopts(P, [{active, true}])),
+    ?assertError({badarg, active, _}, sluice:setopts(P, [{active, 0}])),
+    ?assertError({badarg, packet, _}, sluice:setopts(P, [{packet, 4}])),
+    ?assertError({badarg, signal, _}, sluice:signal(P, sigbogus)),
+    ?assertError({badarg, max, _}, sluice:recv(P, -1, 100)),
+    ?assertError({badarg, timeout, _}, sluice:await_exit(P, soon)),
+    % The program and the VM carry on.
+    ok = sluice:send(P, "still here"),
+    ?assertEqual({ok, <<"still here">>}, sluice:recv(P, 100, 5000)),
+    {ok, _} = sluice:stop(P, 1000).
+
+badarg_explained_by_the_shell() ->
+    try sluice:run(["true"], [{stderr, sideways}]) of
+        _ -> error(not_raised)
+    catch
+        error:Reason:Stack ->
+            [{sluice, run, [["true"], [{stderr, sideways}]], _} | _] = Stack,
+            Text = lists:flatten(erl_error:format_exception(error, Reason, Stack)),
+            ?assertMatch({match, _}, re:run(Text, "argument 2: invalid value for option stderr"))
+    end.
+
+owner_death_kills_the_program() ->
+    Self = self(),
+    Owner = spawn(fun() ->
+        {ok, P} = sluice:start_link(["sleep", "100"]),
+        Self ! {os_pid, sluice:os_pid(P)},
+        receive never -> ok end
+    end),
+    OsPid = receive {os_pid, N} -> N after 5000 -> error(no_start) end,
+    ?assert(sluice_probe:alive(OsPid)),
+    exit(Owner, kill),
+    ?assert(sluice_probe:eventually(fun() -> not sluice_probe:alive(OsPid) end, 6000)).
+
+daemon_restarted_by_its_supervisor() ->
+    Opts = [{name, {local, sluice_erl_daemon}}, {log, false}],
+    Spec = sluice:daemon_spec(["sleep", "100"], Opts),
+    ?assertMatch(#{id := sluice_erl_daemon, start := {sluice, start_daemon, _}}, Spec),
+    {ok, Sup} = supervisor:start_link(sluice_test_sup, [Spec]),
+    First = sluice:os_pid(sluice_erl_daemon),
+    ?assert(sluice_probe:alive(First)),
+    os:cmd("kill -9 " ++ integer_to_list(First)),
+    Restarted = fun() ->
+        New = (catch sluice:os_pid(sluice_erl_daemon)),
+        is_integer(New) andalso New =/= First
+    end,
+    ?assert(sluice_probe:eventually(Restarted, 5000)),
+    Second = sluice:os_pid(sluice_erl_daemon),
+    unlink(Sup),
+    Ref = monitor(process, Sup),
+    exit(Sup, shutdown),
+    receive {'DOWN', Ref, process, Sup, _} -> ok end,
+    ?assertNot(sluice_probe:alive(Second)).
+
+configured_from_sys_config() ->
+    % scripts/erlang_test.sh starts the VM with test/erlang/sys.config.
+    ?assertEqual({ok, auto}, application:get_env(sluice, cgroup)),
+    ?assertEqual({ok, 1000}, application:get_env(sluice, shutdown_grace)).
