@@ -294,16 +294,17 @@ mistake_subject(Message) ->
         {match, [Name]} ->
             binary_to_atom(Name, utf8);
         nomatch ->
-            Arguments = "^(argv|max|timeout|grace_ms|active|not a signal)",
+            Arguments = "^(argv|max|timeout|grace_ms|active|not a signal|write expects)",
             case re:run(Message, Arguments, [{capture, all_but_first, binary}]) of
                 {match, [<<"not a signal">>]} -> signal;
                 {match, [<<"grace_ms">>]} -> grace;
+                {match, [<<"write expects">>]} -> data;
                 {match, [Arg]} -> binary_to_atom(Arg, utf8);
                 nomatch -> badarg
             end
     end.
 
-% The Elixir API's messages, in Erlang's words where they name functions.
+% The Elixir API's messages, in Erlang's words where they name functions and atoms.
 erlang_words(Message) ->
     Replacements = [
         {<<"Sluice\\.Process\\.">>, <<"sluice:">>},

@@ -213,6 +213,8 @@ bad_arguments_name_the_option() ->
     ?assertError({badarg, signal, _}, sluice:signal(P, sigbogus)),
     ?assertError({badarg, max, _}, sluice:recv(P, -1, 100)),
     ?assertError({badarg, timeout, _}, sluice:await_exit(P, soon)),
+    ?assertError({badarg, data, _}, sluice:send(P, 123)),
+    ?assertError({badarg, grace, _}, sluice:stop(P, -5)),
     % The program and the VM carry on.
     ok = sluice:send(P, "still here"),
     ?assertEqual({ok, <<"still here">>}, sluice:recv(P, 100, 5000)),
