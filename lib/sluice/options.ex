@@ -14,8 +14,13 @@ defmodule Sluice.Options do
   | `:kill_grace` | `5_000` ms | all |
   | `:pipe_size` | `nil`: stdout 256 KiB for up to 64 running programs, else the system's 64 KiB | all |
   | `:start_timeout` | `10_000` ms | process, stream, daemon |
+  | `:framing` | `:raw`; `{:packet, 1 \\| 2 \\| 4}` or `{:line, max_bytes}`: read and write in frames | process, stream |
+  | `:max_frame` | `67_108_864` (64 MiB): a larger announced packet is `:frame_too_large` | process, stream |
+  | `:use_stdio` | `true`; `false`: the data goes through fds 3 (input) and 4 (output) | process |
+  | `:stdout` | `:console` (with `use_stdio: false` only; or `:null`, `:log`) | process |
   | `:input` | `nil` | run, stream |
   | `:timeout` | `:infinity` | run |
+  | `:idle_timeout` | `:infinity`: ms without any output before the program is stopped | run, stream |
   | `:max_output` | `:infinity` | run |
   | `:success_exit_codes` | `[0]` | run, stream |
   | `:chunk_size` | `65_536` | stream |
@@ -23,13 +28,23 @@ defmodule Sluice.Options do
   | `:lines` | `false` | stream |
   | `:max_line_length` | `1_048_576` | stream, daemon |
   | `:log` | `:info` | daemon |
+  | `:ready` | `nil`; a `Regex` or `fn line -> boolean end`: start returns once a line matches | daemon |
+  | `:ready_timeout` | `30_000` ms, then `{:error, %Sluice.Error{reason: :not_ready}}` | daemon |
   | `:name`, `:id` | `nil` | daemon |
 
   `:stderr` takes `:console`, `:null` or `:stdout` everywhere, `:consume` for
-  `Sluice.Process` and streams, and `:capture` for `run` and streams.
+  `Sluice.Process` and streams, and `:capture` for `run` and streams. With
+  `use_stdio: false`, `:stdout` and `:stderr` take `:console` (the VM's stderr), `:null` or
+  `:log` (each line to `Logger` at `:info`, with `os_pid` and `stream` metadata, in pieces
+  of at most 16 KiB: read as it comes, so memory stays bounded).
+
+  `Sluice.Worker` takes the options of `Sluice.Process` (its `:framing` defaults to
+  `{:packet, 4}`, and `:stderr` may not be `:consume`) plus `:name`.
   """
 
   @all [:process, :run, :stream, :daemon]
+  # Where a program's own stdout and stderr may go when its data uses fds 3 and 4.
+  @private_outputs [:console, :null, :log]
   @spawning [:process, :stream, :daemon]
   @log_levels [:emergency, :alert, :critical, :error, :warning, :warn, :notice, :info, :debug]
 
@@ -43,8 +58,13 @@ defmodule Sluice.Options do
     kill_grace: {5_000, @all},
     pipe_size: {nil, @all},
     start_timeout: {10_000, @spawning},
+    framing: {:raw, [:process, :stream]},
+    max_frame: {67_108_864, [:process, :stream]},
+    use_stdio: {true, [:process]},
+    stdout: {nil, [:process]},
     input: {nil, [:run, :stream]},
     timeout: {:infinity, [:run]},
+    idle_timeout: {:infinity, [:run, :stream]},
     max_output: {:infinity, [:run]},
     success_exit_codes: {[0], [:run, :stream]},
     chunk_size: {65_536, [:stream]},
@@ -52,12 +72,14 @@ defmodule Sluice.Options do
     lines: {false, [:stream]},
     max_line_length: {1_048_576, [:stream, :daemon]},
     log: {:info, [:daemon]},
+    ready: {nil, [:daemon]},
+    ready_timeout: {30_000, [:daemon]},
     name: {nil, [:daemon]},
     id: {nil, [:daemon]}
   ]
 
   @stderr %{
-    process: [:console, :null, :stdout, :consume],
+    process: [:console, :null, :stdout, :consume, :log],
     run: [:capture, :stdout, :null, :console],
     stream: [:console, :null, :stdout, :consume, :capture]
   }
@@ -99,11 +121,30 @@ defmodule Sluice.Options do
       MapSet.put(seen, key)
     end)
 
-    Map.new(accepted, fn key ->
+    accepted
+    |> Map.new(fn key ->
       value = Keyword.get_lazy(opts, key, fn -> default(key, entry) end)
       {key, check!(key, value, entry)}
     end)
+    |> combined!()
   end
+
+  # Options that depend on each other.
+  defp combined!(%{use_stdio: true, stdout: stdout}) when stdout != nil,
+    do: bad!(:stdout, "no value unless use_stdio: false (stdout is the data then)", stdout)
+
+  defp combined!(%{use_stdio: true, stderr: :log}),
+    do: bad!(:stderr, ":console, :null, :stdout or :consume unless use_stdio: false", :log)
+
+  defp combined!(%{use_stdio: false, stderr: stderr}) when stderr not in @private_outputs,
+    do: bad!(:stderr, "one of :console, :null, :log with use_stdio: false", stderr)
+
+  defp combined!(%{use_stdio: false, stdout: nil} = opts), do: %{opts | stdout: :console}
+
+  defp combined!(%{lines: true, framing: framing}) when framing != :raw,
+    do: bad!(:framing, ":raw with lines: true (or {:line, max} instead of lines:)", framing)
+
+  defp combined!(opts), do: opts
 
   for entry <- @all do
     defaults =
@@ -183,6 +224,8 @@ defmodule Sluice.Options do
       env: environment(opts.env, opts.clear_env),
       cd: opts.cd,
       stderr: helper_stderr(Map.get(opts, :stderr, :consume)),
+      use_stdio: Map.get(opts, :use_stdio, true),
+      stdout: helper_stdout(Map.get(opts, :stdout)),
       pipe_size: opts.pipe_size,
       kill_signal: signum,
       kill_grace: opts.kill_grace
@@ -194,6 +237,13 @@ defmodule Sluice.Options do
   defp helper_stderr(:stdout), do: :stdout
   defp helper_stderr(:null), do: :null
   defp helper_stderr(:console), do: :inherit
+  defp helper_stderr(:log), do: :pipe
+
+  # The program's own stdout when its data goes through fds 3 and 4.
+  defp helper_stdout(nil), do: :pipe
+  defp helper_stdout(:log), do: :pipe
+  defp helper_stdout(:null), do: :null
+  defp helper_stdout(:console), do: :inherit
 
   # The program's complete environment: the VM's current one (so System.put_env is seen),
   # or nothing with clear_env, then the overrides; a nil value unsets. Without options it
@@ -228,8 +278,26 @@ defmodule Sluice.Options do
 
   defp check!(:env, env, _), do: bad!(:env, "a map or a list of {name, value} pairs", env)
 
-  defp check!(key, value, _) when key in [:clear_env, :lines] and is_boolean(value), do: value
-  defp check!(key, value, _) when key in [:clear_env, :lines], do: bad!(key, "a boolean", value)
+  defp check!(key, value, _) when key in [:clear_env, :lines, :use_stdio] and is_boolean(value),
+    do: value
+
+  defp check!(key, value, _) when key in [:clear_env, :lines, :use_stdio],
+    do: bad!(key, "a boolean", value)
+
+  defp check!(:stdout, value, _) when value in [nil | @private_outputs], do: value
+  defp check!(:stdout, value, _), do: bad!(:stdout, "one of :console, :null, :log", value)
+
+  defp check!(:framing, value, _) do
+    case Sluice.Framing.check(value) do
+      {:ok, framing} -> framing
+      :error -> bad!(:framing, ":raw, {:packet, 1 | 2 | 4} or {:line, max_bytes}", value)
+    end
+  end
+
+  defp check!(:ready, nil, _), do: nil
+  defp check!(:ready, %Regex{} = re, _), do: re
+  defp check!(:ready, fun, _) when is_function(fun, 1), do: fun
+  defp check!(:ready, value, _), do: bad!(:ready, "a Regex or a 1-arity function", value)
 
   defp check!(:stderr, value, entry) do
     allowed = Map.fetch!(@stderr, entry)
@@ -239,13 +307,13 @@ defmodule Sluice.Options do
       else: bad!(:stderr, "one of #{Enum.map_join(allowed, ", ", &inspect/1)}", value)
   end
 
-  defp check!(key, value, _) when key in [:kill_grace, :start_timeout] do
+  defp check!(key, value, _) when key in [:kill_grace, :start_timeout, :ready_timeout] do
     if is_integer(value) and value >= 0 and value <= 4_294_967_295,
       do: value,
       else: bad!(key, "a non-negative integer (ms)", value)
   end
 
-  defp check!(key, value, _) when key in [:timeout, :exit_timeout] do
+  defp check!(key, value, _) when key in [:timeout, :exit_timeout, :idle_timeout] do
     if value == :infinity or (is_integer(value) and value >= 0),
       do: value,
       else: bad!(key, "a non-negative integer (ms) or :infinity", value)
@@ -262,7 +330,7 @@ defmodule Sluice.Options do
   defp check!(:pipe_size, n, _) when is_integer(n) and n >= 4096 and n <= 1_073_741_824, do: n
   defp check!(:pipe_size, n, _), do: bad!(:pipe_size, "nil or an integer of bytes >= 4096", n)
 
-  defp check!(key, n, _) when key in [:chunk_size, :max_line_length] do
+  defp check!(key, n, _) when key in [:chunk_size, :max_line_length, :max_frame] do
     if is_integer(n) and n > 0 and n <= 1_073_741_824,
       do: n,
       else: bad!(key, "a positive integer of bytes up to 1 GiB", n)

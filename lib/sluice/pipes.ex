@@ -12,17 +12,25 @@ defmodule Sluice.Pipes do
   #   * stdin is `:open` or `:closed`;
   #   * the program is `:running`, `{:exited, status}`, or `:lost` (the helper program
   #     died first: no status will ever come).
+  #
+  # With a framing other than `:raw`, stdout is read through a Sluice.Framing decoder:
+  # `read/3` then returns one whole frame, and reads only what completes it.
+  #
+  # With `use_stdio: false` the program's fds 3 and 4 arrive as the roles `:fd3` and
+  # `:fd4`: they are this value's `:stdin` and `:stdout`, and the program's own stdout and
+  # stderr, when piped (to be logged), are `:log_stdout` and `:log_stderr`.
 
   require Logger
 
-  alias Sluice.{Error, Native}
+  alias Sluice.{Error, Framing, Native}
   alias Sluice.Helper
   alias Sluice.Helper.{Env, Protocol}
 
-  defstruct [:id, :os_pid, :channel, :kill, fds: %{}, open: %{}, exit: :running]
+  defstruct [:id, :os_pid, :channel, :kill, :decoder, fds: %{}, open: %{}, exit: :running]
 
   @type source :: :stdout | :stderr
-  @type role :: :stdin | source
+  @type log_source :: :log_stdout | :log_stderr
+  @type role :: :stdin | source | log_source
   @type status :: Protocol.status()
   @type exit_state :: :running | {:exited, status} | :lost
   @type deadline :: integer | :infinity
@@ -33,7 +41,8 @@ defmodule Sluice.Pipes do
           kill: {pos_integer, non_neg_integer},
           fds: %{optional(role) => Native.fd()},
           open: %{optional(role) => :open | :eof | :closed},
-          exit: exit_state
+          exit: exit_state,
+          decoder: Framing.t() | nil
         }
 
   # How often a full fd socket is retried, until the caller's deadline.
@@ -129,6 +138,7 @@ defmodule Sluice.Pipes do
 
   defp spawned(%{id: id} = p, {:spawned, id, os_pid, roles}, fds)
        when length(roles) == length(fds) do
+    roles = data_roles(roles)
     fds = Map.new(Enum.zip(roles, fds))
     open = Map.new(roles, &{&1, :open})
     {:ok, %{p | os_pid: os_pid, fds: fds, open: open}}
@@ -155,15 +165,67 @@ defmodule Sluice.Pipes do
     {:error, Error.new(:eproto, "unexpected spawn reply: #{inspect(other)}", stage: :handoff)}
   end
 
+  # The program's private channel (fds 3 and 4) carries the data; its stdout and stderr,
+  # piped only to be logged, are then log sources.
+  defp data_roles(roles) do
+    if :fd4 in roles do
+      Enum.map(roles, fn
+        :fd3 -> :stdin
+        :fd4 -> :stdout
+        :stdout -> :log_stdout
+        :stderr -> :log_stderr
+      end)
+    else
+      roles
+    end
+  end
+
   ## Data
+
+  @doc "Reads stdout in frames of `framing` (`:raw`: as the bytes come)."
+  @spec frame(t, Framing.framing(), pos_integer) :: t
+  def frame(p, framing, max_frame), do: %{p | decoder: Framing.decoder(framing, max_frame)}
+
+  @doc "Whether decoding stdout failed (a frame over `max_frame`): the program must stop."
+  @spec frame_error(t) :: atom | nil
+  def frame_error(%{decoder: %Framing{phase: {:failed, reason}}}), do: reason
+  def frame_error(_p), do: nil
 
   @doc """
   One non-blocking read of at most `max` bytes from `source`. `{:wait, p}` means the pipe
   is empty and a `:ready_input` message will come to the caller.
   """
-  @spec read(t, source, pos_integer) ::
-          {:ok, binary, t} | {:eof, t} | {:wait, t} | {:error, atom, t}
-  def read(p, source, max) do
+  @spec read(t, source | log_source, pos_integer) ::
+          {:ok, Framing.frame(), t} | {:eof, t} | {:wait, t} | {:error, atom, t}
+  def read(%{decoder: %Framing{} = d} = p, :stdout, _max) do
+    case Framing.pop(d) do
+      {:ok, frame, d} ->
+        {:ok, frame, %{p | decoder: d}}
+
+      {:error, reason} ->
+        {:error, reason, p}
+
+      :more ->
+        case read_bytes(p, :stdout, Framing.read_size(d)) do
+          {:ok, data, p} -> read(%{p | decoder: Framing.feed(d, data)}, :stdout, 1)
+          {:eof, p} -> end_of_frames(p)
+          other -> other
+        end
+    end
+  end
+
+  def read(p, source, max), do: read_bytes(p, source, max)
+
+  # At EOF the decoder gives up what it holds (a last line without newline): stdout counts
+  # as open (`open?/2`) until that frame was read.
+  defp end_of_frames(%{decoder: d} = p) do
+    case Framing.pop(Framing.finish(d)) do
+      {:ok, frame, d} -> {:ok, frame, %{p | decoder: d}}
+      _nothing -> {:eof, %{p | decoder: Framing.finish(d)}}
+    end
+  end
+
+  defp read_bytes(p, source, max) do
     case p.open do
       %{^source => :open} ->
         case Native.read(p.fds[source], max) do
@@ -212,6 +274,9 @@ defmodule Sluice.Pipes do
 
   @doc "Whether `source` is piped and not at EOF."
   @spec open?(t, role) :: boolean
+  def open?(%{decoder: %Framing{} = d} = p, :stdout),
+    do: Map.get(p.open, :stdout) == :open or Framing.ready?(d)
+
   def open?(p, role), do: Map.get(p.open, role) == :open
 
   @doc "The outputs still open, stdout first."

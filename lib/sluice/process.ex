@@ -130,7 +130,7 @@ defmodule Sluice.Process do
     opts = Options.validate!(opts, :process, who)
     spec = Options.spawn_spec(argv, opts)
     # The server bounds the spawn by start_timeout; the margin covers its own start.
-    args = {spec, self(), opts.start_timeout}
+    args = {spec, self(), opts}
 
     case GenServer.start(Server, args, timeout: opts.start_timeout + 5_000) do
       {:ok, pid} ->
@@ -216,7 +216,10 @@ defmodule Sluice.Process do
         ArgumentError -> raise ArgumentError, "write expects iodata, got: #{inspect(iodata)}"
       end
 
-    call(p, {:write, data, Options.timeout!(timeout)})
+    case call(p, {:write, data, Options.timeout!(timeout)}) do
+      {:bad_frame, message} -> raise ArgumentError, message
+      answer -> answer
+    end
   end
 
   @doc """

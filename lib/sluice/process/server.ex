@@ -10,7 +10,8 @@ defmodule Sluice.Process.Server do
 
   use GenServer
 
-  alias Sluice.{Error, Pipes}
+  alias Sluice.{Error, Framing, Pipes}
+  alias Sluice.Pipes.Log
   alias Sluice.Process.{Active, Requests}
 
   # How much longer than the grace a stop may take before it is reported as a timeout.
@@ -20,6 +21,9 @@ defmodule Sluice.Process.Server do
     :pipes,
     :owner,
     :controller,
+    framing: :raw,
+    log: %{},
+    frame_failed: false,
     active: false,
     ever_active: false,
     delivered: false,
@@ -30,6 +34,9 @@ defmodule Sluice.Process.Server do
           pipes: Pipes.t(),
           owner: pid,
           controller: pid,
+          framing: Framing.framing(),
+          log: Log.t(),
+          frame_failed: boolean,
           active: Active.mode(),
           ever_active: boolean,
           delivered: boolean,
@@ -37,12 +44,14 @@ defmodule Sluice.Process.Server do
         }
 
   @impl true
-  def init({spec, owner, start_timeout}) do
-    case Pipes.open(spec, Pipes.deadline(start_timeout)) do
+  def init({spec, owner, opts}) do
+    case Pipes.open(spec, Pipes.deadline(opts.start_timeout)) do
       {:ok, pipes} ->
         Process.monitor(owner)
-        pipes = Pipes.control(pipes)
-        {:ok, %__MODULE__{pipes: pipes, owner: owner, controller: owner}}
+        pipes = pipes |> Pipes.control() |> Pipes.frame(opts.framing, opts.max_frame)
+        {log, pipes} = Log.drain_all(Log.new(pipes), pipes)
+        s = %__MODULE__{pipes: pipes, owner: owner, controller: owner, log: log}
+        {:ok, %{s | framing: opts.framing}}
 
       {:error, error} ->
         {:stop, {:shutdown, error}}
@@ -68,12 +77,10 @@ defmodule Sluice.Process.Server do
   end
 
   def handle_call({:write, data, timeout}, from, s) do
-    if Pipes.open?(s.pipes, :stdin) do
-      req = Requests.request(%{from: from, data: data, written: 0}, timeout, :write)
-      s = put_in(s.requests.writes, :queue.in(req, s.requests.writes))
-      {:noreply, %{s | requests: Requests.serve_writes(s.requests, s.pipes)}}
-    else
-      {:reply, {:error, :closed}, s}
+    case Framing.encode(s.framing, data) do
+      {:ok, frame} -> write(IO.iodata_to_binary(frame), timeout, from, s)
+      # The caller raises it as an ArgumentError (Sluice.Process.write/3).
+      {:error, message} -> {:reply, {:bad_frame, message}, s}
     end
   end
 
@@ -126,6 +133,10 @@ defmodule Sluice.Process.Server do
     case Pipes.handle_ready(s.pipes, msg) do
       {:ready, :stdin} ->
         {:noreply, %{s | requests: Requests.serve_writes(s.requests, s.pipes)}}
+
+      {:ready, role} when role in [:log_stdout, :log_stderr] ->
+        {log, pipes} = Log.drain(s.log, s.pipes, role)
+        {:noreply, %{s | log: log, pipes: pipes}}
 
       {:ready, _output} ->
         s |> serve() |> maybe_end()
@@ -182,12 +193,15 @@ defmodule Sluice.Process.Server do
   defp control(s), do: {:noreply, s}
 
   # Serves reads, or active deliveries (and the exit message once everything was read).
-  defp serve(%{active: false} = s) do
+  # A frame over max_frame stops the program, once.
+  defp serve(s), do: s |> serve_output() |> stop_on_frame_error()
+
+  defp serve_output(%{active: false} = s) do
     {requests, pipes} = Requests.serve_reads(s.requests, s.pipes)
     %{s | requests: requests, pipes: pipes}
   end
 
-  defp serve(s) do
+  defp serve_output(s) do
     {mode, pipes} = Active.deliver(s.active, s.pipes, s.controller)
     s = %{s | active: mode, pipes: pipes}
 
@@ -205,6 +219,22 @@ defmodule Sluice.Process.Server do
     end
   end
 
+  defp stop_on_frame_error(%{frame_failed: false} = s) do
+    case Pipes.frame_error(s.pipes) do
+      nil ->
+        s
+
+      reason ->
+        if s.ever_active, do: send(s.controller, {:sluice_error, self(), reason})
+        {_signal, grace} = s.pipes.kill
+        s = close_stdin(s)
+        pipes = if s.pipes.exit == :running, do: Pipes.stop(s.pipes, grace), else: s.pipes
+        %{s | pipes: pipes, frame_failed: true}
+    end
+  end
+
+  defp stop_on_frame_error(s), do: s
+
   defp maybe_end(%{pipes: %{exit: {:exited, _}} = pipes, delivered: true} = s) do
     if Pipes.open_outputs(pipes) == [] and s.requests.reads == [] do
       Pipes.close(pipes)
@@ -215,6 +245,16 @@ defmodule Sluice.Process.Server do
   end
 
   defp maybe_end(s), do: {:noreply, s}
+
+  defp write(data, timeout, from, s) do
+    if Pipes.open?(s.pipes, :stdin) do
+      req = Requests.request(%{from: from, data: data, written: 0}, timeout, :write)
+      s = put_in(s.requests.writes, :queue.in(req, s.requests.writes))
+      {:noreply, %{s | requests: Requests.serve_writes(s.requests, s.pipes)}}
+    else
+      {:reply, {:error, :closed}, s}
+    end
+  end
 
   defp close_stdin(s) do
     requests = Requests.fail_writes(s.requests, {:error, :closed})

@@ -3,7 +3,7 @@
 //! child between clone and exec) and `seqpacket.rs` (SCM_RIGHTS), this is one of the three
 //! places that may say `unsafe`.
 
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
 use nix::errno::Errno;
@@ -137,6 +137,15 @@ pub fn signal_is_ignored(sig: i32) -> bool {
         (libc::sigaction(sig, ptr::null(), &mut old), old)
     };
     r == 0 && old.sa_sigaction == libc::SIG_IGN
+}
+
+/// A close-on-exec duplicate of `fd` numbered `lowest` or above (`F_DUPFD_CLOEXEC`).
+pub fn dup_at_least(fd: BorrowedFd<'_>, lowest: RawFd) -> Result<OwnedFd, Errno> {
+    // SAFETY: F_DUPFD_CLOEXEC on an fd we borrow creates a new fd, which we then own alone.
+    unsafe {
+        let new = libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, lowest);
+        Errno::result(new).map(|new| OwnedFd::from_raw_fd(new))
+    }
 }
 
 /// `F_SETPIPE_SZ`; returns whether it took. Failure (a size over the limit) is harmless.

@@ -21,7 +21,7 @@ pub mod term;
 
 pub use framing::{encode_frame, FrameError, FrameReader, MAX_FRAME_LEN};
 pub use reply::{ExitStatus, Reply, Role};
-pub use request::{Request, SpawnSpec, StderrMode};
+pub use request::{Request, SpawnSpec, StderrMode, StdoutMode};
 pub use stage::Stage;
 pub use term::DecodeError;
 

@@ -17,6 +17,10 @@ pub enum Role {
     Stdout,
     /// The read end of the program's stderr (with `stderr: :pipe`).
     Stderr,
+    /// The write end of the pipe the program reads as fd 3 (`use_stdio: false`).
+    Fd3,
+    /// The read end of the pipe the program writes as fd 4 (`use_stdio: false`).
+    Fd4,
 }
 
 impl Role {
@@ -26,6 +30,8 @@ impl Role {
             Role::Stdin => "stdin",
             Role::Stdout => "stdout",
             Role::Stderr => "stderr",
+            Role::Fd3 => "fd3",
+            Role::Fd4 => "fd4",
         }
     }
 }
@@ -168,7 +174,9 @@ mod codec {
             Some("stdin") => Ok(Role::Stdin),
             Some("stdout") => Ok(Role::Stdout),
             Some("stderr") => Ok(Role::Stderr),
-            _ => Err(err("a role must be :stdin, :stdout or :stderr")),
+            Some("fd3") => Ok(Role::Fd3),
+            Some("fd4") => Ok(Role::Fd4),
+            _ => Err(err("a role must be :stdin, :stdout, :stderr, :fd3 or :fd4")),
         }
     }
 

@@ -30,6 +30,19 @@ pub enum StderrMode {
     Inherit,
 }
 
+/// Where the program's own stdout goes when its data uses fds 3 and 4 (`use_stdio: false`);
+/// with stdio, stdout is always a pipe to the BEAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StdoutMode {
+    /// A pipe whose read end goes to the BEAM (which logs it).
+    #[default]
+    Pipe,
+    /// `/dev/null`.
+    Null,
+    /// The helper program's own stderr (the BEAM's stderr: the console).
+    Inherit,
+}
+
 /// What to start: the `spec` map of a `spawn` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpawnSpec {
@@ -44,6 +57,11 @@ pub struct SpawnSpec {
     pub cd: Option<Vec<u8>>,
     /// stderr wiring.
     pub stderr: StderrMode,
+    /// `false`: the data goes through fds 3 (the program's input) and 4 (its output), like
+    /// Port's `nouse_stdio`; stdin is `/dev/null` and stdout is wired by `stdout`.
+    pub use_stdio: bool,
+    /// The program's own stdout when `use_stdio` is false.
+    pub stdout: StdoutMode,
     /// `F_SETPIPE_SZ` for every pipe, `None` = kernel default.
     pub pipe_size: Option<usize>,
     /// Sent when the channel closes while the program runs.
@@ -59,6 +77,8 @@ impl Default for SpawnSpec {
             env: None,
             cd: None,
             stderr: StderrMode::Inherit,
+            use_stdio: true,
+            stdout: StdoutMode::Pipe,
             pipe_size: None,
             kill_signal: DEFAULT_KILL_SIGNAL,
             kill_grace_ms: DEFAULT_KILL_GRACE_MS,
@@ -168,11 +188,34 @@ impl SpawnSpec {
                 ))
             }
         };
+        let use_stdio = match get("use_stdio").map(atom_name) {
+            None | Some(Some("true")) | Some(Some("nil")) => true,
+            Some(Some("false")) => false,
+            Some(_) => {
+                return Err(DecodeError::at_stage(
+                    Stage::Spec,
+                    "use_stdio must be true or false",
+                ))
+            }
+        };
+        let stdout = match get("stdout").map(atom_name) {
+            None | Some(Some("pipe")) | Some(Some("nil")) => StdoutMode::Pipe,
+            Some(Some("null")) => StdoutMode::Null,
+            Some(Some("inherit")) => StdoutMode::Inherit,
+            Some(_) => {
+                return Err(DecodeError::at_stage(
+                    Stage::Spec,
+                    "stdout must be :pipe, :null or :inherit",
+                ))
+            }
+        };
         Ok(SpawnSpec {
             argv,
             env,
             cd,
             stderr,
+            use_stdio,
+            stdout,
             pipe_size: opt_int(get("pipe_size"), "pipe_size")?,
             kill_signal: opt_int(get("kill_signal"), "kill_signal")?.unwrap_or(DEFAULT_KILL_SIGNAL),
             kill_grace_ms: opt_int(get("kill_grace"), "kill_grace")?
@@ -253,7 +296,7 @@ mod codec {
 
     use eetf::{List, Map, Term};
 
-    use super::{Request, SpawnSpec, StderrMode};
+    use super::{Request, SpawnSpec, StderrMode, StdoutMode};
     use crate::etf::encode_term;
     use crate::term::{atom, binary, int_i64, int_u64, nil, tuple};
 
@@ -264,6 +307,16 @@ mod codec {
                 StderrMode::Stdout => "stdout",
                 StderrMode::Null => "null",
                 StderrMode::Inherit => "inherit",
+            }
+        }
+    }
+
+    impl StdoutMode {
+        fn atom(self) -> &'static str {
+            match self {
+                StdoutMode::Pipe => "pipe",
+                StdoutMode::Null => "null",
+                StdoutMode::Inherit => "inherit",
             }
         }
     }
@@ -290,6 +343,9 @@ mod codec {
                 self.cd.as_deref().map(binary).unwrap_or_else(nil),
             );
             map.insert(atom("stderr"), atom(self.stderr.atom()));
+            let use_stdio = if self.use_stdio { "true" } else { "false" };
+            map.insert(atom("use_stdio"), atom(use_stdio));
+            map.insert(atom("stdout"), atom(self.stdout.atom()));
             map.insert(
                 atom("pipe_size"),
                 self.pipe_size

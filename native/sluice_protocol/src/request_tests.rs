@@ -15,6 +15,8 @@ fn spec() -> SpawnSpec {
         env: Some(vec![b"PATH=/bin".to_vec()]),
         cd: Some(b"/tmp".to_vec()),
         stderr: StderrMode::Pipe,
+        use_stdio: false,
+        stdout: StdoutMode::Null,
         pipe_size: Some(65536),
         kill_signal: 2,
         kill_grace_ms: 1 << 33,
@@ -77,6 +79,9 @@ fn decodes_erlang_spawn() {
                 env: None,
                 cd: None,
                 stderr: StderrMode::Null,
+                // no use_stdio or stdout keys: stdio as usual
+                use_stdio: true,
+                stdout: StdoutMode::Pipe,
                 pipe_size: None,
                 // no kill keys: the defaults
                 kill_signal: 15,

@@ -23,8 +23,9 @@ use crate::sys;
 pub struct ChildPlan<'a> {
     /// The program cgroup's `cgroup.procs`, or -1.
     pub procs_fd: RawFd,
-    /// What goes on fds 0, 1, 2 (-1 for 2: keep the helper program's).
-    pub stdio: [RawFd; 3],
+    /// What goes on fds 0 to 4 (-1: nothing; for 2, keep the helper program's). Every
+    /// source is above 4, so no dup2 clobbers another source.
+    pub stdio: [RawFd; 5],
     pub helper_pid: libc::pid_t,
     pub cd: Option<&'a CStr>,
     /// NULL-terminated.
@@ -126,20 +127,24 @@ fn run(s: &Shared) -> ! {
         if let Some(limit) = NOFILE.get() {
             libc::setrlimit(libc::RLIMIT_NOFILE, limit);
         }
-        // All sources are >= 3 (fds 0-2 are kept open in the helper program), so no dup2
-        // clobbers another source. dup2 clears FD_CLOEXEC on the target.
-        let [stdin, stdout, stderr] = p.stdio;
-        if libc::dup2(stdin, 0) < 0 || libc::dup2(stdout, 1) < 0 {
-            fail(s, SETUP, last());
-        }
-        if stderr >= 0 && libc::dup2(stderr, 2) < 0 {
-            fail(s, SETUP, last());
+        // All sources are >= 5 (stdio.rs moves them there), so no dup2 clobbers another
+        // source. dup2 clears FD_CLOEXEC on the target.
+        let mut first_private = 3;
+        for (target, &source) in p.stdio.iter().enumerate() {
+            if source < 0 {
+                continue;
+            }
+            if libc::dup2(source, target as libc::c_int) < 0 {
+                fail(s, SETUP, last());
+            }
+            first_private = first_private.max(target as libc::c_uint + 1);
         }
         // Nothing else the helper program holds may leak into the program (fds inherited
-        // from the BEAM, other programs' channels); errors (old kernels) are ignored.
+        // from the BEAM, other programs' channels): the program sees 0-2, and 3-4 with a
+        // private channel. Errors (old kernels) are ignored.
         libc::syscall(
             libc::SYS_close_range,
-            3 as libc::c_uint,
+            first_private,
             libc::c_uint::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         );

@@ -1,28 +1,30 @@
 //! The program's stdio: a pipe for stdin and stdout, and for stderr a pipe, the stdout
 //! pipe, `/dev/null` or the helper program's own. The child's ends go to fds 0-2 in the
 //! child; the BEAM's ends go over the channel, each tagged with its role.
+//!
+//! With `use_stdio: false` (Port's `nouse_stdio`) the data pipes go to fds 3 (input) and
+//! 4 (output) instead, stdin is `/dev/null`, and stdout is a pipe (to be logged),
+//! `/dev/null` or the helper program's stderr, as the spec's `stdout` says.
 
 use std::fs::OpenOptions;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use sluice_protocol::{Role, SpawnSpec, Stage, StderrMode};
+use sluice_protocol::{Role, SpawnSpec, Stage, StderrMode, StdoutMode};
 
 use super::SpawnFailure;
 use crate::sys;
 
 /// Every fd of one program's stdio, until the clone; then [`Stdio::into_beam_ends`].
 pub struct Stdio {
-    /// The child's ends: read end of stdin, write end of stdout, and what fd 2 becomes.
-    child_stdin: OwnedFd,
-    child_stdout: OwnedFd,
-    /// A separate stderr pipe's write end, or /dev/null; `None` for stdout or inherit.
-    child_stderr: Option<OwnedFd>,
+    /// The child's ends, for its fds 0 to 4: `None` for 2 keeps the helper program's
+    /// stderr (or takes stdout's, see `stderr`); 3 and 4 only with `use_stdio: false`.
+    child: [Option<OwnedFd>; 5],
     stderr: StderrMode,
     /// The BEAM's ends, in the order of the `spawned` reply.
     beam: Vec<(Role, OwnedFd)>,
-    /// stdout was enlarged to `ROOMY_OUTPUT`.
+    /// The data output pipe was enlarged to `ROOMY_OUTPUT`.
     pub roomy: bool,
 }
 
@@ -31,6 +33,25 @@ pub struct Stdio {
 /// `Sluice.stream!` moved ~3.5 GiB/s through 256 KiB pipes against ~0.85 GiB/s (Port's
 /// rate) through the kernel's 64 KiB, where every 64 KiB costs a wake-up on each side.
 pub const ROOMY_OUTPUT: usize = 256 * 1024;
+
+/// The lowest fd a child's end may have: the child dup2s onto 0 to 4, so no source may
+/// be one of those targets (fds 0-2 are kept open in the helper program, 3 and 4 are
+/// usually its own long-lived fds, but nothing promises that).
+const FIRST_SOURCE_FD: RawFd = 5;
+
+fn io_failure(e: std::io::Error, what: &str) -> SpawnFailure {
+    let e = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    SpawnFailure::before_fork(e, Stage::Pipe, what)
+}
+
+/// `fd`, or a close-on-exec copy of it at `FIRST_SOURCE_FD` or above.
+fn above_targets(fd: OwnedFd) -> Result<OwnedFd, SpawnFailure> {
+    if fd.as_raw_fd() >= FIRST_SOURCE_FD {
+        return Ok(fd);
+    }
+    sys::dup_at_least(fd.as_fd(), FIRST_SOURCE_FD)
+        .map_err(|e| SpawnFailure::before_fork(e, Stage::Pipe, "cannot move a pipe fd"))
+}
 
 fn pipe(size: Option<usize>) -> Result<(OwnedFd, OwnedFd), SpawnFailure> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
@@ -50,54 +71,76 @@ fn output_pipe(size: Option<usize>, roomy: bool) -> Result<(OwnedFd, OwnedFd, bo
     Ok((r, w, enlarged))
 }
 
+/// `/dev/null`, for reading (a private channel's stdin) or writing (`:null` outputs).
+fn dev_null(write: bool) -> Result<OwnedFd, SpawnFailure> {
+    // std opens with O_CLOEXEC.
+    let f = OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open("/dev/null")
+        .map_err(|e| io_failure(e, "cannot open /dev/null"))?;
+    Ok(OwnedFd::from(f))
+}
+
 impl Stdio {
-    /// Opens the pipes (`O_CLOEXEC`: only the child's dup2 onto 0-2 passes them on).
+    /// Opens the pipes (`O_CLOEXEC`: only the child's dup2 onto 0-4 passes them on).
     /// `roomy`: output pipes without a size in the spec may be enlarged.
     pub fn open(spec: &SpawnSpec, roomy: bool) -> Result<Stdio, SpawnFailure> {
-        let (child_stdin, beam_stdin) = pipe(spec.pipe_size)?;
-        let (beam_stdout, child_stdout, roomy) = output_pipe(spec.pipe_size, roomy)?;
-        let mut beam = vec![(Role::Stdin, beam_stdin), (Role::Stdout, beam_stdout)];
-        let child_stderr = match spec.stderr {
+        let mut beam = Vec::with_capacity(4);
+        let mut child: [Option<OwnedFd>; 5] = Default::default();
+        let (data_in, data_out, data_roles) = if spec.use_stdio {
+            (0, 1, [Role::Stdin, Role::Stdout])
+        } else {
+            (3, 4, [Role::Fd3, Role::Fd4])
+        };
+        let (child_in, beam_in) = pipe(spec.pipe_size)?;
+        let (beam_out, child_out, roomy) = output_pipe(spec.pipe_size, roomy)?;
+        child[data_in] = Some(child_in);
+        child[data_out] = Some(child_out);
+        beam.push((data_roles[0], beam_in));
+        beam.push((data_roles[1], beam_out));
+        if !spec.use_stdio {
+            child[0] = Some(dev_null(false)?);
+            child[1] = Some(match spec.stdout {
+                StdoutMode::Pipe => {
+                    let (r, w) = pipe(spec.pipe_size)?;
+                    beam.push((Role::Stdout, r));
+                    w
+                }
+                StdoutMode::Null => dev_null(true)?,
+                StdoutMode::Inherit => sys::dup_at_least(std::io::stderr().as_fd(), 0)
+                    .map_err(|e| SpawnFailure::before_fork(e, Stage::Pipe, "cannot dup stderr"))?,
+            });
+        }
+        child[2] = match spec.stderr {
             StderrMode::Pipe => {
                 let (r, w) = pipe(spec.pipe_size)?;
                 beam.push((Role::Stderr, r));
                 Some(w)
             }
-            StderrMode::Null => {
-                // std opens with O_CLOEXEC.
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open("/dev/null")
-                    .map_err(|e| {
-                        let e = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-                        SpawnFailure::before_fork(e, Stage::Pipe, "cannot open /dev/null")
-                    })?;
-                Some(OwnedFd::from(f))
-            }
+            StderrMode::Null => Some(dev_null(true)?),
             StderrMode::Stdout | StderrMode::Inherit => None,
         };
+        let mut moved: [Option<OwnedFd>; 5] = Default::default();
+        for (slot, fd) in moved.iter_mut().zip(child) {
+            *slot = fd.map(above_targets).transpose()?;
+        }
         Ok(Stdio {
-            child_stdin,
-            child_stdout,
-            child_stderr,
+            child: moved,
             stderr: spec.stderr,
             beam,
             roomy,
         })
     }
 
-    /// The fds the child puts on 0, 1 and 2 (-1: keep the helper program's fd 2).
-    pub fn child_fds(&self) -> [RawFd; 3] {
-        let stderr = match (&self.child_stderr, self.stderr) {
-            (Some(fd), _) => fd.as_raw_fd(),
-            (None, StderrMode::Stdout) => self.child_stdout.as_raw_fd(),
-            (None, _) => -1,
+    /// The fds the child puts on 0 to 4 (-1: none; for 2, keep the helper program's).
+    pub fn child_fds(&self) -> [RawFd; 5] {
+        let raw = |i: usize| self.child[i].as_ref().map_or(-1, |fd| fd.as_raw_fd());
+        let stderr = match self.stderr {
+            StderrMode::Stdout => raw(1),
+            _ => raw(2),
         };
-        [
-            self.child_stdin.as_raw_fd(),
-            self.child_stdout.as_raw_fd(),
-            stderr,
-        ]
+        [raw(0), raw(1), stderr, raw(3), raw(4)]
     }
 
     /// After the clone: the child's ends close here (or EOFs would never arrive), the
@@ -130,5 +173,31 @@ mod tests {
         assert_eq!(roles(StderrMode::Stdout), (two.clone(), true, true));
         assert_eq!(roles(StderrMode::Null), (two.clone(), true, false));
         assert_eq!(roles(StderrMode::Inherit), (two, false, false));
+    }
+
+    #[test]
+    fn a_private_channel_is_fds_3_and_4() {
+        let open = |stdout, stderr| {
+            let spec = SpawnSpec {
+                use_stdio: false,
+                stdout,
+                stderr,
+                ..SpawnSpec::default()
+            };
+            let s = Stdio::open(&spec, false).unwrap();
+            let fds = s.child_fds();
+            let roles: Vec<Role> = s.into_beam_ends().into_iter().map(|(r, _)| r).collect();
+            (roles, fds)
+        };
+        let (roles, fds) = open(StdoutMode::Pipe, StderrMode::Pipe);
+        let all = vec![Role::Fd3, Role::Fd4, Role::Stdout, Role::Stderr];
+        assert_eq!(roles, all);
+        // Every source sits above the targets 0-4, so no dup2 clobbers another.
+        assert!(fds.iter().all(|&fd| fd >= FIRST_SOURCE_FD), "{fds:?}");
+        let (roles, fds) = open(StdoutMode::Inherit, StderrMode::Inherit);
+        assert_eq!(roles, vec![Role::Fd3, Role::Fd4]);
+        assert!(fds[1] >= FIRST_SOURCE_FD && fds[2] == -1, "{fds:?}");
+        let (_, fds) = open(StdoutMode::Null, StderrMode::Stdout);
+        assert_eq!(fds[1], fds[2]);
     }
 }

@@ -305,8 +305,9 @@ impl Beam {
         };
         for (role, fd) in roles.into_iter().zip(fds) {
             match role {
-                Role::Stdin => p.stdin = Some(fd),
-                Role::Stdout => p.stdout = Some(fd),
+                // A private channel's pipes stand for the data pipes here.
+                Role::Stdin | Role::Fd3 => p.stdin = Some(fd),
+                Role::Stdout | Role::Fd4 => p.stdout = Some(fd),
                 Role::Stderr => p.stderr = Some(fd),
             }
         }
