@@ -1,0 +1,331 @@
+defmodule Sluice.Worker do
+  @moduledoc """
+  A long-lived request/response program (a Python interpreter, a Ruby script, a Rust
+  tool) behind a GenServer: `call/3` writes one frame to the program and returns the next
+  frame it writes back.
+
+      {:ok, w} = Sluice.Worker.start_link(["python3", "worker.py"], use_stdio: false)
+      {:ok, response} = Sluice.Worker.call(w, "request")
+
+  Requests are queued and served one at a time, in order: the next request is written
+  once the previous response has arrived, so a program that handles one request at a time
+  needs no request ids.
+
+  ## Options
+
+  Every option of `Sluice.Process` (see `Sluice.Options`), with `:framing` defaulting to
+  `{:packet, 4}` (`:raw` is refused: responses must be delimited), `:stderr` other than
+  `:consume`, and `:name` to register the worker. With `use_stdio: false` the program
+  reads requests on fd 3 and writes responses on fd 4, so that its prints on stdout go to
+  `:stdout` (the console by default) and never corrupt the protocol.
+
+  ## Failures
+
+    * A call that gets no response within its `timeout` returns `{:error, :timeout}`; the
+      worker stays usable: the late response is read and discarded, never delivered to the
+      next caller.
+    * When the program exits, every caller waiting or queued gets
+      `{:error, {:exit, status}}` and the worker stops with `{:program_exited, status}`,
+      so its supervisor restarts it (see `child_spec/1`).
+    * A response over `:max_frame` bytes: the caller gets `{:error, :frame_too_large}`,
+      the program is stopped, and the worker stops as above.
+    * If the helper program dies: `{:error, :helper_down}` and `{:shutdown, :helper_down}`.
+
+  ## No `cast/2`
+
+  `{:packet, n}` and `{:line, max}` frames carry no request id, so a response is matched to
+  its request only by order. A request that gets no response would hand its successor's
+  response to the wrong caller, so the worker has no `cast/2`: a program that accepts
+  one-way messages should answer them with an empty frame, and `call/3` waits for it.
+  """
+  use GenServer
+
+  alias Sluice.{Framing, Options, Pipes}
+  alias Sluice.Pipes.Log
+
+  @type t :: GenServer.server()
+
+  @typedoc "One queued or running call: `from` is `:abandoned` once its caller timed out."
+  @type call :: %{from: GenServer.from() | :abandoned, frame: binary, tag: reference}
+
+  @typedoc "What the worker is doing with the program: one request at a time."
+  @type phase :: :idle | {:writing, call, binary} | {:awaiting, call}
+
+  defstruct [:pipes, log: %{}, phase: :idle, queue: :queue.new(), timers: %{}]
+
+  @doc """
+  A child spec: `{Sluice.Worker, argv: [...], name: MyApp.Python}` and any other option
+  of `start_link/2`. The default id is the `:name`, else `{Sluice.Worker, argv}`; the
+  shutdown leaves the program its `:kill_grace`.
+
+      iex> Sluice.Worker.child_spec(argv: ["cat"], name: :w).id
+      :w
+  """
+  @spec child_spec(keyword) :: Supervisor.child_spec()
+  def child_spec(opts) do
+    unless Keyword.keyword?(opts) and Keyword.has_key?(opts, :argv) do
+      raise ArgumentError, "Sluice.Worker.child_spec/1 needs the option :argv"
+    end
+
+    {argv, opts} = Keyword.pop(opts, :argv)
+
+    %{
+      id: Keyword.get(opts, :name) || {__MODULE__, argv},
+      start: {__MODULE__, :start_link, [argv, opts]},
+      shutdown: Keyword.get(opts, :kill_grace, 5_000) + 1_000
+    }
+  end
+
+  @doc """
+  Starts the program and the worker, linked to the caller. Returns once the program runs,
+  or `{:error, %Sluice.Error{}}` as `Sluice.Process.start_link/2` does. Option mistakes
+  raise `ArgumentError` here, in the caller.
+
+      iex> {:ok, w} = Sluice.Worker.start_link(["cat"], framing: {:packet, 2})
+      iex> Sluice.Worker.call(w, "echo")
+      {:ok, "echo"}
+  """
+  @spec start_link([String.t()], keyword) :: GenServer.on_start()
+  def start_link(argv, opts \\ []) do
+    argv = Options.argv!(argv)
+    {name, opts} = if Keyword.keyword?(opts), do: Keyword.pop(opts, :name), else: {nil, opts}
+    opts = Options.validate!(Keyword.put_new(opts, :framing, {:packet, 4}), :process, who())
+
+    cond do
+      opts.framing == :raw ->
+        Options.bad!(:framing, "{:packet, n} or {:line, max} (responses must be delimited)", :raw)
+
+      opts.stderr == :consume ->
+        Options.bad!(:stderr, ":console, :null, :stdout or :log for a worker", :consume)
+
+      true ->
+        server_opts = if name, do: [name: name], else: []
+        spec = Options.spawn_spec(argv, opts)
+
+        # Started, then linked: a program that cannot start is an error return, not an exit
+        # signal to the caller.
+        case GenServer.start(__MODULE__, {spec, opts}, server_opts) do
+          {:ok, pid} ->
+            Process.link(pid)
+            {:ok, pid}
+
+          {:error, {:shutdown, error}} ->
+            {:error, error}
+
+          other ->
+            other
+        end
+    end
+  end
+
+  defp who, do: "Sluice.Worker.start_link/2"
+
+  @doc """
+  Sends `request` as one frame and returns the program's next frame: `{:ok, response}`,
+  `{:error, :timeout}` after `timeout` ms (the worker stays usable), `{:error, {:exit,
+  status}}` if the program exited first, `{:error, :frame_too_large}`, `{:error,
+  :helper_down}`, or `{:error, :closed}` when the worker is not running. A request too
+  long for the framing raises `ArgumentError`.
+
+      iex> {:ok, w} = Sluice.Worker.start_link(["cat"], framing: {:line, 100})
+      iex> Sluice.Worker.call(w, "hello\\n")
+      {:ok, {:eol, "hello"}}
+  """
+  @spec call(t, iodata, timeout) :: {:ok, Framing.frame()} | {:error, term}
+  def call(worker, request, timeout \\ 5_000) do
+    timeout = Options.timeout!(timeout)
+
+    data =
+      try do
+        IO.iodata_to_binary(request)
+      rescue
+        ArgumentError -> raise ArgumentError, "a request must be iodata, got: #{inspect(request)}"
+      end
+
+    # The worker answers every call within its timeout (its own timer), so waiting on it
+    # is bounded; a worker that is gone is :closed.
+    case GenServer.call(worker, {:call, data, timeout}, :infinity) do
+      {:bad_frame, message} -> raise ArgumentError, message
+      answer -> answer
+    end
+  catch
+    :exit, {_gone, {GenServer, :call, _}} -> {:error, :closed}
+  end
+
+  @doc """
+  The program's OS pid.
+
+      iex> {:ok, w} = Sluice.Worker.start_link(["cat"])
+      iex> is_integer(Sluice.Worker.os_pid(w))
+      true
+  """
+  @spec os_pid(t) :: pos_integer
+  def os_pid(worker), do: GenServer.call(worker, :os_pid)
+
+  ## Server
+
+  @impl true
+  def init({spec, opts}) do
+    Process.flag(:trap_exit, true)
+
+    case Pipes.open(spec, Pipes.deadline(opts.start_timeout)) do
+      {:ok, pipes} ->
+        pipes = pipes |> Pipes.control() |> Pipes.frame(opts.framing, opts.max_frame)
+        {log, pipes} = Log.drain_all(Log.new(pipes), pipes)
+        {:ok, %__MODULE__{pipes: pipes, log: log}}
+
+      {:error, error} ->
+        {:stop, {:shutdown, error}}
+    end
+  end
+
+  @impl true
+  def handle_call(:os_pid, _from, s), do: {:reply, s.pipes.os_pid, s}
+
+  def handle_call({:call, data, timeout}, from, s) do
+    case Framing.encode(s.pipes.decoder.framing, data) do
+      {:ok, frame} ->
+        call = %{from: from, frame: IO.iodata_to_binary(frame), tag: make_ref()}
+        s = %{s | queue: :queue.in(call, s.queue), timers: start_timer(s.timers, call, timeout)}
+        {:noreply, advance(s)}
+
+      {:error, message} ->
+        {:reply, {:bad_frame, message}, s}
+    end
+  end
+
+  defp start_timer(timers, _call, :infinity), do: timers
+
+  defp start_timer(timers, call, ms) do
+    ref = Process.send_after(self(), {:call_timeout, call.tag}, ms)
+    Map.put(timers, call.tag, ref)
+  end
+
+  @impl true
+  def handle_info({:select, _, _, _} = msg, s) do
+    case Pipes.handle_ready(s.pipes, msg) do
+      {:ready, role} when role in [:log_stdout, :log_stderr] ->
+        {log, pipes} = Log.drain(s.log, s.pipes, role)
+        {:noreply, %{s | log: log, pipes: pipes}}
+
+      {:ready, _data} ->
+        {:noreply, advance(s)}
+
+      {:control, pipes} ->
+        control(%{s | pipes: pipes})
+
+      :unknown ->
+        {:noreply, s}
+    end
+  end
+
+  def handle_info({:call_timeout, tag}, s), do: {:noreply, expire(s, tag)}
+  def handle_info({:EXIT, _pid, reason}, s), do: {:stop, reason, s}
+  def handle_info(_other, s), do: {:noreply, s}
+
+  @impl true
+  def terminate(_reason, s) do
+    if s.pipes.exit == :running do
+      {_signal, grace} = s.pipes.kill
+      {_status, pipes} = Pipes.stop_and_await(s.pipes, grace)
+      Pipes.close(pipes)
+    else
+      Pipes.close(s.pipes)
+    end
+  end
+
+  ## One request at a time
+
+  # Moves the current call on as far as the program allows now, then the next ones.
+  defp advance(%{phase: :idle} = s) do
+    case :queue.out(s.queue) do
+      {{:value, call}, queue} -> advance(%{s | queue: queue, phase: {:writing, call, call.frame}})
+      {:empty, _} -> s
+    end
+  end
+
+  defp advance(%{phase: {:writing, call, data}} = s) do
+    case Pipes.write(s.pipes, data) do
+      {:ok, ""} -> advance(%{s | phase: {:awaiting, call}})
+      {:ok, rest} -> %{s | phase: {:writing, call, rest}}
+      # The program stopped reading: it is exiting, and its exit status will answer.
+      {:error, _reason} -> %{s | phase: {:awaiting, call}}
+    end
+  end
+
+  defp advance(%{phase: {:awaiting, call}} = s) do
+    case Pipes.read(s.pipes, :stdout, 65_536) do
+      {:ok, frame, pipes} ->
+        s = answer(%{s | pipes: pipes}, call, {:ok, frame})
+        advance(%{s | phase: :idle})
+
+      {:error, reason, pipes} when reason == :frame_too_large ->
+        s = answer(%{s | pipes: pipes}, call, {:error, reason})
+        {_signal, grace} = pipes.kill
+        %{s | phase: :idle, pipes: Pipes.stop(pipes, grace), queue: s.queue}
+
+      # EOF or a read error: the exit status will answer.
+      {_wait_or_eof, pipes} ->
+        %{s | pipes: pipes}
+
+      {:error, _reason, pipes} ->
+        %{s | pipes: pipes}
+    end
+  end
+
+  defp answer(s, %{from: from, tag: tag}, reply) do
+    {ref, timers} = Map.pop(s.timers, tag)
+    if ref, do: Process.cancel_timer(ref)
+    if from != :abandoned, do: GenServer.reply(from, reply)
+    %{s | timers: timers}
+  end
+
+  # A queued call is dropped (never sent); the running one is abandoned: its response,
+  # when it comes, is read and discarded.
+  defp expire(s, tag) do
+    s = %{s | timers: Map.delete(s.timers, tag)}
+    {expired, queue} = s.queue |> :queue.to_list() |> Enum.split_with(&(&1.tag == tag))
+    Enum.each(expired, &GenServer.reply(&1.from, {:error, :timeout}))
+    s = %{s | queue: :queue.from_list(queue)}
+
+    case s.phase do
+      {:writing, %{tag: ^tag} = call, rest} ->
+        GenServer.reply(call.from, {:error, :timeout})
+        %{s | phase: {:writing, %{call | from: :abandoned}, rest}}
+
+      {:awaiting, %{tag: ^tag} = call} ->
+        GenServer.reply(call.from, {:error, :timeout})
+        %{s | phase: {:awaiting, %{call | from: :abandoned}}}
+
+      _other ->
+        s
+    end
+  end
+
+  ## The program's end
+
+  defp control(%{pipes: %{exit: :lost}} = s) do
+    fail_all(s, {:error, :helper_down})
+    {:stop, {:shutdown, :helper_down}, s}
+  end
+
+  defp control(%{pipes: %{exit: {:exited, status}}} = s) do
+    # A response written just before the exit still answers its call.
+    s = advance(s)
+    fail_all(s, {:error, {:exit, status}})
+    {:stop, {:program_exited, status}, s}
+  end
+
+  defp control(s), do: {:noreply, s}
+
+  defp fail_all(s, reply) do
+    current =
+      case s.phase do
+        {:writing, call, _} -> [call]
+        {:awaiting, call} -> [call]
+        :idle -> []
+      end
+
+    Enum.reduce(current ++ :queue.to_list(s.queue), s, &answer(&2, &1, reply))
+  end
+end
