@@ -24,6 +24,12 @@ defmodule Sluice.Daemon do
       discard output.
     * `:max_line_length` - a longer line is logged in pieces of this many bytes (default
       1 MiB), so a program that never writes a newline cannot grow memory without bound.
+    * `:ready` - a `Regex` or a function of one line returning a boolean: `start_link/1`
+      returns only once a line of output (stdout or stderr) matches, so the supervisor
+      starts the next child once this program is ready to serve.
+    * `:ready_timeout` - ms to wait for that line (default `30_000`); then the program is
+      stopped and `start_link/1` returns `{:error, %Sluice.Error{reason: :not_ready}}`
+      (also when the program exits before a line matched).
     * `:id` - the child id under a supervisor; default the `:name`, else
       `{Sluice.Daemon, argv}`. Two daemons with the same argv under one supervisor need
       distinct ids.
@@ -33,13 +39,12 @@ defmodule Sluice.Daemon do
 
   require Logger
 
-  alias Sluice.Lines
+  alias Sluice.{Error, Lines, Options, Pipes}
   alias Sluice.Process, as: P
 
-  alias Sluice.Options
-
   # Options of the daemon itself, not of its Sluice.Process.
-  @own [:log, :name, :id, :max_line_length]
+  @own [:log, :name, :id, :max_line_length, :ready, :ready_timeout]
+  @grant 64
 
   @doc """
   A child spec; `:restart` and `:shutdown` may be overridden like for any GenServer.
@@ -88,8 +93,22 @@ defmodule Sluice.Daemon do
     process_opts = [{:stderr, :consume} | Keyword.drop(opts, @own)]
     log = if checked.log == :warn, do: :warning, else: checked.log
     server_opts = if checked.name, do: [name: checked.name], else: []
-    args = {argv, log, checked.max_line_length, checked.kill_grace, process_opts}
-    GenServer.start_link(__MODULE__, args, server_opts)
+    ready = if checked.ready, do: {checked.ready, checked.ready_timeout}
+    args = {argv, log, checked.max_line_length, checked.kill_grace, ready, process_opts}
+
+    # Started, then linked: a program that fails to start (or to get ready) is an error
+    # return, not an exit signal to the caller.
+    case GenServer.start(__MODULE__, args, server_opts) do
+      {:ok, pid} ->
+        Process.link(pid)
+        {:ok, pid}
+
+      {:error, {:shutdown, %Error{} = error}} ->
+        {:error, error}
+
+      other ->
+        other
+    end
   end
 
   @doc """
@@ -105,26 +124,62 @@ defmodule Sluice.Daemon do
   def os_pid(daemon), do: GenServer.call(daemon, :os_pid)
 
   @impl true
-  def init({argv, log, max_line, grace, opts}) do
+  def init({argv, log, max_line, grace, ready, opts}) do
     Process.flag(:trap_exit, true)
 
     case P.start_link(argv, opts) do
       {:ok, p} ->
-        :ok = P.set_active(p, 64)
+        :ok = P.set_active(p, @grant)
 
-        {:ok,
-         %{
-           p: p,
-           os_pid: P.os_pid(p),
-           log: log,
-           grace: grace,
-           max_line: max_line,
-           lines: %{stdout: Lines.new(max_line), stderr: Lines.new(max_line)}
-         }}
+        st = %{
+          p: p,
+          os_pid: P.os_pid(p),
+          log: log,
+          grace: grace,
+          max_line: max_line,
+          lines: %{stdout: Lines.new(max_line), stderr: Lines.new(max_line)}
+        }
+
+        await_ready(st, ready)
 
       {:error, error} ->
-        {:stop, error}
+        {:stop, {:shutdown, error}}
     end
+  end
+
+  # With `ready:`, init returns once a line matches (logging every line meanwhile).
+  defp await_ready(st, nil), do: {:ok, st}
+
+  defp await_ready(st, {test, timeout}) do
+    deadline = Pipes.deadline(timeout)
+    p = st.p
+
+    receive do
+      {tag, ^p, data} when tag in [:sluice_stdout, :sluice_stderr] ->
+        stream = if tag == :sluice_stdout, do: :stdout, else: :stderr
+        {lines, st} = log_lines(st, stream, data)
+
+        if Enum.any?(lines, &ready?(test, &1)),
+          do: {:ok, st},
+          else: await_ready(st, {test, Pipes.remaining(deadline)})
+
+      {:sluice_passive, ^p} ->
+        :ok = P.set_active(p, @grant)
+        await_ready(st, {test, Pipes.remaining(deadline)})
+
+      {:sluice_exit, ^p, status} ->
+        not_ready(st, "the program exited with status #{inspect(status)} before it was ready")
+    after
+      timeout -> not_ready(st, "no line of output matched :ready within #{timeout} ms")
+    end
+  end
+
+  defp ready?(%Regex{} = re, line), do: Regex.match?(re, line)
+  defp ready?(fun, line), do: fun.(line) == true
+
+  defp not_ready(st, message) do
+    _ = P.stop(st.p, st.grace)
+    {:stop, {:shutdown, Error.new(:not_ready, message)}}
   end
 
   @impl true
@@ -135,7 +190,7 @@ defmodule Sluice.Daemon do
   def handle_info({:sluice_stderr, p, data}, %{p: p} = st), do: {:noreply, log(st, :stderr, data)}
 
   def handle_info({:sluice_passive, p}, %{p: p} = st) do
-    :ok = P.set_active(p, 64)
+    :ok = P.set_active(p, @grant)
     {:noreply, st}
   end
 
@@ -156,10 +211,12 @@ defmodule Sluice.Daemon do
     :exit, _ -> :ok
   end
 
-  defp log(st, stream, data) do
+  defp log(st, stream, data), do: st |> log_lines(stream, data) |> elem(1)
+
+  defp log_lines(st, stream, data) do
     {lines, buffer} = Lines.split(st.lines[stream], data)
     Enum.each(lines, &log_line(st, stream, &1))
-    put_in(st.lines[stream], buffer)
+    {lines, put_in(st.lines[stream], buffer)}
   end
 
   defp flush(stream, st) do

@@ -20,6 +20,7 @@ defmodule Sluice.OutputStream do
     case Pipes.open(Options.spawn_spec(argv, opts), deadline) do
       {:ok, pipes} ->
         lines = if opts.lines, do: Lines.new(opts.max_line_length)
+        pipes = Pipes.frame(pipes, opts.framing, opts.max_frame)
 
         %{
           argv: argv,
@@ -40,10 +41,13 @@ defmodule Sluice.OutputStream do
   # Raised after the last element was emitted; Stream.resource still runs close/1.
   defp next(%{done: {:raise, error}}), do: raise(error)
 
+  # The consumer's time between elements does not count: `idle_timeout` runs while this
+  # waits for output.
   defp next(st) do
-    case Pump.next(st.pump, st.opts.chunk_size, :infinity) do
+    case Pump.next(st.pump, st.opts.chunk_size, Pipes.deadline(st.opts.idle_timeout)) do
       {:data, source, data, pump} -> emit(%{st | pump: pump}, source, data)
       {:eof, pump} -> finish(%{st | pump: pump})
+      {:error, :timeout, pump} -> raise_after_close(st, pump, idle_error(st))
       {:error, :helper_down, pump} -> raise_after_close(st, pump, Pipes.helper_down())
       {:error, reason, pump} -> raise_after_close(st, pump, read_error(reason))
     end
@@ -51,6 +55,10 @@ defmodule Sluice.OutputStream do
 
   defp exit_timeout,
     do: Error.new(:timeout, "the program's exit was not reported after it was stopped")
+
+  defp idle_error(st) do
+    Error.new(:idle_timeout, "no output for #{st.opts.idle_timeout} ms (idle_timeout)")
+  end
 
   defp read_error(reason), do: Error.new(reason, "reading output failed: #{reason}")
 

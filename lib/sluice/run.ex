@@ -29,10 +29,16 @@ defmodule Sluice.Run do
     end
   end
 
+  # `idle_timeout` is a deadline renewed at every chunk of output; the wait ends at the
+  # nearer of the two.
   defp collect(pump, st) do
-    case Pump.next(pump, @read_max, st.deadline) do
+    idle = Pipes.deadline(st.opts.idle_timeout)
+
+    # min/2: any integer deadline is nearer than :infinity.
+    case Pump.next(pump, @read_max, min(st.deadline, idle)) do
       {:data, source, data, pump} -> pump |> add_output(st, source, data)
       {:eof, pump} -> finish(pump, st)
+      {:error, :timeout, pump} when idle != :infinity and idle < st.deadline -> idle(pump, st)
       {:error, :timeout, pump} -> fail(pump, st, :timeout, timeout_message(st))
       {:error, :helper_down, pump} -> lost(pump, st)
       {:error, reason, pump} -> fail(pump, st, reason, "reading output failed: #{reason}")
@@ -90,6 +96,11 @@ defmodule Sluice.Run do
   end
 
   defp timeout_message(st), do: "timed out after #{st.opts.timeout} ms"
+
+  defp idle(pump, st) do
+    message = "no output for #{st.opts.idle_timeout} ms (idle_timeout)"
+    fail(pump, st, :idle_timeout, message)
+  end
 
   defp result(pipes, st, status) do
     %Result{

@@ -8,8 +8,8 @@ defmodule Sluice.Stream do
   from the calling process, which waits on every pipe of the chain at once. Output that is
   ready at the end of the chain is delivered even while the start of the chain is quiet,
   and `timeout:` bounds the whole chain. (This holds for raw chunks: with `lines: true`,
-  `stderr: :consume` or `stderr: :capture` on the upstream, it is enumerated like any other
-  input.)
+  `stderr: :consume`, `stderr: :capture` or a `:framing` on the upstream, it is enumerated
+  like any other input.)
   """
 
   defstruct [:argv, :opts, :mode]
@@ -20,7 +20,7 @@ defmodule Sluice.Stream do
   # Whether another program may drive this one directly as its input (see above).
   @spec pipeable?(t) :: boolean
   def pipeable?(%__MODULE__{mode: :raise, opts: opts}),
-    do: not opts.lines and opts.stderr in [:console, :null, :stdout]
+    do: not opts.lines and opts.framing == :raw and opts.stderr in [:console, :null, :stdout]
 
   def pipeable?(_stream), do: false
 
