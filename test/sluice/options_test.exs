@@ -57,6 +57,55 @@ defmodule Sluice.OptionsTest do
     end
   end
 
+  test "framing, the private channel, readiness and idle timeouts" do
+    assert %{framing: :raw, max_frame: 67_108_864, use_stdio: true, stdout: nil} =
+             Options.validate!([], :process, "p")
+
+    assert %{framing: {:line, 80}} = Options.validate!([framing: {:line, 80}], :stream, "s")
+
+    assert %{use_stdio: false, stdout: :console} =
+             Options.validate!([use_stdio: false], :process, "p")
+
+    assert %{idle_timeout: :infinity} = Options.validate!([], :run, "run")
+    assert %{ready: nil, ready_timeout: 30_000} = Options.validate!([], :daemon, "d")
+
+    for {opts, entry, key} <- [
+          {[framing: {:packet, 8}], :process, :framing},
+          {[framing: {:line, 0}], :stream, :framing},
+          {[max_frame: 0], :process, :max_frame},
+          {[use_stdio: :no], :process, :use_stdio},
+          {[stdout: :pipe, use_stdio: false], :process, :stdout},
+          {[stdout: :null], :process, :stdout},
+          {[use_stdio: false, stderr: :stdout], :process, :stderr},
+          {[stderr: :log], :process, :stderr},
+          {[framing: {:line, 9}, lines: true], :stream, :framing},
+          {[idle_timeout: -5], :run, :idle_timeout},
+          {[ready: :yes], :daemon, :ready},
+          {[ready_timeout: :infinity], :daemon, :ready_timeout}
+        ] do
+      assert_raise ArgumentError, ~r/option #{inspect(key)}/, fn ->
+        Options.validate!(opts, entry, "x")
+      end
+    end
+
+    for {key, entry} <- [framing: :run, use_stdio: :stream, idle_timeout: :process, ready: :run] do
+      assert_raise ArgumentError, ~r/unknown option #{inspect(key)}/, fn ->
+        Options.validate!([{key, nil}], entry, "x")
+      end
+    end
+
+    spec =
+      Options.spawn_spec(
+        ["x"],
+        Options.validate!([use_stdio: false, stdout: :log], :process, "p")
+      )
+
+    assert %{use_stdio: false, stdout: :pipe, stderr: :inherit} = spec
+
+    assert %{use_stdio: true, stdout: :pipe} =
+             Options.spawn_spec(["x"], Options.validate!([], :run, "r"))
+  end
+
   test "each bad value names its option" do
     bad = [
       cd: "",
