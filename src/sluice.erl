@@ -135,13 +135,17 @@ send(P, IoData, Timeout) ->
     ?CHECKED([P, IoData, Timeout], ?ELIXIR_PROCESS:write(P, IoData, Timeout)).
 
 %% @doc Reads up to `Max' bytes of stdout, waiting as long as it takes; see `recv/3'.
--spec recv(process(), non_neg_integer()) -> {ok, binary()} | eof | {error, atom()}.
+-spec recv(process(), non_neg_integer()) ->
+    {ok, binary() | {eol | noeol, binary()}} | eof | {error, atom()}.
 recv(P, Max) ->
     recv(P, Max, infinity).
 
 %% @doc Reads up to `Max' bytes of stdout (`0' means whatever is there, up to 64 KiB),
 %% returning as soon as any data is available; `eof' once stdout is closed and read.
--spec recv(process(), non_neg_integer(), timeout()) -> {ok, binary()} | eof | {error, atom()}.
+%% With `{framing, {packet, N}}' it returns one whole frame (and `Max' is ignored), with
+%% `{framing, {line, L}}' one `{eol | noeol, Line}', as a port does.
+-spec recv(process(), non_neg_integer(), timeout()) ->
+    {ok, binary() | {eol | noeol, binary()}} | eof | {error, atom()}.
 recv(P, Max, Timeout) ->
     Args = [P, Max, Timeout],
     ?CHECKED(Args, ?ELIXIR_PROCESS:read(P, max_bytes(Max), Timeout)).

@@ -58,8 +58,10 @@ defmodule Bench.Unread do
     }
   end
 
+  @doc false
   # `start` runs in an owner process that never reads; killing the owner stops the program.
-  defp once(duration, limit, start) do
+  # Returns the peak growth of BEAM memory; also used by Bench.Worker.
+  def once(duration, limit, start) do
     parent = self()
 
     owner =

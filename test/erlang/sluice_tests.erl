@@ -15,6 +15,7 @@ sluice_test_() ->
         fun recv_stderr/0,
         fun active_once/0,
         fun active_n_and_passive/0,
+        fun framing_over_fds_3_and_4/0,
         fun controlling_process/0,
         fun stop_a_term_ignoring_shell/0,
         fun spawn_error_map/0,
@@ -130,6 +131,20 @@ active_once() ->
     ?assertEqual(<<"two\n">>, receive {sluice_stdout, P, D2} -> D2 after 5000 -> timeout end),
     ok = sluice:setopts(P, [{active, once}]),
     ?assertEqual(0, receive {sluice_exit, P, S} -> S after 5000 -> timeout end).
+
+% Options pass through by name: {packet, 4} frames on the program's fds 3 and 4.
+framing_over_fds_3_and_4() ->
+    Echo = ["python3", "test/fixtures/frames.py", "echo", "--fd4"],
+    {ok, P} = sluice:start_link(Echo, [{framing, {packet, 4}}, {use_stdio, false}]),
+    % One send is one frame (its 4-byte length, then the bytes); one recv, one frame.
+    ok = sluice:send(P, "abc"),
+    ?assertEqual({ok, <<"abc">>}, sluice:recv(P, 0, 5000)),
+    ok = sluice:setopts(P, [{active, once}]),
+    ok = sluice:send(P, [<<"x">>, "yz"]),
+    ?assertEqual(<<"xyz">>, receive {sluice_stdout, P, F} -> F after 5000 -> timeout end),
+    {ok, L} = sluice:start_link(["printf", "a\\nb"], #{framing => {line, 10}}),
+    ?assertEqual({ok, {eol, <<"a">>}}, sluice:recv(L, 0, 5000)),
+    ?assertEqual({ok, {noeol, <<"b">>}}, sluice:recv(L, 0, 5000)).
 
 active_n_and_passive() ->
     {ok, P} = sluice:start_link(["sh", "-c", "echo a; sleep 0.1; echo b; sleep 0.1; echo c"]),

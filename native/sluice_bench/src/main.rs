@@ -12,6 +12,11 @@
 //! sluice_bench produce TOTAL [BLOCK]       write TOTAL bytes to stdout in BLOCK-byte
 //!                                          writes (default 1 MiB) from one preallocated
 //!                                          buffer; exits quietly (status 0) on EPIPE
+//! sluice_bench echo-frames [IN OUT]        a request/response worker: reads {:packet, 4}
+//!                                          frames on fd IN (default 0) and writes each
+//!                                          back on fd OUT (default 1), until EOF
+//! sluice_bench flood-frames SIZE           writes SIZE-byte {:packet, 4} frames to
+//!                                          stdout forever; exits quietly on EPIPE
 //! ```
 //!
 //! `produce` is a producer that is not the bottleneck: `head -c N /dev/zero` copies every
@@ -22,8 +27,9 @@
 //! helper that must run code in the child before `exec` (setsid, prctl, dup2) can do.
 
 use std::ffi::CString;
-use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
@@ -41,6 +47,9 @@ fn main() -> ExitCode {
         ["read-cmd", size, "--", argv @ ..] if !argv.is_empty() => read_cmd(size, argv),
         ["produce", total] => produce(total, None),
         ["produce", total, block] => produce(total, Some(block)),
+        ["echo-frames"] => echo_frames(0, 1),
+        ["echo-frames", "3", "4"] => echo_frames(3, 4),
+        ["flood-frames", size] => flood_frames(size),
         _ => Err(
             "usage: sluice_bench spawn N [std|fork] | read SIZE [TOTAL [PIPE_SIZE]] \
              | read-cmd SIZE -- ARGV... | produce TOTAL [BLOCK]"
@@ -226,4 +235,45 @@ fn produce(total: &str, block: Option<&str>) -> Result<String, String> {
         left -= n as u64;
     }
     std::process::exit(0)
+}
+
+/// Echoes {:packet, 4} frames from fd `input` to fd `output` until EOF: the worker of the
+/// request/response benchmark, as cheap as a worker can be, so the figures are the BEAM
+/// side's.
+fn echo_frames(input: i32, output: i32) -> Result<String, String> {
+    // SAFETY: fds `input` and `output` are this process's for its whole life; the Files
+    // take them over and are never dropped before exit.
+    let (mut input, mut output) = unsafe { (File::from_raw_fd(input), File::from_raw_fd(output)) };
+    let mut frame = Vec::new();
+    loop {
+        let mut header = [0u8; 4];
+        match input.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => std::process::exit(0),
+            Err(e) => return Err(format!("read: {e}")),
+        }
+        frame.resize(u32::from_be_bytes(header) as usize, 0);
+        input.read_exact(&mut frame).map_err(|e| format!("read: {e}"))?;
+        let reply = [&header[..], &frame].concat();
+        output.write_all(&reply).map_err(|e| format!("write: {e}"))?;
+    }
+}
+
+/// Writes SIZE-byte {:packet, 4} frames to stdout forever (in blocks of many frames); a
+/// reader that goes away (EPIPE) ends it quietly.
+fn flood_frames(size: &str) -> Result<String, String> {
+    let size = usize::try_from(number(size, "SIZE")?).map_err(|e| e.to_string())?;
+    let frame = u32::try_from(size).map_err(|e| e.to_string())?;
+    let one = [&frame.to_be_bytes()[..], &vec![b'x'; size]].concat();
+    let block = one.repeat((65_536 / one.len()).max(1));
+    // SAFETY: fd 1 is this process's stdout for its whole life; never dropped before exit.
+    let mut out = unsafe { File::from_raw_fd(1) };
+    loop {
+        if let Err(e) = out.write_all(&block) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            return Err(format!("write: {e}"));
+        }
+    }
 }
