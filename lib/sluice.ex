@@ -35,7 +35,11 @@ defmodule Sluice do
     * `:stderr` - `:capture` (default, into `result.stderr`), `:stdout` (merged in order),
       `:null` or `:console`.
     * `:max_output` - bytes of stdout + stderr to accept (default `:infinity`).
-    * every `Sluice.Process` option (`:cd`, `:env`, `:clear_env`, `:kill_grace`, ...).
+    * `:idle_timeout` - ms without any output (default `:infinity`): then the program is
+      stopped and `run` returns `{:error, %Sluice.Error{reason: :idle_timeout, result:
+      partial}}`, the output so far in `result`.
+    * the spawn options of `Sluice.Process` (`:cd`, `:env`, `:clear_env`, `:kill_grace`,
+      ...; not `:framing` or `:use_stdio`). `Sluice.Options` lists them all.
 
   ## Examples
 
@@ -100,7 +104,13 @@ defmodule Sluice do
     * `:exit_timeout` - ms to wait for the exit after EOF before stopping the program
       (default `:infinity`).
     * `:success_exit_codes` - default `[0]`.
-    * every `Sluice.Process` option.
+    * `:framing` - `{:packet, 1 | 2 | 4}` or `{:line, max}`: each element of stdout is one
+      frame (see `Sluice.Process`); a packet over `:max_frame` bytes (default 64 MiB)
+      raises `Sluice.Error` with reason `:frame_too_large` and stops the program.
+    * `:idle_timeout` - ms without any output while the stream waits for it (the
+      consumer's own time does not count; default `:infinity`): the program is stopped and
+      `Sluice.Error` with reason `:idle_timeout` is raised.
+    * the spawn options of `Sluice.Process` except `:use_stdio`.
 
   ## Examples
 

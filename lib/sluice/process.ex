@@ -47,8 +47,36 @@ defmodule Sluice.Process do
       running programs have one, and every other pipe the system's size.
     * `:start_timeout` - ms to wait for the program to start (default `10_000`); then
       `{:error, %Sluice.Error{reason: :timeout}}`.
+    * `:framing` - `:raw` (default: bytes as they come), `{:packet, n}` or `{:line, max}`;
+      see "Framing" below.
+    * `:max_frame` - the largest packet accepted, in bytes (default `67_108_864`, 64 MiB).
+    * `:use_stdio` - `false` gives the data a private channel, like Port's `:nouse_stdio`:
+      the program reads its input from fd 3 and writes its output to fd 4, its stdin is
+      `/dev/null`, and its own prints cannot corrupt the data. It sees no fd but 0 to 4.
+    * `:stdout` - with `use_stdio: false`, where the program's stdout goes: `:console`
+      (default, the VM's stderr), `:null`, or `:log` (each line to `Logger` at `:info`
+      with `os_pid` and `stream` metadata, read as it comes and cut at 16 KiB, so memory
+      stays bounded). `:stderr` then takes the same three values.
 
   See `Sluice.Options` for the table of every option.
+
+  ## Framing
+
+  With `framing: {:packet, n}` (n = 1, 2 or 4) every `write/3` sends one frame, its length
+  first as an n-byte big-endian integer (a frame too long for n bytes raises
+  `ArgumentError`), and `read/3` returns one whole frame however the program wrote it
+  (byte by byte, or several frames at once); `max` is then ignored. A program that
+  announces a frame over `:max_frame` bytes gets `{:error, :frame_too_large}` (and
+  `{:sluice_error, p, :frame_too_large}` in active mode) and is stopped: no buffer grows
+  without bound. With `framing: {:line, max}`, reads return `{:eol, line}` (newline
+  removed) or `{:noeol, part}` for a piece of a line longer than `max` bytes or a last
+  line without newline, as Port does; writes are sent as they are.
+
+  Back-pressure holds: a read takes from the pipe exactly the bytes that complete the
+  frame it returns (a packet's header, then its body; a line reads up to `max + 1` bytes
+  at a time), and active mode delivers one message per frame, only as many as granted.
+  An incomplete packet at EOF is dropped, as Port does. `stderr: :consume` is never
+  framed. For request/response programs, `Sluice.Worker` does the queueing.
 
   ## Active mode
 
@@ -57,12 +85,13 @@ defmodule Sluice.Process do
   (the owner, until `controlling_process/2`) receives:
 
     * `{:sluice_stdout, p, data}` and `{:sluice_stderr, p, data}` (the latter with
-      `stderr: :consume`);
+      `stderr: :consume`); with a `:framing`, `data` is one frame;
     * `{:sluice_passive, p}` when a count `n` is used up;
     * `{:sluice_exit, p, status}` once the output reached EOF and the program exited;
     * `{:sluice_error, p, :helper_down}` if the helper program died before the program's
-      exit was known (like `{:tcp_error, socket, reason}`); sent to a controller that ever
-      used active mode.
+      exit was known (like `{:tcp_error, socket, reason}`), and
+      `{:sluice_error, p, :frame_too_large}`; sent to a controller that ever used active
+      mode.
 
   No more is read from the pipes than was granted, so back-pressure holds. While active,
   `read/3` and friends return `{:error, :active}`.
@@ -83,7 +112,7 @@ defmodule Sluice.Process do
 
   @type t :: GenServer.server()
   @type status :: non_neg_integer | {:signal, atom | pos_integer}
-  @type read_result :: {:ok, binary} | :eof | {:error, atom}
+  @type read_result :: {:ok, Sluice.Framing.frame()} | :eof | {:error, atom}
 
   ## Starting
 
@@ -161,7 +190,9 @@ defmodule Sluice.Process do
 
   @doc """
   Reads up to `max` bytes of stdout. Returns as soon as any data is available, `:eof` once
-  the program closed its stdout and everything was read, or `{:error, :timeout}`.
+  the program closed its stdout and everything was read, or `{:error, :timeout}`. With a
+  `:framing`, returns one frame (`{:error, :frame_too_large}` once one was too large);
+  with `use_stdio: false`, reads fd 4.
 
       iex> {:ok, p} = Sluice.Process.start_link(["printf", "abc"])
       iex> Sluice.Process.read(p, 2)
@@ -198,7 +229,8 @@ defmodule Sluice.Process do
   end
 
   @doc """
-  Writes `iodata` to the program's stdin. Returns `:ok` once the program has taken every
+  Writes `iodata` to the program's stdin (fd 3 with `use_stdio: false`; one frame with
+  `framing: {:packet, n}`, too long for n bytes: `ArgumentError`). Returns `:ok` once the program has taken every
   byte, `{:error, :epipe}` if it closed its stdin, `{:error, :closed}` after
   `close_stdin/1`, or `{:error, {:timeout, bytes_written}}`: the first `bytes_written`
   bytes reached the program, the rest was dropped.
