@@ -93,10 +93,10 @@ defmodule Sluice.Framing do
     need = len - have
 
     if byte_size(data) < need do
-      %{d | phase: {:body, len, [parts | data], have + byte_size(data)}}
+      %{d | phase: {:body, len, [parts, data], have + byte_size(data)}}
     else
       <<more::binary-size(need), rest::binary>> = data
-      frame = IO.iodata_to_binary([parts | more])
+      frame = IO.iodata_to_binary([parts, more])
       feed(%{d | phase: {:header, ""}, ready: :queue.in(frame, d.ready)}, rest)
     end
   end
@@ -104,19 +104,19 @@ defmodule Sluice.Framing do
   def feed(%{phase: {:line, parts, size}, framing: {:line, max}} = d, data) do
     case :binary.match(data, "\n") do
       {at, 1} when size + at <= max ->
-        line = IO.iodata_to_binary([parts | binary_part(data, 0, at)])
+        line = IO.iodata_to_binary([parts, binary_part(data, 0, at)])
         rest = binary_part(data, at + 1, byte_size(data) - at - 1)
         feed(%{d | phase: {:line, [], 0}, ready: :queue.in({:eol, line}, d.ready)}, rest)
 
       _too_long_or_no_newline when size + byte_size(data) > max ->
         # Port's rule: a line longer than `max` comes in `max`-byte `:noeol` pieces.
         room = max - size
-        piece = IO.iodata_to_binary([parts | binary_part(data, 0, room)])
+        piece = IO.iodata_to_binary([parts, binary_part(data, 0, room)])
         rest = binary_part(data, room, byte_size(data) - room)
         feed(%{d | phase: {:line, [], 0}, ready: :queue.in({:noeol, piece}, d.ready)}, rest)
 
       :nomatch ->
-        %{d | phase: {:line, [parts | data], size + byte_size(data)}}
+        %{d | phase: {:line, [parts, data], size + byte_size(data)}}
     end
   end
 

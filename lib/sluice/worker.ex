@@ -275,7 +275,7 @@ defmodule Sluice.Worker do
 
   defp answer(s, %{from: from, tag: tag}, reply) do
     {ref, timers} = Map.pop(s.timers, tag)
-    if ref, do: Process.cancel_timer(ref)
+    _ = if ref, do: Process.cancel_timer(ref)
     if from != :abandoned, do: GenServer.reply(from, reply)
     %{s | timers: timers}
   end

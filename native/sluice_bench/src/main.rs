@@ -253,9 +253,13 @@ fn echo_frames(input: i32, output: i32) -> Result<String, String> {
             Err(e) => return Err(format!("read: {e}")),
         }
         frame.resize(u32::from_be_bytes(header) as usize, 0);
-        input.read_exact(&mut frame).map_err(|e| format!("read: {e}"))?;
+        input
+            .read_exact(&mut frame)
+            .map_err(|e| format!("read: {e}"))?;
         let reply = [&header[..], &frame].concat();
-        output.write_all(&reply).map_err(|e| format!("write: {e}"))?;
+        output
+            .write_all(&reply)
+            .map_err(|e| format!("write: {e}"))?;
     }
 }
 
