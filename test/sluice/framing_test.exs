@@ -137,11 +137,11 @@ defmodule Sluice.FramingTest do
     test "active :once and n deliver one message per frame, and only what was granted" do
       {:ok, p} = P.start_link(frames("flood"), framing: {:packet, 4})
       :ok = P.set_active(p, :once)
-      assert_receive {:sluice_stdout, ^p, frame}
+      assert_receive {:sluice_stdout, ^p, frame}, 5_000
       assert frame == :binary.copy("x", 1024)
       :ok = P.set_active(p, 3)
-      for _ <- 1..3, do: assert_receive({:sluice_stdout, ^p, ^frame})
-      assert_receive {:sluice_passive, ^p}
+      for _ <- 1..3, do: assert_receive({:sluice_stdout, ^p, ^frame}, 5_000)
+      assert_receive {:sluice_passive, ^p}, 5_000
       refute_receive {:sluice_stdout, ^p, _}, 200
       assert {:ok, {:signal, :sigterm}} = P.stop(p, 1_000)
     end
@@ -168,9 +168,9 @@ defmodule Sluice.FramingTest do
     test "active mode delivers lines and then the exit" do
       {:ok, p} = P.start_link(["printf", "x\\ny\\n"], framing: {:line, 100})
       :ok = P.set_active(p, 5)
-      assert_receive {:sluice_stdout, ^p, {:eol, "x"}}
-      assert_receive {:sluice_stdout, ^p, {:eol, "y"}}
-      assert_receive {:sluice_exit, ^p, 0}
+      assert_receive {:sluice_stdout, ^p, {:eol, "x"}}, 5_000
+      assert_receive {:sluice_stdout, ^p, {:eol, "y"}}, 5_000
+      assert_receive {:sluice_exit, ^p, 0}, 5_000
     end
 
     test "stderr: :consume stays unframed" do

@@ -59,7 +59,7 @@ defmodule Sluice.WorkerTest do
       queued = Task.async(fn -> W.call(w, "'never'") end)
       assert {:error, {:exit, 3}} = Task.await(running)
       assert {:error, {:exit, 3}} = Task.await(queued)
-      assert_receive {:EXIT, ^w, {:program_exited, 3}}
+      assert_receive {:EXIT, ^w, {:program_exited, 3}}, 5_000
     end)
 
     assert {:error, :closed} = W.call(w, "1")
