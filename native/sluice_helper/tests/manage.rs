@@ -120,6 +120,25 @@ fn refusals() {
         ..manage_spec(pid)
     };
     assert_eq!(refused(&h, bad_signal), "EINVAL");
+    // `group` is refused when the process shares the VM's group (this test plays the VM,
+    // and its children are in its group): a group stop would hit the VM.
+    let in_vm_group = ManageSpec {
+        group: true,
+        ..manage_spec(pid)
+    };
+    let mut other = sleeper();
+    assert_eq!(
+        refused(
+            &h,
+            ManageSpec {
+                os_pid: other.id() as i32,
+                ..in_vm_group
+            }
+        ),
+        "EINVAL"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
     // An exited process (a zombie not reaped yet) is refused too.
     drop(ch);
     child.wait().unwrap();
