@@ -74,7 +74,7 @@ defmodule Sluice.Registry do
 
   @impl true
   def init([]) do
-    :ets.new(@table, [:named_table, :public, :set, write_concurrency: true])
+    @table = :ets.new(@table, [:named_table, :public, :set, write_concurrency: true])
     schedule()
     {:ok, nil}
   end
