@@ -41,6 +41,8 @@ defmodule Sluice.ManageTest do
 
   test "kill escalation: SIGKILL after kill_grace for a process that ignores SIGTERM" do
     pid = background("(trap '' TERM; exec sleep 300)")
+    # The subshell may not have reached its trap yet.
+    assert eventually(fn -> signal_mask(pid, "SigIgn") |> has_signal?(15) end)
     {:ok, p} = P.manage(pid, kill_grace: 500)
     t = System.monotonic_time(:millisecond)
     assert {:ok, :unknown} = P.stop(p, 500)
@@ -49,7 +51,9 @@ defmodule Sluice.ManageTest do
   end
 
   test "kill_signal starts the stop" do
-    pid = background("(trap 'exit 0' HUP; trap '' TERM; while :; do sleep 0.1; done)")
+    pid = background("(trap '' TERM; trap 'exit 0' HUP; while :; do sleep 0.1; done)")
+    assert eventually(fn -> signal_mask(pid, "SigCgt") |> has_signal?(1) end)
+    assert signal_mask(pid, "SigIgn") |> has_signal?(15)
     {:ok, p} = P.manage(pid, kill_signal: :sighup, kill_grace: 5_000)
     t = System.monotonic_time(:millisecond)
     assert {:ok, :unknown} = P.stop(p, 5_000)
@@ -168,6 +172,27 @@ defmodule Sluice.ManageTest do
     Process.sleep(500)
     assert alive?(watched)
     assert eventually(fn -> not Enum.any?(Sluice.list(), &(&1.owner == owner)) end)
+  end
+
+  @tag :capture_log
+  test "the helper program SIGKILLed: the adopted process survives, its Sluice.Process ends" do
+    pid = background("sleep 300")
+    {:ok, p} = P.manage(pid)
+    ref = Process.monitor(p)
+    waiter = Task.async(fn -> P.await_exit(p) end)
+    old = helper_pid()
+    {_, 0} = System.cmd("kill", ["-KILL", to_string(old)])
+    assert_receive {:DOWN, ^ref, :process, ^p, {:shutdown, :helper_down}}, 5_000
+    assert Task.await(waiter) == {:error, :helper_down}
+
+    assert eventually(fn ->
+             match?({:ok, %{os_pid: new}} when new != old, Sluice.Helper.conn())
+           end)
+
+    # Not the helper program's child, nor in its cgroup: nothing reaches it.
+    Process.sleep(300)
+    assert alive?(pid)
+    refute Enum.any?(Sluice.list(), &(&1.os_pid == pid))
   end
 
   test "Sluice.list/0 shows every program with its holder and owner, until it ends" do
@@ -296,6 +321,18 @@ defmodule Sluice.ManageTest do
   end
 
   defp state(pid), do: with({state, _} <- stat(pid), do: state)
+
+  # A signal set of /proc/PID/status ("SigIgn", "SigCgt") as an integer, 0 when gone.
+  defp signal_mask(pid, field) do
+    with {:ok, text} <- File.read("/proc/#{pid}/status"),
+         [_, hex] <- Regex.run(~r/^#{field}:\s*([0-9a-f]+)$/m, text) do
+      String.to_integer(hex, 16)
+    else
+      _ -> 0
+    end
+  end
+
+  defp has_signal?(mask, signum), do: Bitwise.band(mask, Bitwise.bsl(1, signum - 1)) != 0
 
   defp group_members(pgid) do
     for dir <- Path.wildcard("/proc/[0-9]*"),
