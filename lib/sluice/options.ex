@@ -10,10 +10,12 @@ defmodule Sluice.Options do
   | `:env` | `[]` (a map or `{name, value}` list; `nil` unsets) | all |
   | `:clear_env` | `false` | all |
   | `:stderr` | `:console`; `:capture` for `run` | process, run, stream |
-  | `:kill_signal` | `:sigterm` | all |
-  | `:kill_grace` | `5_000` ms | all |
+  | `:kill_signal` | `:sigterm` | all, manage |
+  | `:kill_grace` | `5_000` ms | all, manage |
   | `:pipe_size` | `nil`: stdout 256 KiB for up to 64 running programs, else the system's 64 KiB | all |
-  | `:start_timeout` | `10_000` ms | process, stream, daemon |
+  | `:start_timeout` | `10_000` ms | process, stream, daemon, manage |
+  | `:stop_on_owner_exit` | `true` | manage |
+  | `:group` | `false` | manage |
   | `:input` | `nil` | run, stream |
   | `:timeout` | `:infinity` | run |
   | `:max_output` | `:infinity` | run |
@@ -26,7 +28,8 @@ defmodule Sluice.Options do
   | `:name`, `:id` | `nil` | daemon |
 
   `:stderr` takes `:console`, `:null` or `:stdout` everywhere, `:consume` for
-  `Sluice.Process` and streams, and `:capture` for `run` and streams.
+  `Sluice.Process` and streams, and `:capture` for `run` and streams. "all" is every
+  function that starts a program; "manage" is `Sluice.Process.manage/2`.
   """
 
   @all [:process, :run, :stream, :daemon]
@@ -39,10 +42,12 @@ defmodule Sluice.Options do
     env: {[], @all},
     clear_env: {false, @all},
     stderr: {%{run: :capture, default: :console}, [:process, :run, :stream]},
-    kill_signal: {:sigterm, @all},
-    kill_grace: {5_000, @all},
+    kill_signal: {:sigterm, [:manage | @all]},
+    kill_grace: {5_000, [:manage | @all]},
     pipe_size: {nil, @all},
-    start_timeout: {10_000, @spawning},
+    start_timeout: {10_000, [:manage | @spawning]},
+    stop_on_owner_exit: {true, [:manage]},
+    group: {false, [:manage]},
     input: {nil, [:run, :stream]},
     timeout: {:infinity, [:run]},
     max_output: {:infinity, [:run]},
@@ -62,7 +67,7 @@ defmodule Sluice.Options do
     stream: [:console, :null, :stdout, :consume, :capture]
   }
 
-  @type entry :: :process | :run | :stream | :daemon
+  @type entry :: :process | :run | :stream | :daemon | :manage
 
   @doc """
   Checks `opts` for `entry` and returns a map of every option that entry accepts, with
@@ -105,7 +110,7 @@ defmodule Sluice.Options do
     end)
   end
 
-  for entry <- @all do
+  for entry <- [:manage | @all] do
     defaults =
       for {key, {_default, entries}} <- @schema, entry in entries, into: %{} do
         value =
@@ -189,6 +194,20 @@ defmodule Sluice.Options do
     }
   end
 
+  @doc "The spec of a `manage` request for the helper program (docs/protocol.md)."
+  @spec manage_spec(pos_integer, map) :: map
+  def manage_spec(os_pid, opts) do
+    {:ok, signum} = Sluice.Signal.to_number(opts.kill_signal)
+
+    %{
+      os_pid: os_pid,
+      kill_signal: signum,
+      kill_grace: opts.kill_grace,
+      stop_on_owner_exit: opts.stop_on_owner_exit,
+      group: opts.group
+    }
+  end
+
   defp helper_stderr(:consume), do: :pipe
   defp helper_stderr(:capture), do: :pipe
   defp helper_stderr(:stdout), do: :stdout
@@ -230,6 +249,10 @@ defmodule Sluice.Options do
 
   defp check!(key, value, _) when key in [:clear_env, :lines] and is_boolean(value), do: value
   defp check!(key, value, _) when key in [:clear_env, :lines], do: bad!(key, "a boolean", value)
+
+  defp check!(key, value, _) when key in [:stop_on_owner_exit, :group] do
+    if is_boolean(value), do: value, else: bad!(key, "a boolean", value)
+  end
 
   defp check!(:stderr, value, entry) do
     allowed = Map.fetch!(@stderr, entry)

@@ -6,20 +6,24 @@ defmodule Sluice.Process.Server do
   # Lifecycle: once the program has exited, every output is at EOF and the status was
   # delivered (await_exit answered, or {:sluice_exit, p, status} sent), the server closes
   # every fd and ends with reason :normal. If the owner dies, it ends too, closing the
-  # program channel: the helper program then stops the program.
+  # program channel: the helper program then stops the program (an adopted process only
+  # with stop_on_owner_exit).
 
   use GenServer
 
-  alias Sluice.{Error, Pipes}
+  alias Sluice.{Error, Pipes, Registry}
   alias Sluice.Process.{Active, Requests}
 
   # How much longer than the grace a stop may take before it is reported as a timeout.
   @stop_slack 5_000
+  # How long the helper program may take to answer a signal to an adopted process.
+  @signal_timeout 5_000
 
   defstruct [
     :pipes,
     :owner,
     :controller,
+    :info,
     active: false,
     ever_active: false,
     delivered: false,
@@ -30,6 +34,7 @@ defmodule Sluice.Process.Server do
           pipes: Pipes.t(),
           owner: pid,
           controller: pid,
+          info: Registry.entry() | nil,
           active: Active.mode(),
           ever_active: boolean,
           delivered: boolean,
@@ -38,11 +43,20 @@ defmodule Sluice.Process.Server do
 
   @impl true
   def init({spec, owner, start_timeout}) do
-    case Pipes.open(spec, Pipes.deadline(start_timeout)) do
+    deadline = Pipes.deadline(start_timeout)
+
+    opened =
+      case spec do
+        {:manage, spec} -> Pipes.manage(spec, deadline, owner)
+        spec -> Pipes.open(spec, deadline, owner)
+      end
+
+    case opened do
       {:ok, pipes} ->
         Process.monitor(owner)
+        info = Registry.info(pipes.id)
         pipes = Pipes.control(pipes)
-        {:ok, %__MODULE__{pipes: pipes, owner: owner, controller: owner}}
+        {:ok, %__MODULE__{pipes: pipes, owner: owner, controller: owner, info: info}}
 
       {:error, error} ->
         {:stop, {:shutdown, error}}
@@ -51,6 +65,13 @@ defmodule Sluice.Process.Server do
 
   @impl true
   def handle_call(:os_pid, _from, s), do: {:reply, s.pipes.os_pid, s}
+  def handle_call(:info, _from, s), do: {:reply, s.info, s}
+
+  # An adopted process has no pipes.
+  def handle_call(request, _from, %{pipes: %{origin: :managed}} = s)
+      when (is_tuple(request) and elem(request, 0) in [:read, :write]) or
+             request == :close_stdin,
+      do: {:reply, {:error, :not_piped}, s}
 
   def handle_call({:read, _source, _max, _timeout}, _from, %{active: mode} = s)
       when mode != false,
@@ -79,8 +100,25 @@ defmodule Sluice.Process.Server do
 
   def handle_call(:close_stdin, _from, s), do: {:reply, :ok, close_stdin(s)}
 
+  # The helper program answers a signal to an adopted process: :esrch once it exited.
+  def handle_call({:signal, signum}, from, %{pipes: %{origin: :managed}} = s) do
+    case s.pipes.exit do
+      :running ->
+        {answer, pipes} = Pipes.signal(s.pipes, signum, Pipes.deadline(@signal_timeout))
+        GenServer.reply(from, answer)
+        control(%{s | pipes: pipes})
+
+      {:exited, _} ->
+        {:reply, {:error, :esrch}, s}
+
+      :lost ->
+        {:reply, {:error, :helper_down}, s}
+    end
+  end
+
   def handle_call({:signal, signum}, _from, s) do
-    answer = if s.pipes.exit == :running, do: Pipes.signal(s.pipes, signum), else: :ok
+    answer = if s.pipes.exit == :running, do: elem(Pipes.signal(s.pipes, signum, 0), 0), else: :ok
+
     {:reply, answer, s}
   end
 
