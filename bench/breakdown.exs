@@ -444,7 +444,7 @@ defmodule Bench.Breakdown do
   defp classify(:caller, :return_from, {Sluice.Native, :recv, 1}, {:ok, payload, _fds})
        when is_binary(payload) do
     case :erlang.binary_to_term(payload) do
-      {:spawned, _, _, _} -> [:spawned_beam, :holds]
+      {:spawned, _, _, _, _} -> [:spawned_beam, :holds]
       {:exit, _, _} -> [:exit_beam, :status_caller]
       _ -> nil
     end

@@ -12,6 +12,9 @@ defmodule Sluice do
       and active mode (`set_active/2`) for interactive programs;
     * `Sluice.Daemon` - a long-lived program under a supervisor, its output sent to Logger.
 
+  `Sluice.Process.manage/2` adopts a process Sluice did not start, and `list/0` shows
+  every program of the node.
+
   argv is executed directly: no shell is involved unless you run one
   (`["sh", "-c", "..."]`). A program name without a slash is looked up in the `PATH` of the
   program's environment.
@@ -136,6 +139,30 @@ defmodule Sluice do
   """
   @spec stream([String.t()], keyword) :: Enumerable.t()
   def stream(argv, opts \\ []), do: build_stream(argv, opts, :exit_element, "Sluice.stream/2")
+
+  @doc """
+  Every program of this node that runs (or whose end its holder has not seen yet), oldest
+  first: started with `run/2`, streams, `Sluice.Process`, `Sluice.Daemon`, or adopted
+  with `Sluice.Process.manage/2`. Each is a map:
+
+    * `:pid` - the process that holds the program: the `Sluice.Process`, or for `run/2`
+      and streams the calling (enumerating) process itself;
+    * `:owner` - the process whose exit stops the program: the caller of `start/2` or
+      `manage/2`, the daemon, or for `run/2` and streams the caller again;
+    * `:os_pid`, `:argv` (an adopted process's command line), `:started_at` (a
+      `DateTime`; for an adopted process, when it was adopted);
+    * `:managed` - `true` for an adopted process;
+    * `:cgroup` - the program's own cgroup directory, or `nil` without cgroups and for
+      adopted processes (they stay in their own cgroup).
+
+  `mix sluice.ps` prints this list for a running node.
+
+      iex> {:ok, p} = Sluice.Process.start_link(["sleep", "10"])
+      iex> Enum.any?(Sluice.list(), &(&1.pid == p and &1.argv == ["sleep", "10"]))
+      true
+  """
+  @spec list() :: [Sluice.Registry.entry()]
+  def list, do: Sluice.Registry.list()
 
   defp build_stream(argv, opts, mode, who) do
     # Validate eagerly, so mistakes raise where the stream is built.

@@ -14,7 +14,8 @@
 %% API (`Sluice.Options') is accepted under the same name. Results and errors are maps,
 %% statuses are `Code | {signal, Name}', and active-mode messages are
 %% `{sluice_stdout, P, Data}', `{sluice_stderr, P, Data}', `{sluice_passive, P}',
-%% `{sluice_exit, P, Status}' and `{sluice_error, P, Reason}'.
+%% `{sluice_exit, P, Status}' and `{sluice_error, P, Reason}'. `manage/2' adopts a
+%% process Sluice did not start, and `list/0' shows every program of the node.
 %%
 %% A programming mistake (a bad option, a malformed argv) raises
 %% `error:{badarg, What, Message}', where `What' names the option or argument and
@@ -29,9 +30,10 @@
 -export([signal/2, stop/1, stop/2, await_exit/1, await_exit/2, os_pid/1]).
 -export([setopts/2, controlling_process/2]).
 -export([daemon_spec/2, start_daemon/2]).
+-export([manage/1, manage/2, list/0, info/1]).
 -export([format_error/1, format_error/2]).
 
--export_type([argv/0, options/0, status/0, result/0, error_map/0]).
+-export_type([argv/0, options/0, status/0, result/0, error_map/0, program_info/0]).
 
 -type argv() :: [string() | binary(), ...].
 -type option() :: atom() | {atom(), term()}.
@@ -50,6 +52,15 @@
     result => result()
 }.
 -type process() :: pid() | atom().
+-type program_info() :: #{
+    pid := pid(),
+    os_pid := pos_integer(),
+    argv := [binary()],
+    owner := pid(),
+    started_at := integer(),
+    managed := boolean(),
+    cgroup := binary() | undefined
+}.
 
 -define(ELIXIR_PROCESS, 'Elixir.Sluice.Process').
 -define(DEFAULT_GRACE, 5000).
@@ -221,6 +232,48 @@ setopt(_P, Other) ->
 controlling_process(P, Pid) when is_pid(Pid) ->
     ?CHECKED([P, Pid], ?ELIXIR_PROCESS:controlling_process(P, Pid)).
 
+%%% Adopting and listing
+
+%% @doc Adopts an OS process that Sluice did not start; see `manage/2'.
+-spec manage(pos_integer()) -> {ok, pid()} | {error, error_map()}.
+manage(OsPid) ->
+    manage(OsPid, []).
+
+%% @doc Adopts an OS process that Sluice did not start, as a process owned by the caller:
+%% `signal/2', `stop/2', `await_exit/2' and `os_pid/1' work on it; signals go through a
+%% pidfd, so they never reach a reused pid. Its exit status cannot be known by a
+%% non-parent: `await_exit/2' and `stop/2' give `{ok, unknown}'. Options:
+%% `{stop_on_owner_exit, boolean()}' (default `true'), `group' (signal its process
+%% group too), `{kill_signal, Sig}', `{kill_grace, Ms}', `{start_timeout, Ms}'.
+%% pid 1, the VM and the helper program are a badarg; a missing process is
+%% `{error, #{reason := esrch}}', one the node may not signal `eperm'.
+-spec manage(pos_integer(), options()) -> {ok, pid()} | {error, error_map()}.
+manage(OsPid, Opts) ->
+    Args = [OsPid, Opts],
+    reply(?CHECKED(Args, ?ELIXIR_PROCESS:manage(OsPid, options(Opts)))).
+
+%% @doc Every program of this node, oldest first: started by any function of Sluice, or
+%% adopted. `pid' is the process that holds it (the `start_link/2' process, or the caller
+%% of `run/2'), `started_at' is in milliseconds of `erlang:system_time/1', `cgroup' the
+%% program's own cgroup directory or `undefined'.
+-spec list() -> [program_info()].
+list() ->
+    [program_info(Entry) || Entry <- 'Elixir.Sluice':list()].
+
+%% @doc What `list/0' shows for one program.
+-spec info(process()) -> program_info() | {error, closed}.
+info(P) ->
+    case ?ELIXIR_PROCESS:info(P) of
+        #{os_pid := _} = Entry -> program_info(Entry);
+        Error -> Error
+    end.
+
+program_info(#{started_at := Started, cgroup := Cgroup} = Entry) ->
+    Entry#{
+        started_at := 'Elixir.DateTime':to_unix(Started, millisecond),
+        cgroup := undefined(Cgroup)
+    }.
+
 %%% Daemons
 
 %% @doc A child spec for a long-lived program under a supervisor: each line it writes
@@ -298,9 +351,14 @@ mistake_subject(Message) ->
         {match, [Name]} ->
             binary_to_atom(Name, utf8);
         nomatch ->
-            Arguments = "^(argv|max|timeout|grace_ms|active|not a signal|write expects)",
+            Arguments =
+                "^(argv|max|timeout|grace_ms|active|not a signal|write expects|os_pid|pid 1|"
+                "the VM cannot|the helper program cannot)",
             case re:run(Message, Arguments, [{capture, all_but_first, binary}]) of
                 {match, [<<"not a signal">>]} -> signal;
+                {match, [<<"pid 1">>]} -> os_pid;
+                {match, [<<"the VM cannot">>]} -> os_pid;
+                {match, [<<"the helper program cannot">>]} -> os_pid;
                 {match, [<<"grace_ms">>]} -> grace;
                 {match, [<<"write expects">>]} -> data;
                 {match, [Arg]} -> binary_to_atom(Arg, utf8);

@@ -10,10 +10,12 @@ defmodule Sluice.Options do
   | `:env` | `[]` (a map or `{name, value}` list; `nil` unsets) | all |
   | `:clear_env` | `false` | all |
   | `:stderr` | `:console`; `:capture` for `run` | process, run, stream |
-  | `:kill_signal` | `:sigterm` | all |
-  | `:kill_grace` | `5_000` ms | all |
+  | `:kill_signal` | `:sigterm` | all, manage |
+  | `:kill_grace` | `5_000` ms | all, manage |
   | `:pipe_size` | `nil`: stdout 256 KiB for up to 64 running programs, else the system's 64 KiB | all |
-  | `:start_timeout` | `10_000` ms | process, stream, daemon |
+  | `:start_timeout` | `10_000` ms | process, stream, daemon, manage |
+  | `:stop_on_owner_exit` | `true` | manage |
+  | `:group` | `false` | manage |
   | `:framing` | `:raw`; `{:packet, 1 \\| 2 \\| 4}` or `{:line, max_bytes}`: read and write in frames | process, stream |
   | `:max_frame` | `67_108_864` (64 MiB): a larger announced packet is `:frame_too_large` | process, stream |
   | `:use_stdio` | `true`; `false`: the data goes through fds 3 (input) and 4 (output) | process |
@@ -40,6 +42,8 @@ defmodule Sluice.Options do
 
   `Sluice.Worker` takes the options of `Sluice.Process` (its `:framing` defaults to
   `{:packet, 4}`, and `:stderr` may not be `:consume`) plus `:name`.
+
+  "all" is every function that starts a program; "manage" is `Sluice.Process.manage/2`.
   """
 
   @all [:process, :run, :stream, :daemon]
@@ -54,14 +58,16 @@ defmodule Sluice.Options do
     env: {[], @all},
     clear_env: {false, @all},
     stderr: {%{run: :capture, default: :console}, [:process, :run, :stream]},
-    kill_signal: {:sigterm, @all},
-    kill_grace: {5_000, @all},
+    kill_signal: {:sigterm, [:manage | @all]},
+    kill_grace: {5_000, [:manage | @all]},
     pipe_size: {nil, @all},
-    start_timeout: {10_000, @spawning},
+    start_timeout: {10_000, [:manage | @spawning]},
     framing: {:raw, [:process, :stream]},
     max_frame: {67_108_864, [:process, :stream]},
     use_stdio: {true, [:process]},
     stdout: {nil, [:process]},
+    stop_on_owner_exit: {true, [:manage]},
+    group: {false, [:manage]},
     input: {nil, [:run, :stream]},
     timeout: {:infinity, [:run]},
     idle_timeout: {:infinity, [:run, :stream]},
@@ -84,7 +90,7 @@ defmodule Sluice.Options do
     stream: [:console, :null, :stdout, :consume, :capture]
   }
 
-  @type entry :: :process | :run | :stream | :daemon
+  @type entry :: :process | :run | :stream | :daemon | :manage
 
   @doc """
   Checks `opts` for `entry` and returns a map of every option that entry accepts, with
@@ -146,7 +152,7 @@ defmodule Sluice.Options do
 
   defp combined!(opts), do: opts
 
-  for entry <- @all do
+  for entry <- [:manage | @all] do
     defaults =
       for {key, {_default, entries}} <- @schema, entry in entries, into: %{} do
         value =
@@ -232,6 +238,20 @@ defmodule Sluice.Options do
     }
   end
 
+  @doc "The spec of a `manage` request for the helper program (docs/protocol.md)."
+  @spec manage_spec(pos_integer, map) :: map
+  def manage_spec(os_pid, opts) do
+    {:ok, signum} = Sluice.Signal.to_number(opts.kill_signal)
+
+    %{
+      os_pid: os_pid,
+      kill_signal: signum,
+      kill_grace: opts.kill_grace,
+      stop_on_owner_exit: opts.stop_on_owner_exit,
+      group: opts.group
+    }
+  end
+
   defp helper_stderr(:consume), do: :pipe
   defp helper_stderr(:capture), do: :pipe
   defp helper_stderr(:stdout), do: :stdout
@@ -298,6 +318,10 @@ defmodule Sluice.Options do
   defp check!(:ready, %Regex{} = re, _), do: re
   defp check!(:ready, fun, _) when is_function(fun, 1), do: fun
   defp check!(:ready, value, _), do: bad!(:ready, "a Regex or a 1-arity function", value)
+
+  defp check!(key, value, _) when key in [:stop_on_owner_exit, :group] do
+    if is_boolean(value), do: value, else: bad!(key, "a boolean", value)
+  end
 
   defp check!(:stderr, value, entry) do
     allowed = Map.fetch!(@stderr, entry)

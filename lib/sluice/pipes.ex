@@ -11,7 +11,12 @@ defmodule Sluice.Pipes do
   #   * each piped output (`:stdout`, `:stderr`) is `:open` or `:eof`;
   #   * stdin is `:open` or `:closed`;
   #   * the program is `:running`, `{:exited, status}`, or `:lost` (the helper program
-  #     died first: no status will ever come).
+  #     died first: no status will ever come);
+  #   * its origin is `:spawned`, or `:managed`: a process Sluice did not start, adopted
+  #     by the helper program (no pipes; its status may be `:unknown`).
+  #
+  # Each running program has a row in Sluice.Registry (for Sluice.list/0) while its holder
+  # has not seen its exit nor closed it.
   #
   # With a framing other than `:raw`, stdout is read through a Sluice.Framing decoder:
   # `read/3` then returns one whole frame, and reads only what completes it.
@@ -22,11 +27,21 @@ defmodule Sluice.Pipes do
 
   require Logger
 
-  alias Sluice.{Error, Framing, Native}
+  alias Sluice.{Error, Framing, Native, Registry}
   alias Sluice.Helper
   alias Sluice.Helper.{Env, Protocol}
 
-  defstruct [:id, :os_pid, :channel, :kill, :decoder, fds: %{}, open: %{}, exit: :running]
+  defstruct [
+    :id,
+    :os_pid,
+    :channel,
+    :kill,
+    :decoder,
+    fds: %{},
+    open: %{},
+    exit: :running,
+    origin: :spawned
+  ]
 
   @type source :: :stdout | :stderr
   @type log_source :: :log_stdout | :log_stderr
@@ -42,7 +57,8 @@ defmodule Sluice.Pipes do
           fds: %{optional(role) => Native.fd()},
           open: %{optional(role) => :open | :eof | :closed},
           exit: exit_state,
-          decoder: Framing.t() | nil
+          decoder: Framing.t() | nil,
+          origin: :spawned | :managed
         }
 
   # How often a full fd socket is retried, until the caller's deadline.
@@ -54,18 +70,49 @@ defmodule Sluice.Pipes do
 
   @doc """
   Starts a program from a spawn spec (see `Sluice.Options.spawn_spec/2`) and waits for it
-  to run, until `deadline` (monotonic ms). The caller becomes its owner.
+  to run, until `deadline` (monotonic ms). The caller holds it; `owner` (default the
+  caller) is whom `Sluice.list/0` names as its owner.
   """
-  @spec open(map, deadline) :: {:ok, t} | {:error, Error.t()}
-  def open(spec, deadline) do
+  @spec open(map, deadline, pid) :: {:ok, t} | {:error, Error.t()}
+  def open(spec, deadline, owner \\ self()) do
     id = System.unique_integer([:positive])
 
     with {:ok, conn} <- connection(),
          {:ok, cd} <- Env.cwd(spec.cd),
          spec = %{spec | cd: cd, env: Env.resolve(spec.env, conn.inherited_env)},
          {:ok, request} <- Protocol.spawn_request(id, spec),
-         {:ok, channel} <- send_request(conn.sock, request, deadline) do
-      await_spawned(%__MODULE__{id: id, channel: channel, kill: kill(spec)}, deadline)
+         {:ok, channel} <- send_request(conn.sock, request, deadline),
+         p = %__MODULE__{id: id, channel: channel, kill: kill(spec)},
+         {:ok, p, cgroup} <- await_spawned(p, deadline) do
+      Registry.add(id, p.os_pid, owner, spec.argv, false, cgroup)
+      {:ok, p}
+    end
+  end
+
+  @doc """
+  Adopts a running process Sluice did not start, from a manage spec (see
+  `Sluice.Options.manage_spec/2`): the helper program holds a pidfd for it. Like `open/3`
+  otherwise; the result has no pipes.
+  """
+  @spec manage(map, deadline, pid) :: {:ok, t} | {:error, Error.t()}
+  def manage(spec, deadline, owner \\ self()) do
+    id = System.unique_integer([:positive])
+    request = Protocol.manage_request(id, spec)
+
+    with {:ok, conn} <- connection(),
+         {:ok, channel} <- send_request(conn.sock, request, deadline),
+         p = %__MODULE__{id: id, channel: channel, kill: kill(spec), origin: :managed},
+         {:ok, p, nil} <- await_spawned(p, deadline) do
+      Registry.add(id, p.os_pid, owner, cmdline(p.os_pid), true, nil)
+      {:ok, p}
+    end
+  end
+
+  # What the adopted process runs; a kernel thread or a zombie has no command line.
+  defp cmdline(os_pid) do
+    case File.read("/proc/#{os_pid}/cmdline") do
+      {:ok, text} when text != "" -> String.split(text, <<0>>, trim: true)
+      _ -> []
     end
   end
 
@@ -136,13 +183,16 @@ defmodule Sluice.Pipes do
     end
   end
 
-  defp spawned(%{id: id} = p, {:spawned, id, os_pid, roles}, fds)
+  defp spawned(%{id: id} = p, {:spawned, id, os_pid, roles, cgroup}, fds)
        when length(roles) == length(fds) do
     roles = data_roles(roles)
     fds = Map.new(Enum.zip(roles, fds))
     open = Map.new(roles, &{&1, :open})
-    {:ok, %{p | os_pid: os_pid, fds: fds, open: open}}
+    {:ok, %{p | os_pid: os_pid, fds: fds, open: open}, cgroup}
   end
+
+  defp spawned(%{id: id, origin: :managed} = p, {:managed, id, os_pid}, []),
+    do: {:ok, %{p | os_pid: os_pid}, nil}
 
   defp spawned(%{id: id} = p, {:spawn_error, id, error}, fds) do
     Enum.each(fds, &Native.close/1)
@@ -322,11 +372,15 @@ defmodule Sluice.Pipes do
 
       # EOF: the helper program died (it never closes a live program's channel first).
       _eof_or_error ->
+        Registry.remove(p.id)
         if p.exit == :running, do: %{p | exit: :lost}, else: p
     end
   end
 
-  defp apply_control(%{id: id} = p, {:exit, id, status}), do: %{p | exit: {:exited, status}}
+  defp apply_control(%{id: id} = p, {:exit, id, status}) do
+    Registry.remove(id)
+    %{p | exit: {:exited, status}}
+  end
 
   # A signal or stop request the helper program could not use: never expected, since
   # they are built here from checked values; worth a log line rather than silence.
@@ -358,9 +412,45 @@ defmodule Sluice.Pipes do
 
   ## Control
 
-  @doc "Sends a signal number to the program's process group."
-  @spec signal(t, pos_integer) :: :ok | {:error, atom}
-  def signal(p, signum) do
+  @doc """
+  Sends a signal number to the program's process group; for an adopted process (to it, or
+  its group with `group: true`), waits until `deadline` for the helper program's answer:
+  `{:error, :esrch}` once it has exited. Returns the pipes with whatever arrived meanwhile.
+  """
+  @spec signal(t, pos_integer, deadline) :: {:ok | {:error, atom}, t}
+  def signal(%{origin: :managed} = p, signum, deadline) do
+    case send_signal(p, signum) do
+      :ok -> await_signaled(p, deadline)
+      error -> {error, p}
+    end
+  end
+
+  def signal(p, signum, _deadline), do: {send_signal(p, signum), p}
+
+  defp await_signaled(%{id: id} = p, deadline) do
+    case Native.recv(p.channel) do
+      {:ok, payload, fds} ->
+        Enum.each(fds, &Native.close/1)
+
+        case Protocol.decode(payload) do
+          # Drain and arm the channel again, so the exit still wakes the holder.
+          {:signaled, ^id, answer} -> {answer, control(p)}
+          other -> p |> apply_control(other) |> await_signaled(deadline)
+        end
+
+      {:error, :eagain} ->
+        receive do
+          {:select, ch, _, :ready_input} when ch == p.channel -> await_signaled(p, deadline)
+        after
+          remaining(deadline) -> {{:error, :timeout}, p}
+        end
+
+      _eof_or_error ->
+        {{:error, :helper_down}, control(p)}
+    end
+  end
+
+  defp send_signal(p, signum) do
     case Native.send(p.channel, Protocol.signal(p.id, signum)) do
       :ok -> :ok
       # The channel is gone with the helper program: the program is being killed anyway.
@@ -402,6 +492,7 @@ defmodule Sluice.Pipes do
   """
   @spec close(t) :: :ok
   def close(p) do
+    Registry.remove(p.id)
     # Roles already at EOF or closed were closed then: a close is an enif_select(STOP).
     Enum.each(p.fds, fn {role, fd} -> if p.open[role] == :open, do: Native.close(fd) end)
     Native.close(p.channel)

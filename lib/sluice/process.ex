@@ -101,17 +101,27 @@ defmodule Sluice.Process do
   A status is the exit code (`0..255`) or `{:signal, name}`, such as `{:signal, :sigkill}`.
   EOF and the exit status are independent: either may come first, and neither loses data.
 
+  ## Adopted processes
+
+  `manage/2` gives a `Sluice.Process` for a process Sluice did not start: the helper
+  program holds a pidfd for it, so a signal can never reach another process that reused
+  its pid. `stop/2`, `signal/2`, `await_exit/2`, `os_pid/1`, `info/1` and ownership work
+  as above; it has no pipes (reads and writes return `{:error, :not_piped}`), and since
+  only a parent learns how its child ended, its status is `:unknown` unless it happens to
+  be a child of the helper program (an orphan of a program Sluice started).
+
   ## When the helper dies
 
   If the node's helper program dies, its programs are killed, and every `Sluice.Process`
   answers pending callers with `{:error, :helper_down}` and exits with reason
-  `{:shutdown, :helper_down}` (see `docs/guarantees.md`).
+  `{:shutdown, :helper_down}` (see `docs/guarantees.md`). Adopted processes are not
+  killed: they are not the helper program's children.
   """
   alias Sluice.{Error, Options}
   alias Sluice.Process.Server
 
   @type t :: GenServer.server()
-  @type status :: non_neg_integer | {:signal, atom | pos_integer}
+  @type status :: non_neg_integer | {:signal, atom | pos_integer} | :unknown
   @type read_result :: {:ok, Sluice.Framing.frame()} | :eof | {:error, atom}
 
   ## Starting
@@ -157,11 +167,79 @@ defmodule Sluice.Process do
   defp start(argv, opts, who) do
     argv = Options.argv!(argv)
     opts = Options.validate!(opts, :process, who)
-    spec = Options.spawn_spec(argv, opts)
-    # The server bounds the spawn by start_timeout; the margin covers its own start.
-    args = {spec, self(), opts}
+    start_server(Options.spawn_spec(argv, opts), opts)
+  end
 
-    case GenServer.start(Server, args, timeout: opts.start_timeout + 5_000) do
+  @doc """
+  Adopts `os_pid`, a running process that Sluice did not start, and returns a
+  `Sluice.Process` for it; the caller becomes its owner (as with `start/2`, there is no
+  link). The helper program holds a pidfd for it: `signal/2` and `stop/2` reach that very
+  process (never a later one with the same pid), and its exit is noticed at once.
+
+  Its process group and cgroup are left as they are (it is not Sluice's): its children
+  are not contained, and `stop/2` and `signal/2` signal the process alone unless
+  `group: true`. It has no pipes: `read/3`, `write/3` and `close_stdin/1` return
+  `{:error, :not_piped}`. Its exit status is `:unknown` (only its parent can learn it),
+  unless it is a child of the helper program (an orphan of a program Sluice started).
+
+  ## Options
+
+    * `:stop_on_owner_exit` - when the owner exits (or this `Sluice.Process` ends), stop
+      the process with `kill_signal` and `kill_grace` (default `true`); `false` only
+      watches it, and lets go of it then. Either way it is also stopped when the VM dies
+      (rows e and f of `docs/guarantees.md`) if `true`, and left alone if `false`.
+    * `:group` - signal its process group too (default `false`); refused when that group
+      is the VM's or the helper program's.
+    * `:kill_signal`, `:kill_grace` - as for `start/2` (default `:sigterm`, `5_000`).
+    * `:start_timeout` - ms to wait for the helper program's answer (default `10_000`).
+
+  ## Errors
+
+  `ArgumentError` for a pid that is not a positive integer, for pid 1, the VM itself and
+  the helper program. `{:error, %Sluice.Error{stage: :manage}}` with reason `:esrch` when
+  no such process runs, `:eperm` when this node may not signal it, `:ebusy` when Sluice
+  started or manages it already; `:timeout` or `:helper_down` as for `start/2`.
+
+      iex> {out, 0} = System.cmd("sh", ["-c", "sleep 60 > /dev/null & echo $!"])
+      iex> {:ok, p} = Sluice.Process.manage(String.to_integer(String.trim(out)))
+      iex> Sluice.Process.stop(p, 1_000)
+      {:ok, :unknown}
+  """
+  @spec manage(pos_integer, keyword) :: {:ok, pid} | {:error, Error.t()}
+  def manage(os_pid, opts \\ []) do
+    os_pid = adoptable!(os_pid)
+    opts = Options.validate!(opts, :manage, "Sluice.Process.manage/2")
+    start_server({:manage, Options.manage_spec(os_pid, opts)}, opts)
+  end
+
+  defp adoptable!(os_pid) do
+    unless is_integer(os_pid) and os_pid > 0 and os_pid < 2 ** 31 do
+      raise ArgumentError, "os_pid must be a positive integer, got: #{inspect(os_pid)}"
+    end
+
+    helper = with {:ok, conn} <- Sluice.Helper.conn(), do: conn.os_pid
+
+    cond do
+      os_pid == 1 ->
+        raise ArgumentError, "pid 1 (init) cannot be managed"
+
+      os_pid == String.to_integer(System.pid()) ->
+        raise ArgumentError, "the VM cannot manage itself"
+
+      os_pid == helper ->
+        raise ArgumentError, "the helper program cannot be managed"
+
+      true ->
+        os_pid
+    end
+  end
+
+  # The server bounds the spawn by start_timeout; the margin covers its own start.
+  # The server bounds the spawn by start_timeout; the margin covers its own start.
+  defp start_server(spec, opts) do
+    timeout = opts.start_timeout + 5_000
+
+    case GenServer.start(Server, {spec, self(), opts}, timeout: timeout) do
       {:ok, pid} ->
         {:ok, pid}
 
@@ -187,6 +265,17 @@ defmodule Sluice.Process do
   """
   @spec os_pid(t) :: pos_integer | {:error, :closed}
   def os_pid(p), do: call(p, :os_pid)
+
+  @doc """
+  What `Sluice.list/0` shows for this program: `%{pid: p, os_pid: ..., argv: [...],
+  owner: pid, started_at: DateTime, managed: boolean, cgroup: path | nil}` (the entry as
+  it was when the program started; `argv` of an adopted process is its command line).
+
+      iex> {:ok, p} = Sluice.Process.start_link(["sleep", "10"])
+      iex> %{pid: ^p, argv: ["sleep", "10"], managed: false} = Sluice.Process.info(p)
+  """
+  @spec info(t) :: Sluice.Registry.entry() | {:error, :closed}
+  def info(p), do: call(p, :info)
 
   @doc """
   Reads up to `max` bytes of stdout. Returns as soon as any data is available, `:eof` once
@@ -269,6 +358,9 @@ defmodule Sluice.Process do
 
   @doc """
   Sends a signal (an atom like `:sigterm` or a number) to the program's process group.
+  For an adopted process (`manage/2`), to the process (and its group with `group: true`),
+  and the answer is the helper program's: `{:error, :esrch}` once it has exited (nothing
+  is sent then).
 
       iex> {:ok, p} = Sluice.Process.start_link(["sleep", "10"])
       iex> Sluice.Process.signal(p, :sigkill)

@@ -24,6 +24,8 @@ sluice_test_() ->
         fun badarg_explained_by_the_shell/0,
         fun owner_death_kills_the_program/0,
         fun daemon_restarted_by_its_supervisor/0,
+        fun manage_an_external_process/0,
+        fun list_shows_every_program/0,
         fun configured_from_sys_config/0
     ],
     {foreach, fun sluice_probe:start/0, fun sluice_probe:check/1,
@@ -276,6 +278,32 @@ daemon_restarted_by_its_supervisor() ->
     exit(Sup, shutdown),
     receive {'DOWN', Ref, process, Sup, _} -> ok end,
     ?assertNot(sluice_probe:alive(Second)).
+
+manage_an_external_process() ->
+    OsPid = list_to_integer(string:trim(os:cmd("sleep 300 > /dev/null 2>&1 & echo $!"))),
+    {ok, P} = sluice:manage(OsPid, [{kill_grace, 1000}]),
+    ?assertEqual(OsPid, sluice:os_pid(P)),
+    ?assertMatch(#{os_pid := OsPid, managed := true, cgroup := undefined}, sluice:info(P)),
+    ?assertEqual({error, not_piped}, sluice:recv(P, 10, 100)),
+    ?assertEqual({ok, unknown}, sluice:stop(P, 1000)),
+    ?assertNot(sluice_probe:alive(OsPid)),
+    ?assertMatch({error, #{reason := esrch, stage := manage}}, sluice:manage(OsPid)),
+    ?assertError({badarg, os_pid, _}, sluice:manage(1)),
+    ?assertError({badarg, os_pid, _}, sluice:manage(list_to_integer(os:getpid()))).
+
+list_shows_every_program() ->
+    Before = erlang:system_time(millisecond),
+    {ok, P} = sluice:start_link(["sleep", "30"], []),
+    Self = self(),
+    [Entry] = [E || #{pid := Pid} = E <- sluice:list(), Pid =:= P],
+    ?assertMatch(#{argv := [<<"sleep">>, <<"30">>], owner := Self, managed := false}, Entry),
+    #{started_at := Started, cgroup := Cgroup} = Entry,
+    ?assert(Started >= Before - 1000 andalso Started =< erlang:system_time(millisecond)),
+    ?assert(Cgroup =:= undefined orelse is_binary(Cgroup)),
+    ?assertEqual(Entry, sluice:info(P)),
+    {ok, _} = sluice:stop(P, 1000),
+    ?assert(sluice_probe:eventually(
+        fun() -> [E || #{pid := Pid} = E <- sluice:list(), Pid =:= P] =:= [] end, 2000)).
 
 configured_from_sys_config() ->
     % scripts/erlang_test.sh starts the VM with test/erlang/sys.config.

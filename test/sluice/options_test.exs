@@ -155,6 +155,40 @@ defmodule Sluice.OptionsTest do
     assert_raise ArgumentError, ~r/max/, fn -> Options.max_bytes!(2 ** 70, "max") end
   end
 
+  test "manage options: their defaults, their checks, and the manage spec" do
+    assert %{stop_on_owner_exit: true, group: false, kill_grace: 5_000, start_timeout: 10_000} =
+             opts = Options.validate!([], :manage, "manage")
+
+    assert Options.validate!([group: false], :manage, "manage") == opts
+    refute Map.has_key?(opts, :cd)
+
+    for {key, value} <- [stop_on_owner_exit: :yes, group: 1, kill_grace: -1] do
+      assert_raise ArgumentError, ~r/option #{inspect(key)}/, fn ->
+        Options.validate!([{key, value}], :manage, "manage")
+      end
+    end
+
+    for key <- [:cd, :env, :stderr, :pipe_size] do
+      assert_raise ArgumentError, ~r/unknown option #{inspect(key)}/, fn ->
+        Options.validate!([{key, nil}], :manage, "manage")
+      end
+    end
+
+    assert_raise ArgumentError, ~r/unknown option :group/, fn ->
+      Options.validate!([group: true], :process, "start")
+    end
+
+    opts = Options.validate!([kill_signal: :sigint, stop_on_owner_exit: false], :manage, "m")
+
+    assert Options.manage_spec(42, opts) == %{
+             os_pid: 42,
+             kill_signal: 2,
+             kill_grace: 5_000,
+             stop_on_owner_exit: false,
+             group: false
+           }
+  end
+
   test "the spawn spec" do
     spec = Options.spawn_spec(["true"], Options.validate!([], :run, "run"))
     assert %{argv: ["true"], env: :default, stderr: :pipe, kill_signal: 15} = spec

@@ -13,7 +13,7 @@ defmodule Sluice.Helper.Protocol do
   # Above this the NIF copies the request into a memfd on a dirty scheduler.
   @inline_max 64 * 1024
 
-  @stages ~w(argv env chdir spec pipe cgroup fork setup exec request handoff id)a
+  @stages ~w(argv env chdir spec pipe cgroup fork setup exec request handoff id manage)a
   @errnos ~w(eperm enoent esrch eintr eio enxio e2big enoexec ebadf echild eagain enomem
              eacces efault ebusy eexist exdev enodev enotdir eisdir einval enfile emfile
              enotty etxtbsy efbig enospc espipe erofs emlink epipe erange enametoolong
@@ -21,9 +21,11 @@ defmodule Sluice.Helper.Protocol do
   @errno_by_name Map.new(@errnos, &{&1 |> Atom.to_string() |> String.upcase(), &1})
   @stage_by_name Map.new(@stages, &{Atom.to_string(&1), &1})
 
-  @type status :: non_neg_integer | {:signal, atom | pos_integer}
+  @type status :: non_neg_integer | {:signal, atom | pos_integer} | :unknown
   @type reply ::
-          {:spawned, pos_integer, pos_integer, [atom]}
+          {:spawned, pos_integer, pos_integer, [atom], binary | nil}
+          | {:managed, pos_integer, pos_integer}
+          | {:signaled, pos_integer, :ok | {:error, atom}}
           | {:spawn_error, pos_integer, Error.t()}
           | {:exit, pos_integer, status}
           | {:error, pos_integer | nil, binary}
@@ -50,6 +52,10 @@ defmodule Sluice.Helper.Protocol do
     end
   end
 
+  @doc "Encodes `{:manage, id, spec}`: adopt a process Sluice did not start."
+  @spec manage_request(pos_integer, map) :: binary
+  def manage_request(id, spec), do: :erlang.term_to_binary({:manage, id, spec})
+
   @doc "Encodes `{:signal, id, signum}`."
   @spec signal(pos_integer, pos_integer) :: binary
   def signal(id, signum), do: :erlang.term_to_binary({:signal, id, signum})
@@ -66,7 +72,14 @@ defmodule Sluice.Helper.Protocol do
     ArgumentError -> :bad
   end
 
-  defp reply({:spawned, id, os_pid, roles}) when is_list(roles), do: {:spawned, id, os_pid, roles}
+  defp reply({:spawned, id, os_pid, roles, cgroup}) when is_list(roles),
+    do: {:spawned, id, os_pid, roles, cgroup}
+
+  defp reply({:managed, id, os_pid}), do: {:managed, id, os_pid}
+  defp reply({:signaled, id, :ok}), do: {:signaled, id, :ok}
+
+  defp reply({:signaled, id, errno}) when is_binary(errno),
+    do: {:signaled, id, {:error, Map.get(@errno_by_name, errno, :eunknown)}}
 
   defp reply({:spawn_error, id, errno, stage, detail}) do
     reason = Map.get(@errno_by_name, errno, :eunknown)
@@ -75,6 +88,7 @@ defmodule Sluice.Helper.Protocol do
   end
 
   defp reply({:exit, id, {:exited, code}}), do: {:exit, id, code}
+  defp reply({:exit, id, :unknown}), do: {:exit, id, :unknown}
 
   defp reply({:exit, id, {:signaled, signum, _core}}),
     do: {:exit, id, {:signal, Sluice.Signal.name(signum)}}

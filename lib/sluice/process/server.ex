@@ -6,21 +6,25 @@ defmodule Sluice.Process.Server do
   # Lifecycle: once the program has exited, every output is at EOF and the status was
   # delivered (await_exit answered, or {:sluice_exit, p, status} sent), the server closes
   # every fd and ends with reason :normal. If the owner dies, it ends too, closing the
-  # program channel: the helper program then stops the program.
+  # program channel: the helper program then stops the program (an adopted process only
+  # with stop_on_owner_exit).
 
   use GenServer
 
-  alias Sluice.{Error, Framing, Pipes}
+  alias Sluice.{Error, Framing, Pipes, Registry}
   alias Sluice.Pipes.Log
   alias Sluice.Process.{Active, Requests}
 
   # How much longer than the grace a stop may take before it is reported as a timeout.
   @stop_slack 5_000
+  # How long the helper program may take to answer a signal to an adopted process.
+  @signal_timeout 5_000
 
   defstruct [
     :pipes,
     :owner,
     :controller,
+    :info,
     framing: :raw,
     log: %{},
     frame_failed: false,
@@ -34,6 +38,7 @@ defmodule Sluice.Process.Server do
           pipes: Pipes.t(),
           owner: pid,
           controller: pid,
+          info: Registry.entry() | nil,
           framing: Framing.framing(),
           log: Log.t(),
           frame_failed: boolean,
@@ -44,14 +49,25 @@ defmodule Sluice.Process.Server do
         }
 
   @impl true
+  # `opts`: the checked options (those of Sluice.Process.manage/2 have no framing).
   def init({spec, owner, opts}) do
-    case Pipes.open(spec, Pipes.deadline(opts.start_timeout)) do
+    deadline = Pipes.deadline(opts.start_timeout)
+    framing = Map.get(opts, :framing, :raw)
+
+    opened =
+      case spec do
+        {:manage, spec} -> Pipes.manage(spec, deadline, owner)
+        spec -> Pipes.open(spec, deadline, owner)
+      end
+
+    case opened do
       {:ok, pipes} ->
         Process.monitor(owner)
-        pipes = pipes |> Pipes.control() |> Pipes.frame(opts.framing, opts.max_frame)
+        info = Registry.info(pipes.id)
+        pipes = pipes |> Pipes.control() |> Pipes.frame(framing, Map.get(opts, :max_frame, 1))
         {log, pipes} = Log.drain_all(Log.new(pipes), pipes)
-        s = %__MODULE__{pipes: pipes, owner: owner, controller: owner, log: log}
-        {:ok, %{s | framing: opts.framing}}
+        s = %__MODULE__{pipes: pipes, owner: owner, controller: owner, info: info, log: log}
+        {:ok, %{s | framing: framing}}
 
       {:error, error} ->
         {:stop, {:shutdown, error}}
@@ -60,6 +76,13 @@ defmodule Sluice.Process.Server do
 
   @impl true
   def handle_call(:os_pid, _from, s), do: {:reply, s.pipes.os_pid, s}
+  def handle_call(:info, _from, s), do: {:reply, s.info, s}
+
+  # An adopted process has no pipes.
+  def handle_call(request, _from, %{pipes: %{origin: :managed}} = s)
+      when (is_tuple(request) and elem(request, 0) in [:read, :write]) or
+             request == :close_stdin,
+      do: {:reply, {:error, :not_piped}, s}
 
   def handle_call({:read, _source, _max, _timeout}, _from, %{active: mode} = s)
       when mode != false,
@@ -86,8 +109,25 @@ defmodule Sluice.Process.Server do
 
   def handle_call(:close_stdin, _from, s), do: {:reply, :ok, close_stdin(s)}
 
+  # The helper program answers a signal to an adopted process: :esrch once it exited.
+  def handle_call({:signal, signum}, from, %{pipes: %{origin: :managed}} = s) do
+    case s.pipes.exit do
+      :running ->
+        {answer, pipes} = Pipes.signal(s.pipes, signum, Pipes.deadline(@signal_timeout))
+        GenServer.reply(from, answer)
+        control(%{s | pipes: pipes})
+
+      {:exited, _} ->
+        {:reply, {:error, :esrch}, s}
+
+      :lost ->
+        {:reply, {:error, :helper_down}, s}
+    end
+  end
+
   def handle_call({:signal, signum}, _from, s) do
-    answer = if s.pipes.exit == :running, do: Pipes.signal(s.pipes, signum), else: :ok
+    answer = if s.pipes.exit == :running, do: elem(Pipes.signal(s.pipes, signum, 0), 0), else: :ok
+
     {:reply, answer, s}
   end
 

@@ -1,12 +1,13 @@
 //! The single-threaded event loop: poll and dispatch, nothing else. The poll set is
-//! rebuilt every round (stdin, the signalfd, the fd socket, every open program channel),
-//! which stays cheap for thousands of programs; the timeout is the nearest kill deadline
-//! or housekeeping round.
+//! rebuilt every round (stdin, the signalfd, the fd socket, every open program channel,
+//! and the channels and pidfds of adopted processes), which stays cheap for thousands of
+//! programs; the timeout is the nearest kill deadline or housekeeping round.
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use crate::channels::{SocketEvent, SpawnSocket};
+use crate::managed::Managed;
 use crate::port::{Input, Port};
 use crate::programs::Programs;
 use crate::shutdown;
@@ -20,6 +21,7 @@ pub struct Helper {
     pub socket: SpawnSocket,
     pub signals: Signals,
     pub programs: Programs,
+    pub managed: Managed,
     pub shutdown_grace: Duration,
 }
 
@@ -36,9 +38,11 @@ impl Helper {
     pub fn run(mut self) -> i32 {
         let mut fds = Vec::new();
         let mut keys = Vec::new();
+        let mut watches = Vec::new();
         loop {
             fds.clear();
             keys.clear();
+            watches.clear();
             fds.push(sys::pollfd(0, libc::POLLIN));
             fds.push(sys::pollfd(self.signals.raw_fd(), libc::POLLIN));
             fds.push(sys::pollfd(self.socket.fd().as_raw_fd(), libc::POLLIN));
@@ -46,7 +50,16 @@ impl Helper {
                 keys.push(key);
                 fds.push(sys::pollfd(fd, libc::POLLIN));
             }
-            if let Err(e) = sys::poll(&mut fds, timeout_ms(self.programs.next_wake())) {
+            let adopted_at = fds.len();
+            for (watch, fd) in self.managed.watched() {
+                watches.push(watch);
+                fds.push(sys::pollfd(fd, libc::POLLIN));
+            }
+            let wake = self.programs.next_wake().into_iter();
+            if let Err(e) = sys::poll(
+                &mut fds,
+                timeout_ms(wake.chain(self.managed.next_wake()).min()),
+            ) {
                 eprintln!("sluice_helper: poll: {e}");
                 return self.shutdown();
             }
@@ -54,6 +67,7 @@ impl Helper {
             let mut stop = fds[1].revents != 0 && self.signals.drain();
             // Cheap (one waitpid when nothing exited), and robust against lost wake-ups.
             self.programs.reap();
+            self.managed.on_reaped(self.programs.take_orphans());
             if fds[0].revents != 0 {
                 stop |= self.on_stdin();
             }
@@ -61,9 +75,14 @@ impl Helper {
             // gives its cgroup back to the pool first. (Spawns first looked faster for one
             // caller in a loop, but under 100 concurrent callers the pool ran dry and every
             // spawn paid a cgroup mkdir: 0.80x Port's throughput fell to 0.61x.)
-            for (key, pfd) in keys.iter().zip(&fds[3..]) {
+            for (key, pfd) in keys.iter().zip(&fds[3..adopted_at]) {
                 if pfd.revents != 0 {
                     self.programs.on_channel(*key, pfd.revents & BROKEN != 0);
+                }
+            }
+            for (watch, pfd) in watches.iter().zip(&fds[adopted_at..]) {
+                if pfd.revents != 0 {
+                    self.managed.on_ready(*watch, pfd.revents & BROKEN != 0);
                 }
             }
             if fds[2].revents != 0 {
@@ -73,6 +92,7 @@ impl Helper {
                 return self.shutdown();
             }
             self.programs.tick();
+            self.managed.tick();
         }
     }
 
@@ -103,7 +123,7 @@ impl Helper {
     fn receive_spawns(&mut self, broken: bool) -> bool {
         loop {
             match self.socket.next() {
-                SocketEvent::Message(m) => self.programs.on_spawn_message(m),
+                SocketEvent::Message(m) => self.programs.on_spawn_message(m, &mut self.managed),
                 SocketEvent::WouldBlock if !broken => return false,
                 SocketEvent::WouldBlock => {
                     eprintln!("sluice_helper: the fd socket broke");
@@ -119,6 +139,11 @@ impl Helper {
     }
 
     fn shutdown(mut self) -> i32 {
-        shutdown::run(&mut self.programs, &mut self.signals, self.shutdown_grace)
+        shutdown::run(
+            &mut self.programs,
+            &mut self.managed,
+            &mut self.signals,
+            self.shutdown_grace,
+        )
     }
 }

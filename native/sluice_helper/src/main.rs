@@ -1,8 +1,10 @@
 //! `sluice_helper`, the helper program: Sluice's per-node port program. It starts every
 //! program, reaps them, signals them, stops them when their owner closes their channel,
-//! and kills everything when the BEAM goes away. This file is the start-up; the protocol
+//! adopts processes it did not start (through pidfds), and kills everything when the BEAM
+//! goes away. This file is the start-up; the protocol
 //! is `docs/protocol.md`, the design `docs/architecture.md`.
 
+mod adopted;
 mod args;
 mod cgroup;
 mod channels;
@@ -10,6 +12,7 @@ mod errors;
 mod event_loop;
 mod kill;
 mod lifecycle;
+mod managed;
 mod port;
 mod procfs;
 mod programs;
@@ -27,6 +30,7 @@ use sluice_protocol::{Reply, PROTOCOL_VERSION};
 
 use crate::cgroup::Cgroups;
 use crate::channels::SpawnSocket;
+use crate::managed::Managed;
 use crate::port::Port;
 use crate::programs::Programs;
 use crate::signals::Signals;
@@ -129,6 +133,7 @@ fn run(args: args::Args) -> i32 {
         socket: SpawnSocket::new(sock),
         signals,
         programs: Programs::new(cgroups, pid),
+        managed: Managed::new(pid, args.beam_pid),
         shutdown_grace: args.shutdown_grace,
     }
     .run()

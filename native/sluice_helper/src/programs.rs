@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use crate::channels::{self, ChannelEvent, SpawnMessage};
 use crate::errors::errno_name;
 use crate::kill::{self, Children};
 use crate::lifecycle::{AfterClose, Program};
+use crate::managed::Managed;
 use crate::spawn;
 use crate::sys::{self, Wait};
 
@@ -47,9 +49,13 @@ pub struct Programs {
     last_check: Instant,
     /// Something changed that may let programs be forgotten: check without waiting.
     dirty: bool,
+    /// Children reaped that were no program (adopted orphans), with their status: one
+    /// may be a managed process, whose owner then learns how it ended.
+    orphans: Vec<(i32, ExitStatus)>,
 }
 
-fn exit_status(status: i32) -> Option<ExitStatus> {
+/// The exit status in a raw `waitpid` status, if it ended.
+pub fn exit_status(status: i32) -> Option<ExitStatus> {
     if libc::WIFEXITED(status) {
         Some(ExitStatus::Exited(libc::WEXITSTATUS(status)))
     } else if libc::WIFSIGNALED(status) {
@@ -80,7 +86,18 @@ impl Programs {
             request_buf: channels::request_buffer(),
             last_check: Instant::now(),
             dirty: false,
+            orphans: Vec::new(),
         }
+    }
+
+    /// Whether `pid` is the (un-reaped) leader of a started program.
+    pub fn is_leader(&self, pid: i32) -> bool {
+        self.by_pid.contains_key(&pid)
+    }
+
+    /// The orphans reaped since the last call, with their status.
+    pub fn take_orphans(&mut self) -> Vec<(i32, ExitStatus)> {
+        std::mem::take(&mut self.orphans)
     }
 
     /// The open channels, to poll.
@@ -100,8 +117,8 @@ impl Programs {
         &self.stale_cgroups
     }
 
-    /// Handles one message from the fd socket.
-    pub fn on_spawn_message(&mut self, msg: SpawnMessage) {
+    /// Handles one message from the fd socket; `manage` requests go to `managed`.
+    pub fn on_spawn_message(&mut self, msg: SpawnMessage, managed: &mut Managed) {
         let (channel, etf) = match msg {
             SpawnMessage::Dropped(why) => {
                 eprintln!("sluice_helper: dropped a spawn message: {why}");
@@ -126,10 +143,13 @@ impl Programs {
         };
         let reply = match etf.map(|b| Request::decode(&b)) {
             Ok(Ok(Request::Spawn { id, spec })) => return self.spawn(channel, id, &spec),
+            Ok(Ok(Request::Manage { id, spec })) => {
+                return managed.adopt(channel, id, &spec, |pid| self.is_leader(pid))
+            }
             Ok(Ok(other)) => refuse(
                 Some(other.id()),
                 None,
-                "only spawn requests go over the fd socket".into(),
+                "only spawn and manage requests go over the fd socket".into(),
             ),
             Ok(Err(DecodeError {
                 id,
@@ -174,6 +194,7 @@ impl Programs {
             id,
             os_pid: started.pid as u32,
             roles: started.beam_fds.iter().map(|(r, _)| *r).collect(),
+            cgroup: (started.cgroup.as_ref()).map(|d| d.as_os_str().as_bytes().to_vec()),
         };
         let fds: Vec<BorrowedFd> = started.beam_fds.iter().map(|(_, f)| f.as_fd()).collect();
         let sent = channels::send(channel.as_fd(), &reply, &fds);
@@ -225,7 +246,9 @@ impl Programs {
         };
         let problem = match req {
             Err(e) => Some(e.message),
-            Ok(Request::Spawn { .. }) => Some("spawn requests go over the fd socket".into()),
+            Ok(Request::Spawn { .. } | Request::Manage { .. }) => {
+                Some("spawn and manage requests go over the fd socket".into())
+            }
             Ok(_) if id != p.id => Some(format!(
                 "this channel belongs to program {}, not {id}",
                 p.id
@@ -298,8 +321,10 @@ impl Programs {
                 // Exec failed: already reported as spawn_error, reaped silently.
                 self.stale_cgroups.extend(cg);
                 self.dirty = true;
+            } else if let Some(status) = exit_status(status) {
+                // An adopted orphan: its status matters only if it is managed.
+                self.orphans.push((pid, status));
             }
-            // Anything else is an adopted orphan: reaped silently.
         }
     }
 

@@ -1,6 +1,7 @@
 //! The shutdown that kills everything: stdin EOF or a hang-up of the fd socket (the BEAM
 //! is gone), SIGTERM/SIGINT/SIGHUP, or EPIPE on the port. SIGTERM (+SIGCONT) to every
-//! program, the shutdown grace, SIGKILL to every group and cgroup and to every child the
+//! program and to every adopted process whose owner wanted it stopped, the shutdown grace,
+//! SIGKILL to every group and cgroup, to those adopted processes and to every child the
 //! helper program has (adopted orphans included), reap until no child is left, remove
 //! the cgroups.
 
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::cgroup;
 use crate::kill::{self, Children};
+use crate::managed::Managed;
 use crate::procfs;
 use crate::programs::Programs;
 use crate::signals::Signals;
@@ -22,16 +24,27 @@ fn ms_until(t: Instant) -> i32 {
 }
 
 /// Runs the shutdown; returns the helper program's exit code.
-pub fn run(programs: &mut Programs, signals: &mut Signals, grace: Duration) -> i32 {
+pub fn run(
+    programs: &mut Programs,
+    managed: &mut Managed,
+    signals: &mut Signals,
+    grace: Duration,
+) -> i32 {
     let kids = Children::new();
     for p in programs.all_mut() {
         kill::soft_kill(p, &kids, libc::SIGTERM, true);
     }
+    managed.shutdown_terminate();
     // Exit statuses still reach the channels the BEAM holds open.
     let end = Instant::now() + grace;
-    while !programs.reap() && Instant::now() < end {
+    loop {
+        let children_gone = programs.reap();
+        if (children_gone && !managed.shutdown_pending()) || Instant::now() >= end {
+            break;
+        }
         signals.wait(ms_until(end).min(50));
     }
+    managed.shutdown_kill();
 
     if let Some(cg) = &programs.cgroups {
         let _ = cgroup::kill(&cg.dir);

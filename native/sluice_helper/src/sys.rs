@@ -1,7 +1,7 @@
 //! The helper program's raw syscalls outside the child, each behind a named operation
-//! (`kill_group(pgid, sig)` rather than `kill(-pgid, sig)`). With `spawn/child.rs` (the
-//! child between clone and exec) and `seqpacket.rs` (SCM_RIGHTS), this is one of the three
-//! places that may say `unsafe`.
+//! (`kill_group(pgid, sig)` rather than `kill(-pgid, sig)`), pidfds included. With
+//! `spawn/child.rs` (the child between clone and exec) and `seqpacket.rs` (SCM_RIGHTS),
+//! this is one of the three places that may say `unsafe`.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
@@ -46,6 +46,43 @@ pub fn kill_process(pid: i32, sig: i32) -> Result<(), Errno> {
     debug_assert!(pid > 0);
     // SAFETY: kill(2) has no memory-safety preconditions.
     Errno::result(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// `pidfd_open(pid, 0)` (Linux 5.3): an fd that names this process, not its pid number,
+/// for as long as it is open. ESRCH: no such process.
+pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
+    debug_assert!(pid > 0);
+    // SAFETY: pidfd_open takes two integers and has no memory-safety preconditions; a
+    // non-negative result is a new fd that nothing else owns.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    Errno::result(fd).map(|fd| {
+        // SAFETY: `fd` was just returned by the kernel, open, and owned by no one else.
+        unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+    })
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: a signal to the process the pidfd names,
+/// never to a later process with the same pid (ESRCH once it was reaped). `sig` 0 only
+/// checks that it may be signalled (EPERM).
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> Result<(), Errno> {
+    // SAFETY: a null siginfo is allowed (the kernel fills in a kill()-like one); the fd and
+    // signal are plain integers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// Whether the process a pidfd names has exited (the pidfd polls readable from then on).
+pub fn pidfd_exited(pidfd: BorrowedFd<'_>) -> bool {
+    let mut p = [pollfd(pidfd.as_raw_fd(), libc::POLLIN)];
+    poll(&mut p, 0).is_ok() && p[0].revents != 0
 }
 
 /// What one `waitpid(-1, WNOHANG)` found.
@@ -175,5 +212,22 @@ mod tests {
         assert!(!hung_up(a.as_fd()));
         drop(b);
         assert!(hung_up(a.as_fd()));
+    }
+
+    #[test]
+    fn pidfds() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let fd = pidfd_open(child.id() as i32).unwrap();
+        assert!(!pidfd_exited(fd.as_fd()));
+        assert_eq!(pidfd_send_signal(fd.as_fd(), 0), Ok(()));
+        assert_eq!(pidfd_send_signal(fd.as_fd(), libc::SIGKILL), Ok(()));
+        child.wait().unwrap();
+        assert!(pidfd_exited(fd.as_fd()));
+        // Reaped: the pidfd names no process any more, whatever now has its number.
+        assert_eq!(pidfd_send_signal(fd.as_fd(), 0), Err(Errno::ESRCH));
+        assert_eq!(pidfd_open(i32::MAX).err(), Some(Errno::ESRCH));
     }
 }

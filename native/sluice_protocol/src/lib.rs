@@ -3,8 +3,8 @@
 //!
 //! * [`etf`]: the checker that stands in front of `eetf` for every untrusted payload.
 //! * [`term`]: building and reading terms; [`DecodeError`].
-//! * [`request`]: BEAM → helper program (`spawn` on the fd socket, `signal`/`kill` on a
-//!   program channel).
+//! * [`request`]: BEAM → helper program (`spawn` and `manage` on the fd socket,
+//!   `signal`/`kill` on a program channel); [`manage`]: the spec of `manage`.
 //! * [`reply`]: helper program → BEAM (`hello` on the port, the rest on a program channel).
 //! * [`stage`]: the stage names of `spawn_error`.
 //! * [`framing`]: `{packet, 4}` frames on the port.
@@ -14,12 +14,14 @@
 
 pub mod etf;
 pub mod framing;
+pub mod manage;
 pub mod reply;
 pub mod request;
 pub mod stage;
 pub mod term;
 
 pub use framing::{encode_frame, FrameError, FrameReader, MAX_FRAME_LEN};
+pub use manage::ManageSpec;
 pub use reply::{ExitStatus, Reply, Role};
 pub use request::{Request, SpawnSpec, StderrMode, StdoutMode};
 pub use stage::Stage;

@@ -43,6 +43,9 @@ pub enum ExitStatus {
     Exited(i32),
     /// `{:signaled, signum, core_dumped}`
     Signaled { signum: i32, core: bool },
+    /// `:unknown`: an adopted process that is not the helper program's child ended; only
+    /// its parent can learn how.
+    Unknown,
 }
 
 /// A reply or event from the helper program.
@@ -55,12 +58,19 @@ pub enum Reply {
         helper_pid: u32,
         cgroup_root: Option<Vec<u8>>,
     },
-    /// `{:spawned, id, os_pid, roles}`: the message carries one fd per role, in order.
+    /// `{:spawned, id, os_pid, roles, cgroup_or_nil}`: the message carries one fd per role,
+    /// in order; `cgroup` is the program's own cgroup directory.
     Spawned {
         id: u64,
         os_pid: u32,
         roles: Vec<Role>,
+        cgroup: Option<Vec<u8>>,
     },
+    /// `{:managed, id, os_pid}`: the process is adopted (held by a pidfd).
+    Managed { id: u64, os_pid: u32 },
+    /// `{:signaled, id, :ok | errno}`: the answer to `signal` on an adopted process's
+    /// channel; `errno` like `"ESRCH"` (it has exited: nothing was sent).
+    Signaled { id: u64, error: Option<String> },
     /// `{:spawn_error, id, errno, stage, detail}`
     SpawnError {
         id: u64,
@@ -90,13 +100,32 @@ impl Reply {
                 int_u64(u64::from(*helper_pid)),
                 cgroup_root.as_deref().map(binary).unwrap_or_else(nil),
             ]),
-            Reply::Spawned { id, os_pid, roles } => tuple(vec![
+            Reply::Spawned {
+                id,
+                os_pid,
+                roles,
+                cgroup,
+            } => tuple(vec![
                 atom("spawned"),
                 int_u64(*id),
                 int_u64(u64::from(*os_pid)),
                 Term::List(eetf::List::from(
                     roles.iter().map(|r| atom(r.as_str())).collect::<Vec<_>>(),
                 )),
+                cgroup.as_deref().map(binary).unwrap_or_else(nil),
+            ]),
+            Reply::Managed { id, os_pid } => tuple(vec![
+                atom("managed"),
+                int_u64(*id),
+                int_u64(u64::from(*os_pid)),
+            ]),
+            Reply::Signaled { id, error } => tuple(vec![
+                atom("signaled"),
+                int_u64(*id),
+                error
+                    .as_deref()
+                    .map(|e| binary(e.as_bytes()))
+                    .unwrap_or_else(|| atom("ok")),
             ]),
             Reply::SpawnError {
                 id,
@@ -120,6 +149,7 @@ impl Reply {
                         int_i64(i64::from(signum)),
                         boolean(core),
                     ]),
+                    ExitStatus::Unknown => atom("unknown"),
                 };
                 tuple(vec![atom("exit"), int_u64(*id), status])
             }
@@ -187,6 +217,7 @@ mod codec {
                 signum: as_i32(signum, "signum")?,
                 core: atom_name(core) == Some("true"),
             }),
+            _ if atom_name(t) == Some("unknown") => Ok(ExitStatus::Unknown),
             _ => Err(err("bad exit status")),
         }
     }
@@ -205,7 +236,7 @@ mod codec {
                     helper_pid: u32_of(pid, "helper_pid")?,
                     cgroup_root: bytes_or_nil(root, "cgroup_root")?,
                 }),
-                ("spawned", [_, id, pid, roles]) => Ok(Reply::Spawned {
+                ("spawned", [_, id, pid, roles, cgroup]) => Ok(Reply::Spawned {
                     id: as_u64(id, "id")?,
                     os_pid: u32_of(pid, "os_pid")?,
                     roles: as_list(roles)
@@ -213,6 +244,18 @@ mod codec {
                         .iter()
                         .map(role)
                         .collect::<Result<_, _>>()?,
+                    cgroup: bytes_or_nil(cgroup, "cgroup")?,
+                }),
+                ("managed", [_, id, pid]) => Ok(Reply::Managed {
+                    id: as_u64(id, "id")?,
+                    os_pid: u32_of(pid, "os_pid")?,
+                }),
+                ("signaled", [_, id, result]) => Ok(Reply::Signaled {
+                    id: as_u64(id, "id")?,
+                    error: match atom_name(result) {
+                        Some("ok") => None,
+                        _ => Some(as_string(result, "errno")?),
+                    },
                 }),
                 ("spawn_error", [_, id, errno, stage, detail]) => Ok(Reply::SpawnError {
                     id: as_u64(id, "id")?,
@@ -264,11 +307,23 @@ mod tests {
                 id: 3_000_000_000,
                 os_pid: 1234,
                 roles: vec![Role::Stdin, Role::Stdout, Role::Stderr],
+                cgroup: Some(b"/sys/fs/cgroup/sluice/h1/c0".to_vec()),
             },
             Reply::Spawned {
                 id: 1,
                 os_pid: 1,
                 roles: vec![],
+                cgroup: None,
+            },
+            Reply::Managed { id: 4, os_pid: 77 },
+            Reply::Signaled { id: 4, error: None },
+            Reply::Signaled {
+                id: 4,
+                error: Some("ESRCH".into()),
+            },
+            Reply::Exit {
+                id: 4,
+                status: ExitStatus::Unknown,
             },
             Reply::SpawnError {
                 id: 2,

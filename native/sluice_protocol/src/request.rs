@@ -1,10 +1,11 @@
-//! Requests, BEAM → helper program: `spawn` on the fd socket, `signal` and `kill` on a
-//! program's channel. Decoding is what the helper program needs; encoding (for tests and
+//! Requests, BEAM → helper program: `spawn` and `manage` on the fd socket, `signal` and
+//! `kill` on a program's channel. Decoding is what the helper program needs; encoding (for tests and
 //! tools) sits behind the `codec` feature.
 
 use eetf::Term;
 
 use crate::etf::decode_term;
+use crate::manage::ManageSpec;
 use crate::stage::Stage;
 use crate::term::{
     as_bytes, as_i128, as_i32, as_list, as_u64, atom_name, is_nil, tagged, DecodeError,
@@ -91,6 +92,8 @@ impl Default for SpawnSpec {
 pub enum Request {
     /// `{:spawn, id, spec}` (fd socket)
     Spawn { id: u64, spec: SpawnSpec },
+    /// `{:manage, id, spec}` (fd socket): adopt a process the helper program did not start
+    Manage { id: u64, spec: ManageSpec },
     /// `{:signal, id, signum}` (program channel)
     Signal { id: u64, signum: i32 },
     /// `{:kill, id, signum, grace_ms}` (program channel)
@@ -234,9 +237,10 @@ impl Request {
     /// The request's id.
     pub fn id(&self) -> u64 {
         match self {
-            Request::Spawn { id, .. } | Request::Signal { id, .. } | Request::Kill { id, .. } => {
-                *id
-            }
+            Request::Spawn { id, .. }
+            | Request::Manage { id, .. }
+            | Request::Signal { id, .. }
+            | Request::Kill { id, .. } => *id,
         }
     }
 
@@ -266,6 +270,12 @@ impl Request {
                 let id = as_u64(&elems[1], "id")?;
                 let spec = SpawnSpec::from_term(&elems[2]).map_err(|e| e.with_id(Some(id)))?;
                 Ok(Request::Spawn { id, spec })
+            }
+            "manage" => {
+                arity(3)?;
+                let id = as_u64(&elems[1], "id")?;
+                let spec = ManageSpec::from_term(&elems[2]).map_err(|e| e.with_id(Some(id)))?;
+                Ok(Request::Manage { id, spec })
             }
             "signal" => {
                 arity(3)?;
@@ -364,6 +374,9 @@ mod codec {
             match self {
                 Request::Spawn { id, spec } => {
                     tuple(vec![atom("spawn"), int_u64(*id), spec.to_term()])
+                }
+                Request::Manage { id, spec } => {
+                    tuple(vec![atom("manage"), int_u64(*id), spec.to_term()])
                 }
                 Request::Signal { id, signum } => tuple(vec![
                     atom("signal"),

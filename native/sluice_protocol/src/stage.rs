@@ -1,5 +1,6 @@
-//! The stage names of `spawn_error`: the one list of them, shared by the decoder (a bad
-//! spec), the helper program (a failure before or in the child) and the tests.
+//! The stage names of `spawn_error` (`manage` when a `manage` request is refused): the one
+//! list of them, shared by the decoder (a bad spec), the helper program (a failure before
+//! or in the child) and the tests.
 
 use std::fmt;
 
@@ -26,11 +27,14 @@ pub enum Stage {
     Exec,
     /// The spawn message itself: not a `spawn` term, the wrong fds, an unreadable memfd.
     Request,
+    /// Adopting a process (`manage`): a bad spec, a process that does not exist or may
+    /// not be signalled, or one that must not be managed.
+    Manage,
 }
 
 impl Stage {
     /// Every stage, in the order of the protocol description.
-    pub const ALL: [Stage; 10] = [
+    pub const ALL: [Stage; 11] = [
         Stage::Argv,
         Stage::Env,
         Stage::Chdir,
@@ -41,6 +45,7 @@ impl Stage {
         Stage::Setup,
         Stage::Exec,
         Stage::Request,
+        Stage::Manage,
     ];
 
     /// The name on the wire.
@@ -56,6 +61,7 @@ impl Stage {
             Stage::Setup => "setup",
             Stage::Exec => "exec",
             Stage::Request => "request",
+            Stage::Manage => "manage",
         }
     }
 

@@ -290,6 +290,7 @@ impl Beam {
             id: got,
             os_pid,
             roles,
+            ..
         } = reply
         else {
             panic!("expected spawned, got {reply:?}");
