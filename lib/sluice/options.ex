@@ -13,6 +13,7 @@ defmodule Sluice.Options do
   | `:kill_signal` | `:sigterm` | all |
   | `:kill_grace` | `5_000` ms | all |
   | `:pipe_size` | `nil`: stdout 256 KiB for up to 64 running programs, else the system's 64 KiB | all |
+  | `:pty` | `false`; `true` or `[rows:, cols:, echo:, modes:]` runs on a terminal (`Sluice.Pty`) | all |
   | `:start_timeout` | `10_000` ms | process, stream, daemon |
   | `:input` | `nil` | run, stream |
   | `:timeout` | `:infinity` | run |
@@ -26,7 +27,8 @@ defmodule Sluice.Options do
   | `:name`, `:id` | `nil` | daemon |
 
   `:stderr` takes `:console`, `:null` or `:stdout` everywhere, `:consume` for
-  `Sluice.Process` and streams, and `:capture` for `run` and streams.
+  `Sluice.Process` and streams, and `:capture` for `run` and streams. With `:pty` and no
+  `:stderr`, stderr is the terminal too (`:stdout`).
   """
 
   @all [:process, :run, :stream, :daemon]
@@ -42,6 +44,7 @@ defmodule Sluice.Options do
     kill_signal: {:sigterm, @all},
     kill_grace: {5_000, @all},
     pipe_size: {nil, @all},
+    pty: {nil, @all},
     start_timeout: {10_000, @spawning},
     input: {nil, [:run, :stream]},
     timeout: {:infinity, [:run]},
@@ -99,11 +102,19 @@ defmodule Sluice.Options do
       MapSet.put(seen, key)
     end)
 
-    Map.new(accepted, fn key ->
+    accepted
+    |> Map.new(fn key ->
       value = Keyword.get_lazy(opts, key, fn -> default(key, entry) end)
       {key, check!(key, value, entry)}
     end)
+    |> terminal_stderr(Keyword.has_key?(opts, :stderr))
   end
+
+  # On a terminal, stderr is the terminal unless the caller sends it elsewhere.
+  defp terminal_stderr(%{pty: pty, stderr: _} = opts, false) when pty != nil,
+    do: %{opts | stderr: :stdout}
+
+  defp terminal_stderr(opts, _given), do: opts
 
   for entry <- @all do
     defaults =
@@ -185,7 +196,8 @@ defmodule Sluice.Options do
       stderr: helper_stderr(Map.get(opts, :stderr, :consume)),
       pipe_size: opts.pipe_size,
       kill_signal: signum,
-      kill_grace: opts.kill_grace
+      kill_grace: opts.kill_grace,
+      pty: opts.pty
     }
   end
 
@@ -257,6 +269,8 @@ defmodule Sluice.Options do
       :error -> bad!(:kill_signal, "a signal name like :sigterm or a number 1..64", value)
     end
   end
+
+  defp check!(:pty, value, _), do: Sluice.Pty.check!(value)
 
   defp check!(:pipe_size, nil, _), do: nil
   defp check!(:pipe_size, n, _) when is_integer(n) and n >= 4096 and n <= 1_073_741_824, do: n

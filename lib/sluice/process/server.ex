@@ -71,13 +71,16 @@ defmodule Sluice.Process.Server do
     if Pipes.open?(s.pipes, :stdin) do
       req = Requests.request(%{from: from, data: data, written: 0}, timeout, :write)
       s = put_in(s.requests.writes, :queue.in(req, s.requests.writes))
-      {:noreply, %{s | requests: Requests.serve_writes(s.requests, s.pipes)}}
+      {:noreply, serve_writes(s)}
     else
       {:reply, {:error, :closed}, s}
     end
   end
 
   def handle_call(:close_stdin, _from, s), do: {:reply, :ok, close_stdin(s)}
+
+  def handle_call({:set_window_size, rows, cols}, _from, s),
+    do: {:reply, Pipes.set_window_size(s.pipes, rows, cols), s}
 
   def handle_call({:signal, signum}, _from, s) do
     answer = if s.pipes.exit == :running, do: Pipes.signal(s.pipes, signum), else: :ok
@@ -125,7 +128,8 @@ defmodule Sluice.Process.Server do
   def handle_info({:select, _, _, _} = msg, s) do
     case Pipes.handle_ready(s.pipes, msg) do
       {:ready, :stdin} ->
-        {:noreply, %{s | requests: Requests.serve_writes(s.requests, s.pipes)}}
+        # On a terminal, a pending end-of-input character goes first.
+        {:noreply, serve_writes(%{s | pipes: Pipes.finish_close_stdin(s.pipes)})}
 
       {:ready, _output} ->
         s |> serve() |> maybe_end()
@@ -215,6 +219,11 @@ defmodule Sluice.Process.Server do
   end
 
   defp maybe_end(s), do: {:noreply, s}
+
+  defp serve_writes(s) do
+    {requests, pipes} = Requests.serve_writes(s.requests, s.pipes)
+    %{s | requests: requests, pipes: pipes}
+  end
 
   defp close_stdin(s) do
     requests = Requests.fail_writes(s.requests, {:error, :closed})
