@@ -263,18 +263,22 @@ defmodule Sluice.Pipes do
 
   def finish_close_stdin(p), do: p
 
-  # A role is done; its fd closes unless another role still uses it (a terminal's master).
+  # A role is done, and its fd closes. Not a terminal's master: close/1 closes it, as
+  # closing it hangs the terminal up, and the SIGHUP must not reach a program that is
+  # still finishing (programs close their fds before they exit, and the master reads EIO
+  # as soon as they have: `wc` was killed by SIGHUP after printing its count).
+  defp close_role(%{terminal: %Terminal{}} = p, role, state) when role in [:stdin, :stdout],
+    do: %{p | open: Map.put(p.open, role, state)}
+
   defp close_role(p, role, state) do
-    fd = p.fds[role]
-    open = Map.put(p.open, role, state)
-    if not Enum.any?(p.fds, fn {r, f} -> f == fd and in_use?(open[r]) end), do: Native.close(fd)
-    %{p | open: open}
+    Native.close(p.fds[role])
+    %{p | open: Map.put(p.open, role, state)}
   end
 
   defp in_use?(state), do: state in [:open, :closing]
 
   # The terminal reached its end: nothing written to it can be read any more.
-  defp terminal_gone(p), do: close_role(%{p | open: %{p.open | stdin: :closed}}, :stdout, :eof)
+  defp terminal_gone(p), do: %{p | open: %{p.open | stdin: :closed, stdout: :eof}}
 
   @doc """
   Sets a terminal's window size (`TIOCSWINSZ`): the kernel sends SIGWINCH to its
@@ -282,6 +286,7 @@ defmodule Sluice.Pipes do
   """
   @spec set_window_size(t, pos_integer, pos_integer) :: :ok | {:error, atom}
   def set_window_size(%{terminal: nil}, _rows, _cols), do: {:error, :not_a_terminal}
+  def set_window_size(%{open: %{stdout: :eof}}, _rows, _cols), do: {:error, :closed}
   def set_window_size(p, rows, cols), do: Native.set_window_size(p.fds.stdout, rows, cols)
 
   @doc "Whether `source` is piped and not at EOF."
@@ -416,6 +421,8 @@ defmodule Sluice.Pipes do
   def close(p) do
     # Roles already at EOF or closed were closed then: a close is an enif_select(STOP).
     Enum.each(p.fds, fn {role, fd} -> if in_use?(p.open[role]), do: Native.close(fd) end)
+    # A terminal's master is closed only here (close_role/3).
+    if p.terminal, do: Native.close(p.fds.stdout)
     Native.close(p.channel)
     flush(p)
   end
