@@ -75,7 +75,7 @@ defmodule Sluice.Options do
       :capture
 
       iex> Sluice.Options.validate!([lines: true], :run, "Sluice.run/2")
-      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :input, :timeout, :max_output, :success_exit_codes
+      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :input, :timeout, :max_output, :success_exit_codes
   """
   @spec validate!(term, entry, String.t()) :: map
   # No options: the precomputed defaults, allocating nothing (a spawn's set-up garbage

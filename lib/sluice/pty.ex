@@ -149,23 +149,28 @@ defmodule Sluice.Pty do
       end
 
     %{
-      rows: dimension!(:rows, Keyword.get(opts, :rows, @default_rows)),
-      cols: dimension!(:cols, Keyword.get(opts, :cols, @default_cols)),
+      rows: size!(:rows, Keyword.get(opts, :rows, @default_rows)),
+      cols: size!(:cols, Keyword.get(opts, :cols, @default_cols)),
       modes: Enum.map(echo ++ modes, fn {name, v} -> {Map.fetch!(@opcode, name), v} end)
     }
   end
 
   def check!(other), do: bad!("true, false or a keyword list", other)
 
+  defguardp dimension?(n) when is_integer(n) and n >= 1 and n <= @max_dimension
+
   @doc false
-  # A window dimension, for :rows and :cols here and Sluice.Process.set_window_size/3.
+  # A window dimension argument of Sluice.Process.set_window_size/3.
   @spec dimension!(atom, term) :: pos_integer
-  def dimension!(_name, n) when is_integer(n) and n >= 1 and n <= @max_dimension, do: n
+  def dimension!(_name, n) when dimension?(n), do: n
 
   def dimension!(name, n) do
     raise ArgumentError,
           "#{name} must be an integer 1..#{@max_dimension} (character cells), got: #{inspect(n)}"
   end
+
+  defp size!(_key, n) when dimension?(n), do: n
+  defp size!(key, n), do: bad!("an integer 1..#{@max_dimension} for #{inspect(key)}", n)
 
   defp modes!(modes) do
     unless is_list(modes) and Keyword.keyword?(modes) do
