@@ -255,6 +255,20 @@ defmodule Sluice.PtyTest do
     end
   end
 
+  test "examples/pty_session.exs runs" do
+    out =
+      ExUnit.CaptureIO.capture_io(fn ->
+        Code.eval_file(Path.expand("../../examples/pty_session.exs", __DIR__))
+      end)
+
+    assert out =~ "(True, True)"
+    assert out =~ "os.terminal_size(columns=132, lines=50)"
+    assert out =~ "total: 45"
+    assert out =~ "python3 exited with status 0"
+    assert out =~ "the shell is still here"
+    assert out =~ "exit 3 -> status 3"
+  end
+
   describe "Sluice.Daemon" do
     test "logs a terminal's output" do
       import ExUnit.CaptureLog
