@@ -110,6 +110,8 @@ defmodule Sluice.Pty do
   ]
   @opcode Map.new(@opcodes)
 
+  alias Sluice.Options
+
   @default_rows 24
   @default_cols 80
   @max_dimension 65_535
@@ -129,11 +131,15 @@ defmodule Sluice.Pty do
   def check!(true), do: check!([])
 
   def check!(opts) when is_list(opts) do
-    unless Keyword.keyword?(opts), do: bad!("true, false or a keyword list", opts)
+    unless Keyword.keyword?(opts), do: Options.bad!(:pty, "true, false or a keyword list", opts)
 
     Enum.each(opts, fn {key, _} ->
       unless key in [:rows, :cols, :echo, :modes] do
-        bad!("a keyword of :rows, :cols, :echo and :modes (unknown key #{inspect(key)})", opts)
+        Options.bad!(
+          :pty,
+          "a keyword of :rows, :cols, :echo and :modes (unknown key #{inspect(key)})",
+          opts
+        )
       end
     end)
 
@@ -141,9 +147,9 @@ defmodule Sluice.Pty do
 
     echo =
       case {Keyword.fetch(opts, :echo), Keyword.has_key?(modes, :echo)} do
-        {{:ok, _}, true} -> bad!(":echo or the :echo mode, not both", opts)
+        {{:ok, _}, true} -> Options.bad!(:pty, ":echo or the :echo mode, not both", opts)
         {{:ok, e}, false} when is_boolean(e) -> [echo: mode_value!(:echo, e)]
-        {{:ok, e}, false} -> bad!("a boolean for :echo", e)
+        {{:ok, e}, false} -> Options.bad!(:pty, "a boolean for :echo", e)
         {:error, true} -> []
         {:error, false} -> [echo: 0]
       end
@@ -155,7 +161,7 @@ defmodule Sluice.Pty do
     }
   end
 
-  def check!(other), do: bad!("true, false or a keyword list", other)
+  def check!(other), do: Options.bad!(:pty, "true, false or a keyword list", other)
 
   defguardp dimension?(n) when is_integer(n) and n >= 1 and n <= @max_dimension
 
@@ -170,16 +176,22 @@ defmodule Sluice.Pty do
   end
 
   defp size!(_key, n) when dimension?(n), do: n
-  defp size!(key, n), do: bad!("an integer 1..#{@max_dimension} for #{inspect(key)}", n)
+
+  defp size!(key, n),
+    do: Options.bad!(:pty, "an integer 1..#{@max_dimension} for #{inspect(key)}", n)
 
   defp modes!(modes) do
     unless is_list(modes) and Keyword.keyword?(modes) do
-      bad!("a keyword list of RFC 4254 terminal modes for :modes", modes)
+      Options.bad!(:pty, "a keyword list of RFC 4254 terminal modes for :modes", modes)
     end
 
     Enum.map(modes, fn {name, value} ->
       unless Map.has_key?(@opcode, name) do
-        bad!("RFC 4254 terminal mode names (see Sluice.Pty); unknown mode #{inspect(name)}", name)
+        Options.bad!(
+          :pty,
+          "RFC 4254 terminal mode names (see Sluice.Pty); unknown mode #{inspect(name)}",
+          name
+        )
       end
 
       {name, mode_value!(name, value)}
@@ -191,7 +203,6 @@ defmodule Sluice.Pty do
   defp mode_value!(_name, v) when is_integer(v) and v >= 0 and v <= @max_value, do: v
 
   defp mode_value!(name, v),
-    do: bad!("a boolean or an integer 0..#{@max_value} for mode #{inspect(name)}", v)
-
-  defp bad!(expected, got), do: Sluice.Options.bad!(:pty, expected, got)
+    do:
+      Options.bad!(:pty, "a boolean or an integer 0..#{@max_value} for mode #{inspect(name)}", v)
 end
