@@ -192,6 +192,17 @@ defmodule Sluice.PtyTest do
       end
     end
 
+    test "a program that closed the terminal is not hung up before it exits" do
+      # Its output ends (EIO) while it still runs: closing the master then would send it
+      # SIGHUP (`wc` was reported killed by SIGHUP after printing its count).
+      script = "echo bye; exec <&- >&- 2>&-; sleep 0.3; exit 5"
+      assert {:ok, %{status: 5, stdout: "bye\r\n"}} = Sluice.run(["sh", "-c", script], pty: true)
+
+      {:ok, p} = P.start_link(["sh", "-c", script], pty: true)
+      assert read_all(p) == "bye\r\n"
+      assert {:ok, 5} = P.await_exit(p, 5_000)
+    end
+
     test "the same through a Sluice.Process and a stream" do
       {:ok, p} = P.start_link(["head", "-c", "1000000", "/dev/zero"], pty: true)
       assert byte_size(read_all(p)) == 1_000_000

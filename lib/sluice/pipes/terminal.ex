@@ -49,8 +49,8 @@ defmodule Sluice.Pipes.Terminal do
   end
 
   @doc """
-  Writes what is left of the VEOF: `{:done, t}`, `{:pending, t}` (the rest waits for a
-  `:ready_output` message) or `{:done, t}` when the terminal is gone.
+  Writes what is left of the VEOF: `{:done, t}` once written (or when the terminal is
+  gone), `{:pending, t}` when the rest waits for a `:ready_output` message.
   """
   @spec flush_eof(t, Native.fd()) :: {:done | :pending, t}
   def flush_eof(%{eof: ""} = t, _fd), do: {:done, %{t | line_start: true}}
