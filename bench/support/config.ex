@@ -2,7 +2,17 @@ defmodule Bench.Config do
   @moduledoc false
   # Command-line options and the sizes of every measurement, for the full and quick modes.
 
-  @sections [:spawn, :throughput, :concurrent, :output, :input, :unread, :ticker, :footprint]
+  @sections [
+    :spawn,
+    :throughput,
+    :concurrent,
+    :output,
+    :input,
+    :unread,
+    :ticker,
+    :footprint,
+    :pty
+  ]
 
   @full %{
     quick: false,
@@ -19,7 +29,9 @@ defmodule Bench.Config do
     unread_limit: 500_000_000,
     ticker_programs: 200,
     ticker_ms: 3_000,
-    footprint_n: 200
+    footprint_n: 200,
+    # A terminal moves ~100 MB/s: 256 MiB is a few seconds per repetition.
+    pty_bytes: 268_435_456
   }
 
   # Tiny sizes and one repetition: only checks that every measurement works.
@@ -37,7 +49,8 @@ defmodule Bench.Config do
     unread_limit: 500_000_000,
     ticker_programs: 10,
     ticker_ms: 300,
-    footprint_n: 10
+    footprint_n: 10,
+    pty_bytes: 4_194_304
   }
 
   @doc "The measurement sections, in the order they run."

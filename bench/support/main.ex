@@ -13,7 +13,8 @@ defmodule Bench.Main do
     input: Bench.Input,
     unread: Bench.Unread,
     ticker: Bench.Ticker,
-    footprint: Bench.Footprint
+    footprint: Bench.Footprint,
+    pty: Bench.Pty
   }
 
   def run(argv) do

@@ -13,6 +13,7 @@ defmodule Sluice.Options do
   | `:kill_signal` | `:sigterm` | all, manage |
   | `:kill_grace` | `5_000` ms | all, manage |
   | `:pipe_size` | `nil`: stdout 256 KiB for up to 64 running programs, else the system's 64 KiB | all |
+  | `:pty` | `false`; `true` or `[rows:, cols:, echo:, modes:]` runs on a terminal (`Sluice.Pty`) | all |
   | `:start_timeout` | `10_000` ms | process, stream, daemon, manage |
   | `:stop_on_owner_exit` | `true` | manage |
   | `:group` | `false` | manage |
@@ -28,8 +29,9 @@ defmodule Sluice.Options do
   | `:name`, `:id` | `nil` | daemon |
 
   `:stderr` takes `:console`, `:null` or `:stdout` everywhere, `:consume` for
-  `Sluice.Process` and streams, and `:capture` for `run` and streams. "all" is every
-  function that starts a program; "manage" is `Sluice.Process.manage/2`.
+  `Sluice.Process` and streams, and `:capture` for `run` and streams. With `:pty` and no
+  `:stderr`, stderr is the terminal too (`:stdout`). "all" is every function that starts a
+  program; "manage" is `Sluice.Process.manage/2`.
   """
 
   @all [:process, :run, :stream, :daemon]
@@ -45,6 +47,7 @@ defmodule Sluice.Options do
     kill_signal: {:sigterm, [:manage | @all]},
     kill_grace: {5_000, [:manage | @all]},
     pipe_size: {nil, @all},
+    pty: {nil, @all},
     start_timeout: {10_000, [:manage | @spawning]},
     stop_on_owner_exit: {true, [:manage]},
     group: {false, [:manage]},
@@ -77,7 +80,7 @@ defmodule Sluice.Options do
       :capture
 
       iex> Sluice.Options.validate!([lines: true], :run, "Sluice.run/2")
-      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :input, :timeout, :max_output, :success_exit_codes
+      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :input, :timeout, :max_output, :success_exit_codes
   """
   @spec validate!(term, entry, String.t()) :: map
   # No options: the precomputed defaults, allocating nothing (a spawn's set-up garbage
@@ -104,11 +107,19 @@ defmodule Sluice.Options do
       MapSet.put(seen, key)
     end)
 
-    Map.new(accepted, fn key ->
+    accepted
+    |> Map.new(fn key ->
       value = Keyword.get_lazy(opts, key, fn -> default(key, entry) end)
       {key, check!(key, value, entry)}
     end)
+    |> terminal_stderr(Keyword.has_key?(opts, :stderr))
   end
+
+  # On a terminal, stderr is the terminal unless the caller sends it elsewhere.
+  defp terminal_stderr(%{pty: pty, stderr: _} = opts, false) when pty != nil,
+    do: %{opts | stderr: :stdout}
+
+  defp terminal_stderr(opts, _given), do: opts
 
   for entry <- [:manage | @all] do
     defaults =
@@ -190,7 +201,8 @@ defmodule Sluice.Options do
       stderr: helper_stderr(Map.get(opts, :stderr, :consume)),
       pipe_size: opts.pipe_size,
       kill_signal: signum,
-      kill_grace: opts.kill_grace
+      kill_grace: opts.kill_grace,
+      pty: opts.pty
     }
   end
 
@@ -280,6 +292,8 @@ defmodule Sluice.Options do
       :error -> bad!(:kill_signal, "a signal name like :sigterm or a number 1..64", value)
     end
   end
+
+  defp check!(:pty, value, _), do: Sluice.Pty.check!(value)
 
   defp check!(:pipe_size, nil, _), do: nil
   defp check!(:pipe_size, n, _) when is_integer(n) and n >= 4096 and n <= 1_073_741_824, do: n

@@ -92,7 +92,7 @@ defmodule Sluice.Process.Server do
     if Pipes.open?(s.pipes, :stdin) do
       req = Requests.request(%{from: from, data: data, written: 0}, timeout, :write)
       s = put_in(s.requests.writes, :queue.in(req, s.requests.writes))
-      {:noreply, %{s | requests: Requests.serve_writes(s.requests, s.pipes)}}
+      {:noreply, serve_writes(s)}
     else
       {:reply, {:error, :closed}, s}
     end
@@ -115,6 +115,9 @@ defmodule Sluice.Process.Server do
         {:reply, {:error, :helper_down}, s}
     end
   end
+
+  def handle_call({:set_window_size, rows, cols}, _from, s),
+    do: {:reply, Pipes.set_window_size(s.pipes, rows, cols), s}
 
   def handle_call({:signal, signum}, _from, s) do
     answer = if s.pipes.exit == :running, do: elem(Pipes.signal(s.pipes, signum, 0), 0), else: :ok
@@ -163,7 +166,8 @@ defmodule Sluice.Process.Server do
   def handle_info({:select, _, _, _} = msg, s) do
     case Pipes.handle_ready(s.pipes, msg) do
       {:ready, :stdin} ->
-        {:noreply, %{s | requests: Requests.serve_writes(s.requests, s.pipes)}}
+        # On a terminal, a pending end-of-input character goes first.
+        {:noreply, serve_writes(%{s | pipes: Pipes.finish_close_stdin(s.pipes)})}
 
       {:ready, _output} ->
         s |> serve() |> maybe_end()
@@ -253,6 +257,11 @@ defmodule Sluice.Process.Server do
   end
 
   defp maybe_end(s), do: {:noreply, s}
+
+  defp serve_writes(s) do
+    {requests, pipes} = Requests.serve_writes(s.requests, s.pipes)
+    %{s | requests: requests, pipes: pipes}
+  end
 
   defp close_stdin(s) do
     requests = Requests.fail_writes(s.requests, {:error, :closed})

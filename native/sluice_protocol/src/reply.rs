@@ -17,6 +17,9 @@ pub enum Role {
     Stdout,
     /// The read end of the program's stderr (with `stderr: :pipe`).
     Stderr,
+    /// The master of the program's pseudo-terminal: its stdin and stdout (and stderr
+    /// unless the spec sends it elsewhere), read and written through this one fd.
+    Pty,
 }
 
 impl Role {
@@ -26,6 +29,7 @@ impl Role {
             Role::Stdin => "stdin",
             Role::Stdout => "stdout",
             Role::Stderr => "stderr",
+            Role::Pty => "pty",
         }
     }
 }
@@ -198,6 +202,7 @@ mod codec {
             Some("stdin") => Ok(Role::Stdin),
             Some("stdout") => Ok(Role::Stdout),
             Some("stderr") => Ok(Role::Stderr),
+            Some("pty") => Ok(Role::Pty),
             _ => Err(err("a role must be :stdin, :stdout or :stderr")),
         }
     }

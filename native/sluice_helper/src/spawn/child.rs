@@ -25,6 +25,8 @@ pub struct ChildPlan<'a> {
     pub procs_fd: RawFd,
     /// What goes on fds 0, 1, 2 (-1 for 2: keep the helper program's).
     pub stdio: [RawFd; 3],
+    /// fd 0 is a pseudo-terminal's slave: make it the controlling terminal.
+    pub controlling_tty: bool,
     pub helper_pid: libc::pid_t,
     pub cd: Option<&'a CStr>,
     /// NULL-terminated.
@@ -135,6 +137,11 @@ fn run(s: &Shared) -> ! {
         if stderr >= 0 && libc::dup2(stderr, 2) < 0 {
             fail(s, SETUP, last());
         }
+        // The program is a session leader (setsid above): its terminal becomes the
+        // session's, so ^C reaches its foreground group and it gets SIGWINCH.
+        if p.controlling_tty && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+            fail(s, PTY, last());
+        }
         // Nothing else the helper program holds may leak into the program (fds inherited
         // from the BEAM, other programs' channels); errors (old kernels) are ignored.
         libc::syscall(
@@ -174,6 +181,7 @@ fn run(s: &Shared) -> ! {
 // "no failure").
 const CGROUP: u64 = Stage::Cgroup as u64 + 1;
 const SETUP: u64 = Stage::Setup as u64 + 1;
+const PTY: u64 = Stage::Pty as u64 + 1;
 const CHDIR: u64 = Stage::Chdir as u64 + 1;
 const EXEC: u64 = Stage::Exec as u64 + 1;
 

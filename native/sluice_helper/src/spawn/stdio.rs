@@ -1,6 +1,7 @@
-//! The program's stdio: a pipe for stdin and stdout, and for stderr a pipe, the stdout
-//! pipe, `/dev/null` or the helper program's own. The child's ends go to fds 0-2 in the
-//! child; the BEAM's ends go over the channel, each tagged with its role.
+//! The program's stdio: a pipe for stdin and stdout, or one pseudo-terminal for both
+//! ([`super::pty`]), and for stderr a pipe, what stdout is, `/dev/null` or the helper
+//! program's own. The child's ends go to fds 0-2 in the child; the BEAM's ends go over
+//! the channel, each tagged with its role.
 
 use std::fs::OpenOptions;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -9,6 +10,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use sluice_protocol::{Role, SpawnSpec, Stage, StderrMode};
 
+use super::pty::open_pty;
 use super::SpawnFailure;
 use crate::sys;
 
@@ -24,6 +26,8 @@ pub struct Stdio {
     beam: Vec<(Role, OwnedFd)>,
     /// stdout was enlarged to `ROOMY_OUTPUT`.
     pub roomy: bool,
+    /// stdin and stdout are a pseudo-terminal's slave, to become the controlling terminal.
+    pub terminal: bool,
 }
 
 /// The size of a program's output pipes when the spec asks for none, while the helper's
@@ -54,9 +58,22 @@ impl Stdio {
     /// Opens the pipes (`O_CLOEXEC`: only the child's dup2 onto 0-2 passes them on).
     /// `roomy`: output pipes without a size in the spec may be enlarged.
     pub fn open(spec: &SpawnSpec, roomy: bool) -> Result<Stdio, SpawnFailure> {
-        let (child_stdin, beam_stdin) = pipe(spec.pipe_size)?;
-        let (beam_stdout, child_stdout, roomy) = output_pipe(spec.pipe_size, roomy)?;
-        let mut beam = vec![(Role::Stdin, beam_stdin), (Role::Stdout, beam_stdout)];
+        let (child_stdin, child_stdout, mut beam, roomy) = match &spec.pty {
+            None => {
+                let (child_stdin, beam_stdin) = pipe(spec.pipe_size)?;
+                let (beam_stdout, child_stdout, roomy) = output_pipe(spec.pipe_size, roomy)?;
+                let beam = vec![(Role::Stdin, beam_stdin), (Role::Stdout, beam_stdout)];
+                (child_stdin, child_stdout, beam, roomy)
+            }
+            Some(pty) => {
+                let pty = open_pty(pty)?;
+                let slave_out = pty.slave.try_clone().map_err(|e| {
+                    let e = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EMFILE));
+                    SpawnFailure::before_fork(e, Stage::Pty, "cannot duplicate the terminal")
+                })?;
+                (pty.slave, slave_out, vec![(Role::Pty, pty.master)], false)
+            }
+        };
         let child_stderr = match spec.stderr {
             StderrMode::Pipe => {
                 let (r, w) = pipe(spec.pipe_size)?;
@@ -83,6 +100,7 @@ impl Stdio {
             stderr: spec.stderr,
             beam,
             roomy,
+            terminal: spec.pty.is_some(),
         })
     }
 
@@ -130,5 +148,26 @@ mod tests {
         assert_eq!(roles(StderrMode::Stdout), (two.clone(), true, true));
         assert_eq!(roles(StderrMode::Null), (two.clone(), true, false));
         assert_eq!(roles(StderrMode::Inherit), (two, false, false));
+    }
+
+    #[test]
+    fn a_terminal_is_one_master_for_the_beam() {
+        let spec = |stderr| SpawnSpec {
+            stderr,
+            pty: Some(sluice_protocol::PtySpec {
+                rows: 24,
+                cols: 80,
+                modes: vec![],
+            }),
+            ..SpawnSpec::default()
+        };
+        let s = Stdio::open(&spec(StderrMode::Stdout), true).unwrap();
+        let fds = s.child_fds();
+        assert!(s.terminal && !s.roomy && fds[2] == fds[1]);
+        let roles: Vec<Role> = s.into_beam_ends().into_iter().map(|(r, _)| r).collect();
+        assert_eq!(roles, vec![Role::Pty]);
+        let s = Stdio::open(&spec(StderrMode::Pipe), false).unwrap();
+        let roles: Vec<Role> = s.into_beam_ends().into_iter().map(|(r, _)| r).collect();
+        assert_eq!(roles, vec![Role::Pty, Role::Stderr]);
     }
 }

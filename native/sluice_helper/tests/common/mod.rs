@@ -208,6 +208,8 @@ pub struct Program {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+    /// A pseudo-terminal's master (spec key `pty`).
+    pub pty: Option<OwnedFd>,
 }
 
 /// The helper program, driven the way the BEAM drives it.
@@ -303,12 +305,14 @@ impl Beam {
             stdin: None,
             stdout: None,
             stderr: None,
+            pty: None,
         };
         for (role, fd) in roles.into_iter().zip(fds) {
             match role {
                 Role::Stdin => p.stdin = Some(fd),
                 Role::Stdout => p.stdout = Some(fd),
                 Role::Stderr => p.stderr = Some(fd),
+                Role::Pty => p.pty = Some(fd),
             }
         }
         p
