@@ -38,6 +38,9 @@ defmodule Sluice do
     * `:stderr` - `:capture` (default, into `result.stderr`), `:stdout` (merged in order),
       `:null` or `:console`.
     * `:max_output` - bytes of stdout + stderr to accept (default `:infinity`).
+    * `:pty` - run on a pseudo-terminal (`Sluice.Pty`): the output is the terminal's
+      (stderr included unless `:stderr` is given), and the end of `:input` (or its absence)
+      is the terminal's EOF character.
     * `:idle_timeout` - ms without any output (default `:infinity`): then the program is
       stopped and `run` returns `{:error, %Sluice.Error{reason: :idle_timeout, result:
       partial}}`, the output so far in `result`.

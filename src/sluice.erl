@@ -14,7 +14,8 @@
 %% API (`Sluice.Options') is accepted under the same name. Results and errors are maps,
 %% statuses are `Code | {signal, Name}', and active-mode messages are
 %% `{sluice_stdout, P, Data}', `{sluice_stderr, P, Data}', `{sluice_passive, P}',
-%% `{sluice_exit, P, Status}' and `{sluice_error, P, Reason}'. `manage/2' adopts a
+%% `{sluice_exit, P, Status}' and `{sluice_error, P, Reason}'. `pty' runs a program on a
+%% pseudo-terminal (`set_window_size/3' resizes it), `manage/2' adopts a
 %% process Sluice did not start, and `list/0' shows every program of the node.
 %%
 %% A programming mistake (a bad option, a malformed argv) raises
@@ -28,7 +29,7 @@
 -export([start/1, start/2, start_link/1, start_link/2]).
 -export([send/2, send/3, recv/2, recv/3, recv_stderr/3, close_stdin/1]).
 -export([signal/2, stop/1, stop/2, await_exit/1, await_exit/2, os_pid/1]).
--export([setopts/2, controlling_process/2]).
+-export([setopts/2, controlling_process/2, set_window_size/3]).
 -export([daemon_spec/2, start_daemon/2]).
 -export([manage/1, manage/2, list/0, info/1]).
 -export([format_error/1, format_error/2]).
@@ -232,6 +233,13 @@ setopt(_P, Other) ->
 controlling_process(P, Pid) when is_pid(Pid) ->
     ?CHECKED([P, Pid], ?ELIXIR_PROCESS:controlling_process(P, Pid)).
 
+%% @doc Sets the terminal size of a program started with `pty' (`TIOCSWINSZ'); the kernel
+%% sends SIGWINCH to its foreground process group. `{error, not_a_terminal}' for a
+%% program on pipes.
+-spec set_window_size(process(), pos_integer(), pos_integer()) -> ok | {error, atom()}.
+set_window_size(P, Rows, Cols) ->
+    ?CHECKED([P, Rows, Cols], ?ELIXIR_PROCESS:set_window_size(P, Rows, Cols)).
+
 %%% Adopting and listing
 
 %% @doc Adopts an OS process that Sluice did not start; see `manage/2'.
@@ -423,9 +431,14 @@ options(_Opts) ->
 option(Key) when is_atom(Key) -> {Key, true};
 option({env, Env}) -> {env, env(Env)};
 option({cd, Dir}) -> {cd, chars(cd, Dir)};
+option({pty, Terminal}) when is_list(Terminal) -> {pty, [pty_option(T) || T <- Terminal]};
 option({Key, undefined}) when is_atom(Key) -> {Key, nil};
 option({Key, Value}) when is_atom(Key) -> {Key, Value};
 option(Other) -> badarg(option_name(Other), <<"options are atoms or {Name, Value} pairs">>).
+
+% pty: [echo, {rows, 40}, {modes, [{icanon, 0}]}]: a bare atom means true here too.
+pty_option(Key) when is_atom(Key) -> {Key, true};
+pty_option(Other) -> Other.
 
 option_name({Key, _}) when is_atom(Key) -> Key;
 option_name(_) -> options.

@@ -11,6 +11,7 @@ defmodule Bench.Config do
     :unread,
     :ticker,
     :footprint,
+    :pty,
     :worker
   ]
 
@@ -30,6 +31,8 @@ defmodule Bench.Config do
     ticker_programs: 200,
     ticker_ms: 3_000,
     footprint_n: 200,
+    # A terminal moves ~100 MB/s: 256 MiB is a few seconds per repetition.
+    pty_bytes: 268_435_456,
     worker_calls: 20_000
   }
 
@@ -49,6 +52,7 @@ defmodule Bench.Config do
     ticker_programs: 10,
     ticker_ms: 300,
     footprint_n: 10,
+    pty_bytes: 4_194_304,
     worker_calls: 200
   }
 

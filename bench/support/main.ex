@@ -14,6 +14,7 @@ defmodule Bench.Main do
     unread: Bench.Unread,
     ticker: Bench.Ticker,
     footprint: Bench.Footprint,
+    pty: Bench.Pty,
     worker: Bench.Worker
   }
 

@@ -39,6 +39,13 @@ defmodule Bench.Native do
     result["bytes_per_sec"]
   end
 
+  @doc "Bytes/s reading `head -c total /dev/zero` on a pty (opost off) from its master."
+  def pty_read(size, total) do
+    result = run(["pty-read", "#{size}", "#{total}"])
+    ^total = result["bytes"]
+    result["bytes_per_sec"]
+  end
+
   @doc "The argv of the native producer: `total` bytes in 1 MiB writes."
   def produce_argv(total), do: [exe(), "produce", "#{total}"]
 

@@ -1,6 +1,6 @@
 defmodule Bench.Worker do
   @moduledoc false
-  # 9. Request/response workers: round trips per second through Sluice.Worker with
+  # 10. Request/response workers: round trips per second through Sluice.Worker with
   # {:packet, 4} against the same worker behind a GenServer over Port.open with
   # {:packet, 4}, both on the program's fds 3 and 4 (use_stdio: false / :nouse_stdio); and
   # the memory of a worker that floods frames nobody asks for.
@@ -40,7 +40,7 @@ defmodule Bench.Worker do
     ]
 
     %Bench.Section{
-      title: "9. Request/response workers",
+      title: "10. Request/response workers",
       what:
         "A native worker (`sluice_bench echo-frames 3 4`) echoes {:packet, 4} frames on " <>
           "fds 3 and 4. Round trips: one caller, sequential `Sluice.Worker.call/3` against " <>

@@ -33,7 +33,9 @@ defmodule Sluice.Daemon do
     * `:id` - the child id under a supervisor; default the `:name`, else
       `{Sluice.Daemon, argv}`. Two daemons with the same argv under one supervisor need
       distinct ids.
-    * every `Sluice.Process` option except `:stderr` (`:cd`, `:env`, `:kill_grace`, ...).
+    * every `Sluice.Process` option except `:stderr` (`:cd`, `:env`, `:kill_grace`,
+      `:pty`, ...). With `:pty`, stdout is the terminal; stderr stays a pipe of its own, so
+      each line is still logged with its stream.
   """
   use GenServer
 

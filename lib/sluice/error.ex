@@ -7,8 +7,9 @@ defmodule Sluice.Error do
     `:enotdir`, `:e2big`, `:emfile`, ...), or `:timeout`, `:max_output`, `:helper_down`,
     `:closed`, `:epipe`.
   * `:message` - a sentence for people.
-  * `:stage` - for spawn failures, where it failed: `:exec`, `:chdir`, `:pipe`, `:fork`,
-    `:cgroup`, `:handoff`.
+  * `:stage` - for spawn failures, where it failed: `:exec`, `:chdir`, `:pipe`, `:pty`
+    (no pseudo-terminal available, or a terminal mode it refused), `:fork`, `:cgroup`,
+    `:handoff`.
   * `:result` - the partial `Sluice.Result` for `:timeout` and `:max_output`.
   """
 

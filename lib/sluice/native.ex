@@ -55,6 +55,16 @@ defmodule Sluice.Native do
   def monitor(_fd), do: :erlang.nif_error(:nif_not_loaded)
 
   @doc false
+  # TIOCSWINSZ on a pseudo-terminal's master: the foreground group gets SIGWINCH.
+  @spec set_window_size(fd, pos_integer, pos_integer) :: :ok | {:error, errno}
+  def set_window_size(_fd, _rows, _cols), do: :erlang.nif_error(:nif_not_loaded)
+
+  @doc false
+  # The terminal's VEOF character (0: disabled) and whether its input is canonical.
+  @spec terminal_eof(fd) :: {:ok, byte, boolean} | {:error, errno}
+  def terminal_eof(_fd), do: :erlang.nif_error(:nif_not_loaded)
+
+  @doc false
   @spec fileno(fd) :: integer
   def fileno(_fd), do: :erlang.nif_error(:nif_not_loaded)
 end

@@ -13,6 +13,7 @@ defmodule Sluice.Options do
   | `:kill_signal` | `:sigterm` | all, manage |
   | `:kill_grace` | `5_000` ms | all, manage |
   | `:pipe_size` | `nil`: stdout 256 KiB for up to 64 running programs, else the system's 64 KiB | all |
+  | `:pty` | `false`; `true` or `[rows:, cols:, echo:, modes:]` runs on a terminal (`Sluice.Pty`) | all |
   | `:start_timeout` | `10_000` ms | process, stream, daemon, manage |
   | `:stop_on_owner_exit` | `true` | manage |
   | `:group` | `false` | manage |
@@ -35,10 +36,11 @@ defmodule Sluice.Options do
   | `:name`, `:id` | `nil` | daemon |
 
   `:stderr` takes `:console`, `:null` or `:stdout` everywhere, `:consume` for
-  `Sluice.Process` and streams, and `:capture` for `run` and streams. With
-  `use_stdio: false`, `:stdout` and `:stderr` take `:console` (the VM's stderr), `:null` or
-  `:log` (each line to `Logger` at `:info`, with `os_pid` and `stream` metadata, in pieces
-  of at most 16 KiB: read as it comes, so memory stays bounded).
+  `Sluice.Process` and streams, and `:capture` for `run` and streams. With `:pty` and no
+  `:stderr`, stderr is the terminal too (`:stdout`). With `use_stdio: false` (not with
+  `:pty`), `:stdout` and `:stderr` take `:console` (the VM's stderr), `:null` or `:log`
+  (each line to `Logger` at `:info`, with `os_pid` and `stream` metadata, in pieces of at
+  most 16 KiB: read as it comes, so memory stays bounded).
 
   `Sluice.Worker` takes the options of `Sluice.Process` (its `:framing` defaults to
   `{:packet, 4}`, and `:stderr` may not be `:consume`) plus `:name`.
@@ -61,6 +63,7 @@ defmodule Sluice.Options do
     kill_signal: {:sigterm, [:manage | @all]},
     kill_grace: {5_000, [:manage | @all]},
     pipe_size: {nil, @all},
+    pty: {nil, @all},
     start_timeout: {10_000, [:manage | @spawning]},
     framing: {:raw, [:process, :stream]},
     max_frame: {67_108_864, [:process, :stream]},
@@ -100,7 +103,7 @@ defmodule Sluice.Options do
       :capture
 
       iex> Sluice.Options.validate!([lines: true], :run, "Sluice.run/2")
-      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes
+      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes
   """
   @spec validate!(term, entry, String.t()) :: map
   # No options: the precomputed defaults, allocating nothing (a spawn's set-up garbage
@@ -132,10 +135,20 @@ defmodule Sluice.Options do
       value = Keyword.get_lazy(opts, key, fn -> default(key, entry) end)
       {key, check!(key, value, entry)}
     end)
+    |> terminal_stderr(Keyword.has_key?(opts, :stderr))
     |> combined!()
   end
 
+  # On a terminal, stderr is the terminal unless the caller sends it elsewhere.
+  defp terminal_stderr(%{pty: pty, stderr: _} = opts, false) when pty != nil,
+    do: %{opts | stderr: :stdout}
+
+  defp terminal_stderr(opts, _given), do: opts
+
   # Options that depend on each other.
+  defp combined!(%{use_stdio: false, pty: pty}) when pty != nil,
+    do: bad!(:pty, "nil with use_stdio: false (the data goes through fds 3 and 4)", pty)
+
   defp combined!(%{use_stdio: true, stdout: stdout}) when stdout != nil,
     do: bad!(:stdout, "no value unless use_stdio: false (stdout is the data then)", stdout)
 
@@ -234,7 +247,8 @@ defmodule Sluice.Options do
       stdout: helper_stdout(Map.get(opts, :stdout)),
       pipe_size: opts.pipe_size,
       kill_signal: signum,
-      kill_grace: opts.kill_grace
+      kill_grace: opts.kill_grace,
+      pty: opts.pty
     }
   end
 
@@ -349,6 +363,8 @@ defmodule Sluice.Options do
       :error -> bad!(:kill_signal, "a signal name like :sigterm or a number 1..64", value)
     end
   end
+
+  defp check!(:pty, value, _), do: Sluice.Pty.check!(value)
 
   defp check!(:pipe_size, nil, _), do: nil
   defp check!(:pipe_size, n, _) when is_integer(n) and n >= 4096 and n <= 1_073_741_824, do: n

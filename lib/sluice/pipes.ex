@@ -9,7 +9,8 @@ defmodule Sluice.Pipes do
   #
   # States, explicitly:
   #   * each piped output (`:stdout`, `:stderr`) is `:open` or `:eof`;
-  #   * stdin is `:open` or `:closed`;
+  #   * stdin is `:open` or `:closed`, or `:closing` on a terminal while its end-of-input
+  #     character waits to be written (Sluice.Pipes.Terminal);
   #   * the program is `:running`, `{:exited, status}`, or `:lost` (the helper program
   #     died first: no status will ever come);
   #   * its origin is `:spawned`, or `:managed`: a process Sluice did not start, adopted
@@ -17,6 +18,10 @@ defmodule Sluice.Pipes do
   #
   # Each running program has a row in Sluice.Registry (for Sluice.list/0) while its holder
   # has not seen its exit nor closed it.
+  #
+  # On a pseudo-terminal (the `:pty` role) one master fd is both `:stdin` and `:stdout`:
+  # readiness is told apart by direction, the fd closes when neither role needs it, and
+  # the master's EIO (every slave fd closed, its buffer drained) is the output's EOF.
   #
   # With a framing other than `:raw`, stdout is read through a Sluice.Framing decoder:
   # `read/3` then returns one whole frame, and reads only what completes it.
@@ -30,6 +35,7 @@ defmodule Sluice.Pipes do
   alias Sluice.{Error, Framing, Native, Registry}
   alias Sluice.Helper
   alias Sluice.Helper.{Env, Protocol}
+  alias Sluice.Pipes.Terminal
 
   defstruct [
     :id,
@@ -37,6 +43,7 @@ defmodule Sluice.Pipes do
     :channel,
     :kill,
     :decoder,
+    :terminal,
     fds: %{},
     open: %{},
     exit: :running,
@@ -55,10 +62,11 @@ defmodule Sluice.Pipes do
           channel: Native.fd(),
           kill: {pos_integer, non_neg_integer},
           fds: %{optional(role) => Native.fd()},
-          open: %{optional(role) => :open | :eof | :closed},
+          open: %{optional(role) => :open | :eof | :closing | :closed},
           exit: exit_state,
           decoder: Framing.t() | nil,
-          origin: :spawned | :managed
+          origin: :spawned | :managed,
+          terminal: Terminal.t() | nil
         }
 
   # How often a full fd socket is retried, until the caller's deadline.
@@ -185,10 +193,20 @@ defmodule Sluice.Pipes do
 
   defp spawned(%{id: id} = p, {:spawned, id, os_pid, roles, cgroup}, fds)
        when length(roles) == length(fds) do
-    roles = data_roles(roles)
-    fds = Map.new(Enum.zip(roles, fds))
-    open = Map.new(roles, &{&1, :open})
-    {:ok, %{p | os_pid: os_pid, fds: fds, open: open}, cgroup}
+    # A terminal's master is the program's stdin and stdout at once.
+    fds =
+      roles
+      |> data_roles()
+      |> Enum.zip(fds)
+      |> Enum.flat_map(fn
+        {:pty, fd} -> [stdin: fd, stdout: fd]
+        role_fd -> [role_fd]
+      end)
+      |> Map.new()
+
+    open = Map.new(fds, fn {role, _} -> {role, :open} end)
+    terminal = if :pty in roles, do: Terminal.new()
+    {:ok, %{p | os_pid: os_pid, fds: fds, open: open, terminal: terminal}, cgroup}
   end
 
   defp spawned(%{id: id, origin: :managed} = p, {:managed, id, os_pid}, []),
@@ -282,6 +300,8 @@ defmodule Sluice.Pipes do
           {:ok, data} -> {:ok, data, p}
           :eof -> {:eof, close_role(p, source, :eof)}
           {:error, :eagain} -> {:wait, p}
+          # A terminal's end: no slave fd open anywhere and nothing left to read.
+          {:error, :eio} when p.terminal != nil and source == :stdout -> {:eof, terminal_gone(p)}
           {:error, reason} -> {:error, reason, p}
         end
 
@@ -294,11 +314,28 @@ defmodule Sluice.Pipes do
   end
 
   @doc """
-  Writes as much of `data` as the pipe takes now. Returns the unwritten rest; when it is
-  not empty, a `:ready_output` message will come to the caller.
+  Writes as much of `data` as stdin takes now. Returns the unwritten rest; when it is
+  not empty, a `:ready_output` message will come to the caller. A terminal whose program
+  side is gone answers `:epipe`, like a pipe.
   """
-  @spec write(t, binary) :: {:ok, binary} | {:error, atom}
-  def write(%{open: %{stdin: :open}} = p, data), do: write_fd(p.fds.stdin, data)
+  @spec write(t, binary) :: {:ok, binary, t} | {:error, atom}
+  def write(%{open: %{stdin: :open}} = p, data) do
+    case write_fd(p.fds.stdin, data) do
+      {:ok, rest} when p.terminal != nil ->
+        written = binary_part(data, 0, byte_size(data) - byte_size(rest))
+        {:ok, rest, %{p | terminal: Terminal.wrote(p.terminal, written)}}
+
+      {:ok, rest} ->
+        {:ok, rest, p}
+
+      {:error, :eio} when p.terminal != nil ->
+        {:error, :epipe}
+
+      {:error, reason} ->
+        {:error, reason}
+    end
+  end
+
   def write(_p, _data), do: {:error, :closed}
 
   defp write_fd(_fd, ""), do: {:ok, ""}
@@ -312,15 +349,58 @@ defmodule Sluice.Pipes do
     end
   end
 
-  @doc "Closes stdin, so the program sees EOF. Idempotent."
+  @doc """
+  Closes stdin, so the program sees EOF. Idempotent. On a terminal nothing is closed: the
+  terminal's EOF character is written at the start of a line; if the terminal is full,
+  stdin stays `:closing` until `finish_close_stdin/1` (called on `:ready_output`) has
+  written it.
+  """
   @spec close_stdin(t) :: t
-  def close_stdin(%{open: %{stdin: :open}} = p), do: close_role(p, :stdin, :closed)
+  def close_stdin(%{open: %{stdin: :open}, terminal: nil} = p), do: close_role(p, :stdin, :closed)
+
+  def close_stdin(%{open: %{stdin: :open}} = p) do
+    terminal = Terminal.begin_eof(p.terminal, p.fds.stdin)
+    finish_close_stdin(%{p | terminal: terminal, open: %{p.open | stdin: :closing}})
+  end
+
   def close_stdin(p), do: p
+
+  @doc "Writes the rest of a terminal's pending EOF character, if any."
+  @spec finish_close_stdin(t) :: t
+  def finish_close_stdin(%{open: %{stdin: :closing}} = p) do
+    case Terminal.flush_eof(p.terminal, p.fds.stdin) do
+      {:done, terminal} -> close_role(%{p | terminal: terminal}, :stdin, :closed)
+      {:pending, terminal} -> %{p | terminal: terminal}
+    end
+  end
+
+  def finish_close_stdin(p), do: p
+
+  # A role is done, and its fd closes. Not a terminal's master: close/1 closes it, as
+  # closing it hangs the terminal up, and the SIGHUP must not reach a program that is
+  # still finishing (programs close their fds before they exit, and the master reads EIO
+  # as soon as they have: `wc` was killed by SIGHUP after printing its count).
+  defp close_role(%{terminal: %Terminal{}} = p, role, state) when role in [:stdin, :stdout],
+    do: %{p | open: Map.put(p.open, role, state)}
 
   defp close_role(p, role, state) do
     Native.close(p.fds[role])
     %{p | open: Map.put(p.open, role, state)}
   end
+
+  defp in_use?(state), do: state in [:open, :closing]
+
+  # The terminal reached its end: nothing written to it can be read any more.
+  defp terminal_gone(p), do: %{p | open: %{p.open | stdin: :closed, stdout: :eof}}
+
+  @doc """
+  Sets a terminal's window size (`TIOCSWINSZ`): the kernel sends SIGWINCH to its
+  foreground process group. `{:error, :closed}` once the terminal reached its end.
+  """
+  @spec set_window_size(t, pos_integer, pos_integer) :: :ok | {:error, atom}
+  def set_window_size(%{terminal: nil}, _rows, _cols), do: {:error, :not_a_terminal}
+  def set_window_size(%{open: %{stdout: :eof}}, _rows, _cols), do: {:error, :closed}
+  def set_window_size(p, rows, cols), do: Native.set_window_size(p.fds.stdout, rows, cols)
 
   @doc "Whether `source` is piped and not at EOF."
   @spec open?(t, role) :: boolean
@@ -347,8 +427,11 @@ defmodule Sluice.Pipes do
   @spec handle_ready(t, term) :: {:ready, role} | {:control, t} | :unknown
   def handle_ready(%{channel: ch} = p, {:select, ch, _, :ready_input}), do: {:control, control(p)}
 
-  def handle_ready(p, {:select, fd, _, _}) do
-    case Enum.find(p.fds, fn {_role, f} -> f == fd end) do
+  # Told apart by direction: a terminal's master is stdin and stdout at once.
+  def handle_ready(%{fds: %{stdin: fd}}, {:select, fd, _, :ready_output}), do: {:ready, :stdin}
+
+  def handle_ready(p, {:select, fd, _, :ready_input}) do
+    case Enum.find(p.fds, fn {role, f} -> role != :stdin and f == fd end) do
       {role, _} -> {:ready, role}
       nil -> :unknown
     end
@@ -494,7 +577,9 @@ defmodule Sluice.Pipes do
   def close(p) do
     Registry.remove(p.id)
     # Roles already at EOF or closed were closed then: a close is an enif_select(STOP).
-    Enum.each(p.fds, fn {role, fd} -> if p.open[role] == :open, do: Native.close(fd) end)
+    Enum.each(p.fds, fn {role, fd} -> if in_use?(p.open[role]), do: Native.close(fd) end)
+    # A terminal's master is closed only here (close_role/3).
+    if p.terminal, do: Native.close(p.fds.stdout)
     Native.close(p.channel)
     flush(p)
   end

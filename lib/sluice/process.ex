@@ -47,6 +47,10 @@ defmodule Sluice.Process do
       running programs have one, and every other pipe the system's size.
     * `:start_timeout` - ms to wait for the program to start (default `10_000`); then
       `{:error, %Sluice.Error{reason: :timeout}}`.
+    * `:pty` - `true` or `[rows:, cols:, echo:, modes:]` runs the program on a
+      pseudo-terminal (see `Sluice.Pty`): stdin, stdout and (unless `:stderr` says
+      otherwise) stderr are the terminal, read and written as usual with the same
+      back-pressure; see `set_window_size/3` and `close_stdin/1`.
     * `:framing` - `:raw` (default: bytes as they come), `{:packet, n}` or `{:line, max}`;
       see "Framing" below.
     * `:max_frame` - the largest packet accepted, in bytes (default `67_108_864`, 64 MiB).
@@ -352,9 +356,37 @@ defmodule Sluice.Process do
       :ok
       iex> Sluice.Process.read(p)
       {:ok, "a\\nb\\n"}
+
+  On a terminal (`pty:`) there is nothing to close: the terminal's EOF character (its
+  `VEOF`, normally `^D`, read from its current modes) is written at the start of a line
+  (twice after an unfinished line: the first hands the line over), so a program reading
+  a canonical terminal sees end of input, as when a user types `^D`. Unlike a pipe, the
+  terminal stays open: the program may read again after it (a shell reads its next
+  command), and with `icanon` off the character is passed to the program as it is, for
+  it to interpret. Later writes return `{:error, :closed}` either way.
   """
   @spec close_stdin(t) :: :ok | {:error, :closed}
   def close_stdin(p), do: call(p, :close_stdin)
+
+  @doc """
+  Sets the window size of a program's terminal (`pty:`), in character cells; the kernel
+  sends SIGWINCH to the terminal's foreground process group. Returns
+  `{:error, :not_a_terminal}` for a program on pipes, and `{:error, :closed}` once the
+  terminal has reached its end.
+
+      iex> {:ok, p} = Sluice.Process.start_link(["sh", "-c", "read x; stty size"], pty: true)
+      iex> Sluice.Process.set_window_size(p, 50, 132)
+      :ok
+      iex> Sluice.Process.write(p, "\\n")
+      iex> Sluice.Process.read(p)
+      {:ok, "50 132\\r\\n"}
+  """
+  @spec set_window_size(t, pos_integer, pos_integer) :: :ok | {:error, atom}
+  def set_window_size(p, rows, cols) do
+    rows = Sluice.Pty.dimension!(:rows, rows)
+    cols = Sluice.Pty.dimension!(:cols, cols)
+    call(p, {:set_window_size, rows, cols})
+  end
 
   @doc """
   Sends a signal (an atom like `:sigterm` or a number) to the program's process group.

@@ -179,7 +179,8 @@ defmodule Sluice.Pump do
   # Writes pending input and pulls more while stdin takes it without blocking.
   defp feed(%{pipes: pipes} = pump, deadline) do
     cond do
-      not Pipes.open?(pipes, :stdin) -> pump
+      # On a terminal, a pending end-of-input character is written first.
+      not Pipes.open?(pipes, :stdin) -> %{pump | pipes: Pipes.finish_close_stdin(pipes)}
       pump.pending != "" -> write_pending(pump, deadline)
       true -> pull(pump, deadline)
     end
@@ -187,8 +188,8 @@ defmodule Sluice.Pump do
 
   defp write_pending(pump, deadline) do
     case Pipes.write(pump.pipes, pump.pending) do
-      {:ok, ""} -> feed(%{pump | pending: ""}, deadline)
-      {:ok, rest} -> %{pump | pending: rest}
+      {:ok, "", pipes} -> feed(%{pump | pending: "", pipes: pipes}, deadline)
+      {:ok, rest, pipes} -> %{pump | pending: rest, pipes: pipes}
       # The program closed its stdin (or exited): feeding ends quietly, as for `head`.
       {:error, _} -> input_done(pump)
     end
@@ -261,11 +262,11 @@ defmodule Sluice.Pump do
   # until the deadline: then the function's Enum.into ends and the caller times out.
   defp push_all(pump, data, deadline) do
     case Pipes.write(pump.pipes, data) do
-      {:ok, ""} ->
-        {:ok, pump}
+      {:ok, "", pipes} ->
+        {:ok, %{pump | pipes: pipes}}
 
-      {:ok, rest} ->
-        case await_ready(pump, deadline) do
+      {:ok, rest, pipes} ->
+        case await_ready(%{pump | pipes: pipes}, deadline) do
           {:ok, pump} -> pump |> drain_outputs() |> push_all(rest, deadline)
           {:error, _, pump} -> {:stop, pump}
         end

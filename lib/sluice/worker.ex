@@ -246,8 +246,8 @@ defmodule Sluice.Worker do
 
   defp advance(%{phase: {:writing, call, data}} = s) do
     case Pipes.write(s.pipes, data) do
-      {:ok, ""} -> advance(%{s | phase: {:awaiting, call}})
-      {:ok, rest} -> %{s | phase: {:writing, call, rest}}
+      {:ok, "", pipes} -> advance(%{s | pipes: pipes, phase: {:awaiting, call}})
+      {:ok, rest, pipes} -> %{s | pipes: pipes, phase: {:writing, call, rest}}
       # The program stopped reading: it is exiting, and its exit status will answer.
       {:error, _reason} -> %{s | phase: {:awaiting, call}}
     end

@@ -24,6 +24,7 @@ sluice_test_() ->
         fun badarg_explained_by_the_shell/0,
         fun owner_death_kills_the_program/0,
         fun daemon_restarted_by_its_supervisor/0,
+        fun on_a_terminal/0,
         fun manage_an_external_process/0,
         fun list_shows_every_program/0,
         fun configured_from_sys_config/0
@@ -278,6 +279,32 @@ daemon_restarted_by_its_supervisor() ->
     exit(Sup, shutdown),
     receive {'DOWN', Ref, process, Sup, _} -> ok end,
     ?assertNot(sluice_probe:alive(Second)).
+
+on_a_terminal() ->
+    {ok, #{stdout := <<"40 100\r\n">>}} =
+        sluice:run(["stty", "size"], [{pty, [{rows, 40}, {cols, 100}]}]),
+    {ok, #{stdout := Modes}} = sluice:run(["stty", "-a"], [{pty, [{modes, [{icanon, 0}]}]}]),
+    ?assertMatch({match, _}, re:run(Modes, "-icanon")),
+    % A bare pty, and echo as a bare atom inside it.
+    {ok, P} = sluice:start_link(["cat"], [pty]),
+    ok = sluice:send(P, "abc\n"),
+    ?assertEqual({ok, <<"abc\r\n">>}, sluice:recv(P, 0, 5000)),
+    ok = sluice:set_window_size(P, 50, 132),
+    ok = sluice:close_stdin(P),
+    ?assertEqual({ok, 0}, sluice:await_exit(P, 5000)),
+    {ok, Q} = sluice:start_link(["cat"], [{pty, [echo]}]),
+    ok = sluice:send(Q, "x\n"),
+    ?assertEqual(<<"x\r\nx\r\n">>, recv_bytes(Q, 6, <<>>)),
+    {ok, _} = sluice:stop(Q, 1000),
+    {ok, R} = sluice:start_link(["cat"]),
+    ?assertEqual({error, not_a_terminal}, sluice:set_window_size(R, 50, 132)),
+    ?assertError({badarg, pty, _}, sluice:run(["true"], [{pty, [{modes, [{bogus, 1}]}]}])),
+    {ok, _} = sluice:stop(R, 1000).
+
+recv_bytes(_P, 0, Acc) -> Acc;
+recv_bytes(P, Left, Acc) ->
+    {ok, Data} = sluice:recv(P, Left, 5000),
+    recv_bytes(P, Left - byte_size(Data), <<Acc/binary, Data/binary>>).
 
 manage_an_external_process() ->
     OsPid = list_to_integer(string:trim(os:cmd("sleep 300 > /dev/null 2>&1 & echo $!"))),

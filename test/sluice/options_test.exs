@@ -78,6 +78,7 @@ defmodule Sluice.OptionsTest do
           {[stdout: :null], :process, :stdout},
           {[use_stdio: false, stderr: :stdout], :process, :stderr},
           {[stderr: :log], :process, :stderr},
+          {[use_stdio: false, pty: true], :process, :pty},
           {[framing: {:line, 9}, lines: true], :stream, :framing},
           {[idle_timeout: -5], :run, :idle_timeout},
           {[ready: :yes], :daemon, :ready},
@@ -195,5 +196,81 @@ defmodule Sluice.OptionsTest do
 
     spec = Options.spawn_spec(["true"], Options.validate!([env: %{"A" => "1"}], :run, "run"))
     assert "A=1" in spec.env
+  end
+
+  describe "pty" do
+    test "every entry point takes it; true is the defaults, false and nil are pipes" do
+      defaults = %{rows: 24, cols: 80, modes: [{53, 0}]}
+
+      for entry <- @entries do
+        assert %{pty: ^defaults} = Options.validate!([pty: true], entry, "x")
+        assert %{pty: nil} = Options.validate!([pty: false], entry, "x")
+        assert %{pty: nil} = Options.validate!([], entry, "x")
+      end
+
+      spec = Options.spawn_spec(["sh"], Options.validate!([pty: true], :run, "run"))
+      assert spec.pty == defaults
+      assert Options.spawn_spec(["sh"], Options.validate!([], :run, "run")).pty == nil
+    end
+
+    test "size, echo and modes become opcodes in order, after echo" do
+      pty = [
+        rows: 40,
+        cols: 100,
+        echo: true,
+        modes: [vintr: 3, icanon: false, tty_op_ospeed: 38_400]
+      ]
+
+      assert %{pty: %{rows: 40, cols: 100, modes: [{53, 1}, {1, 3}, {51, 0}, {129, 38_400}]}} =
+               Options.validate!([pty: pty], :process, "p")
+
+      # The echo mode instead of echo: replaces the default.
+      assert %{pty: %{modes: [{53, 1}]}} = Options.validate!([pty: [modes: [echo: 1]]], :run, "r")
+    end
+
+    test "every RFC 4254 mode name is known, opcodes are unique" do
+      opcodes = Sluice.Pty.opcodes()
+      assert length(opcodes) == 56
+      assert opcodes |> Keyword.values() |> Enum.uniq() |> length() == 56
+
+      for {name, opcode} <- opcodes, name != :echo do
+        assert %{pty: %{modes: [{53, 0}, {^opcode, 1}]}} =
+                 Options.validate!([pty: [modes: [{name, 1}]]], :run, "r")
+      end
+    end
+
+    test "stderr is the terminal unless given" do
+      assert %{stderr: :stdout} = Options.validate!([pty: true], :run, "r")
+      assert %{stderr: :stdout} = Options.validate!([pty: true], :process, "p")
+      assert %{stderr: :capture} = Options.validate!([pty: true, stderr: :capture], :run, "r")
+      assert %{stderr: :capture} = Options.validate!([pty: false], :run, "r")
+    end
+
+    test "mistakes raise, naming :pty" do
+      bad = [
+        :yes,
+        [rows: 0],
+        [cols: 65_536],
+        [rows: 1.5],
+        [echo: 1],
+        [colour: true],
+        [modes: [no_such_mode: 1]],
+        [modes: [echo: -1]],
+        [modes: [vintr: 2 ** 32]],
+        [modes: :raw],
+        [echo: true, modes: [echo: 0]],
+        [{"rows", 1}]
+      ]
+
+      for value <- bad do
+        assert_raise ArgumentError, ~r/option :pty/, fn ->
+          Options.validate!([pty: value], :run, "r")
+        end
+      end
+
+      assert_raise ArgumentError, ~r/unknown mode :no_such_mode/, fn ->
+        Options.validate!([pty: [modes: [no_such_mode: 1]]], :run, "r")
+      end
+    end
   end
 end

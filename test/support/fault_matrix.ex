@@ -10,7 +10,7 @@ defmodule Sluice.FaultMatrix do
 
   import ExUnit.Assertions
 
-  @programs [:sleep, :ignore_term, :group, :setsid, :double_fork, :stopped, :closed_stdout]
+  @programs [:sleep, :ignore_term, :group, :setsid, :double_fork, :stopped, :closed_stdout, :pty]
 
   @tags %{
     sleep: [:leader],
@@ -19,7 +19,8 @@ defmodule Sluice.FaultMatrix do
     setsid: [:escapee, :leader],
     double_fork: [:daemon, :leader],
     stopped: [:leader],
-    closed_stdout: [:leader]
+    closed_stdout: [:leader],
+    pty: [:child, :leader]
   }
 
   @doc "The programs (columns), in the order of `docs/guarantees.md`."
@@ -36,6 +37,10 @@ defmodule Sluice.FaultMatrix do
 
   @doc "argv of program `kind` reporting to `pidfile`."
   def argv(kind, pidfile), do: ["/bin/sh", fixture(), Atom.to_string(kind), pidfile]
+
+  @doc "The options `kind` needs besides the row's: the pty column runs on a terminal."
+  def options(:pty), do: [pty: true]
+  def options(_kind), do: []
 
   @doc "A fresh pidfile path under `dir`."
   def pidfile(dir, kind) do
@@ -154,7 +159,7 @@ defmodule Sluice.FaultMatrix do
   """
   def run_cell(row, kind, dir, grace) do
     pidfile = pidfile(dir, kind)
-    opts = [kill_grace: grace, stderr: :null]
+    opts = [kill_grace: grace, stderr: :null] ++ options(kind)
     reaper = Sluice.OsProbe.helper_pid()
     {procs, t_fault, status} = fault(row, argv(kind, pidfile), opts, kind, pidfile, reaper)
     left = left_at(procs, t_fault + grace + 1_000)

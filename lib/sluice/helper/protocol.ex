@@ -13,7 +13,7 @@ defmodule Sluice.Helper.Protocol do
   # Above this the NIF copies the request into a memfd on a dirty scheduler.
   @inline_max 64 * 1024
 
-  @stages ~w(argv env chdir spec pipe cgroup fork setup exec request handoff id manage)a
+  @stages ~w(argv env chdir spec pipe pty cgroup fork setup exec request handoff id manage)a
   @errnos ~w(eperm enoent esrch eintr eio enxio e2big enoexec ebadf echild eagain enomem
              eacces efault ebusy eexist exdev enodev enotdir eisdir einval enfile emfile
              enotty etxtbsy efbig enospc espipe erofs emlink epipe erange enametoolong

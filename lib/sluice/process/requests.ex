@@ -101,26 +101,26 @@ defmodule Sluice.Process.Requests do
   ## Writes
 
   @doc "Writes queued data in order, as far as stdin takes it now."
-  @spec serve_writes(t, Pipes.t()) :: t
+  @spec serve_writes(t, Pipes.t()) :: {t, Pipes.t()}
   def serve_writes(r, pipes) do
     case :queue.out(r.writes) do
       {:empty, _} ->
-        r
+        {r, pipes}
 
       {{:value, req}, rest} ->
         case Pipes.write(pipes, req.data) do
-          {:ok, ""} ->
+          {:ok, "", pipes} ->
             reply(req, :ok)
             serve_writes(%{r | writes: rest}, pipes)
 
-          {:ok, left} ->
+          {:ok, left, pipes} ->
             req = %{
               req
               | data: left,
                 written: req.written + byte_size(req.data) - byte_size(left)
             }
 
-            %{r | writes: :queue.in_r(req, rest)}
+            {%{r | writes: :queue.in_r(req, rest)}, pipes}
 
           {:error, reason} ->
             reply(req, {:error, reason})

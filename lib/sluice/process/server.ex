@@ -125,6 +125,9 @@ defmodule Sluice.Process.Server do
     end
   end
 
+  def handle_call({:set_window_size, rows, cols}, _from, s),
+    do: {:reply, Pipes.set_window_size(s.pipes, rows, cols), s}
+
   def handle_call({:signal, signum}, _from, s) do
     answer = if s.pipes.exit == :running, do: elem(Pipes.signal(s.pipes, signum, 0), 0), else: :ok
 
@@ -172,7 +175,8 @@ defmodule Sluice.Process.Server do
   def handle_info({:select, _, _, _} = msg, s) do
     case Pipes.handle_ready(s.pipes, msg) do
       {:ready, :stdin} ->
-        {:noreply, %{s | requests: Requests.serve_writes(s.requests, s.pipes)}}
+        # On a terminal, a pending end-of-input character goes first.
+        {:noreply, serve_writes(%{s | pipes: Pipes.finish_close_stdin(s.pipes)})}
 
       {:ready, role} when role in [:log_stdout, :log_stderr] ->
         {log, pipes} = Log.drain(s.log, s.pipes, role)
@@ -290,10 +294,15 @@ defmodule Sluice.Process.Server do
     if Pipes.open?(s.pipes, :stdin) do
       req = Requests.request(%{from: from, data: data, written: 0}, timeout, :write)
       s = put_in(s.requests.writes, :queue.in(req, s.requests.writes))
-      {:noreply, %{s | requests: Requests.serve_writes(s.requests, s.pipes)}}
+      {:noreply, serve_writes(s)}
     else
       {:reply, {:error, :closed}, s}
     end
+  end
+
+  defp serve_writes(s) do
+    {requests, pipes} = Requests.serve_writes(s.requests, s.pipes)
+    %{s | requests: requests, pipes: pipes}
   end
 
   defp close_stdin(s) do

@@ -9,6 +9,10 @@
 //!                                          prints bytes_per_sec=<n> bytes=<n>
 //! sluice_bench read-cmd SIZE -- ARGV...    read a program's whole stdout with SIZE-byte
 //!                                          reads; prints bytes_per_sec=<n> bytes=<n>
+//! sluice_bench pty-read SIZE TOTAL         read `head -c TOTAL /dev/zero` running on a
+//!                                          pseudo-terminal (opost off) from its master
+//!                                          with SIZE-byte reads until EIO
+//!                                          prints bytes_per_sec=<n> bytes=<n>
 //! sluice_bench produce TOTAL [BLOCK]       write TOTAL bytes to stdout in BLOCK-byte
 //!                                          writes (default 1 MiB) from one preallocated
 //!                                          buffer; exits quietly (status 0) on EPIPE
@@ -29,7 +33,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         ["read", size, total] => read(size, Some(total), None),
         ["read", size, total, pipe] => read(size, Some(total), Some(pipe)),
         ["read-cmd", size, "--", argv @ ..] if !argv.is_empty() => read_cmd(size, argv),
+        ["pty-read", size, total] => pty_read(size, total),
         ["produce", total] => produce(total, None),
         ["produce", total, block] => produce(total, Some(block)),
         ["echo-frames"] => echo_frames(0, 1),
@@ -52,7 +57,8 @@ fn main() -> ExitCode {
         ["flood-frames", size] => flood_frames(size),
         _ => Err(
             "usage: sluice_bench spawn N [std|fork] | read SIZE [TOTAL [PIPE_SIZE]] \
-             | read-cmd SIZE -- ARGV... | produce TOTAL [BLOCK]"
+             | read-cmd SIZE -- ARGV... | pty-read SIZE TOTAL | produce TOTAL [BLOCK] \
+             | echo-frames [3 4] | flood-frames SIZE"
                 .to_string(),
         ),
     };
@@ -207,6 +213,81 @@ fn read_cmd(size: &str, argv: &[&str]) -> Result<String, String> {
     }
     let rate = (bytes as f64 / secs) as u64;
     Ok(format!("bytes_per_sec={rate} bytes={bytes}"))
+}
+
+/// Reads `head -c total /dev/zero` through a pseudo-terminal: the slave is the program's
+/// stdin, stdout and stderr, with output processing off (so bytes pass unchanged); the
+/// master is read with `size`-byte reads until EIO, a terminal's end.
+fn pty_read(size: &str, total: &str) -> Result<String, String> {
+    let size = usize::try_from(number(size, "SIZE")?).map_err(|e| e.to_string())?;
+    let total = number(total, "TOTAL")?;
+    let mut buf = vec![0u8; size];
+
+    let start = Instant::now();
+    let (mut master, slave) = open_pty()?;
+    let stdio = |fd: &OwnedFd| fd.try_clone().map(Stdio::from).map_err(|e| e.to_string());
+    let mut child = Command::new("head")
+        .args(["-c", &total.to_string(), "/dev/zero"])
+        .stdin(stdio(&slave)?)
+        .stdout(stdio(&slave)?)
+        .stderr(stdio(&slave)?)
+        .spawn()
+        .map_err(|e| format!("spawn head: {e}"))?;
+    // Our copy closes, or the master would never read EIO.
+    drop(slave);
+    let mut bytes: u64 = 0;
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+    let secs = start.elapsed().as_secs_f64();
+    if !status.success() || bytes != total {
+        return Err(format!(
+            "head ended with {status} after {bytes} of {total} bytes"
+        ));
+    }
+    let rate = (bytes as f64 / secs) as u64;
+    Ok(format!("bytes_per_sec={rate} bytes={bytes}"))
+}
+
+/// A pseudo-terminal (master as a File, slave) with output processing off.
+fn open_pty() -> Result<(std::fs::File, OwnedFd), String> {
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two fds through valid pointers; name, termios and winsize
+    // may be NULL. The fds are ours and wrapped at once.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        return Err(format!("openpty: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: both fds were just opened by openpty and are owned by nothing else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    // SAFETY: termios is plain data; tcgetattr/tcsetattr read and write it on our slave fd.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(slave.as_raw_fd(), &mut t) != 0 {
+            return Err(format!("tcgetattr: {}", std::io::Error::last_os_error()));
+        }
+        t.c_oflag &= !libc::OPOST;
+        t.c_lflag &= !libc::ECHO;
+        if libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t) != 0 {
+            return Err(format!("tcsetattr: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok((std::fs::File::from(master), slave))
 }
 
 /// Writes `total` bytes to stdout in `block`-byte writes from one preallocated buffer.

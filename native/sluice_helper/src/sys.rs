@@ -192,6 +192,18 @@ pub fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) -> bool {
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size) >= 0 }
 }
 
+/// `TIOCSWINSZ`: a terminal's window size in character cells (pixels unknown).
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), Errno> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize struct through the pointer, which is valid.
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &size) }).map(drop)
+}
+
 /// The highest valid signal number.
 pub fn sigrtmax() -> i32 {
     libc::SIGRTMAX()

@@ -1,5 +1,5 @@
-//! `Sluice.Native`: non-blocking I/O on pipe fds handed over by `sluice_helper`, with
-//! readiness through `enif_select`. See `docs/architecture.md`, "The NIF".
+//! `Sluice.Native`: non-blocking I/O on pipe and terminal fds handed over by
+//! `sluice_helper`, with readiness through `enif_select`. See `docs/architecture.md`, "The NIF".
 //!
 //! Every NIF is a regular (non-dirty) NIF and never blocks: all fds are `O_NONBLOCK`.
 
@@ -7,6 +7,7 @@ mod channel;
 mod errno;
 mod fd_resource;
 mod io;
+mod terminal;
 
 mod atoms {
     rustler::atoms! {

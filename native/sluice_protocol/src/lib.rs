@@ -6,6 +6,7 @@
 //! * [`request`]: BEAM → helper program (`spawn` and `manage` on the fd socket,
 //!   `signal`/`kill` on a program channel); [`manage`]: the spec of `manage`.
 //! * [`reply`]: helper program → BEAM (`hello` on the port, the rest on a program channel).
+//! * [`pty`]: the `pty` key of a spawn spec (size and RFC 4254 terminal modes).
 //! * [`stage`]: the stage names of `spawn_error`.
 //! * [`framing`]: `{packet, 4}` frames on the port.
 //!
@@ -15,6 +16,7 @@
 pub mod etf;
 pub mod framing;
 pub mod manage;
+pub mod pty;
 pub mod reply;
 pub mod request;
 pub mod stage;
@@ -22,6 +24,7 @@ pub mod term;
 
 pub use framing::{encode_frame, FrameError, FrameReader, MAX_FRAME_LEN};
 pub use manage::ManageSpec;
+pub use pty::PtySpec;
 pub use reply::{ExitStatus, Reply, Role};
 pub use request::{Request, SpawnSpec, StderrMode, StdoutMode};
 pub use stage::Stage;

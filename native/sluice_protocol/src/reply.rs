@@ -17,6 +17,9 @@ pub enum Role {
     Stdout,
     /// The read end of the program's stderr (with `stderr: :pipe`).
     Stderr,
+    /// The master of the program's pseudo-terminal: its stdin and stdout (and stderr
+    /// unless the spec sends it elsewhere), read and written through this one fd.
+    Pty,
     /// The write end of the pipe the program reads as fd 3 (`use_stdio: false`).
     Fd3,
     /// The read end of the pipe the program writes as fd 4 (`use_stdio: false`).
@@ -30,6 +33,7 @@ impl Role {
             Role::Stdin => "stdin",
             Role::Stdout => "stdout",
             Role::Stderr => "stderr",
+            Role::Pty => "pty",
             Role::Fd3 => "fd3",
             Role::Fd4 => "fd4",
         }
@@ -204,9 +208,12 @@ mod codec {
             Some("stdin") => Ok(Role::Stdin),
             Some("stdout") => Ok(Role::Stdout),
             Some("stderr") => Ok(Role::Stderr),
+            Some("pty") => Ok(Role::Pty),
             Some("fd3") => Ok(Role::Fd3),
             Some("fd4") => Ok(Role::Fd4),
-            _ => Err(err("a role must be :stdin, :stdout, :stderr, :fd3 or :fd4")),
+            _ => Err(err(
+                "a role must be :stdin, :stdout, :stderr, :pty, :fd3 or :fd4",
+            )),
         }
     }
 

@@ -6,6 +6,7 @@ use eetf::Term;
 
 use crate::etf::decode_term;
 use crate::manage::ManageSpec;
+use crate::pty::PtySpec;
 use crate::stage::Stage;
 use crate::term::{
     as_bytes, as_i128, as_i32, as_list, as_u64, atom_name, is_nil, tagged, DecodeError,
@@ -69,6 +70,9 @@ pub struct SpawnSpec {
     pub kill_signal: i32,
     /// Milliseconds between `kill_signal` and SIGKILL.
     pub kill_grace_ms: u64,
+    /// Run on a pseudo-terminal: stdin, stdout (and stderr with `StderrMode::Stdout`) are
+    /// its slave; `None` = pipes.
+    pub pty: Option<PtySpec>,
 }
 
 impl Default for SpawnSpec {
@@ -83,6 +87,7 @@ impl Default for SpawnSpec {
             pipe_size: None,
             kill_signal: DEFAULT_KILL_SIGNAL,
             kill_grace_ms: DEFAULT_KILL_GRACE_MS,
+            pty: None,
         }
     }
 }
@@ -223,6 +228,7 @@ impl SpawnSpec {
             kill_signal: opt_int(get("kill_signal"), "kill_signal")?.unwrap_or(DEFAULT_KILL_SIGNAL),
             kill_grace_ms: opt_int(get("kill_grace"), "kill_grace")?
                 .unwrap_or(DEFAULT_KILL_GRACE_MS),
+            pty: PtySpec::from_term(get("pty"))?,
         })
     }
 }
@@ -364,6 +370,9 @@ mod codec {
             );
             map.insert(atom("kill_signal"), int_i64(i64::from(self.kill_signal)));
             map.insert(atom("kill_grace"), int_u64(self.kill_grace_ms));
+            if let Some(pty) = &self.pty {
+                map.insert(atom("pty"), pty.to_term());
+            }
             Term::Map(Map::from(map))
         }
     }

@@ -20,6 +20,11 @@ fn spec() -> SpawnSpec {
         pipe_size: Some(65536),
         kill_signal: 2,
         kill_grace_ms: 1 << 33,
+        pty: Some(PtySpec {
+            rows: 24,
+            cols: 80,
+            modes: vec![(53, 1), (70, 0)],
+        }),
     }
 }
 
@@ -86,6 +91,8 @@ fn decodes_erlang_spawn() {
                 // no kill keys: the defaults
                 kill_signal: 15,
                 kill_grace_ms: 5000,
+                // no pty key: pipes
+                pty: None,
             }
         }
     );

@@ -17,6 +17,9 @@ pub enum Stage {
     Spec,
     /// Creating a pipe or opening `/dev/null` failed.
     Pipe,
+    /// Opening the pseudo-terminal, applying its modes or size, or making it the child's
+    /// controlling terminal failed (no pty available, a mode the terminal rejects).
+    Pty,
     /// Creating or joining the program's cgroup failed.
     Cgroup,
     /// `clone` failed.
@@ -34,12 +37,13 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in the order of the protocol description.
-    pub const ALL: [Stage; 11] = [
+    pub const ALL: [Stage; 12] = [
         Stage::Argv,
         Stage::Env,
         Stage::Chdir,
         Stage::Spec,
         Stage::Pipe,
+        Stage::Pty,
         Stage::Cgroup,
         Stage::Fork,
         Stage::Setup,
@@ -56,6 +60,7 @@ impl Stage {
             Stage::Chdir => "chdir",
             Stage::Spec => "spec",
             Stage::Pipe => "pipe",
+            Stage::Pty => "pty",
             Stage::Cgroup => "cgroup",
             Stage::Fork => "fork",
             Stage::Setup => "setup",

@@ -26,6 +26,8 @@ pub struct ChildPlan<'a> {
     /// What goes on fds 0 to 4 (-1: nothing; for 2, keep the helper program's). Every
     /// source is above 4, so no dup2 clobbers another source.
     pub stdio: [RawFd; 5],
+    /// fd 0 is a pseudo-terminal's slave: make it the controlling terminal.
+    pub controlling_tty: bool,
     pub helper_pid: libc::pid_t,
     pub cd: Option<&'a CStr>,
     /// NULL-terminated.
@@ -139,6 +141,11 @@ fn run(s: &Shared) -> ! {
             }
             first_private = first_private.max(target as libc::c_uint + 1);
         }
+        // The program is a session leader (setsid above): its terminal becomes the
+        // session's, so ^C reaches its foreground group and it gets SIGWINCH.
+        if p.controlling_tty && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+            fail(s, PTY, last());
+        }
         // Nothing else the helper program holds may leak into the program (fds inherited
         // from the BEAM, other programs' channels): the program sees 0-2, and 3-4 with a
         // private channel. Errors (old kernels) are ignored.
@@ -179,6 +186,7 @@ fn run(s: &Shared) -> ! {
 // "no failure").
 const CGROUP: u64 = Stage::Cgroup as u64 + 1;
 const SETUP: u64 = Stage::Setup as u64 + 1;
+const PTY: u64 = Stage::Pty as u64 + 1;
 const CHDIR: u64 = Stage::Chdir as u64 + 1;
 const EXEC: u64 = Stage::Exec as u64 + 1;
 

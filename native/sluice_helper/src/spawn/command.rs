@@ -122,6 +122,7 @@ impl Command {
             ),
             Stage::Exec => format!("cannot execute {program:?}"),
             Stage::Cgroup => format!("cannot join cgroup for {program:?}"),
+            Stage::Pty => format!("cannot make the terminal {program:?}'s controlling terminal"),
             _ => format!("child set-up for {program:?} failed"),
         };
         format!("{what}: {} ({})", describe(errno), errno_name(errno))

@@ -1,9 +1,12 @@
-//! Starting one program: the command ([`command`]), its stdio ([`stdio`]), its cgroup, and
+//! Starting one program: the command ([`command`]), its stdio ([`stdio`], with a
+//! pseudo-terminal from [`pty`] whose modes [`modes`] maps), its cgroup, and
 //! the child between clone and exec ([`child`]), with the precise report (stage + errno)
 //! of a failure before exec.
 
 mod child;
 mod command;
+mod modes;
+mod pty;
 mod stdio;
 
 pub use child::raise_fd_limit;
@@ -82,6 +85,7 @@ pub fn spawn(
     let plan = ChildPlan {
         procs_fd: procs.as_ref().map_or(-1, |f| f.as_raw_fd()),
         stdio: stdio.child_fds(),
+        controlling_tty: stdio.terminal,
         helper_pid,
         cd: command.cd.as_deref(),
         argv: &command.argv,

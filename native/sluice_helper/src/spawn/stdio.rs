@@ -1,10 +1,12 @@
-//! The program's stdio: a pipe for stdin and stdout, and for stderr a pipe, the stdout
-//! pipe, `/dev/null` or the helper program's own. The child's ends go to fds 0-2 in the
-//! child; the BEAM's ends go over the channel, each tagged with its role.
+//! The program's stdio: a pipe for stdin and stdout, or one pseudo-terminal for both
+//! ([`super::pty`]), and for stderr a pipe, what stdout is, `/dev/null` or the helper
+//! program's own. The child's ends go to fds 0-2 in the child; the BEAM's ends go over
+//! the channel, each tagged with its role.
 //!
 //! With `use_stdio: false` (Port's `nouse_stdio`) the data pipes go to fds 3 (input) and
 //! 4 (output) instead, stdin is `/dev/null`, and stdout is a pipe (to be logged),
-//! `/dev/null` or the helper program's stderr, as the spec's `stdout` says.
+//! `/dev/null` or the helper program's stderr, as the spec's `stdout` says (no terminal
+//! then: the spec is refused).
 
 use std::fs::OpenOptions;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -13,6 +15,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use sluice_protocol::{Role, SpawnSpec, Stage, StderrMode, StdoutMode};
 
+use super::pty::open_pty;
 use super::SpawnFailure;
 use crate::sys;
 
@@ -26,6 +29,8 @@ pub struct Stdio {
     beam: Vec<(Role, OwnedFd)>,
     /// The data output pipe was enlarged to `ROOMY_OUTPUT`.
     pub roomy: bool,
+    /// stdin and stdout are a pseudo-terminal's slave, to become the controlling terminal.
+    pub terminal: bool,
 }
 
 /// The size of a program's output pipes when the spec asks for none, while the helper's
@@ -86,6 +91,10 @@ impl Stdio {
     /// Opens the pipes (`O_CLOEXEC`: only the child's dup2 onto 0-4 passes them on).
     /// `roomy`: output pipes without a size in the spec may be enlarged.
     pub fn open(spec: &SpawnSpec, roomy: bool) -> Result<Stdio, SpawnFailure> {
+        if spec.pty.is_some() && !spec.use_stdio {
+            let what = "a pseudo-terminal needs use_stdio";
+            return Err(SpawnFailure::before_fork(Errno::EINVAL, Stage::Spec, what));
+        }
         let mut beam = Vec::with_capacity(4);
         let mut child: [Option<OwnedFd>; 5] = Default::default();
         let (data_in, data_out, data_roles) = if spec.use_stdio {
@@ -93,12 +102,28 @@ impl Stdio {
         } else {
             (3, 4, [Role::Fd3, Role::Fd4])
         };
-        let (child_in, beam_in) = pipe(spec.pipe_size)?;
-        let (beam_out, child_out, roomy) = output_pipe(spec.pipe_size, roomy)?;
-        child[data_in] = Some(child_in);
-        child[data_out] = Some(child_out);
-        beam.push((data_roles[0], beam_in));
-        beam.push((data_roles[1], beam_out));
+        let roomy = match &spec.pty {
+            None => {
+                let (child_in, beam_in) = pipe(spec.pipe_size)?;
+                let (beam_out, child_out, roomy) = output_pipe(spec.pipe_size, roomy)?;
+                child[data_in] = Some(child_in);
+                child[data_out] = Some(child_out);
+                beam.push((data_roles[0], beam_in));
+                beam.push((data_roles[1], beam_out));
+                roomy
+            }
+            Some(pty) => {
+                let pty = open_pty(pty)?;
+                let slave_out = pty.slave.try_clone().map_err(|e| {
+                    let e = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EMFILE));
+                    SpawnFailure::before_fork(e, Stage::Pty, "cannot duplicate the terminal")
+                })?;
+                child[0] = Some(pty.slave);
+                child[1] = Some(slave_out);
+                beam.push((Role::Pty, pty.master));
+                false
+            }
+        };
         if !spec.use_stdio {
             child[0] = Some(dev_null(false)?);
             child[1] = Some(match spec.stdout {
@@ -130,6 +155,7 @@ impl Stdio {
             stderr: spec.stderr,
             beam,
             roomy,
+            terminal: spec.pty.is_some(),
         })
     }
 
@@ -199,5 +225,38 @@ mod tests {
         assert!(fds[1] >= FIRST_SOURCE_FD && fds[2] == -1, "{fds:?}");
         let (_, fds) = open(StdoutMode::Null, StderrMode::Stdout);
         assert_eq!(fds[1], fds[2]);
+        // A terminal is stdin and stdout: there is none with a private channel.
+        let spec = SpawnSpec {
+            use_stdio: false,
+            pty: Some(sluice_protocol::PtySpec {
+                rows: 24,
+                cols: 80,
+                modes: vec![],
+            }),
+            ..SpawnSpec::default()
+        };
+        let refused = Stdio::open(&spec, false).err().expect("refused");
+        assert_eq!((refused.errno, refused.stage), (Errno::EINVAL, Stage::Spec));
+    }
+
+    #[test]
+    fn a_terminal_is_one_master_for_the_beam() {
+        let spec = |stderr| SpawnSpec {
+            stderr,
+            pty: Some(sluice_protocol::PtySpec {
+                rows: 24,
+                cols: 80,
+                modes: vec![],
+            }),
+            ..SpawnSpec::default()
+        };
+        let s = Stdio::open(&spec(StderrMode::Stdout), true).unwrap();
+        let fds = s.child_fds();
+        assert!(s.terminal && !s.roomy && fds[2] == fds[1]);
+        let roles: Vec<Role> = s.into_beam_ends().into_iter().map(|(r, _)| r).collect();
+        assert_eq!(roles, vec![Role::Pty]);
+        let s = Stdio::open(&spec(StderrMode::Pipe), false).unwrap();
+        let roles: Vec<Role> = s.into_beam_ends().into_iter().map(|(r, _)| r).collect();
+        assert_eq!(roles, vec![Role::Pty, Role::Stderr]);
     }
 }

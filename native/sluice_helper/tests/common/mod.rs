@@ -208,6 +208,8 @@ pub struct Program {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+    /// A pseudo-terminal's master (spec key `pty`).
+    pub pty: Option<OwnedFd>,
 }
 
 /// The helper program, driven the way the BEAM drives it.
@@ -303,6 +305,7 @@ impl Beam {
             stdin: None,
             stdout: None,
             stderr: None,
+            pty: None,
         };
         for (role, fd) in roles.into_iter().zip(fds) {
             match role {
@@ -310,6 +313,7 @@ impl Beam {
                 Role::Stdin | Role::Fd3 => p.stdin = Some(fd),
                 Role::Stdout | Role::Fd4 => p.stdout = Some(fd),
                 Role::Stderr => p.stderr = Some(fd),
+                Role::Pty => p.pty = Some(fd),
             }
         }
         p

@@ -1,0 +1,208 @@
+defmodule Sluice.Pty do
+  @moduledoc """
+  The `:pty` option: run a program on a pseudo-terminal.
+
+  Accepted by `Sluice.Process.start/2` and `start_link/2`, `Sluice.run/2` and `run!/2`,
+  `Sluice.stream!/2` and `stream/2`, and `Sluice.Daemon`:
+
+      {:ok, p} = Sluice.Process.start_link(["python3", "-i"], pty: true)
+      {:ok, %{stdout: "40 100\\r\\n"}} = Sluice.run(["stty", "size"], pty: [rows: 40, cols: 100])
+
+  `pty: true` is `pty: []`; `false` (the default) means pipes. The keyword takes:
+
+    * `:rows`, `:cols` - the window size in character cells (default 24 × 80), each
+      `1..65535`. Change it later with `Sluice.Process.set_window_size/3`.
+    * `:echo` - whether the terminal echoes input (default `false`, so what is read is
+      only what the program wrote). Shorthand for the `:echo` mode; give one or the other.
+    * `:modes` - a keyword of RFC 4254 (section 8) terminal modes and their values,
+      applied in order over the kernel's defaults: flags take `0`/`1` (or a boolean),
+      control characters a byte (`255` disables one), speeds bits per second. For
+      example `[vintr: 3, icanon: 1, isig: 1, opost: 0, tty_op_ospeed: 38_400]`.
+
+  The program is a session leader whose controlling terminal is the pty: its stdin and
+  stdout are the terminal, and so is its stderr unless `:stderr` sends it elsewhere (on a
+  terminal both streams are one: read them with `Sluice.Process.read/3`, or as `run`'s
+  `stdout`). Writing `"\\x03"` interrupts the foreground process group when `isig` is
+  on (the default), and `Sluice.Process.close_stdin/1` sends the terminal's EOF
+  character at the start of a line rather than closing anything.
+
+  ## Modes
+
+  Every mode name of the RFC is accepted (lowercase atoms), plus `iutf8` (RFC 8160):
+
+  * control characters: `vintr`, `vquit`, `verase`, `vkill`, `veof`, `veol`, `veol2`,
+    `vstart`, `vstop`, `vsusp`, `vdsusp`, `vreprint`, `vwerase`, `vlnext`, `vflush`,
+    `vswtch`, `vstatus`, `vdiscard`
+  * input flags: `ignpar`, `parmrk`, `inpck`, `istrip`, `inlcr`, `igncr`, `icrnl`, `iuclc`,
+    `ixon`, `ixany`, `ixoff`, `imaxbel`, `iutf8`
+  * local flags: `isig`, `icanon`, `xcase`, `echo`, `echoe`, `echok`, `echonl`, `noflsh`,
+    `tostop`, `iexten`, `echoctl`, `echoke`, `pendin`
+  * output flags: `opost`, `olcuc`, `onlcr`, `ocrnl`, `onocr`, `onlret`
+  * control flags: `cs7`, `cs8`, `parenb`, `parodd`
+  * speeds: `tty_op_ispeed`, `tty_op_ospeed`
+
+  `vdsusp`, `vflush` and `vstatus` have no Linux equivalent: accepted, and ignored. A mode
+  the terminal refuses (parity on a pseudo-terminal, a speed Linux does not have) fails
+  the start with `{:error, %Sluice.Error{stage: :pty, reason: :einval}}`, as does a
+  machine without free pseudo-terminals (`:enoent`, `:eagain`). An unknown name raises
+  `ArgumentError`.
+  """
+
+  # RFC 4254 section 8 (and RFC 8160 for iutf8): name => opcode. The helper program maps
+  # the opcodes to termios (native/sluice_helper/src/spawn/modes.rs).
+  @opcodes [
+    vintr: 1,
+    vquit: 2,
+    verase: 3,
+    vkill: 4,
+    veof: 5,
+    veol: 6,
+    veol2: 7,
+    vstart: 8,
+    vstop: 9,
+    vsusp: 10,
+    vdsusp: 11,
+    vreprint: 12,
+    vwerase: 13,
+    vlnext: 14,
+    vflush: 15,
+    vswtch: 16,
+    vstatus: 17,
+    vdiscard: 18,
+    ignpar: 30,
+    parmrk: 31,
+    inpck: 32,
+    istrip: 33,
+    inlcr: 34,
+    igncr: 35,
+    icrnl: 36,
+    iuclc: 37,
+    ixon: 38,
+    ixany: 39,
+    ixoff: 40,
+    imaxbel: 41,
+    iutf8: 42,
+    isig: 50,
+    icanon: 51,
+    xcase: 52,
+    echo: 53,
+    echoe: 54,
+    echok: 55,
+    echonl: 56,
+    noflsh: 57,
+    tostop: 58,
+    iexten: 59,
+    echoctl: 60,
+    echoke: 61,
+    pendin: 62,
+    opost: 70,
+    olcuc: 71,
+    onlcr: 72,
+    ocrnl: 73,
+    onocr: 74,
+    onlret: 75,
+    cs7: 90,
+    cs8: 91,
+    parenb: 92,
+    parodd: 93,
+    tty_op_ispeed: 128,
+    tty_op_ospeed: 129
+  ]
+  @opcode Map.new(@opcodes)
+
+  alias Sluice.Options
+
+  @default_rows 24
+  @default_cols 80
+  @max_dimension 65_535
+  @max_value 4_294_967_295
+
+  @typedoc "The `pty` part of a spawn spec (docs/protocol.md), or `nil` for pipes."
+  @type spec :: %{rows: pos_integer, cols: pos_integer, modes: [{0..255, non_neg_integer}]}
+
+  @doc "The RFC 4254 mode names and their opcodes."
+  @spec opcodes() :: keyword(pos_integer)
+  def opcodes, do: @opcodes
+
+  @doc false
+  # Checks the value of the :pty option; returns the spec sent to the helper program.
+  @spec check!(term) :: spec | nil
+  def check!(value) when value in [nil, false], do: nil
+  def check!(true), do: check!([])
+
+  def check!(opts) when is_list(opts) do
+    unless Keyword.keyword?(opts), do: Options.bad!(:pty, "true, false or a keyword list", opts)
+
+    Enum.each(opts, fn {key, _} ->
+      unless key in [:rows, :cols, :echo, :modes] do
+        Options.bad!(
+          :pty,
+          "a keyword of :rows, :cols, :echo and :modes (unknown key #{inspect(key)})",
+          opts
+        )
+      end
+    end)
+
+    modes = modes!(Keyword.get(opts, :modes, []))
+
+    echo =
+      case {Keyword.fetch(opts, :echo), Keyword.has_key?(modes, :echo)} do
+        {{:ok, _}, true} -> Options.bad!(:pty, ":echo or the :echo mode, not both", opts)
+        {{:ok, e}, false} when is_boolean(e) -> [echo: mode_value!(:echo, e)]
+        {{:ok, e}, false} -> Options.bad!(:pty, "a boolean for :echo", e)
+        {:error, true} -> []
+        {:error, false} -> [echo: 0]
+      end
+
+    %{
+      rows: size!(:rows, Keyword.get(opts, :rows, @default_rows)),
+      cols: size!(:cols, Keyword.get(opts, :cols, @default_cols)),
+      modes: Enum.map(echo ++ modes, fn {name, v} -> {Map.fetch!(@opcode, name), v} end)
+    }
+  end
+
+  def check!(other), do: Options.bad!(:pty, "true, false or a keyword list", other)
+
+  defguardp dimension?(n) when is_integer(n) and n >= 1 and n <= @max_dimension
+
+  @doc false
+  # A window dimension argument of Sluice.Process.set_window_size/3.
+  @spec dimension!(atom, term) :: pos_integer
+  def dimension!(_name, n) when dimension?(n), do: n
+
+  def dimension!(name, n) do
+    raise ArgumentError,
+          "#{name} must be an integer 1..#{@max_dimension} (character cells), got: #{inspect(n)}"
+  end
+
+  defp size!(_key, n) when dimension?(n), do: n
+
+  defp size!(key, n),
+    do: Options.bad!(:pty, "an integer 1..#{@max_dimension} for #{inspect(key)}", n)
+
+  defp modes!(modes) do
+    unless is_list(modes) and Keyword.keyword?(modes) do
+      Options.bad!(:pty, "a keyword list of RFC 4254 terminal modes for :modes", modes)
+    end
+
+    Enum.map(modes, fn {name, value} ->
+      unless Map.has_key?(@opcode, name) do
+        Options.bad!(
+          :pty,
+          "RFC 4254 terminal mode names (see Sluice.Pty); unknown mode #{inspect(name)}",
+          name
+        )
+      end
+
+      {name, mode_value!(name, value)}
+    end)
+  end
+
+  defp mode_value!(_name, true), do: 1
+  defp mode_value!(_name, false), do: 0
+  defp mode_value!(_name, v) when is_integer(v) and v >= 0 and v <= @max_value, do: v
+
+  defp mode_value!(name, v),
+    do:
+      Options.bad!(:pty, "a boolean or an integer 0..#{@max_value} for mode #{inspect(name)}", v)
+end

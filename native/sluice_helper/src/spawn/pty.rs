@@ -1,0 +1,123 @@
+//! The program's pseudo-terminal, made before the clone so that every failure (no pty
+//! available, a mode the terminal rejects) is a spawn error at stage `pty`: the master
+//! goes to the BEAM, the slave becomes the child's fds 0-2 and its controlling terminal
+//! (the child only calls `TIOCSCTTY`), and the helper program's copy of the slave is
+//! closed right after the clone, so the master reads EOF (EIO) once the program and
+//! everything it started have closed theirs.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+use nix::sys::stat::Mode;
+use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
+use sluice_protocol::{PtySpec, Stage};
+
+use super::modes;
+use super::SpawnFailure;
+use crate::sys;
+
+/// Both sides of a fresh terminal, set up as the spec asks.
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+fn failure(errno: Errno, what: &str) -> SpawnFailure {
+    SpawnFailure::before_fork(errno, Stage::Pty, what)
+}
+
+/// Opens a terminal with the spec's modes and window size.
+pub fn open_pty(spec: &PtySpec) -> Result<Pty, SpawnFailure> {
+    // O_NOCTTY on both sides: the helper program is a session leader without a terminal,
+    // and must not acquire this one.
+    let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let master = posix_openpt(flags).map_err(|e| failure(e, "cannot open a pseudo-terminal"))?;
+    grantpt(&master).map_err(|e| failure(e, "grantpt failed"))?;
+    unlockpt(&master).map_err(|e| failure(e, "unlockpt failed"))?;
+    let name = ptsname_r(&master).map_err(|e| failure(e, "ptsname failed"))?;
+    let slave = open(name.as_str(), flags, Mode::empty())
+        .map_err(|e| failure(e, &format!("cannot open {name}")))?;
+    set_modes(slave.as_fd(), &spec.modes)?;
+    sys::set_window_size(master.as_fd(), spec.rows, spec.cols)
+        .map_err(|e| failure(e, "cannot set the window size"))?;
+    Ok(Pty {
+        master: master.into(),
+        slave,
+    })
+}
+
+/// Applies the modes over the kernel's defaults, then reads them back: a mode the
+/// terminal refused (EINVAL, or silently kept as it was) fails the spawn.
+fn set_modes(slave: std::os::fd::BorrowedFd<'_>, wanted: &[(u8, u32)]) -> Result<(), SpawnFailure> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let current = tcgetattr(slave).map_err(|e| failure(e, "cannot read the terminal modes"))?;
+    let mut raw: libc::termios = current.into();
+    for &(opcode, value) in wanted {
+        modes::apply(&mut raw, opcode, value).map_err(|m| {
+            let what = format!(
+                "terminal mode {} = {value} is not supported",
+                modes::name(m.0)
+            );
+            failure(Errno::EINVAL, &what)
+        })?;
+    }
+    let rejected = |e| {
+        let names: Vec<String> = wanted.iter().map(|m| modes::name(m.0)).collect();
+        failure(
+            e,
+            &format!("the terminal rejected the modes {}", names.join(", ")),
+        )
+    };
+    tcsetattr(slave, SetArg::TCSANOW, &Termios::from(raw)).map_err(rejected)?;
+    let applied: libc::termios = tcgetattr(slave).map_err(rejected)?.into();
+    // Only the last value given for an opcode counts.
+    for (i, &(opcode, value)) in wanted.iter().enumerate() {
+        let last = !wanted[i + 1..].iter().any(|m| m.0 == opcode);
+        if last && !modes::holds(&applied, opcode, value) {
+            let what = format!(
+                "the terminal rejected mode {} = {value}",
+                modes::name(opcode)
+            );
+            return Err(failure(Errno::EINVAL, &what));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(modes: Vec<(u8, u32)>) -> PtySpec {
+        PtySpec {
+            rows: 40,
+            cols: 100,
+            modes,
+        }
+    }
+
+    #[test]
+    fn opens_with_modes_applied() {
+        let pty = open_pty(&spec(vec![(53, 0), (51, 0), (1, 7), (129, 9600)])).unwrap();
+        let t: libc::termios = tcgetattr(pty.slave.as_fd()).unwrap().into();
+        assert_eq!(t.c_lflag & (libc::ECHO | libc::ICANON), 0);
+        assert_eq!(t.c_cc[libc::VINTR], 7);
+        assert_eq!(t.c_cflag & libc::CBAUD, libc::B9600);
+    }
+
+    #[test]
+    fn refused_modes_fail_at_the_pty_stage() {
+        // Parity: a pseudo-terminal refuses it (EINVAL or kept off).
+        let e = open_pty(&spec(vec![(92, 1)])).err().unwrap();
+        assert_eq!((e.stage, e.errno), (Stage::Pty, Errno::EINVAL));
+        assert!(e.detail.contains("PARENB"), "{}", e.detail);
+        let e = open_pty(&spec(vec![(128, 12_345)])).err().unwrap();
+        assert!(e.detail.contains("TTY_OP_ISPEED"), "{}", e.detail);
+        let e = open_pty(&spec(vec![(20, 1)])).err().unwrap();
+        assert_eq!(e.stage, Stage::Pty);
+    }
+}
