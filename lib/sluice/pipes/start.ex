@@ -1,0 +1,193 @@
+defmodule Sluice.Pipes.Start do
+  @moduledoc false
+  # How a Sluice.Pipes value comes to be: the spawn (or manage) request on the fd socket
+  # with a fresh program channel, and the reply on that channel, which brings the
+  # program's fds, each with its role (docs/protocol.md). Roles become the value's: a
+  # terminal's master is both `:stdin` and `:stdout`; with a private channel `:fd3` and
+  # `:fd4` are the data and the program's own outputs are log sources. Until the reply,
+  # the channel is the only fd, and every failure closes it.
+
+  alias Sluice.{Error, Native, Pipes, Registry}
+  alias Sluice.Helper
+  alias Sluice.Helper.{Env, Protocol}
+  alias Sluice.Pipes.Terminal
+
+  # How often a full fd socket is retried, until the caller's deadline.
+  @retry_ms 1
+
+  @doc "See `Sluice.Pipes.open/3`."
+  @spec open(map, Pipes.deadline(), pid) :: {:ok, Pipes.t()} | {:error, Error.t()}
+  def open(spec, deadline, owner) do
+    id = System.unique_integer([:positive])
+
+    with {:ok, conn} <- connection(),
+         {:ok, cd} <- Env.cwd(spec.cd),
+         spec = %{spec | cd: cd, env: Env.resolve(spec.env, conn.inherited_env)},
+         {:ok, request} <- Protocol.spawn_request(id, spec),
+         {:ok, channel} <- send_request(conn.sock, request, deadline),
+         p = %Pipes{id: id, channel: channel, kill: kill(spec)},
+         {:ok, p, cgroup} <- await_spawned(p, deadline) do
+      Registry.add(id, p.os_pid, owner, spec.argv, false, cgroup)
+      {:ok, p}
+    end
+  end
+
+  @doc "See `Sluice.Pipes.manage/3`."
+  @spec manage(map, Pipes.deadline(), pid) :: {:ok, Pipes.t()} | {:error, Error.t()}
+  def manage(spec, deadline, owner) do
+    id = System.unique_integer([:positive])
+    request = Protocol.manage_request(id, spec)
+
+    with {:ok, conn} <- connection(),
+         {:ok, channel} <- send_request(conn.sock, request, deadline),
+         p = %Pipes{id: id, channel: channel, kill: kill(spec), origin: :managed},
+         {:ok, p, nil} <- await_spawned(p, deadline) do
+      Registry.add(id, p.os_pid, owner, cmdline(p.os_pid), true, nil)
+      {:ok, p}
+    end
+  end
+
+  # What the adopted process runs; a kernel thread or a zombie has no command line.
+  defp cmdline(os_pid) do
+    case File.read("/proc/#{os_pid}/cmdline") do
+      {:ok, text} when text != "" -> String.split(text, <<0>>, trim: true)
+      _ -> []
+    end
+  end
+
+  defp kill(spec), do: {spec.kill_signal, spec.kill_grace}
+
+  defp connection do
+    case Helper.conn() do
+      {:ok, conn} -> {:ok, conn}
+      :down -> {:error, Pipes.helper_down()}
+    end
+  end
+
+  defp send_request(sock, request, deadline) do
+    result =
+      if Protocol.large?(request),
+        do: Native.spawn_large(sock, request),
+        else: Native.spawn(sock, request)
+
+    case result do
+      {:ok, channel} ->
+        {:ok, channel}
+
+      # The socket's buffer is full: the helper program is busy (or stopped). Retry until
+      # the deadline; nothing was sent.
+      {:error, :eagain} ->
+        if Pipes.remaining(deadline) == 0 do
+          {:error, Error.new(:timeout, "the helper program did not take the spawn request")}
+        else
+          receive after: (@retry_ms -> send_request(sock, request, deadline))
+        end
+
+      {:error, reason} when reason in [:econnreset, :epipe, :enotconn, :closed] ->
+        {:error, Pipes.helper_down()}
+
+      {:error, :emfile} ->
+        {:error, emfile()}
+
+      {:error, reason} ->
+        {:error, Error.new(reason, "cannot send the spawn request: #{reason}", stage: :request)}
+    end
+  end
+
+  defp await_spawned(p, deadline) do
+    case Native.recv(p.channel) do
+      {:ok, payload, fds} ->
+        spawned(p, Protocol.decode(payload), fds)
+
+      {:error, :eagain} ->
+        receive do
+          {:select, ch, _, :ready_input} when ch == p.channel -> await_spawned(p, deadline)
+        after
+          Pipes.remaining(deadline) ->
+            close_channel(p)
+            {:error, Error.new(:timeout, "the program did not start in time", stage: :request)}
+        end
+
+      :eof ->
+        close_channel(p)
+        {:error, Pipes.helper_down()}
+
+      {:error, :emfile} ->
+        close_channel(p)
+        {:error, emfile()}
+
+      {:error, reason} ->
+        close_channel(p)
+        {:error, Error.new(reason, "lost the spawn reply: #{reason}", stage: :handoff)}
+    end
+  end
+
+  defp spawned(%{id: id} = p, {:spawned, id, os_pid, roles, cgroup}, fds)
+       when length(roles) == length(fds) do
+    # A terminal's master is the program's stdin and stdout at once.
+    fds =
+      roles
+      |> data_roles()
+      |> Enum.zip(fds)
+      |> Enum.flat_map(fn
+        {:pty, fd} -> [stdin: fd, stdout: fd]
+        role_fd -> [role_fd]
+      end)
+      |> Map.new()
+
+    open = Map.new(fds, fn {role, _} -> {role, :open} end)
+    terminal = if :pty in roles, do: Terminal.new()
+    {:ok, %{p | os_pid: os_pid, fds: fds, open: open, terminal: terminal}, cgroup}
+  end
+
+  defp spawned(%{id: id, origin: :managed} = p, {:managed, id, os_pid}, []),
+    do: {:ok, %{p | os_pid: os_pid}, nil}
+
+  defp spawned(%{id: id} = p, {:spawn_error, id, error}, fds) do
+    Enum.each(fds, &Native.close/1)
+    close_channel(p)
+    {:error, error}
+  end
+
+  # The helper program could not read the request at all (docs/protocol.md).
+  defp spawned(p, {:error, _id, message}, fds) do
+    Enum.each(fds, &Native.close/1)
+    close_channel(p)
+
+    {:error,
+     Error.new(:einval, "the helper program refused the request: #{message}", stage: :request)}
+  end
+
+  defp spawned(p, other, fds) do
+    Enum.each(fds, &Native.close/1)
+    close_channel(p)
+    {:error, Error.new(:eproto, "unexpected spawn reply: #{inspect(other)}", stage: :handoff)}
+  end
+
+  # The program's private channel (fds 3 and 4) carries the data; its stdout and stderr,
+  # piped only to be logged, are then log sources.
+  defp data_roles(roles) do
+    if :fd4 in roles do
+      Enum.map(roles, fn
+        :fd3 -> :stdin
+        :fd4 -> :stdout
+        :stdout -> :log_stdout
+        :stderr -> :log_stderr
+      end)
+    else
+      roles
+    end
+  end
+
+  # Before the program runs there is only the channel.
+  defp close_channel(p) do
+    Native.close(p.channel)
+    Pipes.flush_fd(p.channel)
+  end
+
+  defp emfile do
+    Error.new(:emfile, "the VM ran out of file descriptors (EMFILE): raise `ulimit -n`",
+      stage: :pipe
+    )
+  end
+end
