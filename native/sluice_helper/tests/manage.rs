@@ -9,6 +9,13 @@ use sluice_protocol::{ExitStatus, ManageSpec, Reply, Request, Stage};
 mod common;
 use common::{dead, read_line, spec, wait_dead, Beam, Channel};
 
+/// The parent pid of `pid`, from /proc (the field after the parenthesised command name).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(1)?.parse().ok()
+}
+
 fn sleeper() -> Child {
     Command::new("sleep").arg("60").spawn().unwrap()
 }
@@ -202,6 +209,13 @@ fn an_orphan_of_the_helper_gives_its_status() {
         spec(&["sh", "-c", "(sleep 60 & echo $!); exec sleep 60"]),
     );
     let orphan: i32 = read_line(p.stdout.as_ref().unwrap()).parse().unwrap();
+    // Only a child of the helper has a status to give: wait for the subshell to be gone
+    // (its sleep dying first would be the subshell's zombie, unknowable to the helper).
+    let reparented = (0..500).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        parent_of(orphan) == Some(h.pid)
+    });
+    assert!(reparented, "the orphan was not re-parented to the helper");
     let ch = adopt(&h, 2, manage_spec(orphan));
     ch.send(&Request::Kill {
         id: 2,
