@@ -177,13 +177,14 @@ impl Programs {
         let started = match spawn::spawn(spec, self.helper_pid, self.cgroups.as_mut(), roomy) {
             Ok(s) => s,
             Err(f) => {
+                let reason = f.reason_name();
                 match f.pid {
                     Some(pid) => drop(self.failed.insert(pid, f.cgroup)),
                     None => self.stale_cgroups.extend(f.cgroup),
                 }
                 let reply = Reply::SpawnError {
                     id,
-                    errno: errno_name(f.errno),
+                    errno: reason,
                     stage: f.stage,
                     detail: f.detail,
                 };

@@ -105,7 +105,7 @@ fn spawn_errors() {
     h.send_port(
         &Request::Spawn {
             id: 10,
-            spec: spec(&["true"]),
+            spec: Box::new(spec(&["true"])),
         }
         .encode(),
     )
@@ -183,7 +183,7 @@ fn bad_channel_requests_get_errors() {
     error_for(&p.channel, 12);
     p.channel.send(&Request::Spawn {
         id: 12,
-        spec: spec(&["true"]),
+        spec: Box::new(spec(&["true"])),
     });
     error_for(&p.channel, 12);
     // Not one of them touched the program; a good request still works.
@@ -295,7 +295,7 @@ fn messages_without_a_channel_are_dropped() {
     let h = Beam::start("off", 500);
     let req = Request::Spawn {
         id: 1,
-        spec: spec(&["true"]),
+        spec: Box::new(spec(&["true"])),
     }
     .encode();
     // No fd at all, an empty record, and too many fds (truncated control data).

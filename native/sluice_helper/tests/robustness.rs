@@ -64,7 +64,7 @@ fn valid_requests() -> Vec<Vec<u8>> {
         // A spawn of a program that does not exist: mutations must not start anything.
         Request::Spawn {
             id: 79,
-            spec: spec(&["/nonexistent/sluice-fuzz"]),
+            spec: Box::new(spec(&["/nonexistent/sluice-fuzz"])),
         }
         .encode(),
     ]

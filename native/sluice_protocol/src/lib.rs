@@ -7,24 +7,30 @@
 //!   `signal`/`kill` on a program channel); [`manage`]: the spec of `manage`.
 //! * [`reply`]: helper program → BEAM (`hello` on the port, the rest on a program channel).
 //! * [`pty`]: the `pty` key of a spawn spec (size and RFC 4254 terminal modes).
+//! * [`redirect`]: files and `/dev/null` for stdin, stdout and stderr; [`control`]: the
+//!   credentials, priority and limits a program runs with.
 //! * [`stage`]: the stage names of `spawn_error`.
 //! * [`framing`]: `{packet, 4}` frames on the port.
 //!
 //! The helper program only decodes requests and encodes replies; the other direction
 //! (`Request::encode`, `Reply::decode`) is for tests and tools, behind the `codec` feature.
 
+pub mod control;
 pub mod etf;
 pub mod framing;
 pub mod manage;
 pub mod pty;
+pub mod redirect;
 pub mod reply;
 pub mod request;
 pub mod stage;
 pub mod term;
 
+pub use control::{Control, Principal, Resource, Rlimit};
 pub use framing::{encode_frame, FrameError, FrameReader, MAX_FRAME_LEN};
 pub use manage::ManageSpec;
 pub use pty::PtySpec;
+pub use redirect::{FileOutput, StdinMode};
 pub use reply::{ExitStatus, Reply, Role};
 pub use request::{Request, SpawnSpec, StderrMode, StdoutMode};
 pub use stage::Stage;

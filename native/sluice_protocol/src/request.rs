@@ -4,9 +4,11 @@
 
 use eetf::Term;
 
+use crate::control::Control;
 use crate::etf::decode_term;
 use crate::manage::ManageSpec;
 use crate::pty::PtySpec;
+use crate::redirect::{output_file, FileOutput, StdinMode};
 use crate::stage::Stage;
 use crate::term::{
     as_bytes, as_i128, as_i32, as_list, as_u64, atom_name, is_nil, tagged, DecodeError,
@@ -19,7 +21,7 @@ pub const DEFAULT_KILL_SIGNAL: i32 = 15;
 pub const DEFAULT_KILL_GRACE_MS: u64 = 5000;
 
 /// How the program's stderr is wired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum StderrMode {
     /// A separate pipe whose read end goes to the BEAM.
     Pipe,
@@ -30,19 +32,23 @@ pub enum StderrMode {
     /// The helper program's own stderr (the BEAM's stderr).
     #[default]
     Inherit,
+    /// A file (the same open file as stdout's when it names the same path).
+    File(FileOutput),
 }
 
-/// Where the program's own stdout goes when its data uses fds 3 and 4 (`use_stdio: false`);
-/// with stdio, stdout is always a pipe to the BEAM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Where the program's stdout (its fd 1) goes: to the BEAM (the data, or with
+/// `use_stdio: false` its own output, to be logged), nowhere, the console or a file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum StdoutMode {
-    /// A pipe whose read end goes to the BEAM (which logs it).
+    /// A pipe whose read end goes to the BEAM.
     #[default]
     Pipe,
     /// `/dev/null`.
     Null,
     /// The helper program's own stderr (the BEAM's stderr: the console).
     Inherit,
+    /// A file.
+    File(FileOutput),
 }
 
 /// What to start: the `spec` map of a `spawn` request.
@@ -62,7 +68,9 @@ pub struct SpawnSpec {
     /// `false`: the data goes through fds 3 (the program's input) and 4 (its output), like
     /// Port's `nouse_stdio`; stdin is `/dev/null` and stdout is wired by `stdout`.
     pub use_stdio: bool,
-    /// The program's own stdout when `use_stdio` is false.
+    /// The program's stdin (with `use_stdio`; else it is `/dev/null`).
+    pub stdin: StdinMode,
+    /// The program's stdout (fd 1).
     pub stdout: StdoutMode,
     /// `F_SETPIPE_SZ` for every pipe, `None` = kernel default.
     pub pipe_size: Option<usize>,
@@ -73,6 +81,10 @@ pub struct SpawnSpec {
     /// Run on a pseudo-terminal: stdin, stdout (and stderr with `StderrMode::Stdout`) are
     /// its slave; `None` = pipes.
     pub pty: Option<PtySpec>,
+    /// Credentials, priority, limits, umask, arg0.
+    pub control: Control,
+    /// Run by the helper program instead of sending `kill_signal` (with `CHILD_PID`).
+    pub kill_command: Option<Vec<Vec<u8>>>,
 }
 
 impl Default for SpawnSpec {
@@ -83,11 +95,14 @@ impl Default for SpawnSpec {
             cd: None,
             stderr: StderrMode::Inherit,
             use_stdio: true,
+            stdin: StdinMode::Pipe,
             stdout: StdoutMode::Pipe,
             pipe_size: None,
             kill_signal: DEFAULT_KILL_SIGNAL,
             kill_grace_ms: DEFAULT_KILL_GRACE_MS,
             pty: None,
+            control: Control::default(),
+            kill_command: None,
         }
     }
 }
@@ -96,7 +111,7 @@ impl Default for SpawnSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// `{:spawn, id, spec}` (fd socket)
-    Spawn { id: u64, spec: SpawnSpec },
+    Spawn { id: u64, spec: Box<SpawnSpec> },
     /// `{:manage, id, spec}` (fd socket): adopt a process the helper program did not start
     Manage { id: u64, spec: ManageSpec },
     /// `{:signal, id, signum}` (program channel)
@@ -184,7 +199,9 @@ impl SpawnSpec {
                 Some(b.to_vec())
             }
         };
+        let stderr_file = get("stderr").and_then(|t| output_file(t, Stage::Stderr));
         let stderr = match get("stderr").map(atom_name) {
+            _ if stderr_file.is_some() => StderrMode::File(stderr_file.unwrap()?),
             None | Some(Some("inherit")) | Some(Some("nil")) => StderrMode::Inherit,
             Some(Some("pipe")) => StderrMode::Pipe,
             Some(Some("stdout")) => StderrMode::Stdout,
@@ -192,7 +209,7 @@ impl SpawnSpec {
             Some(_) => {
                 return Err(DecodeError::at_stage(
                     Stage::Spec,
-                    "stderr must be :pipe, :stdout, :null or :inherit",
+                    "stderr must be :pipe, :stdout, :null, :inherit or a file",
                 ))
             }
         };
@@ -206,14 +223,16 @@ impl SpawnSpec {
                 ))
             }
         };
+        let stdout_file = get("stdout").and_then(|t| output_file(t, Stage::Stdout));
         let stdout = match get("stdout").map(atom_name) {
+            _ if stdout_file.is_some() => StdoutMode::File(stdout_file.unwrap()?),
             None | Some(Some("pipe")) | Some(Some("nil")) => StdoutMode::Pipe,
             Some(Some("null")) => StdoutMode::Null,
             Some(Some("inherit")) => StdoutMode::Inherit,
             Some(_) => {
                 return Err(DecodeError::at_stage(
                     Stage::Spec,
-                    "stdout must be :pipe, :null or :inherit",
+                    "stdout must be :pipe, :null, :inherit or a file",
                 ))
             }
         };
@@ -223,12 +242,20 @@ impl SpawnSpec {
             cd,
             stderr,
             use_stdio,
+            stdin: StdinMode::from_term(get("stdin"))?,
             stdout,
             pipe_size: opt_int(get("pipe_size"), "pipe_size")?,
             kill_signal: opt_int(get("kill_signal"), "kill_signal")?.unwrap_or(DEFAULT_KILL_SIGNAL),
             kill_grace_ms: opt_int(get("kill_grace"), "kill_grace")?
                 .unwrap_or(DEFAULT_KILL_GRACE_MS),
             pty: PtySpec::from_term(get("pty"))?,
+            control: Control::from_spec(get)?,
+            kill_command: match get("kill_command") {
+                None => None,
+                Some(v) if is_nil(v) => None,
+                Some(v) => Some(binary_list(v, "kill_command", Stage::Spec)?)
+                    .filter(|argv| !argv.is_empty()),
+            },
         })
     }
 }
@@ -275,7 +302,10 @@ impl Request {
                 arity(3)?;
                 let id = as_u64(&elems[1], "id")?;
                 let spec = SpawnSpec::from_term(&elems[2]).map_err(|e| e.with_id(Some(id)))?;
-                Ok(Request::Spawn { id, spec })
+                Ok(Request::Spawn {
+                    id,
+                    spec: Box::new(spec),
+                })
             }
             "manage" => {
                 arity(3)?;
@@ -317,22 +347,24 @@ mod codec {
     use crate::term::{atom, binary, int_i64, int_u64, nil, tuple};
 
     impl StderrMode {
-        fn atom(self) -> &'static str {
+        fn to_term(&self) -> Term {
             match self {
-                StderrMode::Pipe => "pipe",
-                StderrMode::Stdout => "stdout",
-                StderrMode::Null => "null",
-                StderrMode::Inherit => "inherit",
+                StderrMode::Pipe => atom("pipe"),
+                StderrMode::Stdout => atom("stdout"),
+                StderrMode::Null => atom("null"),
+                StderrMode::Inherit => atom("inherit"),
+                StderrMode::File(f) => f.to_term(),
             }
         }
     }
 
     impl StdoutMode {
-        fn atom(self) -> &'static str {
+        fn to_term(&self) -> Term {
             match self {
-                StdoutMode::Pipe => "pipe",
-                StdoutMode::Null => "null",
-                StdoutMode::Inherit => "inherit",
+                StdoutMode::Pipe => atom("pipe"),
+                StdoutMode::Null => atom("null"),
+                StdoutMode::Inherit => atom("inherit"),
+                StdoutMode::File(f) => f.to_term(),
             }
         }
     }
@@ -358,10 +390,15 @@ mod codec {
                 atom("cd"),
                 self.cd.as_deref().map(binary).unwrap_or_else(nil),
             );
-            map.insert(atom("stderr"), atom(self.stderr.atom()));
+            map.insert(atom("stderr"), self.stderr.to_term());
             let use_stdio = if self.use_stdio { "true" } else { "false" };
             map.insert(atom("use_stdio"), atom(use_stdio));
-            map.insert(atom("stdout"), atom(self.stdout.atom()));
+            map.insert(atom("stdin"), self.stdin.to_term());
+            map.insert(atom("stdout"), self.stdout.to_term());
+            self.control.put_terms(&mut map);
+            if let Some(k) = &self.kill_command {
+                map.insert(atom("kill_command"), list(k));
+            }
             map.insert(
                 atom("pipe_size"),
                 self.pipe_size

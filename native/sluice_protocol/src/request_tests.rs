@@ -25,6 +25,22 @@ fn spec() -> SpawnSpec {
             cols: 80,
             modes: vec![(53, 1), (70, 0)],
         }),
+        stdin: crate::redirect::StdinMode::File(b"in.txt".to_vec()),
+        control: crate::control::Control {
+            user: Some(crate::control::Principal::Name(b"nobody".to_vec())),
+            group: Some(crate::control::Principal::Id(65534)),
+            login_env: vec![b"HOME".to_vec()],
+            allowed_users: Some(vec![crate::control::Principal::Id(0)]),
+            nice: Some(-5),
+            rlimits: vec![crate::control::Rlimit {
+                resource: crate::control::Resource::Nofile,
+                soft: Some(64),
+                hard: None,
+            }],
+            umask: Some(0o27),
+            arg0: Some(b"cat-renamed".to_vec()),
+        },
+        kill_command: Some(vec![b"kill".to_vec(), b"-9".to_vec()]),
     }
 }
 
@@ -33,14 +49,14 @@ fn request_round_trips() {
     let reqs = [
         Request::Spawn {
             id: 1,
-            spec: spec(),
+            spec: Box::new(spec()),
         },
         Request::Spawn {
             id: u64::MAX,
-            spec: SpawnSpec {
+            spec: Box::new(SpawnSpec {
                 argv: vec![b"x".to_vec()],
                 ..SpawnSpec::default()
-            },
+            }),
         },
         Request::Signal { id: 7, signum: 15 },
         Request::Kill {
@@ -78,7 +94,7 @@ fn decodes_erlang_spawn() {
         Request::decode(&b).unwrap(),
         Request::Spawn {
             id: 5,
-            spec: SpawnSpec {
+            spec: Box::new(SpawnSpec {
                 argv: vec![b"ls".to_vec()],
                 // no env key: the helper program's inherited environment
                 env: None,
@@ -93,7 +109,10 @@ fn decodes_erlang_spawn() {
                 kill_grace_ms: 5000,
                 // no pty key: pipes
                 pty: None,
-            }
+                stdin: crate::redirect::StdinMode::Pipe,
+                control: crate::control::Control::default(),
+                kill_command: None,
+            })
         }
     );
 }
@@ -203,7 +222,7 @@ fn valid_payloads() -> Vec<Vec<u8>> {
     vec![
         Request::Spawn {
             id: 1,
-            spec: spec(),
+            spec: Box::new(spec()),
         }
         .encode(),
         Request::Kill {

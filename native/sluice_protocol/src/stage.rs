@@ -33,11 +33,24 @@ pub enum Stage {
     /// Adopting a process (`manage`): a bad spec, a process that does not exist or may
     /// not be signalled, or one that must not be managed.
     Manage,
+    /// Opening the file the program reads as stdin (`stdin: {:file, path}`).
+    Stdin,
+    /// Opening the file the program writes as stdout.
+    Stdout,
+    /// Opening the file the program writes as stderr.
+    Stderr,
+    /// The user or group: unknown (`NOUSER`, `NOGROUP`), refused by `allowed_users`, or
+    /// `setgroups`/`setgid`/`setuid` failed in the child (`EPERM` without privilege).
+    Credentials,
+    /// `nice`: `setpriority` failed in the child (`EPERM` below 0 without privilege).
+    Priority,
+    /// `rlimits` or `umask`: a bad value, or `setrlimit` failed in the child.
+    Limits,
 }
 
 impl Stage {
     /// Every stage, in the order of the protocol description.
-    pub const ALL: [Stage; 12] = [
+    pub const ALL: [Stage; 18] = [
         Stage::Argv,
         Stage::Env,
         Stage::Chdir,
@@ -50,6 +63,12 @@ impl Stage {
         Stage::Exec,
         Stage::Request,
         Stage::Manage,
+        Stage::Stdin,
+        Stage::Stdout,
+        Stage::Stderr,
+        Stage::Credentials,
+        Stage::Priority,
+        Stage::Limits,
     ];
 
     /// The name on the wire.
@@ -67,6 +86,12 @@ impl Stage {
             Stage::Exec => "exec",
             Stage::Request => "request",
             Stage::Manage => "manage",
+            Stage::Stdin => "stdin",
+            Stage::Stdout => "stdout",
+            Stage::Stderr => "stderr",
+            Stage::Credentials => "credentials",
+            Stage::Priority => "priority",
+            Stage::Limits => "limits",
         }
     }
 

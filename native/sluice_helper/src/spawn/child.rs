@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 use nix::errno::Errno;
 use sluice_protocol::Stage;
 
+use super::credentials::Applied;
 use crate::sys;
 
 /// Everything the child needs, prepared before the clone.
@@ -28,6 +29,8 @@ pub struct ChildPlan<'a> {
     pub stdio: [RawFd; 5],
     /// fd 0 is a pseudo-terminal's slave: make it the controlling terminal.
     pub controlling_tty: bool,
+    /// Limits, priority, umask and credentials to apply.
+    pub applied: &'a Applied,
     pub helper_pid: libc::pid_t,
     pub cd: Option<&'a CStr>,
     /// NULL-terminated.
@@ -90,6 +93,44 @@ fn fail(s: &Shared, stage: u64, errno: i32) -> ! {
     unsafe { libc::_exit(127) }
 }
 
+/// Limits, priority, umask, then groups, group and user, in that order: the earlier steps
+/// may need the privilege the last ones drop. Async-signal-safe only.
+fn apply(s: &Shared, a: &Applied) {
+    let last = Errno::last_raw;
+    // SAFETY: raw syscalls on values and arrays the parent prepared and keeps alive while
+    // it is suspended (CLONE_VFORK); nothing here allocates or locks.
+    unsafe {
+        for (resource, limit) in &a.rlimits {
+            if libc::setrlimit(*resource, limit) != 0 {
+                fail(s, LIMITS, last());
+            }
+        }
+        if let Some(nice) = a.nice {
+            if libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
+                fail(s, PRIORITY, last());
+            }
+        }
+        if let Some(mask) = a.umask {
+            libc::umask(mask);
+        }
+        if let Some(groups) = &a.groups {
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                fail(s, CREDENTIALS, last());
+            }
+        }
+        if let Some(gid) = a.gid {
+            if libc::setgid(gid) != 0 {
+                fail(s, CREDENTIALS, last());
+            }
+        }
+        if let Some(uid) = a.uid {
+            if libc::setuid(uid) != 0 {
+                fail(s, CREDENTIALS, last());
+            }
+        }
+    }
+}
+
 /// Runs in the child: only async-signal-safe calls, no allocation, no locks.
 fn run(s: &Shared) -> ! {
     let p = s.plan;
@@ -103,6 +144,13 @@ fn run(s: &Shared) -> ! {
         }
         // Own session and process group: the group is what signals target.
         libc::setsid();
+        // The program gets the fd limit the helper program started with, not the one it
+        // raised for itself (rlimits survive exec); then the spec's limits.
+        if let Some(limit) = NOFILE.get() {
+            libc::setrlimit(libc::RLIMIT_NOFILE, limit);
+        }
+        apply(s, p.applied);
+        // After the credentials: a change of them clears the parent-death signal.
         let pdeath = libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,
@@ -123,11 +171,6 @@ fn run(s: &Shared) -> ! {
         // Handlers are reset by exec itself; only ignored signals would stay ignored.
         for &sig in s.ignored_signals {
             libc::signal(sig, libc::SIG_DFL);
-        }
-        // The program gets the fd limit the helper program started with, not the one it
-        // raised for itself (rlimits survive exec).
-        if let Some(limit) = NOFILE.get() {
-            libc::setrlimit(libc::RLIMIT_NOFILE, limit);
         }
         // All sources are >= 5 (stdio.rs moves them there), so no dup2 clobbers another
         // source. dup2 clears FD_CLOEXEC on the target.
@@ -189,6 +232,9 @@ const SETUP: u64 = Stage::Setup as u64 + 1;
 const PTY: u64 = Stage::Pty as u64 + 1;
 const CHDIR: u64 = Stage::Chdir as u64 + 1;
 const EXEC: u64 = Stage::Exec as u64 + 1;
+const CREDENTIALS: u64 = Stage::Credentials as u64 + 1;
+const PRIORITY: u64 = Stage::Priority as u64 + 1;
+const LIMITS: u64 = Stage::Limits as u64 + 1;
 
 /// Size of the stack the child runs on between the clone and exec.
 const CHILD_STACK: usize = 64 * 1024;

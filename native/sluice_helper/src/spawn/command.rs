@@ -71,6 +71,17 @@ pub fn path_candidates(argv0: &[u8], env: &[Vec<u8>]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The environment with the `login` entries in place of the variables they name.
+fn with_login_env(env: &[Vec<u8>], login: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let name = |e: &[u8]| e.split(|b| *b == b'=').next().map(<[u8]>::to_vec);
+    let replaced: Vec<_> = login.iter().filter_map(|e| name(e)).collect();
+    env.iter()
+        .filter(|e| !name(e).is_some_and(|n| replaced.contains(&n)))
+        .chain(login)
+        .cloned()
+        .collect()
+}
+
 fn cstrings(items: &[Vec<u8>]) -> Option<Vec<CString>> {
     items.iter().map(|i| CString::new(i.clone()).ok()).collect()
 }
@@ -81,14 +92,21 @@ fn pointers(items: &[CString]) -> impl Iterator<Item = *const libc::c_char> + '_
 
 impl Command {
     /// Prepares `spec`; the decoder already refused NUL bytes, this keeps it safe anyway.
-    pub fn prepare(spec: &SpawnSpec) -> Result<Command, SpawnFailure> {
+    /// `login_env` (`NAME=value`) replaces those variables of the environment.
+    pub fn prepare(spec: &SpawnSpec, login_env: &[Vec<u8>]) -> Result<Command, SpawnFailure> {
         let bad = |stage, what: &str| SpawnFailure::before_fork(Errno::EINVAL, stage, what);
         let Some(argv0) = spec.argv.first() else {
             return Err(bad(Stage::Argv, "argv is empty"));
         };
-        let argv = cstrings(&spec.argv).ok_or_else(|| bad(Stage::Argv, "argv holds a NUL"))?;
+        let mut argv = cstrings(&spec.argv).ok_or_else(|| bad(Stage::Argv, "argv holds a NUL"))?;
+        // The program sees arg0; the file executed is still found from argv[0].
+        if let Some(arg0) = &spec.control.arg0 {
+            argv[0] =
+                CString::new(arg0.clone()).map_err(|_| bad(Stage::Argv, "arg0 holds a NUL"))?;
+        }
         let env_list = spec.env.as_deref().unwrap_or_else(|| inherited_env());
-        let env = cstrings(env_list).ok_or_else(|| bad(Stage::Env, "env holds a NUL"))?;
+        let env = with_login_env(env_list, login_env);
+        let env = cstrings(&env).ok_or_else(|| bad(Stage::Env, "env holds a NUL"))?;
         let cd = match &spec.cd {
             Some(c) => {
                 Some(CString::new(c.clone()).map_err(|_| bad(Stage::Chdir, "cd holds a NUL"))?)
@@ -154,17 +172,28 @@ mod tests {
     }
 
     #[test]
+    fn login_variables_replace_the_environment_s() {
+        let env = [v("HOME=/x"), v("PATH=/bin"), v("USER=me")];
+        let got = with_login_env(&env, &[v("HOME=/home/u"), v("USER=u")]);
+        assert_eq!(got, vec![v("PATH=/bin"), v("HOME=/home/u"), v("USER=u")]);
+        assert_eq!(with_login_env(&env, &[]), env.to_vec());
+    }
+
+    #[test]
     fn prepares_null_terminated_arrays() {
         let spec = SpawnSpec {
             argv: vec![v("ls"), v("-l")],
             env: Some(vec![v("PATH=/x")]),
             ..SpawnSpec::default()
         };
-        let c = Command::prepare(&spec).unwrap();
+        let c = Command::prepare(&spec, &[]).unwrap();
         assert_eq!((c.argv.len(), c.envp.len(), c.candidates.len()), (3, 2, 1));
         assert!(c.argv[2].is_null() && c.envp[1].is_null());
         let empty = SpawnSpec::default();
-        assert_eq!(Command::prepare(&empty).err().unwrap().stage, Stage::Argv);
+        assert_eq!(
+            Command::prepare(&empty, &[]).err().unwrap().stage,
+            Stage::Argv
+        );
         let text = c.failure_text(Stage::Exec, Errno::ENOENT);
         assert!(
             text.contains("\"ls\"") && text.ends_with("(ENOENT)"),

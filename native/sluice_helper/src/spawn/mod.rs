@@ -5,8 +5,10 @@
 
 mod child;
 mod command;
+mod credentials;
 mod modes;
 mod pty;
+mod redirect;
 mod stdio;
 
 pub use child::raise_fd_limit;
@@ -39,6 +41,8 @@ pub struct Spawned {
 #[derive(Debug)]
 pub struct SpawnFailure {
     pub errno: Errno,
+    /// A reason that is no errno (`NOUSER`, `NOGROUP`), sent in its place.
+    pub reason: Option<&'static str>,
     pub stage: Stage,
     pub detail: String,
     /// Set when the child was cloned and failed before exec: it is reaped silently.
@@ -51,11 +55,18 @@ impl SpawnFailure {
     pub fn before_fork(errno: Errno, stage: Stage, what: &str) -> SpawnFailure {
         SpawnFailure {
             errno,
+            reason: None,
             stage,
             detail: format!("{what}: {} ({})", describe(errno), errno_name(errno)),
             pid: None,
             cgroup: None,
         }
+    }
+
+    /// The reason's name on the wire: `reason`, else the errno's name.
+    pub fn reason_name(&self) -> String {
+        self.reason
+            .map_or_else(|| errno_name(self.errno), str::to_string)
     }
 }
 
@@ -67,7 +78,8 @@ pub fn spawn(
     cgroups: Option<&mut Cgroups>,
     roomy: bool,
 ) -> Result<Spawned, SpawnFailure> {
-    let command = Command::prepare(spec)?;
+    let applied = credentials::resolve(&spec.control)?;
+    let command = Command::prepare(spec, &applied.login_env)?;
     let stdio = Stdio::open(spec, roomy)?;
     let roomy = stdio.roomy;
     let (cgroup, procs) = match cgroups {
@@ -86,6 +98,7 @@ pub fn spawn(
         procs_fd: procs.as_ref().map_or(-1, |f| f.as_raw_fd()),
         stdio: stdio.child_fds(),
         controlling_tty: stdio.terminal,
+        applied: &applied,
         helper_pid,
         cd: command.cd.as_deref(),
         argv: &command.argv,
@@ -105,6 +118,7 @@ pub fn spawn(
         }),
         Ok(Outcome::Failed { pid, stage, errno }) => Err(SpawnFailure {
             errno,
+            reason: None,
             stage,
             detail: command.failure_text(stage, errno),
             pid: Some(pid),

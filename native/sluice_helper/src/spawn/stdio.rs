@@ -3,6 +3,9 @@
 //! program's own. The child's ends go to fds 0-2 in the child; the BEAM's ends go over
 //! the channel, each tagged with its role.
 //!
+//! stdin may instead be `/dev/null` or a file, stdout `/dev/null`, the console or a file
+//! (`redirect.rs`): no fd goes to the BEAM for those.
+//!
 //! With `use_stdio: false` (Port's `nouse_stdio`) the data pipes go to fds 3 (input) and
 //! 4 (output) instead, stdin is `/dev/null`, and stdout is a pipe (to be logged),
 //! `/dev/null` or the helper program's stderr, as the spec's `stdout` says (no terminal
@@ -13,9 +16,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use sluice_protocol::{Role, SpawnSpec, Stage, StderrMode, StdoutMode};
+use sluice_protocol::{Role, SpawnSpec, Stage, StderrMode, StdinMode, StdoutMode};
 
 use super::pty::open_pty;
+use super::redirect;
 use super::SpawnFailure;
 use crate::sys;
 
@@ -24,7 +28,8 @@ pub struct Stdio {
     /// The child's ends, for its fds 0 to 4: `None` for 2 keeps the helper program's
     /// stderr (or takes stdout's, see `stderr`); 3 and 4 only with `use_stdio: false`.
     child: [Option<OwnedFd>; 5],
-    stderr: StderrMode,
+    /// stderr is what stdout is (`:stdout`, or the same file).
+    stderr_is_stdout: bool,
     /// The BEAM's ends, in the order of the `spawned` reply.
     beam: Vec<(Role, OwnedFd)>,
     /// The data output pipe was enlarged to `ROOMY_OUTPUT`.
@@ -76,6 +81,33 @@ fn output_pipe(size: Option<usize>, roomy: bool) -> Result<(OwnedFd, OwnedFd, bo
     Ok((r, w, enlarged))
 }
 
+/// The program's fd 1: with stdio its stdout (the data, when piped: the pipe may be
+/// roomy), else its own output beside the data on fd 4 (piped to be logged). Returns the
+/// child's end and whether a pipe was made roomy.
+fn output(
+    spec: &SpawnSpec,
+    roomy: bool,
+    beam: &mut Vec<(Role, OwnedFd)>,
+) -> Result<(OwnedFd, bool), SpawnFailure> {
+    Ok(match &spec.stdout {
+        StdoutMode::Pipe => {
+            let (r, w, roomy) = output_pipe(spec.pipe_size, roomy)?;
+            beam.push((Role::Stdout, r));
+            (w, roomy)
+        }
+        StdoutMode::Null => (dev_null(true)?, false),
+        StdoutMode::Inherit => {
+            let fd = sys::dup_at_least(std::io::stderr().as_fd(), 0)
+                .map_err(|e| SpawnFailure::before_fork(e, Stage::Pipe, "cannot dup stderr"))?;
+            (fd, false)
+        }
+        StdoutMode::File(f) => {
+            let fd = redirect::open_output(f, spec.cd.as_deref(), Stage::Stdout)?;
+            (fd, false)
+        }
+    })
+}
+
 /// `/dev/null`, for reading (a private channel's stdin) or writing (`:null` outputs).
 fn dev_null(write: bool) -> Result<OwnedFd, SpawnFailure> {
     // std opens with O_CLOEXEC.
@@ -88,28 +120,44 @@ fn dev_null(write: bool) -> Result<OwnedFd, SpawnFailure> {
 }
 
 impl Stdio {
-    /// Opens the pipes (`O_CLOEXEC`: only the child's dup2 onto 0-4 passes them on).
-    /// `roomy`: output pipes without a size in the spec may be enlarged.
+    /// Opens the pipes and files (`O_CLOEXEC`: only the child's dup2 onto 0-4 passes them
+    /// on). `roomy`: output pipes without a size in the spec may be enlarged.
     pub fn open(spec: &SpawnSpec, roomy: bool) -> Result<Stdio, SpawnFailure> {
+        let refuse = |what| Err(SpawnFailure::before_fork(Errno::EINVAL, Stage::Spec, what));
         if spec.pty.is_some() && !spec.use_stdio {
-            let what = "a pseudo-terminal needs use_stdio";
-            return Err(SpawnFailure::before_fork(Errno::EINVAL, Stage::Spec, what));
+            return refuse("a pseudo-terminal needs use_stdio");
         }
+        let piped = spec.stdin == StdinMode::Pipe && spec.stdout == StdoutMode::Pipe;
+        if spec.pty.is_some() && !piped {
+            return refuse("a pseudo-terminal is stdin and stdout: neither may be redirected");
+        }
+        let cd = spec.cd.as_deref();
         let mut beam = Vec::with_capacity(4);
         let mut child: [Option<OwnedFd>; 5] = Default::default();
-        let (data_in, data_out, data_roles) = if spec.use_stdio {
-            (0, 1, [Role::Stdin, Role::Stdout])
-        } else {
-            (3, 4, [Role::Fd3, Role::Fd4])
-        };
         let roomy = match &spec.pty {
+            None if spec.use_stdio => {
+                child[0] = Some(match &spec.stdin {
+                    StdinMode::Pipe => {
+                        let (child_in, beam_in) = pipe(spec.pipe_size)?;
+                        beam.push((Role::Stdin, beam_in));
+                        child_in
+                    }
+                    StdinMode::Null => dev_null(false)?,
+                    StdinMode::File(path) => redirect::open_input(path, cd)?,
+                });
+                let (out, roomy) = output(spec, roomy, &mut beam)?;
+                child[1] = Some(out);
+                roomy
+            }
             None => {
                 let (child_in, beam_in) = pipe(spec.pipe_size)?;
                 let (beam_out, child_out, roomy) = output_pipe(spec.pipe_size, roomy)?;
-                child[data_in] = Some(child_in);
-                child[data_out] = Some(child_out);
-                beam.push((data_roles[0], beam_in));
-                beam.push((data_roles[1], beam_out));
+                child[3] = Some(child_in);
+                child[4] = Some(child_out);
+                beam.push((Role::Fd3, beam_in));
+                beam.push((Role::Fd4, beam_out));
+                child[0] = Some(dev_null(false)?);
+                child[1] = Some(output(spec, false, &mut beam)?.0);
                 roomy
             }
             Some(pty) => {
@@ -124,26 +172,23 @@ impl Stdio {
                 false
             }
         };
-        if !spec.use_stdio {
-            child[0] = Some(dev_null(false)?);
-            child[1] = Some(match spec.stdout {
-                StdoutMode::Pipe => {
-                    let (r, w) = pipe(spec.pipe_size)?;
-                    beam.push((Role::Stdout, r));
-                    w
-                }
-                StdoutMode::Null => dev_null(true)?,
-                StdoutMode::Inherit => sys::dup_at_least(std::io::stderr().as_fd(), 0)
-                    .map_err(|e| SpawnFailure::before_fork(e, Stage::Pipe, "cannot dup stderr"))?,
-            });
-        }
-        child[2] = match spec.stderr {
+        // stderr naming stdout's file shares its open file description (one offset).
+        let stderr_is_stdout = match (&spec.stderr, &spec.stdout) {
+            (StderrMode::Stdout, _) => true,
+            (StderrMode::File(e), StdoutMode::File(o)) => {
+                redirect::resolve(&e.path, cd) == redirect::resolve(&o.path, cd)
+            }
+            _ => false,
+        };
+        child[2] = match &spec.stderr {
+            _ if stderr_is_stdout => None,
             StderrMode::Pipe => {
                 let (r, w) = pipe(spec.pipe_size)?;
                 beam.push((Role::Stderr, r));
                 Some(w)
             }
             StderrMode::Null => Some(dev_null(true)?),
+            StderrMode::File(f) => Some(redirect::open_output(f, cd, Stage::Stderr)?),
             StderrMode::Stdout | StderrMode::Inherit => None,
         };
         let mut moved: [Option<OwnedFd>; 5] = Default::default();
@@ -152,7 +197,7 @@ impl Stdio {
         }
         Ok(Stdio {
             child: moved,
-            stderr: spec.stderr,
+            stderr_is_stdout,
             beam,
             roomy,
             terminal: spec.pty.is_some(),
@@ -162,9 +207,10 @@ impl Stdio {
     /// The fds the child puts on 0 to 4 (-1: none; for 2, keep the helper program's).
     pub fn child_fds(&self) -> [RawFd; 5] {
         let raw = |i: usize| self.child[i].as_ref().map_or(-1, |fd| fd.as_raw_fd());
-        let stderr = match self.stderr {
-            StderrMode::Stdout => raw(1),
-            _ => raw(2),
+        let stderr = if self.stderr_is_stdout {
+            raw(1)
+        } else {
+            raw(2)
         };
         [raw(0), raw(1), stderr, raw(3), raw(4)]
     }

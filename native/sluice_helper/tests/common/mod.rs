@@ -261,7 +261,13 @@ impl Beam {
     /// Sends a spawn request (inline, or in a memfd when over the inline limit) with a new
     /// channel, and returns our end of it.
     pub fn request(&self, id: u64, spec: SpawnSpec) -> Channel {
-        self.request_raw(&Request::Spawn { id, spec }.encode())
+        self.request_raw(
+            &Request::Spawn {
+                id,
+                spec: Box::new(spec),
+            }
+            .encode(),
+        )
     }
 
     /// Sends raw ETF bytes as a spawn request with a new channel.
