@@ -52,6 +52,8 @@ defmodule Sluice.Options do
   # Where a program's own stdout and stderr may go when its data uses fds 3 and 4.
   @private_outputs [:console, :null, :log]
   @spawning [:process, :stream, :daemon]
+  # Checked by Sluice.Options.Control (its keys/0).
+  @control [:stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0]
   @log_levels [:emergency, :alert, :critical, :error, :warning, :warn, :notice, :info, :debug]
 
   # option => {default, accepted by}; a default may depend on the entry point.
@@ -68,9 +70,15 @@ defmodule Sluice.Options do
     framing: {:raw, [:process, :stream]},
     max_frame: {67_108_864, [:process, :stream]},
     use_stdio: {true, [:process]},
-    stdout: {nil, [:process]},
+    stdin: {:pipe, [:process, :run, :stream]},
+    stdout: {nil, [:process, :run, :stream]},
+    user: {nil, @all},
+    group: {%{manage: false, default: nil}, [:manage | @all]},
+    nice: {nil, @all},
+    rlimits: {[], @all},
+    umask: {nil, @all},
+    arg0: {nil, @all},
     stop_on_owner_exit: {true, [:manage]},
-    group: {false, [:manage]},
     input: {nil, [:run, :stream]},
     timeout: {:infinity, [:run]},
     idle_timeout: {:infinity, [:run, :stream]},
@@ -93,6 +101,8 @@ defmodule Sluice.Options do
     stream: [:console, :null, :stdout, :consume, :capture]
   }
 
+  alias Sluice.Options.Control
+
   @type entry :: :process | :run | :stream | :daemon | :manage
 
   @doc """
@@ -103,7 +113,7 @@ defmodule Sluice.Options do
       :capture
 
       iex> Sluice.Options.validate!([lines: true], :run, "Sluice.run/2")
-      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes
+      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes
   """
   @spec validate!(term, entry, String.t()) :: map
   # No options: the precomputed defaults, allocating nothing (a spawn's set-up garbage
@@ -145,25 +155,23 @@ defmodule Sluice.Options do
 
   defp terminal_stderr(opts, _given), do: opts
 
-  # Options that depend on each other.
-  defp combined!(%{use_stdio: false, pty: pty}) when pty != nil,
+  # Options that depend on each other; where stdio goes is Sluice.Options.Control's.
+  defp combined!(opts), do: opts |> Control.combined!() |> combined_rest!()
+
+  defp combined_rest!(%{use_stdio: false, pty: pty}) when pty != nil,
     do: bad!(:pty, "nil with use_stdio: false (the data goes through fds 3 and 4)", pty)
 
-  defp combined!(%{use_stdio: true, stdout: stdout}) when stdout != nil,
-    do: bad!(:stdout, "no value unless use_stdio: false (stdout is the data then)", stdout)
-
-  defp combined!(%{use_stdio: true, stderr: :log}),
+  defp combined_rest!(%{use_stdio: true, stderr: :log}),
     do: bad!(:stderr, ":console, :null, :stdout or :consume unless use_stdio: false", :log)
 
-  defp combined!(%{use_stdio: false, stderr: stderr}) when stderr not in @private_outputs,
-    do: bad!(:stderr, "one of :console, :null, :log with use_stdio: false", stderr)
+  defp combined_rest!(%{use_stdio: false, stderr: stderr})
+       when stderr not in @private_outputs and not is_tuple(stderr),
+       do: bad!(:stderr, "one of :console, :null, :log or a file with use_stdio: false", stderr)
 
-  defp combined!(%{use_stdio: false, stdout: nil} = opts), do: %{opts | stdout: :console}
-
-  defp combined!(%{lines: true, framing: framing}) when framing != :raw,
+  defp combined_rest!(%{lines: true, framing: framing}) when framing != :raw,
     do: bad!(:framing, ":raw with lines: true (or {:line, max} instead of lines:)", framing)
 
-  defp combined!(opts), do: opts
+  defp combined_rest!(opts), do: opts
 
   for entry <- [:manage | @all] do
     defaults =
@@ -238,18 +246,17 @@ defmodule Sluice.Options do
   def spawn_spec(argv, opts) do
     {:ok, signum} = Sluice.Signal.to_number(opts.kill_signal)
 
-    %{
+    Map.merge(Control.spec(opts), %{
       argv: argv,
       env: environment(opts.env, opts.clear_env),
       cd: opts.cd,
       stderr: helper_stderr(Map.get(opts, :stderr, :consume)),
       use_stdio: Map.get(opts, :use_stdio, true),
-      stdout: helper_stdout(Map.get(opts, :stdout)),
       pipe_size: opts.pipe_size,
       kill_signal: signum,
       kill_grace: opts.kill_grace,
       pty: opts.pty
-    }
+    })
   end
 
   @doc "The spec of a `manage` request for the helper program (docs/protocol.md)."
@@ -272,12 +279,7 @@ defmodule Sluice.Options do
   defp helper_stderr(:null), do: :null
   defp helper_stderr(:console), do: :inherit
   defp helper_stderr(:log), do: :pipe
-
-  # The program's own stdout when its data goes through fds 3 and 4.
-  defp helper_stdout(nil), do: :pipe
-  defp helper_stdout(:log), do: :pipe
-  defp helper_stdout(:null), do: :null
-  defp helper_stdout(:console), do: :inherit
+  defp helper_stderr({:file, _, _} = file), do: Control.output(file)
 
   # The program's complete environment: the VM's current one (so System.put_env is seen),
   # or nothing with clear_env, then the overrides; a nil value unsets. Without options it
@@ -318,8 +320,7 @@ defmodule Sluice.Options do
   defp check!(key, value, _) when key in [:clear_env, :lines, :use_stdio],
     do: bad!(key, "a boolean", value)
 
-  defp check!(:stdout, value, _) when value in [nil | @private_outputs], do: value
-  defp check!(:stdout, value, _), do: bad!(:stdout, "one of :console, :null, :log", value)
+  defp check!(key, value, entry) when key in @control, do: Control.check!(key, value, entry)
 
   defp check!(:framing, value, _) do
     case Sluice.Framing.check(value) do
@@ -333,16 +334,19 @@ defmodule Sluice.Options do
   defp check!(:ready, fun, _) when is_function(fun, 1), do: fun
   defp check!(:ready, value, _), do: bad!(:ready, "a Regex or a 1-arity function", value)
 
-  defp check!(key, value, _) when key in [:stop_on_owner_exit, :group] do
-    if is_boolean(value), do: value, else: bad!(key, "a boolean", value)
+  defp check!(:stop_on_owner_exit, value, _) do
+    if is_boolean(value), do: value, else: bad!(:stop_on_owner_exit, "a boolean", value)
   end
+
+  defp check!(:stderr, {:file, _, _} = file, _), do: Control.stderr_file!(file)
+  defp check!(:stderr, {:file, _} = file, _), do: Control.stderr_file!(file)
 
   defp check!(:stderr, value, entry) do
     allowed = Map.fetch!(@stderr, entry)
 
     if value in allowed,
       do: value,
-      else: bad!(:stderr, "one of #{Enum.map_join(allowed, ", ", &inspect/1)}", value)
+      else: bad!(:stderr, "one of #{Enum.map_join(allowed, ", ", &inspect/1)} or a file", value)
   end
 
   defp check!(key, value, _) when key in [:kill_grace, :start_timeout, :ready_timeout] do

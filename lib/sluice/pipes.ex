@@ -149,6 +149,10 @@ defmodule Sluice.Pipes do
       %{^source => :eof} ->
         {:eof, p}
 
+      # stdout went to a file, /dev/null or the console.
+      _ when source == :stdout ->
+        {:error, :not_piped, p}
+
       _ ->
         {:error, :not_captured, p}
     end

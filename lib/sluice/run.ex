@@ -4,6 +4,7 @@ defmodule Sluice.Run do
   # process through a Sluice.Pump. `timeout` bounds the whole call, spawn included.
 
   alias Sluice.{Error, Input, Options, Pipes, Pump, Result}
+  alias Sluice.Options.Control
 
   # Bytes per read: as much as a roomy output pipe holds (the NIF allocates only what is
   # there), so collecting takes a quarter of the reads that 64 KiB would.
@@ -106,7 +107,7 @@ defmodule Sluice.Run do
     %Result{
       os_pid: pipes.os_pid,
       status: status,
-      stdout: IO.iodata_to_binary(st.out),
+      stdout: if(Control.stdout_piped?(st.opts), do: IO.iodata_to_binary(st.out)),
       stderr: if(st.opts.stderr == :capture, do: IO.iodata_to_binary(st.err))
     }
   end

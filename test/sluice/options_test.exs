@@ -75,7 +75,7 @@ defmodule Sluice.OptionsTest do
           {[max_frame: 0], :process, :max_frame},
           {[use_stdio: :no], :process, :use_stdio},
           {[stdout: :pipe, use_stdio: false], :process, :stdout},
-          {[stdout: :null], :process, :stdout},
+          {[stdout: :log], :process, :stdout},
           {[use_stdio: false, stderr: :stdout], :process, :stderr},
           {[stderr: :log], :process, :stderr},
           {[use_stdio: false, pty: true], :process, :pty},
@@ -175,7 +175,7 @@ defmodule Sluice.OptionsTest do
       end
     end
 
-    assert_raise ArgumentError, ~r/unknown option :group/, fn ->
+    assert_raise ArgumentError, ~r/option :group: expected a name/, fn ->
       Options.validate!([group: true], :process, "start")
     end
 

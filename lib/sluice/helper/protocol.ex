@@ -13,11 +13,12 @@ defmodule Sluice.Helper.Protocol do
   # Above this the NIF copies the request into a memfd on a dirty scheduler.
   @inline_max 64 * 1024
 
-  @stages ~w(argv env chdir spec pipe pty cgroup fork setup exec request handoff id manage)a
+  @stages ~w(argv env chdir spec pipe pty cgroup fork setup exec request handoff id manage stdin
+              stdout stderr credentials priority limits)a
   @errnos ~w(eperm enoent esrch eintr eio enxio e2big enoexec ebadf echild eagain enomem
              eacces efault ebusy eexist exdev enodev enotdir eisdir einval enfile emfile
              enotty etxtbsy efbig enospc espipe erofs emlink epipe erange enametoolong
-             enosys eloop emsgsize econnreset enotconn etimedout eunknown)a
+             enosys eloop emsgsize econnreset enotconn etimedout eunknown nouser nogroup)a
   @errno_by_name Map.new(@errnos, &{&1 |> Atom.to_string() |> String.upcase(), &1})
   @stage_by_name Map.new(@stages, &{Atom.to_string(&1), &1})
 

@@ -90,7 +90,8 @@ defmodule Sluice.Process.Server do
 
   def handle_call({:read, source, max, timeout}, from, s) do
     if source != :any and not Pipes.piped?(s.pipes, source) do
-      {:reply, {:error, :not_captured}, s}
+      # stdout went to a file, /dev/null or the console; stderr was not consumed.
+      {:reply, {:error, if(source == :stdout, do: :not_piped, else: :not_captured)}, s}
     else
       req = Requests.request(%{from: from, source: source, max: max}, timeout, :read)
       s = put_in(s.requests.reads, s.requests.reads ++ [req])

@@ -1,0 +1,256 @@
+defmodule Sluice.Options.Control do
+  @moduledoc false
+  # The options that say where a program's stdio goes when not to the BEAM (files,
+  # /dev/null, the console) and what it runs as and with (user, group, nice, rlimits,
+  # umask, arg0): their checks, how they combine with the others, and their keys in the
+  # spawn spec (docs/protocol.md). Sluice.Options holds the schema and calls in here.
+
+  @resources [:as, :core, :cpu, :data, :fsize, :memlock, :nofile, :nproc, :stack]
+  @login_vars ~w(HOME USER LOGNAME)
+
+  @doc "The option keys checked here."
+  @spec keys() :: [atom]
+  def keys, do: [:stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0]
+
+  @doc "Checks one option (see Sluice.Options) and returns its normalised value."
+  @spec check!(atom, term, atom) :: term
+  def check!(:stdin, value, _) when value in [:pipe, :null], do: value
+  def check!(:stdin, {:file, path}, _), do: {:file, path!(:stdin, path)}
+  def check!(:stdin, value, _), do: bad!(:stdin, ":pipe, :null or {:file, path}", value)
+
+  def check!(:stdout, value, _) when value in [nil, :pipe, :null, :console, :log], do: value
+  def check!(:stdout, {:file, _, _} = file, _), do: file!(:stdout, file)
+  def check!(:stdout, {:file, path}, _), do: file!(:stdout, {:file, path, []})
+
+  def check!(:stdout, value, _),
+    do: bad!(:stdout, ":pipe, :null, :console, :log or {:file, path, opts}", value)
+
+  def check!(:group, value, :manage) do
+    if is_boolean(value), do: value, else: bad!(:group, "a boolean", value)
+  end
+
+  def check!(key, nil, _) when key in [:user, :group], do: nil
+  def check!(key, id, _) when key in [:user, :group] and is_integer(id) and id >= 0, do: id
+
+  def check!(key, name, _) when key in [:user, :group] and (is_binary(name) or is_list(name)),
+    do: name!(key, name)
+
+  def check!(key, value, _) when key in [:user, :group],
+    do: bad!(key, "a name or a non-negative integer id", value)
+
+  def check!(:nice, nil, _), do: nil
+  def check!(:nice, n, _) when is_integer(n) and n in -20..19, do: n
+  def check!(:nice, n, _), do: bad!(:nice, "an integer -20..19", n)
+
+  def check!(:umask, nil, _), do: nil
+  def check!(:umask, n, _) when is_integer(n) and n in 0..0o777, do: n
+  def check!(:umask, n, _), do: bad!(:umask, "an integer 0..0o777", n)
+
+  def check!(:arg0, nil, _), do: nil
+
+  def check!(:arg0, name, _) when is_binary(name) or is_list(name) do
+    case chars(name) do
+      {:ok, name} when name != "" ->
+        if String.contains?(name, <<0>>), do: bad_arg0(name), else: name
+
+      _ ->
+        bad_arg0(name)
+    end
+  end
+
+  def check!(:arg0, name, _), do: bad_arg0(name)
+
+  def check!(:rlimits, limits, _) when is_list(limits) do
+    unless Keyword.keyword?(limits), do: bad_rlimits(limits)
+
+    Enum.map(limits, fn
+      {resource, value} when resource in @resources -> {resource, limit!(value)}
+      other -> bad_rlimits(other)
+    end)
+  end
+
+  def check!(:rlimits, limits, _), do: bad_rlimits(limits)
+
+  @doc "`{:file, path, opts}` of `:stderr`, checked like stdout's."
+  @spec stderr_file!(tuple) :: tuple
+  def stderr_file!({:file, path}), do: file!(:stderr, {:file, path, []})
+  def stderr_file!(file), do: file!(:stderr, file)
+
+  @doc """
+  How these options combine with the others: stdout's default is the data pipe (or the
+  console with `use_stdio: false`), a terminal needs stdin and stdout piped, and `run`'s
+  input needs stdin piped.
+  """
+  @spec combined!(map) :: map
+  def combined!(opts) do
+    stdio? = Map.get(opts, :use_stdio, true)
+    stdout = Map.get(opts, :stdout)
+    stdin = Map.get(opts, :stdin, :pipe)
+
+    cond do
+      stdio? and stdout == :log ->
+        bad!(:stdout, ":pipe, :null, :console or a file unless use_stdio: false", :log)
+
+      not stdio? and stdout == :pipe ->
+        bad!(:stdout, "one of :console, :null, :log or a file with use_stdio: false", :pipe)
+
+      not stdio? and stdin != :pipe ->
+        bad!(:stdin, ":pipe with use_stdio: false (the program's stdin is /dev/null)", stdin)
+
+      Map.get(opts, :pty) != nil and (stdin != :pipe or stdout not in [nil, :pipe]) ->
+        bad!(:pty, "nil when stdin or stdout is redirected (a terminal is both)", opts.pty)
+
+      stdin != :pipe and Map.get(opts, :input) != nil ->
+        bad!(:input, "nil when stdin is not :pipe", opts.input)
+
+      # nil is the data pipe with stdio.
+      not stdio? and stdout == nil ->
+        %{opts | stdout: :console}
+
+      true ->
+        opts
+    end
+  end
+
+  @doc "Whether the program's stdout comes to the BEAM."
+  @spec stdout_piped?(map) :: boolean
+  def stdout_piped?(opts), do: Map.get(opts, :stdout, :pipe) in [:pipe, :log, nil]
+
+  @doc "The spec keys of these options (docs/protocol.md)."
+  @spec spec(map) :: map
+  def spec(opts) do
+    user = Map.get(opts, :user)
+
+    %{
+      stdin: stdin(Map.get(opts, :stdin, :pipe)),
+      stdout: stdout(Map.get(opts, :stdout)),
+      user: user,
+      group: Map.get(opts, :group),
+      login_env: if(user, do: login_env(opts.env), else: []),
+      allowed_users: if(user, do: allowed_users()),
+      nice: Map.get(opts, :nice),
+      rlimits: for({r, {soft, hard}} <- Map.get(opts, :rlimits, []), do: {r, soft, hard}),
+      umask: Map.get(opts, :umask),
+      arg0: Map.get(opts, :arg0)
+    }
+  end
+
+  @doc "A stdout or stderr value as the spec carries it."
+  @spec output(term) :: atom | tuple
+  def output({:file, path, opts}), do: {:file, path, opts[:append], opts[:mode]}
+  def output(value), do: value
+
+  defp stdin({:file, path}), do: {:file, path}
+  defp stdin(mode), do: mode
+
+  # The program's own stdout: the data pipe, or (use_stdio: false) a pipe to be logged.
+  defp stdout(nil), do: :pipe
+  defp stdout(:log), do: :pipe
+  defp stdout(:console), do: :inherit
+  defp stdout(value), do: output(value)
+
+  # HOME, USER and LOGNAME come from the user's passwd entry unless env sets them.
+  defp login_env(env), do: Enum.reject(@login_vars, &List.keymember?(env, &1, 0))
+
+  defp allowed_users do
+    case Application.get_env(:sluice, :allowed_users, :any) do
+      :any ->
+        nil
+
+      list when is_list(list) ->
+        Enum.map(list, &allowed_user/1)
+
+      other ->
+        raise ArgumentError,
+              "config :sluice, :allowed_users must be a list, got: #{inspect(other)}"
+    end
+  end
+
+  defp allowed_user(id) when is_integer(id) and id >= 0, do: id
+  defp allowed_user(name) when is_binary(name) or is_list(name), do: name!(:allowed_users, name)
+
+  defp allowed_user(other),
+    do:
+      raise(
+        ArgumentError,
+        "config :sluice, :allowed_users holds names or uids, got: #{inspect(other)}"
+      )
+
+  defp file!(key, {:file, path, opts}) do
+    unless is_list(opts) and Keyword.keyword?(opts),
+      do: bad!(key, "{:file, path, opts} with a keyword list of :append and :mode", opts)
+
+    Enum.each(opts, fn
+      {:append, b} when is_boolean(b) -> :ok
+      {:mode, m} when is_integer(m) and m in 0..0o7777 -> :ok
+      other -> bad!(key, "file options append: boolean, mode: 0..0o7777", other)
+    end)
+
+    {:file, path!(key, path),
+     [append: Keyword.get(opts, :append, false), mode: Keyword.get(opts, :mode, 0o644)]}
+  end
+
+  defp file!(key, other), do: bad!(key, "{:file, path, opts}", other)
+
+  defp path!(key, path) do
+    case chars(path) do
+      {:ok, path} when path != "" ->
+        if String.contains?(path, <<0>>), do: bad!(key, "a path without NUL bytes", path)
+        path
+
+      _ ->
+        bad!(key, "{:file, path} with a non-empty path", path)
+    end
+  end
+
+  defp name!(key, name) do
+    case chars(name) do
+      {:ok, name} when name != "" ->
+        if String.contains?(name, <<0>>), do: bad!(key, "a name without NUL bytes", name)
+        name
+
+      _ ->
+        bad!(key, "a name or a non-negative integer id", name)
+    end
+  end
+
+  # Erlang callers give charlists.
+  defp chars(value) when is_binary(value), do: {:ok, value}
+
+  defp chars(value) when is_list(value) do
+    case :unicode.characters_to_binary(value) do
+      binary when is_binary(binary) -> {:ok, binary}
+      _ -> :error
+    end
+  end
+
+  defp chars(_value), do: :error
+
+  defp limit!(n) when is_integer(n) and n >= 0, do: {n, n}
+  defp limit!(:infinity), do: {:infinity, :infinity}
+
+  defp limit!({soft, hard} = value) do
+    valid? = fn v -> v == :infinity or (is_integer(v) and v >= 0) end
+
+    cond do
+      not (valid?.(soft) and valid?.(hard)) -> bad_rlimits(value)
+      hard != :infinity and (soft == :infinity or soft > hard) -> bad_rlimits(value)
+      true -> {soft, hard}
+    end
+  end
+
+  defp limit!(value), do: bad_rlimits(value)
+
+  defp bad_rlimits(got) do
+    bad!(
+      :rlimits,
+      "a keyword list of #{Enum.map_join(@resources, ", ", &inspect/1)} to a number, " <>
+        ":infinity or {soft, hard} (soft <= hard)",
+      got
+    )
+  end
+
+  defp bad!(key, expected, got), do: Sluice.Options.bad!(key, expected, got)
+
+  defp bad_arg0(got), do: bad!(:arg0, "a non-empty string without NUL bytes", got)
+end
