@@ -218,6 +218,21 @@ pub fn procs(dir: &Path) -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// `user_usec` and `system_usec` of `cpu.stat` (present in every cgroup v2 group, with or
+/// without the cpu controller): CPU time of everything that ran in the subtree.
+pub fn cpu_stat(dir: &Path) -> Option<(u64, u64)> {
+    parse_cpu_stat(&fs::read_to_string(dir.join("cpu.stat")).ok()?)
+}
+
+fn parse_cpu_stat(s: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some((field("user_usec")?, field("system_usec")?))
+}
+
 /// `populated` from `cgroup.events`: whether any process is left in the subtree.
 pub fn populated(dir: &Path) -> io::Result<bool> {
     let s = fs::read_to_string(dir.join("cgroup.events"))?;
@@ -303,6 +318,13 @@ pub fn sweep(root: &Path, own_pid: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_stat_fields() {
+        let s = "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 0\n";
+        assert_eq!(parse_cpu_stat(s), Some((1000, 500)));
+        assert_eq!(parse_cpu_stat("usage_usec 3\n"), None);
+    }
 
     const MOUNTINFO: &str = "\
 22 1 0:21 / /proc rw,nosuid - proc proc rw

@@ -59,11 +59,12 @@ pub fn signal_group(p: &Program, kids: &Children, sig: i32) -> bool {
     }
 }
 
-/// Walks the leader's descendants (only while the leader is un-reaped: its pid is ours)
-/// and adds them to the remembered ones.
+/// Walks the descendants of every member not reaped yet (their pids are ours) and adds
+/// them to the remembered ones.
 pub fn walk(p: &mut Program) {
-    if p.leader == Leader::Running {
-        let found = procfs::descendants(p.pid, WALK_LIMIT);
+    let live: Vec<i32> = p.live_pids().collect();
+    for pid in live {
+        let found = procfs::descendants(pid, WALK_LIMIT);
         p.remember(&found);
     }
 }

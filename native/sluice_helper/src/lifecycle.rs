@@ -11,15 +11,27 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::kill::{self, Children};
+use sluice_protocol::{ExitDetails, ExitStatus, Usage, UsageSource};
 
-/// The program's leader (its pid is the process group id).
+use crate::kill::{self, Children};
+use crate::sys::Rusage;
+
+/// The program's leader (its pid is the process group id) and, for a pipeline, the other
+/// stages: `Running` until every one of them is reaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Leader {
-    /// Not reaped yet: its pid, and so its group id, is still ours.
+    /// Not all reaped yet: the group id is still ours.
     Running,
-    /// Reaped; the exit status went to the BEAM.
+    /// All reaped; the exit status went to the BEAM.
     Reaped,
+}
+
+/// One process the helper program started for the program: the leader, or a later stage
+/// of a pipeline, with its status once reaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub pid: i32,
+    pub status: Option<ExitStatus>,
 }
 
 /// How far stopping the program has gone.
@@ -52,6 +64,15 @@ pub struct Program {
     pub kill_grace: Duration,
     /// Holds a roomy stdout pipe (counts against the helper's budget of them).
     pub roomy: bool,
+    /// Every process started for it, in pipeline order (the leader first).
+    pub members: Vec<Member>,
+    /// The rusage of the members reaped so far (CPU summed, the largest RSS).
+    pub rusage: Rusage,
+    /// The cgroup's `cpu.stat` CPU times when the program started (a pooled cgroup has
+    /// counted earlier programs).
+    pub cpu_baseline: Option<(u64, u64)>,
+    /// Run instead of sending `kill_signal` on a stop, when set.
+    pub kill_command: Option<Vec<Vec<u8>>>,
 }
 
 /// What closing the channel left to do.
@@ -76,6 +97,71 @@ impl Program {
             kill_signal: libc::SIGTERM,
             kill_grace: Duration::from_secs(5),
             roomy: false,
+            members: vec![Member { pid, status: None }],
+            rusage: Rusage::default(),
+            cpu_baseline: None,
+            kill_command: None,
+        }
+    }
+
+    /// The members not reaped yet.
+    pub fn live_pids(&self) -> impl Iterator<Item = i32> + '_ {
+        self.members
+            .iter()
+            .filter(|m| m.status.is_none())
+            .map(|m| m.pid)
+    }
+
+    /// A member was reaped; returns the exit to report once every member is: the last
+    /// stage's status (as a shell's), every status for a pipeline, and the usage.
+    pub fn on_member_reaped(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        usage: Rusage,
+    ) -> Option<(ExitStatus, ExitDetails)> {
+        let m = self.members.iter_mut().find(|m| m.pid == pid)?;
+        m.status = Some(status);
+        self.rusage.user_us += usage.user_us;
+        self.rusage.system_us += usage.system_us;
+        self.rusage.max_rss_kb = self.rusage.max_rss_kb.max(usage.max_rss_kb);
+        if self.live_pids().next().is_some() {
+            return None;
+        }
+        self.on_reaped();
+        let statuses: Vec<ExitStatus> = self.members.iter().filter_map(|m| m.status).collect();
+        let last = *statuses.last()?;
+        let details = ExitDetails {
+            statuses: if statuses.len() > 1 {
+                statuses
+            } else {
+                Vec::new()
+            },
+            usage: Some(self.usage()),
+        };
+        Some((last, details))
+    }
+
+    /// What the program cost so far: its cgroup's CPU times when it has one (the whole
+    /// tree, reaped or not), else the reaped members' rusage.
+    pub fn usage(&self) -> Usage {
+        let from_cgroup = self.cgroup.as_deref().and_then(crate::cgroup::cpu_stat);
+        match (from_cgroup, self.cpu_baseline) {
+            (Some((user, system)), base) => {
+                let (bu, bs) = base.unwrap_or((0, 0));
+                Usage {
+                    source: UsageSource::Cgroup,
+                    cpu_user_us: user.saturating_sub(bu),
+                    cpu_system_us: system.saturating_sub(bs),
+                    max_rss_kb: self.rusage.max_rss_kb,
+                }
+            }
+            (None, _) => Usage {
+                source: UsageSource::Rusage,
+                cpu_user_us: self.rusage.user_us,
+                cpu_system_us: self.rusage.system_us,
+                max_rss_kb: self.rusage.max_rss_kb,
+            },
         }
     }
 

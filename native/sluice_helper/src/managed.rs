@@ -212,7 +212,14 @@ impl Managed {
         }
         a.life = Life::Exited;
         match &a.channel {
-            Some(channel) => send(channel.as_fd(), &Reply::Exit { id: a.id, status }),
+            Some(channel) => send(
+                channel.as_fd(),
+                &Reply::Exit {
+                    id: a.id,
+                    status,
+                    details: Default::default(),
+                },
+            ),
             None => drop(self.table.remove(&key)),
         }
     }

@@ -16,7 +16,7 @@ use crate::cgroup::{self, Cgroups};
 use crate::channels::{self, ChannelEvent, SpawnMessage};
 use crate::errors::errno_name;
 use crate::kill::{self, Children};
-use crate::lifecycle::{AfterClose, Program};
+use crate::lifecycle::{AfterClose, Member, Program};
 use crate::managed::Managed;
 use crate::spawn;
 use crate::sys::{self, Wait};
@@ -178,6 +178,9 @@ impl Programs {
             Ok(s) => s,
             Err(f) => {
                 let reason = f.reason_name();
+                for pid in f.also_reap {
+                    self.failed.insert(pid, None);
+                }
                 match f.pid {
                     Some(pid) => drop(self.failed.insert(pid, f.cgroup)),
                     None => self.stale_cgroups.extend(f.cgroup),
@@ -206,10 +209,17 @@ impl Programs {
         let key = self.next_key;
         self.next_key += 1;
         let mut program = Program::new(id, started.pid, started.cgroup, channel);
+        program.members = (started.members.iter())
+            .map(|&pid| Member { pid, status: None })
+            .collect();
+        program.cpu_baseline = program.cgroup.as_deref().and_then(cgroup::cpu_stat);
+        program.kill_command = spec.kill_command.clone();
         program.roomy = started.roomy;
         program.kill_signal = spec.kill_signal;
         program.kill_grace = Duration::from_millis(spec.kill_grace_ms.min(u32::MAX as u64));
-        self.by_pid.insert(program.pid, key);
+        for m in &program.members {
+            self.by_pid.insert(m.pid, key);
+        }
         self.table.insert(key, program);
         if let Err(e) = sent {
             // The owner cannot have the program: as if it had closed the channel.
@@ -304,8 +314,8 @@ impl Programs {
     /// Reaps every exited child. Returns true when the helper program has no children left.
     pub fn reap(&mut self) -> bool {
         loop {
-            let (pid, status) = match sys::waitpid_any_nohang() {
-                Wait::Child { pid, status } => (pid, status),
+            let (pid, status, usage) = match sys::waitpid_any_nohang() {
+                Wait::Child { pid, status, usage } => (pid, status, usage),
                 Wait::Nothing => return false,
                 Wait::NoChildren => return true,
             };
@@ -314,9 +324,17 @@ impl Programs {
                 let Some(p) = self.table.get_mut(&key) else {
                     continue;
                 };
-                p.on_reaped();
-                if let (Some(status), Some(channel)) = (exit_status(status), &p.channel) {
-                    send(channel.as_fd(), &Reply::Exit { id: p.id, status });
+                // A raw status that is no end (never asked for) counts as one, so the
+                // program cannot linger as running.
+                let status = exit_status(status).unwrap_or(ExitStatus::Unknown);
+                let ended = p.on_member_reaped(pid, status, usage);
+                if let (Some((status, details)), Some(channel)) = (ended, &p.channel) {
+                    let reply = Reply::Exit {
+                        id: p.id,
+                        status,
+                        details,
+                    };
+                    send(channel.as_fd(), &reply);
                 }
             } else if let Some(cg) = self.failed.remove(&pid) {
                 // Exec failed: already reported as spawn_error, reaped silently.

@@ -85,26 +85,56 @@ pub fn pidfd_exited(pidfd: BorrowedFd<'_>) -> bool {
     poll(&mut p, 0).is_ok() && p[0].revents != 0
 }
 
-/// What one `waitpid(-1, WNOHANG)` found.
+/// What one `wait4(-1, WNOHANG)` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
-    /// A child ended (or stopped, continued: see the raw status).
-    Child { pid: i32, status: i32 },
+    /// A child ended (or stopped, continued: see the raw status), with its rusage (which
+    /// includes the children it reaped).
+    Child {
+        pid: i32,
+        status: i32,
+        usage: Rusage,
+    },
     /// Children exist, none has changed.
     Nothing,
     /// The helper program has no children at all.
     NoChildren,
 }
 
-/// `waitpid(-1, &status, WNOHANG)`, retried on EINTR.
+/// The parts of a `struct rusage` Sluice reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rusage {
+    pub user_us: u64,
+    pub system_us: u64,
+    pub max_rss_kb: u64,
+}
+
+fn micros(t: libc::timeval) -> u64 {
+    (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64
+}
+
+/// `wait4(-1, &status, WNOHANG, &rusage)`, retried on EINTR.
 pub fn waitpid_any_nohang() -> Wait {
     loop {
         let mut status = 0;
-        // SAFETY: waitpid writes the status into a local integer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        // SAFETY: rusage is plain data, valid when zeroed.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 writes the status and the rusage into locals.
+        let pid = unsafe { libc::wait4(-1, &mut status, libc::WNOHANG, &mut ru) };
         match pid {
             0 => return Wait::Nothing,
-            p if p > 0 => return Wait::Child { pid: p, status },
+            p if p > 0 => {
+                let usage = Rusage {
+                    user_us: micros(ru.ru_utime),
+                    system_us: micros(ru.ru_stime),
+                    max_rss_kb: ru.ru_maxrss.max(0) as u64,
+                };
+                return Wait::Child {
+                    pid: p,
+                    status,
+                    usage,
+                };
+            }
             _ if Errno::last() == Errno::EINTR => continue,
             _ => return Wait::NoChildren, // ECHILD
         }

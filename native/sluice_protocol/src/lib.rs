@@ -9,6 +9,8 @@
 //! * [`pty`]: the `pty` key of a spawn spec (size and RFC 4254 terminal modes).
 //! * [`redirect`]: files and `/dev/null` for stdin, stdout and stderr; [`control`]: the
 //!   credentials, priority and limits a program runs with.
+//! * [`usage`]: the details of an exit (every status of a pipeline, the usage).
+//! * [`pipeline`]: the later stages of a kernel pipeline.
 //! * [`stage`]: the stage names of `spawn_error`.
 //! * [`framing`]: `{packet, 4}` frames on the port.
 //!
@@ -19,22 +21,26 @@ pub mod control;
 pub mod etf;
 pub mod framing;
 pub mod manage;
+pub mod pipeline;
 pub mod pty;
 pub mod redirect;
 pub mod reply;
 pub mod request;
 pub mod stage;
 pub mod term;
+pub mod usage;
 
 pub use control::{Control, Principal, Resource, Rlimit};
 pub use framing::{encode_frame, FrameError, FrameReader, MAX_FRAME_LEN};
 pub use manage::ManageSpec;
+pub use pipeline::StageSpec;
 pub use pty::PtySpec;
 pub use redirect::{FileOutput, StdinMode};
 pub use reply::{ExitStatus, Reply, Role};
 pub use request::{Request, SpawnSpec, StderrMode, StdoutMode};
 pub use stage::Stage;
 pub use term::DecodeError;
+pub use usage::{ExitDetails, Usage, UsageSource};
 
 /// The protocol version sent in `hello`.
 pub const PROTOCOL_VERSION: u32 = 2;

@@ -7,6 +7,7 @@ use eetf::Term;
 use crate::etf::encode_term;
 use crate::stage::Stage;
 use crate::term::{atom, binary, boolean, int_i64, int_u64, nil, tuple};
+use crate::usage::ExitDetails;
 
 /// Which of the program's stdio a pipe end sent with `spawned` belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,6 +53,21 @@ pub enum ExitStatus {
     Unknown,
 }
 
+impl ExitStatus {
+    /// `{:exited, code}`, `{:signaled, signum, core_dumped}` or `:unknown`.
+    pub fn to_term(&self) -> Term {
+        match *self {
+            ExitStatus::Exited(code) => tuple(vec![atom("exited"), int_i64(i64::from(code))]),
+            ExitStatus::Signaled { signum, core } => tuple(vec![
+                atom("signaled"),
+                int_i64(i64::from(signum)),
+                boolean(core),
+            ]),
+            ExitStatus::Unknown => atom("unknown"),
+        }
+    }
+}
+
 /// A reply or event from the helper program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -82,8 +98,13 @@ pub enum Reply {
         stage: Stage,
         detail: String,
     },
-    /// `{:exit, id, status}`
-    Exit { id: u64, status: ExitStatus },
+    /// `{:exit, id, status}`, or `{:exit, id, status, details}` when there are details
+    /// (every status of a pipeline, the usage).
+    Exit {
+        id: u64,
+        status: ExitStatus,
+        details: ExitDetails,
+    },
     /// `{:error, id_or_nil, message}`
     Error { id: Option<u64>, message: String },
 }
@@ -143,19 +164,16 @@ impl Reply {
                 binary(stage.as_str().as_bytes()),
                 binary(detail.as_bytes()),
             ]),
-            Reply::Exit { id, status } => {
-                let status = match *status {
-                    ExitStatus::Exited(code) => {
-                        tuple(vec![atom("exited"), int_i64(i64::from(code))])
-                    }
-                    ExitStatus::Signaled { signum, core } => tuple(vec![
-                        atom("signaled"),
-                        int_i64(i64::from(signum)),
-                        boolean(core),
-                    ]),
-                    ExitStatus::Unknown => atom("unknown"),
-                };
-                tuple(vec![atom("exit"), int_u64(*id), status])
+            Reply::Exit {
+                id,
+                status,
+                details,
+            } => {
+                let mut elems = vec![atom("exit"), int_u64(*id), status.to_term()];
+                if !details.is_empty() {
+                    elems.push(details.to_term(ExitStatus::to_term));
+                }
+                tuple(elems)
             }
             Reply::Error { id, message } => tuple(vec![
                 atom("error"),
@@ -274,6 +292,13 @@ mod codec {
                 ("exit", [_, id, st]) => Ok(Reply::Exit {
                     id: as_u64(id, "id")?,
                     status: status(st)?,
+                    details: crate::usage::ExitDetails::default(),
+                }),
+                // Tools read the status; the details are for the BEAM.
+                ("exit", [_, id, st, _details]) => Ok(Reply::Exit {
+                    id: as_u64(id, "id")?,
+                    status: status(st)?,
+                    details: crate::usage::ExitDetails::default(),
                 }),
                 ("error", [_, id, message]) => Ok(Reply::Error {
                     id: if is_nil(id) {
@@ -331,6 +356,7 @@ mod tests {
             Reply::Exit {
                 id: 4,
                 status: ExitStatus::Unknown,
+                details: Default::default(),
             },
             Reply::SpawnError {
                 id: 2,
@@ -341,6 +367,7 @@ mod tests {
             Reply::Exit {
                 id: 2,
                 status: ExitStatus::Exited(3),
+                details: Default::default(),
             },
             Reply::Exit {
                 id: 2,
@@ -348,6 +375,7 @@ mod tests {
                     signum: 9,
                     core: true,
                 },
+                details: Default::default(),
             },
             Reply::Error {
                 id: None,

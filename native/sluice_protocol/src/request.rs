@@ -7,6 +7,7 @@ use eetf::Term;
 use crate::control::Control;
 use crate::etf::decode_term;
 use crate::manage::ManageSpec;
+use crate::pipeline::StageSpec;
 use crate::pty::PtySpec;
 use crate::redirect::{output_file, FileOutput, StdinMode};
 use crate::stage::Stage;
@@ -85,6 +86,8 @@ pub struct SpawnSpec {
     pub control: Control,
     /// Run by the helper program instead of sending `kill_signal` (with `CHILD_PID`).
     pub kill_command: Option<Vec<Vec<u8>>>,
+    /// The stages after this first one: each reads what the one before wrote.
+    pub pipeline: Vec<StageSpec>,
 }
 
 impl Default for SpawnSpec {
@@ -103,6 +106,7 @@ impl Default for SpawnSpec {
             pty: None,
             control: Control::default(),
             kill_command: None,
+            pipeline: Vec::new(),
         }
     }
 }
@@ -121,7 +125,7 @@ pub enum Request {
 }
 
 /// A list of binaries without NUL bytes (argv and env elements end up as C strings).
-fn binary_list(t: &Term, key: &str, stage: Stage) -> Result<Vec<Vec<u8>>, DecodeError> {
+pub(crate) fn binary_list(t: &Term, key: &str, stage: Stage) -> Result<Vec<Vec<u8>>, DecodeError> {
     let list = as_list(t)
         .ok_or_else(|| DecodeError::at_stage(stage, format!("{key} must be a list of binaries")))?;
     list.iter()
@@ -153,6 +157,64 @@ fn opt_int<T: TryFrom<i128>>(v: Option<&Term>, what: &str) -> Result<Option<T>, 
     }
 }
 
+/// The keys every program of a spawn has, the first and each later pipeline stage:
+/// `argv`, `env`, `cd` and `stderr`.
+pub(crate) type ProgramKeys = (
+    Vec<Vec<u8>>,
+    Option<Vec<Vec<u8>>>,
+    Option<Vec<u8>>,
+    StderrMode,
+);
+
+/// Decodes [`ProgramKeys`]; `get` finds a key of the map.
+pub(crate) fn program_keys<'a>(
+    get: &impl Fn(&str) -> Option<&'a Term>,
+) -> Result<ProgramKeys, DecodeError> {
+    let argv = match get("argv") {
+        Some(v) => binary_list(v, "argv", Stage::Argv)?,
+        None => return Err(DecodeError::at_stage(Stage::Argv, "spawn spec has no argv")),
+    };
+    if argv.is_empty() {
+        return Err(DecodeError::at_stage(Stage::Argv, "argv must not be empty"));
+    }
+    let env = match get("env") {
+        Some(v) if is_nil(v) => Some(Vec::new()),
+        Some(v) if atom_name(v) == Some("inherit") => None,
+        Some(v) => Some(binary_list(v, "env", Stage::Env)?),
+        None => None,
+    };
+    let cd = match get("cd") {
+        None => None,
+        Some(v) if is_nil(v) => None,
+        Some(v) => {
+            let b = as_bytes(v)
+                .ok_or_else(|| DecodeError::at_stage(Stage::Chdir, "cd must be a binary or nil"))?;
+            if b.contains(&0) {
+                return Err(DecodeError::at_stage(
+                    Stage::Chdir,
+                    "cd contains a NUL byte",
+                ));
+            }
+            Some(b.to_vec())
+        }
+    };
+    let stderr_file = get("stderr").and_then(|t| output_file(t, Stage::Stderr));
+    let stderr = match get("stderr").map(atom_name) {
+        _ if stderr_file.is_some() => StderrMode::File(stderr_file.unwrap()?),
+        None | Some(Some("inherit")) | Some(Some("nil")) => StderrMode::Inherit,
+        Some(Some("pipe")) => StderrMode::Pipe,
+        Some(Some("stdout")) => StderrMode::Stdout,
+        Some(Some("null")) => StderrMode::Null,
+        Some(_) => {
+            return Err(DecodeError::at_stage(
+                Stage::Spec,
+                "stderr must be :pipe, :stdout, :null, :inherit or a file",
+            ))
+        }
+    };
+    Ok((argv, env, cd, stderr))
+}
+
 impl SpawnSpec {
     fn from_term(t: &Term) -> Result<SpawnSpec, DecodeError> {
         let map = match t {
@@ -170,49 +232,7 @@ impl SpawnSpec {
                 .map(|(_, v)| v)
         };
 
-        let argv = match get("argv") {
-            Some(v) => binary_list(v, "argv", Stage::Argv)?,
-            None => return Err(DecodeError::at_stage(Stage::Argv, "spawn spec has no argv")),
-        };
-        if argv.is_empty() {
-            return Err(DecodeError::at_stage(Stage::Argv, "argv must not be empty"));
-        }
-        let env = match get("env") {
-            Some(v) if is_nil(v) => Some(Vec::new()),
-            Some(v) if atom_name(v) == Some("inherit") => None,
-            Some(v) => Some(binary_list(v, "env", Stage::Env)?),
-            None => None,
-        };
-        let cd = match get("cd") {
-            None => None,
-            Some(v) if is_nil(v) => None,
-            Some(v) => {
-                let b = as_bytes(v).ok_or_else(|| {
-                    DecodeError::at_stage(Stage::Chdir, "cd must be a binary or nil")
-                })?;
-                if b.contains(&0) {
-                    return Err(DecodeError::at_stage(
-                        Stage::Chdir,
-                        "cd contains a NUL byte",
-                    ));
-                }
-                Some(b.to_vec())
-            }
-        };
-        let stderr_file = get("stderr").and_then(|t| output_file(t, Stage::Stderr));
-        let stderr = match get("stderr").map(atom_name) {
-            _ if stderr_file.is_some() => StderrMode::File(stderr_file.unwrap()?),
-            None | Some(Some("inherit")) | Some(Some("nil")) => StderrMode::Inherit,
-            Some(Some("pipe")) => StderrMode::Pipe,
-            Some(Some("stdout")) => StderrMode::Stdout,
-            Some(Some("null")) => StderrMode::Null,
-            Some(_) => {
-                return Err(DecodeError::at_stage(
-                    Stage::Spec,
-                    "stderr must be :pipe, :stdout, :null, :inherit or a file",
-                ))
-            }
-        };
+        let (argv, env, cd, stderr) = program_keys(&get)?;
         let use_stdio = match get("use_stdio").map(atom_name) {
             None | Some(Some("true")) | Some(Some("nil")) => true,
             Some(Some("false")) => false,
@@ -256,6 +276,7 @@ impl SpawnSpec {
                 Some(v) => Some(binary_list(v, "kill_command", Stage::Spec)?)
                     .filter(|argv| !argv.is_empty()),
             },
+            pipeline: StageSpec::list(get("pipeline"))?,
         })
     }
 }
@@ -398,6 +419,14 @@ mod codec {
             self.control.put_terms(&mut map);
             if let Some(k) = &self.kill_command {
                 map.insert(atom("kill_command"), list(k));
+            }
+            if !self.pipeline.is_empty() {
+                let stages = self
+                    .pipeline
+                    .iter()
+                    .map(|s| s.to_term())
+                    .collect::<Vec<_>>();
+                map.insert(atom("pipeline"), Term::List(List::from(stages)));
             }
             map.insert(
                 atom("pipe_size"),

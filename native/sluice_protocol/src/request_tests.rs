@@ -41,6 +41,12 @@ fn spec() -> SpawnSpec {
             arg0: Some(b"cat-renamed".to_vec()),
         },
         kill_command: Some(vec![b"kill".to_vec(), b"-9".to_vec()]),
+        pipeline: vec![crate::pipeline::StageSpec {
+            argv: vec![b"gzip".to_vec()],
+            env: None,
+            cd: Some(b"/".to_vec()),
+            stderr: StderrMode::Stdout,
+        }],
     }
 }
 
@@ -112,6 +118,7 @@ fn decodes_erlang_spawn() {
                 stdin: crate::redirect::StdinMode::Pipe,
                 control: crate::control::Control::default(),
                 kill_command: None,
+                pipeline: Vec::new(),
             })
         }
     );

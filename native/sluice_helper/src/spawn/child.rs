@@ -27,6 +27,9 @@ pub struct ChildPlan<'a> {
     /// What goes on fds 0 to 4 (-1: nothing; for 2, keep the helper program's). Every
     /// source is above 4, so no dup2 clobbers another source.
     pub stdio: [RawFd; 5],
+    /// 0: a session and process group of its own; else the group to join (a later stage
+    /// of a pipeline joins the first stage's).
+    pub join_group: libc::pid_t,
     /// fd 0 is a pseudo-terminal's slave: make it the controlling terminal.
     pub controlling_tty: bool,
     /// Limits, priority, umask and credentials to apply.
@@ -142,8 +145,13 @@ fn run(s: &Shared) -> ! {
         if p.procs_fd >= 0 && libc::write(p.procs_fd, b"0".as_ptr().cast(), 1) != 1 {
             fail(s, CGROUP, last());
         }
-        // Own session and process group: the group is what signals target.
-        libc::setsid();
+        // Own session and process group (or the pipeline's): the group is what signals
+        // target.
+        if p.join_group == 0 {
+            libc::setsid();
+        } else if libc::setpgid(0, p.join_group) != 0 {
+            fail(s, SETUP, last());
+        }
         // The program gets the fd limit the helper program started with, not the one it
         // raised for itself (rlimits survive exec); then the spec's limits.
         if let Some(limit) = NOFILE.get() {

@@ -1,4 +1,4 @@
-//! Starting one program: the command ([`command`]), its stdio ([`stdio`], with a
+//! Starting one program or a kernel pipeline of them ([`pipeline`]): the command ([`command`]), its stdio ([`stdio`], with a
 //! pseudo-terminal from [`pty`] whose modes [`modes`] maps), its cgroup, and
 //! the child between clone and exec ([`child`]), with the precise report (stage + errno)
 //! of a failure before exec.
@@ -7,6 +7,7 @@ mod child;
 mod command;
 mod credentials;
 mod modes;
+mod pipeline;
 mod pty;
 mod redirect;
 mod stdio;
@@ -30,6 +31,8 @@ use stdio::Stdio;
 pub struct Spawned {
     /// Leader pid, also its process group id.
     pub pid: i32,
+    /// Every process started, in pipeline order (the leader first).
+    pub members: Vec<i32>,
     /// The BEAM's pipe ends, each with its role, in the order they are sent.
     pub beam_fds: Vec<(Role, OwnedFd)>,
     pub cgroup: Option<PathBuf>,
@@ -49,6 +52,8 @@ pub struct SpawnFailure {
     pub pid: Option<i32>,
     /// The program's cgroup, to remove once the child is reaped.
     pub cgroup: Option<PathBuf>,
+    /// Stages of a pipeline that ran before a later one failed: killed, to reap silently.
+    pub also_reap: Vec<i32>,
 }
 
 impl SpawnFailure {
@@ -60,6 +65,7 @@ impl SpawnFailure {
             detail: format!("{what}: {} ({})", describe(errno), errno_name(errno)),
             pid: None,
             cgroup: None,
+            also_reap: Vec::new(),
         }
     }
 
@@ -70,7 +76,8 @@ impl SpawnFailure {
     }
 }
 
-/// Starts one program; returns once it has exec'ed or failed.
+/// Starts one program, or every stage of a pipeline; returns once all have exec'ed or one
+/// failed (the stages started before it are killed then, to be reaped silently).
 /// `roomy`: the stdout pipe may be enlarged (the caller keeps the budget).
 pub fn spawn(
     spec: &SpawnSpec,
@@ -79,8 +86,21 @@ pub fn spawn(
     roomy: bool,
 ) -> Result<Spawned, SpawnFailure> {
     let applied = credentials::resolve(&spec.control)?;
-    let command = Command::prepare(spec, &applied.login_env)?;
+    let mut commands = vec![Command::prepare(spec, &applied.login_env)?];
+    for stage in &spec.pipeline {
+        let as_spec = SpawnSpec {
+            argv: stage.argv.clone(),
+            env: stage.env.clone(),
+            cd: stage.cd.clone(),
+            ..SpawnSpec::default()
+        };
+        commands.push(Command::prepare(&as_spec, &applied.login_env)?);
+    }
     let stdio = Stdio::open(spec, roomy)?;
+    let links = match spec.pipeline.is_empty() {
+        true => None,
+        false => Some(pipeline::Links::open(spec, &stdio)?),
+    };
     let roomy = stdio.roomy;
     let (cgroup, procs) = match cgroups {
         Some(cg) => match cg.create_program() {
@@ -94,41 +114,65 @@ pub fn spawn(
         None => (None, None),
     };
 
-    let plan = ChildPlan {
-        procs_fd: procs.as_ref().map_or(-1, |f| f.as_raw_fd()),
-        stdio: stdio.child_fds(),
-        controlling_tty: stdio.terminal,
-        applied: &applied,
-        helper_pid,
-        cd: command.cd.as_deref(),
-        argv: &command.argv,
-        envp: &command.envp,
-        candidates: &command.candidates,
-    };
-    let outcome = child::start(&plan);
+    let mut members: Vec<i32> = Vec::with_capacity(commands.len());
+    let mut failure = None;
+    for (i, command) in commands.iter().enumerate() {
+        let plan = ChildPlan {
+            procs_fd: procs.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            stdio: links
+                .as_ref()
+                .map_or_else(|| stdio.child_fds(), |l| l.stage_fds(i)),
+            // Later stages join the first one's process group: one group to signal.
+            join_group: members.first().copied().unwrap_or(0),
+            controlling_tty: stdio.terminal,
+            applied: &applied,
+            helper_pid,
+            cd: command.cd.as_deref(),
+            argv: &command.argv,
+            envp: &command.envp,
+            candidates: &command.candidates,
+        };
+        match child::start(&plan) {
+            Ok(Outcome::Running(pid)) => members.push(pid),
+            Ok(Outcome::Failed { pid, stage, errno }) => {
+                failure = Some(SpawnFailure {
+                    errno,
+                    reason: None,
+                    stage,
+                    detail: command.failure_text(stage, errno),
+                    pid: Some(pid),
+                    cgroup: None,
+                    also_reap: Vec::new(),
+                });
+                break;
+            }
+            Err(e) => {
+                failure = Some(SpawnFailure::before_fork(e, Stage::Fork, "clone failed"));
+                break;
+            }
+        }
+    }
     drop(procs);
+    drop(links);
     // The child's ends close here, or EOFs would never arrive.
     let beam_fds = stdio.into_beam_ends();
-    match outcome {
-        Ok(Outcome::Running(pid)) => Ok(Spawned {
-            pid,
+    let Some(mut failed) = failure else {
+        return Ok(Spawned {
+            pid: members[0],
+            members,
             beam_fds,
             cgroup,
             roomy,
-        }),
-        Ok(Outcome::Failed { pid, stage, errno }) => Err(SpawnFailure {
-            errno,
-            reason: None,
-            stage,
-            detail: command.failure_text(stage, errno),
-            pid: Some(pid),
-            cgroup,
-        }),
-        Err(e) => {
-            if let Some(d) = &cgroup {
-                let _ = std::fs::remove_dir(d);
-            }
-            Err(SpawnFailure::before_fork(e, Stage::Fork, "clone failed"))
-        }
+        });
+    };
+    // Stages already running must not outlive the spawn that failed.
+    if let Some(&leader) = members.first() {
+        let _ = crate::sys::kill_group(leader, libc::SIGKILL);
     }
+    failed.also_reap = members;
+    match (failed.pid, failed.also_reap.is_empty(), &cgroup) {
+        (None, true, Some(d)) => drop(std::fs::remove_dir(d)),
+        _ => failed.cgroup = cgroup,
+    }
+    Err(failed)
 }

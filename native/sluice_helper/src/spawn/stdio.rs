@@ -55,7 +55,7 @@ fn io_failure(e: std::io::Error, what: &str) -> SpawnFailure {
 }
 
 /// `fd`, or a close-on-exec copy of it at `FIRST_SOURCE_FD` or above.
-fn above_targets(fd: OwnedFd) -> Result<OwnedFd, SpawnFailure> {
+pub(super) fn above_targets(fd: OwnedFd) -> Result<OwnedFd, SpawnFailure> {
     if fd.as_raw_fd() >= FIRST_SOURCE_FD {
         return Ok(fd);
     }
@@ -71,6 +71,13 @@ fn pipe(size: Option<usize>) -> Result<(OwnedFd, OwnedFd), SpawnFailure> {
         sys::set_pipe_size(r.as_fd(), size);
     }
     Ok((r, w))
+}
+
+/// A pipe both of whose ends go to children (between two stages of a pipeline), above
+/// the targets of their dup2s.
+pub(super) fn child_pipe(size: Option<usize>) -> Result<(OwnedFd, OwnedFd), SpawnFailure> {
+    let (r, w) = pipe(size)?;
+    Ok((above_targets(r)?, above_targets(w)?))
 }
 
 /// An output pipe: the spec's size, else a roomy one when allowed. Returns whether the
@@ -109,7 +116,7 @@ fn output(
 }
 
 /// `/dev/null`, for reading (a private channel's stdin) or writing (`:null` outputs).
-fn dev_null(write: bool) -> Result<OwnedFd, SpawnFailure> {
+pub(super) fn dev_null(write: bool) -> Result<OwnedFd, SpawnFailure> {
     // std opens with O_CLOEXEC.
     let f = OpenOptions::new()
         .read(!write)

@@ -192,7 +192,9 @@ impl Channel {
 
     pub fn expect_exit(&self, id: u64) -> Status {
         match self.reply() {
-            Reply::Exit { id: got, status } => {
+            Reply::Exit {
+                id: got, status, ..
+            } => {
                 assert_eq!(got, id);
                 status
             }
