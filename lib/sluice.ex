@@ -75,9 +75,10 @@ defmodule Sluice do
   def run!(argv, opts \\ []) do
     case run(argv, opts) do
       {:ok, %Result{status: status} = result} ->
-        codes = Options.validate!(opts, :run, "Sluice.run!/2").success_exit_codes
+        checked = Options.validate!(opts, :run, "Sluice.run!/2")
+        codes = checked.success_exit_codes
 
-        if status in codes,
+        if Sluice.Pipeline.success?(status, result.statuses, codes, checked.pipefail),
           do: result,
           else: raise(ExitError.new(argv, status, result.stderr, result))
 
@@ -166,6 +167,23 @@ defmodule Sluice do
   """
   @spec list() :: [Sluice.Registry.entry()]
   def list, do: Sluice.Registry.list()
+
+  @doc """
+  A kernel pipeline (`Sluice.Pipeline`): each stage's stdout feeds the next one's stdin
+  through a pipe the helper program makes; no byte passes through the BEAM between stages
+  and no shell is involved. Give it to `run/2`, `run!/2`, `stream!/2`, `stream/2` or
+  `Sluice.Process.start_link/2` in place of argv. A stage is an argv or `{argv, opts}` with
+  its own `:cd`, `:env` and `:stderr`.
+
+      iex> pipeline = Sluice.pipeline([["printf", "b\\na\\n"], ["sort"], {["tr", "a-z", "A-Z"], []}])
+      iex> Sluice.run!(pipeline) |> Map.take([:stdout, :status, :statuses])
+      %{stdout: "A\\nB\\n", status: 0, statuses: [0, 0, 0]}
+      iex> {:ok, result} = Sluice.run(Sluice.pipeline([["true"], ["false"], ["true"]]))
+      iex> {result.status, result.statuses}
+      {0, [0, 1, 0]}
+  """
+  @spec pipeline([[String.t()] | {[String.t()], keyword}]) :: Sluice.Pipeline.t()
+  def pipeline(stages), do: Sluice.Pipeline.new(stages)
 
   defp build_stream(argv, opts, mode, who) do
     # Validate eagerly, so mistakes raise where the stream is built.

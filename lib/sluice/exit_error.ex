@@ -7,7 +7,7 @@ defmodule Sluice.ExitError do
   defexception [:argv, :status, :stderr_tail, :result]
 
   @type t :: %__MODULE__{
-          argv: [String.t()],
+          argv: [String.t()] | Sluice.Pipeline.t(),
           status: Sluice.Process.status(),
           stderr_tail: binary | nil,
           result: Sluice.Result.t() | nil
@@ -17,7 +17,7 @@ defmodule Sluice.ExitError do
 
   @impl true
   def message(%{argv: argv, status: status, stderr_tail: tail}) do
-    base = "#{Enum.join(argv, " ")} #{describe(status)}"
+    base = "#{command(argv)} #{describe(status)}"
     if tail in [nil, ""], do: base, else: base <> "; stderr ends with:\n" <> tail
   end
 
@@ -27,7 +27,12 @@ defmodule Sluice.ExitError do
       iex> Sluice.ExitError.new(["false"], 1, "bad\\n").stderr_tail
       "bad\\n"
   """
-  @spec new([String.t()], Sluice.Process.status(), binary | nil, Sluice.Result.t() | nil) :: t
+  @spec new(
+          [String.t()] | Sluice.Pipeline.t(),
+          Sluice.Process.status(),
+          binary | nil,
+          Sluice.Result.t() | nil
+        ) :: t
   def new(argv, status, stderr, result \\ nil) do
     %__MODULE__{argv: argv, status: status, stderr_tail: tail(stderr), result: result}
   end
@@ -35,6 +40,9 @@ defmodule Sluice.ExitError do
   defp tail(nil), do: nil
   defp tail(bin) when byte_size(bin) <= @tail_bytes, do: bin
   defp tail(bin), do: binary_part(bin, byte_size(bin) - @tail_bytes, @tail_bytes)
+
+  defp command(%Sluice.Pipeline{} = pipeline), do: Sluice.Pipeline.describe(pipeline)
+  defp command(argv), do: Enum.join(argv, " ")
 
   defp describe({:signal, sig}), do: "was killed by #{sig}"
   defp describe(code), do: "exited with status #{code}"

@@ -58,10 +58,10 @@ defmodule Sluice.Options do
 
   # option => {default, accepted by}; a default may depend on the entry point.
   @schema [
-    cd: {nil, @all},
-    env: {[], @all},
+    cd: {nil, [:stage | @all]},
+    env: {[], [:stage | @all]},
     clear_env: {false, @all},
-    stderr: {%{run: :capture, default: :console}, [:process, :run, :stream]},
+    stderr: {%{run: :capture, default: :console}, [:stage, :process, :run, :stream]},
     kill_signal: {:sigterm, [:manage | @all]},
     kill_grace: {5_000, [:manage | @all]},
     pipe_size: {nil, @all},
@@ -84,6 +84,7 @@ defmodule Sluice.Options do
     idle_timeout: {:infinity, [:run, :stream]},
     max_output: {:infinity, [:run]},
     success_exit_codes: {[0], [:run, :stream]},
+    pipefail: {true, [:run, :stream]},
     chunk_size: {65_536, [:stream]},
     exit_timeout: {:infinity, [:stream]},
     lines: {false, [:stream]},
@@ -96,6 +97,7 @@ defmodule Sluice.Options do
   ]
 
   @stderr %{
+    stage: [:console, :null, :stdout],
     process: [:console, :null, :stdout, :consume, :log],
     run: [:capture, :stdout, :null, :console],
     stream: [:console, :null, :stdout, :consume, :capture]
@@ -103,7 +105,7 @@ defmodule Sluice.Options do
 
   alias Sluice.Options.Control
 
-  @type entry :: :process | :run | :stream | :daemon | :manage
+  @type entry :: :process | :run | :stream | :daemon | :manage | :stage
 
   @doc """
   Checks `opts` for `entry` and returns a map of every option that entry accepts, with
@@ -173,7 +175,7 @@ defmodule Sluice.Options do
 
   defp combined_rest!(opts), do: opts
 
-  for entry <- [:manage | @all] do
+  for entry <- [:manage, :stage | @all] do
     defaults =
       for {key, {_default, entries}} <- @schema, entry in entries, into: %{} do
         value =
@@ -195,8 +197,13 @@ defmodule Sluice.Options do
     end
   end
 
-  @doc "Validates argv: a non-empty proper list of strings without NUL bytes."
-  @spec argv!(term) :: [String.t()]
+  @doc """
+  Validates argv: a non-empty proper list of strings without NUL bytes, or a
+  `Sluice.Pipeline` (checked when it was built).
+  """
+  @spec argv!(term) :: [String.t()] | Sluice.Pipeline.t()
+  def argv!(%Sluice.Pipeline{} = pipeline), do: pipeline
+
   def argv!(argv) do
     unless proper_list?(argv) and argv != [] do
       raise ArgumentError,
@@ -217,9 +224,11 @@ defmodule Sluice.Options do
     argv
   end
 
-  defp proper_list?([]), do: true
-  defp proper_list?([_ | tail]), do: proper_list?(tail)
-  defp proper_list?(_), do: false
+  @doc false
+  @spec proper_list?(term) :: boolean
+  def proper_list?([]), do: true
+  def proper_list?([_ | tail]), do: proper_list?(tail)
+  def proper_list?(_), do: false
 
   @doc "Validates a timeout argument: a non-negative integer (ms) or `:infinity`."
   @spec timeout!(term, String.t()) :: timeout
@@ -241,8 +250,21 @@ defmodule Sluice.Options do
           "#{name} must be a positive integer of bytes up to 1 GiB, got: #{inspect(n)}"
   end
 
-  @doc "The spawn spec for the helper program (docs/protocol.md)."
-  @spec spawn_spec([String.t()], map) :: map
+  @doc """
+  The spawn spec for the helper program (docs/protocol.md). A pipeline's first stage is
+  the spec's program, the others its `pipeline` key.
+  """
+  @spec spawn_spec([String.t()] | Sluice.Pipeline.t(), map) :: map
+  def spawn_spec(%Sluice.Pipeline{stages: [{argv, first} | rest]}, opts) do
+    stages =
+      Enum.map(rest, fn {argv, stage} ->
+        o = stage_opts(opts, stage)
+        %{argv: argv, env: environment(o.env, o.clear_env), cd: o.cd, stderr: stage_stderr(o)}
+      end)
+
+    argv |> spawn_spec(stage_opts(opts, first)) |> Map.put(:pipeline, stages)
+  end
+
   def spawn_spec(argv, opts) do
     {:ok, signum} = Sluice.Signal.to_number(opts.kill_signal)
 
@@ -272,6 +294,14 @@ defmodule Sluice.Options do
       group: opts.group
     }
   end
+
+  # A stage's cd replaces the pipeline's, its env adds to it, its stderr replaces it.
+  defp stage_opts(opts, stage) do
+    env = opts.env ++ Map.get(stage, :env, [])
+    Map.merge(%{opts | env: env}, Map.take(stage, [:cd, :stderr]))
+  end
+
+  defp stage_stderr(opts), do: helper_stderr(Map.get(opts, :stderr, :consume))
 
   defp helper_stderr(:consume), do: :pipe
   defp helper_stderr(:capture), do: :pipe
@@ -314,10 +344,11 @@ defmodule Sluice.Options do
 
   defp check!(:env, env, _), do: bad!(:env, "a map or a list of {name, value} pairs", env)
 
-  defp check!(key, value, _) when key in [:clear_env, :lines, :use_stdio] and is_boolean(value),
-    do: value
+  defp check!(key, value, _)
+       when key in [:clear_env, :lines, :use_stdio, :pipefail] and is_boolean(value),
+       do: value
 
-  defp check!(key, value, _) when key in [:clear_env, :lines, :use_stdio],
+  defp check!(key, value, _) when key in [:clear_env, :lines, :use_stdio, :pipefail],
     do: bad!(key, "a boolean", value)
 
   defp check!(key, value, entry) when key in @control, do: Control.check!(key, value, entry)

@@ -83,15 +83,22 @@ defmodule Sluice.OutputStream do
         do: Enum.flat_map([:stdout, :stderr], &tag(Lines.flush(st.lines[&1]), &1, st)),
         else: []
 
-    status = exit_status(st)
-    st = %{st | done: true}
+    {status, pipes} = exit_status(st)
+    st = %{st | done: true, pump: %{st.pump | pipes: pipes}}
 
     case st.mode do
       :exit_element ->
         {flushed ++ [{:exit, status}], st}
 
       :raise ->
-        if status in st.opts.success_exit_codes do
+        statuses = st.pump.pipes.exit_info[:statuses]
+
+        if Sluice.Pipeline.success?(
+             status,
+             statuses,
+             st.opts.success_exit_codes,
+             st.opts.pipefail
+           ) do
           {flushed, st}
         else
           stderr = if st.opts.stderr == :capture, do: st.stderr_tail
@@ -105,14 +112,14 @@ defmodule Sluice.OutputStream do
     pipes = st.pump.pipes
 
     case Pipes.await_exit(pipes, Pipes.deadline(st.opts.exit_timeout)) do
-      {:ok, status, _} ->
-        status
+      {:ok, status, pipes} ->
+        {status, pipes}
 
       {:error, :timeout, pipes} ->
         pipes = Pipes.stop(pipes, st.opts.kill_grace)
 
         case Pipes.await_exit(pipes, Pipes.deadline(st.opts.kill_grace + 2_000)) do
-          {:ok, status, _} -> status
+          {:ok, status, pipes} -> {status, pipes}
           {:error, :helper_down, _} -> raise_after_close(st, st.pump, Pipes.helper_down())
           {:error, :timeout, _} -> raise_after_close(st, st.pump, exit_timeout())
         end

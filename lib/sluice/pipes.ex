@@ -46,6 +46,7 @@ defmodule Sluice.Pipes do
     fds: %{},
     open: %{},
     exit: :running,
+    exit_info: nil,
     origin: :spawned
   ]
 
@@ -63,6 +64,7 @@ defmodule Sluice.Pipes do
           fds: %{optional(role) => Native.fd()},
           open: %{optional(role) => :open | :eof | :closing | :closed},
           exit: exit_state,
+          exit_info: Protocol.exit_info() | nil,
           decoder: Framing.t() | nil,
           origin: :spawned | :managed,
           terminal: Terminal.t() | nil
@@ -305,9 +307,9 @@ defmodule Sluice.Pipes do
     end
   end
 
-  defp apply_control(%{id: id} = p, {:exit, id, status}) do
+  defp apply_control(%{id: id} = p, {:exit, id, status, info}) do
     Registry.remove(id)
-    %{p | exit: {:exited, status}}
+    %{p | exit: {:exited, status}, exit_info: info}
   end
 
   # A signal or stop request the helper program could not use: never expected, since

@@ -104,11 +104,14 @@ defmodule Sluice.Run do
   end
 
   defp result(pipes, st, status) do
-    %Result{
-      os_pid: pipes.os_pid,
-      status: status,
-      stdout: if(Control.stdout_piped?(st.opts), do: IO.iodata_to_binary(st.out)),
-      stderr: if(st.opts.stderr == :capture, do: IO.iodata_to_binary(st.err))
-    }
+    Result.with_exit(
+      %Result{
+        os_pid: pipes.os_pid,
+        status: status,
+        stdout: if(Control.stdout_piped?(st.opts), do: IO.iodata_to_binary(st.out)),
+        stderr: if(st.opts.stderr == :capture, do: IO.iodata_to_binary(st.err))
+      },
+      pipes.exit_info
+    )
   end
 end

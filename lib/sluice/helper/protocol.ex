@@ -23,12 +23,17 @@ defmodule Sluice.Helper.Protocol do
   @stage_by_name Map.new(@stages, &{Atom.to_string(&1), &1})
 
   @type status :: non_neg_integer | {:signal, atom | pos_integer} | :unknown
+  @type exit_info :: %{
+          core_dumped: boolean,
+          statuses: [status] | nil,
+          usage: map | nil
+        }
   @type reply ::
           {:spawned, pos_integer, pos_integer, [atom], binary | nil}
           | {:managed, pos_integer, pos_integer}
           | {:signaled, pos_integer, :ok | {:error, atom}}
           | {:spawn_error, pos_integer, Error.t()}
-          | {:exit, pos_integer, status}
+          | {:exit, pos_integer, status, exit_info}
           | {:error, pos_integer | nil, binary}
 
   @doc "Whether a request of this many bytes needs the memfd path."
@@ -88,14 +93,38 @@ defmodule Sluice.Helper.Protocol do
     {:spawn_error, id, Error.new(reason, detail, stage: stage)}
   end
 
-  defp reply({:exit, id, {:exited, code}}), do: {:exit, id, code}
-  defp reply({:exit, id, :unknown}), do: {:exit, id, :unknown}
+  defp reply({:exit, id, status}), do: exit_reply(id, status, %{})
 
-  defp reply({:exit, id, {:signaled, signum, _core}}),
-    do: {:exit, id, {:signal, Sluice.Signal.name(signum)}}
+  defp reply({:exit, id, status, details}) when is_map(details),
+    do: exit_reply(id, status, details)
 
   defp reply({:error, id, message}) when is_binary(message), do: {:error, id, message}
   defp reply(_other), do: :bad
+
+  # The status keeps its shape; whether a core was dumped, every status of a pipeline and
+  # the usage go beside it.
+  defp exit_reply(id, status, details) do
+    statuses = Enum.map(Map.get(details, :statuses, []), &status/1)
+
+    info = %{
+      core_dumped: match?({:signaled, _, true}, status),
+      statuses: if(statuses == [], do: nil, else: statuses),
+      usage: usage(Map.get(details, :usage))
+    }
+
+    {:exit, id, status(status), info}
+  end
+
+  # Written out, so that :safe decoding knows every atom of a usage map.
+  defp usage(%{source: source, cpu_user_us: _, cpu_system_us: _, max_rss_kb: _} = usage)
+       when source in [:cgroup, :rusage],
+       do: usage
+
+  defp usage(_other), do: nil
+
+  defp status({:exited, code}), do: code
+  defp status(:unknown), do: :unknown
+  defp status({:signaled, signum, _core}), do: {:signal, Sluice.Signal.name(signum)}
 
   @doc "Decodes the `hello` frame the helper writes on the port."
   @spec hello(binary) ::

@@ -23,6 +23,7 @@ defmodule Sluice.Pipes.Start do
     with {:ok, conn} <- connection(),
          {:ok, cd} <- Env.cwd(spec.cd),
          spec = %{spec | cd: cd, env: Env.resolve(spec.env, conn.inherited_env)},
+         {:ok, spec} <- resolve_stages(spec, conn.inherited_env),
          {:ok, request} <- Protocol.spawn_request(id, spec),
          {:ok, channel} <- send_request(conn.sock, request, deadline),
          p = %Pipes{id: id, channel: channel, kill: kill(spec)},
@@ -31,6 +32,22 @@ defmodule Sluice.Pipes.Start do
       {:ok, p}
     end
   end
+
+  # A pipeline's later stages get their directory and environment resolved as the first.
+  defp resolve_stages(%{pipeline: stages} = spec, inherited) do
+    Enum.reduce_while(Enum.reverse(stages), {:ok, %{spec | pipeline: []}}, fn stage, {:ok, acc} ->
+      case Env.cwd(stage.cd) do
+        {:ok, cd} ->
+          stage = %{stage | cd: cd, env: Env.resolve(stage.env, inherited)}
+          {:cont, {:ok, %{acc | pipeline: [stage | acc.pipeline]}}}
+
+        error ->
+          {:halt, error}
+      end
+    end)
+  end
+
+  defp resolve_stages(spec, _inherited), do: {:ok, spec}
 
   @doc "See `Sluice.Pipes.manage/3`."
   @spec manage(map, Pipes.deadline(), pid) :: {:ok, Pipes.t()} | {:error, Error.t()}

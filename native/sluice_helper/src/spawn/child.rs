@@ -20,6 +20,18 @@ use sluice_protocol::Stage;
 use super::credentials::Applied;
 use crate::sys;
 
+/// The session and process group of a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grouping {
+    /// A session (and group) of its own: a single program, which may own a terminal.
+    Session,
+    /// A group of its own, in the helper program's session: a pipeline's first stage (the
+    /// others could not join its group from another session).
+    Group,
+    /// The group of this leader: a pipeline's later stage.
+    Join(libc::pid_t),
+}
+
 /// Everything the child needs, prepared before the clone.
 pub struct ChildPlan<'a> {
     /// The program cgroup's `cgroup.procs`, or -1.
@@ -27,9 +39,8 @@ pub struct ChildPlan<'a> {
     /// What goes on fds 0 to 4 (-1: nothing; for 2, keep the helper program's). Every
     /// source is above 4, so no dup2 clobbers another source.
     pub stdio: [RawFd; 5],
-    /// 0: a session and process group of its own; else the group to join (a later stage
-    /// of a pipeline joins the first stage's).
-    pub join_group: libc::pid_t,
+    /// The session and process group the child gets.
+    pub group: Grouping,
     /// fd 0 is a pseudo-terminal's slave: make it the controlling terminal.
     pub controlling_tty: bool,
     /// Limits, priority, umask and credentials to apply.
@@ -147,9 +158,12 @@ fn run(s: &Shared) -> ! {
         }
         // Own session and process group (or the pipeline's): the group is what signals
         // target.
-        if p.join_group == 0 {
-            libc::setsid();
-        } else if libc::setpgid(0, p.join_group) != 0 {
+        let grouped = match p.group {
+            Grouping::Session => libc::setsid(),
+            Grouping::Group => libc::setpgid(0, 0),
+            Grouping::Join(leader) => libc::setpgid(0, leader),
+        };
+        if grouped < 0 {
             fail(s, SETUP, last());
         }
         // The program gets the fd limit the helper program started with, not the one it

@@ -22,7 +22,7 @@ use sluice_protocol::{Role, SpawnSpec, Stage};
 
 use crate::cgroup::Cgroups;
 use crate::errors::{describe, errno_name};
-use child::{ChildPlan, Outcome};
+use child::{ChildPlan, Grouping, Outcome};
 use command::Command;
 use stdio::Stdio;
 
@@ -123,7 +123,11 @@ pub fn spawn(
                 .as_ref()
                 .map_or_else(|| stdio.child_fds(), |l| l.stage_fds(i)),
             // Later stages join the first one's process group: one group to signal.
-            join_group: members.first().copied().unwrap_or(0),
+            group: match (members.first(), &links) {
+                (Some(&leader), _) => Grouping::Join(leader),
+                (None, Some(_)) => Grouping::Group,
+                (None, None) => Grouping::Session,
+            },
             controlling_tty: stdio.terminal,
             applied: &applied,
             helper_pid,

@@ -1,0 +1,86 @@
+defmodule Sluice.Pipeline do
+  @moduledoc """
+  A kernel pipeline: programs whose stdout feeds the next one's stdin through pipes the
+  helper program makes. No byte passes through the BEAM between stages and no shell is
+  involved, so every argument stays an argument (unlike `sh -c "a | b"`).
+
+  Build one with `Sluice.pipeline/1` and give it to `Sluice.run/2`, `Sluice.run!/2`,
+  `Sluice.stream!/2`, `Sluice.stream/2` or `Sluice.Process.start_link/2` in place of argv:
+  input goes to the first stage, output comes from the last.
+
+  Each stage is an argv, or `{argv, opts}` with its own `:cd`, `:env` (added to the
+  pipeline's) and `:stderr` (`:console`, `:null`, `:stdout` — into the next stage, with
+  its stdout — or `{:file, path, opts}`; without it, the stage's stderr is the
+  pipeline's). Everything else (stdin of the first stage, stdout of the last, `user:`,
+  limits, `kill_signal`, timeouts) is the pipeline's.
+
+  All stages share one process group and one cgroup: a stop, a timeout or the owner's death
+  ends every stage. `result.status` is the last stage's (as in a shell) and
+  `result.statuses` every stage's in order (like `PIPESTATUS`); `success_exit_codes`
+  applies to every status with `pipefail: true` (the default), to the last one only with
+  `pipefail: false`.
+  """
+
+  alias Sluice.Options
+
+  @enforce_keys [:stages]
+  defstruct [:stages]
+
+  @type stage_opts :: %{optional(:cd | :env | :stderr) => term}
+  @type t :: %__MODULE__{stages: [{[String.t()], stage_opts}, ...]}
+
+  @stage_options [:cd, :env, :stderr]
+
+  @doc """
+  Builds a pipeline from a non-empty list of stages, each an argv or `{argv, opts}`.
+
+      iex> %Sluice.Pipeline{stages: [{["ls"], %{}}, {["wc", "-l"], %{cd: "/"}}]} =
+      ...>   Sluice.Pipeline.new([["ls"], {["wc", "-l"], cd: "/"}])
+  """
+  @spec new([[String.t()] | {[String.t()], keyword}]) :: t
+  def new([_ | _] = stages) do
+    unless Options.proper_list?(stages), do: bad!(stages)
+    %__MODULE__{stages: Enum.map(stages, &stage!/1)}
+  end
+
+  def new(other), do: bad!(other)
+
+  defp stage!({argv, opts}) when is_list(opts) do
+    unless Keyword.keyword?(opts), do: bad!({argv, opts})
+
+    Enum.each(opts, fn {key, _} ->
+      unless key in @stage_options do
+        raise ArgumentError,
+              "unknown option #{inspect(key)} for a pipeline stage; known options: " <>
+                Enum.map_join(@stage_options, ", ", &inspect/1)
+      end
+    end)
+
+    checked = Options.validate!(opts, :stage, "Sluice.pipeline/1")
+    {Options.argv!(argv), Map.take(checked, Keyword.keys(opts))}
+  end
+
+  defp stage!(argv) when is_list(argv), do: {Options.argv!(argv), %{}}
+  defp stage!(other), do: bad!(other)
+
+  defp bad!(got) do
+    raise ArgumentError,
+          "Sluice.pipeline/1 expects a non-empty list of stages, each an argv or " <>
+            "{argv, opts}, got: #{inspect(got, limit: 10)}"
+  end
+
+  @doc "The pipeline as a shell would show it, for messages: `a | b | c`."
+  @spec describe(t) :: String.t()
+  def describe(%__MODULE__{stages: stages}),
+    do: Enum.map_join(stages, " | ", fn {argv, _} -> Enum.join(argv, " ") end)
+
+  @doc false
+  # Whether an exit is a success: every status in `codes` with `pipefail`, else the last.
+  @spec success?(Sluice.Process.status(), [Sluice.Process.status()] | nil, [integer], boolean) ::
+          boolean
+  def success?(status, statuses, codes, pipefail) do
+    if pipefail and statuses != nil,
+      do: Enum.all?(statuses, &(&1 in codes)),
+      else: status in codes
+  end
+end
