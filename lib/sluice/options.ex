@@ -115,7 +115,7 @@ defmodule Sluice.Options do
       :capture
 
       iex> Sluice.Options.validate!([lines: true], :run, "Sluice.run/2")
-      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes
+      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes, :pipefail
   """
   @spec validate!(term, entry, String.t()) :: map
   # No options: the precomputed defaults, allocating nothing (a spawn's set-up garbage

@@ -1,0 +1,117 @@
+defmodule Sluice.PipelineTest do
+  @moduledoc """
+  Kernel pipelines (`Sluice.pipeline/1`) with real programs: bytes through the helper
+  program's pipes, every stage's status, pipefail, per-stage options, and that a stop ends
+  every stage.
+  """
+  use Sluice.Case, async: false
+
+  alias Sluice.OsProbe
+  alias Sluice.Process, as: P
+
+  @mib 1_048_576
+
+  @tag :tmp_dir
+  test "a three-stage pipeline of 100 MiB is byte-identical, with every status",
+       %{tmp_dir: dir} do
+    source = Path.join(dir, "source")
+    {_, 0} = System.cmd("sh", ["-c", "head -c #{100 * @mib} /dev/urandom > #{source}"])
+
+    pipeline =
+      Sluice.pipeline([["head", "-c", "#{100 * @mib}", source], ["gzip", "-1"], ["gzip", "-dc"]])
+
+    assert {:ok, %{status: 0, statuses: [0, 0, 0], stdout: out}} =
+             Sluice.run(pipeline, timeout: 120_000)
+
+    assert byte_size(out) == 100 * @mib
+    assert :crypto.hash(:sha256, out) == :crypto.hash(:sha256, File.read!(source))
+
+    # The same through stream!, into a file with stdout: redirected, and through a file.
+    streamed = pipeline |> Sluice.stream!() |> Enum.reduce(0, &(byte_size(&1) + &2))
+    assert streamed == 100 * @mib
+
+    copy = Path.join(dir, "copy")
+
+    assert {:ok, %{stdout: nil, statuses: [0, 0, 0]}} =
+             Sluice.run(pipeline, stdout: {:file, copy, []}, timeout: 120_000)
+
+    assert File.read!(copy) == File.read!(source)
+  end
+
+  test "a failing middle stage: status is the last's, pipefail decides success" do
+    pipeline = Sluice.pipeline([["echo", "x"], ["false"], ["cat"]])
+    assert {:ok, %{status: 0, statuses: [0, 1, 0]}} = Sluice.run(pipeline)
+
+    assert_raise Sluice.ExitError, ~r/echo x \| false \| cat exited with status 0/, fn ->
+      Sluice.run!(pipeline)
+    end
+
+    assert %{status: 0} = Sluice.run!(pipeline, pipefail: false)
+    assert %{statuses: [0, 1, 0]} = Sluice.run!(pipeline, success_exit_codes: [0, 1])
+
+    assert_raise Sluice.ExitError, fn -> pipeline |> Sluice.stream!() |> Enum.to_list() end
+    assert [{:exit, 0}] = pipeline |> Sluice.stream() |> Enum.to_list()
+    assert [] = pipeline |> Sluice.stream!(pipefail: false) |> Enum.to_list()
+  end
+
+  test "input goes to the first stage; per-stage cd, env and stderr" do
+    pipeline =
+      Sluice.pipeline([
+        {["sh", "-c", "cat; echo $A; pwd; echo first-err >&2"], env: %{"A" => "a"}, cd: "/"},
+        {["sh", "-c", "cat; echo $A$B; echo second-err >&2"],
+         env: %{"B" => "b"}, stderr: :stdout},
+        {["sh", "-c", "cat; echo third-err >&2"], stderr: :null}
+      ])
+
+    assert {:ok, result} = Sluice.run(pipeline, input: "in\n", env: %{"A" => "A"})
+
+    assert result.stdout == "in\na\n/\nsecond-err\nAb\n" or
+             result.stdout == "in\na\n/\nAb\nsecond-err\n"
+
+    # The first stage's stderr is the pipeline's (captured); the others went elsewhere.
+    assert result.stderr == "first-err\n"
+    assert result.statuses == [0, 0, 0]
+  end
+
+  test "a pipeline stopped on timeout leaves no stage alive" do
+    pipeline =
+      Sluice.pipeline([
+        ["sh", "-c", "echo $$; exec sleep 100"],
+        ["sh", "-c", "head -n1; echo $$; exec sleep 100"],
+        ["sh", "-c", "echo $$; exec cat"]
+      ])
+
+    assert {:error, %Sluice.Error{reason: :timeout, result: result}} =
+             Sluice.run(pipeline, timeout: 500, kill_grace: 200)
+
+    pids = result.stdout |> String.split() |> Enum.map(&String.to_integer/1)
+    assert length(pids) == 3
+    assert length(result.statuses) == 3
+    assert Enum.all?(result.statuses, &match?({:signal, _}, &1))
+    assert OsProbe.eventually(fn -> not Enum.any?(pids, &OsProbe.alive?/1) end)
+  end
+
+  test "Sluice.Process drives a pipeline; stop ends every stage" do
+    {:ok, p} = P.start_link(Sluice.pipeline([["cat"], ["sed", "-u", "s/hello/HELLO/"], ["cat"]]))
+    :ok = P.write(p, "hello\n")
+    assert {:ok, "HELLO\n"} = P.read(p, 100, 5_000)
+    assert %{os_pid: leader} = P.info(p)
+    :ok = P.close_stdin(p)
+    assert {:ok, 0} = P.await_exit(p, 5_000)
+    refute OsProbe.alive?(leader)
+
+    {:ok, p} = P.start_link(Sluice.pipeline([["sleep", "100"], ["sleep", "100"]]))
+    assert {:ok, {:signal, :sigterm}} = P.stop(p, 1_000)
+  end
+
+  test "a stage that cannot start fails the whole spawn, leaving nothing behind" do
+    assert {:error, %Sluice.Error{reason: :enoent, stage: :exec}} =
+             Sluice.run(Sluice.pipeline([["sleep", "100"], ["sluice-no-such-program"]]))
+  end
+
+  test "pipelines are checked when built" do
+    for bad <- [[], [[]], [{["ls"], bogus: 1}], [{["ls"], stderr: :capture}], :x, [["ls"] | :x]] do
+      assert_raise ArgumentError, fn -> Sluice.pipeline(bad) end
+    end
+  end
+end
