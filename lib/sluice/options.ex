@@ -53,7 +53,7 @@ defmodule Sluice.Options do
   @private_outputs [:console, :null, :log]
   @spawning [:process, :stream, :daemon]
   # Checked by Sluice.Options.Control (its keys/0).
-  @control [:stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0]
+  @control [:stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command]
   @log_levels [:emergency, :alert, :critical, :error, :warning, :warn, :notice, :info, :debug]
 
   # option => {default, accepted by}; a default may depend on the entry point.
@@ -78,6 +78,7 @@ defmodule Sluice.Options do
     rlimits: {[], @all},
     umask: {nil, @all},
     arg0: {nil, @all},
+    kill_command: {nil, @all},
     stop_on_owner_exit: {true, [:manage]},
     input: {nil, [:run, :stream]},
     timeout: {:infinity, [:run]},
@@ -115,7 +116,7 @@ defmodule Sluice.Options do
       :capture
 
       iex> Sluice.Options.validate!([lines: true], :run, "Sluice.run/2")
-      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes, :pipefail
+      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes, :pipefail
   """
   @spec validate!(term, entry, String.t()) :: map
   # No options: the precomputed defaults, allocating nothing (a spawn's set-up garbage

@@ -1,16 +1,17 @@
 defmodule Sluice.Options.Control do
   @moduledoc false
   # The options that say where a program's stdio goes when not to the BEAM (files,
-  # /dev/null, the console) and what it runs as and with (user, group, nice, rlimits,
-  # umask, arg0): their checks, how they combine with the others, and their keys in the
-  # spawn spec (docs/protocol.md). Sluice.Options holds the schema and calls in here.
+  # /dev/null, the console), what it runs as and with (user, group, nice, rlimits, umask,
+  # arg0) and how it is stopped (kill_command): their checks, how they combine with the
+  # others, and their keys in the spawn spec (docs/protocol.md). Sluice.Options holds the
+  # schema and calls in here.
 
   @resources [:as, :core, :cpu, :data, :fsize, :memlock, :nofile, :nproc, :stack]
   @login_vars ~w(HOME USER LOGNAME)
 
   @doc "The option keys checked here."
   @spec keys() :: [atom]
-  def keys, do: [:stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0]
+  def keys, do: [:stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command]
 
   @doc "Checks one option (see Sluice.Options) and returns its normalised value."
   @spec check!(atom, term, atom) :: term
@@ -59,6 +60,17 @@ defmodule Sluice.Options.Control do
   end
 
   def check!(:arg0, name, _), do: bad_arg0(name)
+
+  def check!(:kill_command, nil, _), do: nil
+
+  def check!(:kill_command, argv, _) do
+    Sluice.Options.argv!(argv)
+  rescue
+    ArgumentError -> bad!(:kill_command, "nil or an argv (a non-empty list of strings)", argv)
+  else
+    %Sluice.Pipeline{} -> bad!(:kill_command, "an argv, not a pipeline", argv)
+    argv -> argv
+  end
 
   def check!(:rlimits, limits, _) when is_list(limits) do
     unless Keyword.keyword?(limits), do: bad_rlimits(limits)
@@ -131,7 +143,8 @@ defmodule Sluice.Options.Control do
       nice: Map.get(opts, :nice),
       rlimits: for({r, {soft, hard}} <- Map.get(opts, :rlimits, []), do: {r, soft, hard}),
       umask: Map.get(opts, :umask),
-      arg0: Map.get(opts, :arg0)
+      arg0: Map.get(opts, :arg0),
+      kill_command: Map.get(opts, :kill_command)
     }
   end
 

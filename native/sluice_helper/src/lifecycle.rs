@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use sluice_protocol::{ExitDetails, ExitStatus, Usage, UsageSource};
 
 use crate::kill::{self, Children};
+use crate::kill_command;
 use crate::sys::Rusage;
 
 /// The program's leader (its pid is the process group id) and, for a pipeline, the other
@@ -73,6 +74,8 @@ pub struct Program {
     pub cpu_baseline: Option<(u64, u64)>,
     /// Run instead of sending `kill_signal` on a stop, when set.
     pub kill_command: Option<Vec<Vec<u8>>>,
+    /// The kill command while it runs (un-reaped: its pid is still ours).
+    pub killer: Option<i32>,
 }
 
 /// What closing the channel left to do.
@@ -101,6 +104,7 @@ impl Program {
             rusage: Rusage::default(),
             cpu_baseline: None,
             kill_command: None,
+            killer: None,
         }
     }
 
@@ -191,7 +195,9 @@ impl Program {
         }
         // With a cgroup, escapees are left to cgroup.kill at the deadline.
         let walk = self.cgroup.is_none();
-        kill::soft_kill(self, kids, signum, walk);
+        if !self.run_kill_command() {
+            kill::soft_kill(self, kids, signum, walk);
+        }
         let now = Instant::now();
         let due = now
             .checked_add(grace)
@@ -203,10 +209,33 @@ impl Program {
         self.phase = Phase::Stopping { deadline };
     }
 
-    /// SIGKILL to everything left.
+    /// SIGKILL to everything left, the kill command included.
     pub fn kill_now(&mut self, kids: &Children) {
         kill::hard_kill(self, kids);
+        if let Some(killer) = self.killer {
+            kill_command::end(killer);
+        }
         self.phase = Phase::Killed;
+    }
+
+    /// The first stop of a program with a `kill_command` runs it (once); returns whether
+    /// it was started (if not, the stop sends the signal).
+    fn run_kill_command(&mut self) -> bool {
+        let (Some(argv), Phase::Running, Leader::Running) =
+            (&self.kill_command, self.phase, self.leader)
+        else {
+            return false;
+        };
+        match kill_command::start(argv, self.pid) {
+            Ok(pid) => {
+                self.killer = Some(pid);
+                true
+            }
+            Err(why) => {
+                eprintln!("sluice_helper: kill_command for {}: {why}", self.pid);
+                false
+            }
+        }
     }
 
     /// SIGKILL if the deadline has passed; returns whether it had.
@@ -242,7 +271,8 @@ impl Program {
     /// Whether anything of the program may still run: the leader, a member of its cgroup,
     /// or (without a cgroup) a member of its group or a walked descendant.
     pub fn remains(&self, kids: &Children) -> bool {
-        if self.leader == Leader::Running {
+        // A kill command still running is the program's too, until its deadline.
+        if self.leader == Leader::Running || self.killer.is_some() {
             return true;
         }
         match &self.cgroup {

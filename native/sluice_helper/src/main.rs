@@ -11,6 +11,7 @@ mod channels;
 mod errors;
 mod event_loop;
 mod kill;
+mod kill_command;
 mod lifecycle;
 mod managed;
 mod port;

@@ -340,6 +340,9 @@ impl Programs {
                 // Exec failed: already reported as spawn_error, reaped silently.
                 self.stale_cgroups.extend(cg);
                 self.dirty = true;
+            } else if let Some(p) = self.table.values_mut().find(|p| p.killer == Some(pid)) {
+                // A kill command ended: its pid is no longer ours to signal.
+                p.killer = None;
             } else if let Some(status) = exit_status(status) {
                 // An adopted orphan: its status matters only if it is managed.
                 self.orphans.push((pid, status));

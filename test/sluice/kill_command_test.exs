@@ -1,0 +1,81 @@
+defmodule Sluice.KillCommandTest do
+  @moduledoc """
+  `kill_command:`: the helper program runs it instead of sending `kill_signal` on a stop,
+  with `CHILD_PID` in its environment; SIGKILL follows after `kill_grace`; a kill command
+  that hangs is killed too. And `core_dumped` in the result.
+  """
+  use Sluice.Case, async: false
+
+  alias Sluice.OsProbe
+  alias Sluice.Process, as: P
+
+  # Ignores SIGTERM; ends on SIGUSR1 with status 7.
+  @stubborn "trap '' TERM; trap 'exit 7' USR1; echo ready; while :; do sleep 0.05; done"
+
+  defp start_ready(argv, opts) do
+    {:ok, p} = P.start_link(argv, opts)
+    assert {:ok, "ready\n"} = P.read(p, 100, 5_000)
+    p
+  end
+
+  @tag :tmp_dir
+  test "a TERM-ignoring program obeys the kill command, which sees CHILD_PID", %{tmp_dir: dir} do
+    seen = Path.join(dir, "child_pid")
+    command = ["sh", "-c", "echo $CHILD_PID > #{seen}; kill -USR1 $CHILD_PID"]
+    p = start_ready(["sh", "-c", @stubborn], kill_command: command, kill_grace: 10_000)
+    %{os_pid: os_pid} = P.info(p)
+
+    started = System.monotonic_time(:millisecond)
+    assert {:ok, 7} = P.stop(p, 10_000)
+    # Ended by the command, long before the grace.
+    assert System.monotonic_time(:millisecond) - started < 5_000
+    assert File.read!(seen) == "#{os_pid}\n"
+  end
+
+  test "a kill command that hangs is killed, and the program still dies at the grace" do
+    marker = "sluice-hanging-kill-#{System.unique_integer([:positive])}"
+    command = ["sh", "-c", "sleep 100; : #{marker}"]
+    p = start_ready(["sh", "-c", @stubborn], kill_command: command, kill_grace: 1_000)
+    %{os_pid: os_pid} = P.info(p)
+    running? = fn -> match?({_, 0}, System.cmd("pgrep", ["-f", marker])) end
+
+    stop = Task.async(fn -> P.stop(p, 1_000) end)
+    # The command runs during the grace (and the program ignores TERM anyway).
+    assert OsProbe.eventually(running?, 900)
+    assert OsProbe.alive?(os_pid)
+    assert {:ok, {:signal, :sigkill}} = Task.await(stop, 10_000)
+    refute OsProbe.alive?(os_pid)
+    assert OsProbe.eventually(fn -> not running?.() end)
+  end
+
+  test "run's timeout uses the kill command too" do
+    assert {:error, %Sluice.Error{reason: :timeout, result: %{status: 7}}} =
+             Sluice.run(["sh", "-c", @stubborn],
+               timeout: 300,
+               kill_grace: 10_000,
+               kill_command: ["sh", "-c", "kill -USR1 $CHILD_PID"]
+             )
+  end
+
+  @tag :tmp_dir
+  test "a core dump is reported beside the status", %{tmp_dir: dir} do
+    assert {:ok, result} =
+             Sluice.run(["sh", "-c", "kill -SEGV $$"], rlimits: [core: :infinity], cd: dir)
+
+    assert result.status == {:signal, :sigsegv}
+    core_pattern = File.read!("/proc/sys/kernel/core_pattern")
+    # A pipe handler may refuse; a plain pattern writes the core.
+    unless String.starts_with?(core_pattern, "|"), do: assert(result.core_dumped)
+
+    assert {:ok, %{status: {:signal, :sigsegv}, core_dumped: false}} =
+             Sluice.run(["sh", "-c", "kill -SEGV $$"], rlimits: [core: 0], cd: dir)
+  end
+
+  test "options are checked" do
+    for bad <- [[], "kill", [1], Sluice.pipeline([["true"]])] do
+      assert_raise ArgumentError, ~r/option :kill_command/, fn ->
+        Sluice.run(["true"], kill_command: bad)
+      end
+    end
+  end
+end
