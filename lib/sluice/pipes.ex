@@ -47,7 +47,10 @@ defmodule Sluice.Pipes do
     open: %{},
     exit: :running,
     exit_info: nil,
-    origin: :spawned
+    origin: :spawned,
+    bytes_read: 0,
+    bytes_written: 0,
+    started_at: nil
   ]
 
   @type source :: :stdout | :stderr
@@ -65,6 +68,9 @@ defmodule Sluice.Pipes do
           open: %{optional(role) => :open | :eof | :closing | :closed},
           exit: exit_state,
           exit_info: Protocol.exit_info() | nil,
+          bytes_read: non_neg_integer,
+          bytes_written: non_neg_integer,
+          started_at: integer | nil,
           decoder: Framing.t() | nil,
           origin: :spawned | :managed,
           terminal: Terminal.t() | nil
@@ -92,6 +98,10 @@ defmodule Sluice.Pipes do
   defdelegate manage(spec, deadline, owner \\ self()), to: Start
 
   ## Data
+
+  @doc "What the program has cost so far: see `Sluice.Process.stats/2`."
+  @spec stats(t, deadline) :: {{:ok, map} | {:error, atom}, t}
+  defdelegate stats(p, deadline), to: Sluice.Pipes.Usage
 
   @doc "Reads stdout in frames of `framing` (`:raw`: as the bytes come)."
   @spec frame(t, Framing.framing(), pos_integer) :: t
@@ -140,7 +150,7 @@ defmodule Sluice.Pipes do
     case p.open do
       %{^source => :open} ->
         case Native.read(p.fds[source], max) do
-          {:ok, data} -> {:ok, data, p}
+          {:ok, data} -> {:ok, data, %{p | bytes_read: p.bytes_read + byte_size(data)}}
           :eof -> {:eof, close_role(p, source, :eof)}
           {:error, :eagain} -> {:wait, p}
           # A terminal's end: no slave fd open anywhere and nothing left to read.
@@ -170,10 +180,11 @@ defmodule Sluice.Pipes do
     case write_fd(p.fds.stdin, data) do
       {:ok, rest} when p.terminal != nil ->
         written = binary_part(data, 0, byte_size(data) - byte_size(rest))
+        p = %{p | bytes_written: p.bytes_written + byte_size(written)}
         {:ok, rest, %{p | terminal: Terminal.wrote(p.terminal, written)}}
 
       {:ok, rest} ->
-        {:ok, rest, p}
+        {:ok, rest, %{p | bytes_written: p.bytes_written + byte_size(data) - byte_size(rest)}}
 
       {:error, :eio} when p.terminal != nil ->
         {:error, :epipe}
@@ -307,19 +318,22 @@ defmodule Sluice.Pipes do
     end
   end
 
-  defp apply_control(%{id: id} = p, {:exit, id, status, info}) do
+  @doc false
+  # One decoded message of the program channel applied to the value (Sluice.Pipes.Usage).
+  @spec apply_control(t, Protocol.reply() | :bad) :: t
+  def apply_control(%{id: id} = p, {:exit, id, status, info}) do
     Registry.remove(id)
     %{p | exit: {:exited, status}, exit_info: info}
   end
 
   # A signal or stop request the helper program could not use: never expected, since
   # they are built here from checked values; worth a log line rather than silence.
-  defp apply_control(p, {:error, _id, message}) do
+  def apply_control(p, {:error, _id, message}) do
     Logger.warning("sluice_helper refused a request for program #{p.os_pid}: #{message}")
     p
   end
 
-  defp apply_control(p, _other), do: p
+  def apply_control(p, _other), do: p
 
   @doc "Waits until the exit status is known or `deadline`; other messages stay queued."
   @spec await_exit(t, deadline) :: {:ok, status, t} | {:error, :timeout | :helper_down, t}

@@ -282,6 +282,22 @@ defmodule Sluice.Process do
   def info(p), do: call(p, :info)
 
   @doc """
+  What the program has cost so far: `{:ok, %{usage: %{source:, cpu_user_us:,
+  cpu_system_us:, max_rss_kb:}, pids_current:, bytes_read:, bytes_written:, age_ms:}}`.
+  `usage` is as in `Sluice.Result` (the cgroup's `cpu.stat` with cgroups, else the rusage
+  of what was reaped plus `/proc` of what runs); `pids_current` counts the members of its
+  cgroup (else of its process group); the bytes are those read from its outputs and
+  written to its stdin through this process; `age_ms` is the time since it started. After
+  the exit: the exit's usage and `pids_current: 0`. `{:error, :managed}` for an adopted
+  process.
+
+      iex> {:ok, p} = Sluice.Process.start_link(["sleep", "10"])
+      iex> {:ok, %{pids_current: 1, bytes_read: 0}} = Sluice.Process.stats(p)
+  """
+  @spec stats(t, timeout) :: {:ok, map} | {:error, atom}
+  def stats(p, timeout \\ 5_000), do: call(p, {:stats, Options.timeout!(timeout)})
+
+  @doc """
   Reads up to `max` bytes of stdout. Returns as soon as any data is available, `:eof` once
   the program closed its stdout and everything was read, or `{:error, :timeout}`. With a
   `:framing`, returns one frame (`{:error, :frame_too_large}` once one was too large);

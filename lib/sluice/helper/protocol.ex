@@ -35,6 +35,7 @@ defmodule Sluice.Helper.Protocol do
           | {:spawn_error, pos_integer, Error.t()}
           | {:exit, pos_integer, status, exit_info}
           | {:error, pos_integer | nil, binary}
+          | {:stats, pos_integer, %{usage: map | nil, pids_current: non_neg_integer}}
 
   @doc "Whether a request of this many bytes needs the memfd path."
   @spec large?(binary) :: boolean
@@ -70,6 +71,10 @@ defmodule Sluice.Helper.Protocol do
   @spec stop(pos_integer, pos_integer, non_neg_integer) :: binary
   def stop(id, signum, grace), do: :erlang.term_to_binary({:kill, id, signum, grace})
 
+  @doc "Encodes `{:stats, id}`: what the program has cost so far."
+  @spec stats(pos_integer) :: binary
+  def stats(id), do: :erlang.term_to_binary({:stats, id})
+
   @doc "Decodes one message from a program channel."
   @spec decode(binary) :: reply | :bad
   def decode(payload) do
@@ -99,6 +104,10 @@ defmodule Sluice.Helper.Protocol do
     do: exit_reply(id, status, details)
 
   defp reply({:error, id, message}) when is_binary(message), do: {:error, id, message}
+
+  defp reply({:stats, id, %{usage: usage, pids_current: pids}}) when is_integer(pids),
+    do: {:stats, id, %{usage: usage(usage), pids_current: pids}}
+
   defp reply(_other), do: :bad
 
   # The status keeps its shape; whether a core was dumped, every status of a pipeline and

@@ -154,7 +154,9 @@ defmodule Sluice.Pipes.Start do
 
     open = Map.new(fds, fn {role, _} -> {role, :open} end)
     terminal = if :pty in roles, do: Terminal.new()
-    {:ok, %{p | os_pid: os_pid, fds: fds, open: open, terminal: terminal}, cgroup}
+    now = System.monotonic_time(:millisecond)
+    p = %{p | os_pid: os_pid, fds: fds, open: open, terminal: terminal, started_at: now}
+    {:ok, p, cgroup}
   end
 
   defp spawned(%{id: id, origin: :managed} = p, {:managed, id, os_pid}, []),

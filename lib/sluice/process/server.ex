@@ -110,6 +110,16 @@ defmodule Sluice.Process.Server do
 
   def handle_call(:close_stdin, _from, s), do: {:reply, :ok, close_stdin(s)}
 
+  # Only a program Sluice started has usage to tell (an adopted process's is its parent's).
+  def handle_call({:stats, _timeout}, _from, %{pipes: %{origin: :managed}} = s),
+    do: {:reply, {:error, :managed}, s}
+
+  def handle_call({:stats, timeout}, from, s) do
+    {answer, pipes} = Pipes.stats(s.pipes, Pipes.deadline(timeout))
+    GenServer.reply(from, answer)
+    control(%{s | pipes: pipes})
+  end
+
   # The helper program answers a signal to an adopted process: :esrch once it exited.
   def handle_call({:signal, signum}, from, %{pipes: %{origin: :managed}} = s) do
     case s.pipes.exit do

@@ -15,6 +15,8 @@ use sluice_protocol::{ExitDetails, ExitStatus, Usage, UsageSource};
 
 use crate::kill::{self, Children};
 use crate::kill_command;
+use crate::procfs;
+use crate::sys;
 use crate::sys::Rusage;
 
 /// The program's leader (its pid is the process group id) and, for a pipeline, the other
@@ -144,6 +146,29 @@ impl Program {
             usage: Some(self.usage()),
         };
         Some((last, details))
+    }
+
+    /// What the running program has cost so far, and how many processes it has (members
+    /// of its cgroup, else of its process group): the answer to `stats`. Without a cgroup
+    /// the CPU times are the reaped members' rusage plus the live members' own and reaped
+    /// children's times from `/proc`.
+    pub fn stats(&self) -> (Usage, u64) {
+        let mut usage = self.usage();
+        for pid in self.live_pids() {
+            usage.max_rss_kb = usage.max_rss_kb.max(procfs::max_rss_kb(pid).unwrap_or(0));
+            if usage.source == UsageSource::Rusage {
+                if let Some(st) = procfs::stat(pid) {
+                    let [u, s, cu, cs] = st.cpu_ticks.map(sys::ticks_to_us);
+                    usage.cpu_user_us += u + cu;
+                    usage.cpu_system_us += s + cs;
+                }
+            }
+        }
+        let pids = match &self.cgroup {
+            Some(dir) => crate::cgroup::procs(dir).len(),
+            None => procfs::group_members(self.pid).len(),
+        };
+        (usage, pids as u64)
     }
 
     /// What the program cost so far: its cgroup's CPU times when it has one (the whole

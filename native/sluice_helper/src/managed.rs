@@ -241,6 +241,7 @@ impl Managed {
             {
                 Some(format!("invalid signal number {signum}"))
             }
+            Ok(Request::Stats { .. }) => Some("stats is for programs Sluice started".into()),
             Ok(Request::Signal { id, signum }) => {
                 let error = a.signal(signum, &protected).err().map(errno_name);
                 if let Some(channel) = &a.channel {

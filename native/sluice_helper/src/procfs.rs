@@ -12,6 +12,8 @@ pub struct Stat {
     /// Start time in clock ticks since boot: tells a process from a later one with the
     /// same pid.
     pub starttime: u64,
+    /// CPU time in clock ticks: its own (user, system), and that of the children it reaped.
+    pub cpu_ticks: [u64; 4],
 }
 
 /// Parses the content of `/proc/PID/stat`. The command name (field 2) may contain spaces
@@ -25,12 +27,31 @@ pub fn parse_stat(s: &str) -> Option<Stat> {
         ppid: f.get(1)?.parse().ok()?,
         pgrp: f.get(2)?.parse().ok()?,
         starttime: f.get(19)?.parse().ok()?,
+        // Fields 14-17: utime, stime, cutime, cstime.
+        cpu_ticks: [11, 12, 13, 14].map(|i| f.get(i).and_then(|v| v.parse().ok()).unwrap_or(0)),
     })
 }
 
 /// The stat of `pid`, `None` when it is gone.
 pub fn stat(pid: i32) -> Option<Stat> {
     parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// `VmHWM` of `/proc/PID/status`: the largest resident set so far, in KiB.
+pub fn max_rss_kb(pid: i32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// The processes whose process group is `pgid`.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| stat(pid).is_some_and(|st| st.pgrp == pgid))
+        .collect()
 }
 
 /// `/proc/PID/comm` without the newline.
@@ -112,7 +133,8 @@ mod tests {
                 state: 'S',
                 ppid: 1,
                 pgrp: 1234,
-                starttime: 98765
+                starttime: 98765,
+                cpu_ticks: [1, 2, 0, 0],
             }
         );
         assert_eq!(parse_stat("12 (x) S 1"), None);

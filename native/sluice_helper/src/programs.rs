@@ -253,6 +253,7 @@ impl Programs {
             Ok(Request::Signal { id, signum }) | Ok(Request::Kill { id, signum, .. }) => {
                 (*id, *signum)
             }
+            Ok(Request::Stats { id }) => (*id, 0),
             _ => (p.id, 0),
         };
         let problem = match req {
@@ -268,6 +269,18 @@ impl Programs {
             Ok(Request::Signal { .. }) => kill::signal_leader_group(p, signum)
                 .err()
                 .map(|e| format!("signal {signum} to program {id}: {e} ({})", errno_name(e))),
+            Ok(Request::Stats { .. }) => {
+                let (usage, pids_current) = p.stats();
+                if let Some(channel) = &p.channel {
+                    let reply = Reply::Stats {
+                        id,
+                        usage,
+                        pids_current,
+                    };
+                    send(channel.as_fd(), &reply);
+                }
+                None
+            }
             Ok(Request::Kill { grace_ms, .. }) => {
                 let grace = Duration::from_millis(grace_ms.min(u32::MAX as u64));
                 p.stop(&Children::new(), signum, grace);

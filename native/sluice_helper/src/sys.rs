@@ -109,6 +109,17 @@ pub struct Rusage {
     pub max_rss_kb: u64,
 }
 
+/// Clock ticks (of `/proc/PID/stat`) in microseconds.
+pub fn ticks_to_us(ticks: u64) -> u64 {
+    static PER_SECOND: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = *PER_SECOND.get_or_init(|| match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        n if n > 0 => n as u64,
+        _ => 100,
+    });
+    ticks * 1_000_000 / hz
+}
+
 fn micros(t: libc::timeval) -> u64 {
     (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64
 }

@@ -107,6 +107,12 @@ pub enum Reply {
     },
     /// `{:error, id_or_nil, message}`
     Error { id: Option<u64>, message: String },
+    /// `{:stats, id, %{usage: usage, pids_current: n}}`: the answer to `stats`.
+    Stats {
+        id: u64,
+        usage: crate::usage::Usage,
+        pids_current: u64,
+    },
 }
 
 impl Reply {
@@ -174,6 +180,21 @@ impl Reply {
                     elems.push(details.to_term(ExitStatus::to_term));
                 }
                 tuple(elems)
+            }
+            Reply::Stats {
+                id,
+                usage,
+                pids_current,
+            } => {
+                let map = std::collections::HashMap::from([
+                    (atom("usage"), usage.to_term()),
+                    (atom("pids_current"), int_u64(*pids_current)),
+                ]);
+                tuple(vec![
+                    atom("stats"),
+                    int_u64(*id),
+                    Term::Map(eetf::Map::from(map)),
+                ])
             }
             Reply::Error { id, message } => tuple(vec![
                 atom("error"),

@@ -122,6 +122,8 @@ pub enum Request {
     Signal { id: u64, signum: i32 },
     /// `{:kill, id, signum, grace_ms}` (program channel)
     Kill { id: u64, signum: i32, grace_ms: u64 },
+    /// `{:stats, id}` (program channel): what the program has cost so far
+    Stats { id: u64 },
 }
 
 /// A list of binaries without NUL bytes (argv and env elements end up as C strings).
@@ -294,7 +296,8 @@ impl Request {
             Request::Spawn { id, .. }
             | Request::Manage { id, .. }
             | Request::Signal { id, .. }
-            | Request::Kill { id, .. } => *id,
+            | Request::Kill { id, .. }
+            | Request::Stats { id } => *id,
         }
     }
 
@@ -350,6 +353,11 @@ impl Request {
                     signum,
                     grace_ms,
                 })
+            }
+            "stats" => {
+                arity(2)?;
+                let id = as_u64(&elems[1], "id")?;
+                Ok(Request::Stats { id })
             }
             other => Err(DecodeError::new(format!("unknown request tag {other}")).with_id(id)),
         }
@@ -458,6 +466,7 @@ mod codec {
                     int_u64(*id),
                     int_i64(i64::from(*signum)),
                 ]),
+                Request::Stats { id } => tuple(vec![atom("stats"), int_u64(*id)]),
                 Request::Kill {
                     id,
                     signum,
