@@ -22,7 +22,7 @@ defmodule Sluice.Driver do
         end
 
       node ->
-        Consumer.open(node, argv, opts)
+        Consumer.open(node, argv, opts, deadline)
     end
   end
 

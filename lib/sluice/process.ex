@@ -174,7 +174,7 @@ defmodule Sluice.Process do
 
     case Sluice.Remote.node_of(opts) do
       nil -> start_server(Options.spawn_spec(argv, opts), opts, self())
-      node -> Sluice.Remote.call(node, :start_process, [argv, opts, self()], opts)
+      node -> Sluice.Remote.call(node, :start_process, [argv, opts, self()], opts.start_timeout)
     end
   end
 

@@ -23,13 +23,14 @@ defmodule Sluice.Remote do
   def node_of(_opts), do: nil
 
   @doc """
-  Calls `fun` of this module on `node`, within `start_timeout` and a margin; maps the
-  failures of distribution to `Sluice.Error`s: `:nodedown` (unreachable, or it went away),
-  `:nosluice` (Sluice's code or application is not there), `:timeout`.
+  Calls `fun` of this module on `node`, within `start_ms` (the remote start's own bound)
+  and a margin; maps the failures of distribution to `Sluice.Error`s: `:nodedown`
+  (unreachable, or it went away), `:nosluice` (Sluice's code or application is not
+  there), `:timeout`.
   """
-  @spec call(node, atom, [term], map) :: {:ok, term} | {:error, Error.t()}
-  def call(node, fun, args, opts) do
-    :erpc.call(node, __MODULE__, fun, args, opts.start_timeout + @call_margin)
+  @spec call(node, atom, [term], timeout) :: {:ok, term} | {:error, Error.t()}
+  def call(node, fun, args, start_ms) do
+    :erpc.call(node, __MODULE__, fun, args, margin(start_ms))
   catch
     :error, {:erpc, :noconnection} ->
       {:error, nodedown(node)}
@@ -47,6 +48,9 @@ defmodule Sluice.Remote do
       {:error, Error.new(:start_failed, "#{node} could not start it: #{inspect(reason)}")}
   end
 
+  defp margin(:infinity), do: :infinity
+  defp margin(ms), do: ms + @call_margin
+
   @doc "The error of a node that cannot be reached or went away."
   @spec nodedown(node) :: Error.t()
   def nodedown(node), do: Error.new(:nodedown, "the node #{node} is not reachable")
@@ -56,14 +60,16 @@ defmodule Sluice.Remote do
   ## Run on the program's node
 
   @doc false
-  # Starts a Sluice.Remote.Reader for `consumer`: `{:ok, {reader, os_pid}}`.
-  @spec open_reader([String.t()], map, pid) :: {:ok, {pid, pos_integer}} | {:error, Error.t()}
-  def open_reader(argv, opts, consumer) do
+  # Starts a Sluice.Remote.Reader for `consumer`, the program started within `start_ms`:
+  # `{:ok, {reader, os_pid}}`.
+  @spec open_reader([String.t()], map, pid, timeout) ::
+          {:ok, {pid, pos_integer}} | {:error, Error.t()}
+  def open_reader(argv, opts, consumer, start_ms) do
     with :ok <- running() do
       spec = Options.spawn_spec(argv, opts)
-      timeout = opts.start_timeout + @call_margin
+      init = {spec, opts, consumer, start_ms}
 
-      case GenServer.start(Sluice.Remote.Reader, {spec, opts, consumer}, timeout: timeout) do
+      case GenServer.start(Sluice.Remote.Reader, init, timeout: margin(start_ms)) do
         {:ok, reader} -> {:ok, {reader, GenServer.call(reader, :os_pid)}}
         {:error, {:shutdown, %Error{} = error}} -> {:error, error}
         {:error, reason} -> {:error, Error.new(:start_failed, "#{inspect(reason)}")}

@@ -121,7 +121,12 @@ defmodule Sluice.Worker do
         Options.bad!(:name, "{:global, term} or {:via, module, term} with :node", name)
 
       _global_or_none ->
-        Sluice.Remote.call(node, :start_worker, [argv, opts, server_opts, self()], opts)
+        Sluice.Remote.call(
+          node,
+          :start_worker,
+          [argv, opts, server_opts, self()],
+          opts.start_timeout
+        )
     end
   end
 

@@ -30,7 +30,7 @@ defmodule Sluice.Remote.Consumer do
     :reader,
     :monitor,
     :os_pid,
-    input: :done,
+    input: :ended,
     in_flight: 0,
     granted: 0,
     buffered: :queue.new(),
@@ -45,7 +45,7 @@ defmodule Sluice.Remote.Consumer do
           reader: pid,
           monitor: reference,
           os_pid: pos_integer,
-          input: Input.t(),
+          input: Input.t() | :ended,
           in_flight: non_neg_integer,
           granted: non_neg_integer,
           buffered: :queue.queue({Pipes.source(), binary} | {:error, atom}),
@@ -53,11 +53,13 @@ defmodule Sluice.Remote.Consumer do
           exit: exit_state
         }
 
-  @doc "Starts `argv` on `node`, held there by a reader, owned by the caller."
-  @spec open(node, [String.t()], map) :: {:ok, t} | {:error, Error.t()}
-  def open(node, argv, opts) do
-    with {:ok, {reader, os_pid}} <-
-           Remote.call(node, :open_reader, [argv, %{opts | input: nil}, self()], opts) do
+  @doc "Starts `argv` on `node` before `deadline`, held there by a reader, owned by the caller."
+  @spec open(node, [String.t()], map, Pipes.deadline()) :: {:ok, t} | {:error, Error.t()}
+  def open(node, argv, opts, deadline) do
+    start_ms = Pipes.remaining(deadline)
+    args = [argv, %{opts | input: nil}, self(), start_ms]
+
+    with {:ok, {reader, os_pid}} <- Remote.call(node, :open_reader, args, start_ms) do
       c = %__MODULE__{
         node: node,
         reader: reader,
@@ -104,7 +106,7 @@ defmodule Sluice.Remote.Consumer do
   defp grant(c, _max), do: c
 
   # Sends input while fewer than `@input_window` chunks are in flight.
-  defp feed(%{input: :done} = c, _deadline), do: c
+  defp feed(%{input: :ended} = c, _deadline), do: c
   defp feed(%{in_flight: n} = c, _deadline) when n >= @input_window, do: c
   defp feed(%{exit: gone} = c, _deadline) when gone in [:nodedown, :helper_down], do: c
 
@@ -116,10 +118,10 @@ defmodule Sluice.Remote.Consumer do
 
       :done ->
         request(c, :input_eof)
-        %{c | input: :done}
+        %{c | input: :ended}
 
       {:function, fun} ->
-        run_function(%{c | input: :done}, fun, deadline)
+        run_function(%{c | input: :ended}, fun, deadline)
     end
   end
 
@@ -140,8 +142,7 @@ defmodule Sluice.Remote.Consumer do
   defp apply_event(c, :helper_down), do: %{c | exit: :helper_down}
 
   defp apply_event(c, :input_closed) do
-    Input.halt(c.input)
-    %{c | input: :done, in_flight: 0}
+    %{halt_input(c) | in_flight: 0}
   end
 
   defp apply_event(c, _eof_or_error), do: c
@@ -166,7 +167,7 @@ defmodule Sluice.Remote.Consumer do
   @spec stop(t, non_neg_integer) :: t
   def stop(c, grace) do
     request(c, {:stop, grace})
-    %{c | input: :done}
+    halt_input(c)
   end
 
   @doc "Stops the program and waits for its status up to `grace` + 2 s (nil if none)."
@@ -190,8 +191,7 @@ defmodule Sluice.Remote.Consumer do
   """
   @spec close(t) :: :ok
   def close(c) do
-    %{reader: reader, monitor: mon} = c = watch(c)
-    Input.halt(c.input)
+    %{reader: reader, monitor: mon} = c = c |> halt_input() |> watch()
     request(c, :close)
 
     receive do
@@ -209,6 +209,15 @@ defmodule Sluice.Remote.Consumer do
     after
       0 -> :ok
     end
+  end
+
+  # Stops a suspended input Enumerable (its clean-up runs: a Sluice stream stops its
+  # program).
+  defp halt_input(%{input: :ended} = c), do: c
+
+  defp halt_input(c) do
+    Input.halt(c.input)
+    %{c | input: :ended}
   end
 
   defp request(c, request), do: send(c.reader, {:sluice_consumer, request})

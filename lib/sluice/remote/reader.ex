@@ -49,13 +49,15 @@ defmodule Sluice.Remote.Reader do
         }
 
   @impl true
-  def init({spec, opts, consumer}) do
-    case Pipes.open(spec, Pipes.deadline(opts.start_timeout), consumer) do
+  def init({spec, opts, consumer, start_ms}) do
+    case Pipes.open(spec, Pipes.deadline(start_ms), consumer) do
       {:ok, pipes} ->
         Process.monitor(consumer)
         framing = Map.get(opts, :framing, :raw)
         pipes = pipes |> Pipes.control() |> Pipes.frame(framing, Map.get(opts, :max_frame, 1))
-        {:ok, %__MODULE__{consumer: consumer, pipes: pipes, turn: Pipes.open_outputs(pipes)}}
+        s = %__MODULE__{consumer: consumer, pipes: pipes, turn: Pipes.open_outputs(pipes)}
+        # The exit may have been read already (a quick program): it is sent from here on.
+        {:ok, s, {:continue, :control}}
 
       {:error, error} ->
         {:stop, {:shutdown, error}}
@@ -64,6 +66,9 @@ defmodule Sluice.Remote.Reader do
 
   @impl true
   def handle_call(:os_pid, _from, s), do: {:reply, s.pipes.os_pid, s}
+
+  @impl true
+  def handle_continue(:control, s), do: control(s)
 
   @impl true
   def handle_info({:sluice_consumer, request}, s), do: request(request, s)
@@ -84,7 +89,8 @@ defmodule Sluice.Remote.Reader do
 
   def handle_info(_other, s), do: {:noreply, s}
 
-  defp request({:demand, n, max}, s), do: {:noreply, deliver(%{s | credit: s.credit + n, max: max})}
+  defp request({:demand, n, max}, s),
+    do: {:noreply, deliver(%{s | credit: s.credit + n, max: max})}
 
   defp request({:input, data}, s),
     do: {:noreply, write_input(%{s | pending: :queue.in(data, s.pending)})}
