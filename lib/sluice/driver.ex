@@ -72,4 +72,5 @@ defmodule Sluice.Driver do
   @spec lost_error(t, lost) :: Error.t()
   def lost_error(_driver, :helper_down), do: Pipes.helper_down()
   def lost_error(%Consumer{node: node}, :nodedown), do: Remote.nodedown(node)
+  def lost_error(%Pump{}, :nodedown), do: Remote.nodedown(node())
 end

@@ -45,11 +45,20 @@ defmodule Sluice.OutputStream do
   # waits for output.
   defp next(st) do
     case Driver.next(st.pump, st.opts.chunk_size, Pipes.deadline(st.opts.idle_timeout)) do
-      {:data, source, data, pump} -> emit(%{st | pump: pump}, source, data)
-      {:eof, pump} -> finish(%{st | pump: pump})
-      {:error, :timeout, pump} -> raise_after_close(st, pump, idle_error(st))
-      {:error, lost, pump} when lost in @lost -> raise_lost(st, pump, lost)
-      {:error, reason, pump} -> raise_after_close(st, pump, read_error(reason))
+      {:data, source, data, pump} ->
+        emit(%{st | pump: pump}, source, data)
+
+      {:eof, pump} ->
+        finish(%{st | pump: pump})
+
+      {:error, :timeout, pump} ->
+        raise_after_close(st, pump, idle_error(st))
+
+      {:error, lost, pump} when lost in @lost ->
+        raise_after_close(st, pump, Driver.lost_error(pump, lost))
+
+      {:error, reason, pump} ->
+        raise_after_close(st, pump, read_error(reason))
     end
   end
 
@@ -64,8 +73,6 @@ defmodule Sluice.OutputStream do
 
   # Stream.resource runs close/1 after the raise.
   defp raise_after_close(_st, _pump, error), do: raise(error)
-
-  defp raise_lost(st, pump, lost), do: raise_after_close(st, pump, Driver.lost_error(pump, lost))
 
   # stderr: :capture keeps only a tail of stderr, for the ExitError message.
   defp emit(%{opts: %{stderr: :capture}} = st, :stderr, data) do
@@ -114,11 +121,11 @@ defmodule Sluice.OutputStream do
         case Driver.await_exit(pump, Pipes.deadline(st.opts.kill_grace + 2_000)) do
           {:ok, status, _} -> status
           {:error, :timeout, _} -> raise_after_close(st, st.pump, exit_timeout())
-          {:error, lost, pump} -> raise_lost(st, pump, lost)
+          {:error, lost, pump} -> raise_after_close(st, pump, Driver.lost_error(pump, lost))
         end
 
       {:error, lost, pump} ->
-        raise_lost(st, pump, lost)
+        raise_after_close(st, pump, Driver.lost_error(pump, lost))
     end
   end
 
