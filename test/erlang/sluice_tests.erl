@@ -98,7 +98,13 @@ run_errors() ->
     {error, TooMuch} = sluice:run(["yes"], [{max_output, 1000}]),
     ?assertMatch(#{reason := max_output, result := #{stdout := <<_/binary>>}}, TooMuch),
     ?assertMatch({error, #{reason := enoent, stage := chdir}},
-        sluice:run(["true"], [{cd, "/no/such/dir"}])).
+        sluice:run(["true"], [{cd, "/no/such/dir"}])),
+    % node: passes by name; an unreachable node is nodedown, this node runs it here.
+    ?assertMatch({error, #{reason := nodedown}},
+        sluice:run(["true"], [{node, 'nobody@127.0.0.1'}])),
+    ?assertMatch({error, #{reason := nodedown}},
+        sluice:start(["true"], #{node => 'nobody@127.0.0.1'})),
+    ?assertMatch({ok, #{stdout := <<"here\n">>}}, sluice:run(["echo", "here"], [{node, node()}])).
 
 send_recv_close_stdin() ->
     {ok, P} = sluice:start_link(["cat"]),
