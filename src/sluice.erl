@@ -3,7 +3,8 @@
 %% The Erlang face of Sluice, shaped like `open_port/2' and `gen_tcp': one call
 %% (`run/2'), a process per program (`start_link/2', `send/2', `recv/2',
 %% `close_stdin/1', `stop/2'), active mode (`setopts/2' with `{active, once | N}'),
-%% and daemons under a supervisor (`daemon_spec/2').
+%% daemons under a supervisor (`daemon_spec/2'), and request/response workers
+%% (`start_worker/2', `call/3').
 %%
 %% Every program has back-pressure both ways and dies with its owner (the caller of
 %% `run/2', `start/2' or `start_link/2'), including when the VM is killed.
@@ -32,6 +33,7 @@
 -export([setopts/2, controlling_process/2, set_window_size/3]).
 -export([daemon_spec/2, start_daemon/2]).
 -export([manage/1, manage/2, list/0, info/1]).
+-export([start_worker/2, worker_spec/2, call/2, call/3]).
 -export([format_error/1, format_error/2]).
 
 -export_type([argv/0, options/0, status/0, result/0, error_map/0, program_info/0]).
@@ -301,6 +303,45 @@ start_daemon(Argv, Opts) ->
     Args = [Argv, Opts],
     ?CHECKED(Args, 'Elixir.Sluice.Daemon':start_link(daemon_options(Argv, Opts))).
 
+%%% Workers
+
+%% @doc Starts a request/response program (`Sluice.Worker') linked to the caller: each
+%% `call/3' writes one frame and returns the next frame the program writes back, one
+%% request at a time, in order. `{framing, {packet, 4}}' by default (`{line, Max}' too);
+%% with `{use_stdio, false}' the program talks on fds 3 and 4 and its prints go to the
+%% console. Options: those of `start_link/2' plus `{name, Name | {local, Name}}'. When
+%% the program exits, waiting callers get `{error, {exit, Status}}' and the worker exits
+%% with `{program_exited, Status}'.
+-spec start_worker(argv(), options()) -> {ok, pid()} | {error, error_map() | term()}.
+start_worker(Argv, Opts) ->
+    Args = [Argv, Opts],
+    reply(?CHECKED(Args, 'Elixir.Sluice.Worker':start_link(argv(Argv), worker_options(Opts)))).
+
+%% @doc A child spec for a worker under a supervisor (its `start' is `start_worker/2').
+-spec worker_spec(argv(), options()) -> supervisor:child_spec().
+worker_spec(Argv, Opts) ->
+    Args = [Argv, Opts],
+    Spec = ?CHECKED(
+        Args,
+        'Elixir.Sluice.Worker':child_spec([{argv, argv(Argv)} | worker_options(Opts)])
+    ),
+    Spec#{start => {?MODULE, start_worker, [Argv, Opts]}}.
+
+%% @doc Sends `Request' to a worker and waits up to 5 seconds; see `call/3'.
+-spec call(process(), iodata()) -> {ok, term()} | {error, term()}.
+call(Worker, Request) ->
+    call(Worker, Request, 5000).
+
+%% @doc Sends `Request' as one frame and returns the program's response frame, or
+%% `{error, timeout}' (the worker stays usable: the late response is discarded),
+%% `{error, {exit, Status}}' or `{error, closed}'.
+-spec call(process(), iodata(), timeout()) -> {ok, term()} | {error, term()}.
+call(Worker, Request, Timeout) ->
+    ?CHECKED([Worker, Request, Timeout], 'Elixir.Sluice.Worker':call(Worker, Request, Timeout)).
+
+worker_options(Opts) ->
+    [registered_name(Opt) || Opt <- options(Opts)].
+
 %%% Errors
 
 %% @doc Readable text for an error: an error map of `{error, Map}', or a reason atom of
@@ -360,7 +401,8 @@ mistake_subject(Message) ->
             binary_to_atom(Name, utf8);
         nomatch ->
             Arguments =
-                "^(argv|max|timeout|grace_ms|active|not a signal|write expects|os_pid|pid 1|"
+                "^(argv|max|timeout|grace_ms|active|not a signal|write expects|a request must|"
+                "os_pid|pid 1|"
                 "the VM cannot|the helper program cannot)",
             case re:run(Message, Arguments, [{capture, all_but_first, binary}]) of
                 {match, [<<"not a signal">>]} -> signal;
@@ -369,6 +411,7 @@ mistake_subject(Message) ->
                 {match, [<<"the helper program cannot">>]} -> os_pid;
                 {match, [<<"grace_ms">>]} -> grace;
                 {match, [<<"write expects">>]} -> data;
+                {match, [<<"a request must">>]} -> request;
                 {match, [Arg]} -> binary_to_atom(Arg, utf8);
                 nomatch -> badarg
             end
@@ -459,11 +502,11 @@ env_name(Name) when is_atom(Name) -> atom_to_binary(Name, utf8);
 env_name(Name) -> chars(env, Name).
 
 daemon_options(Argv, Opts) ->
-    [{argv, argv(Argv)} | [daemon_option(Opt) || Opt <- options(Opts)]].
+    [{argv, argv(Argv)} | [registered_name(Opt) || Opt <- options(Opts)]].
 
 % Elixir names a registered process by the bare atom.
-daemon_option({name, {local, Name}}) -> {name, Name};
-daemon_option(Opt) -> Opt.
+registered_name({name, {local, Name}}) -> {name, Name};
+registered_name(Opt) -> Opt.
 
 max_bytes(0) -> 65536;
 max_bytes(Max) -> Max.

@@ -12,7 +12,8 @@ defmodule Bench.Config do
     :ticker,
     :footprint,
     :pty,
-    :worker
+    :worker,
+    :nodes
   ]
 
   @full %{
@@ -33,7 +34,9 @@ defmodule Bench.Config do
     footprint_n: 200,
     # A terminal moves ~100 MB/s: 256 MiB is a few seconds per repetition.
     pty_bytes: 268_435_456,
-    worker_calls: 20_000
+    worker_calls: 20_000,
+    # Streamed from a second node; :erpc + System.cmd holds it all in memory.
+    nodes_bytes: 1_073_741_824
   }
 
   # Tiny sizes and one repetition: only checks that every measurement works.
@@ -53,7 +56,8 @@ defmodule Bench.Config do
     ticker_ms: 300,
     footprint_n: 10,
     pty_bytes: 4_194_304,
-    worker_calls: 200
+    worker_calls: 200,
+    nodes_bytes: 8_388_608
   }
 
   @doc "The measurement sections, in the order they run."

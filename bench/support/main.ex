@@ -15,7 +15,8 @@ defmodule Bench.Main do
     ticker: Bench.Ticker,
     footprint: Bench.Footprint,
     pty: Bench.Pty,
-    worker: Bench.Worker
+    worker: Bench.Worker,
+    nodes: Bench.Nodes
   }
 
   def run(argv) do

@@ -207,7 +207,9 @@ defmodule Sluice.Daemon do
 
   @impl true
   def terminate(_reason, st) do
-    _ = if Process.alive?(st.p), do: P.stop(st.p, st.grace)
+    # A Sluice.Process that is gone answers {:error, :closed} (it may be on another node,
+    # where Process.alive?/1 cannot look).
+    _ = P.stop(st.p, st.grace)
     :ok
   catch
     :exit, _ -> :ok

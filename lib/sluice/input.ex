@@ -46,6 +46,14 @@ defmodule Sluice.Input do
 
   def new(input), do: enum(input)
 
+  @doc """
+  The input source of a program on another node: like `new/1`, but a Sluice stream is
+  enumerated like any other input (its program runs here, in the caller).
+  """
+  @spec new_enumerated(term) :: t
+  def new_enumerated(%Sluice.Stream{} = stream), do: enum(stream)
+  def new_enumerated(input), do: new(input)
+
   # Not reduced until the first chunk is wanted: halting a stream that never started must
   # not start it (Stream.resource runs its start function even to halt).
   defp enum(enumerable), do: {:unstarted, enumerable}

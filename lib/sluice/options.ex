@@ -14,6 +14,7 @@ defmodule Sluice.Options do
   | `:kill_grace` | `5_000` ms | all, manage |
   | `:pipe_size` | `nil`: stdout 256 KiB for up to 64 running programs, else the system's 64 KiB | all |
   | `:pty` | `false`; `true` or `[rows:, cols:, echo:, modes:]` runs on a terminal (`Sluice.Pty`) | all |
+  | `:node` | `nil` (this node); another node's name runs the program there (`:sluice` must run on it) | all |
   | `:start_timeout` | `10_000` ms | process, stream, daemon, manage |
   | `:stop_on_owner_exit` | `true` | manage |
   | `:group` | `false` | manage |
@@ -66,6 +67,7 @@ defmodule Sluice.Options do
     kill_grace: {5_000, [:manage | @all]},
     pipe_size: {nil, @all},
     pty: {nil, @all},
+    node: {nil, @all},
     start_timeout: {10_000, [:manage | @spawning]},
     framing: {:raw, [:process, :stream]},
     max_frame: {67_108_864, [:process, :stream]},
@@ -116,7 +118,7 @@ defmodule Sluice.Options do
       :capture
 
       iex> Sluice.Options.validate!([lines: true], :run, "Sluice.run/2")
-      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes, :pipefail
+      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :node, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes, :pipefail
   """
   @spec validate!(term, entry, String.t()) :: map
   # No options: the precomputed defaults, allocating nothing (a spawn's set-up garbage
@@ -401,6 +403,9 @@ defmodule Sluice.Options do
   end
 
   defp check!(:pty, value, _), do: Sluice.Pty.check!(value)
+
+  defp check!(:node, node, _) when is_atom(node) and not is_boolean(node), do: node
+  defp check!(:node, node, _), do: bad!(:node, "a node name (an atom) or nil", node)
 
   defp check!(:pipe_size, nil, _), do: nil
   defp check!(:pipe_size, n, _) when is_integer(n) and n >= 4096 and n <= 1_073_741_824, do: n

@@ -5,9 +5,10 @@ defmodule Sluice.OutputStream do
   # and the after-callback stops it however enumeration ends (done, halted, raised, or the
   # consumer killed: then the NIF closes its channel and the helper program stops it).
 
-  alias Sluice.{Error, ExitError, Input, Lines, Options, Pipes, Pump}
+  alias Sluice.{Driver, Error, ExitError, Lines, Pipes}
 
   @stderr_tail 8_192
+  @lost [:helper_down, :nodedown]
 
   @spec new([String.t()], map, :raise | :exit_element) :: Enumerable.t()
   def new(argv, opts, mode) do
@@ -17,14 +18,13 @@ defmodule Sluice.OutputStream do
   defp open(argv, opts, mode) do
     deadline = Pipes.deadline(opts.start_timeout)
 
-    case Pipes.open(Options.spawn_spec(argv, opts), deadline) do
-      {:ok, pipes} ->
+    case Driver.open(argv, opts, deadline) do
+      {:ok, driver} ->
         lines = if opts.lines, do: Lines.new(opts.max_line_length)
-        pipes = Pipes.frame(pipes, opts.framing, opts.max_frame)
 
         %{
           argv: argv,
-          pump: Pump.new(pipes, Input.new(opts.input)),
+          pump: driver,
           mode: mode,
           opts: opts,
           lines: %{stdout: lines, stderr: lines},
@@ -44,12 +44,21 @@ defmodule Sluice.OutputStream do
   # The consumer's time between elements does not count: `idle_timeout` runs while this
   # waits for output.
   defp next(st) do
-    case Pump.next(st.pump, st.opts.chunk_size, Pipes.deadline(st.opts.idle_timeout)) do
-      {:data, source, data, pump} -> emit(%{st | pump: pump}, source, data)
-      {:eof, pump} -> finish(%{st | pump: pump})
-      {:error, :timeout, pump} -> raise_after_close(st, pump, idle_error(st))
-      {:error, :helper_down, pump} -> raise_after_close(st, pump, Pipes.helper_down())
-      {:error, reason, pump} -> raise_after_close(st, pump, read_error(reason))
+    case Driver.next(st.pump, st.opts.chunk_size, Pipes.deadline(st.opts.idle_timeout)) do
+      {:data, source, data, pump} ->
+        emit(%{st | pump: pump}, source, data)
+
+      {:eof, pump} ->
+        finish(%{st | pump: pump})
+
+      {:error, :timeout, pump} ->
+        raise_after_close(st, pump, idle_error(st))
+
+      {:error, lost, pump} when lost in @lost ->
+        raise_after_close(st, pump, Driver.lost_error(pump, lost))
+
+      {:error, reason, pump} ->
+        raise_after_close(st, pump, read_error(reason))
     end
   end
 
@@ -83,15 +92,15 @@ defmodule Sluice.OutputStream do
         do: Enum.flat_map([:stdout, :stderr], &tag(Lines.flush(st.lines[&1]), &1, st)),
         else: []
 
-    {status, pipes} = exit_status(st)
-    st = %{st | done: true, pump: %{st.pump | pipes: pipes}}
+    {status, pump} = exit_status(st)
+    st = %{st | done: true, pump: pump}
 
     case st.mode do
       :exit_element ->
         {flushed ++ [{:exit, status}], st}
 
       :raise ->
-        statuses = st.pump.pipes.exit_info[:statuses]
+        statuses = (Driver.exit_info(st.pump) || %{})[:statuses]
 
         if Sluice.Pipeline.success?(
              status,
@@ -109,23 +118,21 @@ defmodule Sluice.OutputStream do
   end
 
   defp exit_status(st) do
-    pipes = st.pump.pipes
+    case Driver.await_exit(st.pump, Pipes.deadline(st.opts.exit_timeout)) do
+      {:ok, status, pump} ->
+        {status, pump}
 
-    case Pipes.await_exit(pipes, Pipes.deadline(st.opts.exit_timeout)) do
-      {:ok, status, pipes} ->
-        {status, pipes}
+      {:error, :timeout, pump} ->
+        pump = Driver.stop(pump, st.opts.kill_grace)
 
-      {:error, :timeout, pipes} ->
-        pipes = Pipes.stop(pipes, st.opts.kill_grace)
-
-        case Pipes.await_exit(pipes, Pipes.deadline(st.opts.kill_grace + 2_000)) do
-          {:ok, status, pipes} -> {status, pipes}
-          {:error, :helper_down, _} -> raise_after_close(st, st.pump, Pipes.helper_down())
+        case Driver.await_exit(pump, Pipes.deadline(st.opts.kill_grace + 2_000)) do
+          {:ok, status, pump} -> {status, pump}
           {:error, :timeout, _} -> raise_after_close(st, st.pump, exit_timeout())
+          {:error, lost, pump} -> raise_after_close(st, pump, Driver.lost_error(pump, lost))
         end
 
-      {:error, :helper_down, _} ->
-        raise_after_close(st, st.pump, Pipes.helper_down())
+      {:error, lost, pump} ->
+        raise_after_close(st, pump, Driver.lost_error(pump, lost))
     end
   end
 
@@ -137,11 +144,11 @@ defmodule Sluice.OutputStream do
   # guarantees say. Afterwards closing the channel makes the helper program clean up what
   # is left; a halted input stream stops its own program the same way.
   defp close(%{done: false} = st) do
-    {_status, pipes} = Pipes.stop_and_await(st.pump.pipes, st.opts.kill_grace)
-    Pump.close(%{st.pump | pipes: pipes})
+    {_status, pump} = Driver.stop_and_await(st.pump, st.opts.kill_grace)
+    Driver.close(pump)
   end
 
-  defp close(st), do: Pump.close(st.pump)
+  defp close(st), do: Driver.close(st.pump)
 
   defp tail(bin) when byte_size(bin) <= @stderr_tail, do: bin
   defp tail(bin), do: binary_part(bin, byte_size(bin) - @stderr_tail, @stderr_tail)

@@ -171,7 +171,11 @@ defmodule Sluice.Process do
   defp start(argv, opts, who) do
     argv = Options.argv!(argv)
     opts = Options.validate!(opts, :process, who)
-    start_server(Options.spawn_spec(argv, opts), opts)
+
+    case Sluice.Remote.node_of(opts) do
+      nil -> start_server(Options.spawn_spec(argv, opts), opts, self())
+      node -> Sluice.Remote.call(node, :start_process, [argv, opts, self()], opts.start_timeout)
+    end
   end
 
   @doc """
@@ -213,7 +217,7 @@ defmodule Sluice.Process do
   def manage(os_pid, opts \\ []) do
     os_pid = adoptable!(os_pid)
     opts = Options.validate!(opts, :manage, "Sluice.Process.manage/2")
-    start_server({:manage, Options.manage_spec(os_pid, opts)}, opts)
+    start_server({:manage, Options.manage_spec(os_pid, opts)}, opts, self())
   end
 
   defp adoptable!(os_pid) do
@@ -238,12 +242,15 @@ defmodule Sluice.Process do
     end
   end
 
-  # The server bounds the spawn by start_timeout; the margin covers its own start.
-  # The server bounds the spawn by start_timeout; the margin covers its own start.
-  defp start_server(spec, opts) do
+  @doc false
+  # Starts the server of a program owned by `owner` (on this node, or on another one when
+  # called by Sluice.Remote). The server bounds the spawn by start_timeout; the margin
+  # covers its own start.
+  @spec start_server(map | {:manage, map}, map, pid) :: {:ok, pid} | {:error, Error.t()}
+  def start_server(spec, opts, owner) do
     timeout = opts.start_timeout + 5_000
 
-    case GenServer.start(Server, {spec, self(), opts}, timeout: timeout) do
+    case GenServer.start(Server, {spec, owner, opts}, timeout: timeout) do
       {:ok, pid} ->
         {:ok, pid}
 
@@ -490,6 +497,9 @@ defmodule Sluice.Process do
     GenServer.call(p, request, :infinity)
   catch
     :exit, {{:shutdown, :helper_down}, _} -> {:error, :helper_down}
+    # The program's node went away (or disconnected): so did the program (its server
+    # there watches its owner).
+    :exit, {{:nodedown, _node}, {GenServer, :call, _}} -> {:error, :nodedown}
     :exit, {_gone, {GenServer, :call, _}} -> {:error, :closed}
   end
 end

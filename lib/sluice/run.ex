@@ -1,9 +1,10 @@
 defmodule Sluice.Run do
   @moduledoc false
   # Sluice.run/2: the program, its input and its output, all driven from the calling
-  # process through a Sluice.Pump. `timeout` bounds the whole call, spawn included.
+  # process through a Sluice.Driver (a Sluice.Pump here, or a reader on another node with
+  # `node:`). `timeout` bounds the whole call, spawn included.
 
-  alias Sluice.{Error, Input, Options, Pipes, Pump, Result}
+  alias Sluice.{Driver, Error, Options, Pipes, Result}
   alias Sluice.Options.Control
 
   # Bytes per read: as much as a roomy output pipe holds (the NIF allocates only what is
@@ -16,15 +17,15 @@ defmodule Sluice.Run do
     opts = Options.validate!(opts, :run, "Sluice.run/2")
     deadline = Pipes.deadline(opts.timeout)
 
-    with {:ok, pipes} <- Pipes.open(Options.spawn_spec(argv, opts), deadline) do
+    with {:ok, driver} <- Driver.open(argv, opts, deadline) do
       st = %{opts: opts, deadline: deadline, out: [], err: [], size: 0}
 
       try do
-        collect(Pump.new(pipes, Input.new(opts.input)), st)
+        collect(driver, st)
       catch
         kind, reason ->
           # The input raised: the program is stopped by the helper once its channel closes.
-          Pipes.close(pipes)
+          Driver.close(driver)
           :erlang.raise(kind, reason, __STACKTRACE__)
       end
     end
@@ -36,12 +37,12 @@ defmodule Sluice.Run do
     idle = Pipes.deadline(st.opts.idle_timeout)
 
     # min/2: any integer deadline is nearer than :infinity.
-    case Pump.next(pump, @read_max, min(st.deadline, idle)) do
+    case Driver.next(pump, @read_max, min(st.deadline, idle)) do
       {:data, source, data, pump} -> pump |> add_output(st, source, data)
       {:eof, pump} -> finish(pump, st)
       {:error, :timeout, pump} when idle != :infinity and idle < st.deadline -> idle(pump, st)
       {:error, :timeout, pump} -> fail(pump, st, :timeout, timeout_message(st))
-      {:error, :helper_down, pump} -> lost(pump, st)
+      {:error, reason, pump} when reason in [:helper_down, :nodedown] -> lost(pump, st, reason)
       {:error, reason, pump} -> fail(pump, st, reason, "reading output failed: #{reason}")
     end
   end
@@ -70,30 +71,30 @@ defmodule Sluice.Run do
   end
 
   defp finish(pump, st) do
-    case Pipes.await_exit(pump.pipes, st.deadline) do
-      {:ok, status, pipes} ->
-        Pump.close(%{pump | pipes: pipes})
-        {:ok, result(pipes, st, status)}
+    case Driver.await_exit(pump, st.deadline) do
+      {:ok, status, pump} ->
+        Driver.close(pump)
+        {:ok, result(pump, st, status)}
 
-      {:error, :timeout, pipes} ->
-        fail(%{pump | pipes: pipes}, st, :timeout, timeout_message(st))
+      {:error, :timeout, pump} ->
+        fail(pump, st, :timeout, timeout_message(st))
 
-      {:error, :helper_down, pipes} ->
-        lost(%{pump | pipes: pipes}, st)
+      {:error, reason, pump} ->
+        lost(pump, st, reason)
     end
   end
 
   # Stops the program's group (kill_signal, SIGKILL after kill_grace) before returning.
   defp fail(pump, st, reason, message) do
-    {status, pipes} = Pipes.stop_and_await(pump.pipes, st.opts.kill_grace)
-    Pump.close(%{pump | pipes: pipes})
-    {:error, Error.new(reason, message, result: result(pipes, st, status))}
+    {status, pump} = Driver.stop_and_await(pump, st.opts.kill_grace)
+    Driver.close(pump)
+    {:error, Error.new(reason, message, result: result(pump, st, status))}
   end
 
-  defp lost(pump, st) do
-    Pump.close(pump)
-    error = Pipes.helper_down()
-    {:error, %{error | result: result(pump.pipes, st, nil)}}
+  defp lost(pump, st, reason) do
+    Driver.close(pump)
+    error = Driver.lost_error(pump, reason)
+    {:error, %{error | result: result(pump, st, nil)}}
   end
 
   defp timeout_message(st), do: "timed out after #{st.opts.timeout} ms"
@@ -103,15 +104,15 @@ defmodule Sluice.Run do
     fail(pump, st, :idle_timeout, message)
   end
 
-  defp result(pipes, st, status) do
+  defp result(pump, st, status) do
     Result.with_exit(
       %Result{
-        os_pid: pipes.os_pid,
+        os_pid: Driver.os_pid(pump),
         status: status,
         stdout: if(Control.stdout_piped?(st.opts), do: IO.iodata_to_binary(st.out)),
         stderr: if(st.opts.stderr == :capture, do: IO.iodata_to_binary(st.err))
       },
-      pipes.exit_info
+      Driver.exit_info(pump)
     )
   end
 end

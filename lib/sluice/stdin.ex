@@ -17,9 +17,11 @@ defmodule Sluice.Stdin do
   @type t :: %__MODULE__{key: term}
 
   defimpl Collectable do
-    def into(%{key: key} = stdin) do
+    # The key names the module driving the program (Sluice.Pump, or for a program on
+    # another node Sluice.Remote.Consumer).
+    def into(%{key: {driver, _} = key} = stdin) do
       collector = fn
-        :ok, {:cont, data} -> Sluice.Pump.push(key, Sluice.Input.chunk!(data))
+        :ok, {:cont, data} -> driver.push(key, Sluice.Input.chunk!(data))
         :ok, :done -> stdin
         :ok, :halt -> :ok
       end

@@ -100,21 +100,49 @@ defmodule Sluice.Worker do
 
       true ->
         server_opts = if name, do: [name: name], else: []
-        spec = Options.spawn_spec(argv, opts)
 
-        # Started, then linked: a program that cannot start is an error return, not an exit
-        # signal to the caller.
-        case GenServer.start(__MODULE__, {spec, opts}, server_opts) do
-          {:ok, pid} ->
-            Process.link(pid)
-            {:ok, pid}
+        result =
+          case Sluice.Remote.node_of(opts) do
+            nil -> start_here(argv, opts, server_opts, self())
+            node -> remote_start(node, argv, opts, server_opts)
+          end
 
-          {:error, {:shutdown, error}} ->
-            {:error, error}
-
-          other ->
-            other
+        with {:ok, pid} <- result do
+          Process.link(pid)
+          {:ok, pid}
         end
+    end
+  end
+
+  # A name registered on the worker's node would not be found here: only global ones.
+  defp remote_start(node, argv, opts, server_opts) do
+    case server_opts[:name] do
+      name when is_atom(name) and name != nil ->
+        Options.bad!(:name, "{:global, term} or {:via, module, term} with :node", name)
+
+      _global_or_none ->
+        Sluice.Remote.call(
+          node,
+          :start_worker,
+          [argv, opts, server_opts, self()],
+          opts.start_timeout
+        )
+    end
+  end
+
+  @doc false
+  # Starts the worker here, for `owner` (the caller, or a caller on another node, which
+  # the worker links to: its death, or a disconnection, stops the worker and its program).
+  # Started, then linked: a program that cannot start is an error return, not an exit
+  # signal to the caller.
+  @spec start_here([String.t()], map, keyword, pid) :: {:ok, pid} | {:error, term}
+  def start_here(argv, opts, server_opts, owner) do
+    spec = Options.spawn_spec(argv, opts)
+
+    case GenServer.start(__MODULE__, {spec, opts, owner}, server_opts) do
+      {:ok, pid} -> {:ok, pid}
+      {:error, {:shutdown, error}} -> {:error, error}
+      other -> other
     end
   end
 
@@ -165,8 +193,11 @@ defmodule Sluice.Worker do
   ## Server
 
   @impl true
-  def init({spec, opts}) do
+  def init({spec, opts, owner}) do
     Process.flag(:trap_exit, true)
+    # A remote owner is linked from here, before the program starts: a dead one, or one
+    # whose node is gone, is an exit signal at once.
+    if node(owner) != node(), do: Process.link(owner)
 
     case Pipes.open(spec, Pipes.deadline(opts.start_timeout)) do
       {:ok, pipes} ->

@@ -1,7 +1,7 @@
-%% @doc Runs every `erlang' block of docs/erlang.md and README.md, in order: a block that starts with
-%% `-module(' is compiled and loaded, any other is evaluated as expressions in a fresh
-%% process (its programs die with it), followed by sluice_probe's leak checks. A snippet
-%% checks itself by matching (`{ok, #{status := 0}} = ...').
+%% @doc Runs every `erlang' block of docs/erlang.md and README.md, in order: a block
+%% that starts with `-module(' is compiled and loaded, any other is evaluated as
+%% expressions in a fresh process (its programs die with it), followed by sluice_probe's
+%% leak checks. A snippet checks itself by matching (`{ok, #{status := 0}} = ...').
 -module(sluice_docs_tests).
 -include_lib("eunit/include/eunit.hrl").
 

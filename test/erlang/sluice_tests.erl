@@ -16,6 +16,7 @@ sluice_test_() ->
         fun active_once/0,
         fun active_n_and_passive/0,
         fun framing_over_fds_3_and_4/0,
+        fun a_worker_in_order/0,
         fun controlling_process/0,
         fun stop_a_term_ignoring_shell/0,
         fun spawn_error_map/0,
@@ -97,7 +98,13 @@ run_errors() ->
     {error, TooMuch} = sluice:run(["yes"], [{max_output, 1000}]),
     ?assertMatch(#{reason := max_output, result := #{stdout := <<_/binary>>}}, TooMuch),
     ?assertMatch({error, #{reason := enoent, stage := chdir}},
-        sluice:run(["true"], [{cd, "/no/such/dir"}])).
+        sluice:run(["true"], [{cd, "/no/such/dir"}])),
+    % node: passes by name; an unreachable node is nodedown, this node runs it here.
+    ?assertMatch({error, #{reason := nodedown}},
+        sluice:run(["true"], [{node, 'nobody@127.0.0.1'}])),
+    ?assertMatch({error, #{reason := nodedown}},
+        sluice:start(["true"], #{node => 'nobody@127.0.0.1'})),
+    ?assertMatch({ok, #{stdout := <<"here\n">>}}, sluice:run(["echo", "here"], [{node, node()}])).
 
 send_recv_close_stdin() ->
     {ok, P} = sluice:start_link(["cat"]),
@@ -148,6 +155,19 @@ framing_over_fds_3_and_4() ->
     {ok, L} = sluice:start_link(["printf", "a\\nb"], #{framing => {line, 10}}),
     ?assertEqual({ok, {eol, <<"a">>}}, sluice:recv(L, 0, 5000)),
     ?assertEqual({ok, {noeol, <<"b">>}}, sluice:recv(L, 0, 5000)).
+
+a_worker_in_order() ->
+    Echo = ["python3", "test/fixtures/frames.py", "echo", "--fd4"],
+    {ok, W} = sluice:start_worker(Echo, [{use_stdio, false}, {name, {local, sluice_erl_worker}}]),
+    ?assertEqual({ok, <<"one">>}, sluice:call(sluice_erl_worker, "one")),
+    ?assertEqual({ok, <<"two">>}, sluice:call(W, [<<"t">>, "wo"], 5000)),
+    ?assertError({badarg, request, _}, sluice:call(W, 42)),
+    ?assertMatch(#{id := sluice_erl_worker, start := {sluice, start_worker, _}},
+        sluice:worker_spec(Echo, [{name, {local, sluice_erl_worker}}])),
+    ?assertError({badarg, framing, _}, sluice:start_worker(Echo, [{framing, raw}])),
+    unlink(W),
+    ok = gen_server:stop(W),
+    ?assertEqual({error, closed}, sluice:call(W, "late")).
 
 active_n_and_passive() ->
     {ok, P} = sluice:start_link(["sh", "-c", "echo a; sleep 0.1; echo b; sleep 0.1; echo c"]),

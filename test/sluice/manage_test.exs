@@ -83,6 +83,10 @@ defmodule Sluice.ManageTest do
 
     {:ok, line} = P.read(prog)
     orphan = line |> String.trim() |> String.to_integer()
+    # Its status is the helper's to learn once the subshell is gone (before that, a dying
+    # orphan would be the subshell's zombie).
+    helper = Sluice.OsProbe.helper_pid()
+    assert Sluice.OsProbe.eventually(fn -> match?({_, ^helper}, Sluice.OsProbe.stat(orphan)) end)
     {:ok, p} = P.manage(orphan)
     assert {:ok, {:signal, :sigterm}} = P.stop(p, 1_000)
     assert {:ok, {:signal, :sigterm}} = P.stop(prog, 1_000)

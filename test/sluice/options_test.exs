@@ -198,6 +198,26 @@ defmodule Sluice.OptionsTest do
     assert "A=1" in spec.env
   end
 
+  test "node: nil or a node name, for every entry point that starts a program, never sent to the helper" do
+    for entry <- @entries do
+      assert %{node: nil} = Options.validate!([], entry, "x")
+      assert %{node: :"b@127.0.0.1"} = Options.validate!([node: :"b@127.0.0.1"], entry, "x")
+
+      for bad <- ["b@127.0.0.1", true, 1] do
+        assert_raise ArgumentError, ~r/option :node: expected a node name/, fn ->
+          Options.validate!([node: bad], entry, "x")
+        end
+      end
+    end
+
+    assert_raise ArgumentError, ~r/unknown option :node/, fn ->
+      Options.validate!([node: :b@h], :manage, "manage")
+    end
+
+    opts = Options.validate!([node: :"b@127.0.0.1"], :run, "run")
+    refute Map.has_key?(Options.spawn_spec(["true"], opts), :node)
+  end
+
   describe "pty" do
     test "every entry point takes it; true is the defaults, false and nil are pipes" do
       defaults = %{rows: 24, cols: 80, modes: [{53, 0}]}

@@ -1,0 +1,151 @@
+defmodule Bench.Nodes do
+  @moduledoc false
+  # 11. Across nodes: TOTAL bytes of `head -c TOTAL /dev/zero` run on a second node B (a
+  # :peer on loopback, this machine) and consumed on this node A. Sluice with `node:`
+  # against `:erpc.call(B, System, :cmd, ...)` (which holds the whole output in memory, on
+  # B and then on A) and against a local Sluice stream; throughput and the peak memory
+  # growth of both nodes.
+
+  alias Bench.{Format, Interleave, Ports, Section, Stats, Target}
+
+  @sample_ms 10
+
+  def run(config) do
+    total = config.nodes_bytes
+    {peer, b} = start_peer()
+
+    try do
+      head = [Ports.exe("head"), "-c", "#{total}", "/dev/zero"]
+
+      contenders = [
+        {"Sluice.stream! node: B", fn -> once(b, total, fn -> stream(head, node: b) end) end},
+        {":erpc.call(B, System, :cmd, ...)", fn -> once(b, total, fn -> erpc(b, head) end) end},
+        {"Sluice.stream! on A (local)", fn -> once(b, total, fn -> stream(head, []) end) end}
+      ]
+
+      samples = Interleave.run(contenders, config.slow_reps)
+      med = fn name, key -> samples[name] |> Enum.map(& &1[key]) |> Stats.median() end
+      max = fn name, key -> samples[name] |> Enum.map(& &1[key]) |> Enum.max() end
+      local = med.("Sluice.stream! on A (local)", :rate)
+
+      rows =
+        for {name, _} <- contenders do
+          [
+            name,
+            Format.mib_s(med.(name, :rate)),
+            Format.ratio(Stats.ratio(med.(name, :rate), local)),
+            Format.mb(max.(name, :growth_a)),
+            Format.mb(max.(name, :growth_b))
+          ]
+        end
+
+      remote = "Sluice.stream! node: B"
+
+      %Section{
+        title: "11. Across nodes",
+        what:
+          "#{Format.size(total)} of `head -c` run on a second node B (a `:peer` on loopback, " <>
+            "this machine), consumed and discarded on this node A; bytes/s including the " <>
+            "spawn, and the peak growth of `:erlang.memory(:total)` of A and of B (B sampled " <>
+            "through `:erpc` every #{@sample_ms} ms) (#{config.slow_reps} interleaved " <>
+            "repetitions, median rate, max growth). \"vs local\" compares with the local " <>
+            "stream.",
+        columns: ["contender", "median", "vs local", "max growth A", "max growth B"],
+        rows: rows,
+        targets: [
+          Target.check(
+            "Nodes: Sluice node: B / local stream",
+            Stats.ratio(med.(remote, :rate), local),
+            :>=,
+            0.5,
+            &Format.ratio/1
+          ),
+          Target.check(
+            "Nodes: Sluice node: B, growth of A",
+            max.(remote, :growth_a),
+            :<,
+            2_000_000,
+            &Format.mb/1
+          ),
+          Target.check(
+            "Nodes: Sluice node: B, growth of B",
+            max.(remote, :growth_b),
+            :<,
+            2_000_000,
+            &Format.mb/1
+          )
+        ],
+        notes: [
+          "With `node:` a reader on B holds the program and sends a chunk (64 KiB) only " <>
+            "against the consumer's credit (two chunks ahead): memory stays flat on both " <>
+            "nodes. `System.cmd` collects the whole output on B, then `:erpc` copies it to A."
+        ]
+      }
+    after
+      :peer.stop(peer)
+    end
+  end
+
+  defp once(b, total, fun) do
+    base_a = :erlang.memory(:total)
+    base_b = :erpc.call(b, :erlang, :memory, [:total])
+    parent = self()
+    sampler = spawn_link(fn -> sample(b, {base_a, base_b}, parent) end)
+    {us, bytes} = :timer.tc(fun)
+    send(sampler, :stop)
+    {peak_a, peak_b} = receive(do: ({:peaks, peaks} -> peaks))
+    if bytes != total, do: raise("read #{bytes} bytes, expected #{total}")
+    %{rate: total / (us / 1_000_000), growth_a: peak_a - base_a, growth_b: peak_b - base_b}
+  end
+
+  # B is sampled over distribution (the peer's control channel, its standard I/O, stalled
+  # under load in a full run).
+  defp sample(node_b, {a, b}, parent) do
+    receive do
+      :stop -> send(parent, {:peaks, {a, b}})
+    after
+      @sample_ms ->
+        b_now = :erpc.call(node_b, :erlang, :memory, [:total])
+        sample(node_b, {max(a, :erlang.memory(:total)), max(b, b_now)}, parent)
+    end
+  end
+
+  defp stream(argv, opts) do
+    argv |> Sluice.stream!(opts) |> Enum.reduce(0, fn chunk, acc -> acc + byte_size(chunk) end)
+  end
+
+  defp erpc(b, [exe | args]) do
+    {out, 0} = :erpc.call(b, System, :cmd, [exe, args])
+    byte_size(out)
+  end
+
+  # This VM becomes a distributed node on loopback (epmd started for it), and B a peer
+  # with this build's code paths and :sluice started.
+  defp start_peer do
+    unless Node.alive?() do
+      {_, 0} = System.cmd("epmd", ["-daemon"])
+      Application.put_env(:kernel, :inet_dist_use_interface, {127, 0, 0, 1})
+      {:ok, _} = Node.start(:"sluice_bench_#{System.unique_integer([:positive])}@127.0.0.1")
+    end
+
+    {:ok, peer, b} =
+      :peer.start(%{
+        name: :"sluice_bench_b_#{System.unique_integer([:positive])}",
+        host: ~c"127.0.0.1",
+        longnames: true,
+        connection: :standard_io,
+        args: [
+          ~c"-setcookie",
+          Atom.to_charlist(Node.get_cookie()),
+          ~c"-kernel",
+          ~c"inet_dist_use_interface",
+          ~c"{127,0,0,1}"
+        ]
+      })
+
+    :ok = :peer.call(peer, :code, :add_pathsa, [:code.get_path()])
+    {:ok, _} = :peer.call(peer, Application, :ensure_all_started, [:sluice], 30_000)
+    true = Node.connect(b)
+    {peer, b}
+  end
+end

@@ -1,0 +1,101 @@
+defmodule Sluice.Remote do
+  @moduledoc false
+  # Programs on other nodes (`node:`), the entry points on both sides (docs/architecture.md,
+  # "Other nodes"). The caller's node asks the program's node through `:erpc` to start the
+  # process that will hold the program there: a Sluice.Remote.Reader for `run` and
+  # streams, a Sluice.Process server for `Sluice.Process.start/2`. Whatever holds the
+  # program on the remote node monitors its owner here, so the owner's death and a
+  # disconnection stop it like a local owner's death; the caller monitors the holder, so
+  # the remote node's death is `:nodedown` here.
+  #
+  # The functions the remote node runs take only checked options without `:input` (input
+  # is enumerated in the caller) and build the spawn spec there, so the environment and
+  # the working directory are the remote node's.
+
+  alias Sluice.{Error, Options}
+
+  # Margin of the `:erpc` call over the remote start's own `start_timeout`.
+  @call_margin 5_000
+
+  @doc "The node `opts` asks for, or nil when the program runs on this node."
+  @spec node_of(map) :: node | nil
+  def node_of(%{node: node}) when node != nil, do: if(node == node(), do: nil, else: node)
+  def node_of(_opts), do: nil
+
+  @doc """
+  Calls `fun` of this module on `node`, within `start_ms` (the remote start's own bound)
+  and a margin; maps the failures of distribution to `Sluice.Error`s: `:nodedown`
+  (unreachable, or it went away), `:nosluice` (Sluice's code or application is not
+  there), `:timeout`.
+  """
+  @spec call(node, atom, [term], timeout) :: {:ok, term} | {:error, Error.t()}
+  def call(node, fun, args, start_ms) do
+    :erpc.call(node, __MODULE__, fun, args, margin(start_ms))
+  catch
+    :error, {:erpc, :noconnection} ->
+      {:error, nodedown(node)}
+
+    :error, {:erpc, :timeout} ->
+      {:error, Error.new(:timeout, "#{node} did not start the program in time")}
+
+    :error, {:exception, :undef, [{__MODULE__, ^fun, _, _} | _]} ->
+      {:error, nosluice(node)}
+
+    :error, {:erpc, reason} ->
+      {:error, Error.new(:nodedown, "cannot reach #{node}: #{inspect(reason)}")}
+
+    :error, {:exception, reason, _stack} ->
+      {:error, Error.new(:start_failed, "#{node} could not start it: #{inspect(reason)}")}
+  end
+
+  defp margin(:infinity), do: :infinity
+  defp margin(ms), do: ms + @call_margin
+
+  @doc "The error of a node that cannot be reached or went away."
+  @spec nodedown(node) :: Error.t()
+  def nodedown(node), do: Error.new(:nodedown, "the node #{node} is not reachable")
+
+  defp nosluice(node), do: Error.new(:nosluice, "the :sluice application does not run on #{node}")
+
+  ## Run on the program's node
+
+  @doc false
+  # Starts a Sluice.Remote.Reader for `consumer`, the program started within `start_ms`:
+  # `{:ok, {reader, os_pid}}`.
+  @spec open_reader([String.t()], map, pid, timeout) ::
+          {:ok, {pid, pos_integer}} | {:error, Error.t()}
+  def open_reader(argv, opts, consumer, start_ms) do
+    with :ok <- running() do
+      spec = Options.spawn_spec(argv, opts)
+      init = {spec, opts, consumer, start_ms}
+
+      case GenServer.start(Sluice.Remote.Reader, init, timeout: margin(start_ms)) do
+        {:ok, reader} -> {:ok, {reader, GenServer.call(reader, :os_pid)}}
+        {:error, {:shutdown, %Error{} = error}} -> {:error, error}
+        {:error, reason} -> {:error, Error.new(:start_failed, "#{inspect(reason)}")}
+      end
+    end
+  end
+
+  @doc false
+  # Starts a Sluice.Process server owned by `owner` (on another node).
+  @spec start_process([String.t()], map, pid) :: {:ok, pid} | {:error, Error.t()}
+  def start_process(argv, opts, owner) do
+    with :ok <- running() do
+      Sluice.Process.start_server(Options.spawn_spec(argv, opts), opts, owner)
+    end
+  end
+
+  @doc false
+  # Starts a Sluice.Worker linked to `owner` (on another node).
+  @spec start_worker([String.t()], map, keyword, pid) :: {:ok, pid} | {:error, term}
+  def start_worker(argv, opts, server_opts, owner) do
+    with :ok <- running(), do: Sluice.Worker.start_here(argv, opts, server_opts, owner)
+  end
+
+  defp running do
+    if List.keymember?(Application.started_applications(), :sluice, 0),
+      do: :ok,
+      else: {:error, nosluice(node())}
+  end
+end

@@ -1,0 +1,296 @@
+defmodule Sluice.Remote.Consumer do
+  @moduledoc false
+  # The calling side of a `run` or a stream whose program runs on another node: the same
+  # calls as a Sluice.Pump (`next/3`, `await_exit/2`, `stop/2`, `close/1`), over messages
+  # to the Sluice.Remote.Reader that holds the program there.
+  #
+  # Back-pressure across distribution: at most `@window` chunks of output are granted and
+  # not yet taken by `next/3`, and at most `@input_window` chunks of input are sent and not
+  # yet taken by the program. The input is enumerated here, in the calling process, as for
+  # a local program. The reader is monitored: its death, or its node's, is `:nodedown`.
+  #
+  # To the reader: `{:sluice_consumer, request}` with request `{:demand, n, max}`,
+  # `{:input, binary}`, `:input_eof`, `{:stop, grace}`, `:close`.
+  # From it: `{:sluice_remote, reader, event}` with event `{:data, source, binary}`,
+  # `:eof`, `{:exit, status}`, `:taken`, `:input_closed`, `:helper_down`, `{:error, atom}`.
+
+  alias Sluice.{Error, Input, Pipes, Remote}
+
+  # Output chunks granted ahead of the consumer; input chunks in flight.
+  @window 2
+  @input_window 2
+  # How long close/1 waits for the reader to go (it answers at once unless its node is
+  # gone or stuck).
+  @close_wait 5_000
+  # Chunk size of the output kept while a collectable-function input waits.
+  @function_chunk 65_536
+
+  defstruct [
+    :node,
+    :reader,
+    :monitor,
+    :os_pid,
+    input: :ended,
+    in_flight: 0,
+    granted: 0,
+    buffered: :queue.new(),
+    outputs: :open,
+    exit: :running
+  ]
+
+  @typedoc "What is known of the program's end: `:nodedown` once the reader is gone."
+  @type exit_state :: :running | {:exited, Pipes.status()} | :helper_down | :nodedown
+  @type t :: %__MODULE__{
+          node: node,
+          reader: pid,
+          monitor: reference,
+          os_pid: pos_integer,
+          input: Input.t() | :ended,
+          in_flight: non_neg_integer,
+          granted: non_neg_integer,
+          buffered: :queue.queue({Pipes.source(), binary} | {:error, atom}),
+          outputs: :open | :eof,
+          exit: exit_state
+        }
+
+  @doc "Starts `argv` on `node` before `deadline`, held there by a reader, owned by the caller."
+  @spec open(node, [String.t()], map, Pipes.deadline()) :: {:ok, t} | {:error, Error.t()}
+  def open(node, argv, opts, deadline) do
+    start_ms = Pipes.remaining(deadline)
+    args = [argv, %{opts | input: nil}, self(), start_ms]
+
+    with {:ok, {reader, os_pid}} <- Remote.call(node, :open_reader, args, start_ms) do
+      c = %__MODULE__{
+        node: node,
+        reader: reader,
+        monitor: Process.monitor(reader),
+        os_pid: os_pid,
+        input: Input.new_enumerated(opts.input)
+      }
+
+      {:ok, c}
+    end
+  end
+
+  @doc "The next chunk of output (see `Sluice.Pump.next/3`); `{:error, :nodedown, c}` too."
+  @spec next(t, pos_integer, Pipes.deadline()) ::
+          {:data, Pipes.source(), binary, t} | {:eof, t} | {:error, atom, t}
+  def next(c, max, deadline) do
+    case :queue.out(c.buffered) do
+      {{:value, {:error, reason}}, rest} -> {:error, reason, %{c | buffered: rest}}
+      {{:value, {source, data}}, rest} -> {:data, source, data, %{c | buffered: rest}}
+      {:empty, _} when c.outputs == :eof -> {:eof, c}
+      {:empty, _} -> c |> grant(max) |> feed(deadline) |> await_chunk(max, deadline)
+    end
+  end
+
+  defp await_chunk(%{exit: gone} = c, _max, _deadline) when gone in [:nodedown, :helper_down],
+    do: {:error, gone, c}
+
+  defp await_chunk(c, max, deadline) do
+    case receive_event(c, deadline) do
+      {{:data, source, data}, c} -> {:data, source, data, c}
+      {:eof, c} -> {:eof, %{c | outputs: :eof}}
+      {{:error, reason}, c} -> {:error, reason, c}
+      {:timeout, c} -> {:error, :timeout, c}
+      {_other, c} -> c |> feed(deadline) |> await_chunk(max, deadline)
+    end
+  end
+
+  # Keeps `@window` chunks granted: one for this call, the rest read ahead.
+  defp grant(%{granted: granted} = c, max) when granted < @window do
+    request(c, {:demand, @window - granted, max})
+    %{c | granted: @window}
+  end
+
+  defp grant(c, _max), do: c
+
+  # Sends input while fewer than `@input_window` chunks are in flight.
+  defp feed(%{input: :ended} = c, _deadline), do: c
+  defp feed(%{in_flight: n} = c, _deadline) when n >= @input_window, do: c
+  defp feed(%{exit: gone} = c, _deadline) when gone in [:nodedown, :helper_down], do: c
+
+  defp feed(c, deadline) do
+    case Input.next(c.input) do
+      {:data, data, input} ->
+        request(c, {:input, data})
+        feed(%{c | input: input, in_flight: c.in_flight + 1}, deadline)
+
+      :done ->
+        request(c, :input_eof)
+        %{c | input: :ended}
+
+      {:function, fun} ->
+        run_function(%{c | input: :ended}, fun, deadline)
+    end
+  end
+
+  # Waits for the reader's next event and applies what it says of the program's state;
+  # data is counted against the grant, and `:taken`/`:input_closed` against the input.
+  defp receive_event(%{reader: reader, monitor: mon} = c, deadline) do
+    receive do
+      {:sluice_remote, ^reader, event} -> {event, apply_event(c, event)}
+      {:DOWN, ^mon, :process, _, _reason} -> {:nodedown, %{c | exit: :nodedown}}
+    after
+      Pipes.remaining(deadline) -> {:timeout, c}
+    end
+  end
+
+  defp apply_event(c, {:data, _source, _data}), do: %{c | granted: c.granted - 1}
+  defp apply_event(c, {:exit, status}), do: %{c | exit: {:exited, status}}
+  defp apply_event(c, :taken), do: %{c | in_flight: c.in_flight - 1}
+  defp apply_event(c, :helper_down), do: %{c | exit: :helper_down}
+
+  defp apply_event(c, :input_closed) do
+    %{halt_input(c) | in_flight: 0}
+  end
+
+  defp apply_event(c, _eof_or_error), do: c
+
+  ## The program's end
+
+  @doc "Waits for the exit status until `deadline`; output still coming is dropped."
+  @spec await_exit(t, Pipes.deadline()) ::
+          {:ok, Pipes.status(), t} | {:error, :timeout | :helper_down | :nodedown, t}
+  def await_exit(%{exit: {:exited, status}} = c, _deadline), do: {:ok, status, c}
+  def await_exit(%{exit: :running} = c, deadline), do: c |> watch() |> await_exit_event(deadline)
+  def await_exit(%{exit: gone} = c, _deadline), do: {:error, gone, c}
+
+  defp await_exit_event(c, deadline) do
+    case receive_event(c, deadline) do
+      {:timeout, c} -> {:error, :timeout, c}
+      {_event, c} -> await_exit(c, deadline)
+    end
+  end
+
+  @doc "Asks the reader to stop the program (kill_signal, SIGKILL after `grace`)."
+  @spec stop(t, non_neg_integer) :: t
+  def stop(c, grace) do
+    request(c, {:stop, grace})
+    halt_input(c)
+  end
+
+  @doc "Stops the program and waits for its status up to `grace` + 2 s (nil if none)."
+  @spec stop_and_await(t, non_neg_integer) :: {Pipes.status() | nil, t}
+  def stop_and_await(%{exit: :running} = c, grace) do
+    case c |> watch() |> stop(grace) |> await_exit(Pipes.deadline(grace + 2_000)) do
+      {:ok, status, c} -> {status, c}
+      {:error, _reason, c} -> {nil, c}
+    end
+  end
+
+  def stop_and_await(c, _grace), do: {exit_status(c), c}
+
+  defp exit_status(%{exit: {:exited, status}}), do: status
+  defp exit_status(_c), do: nil
+
+  @doc """
+  Halts the input and lets the reader go: it closes the pipes (the helper program there
+  stops what is left of the program). Waits for the reader to end, then drops its
+  messages still queued here.
+  """
+  @spec close(t) :: :ok
+  def close(c) do
+    %{reader: reader, monitor: mon} = c = c |> halt_input() |> watch()
+    request(c, :close)
+
+    receive do
+      {:DOWN, ^mon, :process, _, _} -> :ok
+    after
+      @close_wait -> Process.demonitor(mon, [:flush])
+    end
+
+    flush(reader)
+  end
+
+  defp flush(reader) do
+    receive do
+      {:sluice_remote, ^reader, _} -> flush(reader)
+    after
+      0 -> :ok
+    end
+  end
+
+  # Stops a suspended input Enumerable (its clean-up runs: a Sluice stream stops its
+  # program).
+  defp halt_input(%{input: :ended} = c), do: c
+
+  defp halt_input(c) do
+    Input.halt(c.input)
+    %{c | input: :ended}
+  end
+
+  defp request(c, request), do: send(c.reader, {:sluice_consumer, request})
+
+  # A fresh monitor of the reader: the `:DOWN` of the previous one may have been taken by
+  # a call whose result was dropped (a stream raising keeps its state from before), and a
+  # new monitor of a dead reader, or of one on a disconnected node, answers at once.
+  defp watch(c) do
+    Process.demonitor(c.monitor, [:flush])
+    %{c | monitor: Process.monitor(c.reader)}
+  end
+
+  ## A `fn collectable -> ... end` input (Sluice.Stdin)
+
+  # It runs to completion here; push/2 sends each element and waits while the input
+  # window is full, keeping the output that comes meanwhile (the function cannot be
+  # suspended, so that output must be kept until the consumer asks for it).
+  defp run_function(c, fun, deadline) do
+    key = {__MODULE__, make_ref()}
+    Process.put(key, {c, deadline})
+
+    try do
+      fun.(%Sluice.Stdin{key: key})
+    catch
+      :throw, {__MODULE__, :input_done} ->
+        :ok
+
+      kind, reason ->
+        Process.delete(key)
+        :erlang.raise(kind, reason, __STACKTRACE__)
+    end
+
+    {c, _deadline} = Process.delete(key)
+    if c.exit == :running, do: request(c, :input_eof)
+    c
+  end
+
+  @doc false
+  # Called by Sluice.Stdin: sends `data` and returns once the input window has room.
+  # Throws when the program no longer takes input (the function's `Enum.into` ends).
+  @spec push(term, binary) :: :ok
+  def push(key, data) do
+    {c, deadline} = Process.get(key) || throw({__MODULE__, :input_done})
+    request(c, {:input, data})
+
+    case await_room(%{c | in_flight: c.in_flight + 1}, deadline) do
+      {:ok, c} ->
+        Process.put(key, {c, deadline})
+        :ok
+
+      {:stop, c} ->
+        Process.put(key, {c, deadline})
+        throw({__MODULE__, :input_done})
+    end
+  end
+
+  defp await_room(%{in_flight: n} = c, _deadline) when n < @input_window, do: {:ok, c}
+
+  defp await_room(c, deadline) do
+    # Output is granted and kept meanwhile, so the program never waits on its stdout.
+    c = grant(c, @function_chunk)
+
+    case receive_event(c, deadline) do
+      {{:data, _, _} = data, c} -> await_room(keep(c, data), deadline)
+      {{:error, _} = error, c} -> {:stop, keep(c, error)}
+      {:eof, c} -> await_room(%{c | outputs: :eof}, deadline)
+      {:taken, c} -> await_room(c, deadline)
+      {{:exit, _}, c} -> await_room(c, deadline)
+      # The program took no more input, the reader is gone, or the deadline passed.
+      {_input_closed_gone_or_timeout, c} -> {:stop, %{c | in_flight: 0}}
+    end
+  end
+
+  defp keep(c, {:data, source, data}), do: %{c | buffered: :queue.in({source, data}, c.buffered)}
+  defp keep(c, error), do: %{c | buffered: :queue.in(error, c.buffered)}
+end

@@ -1,0 +1,196 @@
+defmodule Sluice.Remote.Reader do
+  @moduledoc false
+  # The holder of a `run`'s or a stream's program on the program's node, for a consumer on
+  # another node (Sluice.Remote.Consumer). It holds the Sluice.Pipes value, so the fds stay
+  # on the node of the program, and it reads output only against credit the consumer
+  # grants (one chunk per credit, like active mode with a count): the program's output
+  # crosses distribution no faster than the consumer takes it, each chunk read into one
+  # binary and sent once. Input comes from the consumer in chunks; each is acknowledged
+  # (`:taken`) once the program took all of it, so the consumer keeps only a bounded
+  # window in flight.
+  #
+  # It monitors the consumer: when the consumer dies or its node disconnects (`:DOWN`
+  # with `:noconnection`) it closes the pipes, and the helper program stops the program
+  # with `kill_signal` and SIGKILL after `kill_grace`, as for a local owner.
+  #
+  # Messages: from the consumer `{:sluice_consumer, request}`; to it
+  # `{:sluice_remote, reader, event}` (see Sluice.Remote.Consumer for both vocabularies).
+
+  use GenServer
+
+  alias Sluice.Pipes
+
+  defstruct [
+    :consumer,
+    :pipes,
+    credit: 0,
+    max: 65_536,
+    turn: [:stdout, :stderr],
+    pending: :queue.new(),
+    stdin: :open,
+    output: :open,
+    exit: :unsent
+  ]
+
+  @typedoc "stdin: written from `pending`; `:closing` once the input's end was asked for."
+  @type stdin :: :open | :closing | :closed
+  @typedoc "The output towards the consumer: still read, or its end (EOF, an error) sent."
+  @type output :: :open | :ended
+  @type t :: %__MODULE__{
+          consumer: pid,
+          pipes: Pipes.t(),
+          credit: non_neg_integer,
+          max: pos_integer,
+          turn: [Pipes.source()],
+          pending: :queue.queue(binary),
+          stdin: stdin,
+          output: output,
+          exit: :unsent | :sent
+        }
+
+  @impl true
+  def init({spec, opts, consumer, start_ms}) do
+    case Pipes.open(spec, Pipes.deadline(start_ms), consumer) do
+      {:ok, pipes} ->
+        Process.monitor(consumer)
+        framing = Map.get(opts, :framing, :raw)
+        pipes = pipes |> Pipes.control() |> Pipes.frame(framing, Map.get(opts, :max_frame, 1))
+        s = %__MODULE__{consumer: consumer, pipes: pipes, turn: Pipes.open_outputs(pipes)}
+        # The exit may have been read already (a quick program): it is sent from here on.
+        {:ok, s, {:continue, :control}}
+
+      {:error, error} ->
+        {:stop, {:shutdown, error}}
+    end
+  end
+
+  @impl true
+  def handle_call(:os_pid, _from, s), do: {:reply, s.pipes.os_pid, s}
+
+  @impl true
+  def handle_continue(:control, s), do: control(s)
+
+  @impl true
+  def handle_info({:sluice_consumer, request}, s), do: request(request, s)
+
+  def handle_info({:select, _, _, _} = msg, s) do
+    case Pipes.handle_ready(s.pipes, msg) do
+      {:ready, :stdin} -> {:noreply, write_input(%{s | pipes: Pipes.finish_close_stdin(s.pipes)})}
+      {:ready, _output} -> {:noreply, deliver(s)}
+      {:control, pipes} -> control(%{s | pipes: pipes})
+      :unknown -> {:noreply, s}
+    end
+  end
+
+  def handle_info({:DOWN, _ref, :process, consumer, _reason}, %{consumer: consumer} = s) do
+    Pipes.close(s.pipes)
+    {:stop, :normal, s}
+  end
+
+  def handle_info(_other, s), do: {:noreply, s}
+
+  defp request({:demand, n, max}, s),
+    do: {:noreply, deliver(%{s | credit: s.credit + n, max: max})}
+
+  defp request({:input, data}, s),
+    do: {:noreply, write_input(%{s | pending: :queue.in(data, s.pending)})}
+
+  defp request(:input_eof, s), do: {:noreply, write_input(%{s | stdin: :closing})}
+
+  defp request({:stop, grace}, s) do
+    pipes = if s.pipes.exit == :running, do: Pipes.stop(s.pipes, grace), else: s.pipes
+    {:noreply, %{s | pipes: pipes, stdin: :closed, pending: :queue.new()}}
+  end
+
+  defp request(:close, s) do
+    Pipes.close(s.pipes)
+    {:stop, :normal, s}
+  end
+
+  ## Output
+
+  # One chunk per credit, from whichever output has data (the one that gave last goes
+  # last, so a chatty stdout cannot starve stderr); once every output is at EOF, `:eof`.
+  defp deliver(%{output: :ended} = s), do: s
+  defp deliver(%{credit: 0} = s), do: s
+
+  defp deliver(s) do
+    case read_any(s.pipes, s.turn, s.max) do
+      {:data, source, data, pipes} ->
+        event(s, {:data, source, data})
+        turn = List.delete(s.turn, source) ++ [source]
+        deliver(%{s | pipes: pipes, credit: s.credit - 1, turn: turn})
+
+      {:blocked, pipes} ->
+        if Pipes.open_outputs(pipes) == [] do
+          event(s, :eof)
+          %{s | pipes: pipes, output: :ended}
+        else
+          %{s | pipes: pipes}
+        end
+
+      {:error, reason, pipes} ->
+        event(s, {:error, reason})
+        %{s | pipes: pipes, output: :ended}
+    end
+  end
+
+  defp read_any(pipes, [], _max), do: {:blocked, pipes}
+
+  defp read_any(pipes, [source | rest], max) do
+    case Pipes.read(pipes, source, max) do
+      {:ok, data, pipes} -> {:data, source, data, pipes}
+      {:error, :not_captured, pipes} -> read_any(pipes, rest, max)
+      {:error, reason, pipes} -> {:error, reason, pipes}
+      {_eof_or_wait, pipes} -> read_any(pipes, rest, max)
+    end
+  end
+
+  ## Input
+
+  # Writes the pending chunks in order, acknowledging each once written in full; at the
+  # input's end (or when the program no longer takes input) stdin is closed.
+  defp write_input(%{stdin: :closed} = s), do: s
+
+  defp write_input(s) do
+    case :queue.out(s.pending) do
+      {:empty, _} when s.stdin == :closing ->
+        %{s | stdin: :closed, pipes: Pipes.close_stdin(s.pipes)}
+
+      {:empty, _} ->
+        s
+
+      {{:value, data}, rest} ->
+        case Pipes.write(s.pipes, data) do
+          {:ok, "", pipes} ->
+            event(s, :taken)
+            write_input(%{s | pipes: pipes, pending: rest})
+
+          {:ok, left, pipes} ->
+            %{s | pipes: pipes, pending: :queue.in_r(left, rest)}
+
+          # The program closed its stdin (or exited): input ends quietly, as for `head`.
+          {:error, _reason} ->
+            event(s, :input_closed)
+            %{s | stdin: :closed, pending: :queue.new(), pipes: Pipes.close_stdin(s.pipes)}
+        end
+    end
+  end
+
+  ## Exit
+
+  defp control(%{pipes: %{exit: :lost}} = s) do
+    event(s, :helper_down)
+    Pipes.close(s.pipes)
+    {:stop, :normal, s}
+  end
+
+  defp control(%{pipes: %{exit: {:exited, status}}, exit: :unsent} = s) do
+    event(s, {:exit, status})
+    {:noreply, deliver(%{s | exit: :sent})}
+  end
+
+  defp control(s), do: {:noreply, s}
+
+  defp event(s, event), do: send(s.consumer, {:sluice_remote, self(), event})
+end

@@ -1,0 +1,280 @@
+defmodule Sluice.NodesTest do
+  # Programs on another node (`node:`), between real nodes on this machine: this VM (A)
+  # and peers started with :peer on loopback. After each test nothing is left on A (Sluice.Case)
+  # nor under the peer's helper program.
+  use Sluice.Case, async: false
+
+  alias Sluice.Nodes
+  alias Sluice.Process, as: P
+
+  @moduletag :external_vm
+  @moduletag timeout: 120_000
+
+  # A program that ignores SIGTERM: only the SIGKILL after kill_grace ends it.
+  @stubborn ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.1; done"]
+
+  setup_all do
+    started = Nodes.distribute!()
+    {peer, b} = Nodes.start_peer!("sluice_b")
+    {plain, d} = Nodes.start_peer!("sluice_plain", sluice: false)
+
+    on_exit(fn ->
+      :peer.stop(peer)
+      :peer.stop(plain)
+      if started, do: Node.stop()
+    end)
+
+    %{peer: peer, b: b, plain: plain, d: d}
+  end
+
+  setup %{peer: peer, b: b} do
+    # A test that disconnected B connects it again before the next one.
+    true = Node.connect(b)
+    on_exit(fn -> Nodes.assert_peer_clean(peer) end)
+    :ok
+  end
+
+  test "run on another node: the result, input, status, stderr", %{peer: peer, b: b} do
+    helper_b = :peer.call(peer, Sluice.Helper, :info, []).os_pid
+
+    # The program is the child of B's helper program.
+    assert {:ok, %Sluice.Result{status: 3, stdout: out, stderr: "err\n"}} =
+             Sluice.run(["sh", "-c", "echo $PPID; echo err >&2; exit 3"], node: b)
+
+    assert String.trim(out) == "#{helper_b}"
+
+    assert %{stdout: "SLUICE", status: 0} =
+             Sluice.run!(["tr", "a-z", "A-Z"], input: "sluice", node: b)
+
+    assert {:error, %Sluice.Error{reason: :timeout}} =
+             Sluice.run(["sleep", "10"], node: b, timeout: 200, kill_grace: 500)
+
+    # The node itself is treated as local.
+    assert %{stdout: "here\n"} = Sluice.run!(["echo", "here"], node: node())
+  end
+
+  test "an unreachable node is :nodedown, a node without :sluice is :nosluice", %{d: d} do
+    nobody = :"nobody_here@127.0.0.1"
+    assert {:error, %Sluice.Error{reason: :nodedown}} = Sluice.run(["true"], node: nobody)
+    assert {:error, %Sluice.Error{reason: :nosluice}} = Sluice.run(["true"], node: d)
+    assert {:error, %Sluice.Error{reason: :nosluice}} = P.start(["true"], node: d)
+
+    assert_raise Sluice.Error, ~r/not reachable/, fn ->
+      Sluice.stream!(["true"], node: nobody) |> Enum.to_list()
+    end
+
+    assert_raise ArgumentError, ~r/option :node/, fn -> Sluice.run(["true"], node: "b") end
+  end
+
+  test "100 MiB through gzip and back on another node, byte-identical", %{b: b} do
+    Process.put(:in_hash, :crypto.hash_init(:sha256))
+
+    # The input is enumerated here, in the consumer, as for a local program.
+    input =
+      Stream.map(1..1_600, fn _ ->
+        chunk = :crypto.strong_rand_bytes(65_536)
+        Process.put(:in_hash, :crypto.hash_update(Process.get(:in_hash), chunk))
+        chunk
+      end)
+
+    {size, hash} =
+      Sluice.stream!(["sh", "-c", "gzip -1 -c | gzip -dc"], input: input, node: b)
+      |> Enum.reduce({0, :crypto.hash_init(:sha256)}, fn chunk, {n, h} ->
+        {n + byte_size(chunk), :crypto.hash_update(h, chunk)}
+      end)
+
+    assert size == 100 * 1_048_576
+    assert :crypto.hash_final(hash) == :crypto.hash_final(Process.get(:in_hash))
+  end
+
+  test "an unread remote `yes` grows neither node's memory", %{peer: peer, b: b} do
+    stream = Sluice.stream!(["yes"], node: b)
+
+    {:suspended, first, cont} =
+      Enumerable.reduce(stream, {:cont, nil}, fn x, _ -> {:suspend, x} end)
+
+    assert binary_part(first, 0, 2) == "y\n"
+
+    before_a = memory()
+    before_b = :peer.call(peer, :erlang, :memory, [:total])
+    Process.sleep(3_000)
+    grown_a = memory() - before_a
+    grown_b = :peer.call(peer, :erlang, :memory, [:total]) - before_b
+
+    assert grown_a < 2_000_000, "A grew by #{grown_a} bytes"
+    assert grown_b < 2_000_000, "B grew by #{grown_b} bytes"
+    # What waits here is the window: two chunks at most.
+    {:messages, queued} = Process.info(self(), :messages)
+    assert length(queued) <= 2
+    assert {:halted, nil} = cont.({:halt, nil})
+  end
+
+  test "a remote sort fed by a local stream; a remote stream fed to a local program", %{b: b} do
+    shuffled = Sluice.stream!(["sh", "-c", "seq 1 20000 | shuf"])
+    sorted = Sluice.stream!(["sort", "-n"], input: shuffled, node: b) |> Enum.join()
+    assert sorted == Enum.map_join(1..20_000, &"#{&1}\n")
+
+    remote = Sluice.stream!(["seq", "1", "5000"], node: b)
+    assert %{stdout: "5000\n"} = Sluice.run!(["wc", "-l"], input: remote)
+
+    # A collectable function as the input of a remote program.
+    into = fn stdin -> Enum.into(Stream.map(1..1000, &"#{&1}\n"), stdin) end
+    assert %{stdout: "1000\n"} = Sluice.run!(["wc", "-l"], input: into, node: b)
+  end
+
+  test "the owner killed: the remote program is stopped within kill_grace + 1 s", %{
+    b: b,
+    peer: peer
+  } do
+    test = self()
+
+    owner =
+      spawn(fn ->
+        {:ok, p} = P.start(@stubborn, node: b, kill_grace: 1_500)
+        {:ok, "up\n"} = P.read(p)
+
+        consumer =
+          spawn(fn ->
+            Sluice.stream!(@stubborn, node: b, kill_grace: 1_500)
+            |> Enum.each(fn _ -> send(test, {:streaming, self()}) end)
+          end)
+
+        send(test, {:started, P.os_pid(p), consumer})
+        Process.sleep(:infinity)
+      end)
+
+    assert_receive {:started, os_pid, consumer}, 10_000
+    assert_receive {:streaming, ^consumer}, 10_000
+    [stream_pid] = Nodes.helper_children(peer) -- [os_pid]
+
+    Process.exit(owner, :kill)
+    Process.exit(consumer, :kill)
+    t0 = System.monotonic_time(:millisecond)
+    # SIGTERM is ignored: alive until the SIGKILL at kill_grace.
+    Process.sleep(500)
+    assert alive?(os_pid) and alive?(stream_pid)
+    assert eventually(fn -> not alive?(os_pid) and not alive?(stream_pid) end, 2_500)
+    assert System.monotonic_time(:millisecond) - t0 <= 2_600
+  end
+
+  test "Node.disconnect/1: the remote program is stopped, the caller sees :nodedown", %{
+    b: b,
+    peer: peer
+  } do
+    {:ok, p} = P.start(["sleep", "60"], node: b, kill_grace: 1_000)
+    os_pid = P.os_pid(p)
+    test = self()
+
+    consumer =
+      spawn(fn ->
+        result =
+          try do
+            Sluice.stream!(["yes"], node: b)
+            |> Stream.each(fn _ -> send(test, :chunk) end)
+            |> Stream.run()
+          rescue
+            e in Sluice.Error -> e.reason
+          end
+
+        send(test, {:consumer, result})
+      end)
+
+    assert_receive :chunk, 10_000
+    [stream_pid] = Nodes.helper_children(peer) -- [os_pid]
+
+    true = Node.disconnect(b)
+    assert_receive {:consumer, :nodedown}, 5_000
+    assert P.read(p) in [{:error, :nodedown}, {:error, :closed}]
+    assert eventually(fn -> not alive?(os_pid) and not alive?(stream_pid) end, 2_000)
+    refute Process.alive?(consumer)
+  end
+
+  test "the remote node stopped: the consumer raises :nodedown within 5 s" do
+    {peer, c} = Nodes.start_peer!("sluice_c")
+    {:ok, p} = P.start(["sleep", "60"], node: c)
+    os_pid = P.os_pid(p)
+    test = self()
+
+    error =
+      assert_raise Sluice.Error, fn ->
+        Sluice.stream!(["yes"], node: c)
+        |> Enum.each(fn _ ->
+          unless Process.get(:stopping) do
+            Process.put(:stopping, true)
+            spawn(fn -> send(test, {:stopped, :peer.stop(peer)}) end)
+            Process.put(:t0, System.monotonic_time(:millisecond))
+          end
+        end)
+      end
+
+    assert error.reason == :nodedown
+    assert System.monotonic_time(:millisecond) - Process.get(:t0) < 5_000
+    assert_receive {:stopped, :ok}, 10_000
+    assert P.read(p) == {:error, :nodedown}
+    assert P.stop(p) == {:error, :nodedown}
+    assert eventually(fn -> not alive?(os_pid) end, 5_000)
+  end
+
+  test "every Sluice.Process function on a remote program", %{b: b} do
+    {:ok, p} = P.start_link(["sort"], node: b, stderr: :consume)
+    assert node(p) == b
+    assert %{argv: ["sort"], owner: owner} = P.info(p)
+    assert owner == self()
+    assert :ok = P.write(p, "pear\napple\n")
+    assert :ok = P.close_stdin(p)
+    assert {:ok, "apple\npear\n"} = P.read(p, 65_536, 5_000)
+    assert :eof = P.read_any(p)
+    assert {:ok, 0} = P.await_exit(p, 5_000)
+
+    # Active mode: the messages cross to the controller here.
+    {:ok, q} = P.start_link(["sh", "-c", "echo one; read x; echo two"], node: b)
+    assert :ok = P.set_active(q, :once)
+    assert_receive {:sluice_stdout, ^q, "one\n"}, 5_000
+    assert :ok = P.write(q, "\n")
+    assert :ok = P.set_active(q, 2)
+    assert_receive {:sluice_stdout, ^q, "two\n"}, 5_000
+    assert_receive {:sluice_exit, ^q, 0}, 5_000
+
+    {:ok, r} = P.start(["sleep", "60"], node: b)
+    assert :ok = P.signal(r, :sigusr1)
+    assert {:ok, {:signal, :sigusr1}} = P.await_exit(r, 5_000)
+    {:ok, s} = P.start(["sleep", "60"], node: b)
+    assert {:ok, {:signal, :sigterm}} = P.stop(s, 1_000)
+  end
+
+  test "a remote Sluice.Process read from a node that does not run :sluice", %{b: b, plain: plain} do
+    {:ok, p} = P.start(["cat"], node: b)
+    assert :ok = :peer.call(plain, Sluice.Process, :write, [p, "from d", 5_000])
+    assert {:ok, "from d"} = :peer.call(plain, Sluice.Process, :read, [p, 65_536, 5_000])
+    assert :ok = :peer.call(plain, Sluice.Process, :close_stdin, [p])
+    assert {:ok, 0} = :peer.call(plain, Sluice.Process, :await_exit, [p, 5_000])
+
+    # A program on this node, read from there.
+    {:ok, q} = P.start(["echo", "from a"])
+    assert {:ok, "from a\n"} = :peer.call(plain, Sluice.Process, :read, [q, 65_536, 5_000])
+    assert {:ok, 0} = P.await_exit(q, 5_000)
+  end
+
+  test "a worker and a daemon on another node", %{b: b} do
+    {:ok, w} = Sluice.Worker.start_link(["cat"], framing: {:packet, 2}, node: b)
+    assert node(w) == b
+    assert {:ok, "echo"} = Sluice.Worker.call(w, "echo")
+
+    assert_raise ArgumentError, ~r/option :name/, fn ->
+      Sluice.Worker.start_link(["cat"], node: b, name: :local_name)
+    end
+
+    {:ok, d} = Sluice.Daemon.start_link(argv: ["sleep", "60"], node: b, log: false)
+    os_pid = Sluice.Daemon.os_pid(d)
+    assert alive?(os_pid)
+    GenServer.stop(d)
+    Process.unlink(w)
+    GenServer.stop(w)
+    assert eventually(fn -> not alive?(os_pid) end)
+  end
+
+  defp memory do
+    :erlang.garbage_collect()
+    :erlang.memory(:total)
+  end
+end
