@@ -46,7 +46,10 @@
     status := status(),
     stdout := binary() | undefined,
     stderr := binary() | undefined,
-    os_pid := pos_integer() | undefined
+    os_pid := pos_integer() | undefined,
+    statuses := [status()] | undefined,
+    core_dumped := boolean(),
+    usage := map() | undefined
 }.
 -type error_map() :: #{
     reason := atom(),
@@ -474,10 +477,21 @@ options(_Opts) ->
 option(Key) when is_atom(Key) -> {Key, true};
 option({env, Env}) -> {env, env(Env)};
 option({cd, Dir}) -> {cd, chars(cd, Dir)};
+% Files of stdin, stdout and stderr: {file, Path} or {file, Path, [append | {mode, M}]}.
+option({Key, {file, Path}}) when Key =:= stdin; Key =:= stdout; Key =:= stderr ->
+    {Key, {file, chars(Key, Path)}};
+option({Key, {file, Path, FileOpts}}) when (Key =:= stdout orelse Key =:= stderr), is_list(FileOpts) ->
+    {Key, {file, chars(Key, Path), [bare_option(O) || O <- FileOpts]}};
+option({Key, Name}) when (Key =:= user orelse Key =:= group orelse Key =:= arg0), is_list(Name) ->
+    {Key, chars(Key, Name)};
+option({kill_command, Argv}) when is_list(Argv) -> {kill_command, [chars(kill_command, A) || A <- Argv]};
 option({pty, Terminal}) when is_list(Terminal) -> {pty, [pty_option(T) || T <- Terminal]};
 option({Key, undefined}) when is_atom(Key) -> {Key, nil};
 option({Key, Value}) when is_atom(Key) -> {Key, Value};
 option(Other) -> badarg(option_name(Other), <<"options are atoms or {Name, Value} pairs">>).
+
+bare_option(Key) when is_atom(Key) -> {Key, true};
+bare_option(Other) -> Other.
 
 % pty: [echo, {rows, 40}, {modes, [{icanon, 0}]}]: a bare atom means true here too.
 pty_option(Key) when is_atom(Key) -> {Key, true};
@@ -516,12 +530,15 @@ reply({ok, #{'__struct__' := 'Elixir.Sluice.Result'} = Result}) -> {ok, result_m
 reply({error, #{'__struct__' := 'Elixir.Sluice.Error'} = Error}) -> {error, error_map(Error)};
 reply(Other) -> Other.
 
-result_map(#{status := Status, stdout := Stdout, stderr := Stderr, os_pid := OsPid}) ->
+result_map(#{status := Status, stdout := Stdout, stderr := Stderr, os_pid := OsPid} = R) ->
     #{
         status => Status,
         stdout => undefined(Stdout),
         stderr => undefined(Stderr),
-        os_pid => undefined(OsPid)
+        os_pid => undefined(OsPid),
+        statuses => undefined(maps:get(statuses, R, nil)),
+        core_dumped => maps:get(core_dumped, R, false),
+        usage => undefined(maps:get(usage, R, nil))
     }.
 
 error_map(#{reason := Reason, message := Message} = Error) ->

@@ -28,7 +28,8 @@ sluice_test_() ->
         fun on_a_terminal/0,
         fun manage_an_external_process/0,
         fun list_shows_every_program/0,
-        fun configured_from_sys_config/0
+        fun configured_from_sys_config/0,
+        fun files_users_and_limits/0
     ],
     {foreach, fun sluice_probe:start/0, fun sluice_probe:check/1,
         [{test_name(T), {timeout, 30, in_own_process(T)}} || T <- Tests]}.
@@ -356,3 +357,21 @@ configured_from_sys_config() ->
     % scripts/erlang_test.sh starts the VM with test/erlang/sys.config.
     ?assertEqual({ok, auto}, application:get_env(sluice, cgroup)),
     ?assertEqual({ok, 1000}, application:get_env(sluice, shutdown_grace)).
+
+files_users_and_limits() ->
+    File = "/tmp/sluice_erl_" ++ integer_to_list(erlang:unique_integer([positive])),
+    {ok, #{status := 0, stdout := undefined, statuses := [0]}} =
+        sluice:run(["echo", "one"], [{stdout, {file, File, []}}]),
+    {ok, _} = sluice:run(["echo", "two"], [{stdout, {file, File, [{append, true}]}}]),
+    {ok, _} = sluice:run(["echo", "three"], [{stdout, {file, File, [append, {mode, 8#600}]}}]),
+    ?assertEqual({ok, <<"one\ntwo\nthree\n">>}, file:read_file(File)),
+    {ok, #{stdout := <<"one\ntwo\nthree\n">>}} = sluice:run(["cat"], [{stdin, {file, File}}]),
+    ok = file:delete(File),
+    {ok, #{stdout := <<"0027\n">>}} = sluice:run(["sh", "-c", "umask"], [{umask, 8#027}]),
+    {ok, #{stdout := <<"renamed">>}} =
+        sluice:run(["sh", "-c", "head -c 7 /proc/$$/cmdline"], [{arg0, "renamed"}]),
+    {ok, #{stdout := <<"64\n">>, usage := #{source := _}}} =
+        sluice:run(["sh", "-c", "ulimit -n"], [{rlimits, [{nofile, 64}]}]),
+    ?assertMatch({error, #{reason := nouser, stage := credentials}},
+        sluice:run(["true"], [{user, "sluice-no-such-user"}])),
+    ?assertError({badarg, stdout, _}, sluice:run(["true"], [{stdout, {file, "/tmp/x", [{append, maybe}]}}])).
