@@ -13,7 +13,8 @@ defmodule Bench.Config do
     :footprint,
     :pty,
     :worker,
-    :nodes
+    :nodes,
+    :pipeline
   ]
 
   @full %{
@@ -36,7 +37,9 @@ defmodule Bench.Config do
     pty_bytes: 268_435_456,
     worker_calls: 20_000,
     # Streamed from a second node; :erpc + System.cmd holds it all in memory.
-    nodes_bytes: 1_073_741_824
+    nodes_bytes: 1_073_741_824,
+    # Through three stages (gzip -1 and gzip -dc of zeros).
+    pipeline_bytes: 1_073_741_824
   }
 
   # Tiny sizes and one repetition: only checks that every measurement works.
@@ -57,7 +60,8 @@ defmodule Bench.Config do
     footprint_n: 10,
     pty_bytes: 4_194_304,
     worker_calls: 200,
-    nodes_bytes: 8_388_608
+    nodes_bytes: 8_388_608,
+    pipeline_bytes: 8_388_608
   }
 
   @doc "The measurement sections, in the order they run."

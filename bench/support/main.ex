@@ -16,7 +16,8 @@ defmodule Bench.Main do
     footprint: Bench.Footprint,
     pty: Bench.Pty,
     worker: Bench.Worker,
-    nodes: Bench.Nodes
+    nodes: Bench.Nodes,
+    pipeline: Bench.Pipeline
   }
 
   def run(argv) do
