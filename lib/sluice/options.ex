@@ -9,7 +9,16 @@ defmodule Sluice.Options do
   | `:cd` | the VM's current directory at the spawn | all |
   | `:env` | `[]` (a map or `{name, value}` list; `nil` unsets) | all |
   | `:clear_env` | `false` | all |
-  | `:stderr` | `:console`; `:capture` for `run` | process, run, stream |
+  | `:stderr` | `:console`; `:capture` for `run`; or `{:file, path, opts}` | process, run, stream, stage |
+  | `:stdin` | `:pipe`; `:null` or `{:file, path}` (opened by the helper program) | process, run, stream |
+  | `:stdout` | `:pipe` (`:console` with `use_stdio: false`); `:null`, `:console`, `{:file, path, opts}`, or `:log` with `use_stdio: false` | process, run, stream |
+  | `:user`, `:group` | `nil`; a name or a numeric id (`allowed_users` in `config :sluice` limits users) | all (`:group` of manage: `false`, a boolean) |
+  | `:nice` | `nil`; -20..19 | all |
+  | `:rlimits` | `[]`; `as`, `core`, `cpu`, `data`, `fsize`, `memlock`, `nofile`, `nproc`, `stack` to a number, `:infinity` or `{soft, hard}` | all |
+  | `:umask` | `nil`; 0..0o777 | all |
+  | `:arg0` | `nil`; the name the program sees as `argv[0]` | all |
+  | `:kill_command` | `nil`; an argv the helper program runs (with `CHILD_PID`) instead of sending `kill_signal` | all |
+  | `:pipefail` | `true`: `success_exit_codes` applies to every stage of a pipeline; `false`: to the last | run, stream |
   | `:kill_signal` | `:sigterm` | all, manage |
   | `:kill_grace` | `5_000` ms | all, manage |
   | `:pipe_size` | `nil`: stdout 256 KiB for up to 64 running programs, else the system's 64 KiB | all |
@@ -17,11 +26,9 @@ defmodule Sluice.Options do
   | `:node` | `nil` (this node); another node's name runs the program there (`:sluice` must run on it) | all |
   | `:start_timeout` | `10_000` ms | process, stream, daemon, manage |
   | `:stop_on_owner_exit` | `true` | manage |
-  | `:group` | `false` | manage |
   | `:framing` | `:raw`; `{:packet, 1 \\| 2 \\| 4}` or `{:line, max_bytes}`: read and write in frames | process, stream |
   | `:max_frame` | `67_108_864` (64 MiB): a larger announced packet is `:frame_too_large` | process, stream |
   | `:use_stdio` | `true`; `false`: the data goes through fds 3 (input) and 4 (output) | process |
-  | `:stdout` | `:console` (with `use_stdio: false` only; or `:null`, `:log`) | process |
   | `:input` | `nil` | run, stream |
   | `:timeout` | `:infinity` | run |
   | `:idle_timeout` | `:infinity`: ms without any output before the program is stopped | run, stream |
@@ -46,7 +53,15 @@ defmodule Sluice.Options do
   `Sluice.Worker` takes the options of `Sluice.Process` (its `:framing` defaults to
   `{:packet, 4}`, and `:stderr` may not be `:consume`) plus `:name`.
 
-  "all" is every function that starts a program; "manage" is `Sluice.Process.manage/2`.
+  File options (`{:file, path, opts}` of `:stdout` and `:stderr`): `append:` (default
+  `false`: truncate) and `mode:` (of a created file, default `0o644`, under the umask);
+  a relative path resolves against the program's `cd`; `:stderr` naming the same path as
+  `:stdout` shares its open file (writes interleave in order). The helper program opens
+  the files with its own credentials, before the clone. With `:stdout` not piped, `run`
+  returns `stdout: nil` and `Sluice.Process.read/3` `{:error, :not_piped}`.
+
+  "all" is every function that starts a program; "manage" is `Sluice.Process.manage/2`;
+  "stage" is a stage of `Sluice.pipeline/1` (with `:cd` and `:env`).
   """
 
   @all [:process, :run, :stream, :daemon]
