@@ -254,6 +254,7 @@ defmodule Sluice.Options.Control do
 
   defp limit!(value), do: bad_rlimits(value)
 
+  @spec bad_rlimits(term) :: no_return
   defp bad_rlimits(got) do
     bad!(
       :rlimits,
@@ -263,7 +264,9 @@ defmodule Sluice.Options.Control do
     )
   end
 
+  @spec bad!(atom, String.t(), term) :: no_return
   defp bad!(key, expected, got), do: Sluice.Options.bad!(key, expected, got)
 
+  @spec bad_arg0(term) :: no_return
   defp bad_arg0(got), do: bad!(:arg0, "a non-empty string without NUL bytes", got)
 end
