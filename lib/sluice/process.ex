@@ -295,8 +295,9 @@ defmodule Sluice.Process do
   of what was reaped plus `/proc` of what runs); `pids_current` counts the members of its
   cgroup (else of its process group); the bytes are those read from its outputs and
   written to its stdin through this process; `age_ms` is the time since it started. After
-  the exit: the exit's usage and `pids_current: 0`. `{:error, :managed}` for an adopted
-  process.
+  the exit (while the server still runs: until the status was delivered and the outputs
+  read to EOF): the exit's usage, `pids_current: 0`, `core_dumped` and `statuses` (every
+  stage's of a pipeline). `{:error, :managed}` for an adopted process.
 
       iex> {:ok, p} = Sluice.Process.start_link(["sleep", "10"])
       iex> {:ok, %{pids_current: 1, bytes_read: 0}} = Sluice.Process.stats(p)

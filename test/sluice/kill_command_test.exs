@@ -69,6 +69,14 @@ defmodule Sluice.KillCommandTest do
 
     assert {:ok, %{status: {:signal, :sigsegv}, core_dumped: false}} =
              Sluice.run(["sh", "-c", "kill -SEGV $$"], rlimits: [core: 0], cd: dir)
+
+    # Sluice.Process tells it too, while its stdout is unread (the server still runs).
+    {:ok, p} =
+      P.start_link(["sh", "-c", "echo x; kill -SEGV $$"], rlimits: [core: :infinity], cd: dir)
+
+    assert {:ok, {:signal, :sigsegv}} = P.await_exit(p, 5_000)
+    assert {:ok, %{core_dumped: dumped, statuses: [{:signal, :sigsegv}]}} = P.stats(p)
+    unless String.starts_with?(core_pattern, "|"), do: assert(dumped)
   end
 
   test "options are checked" do

@@ -12,7 +12,7 @@ defmodule Sluice.Pipes.Usage do
   @spec stats(Pipes.t(), Pipes.deadline()) :: {{:ok, map} | {:error, atom}, Pipes.t()}
   def stats(p, deadline) do
     case p.exit do
-      {:exited, _} -> {{:ok, with_pipes(p, %{usage: p.exit_info[:usage], pids_current: 0})}, p}
+      {:exited, status} -> {{:ok, with_pipes(p, exited(status, p.exit_info))}, p}
       :lost -> {{:error, :helper_down}, p}
       :running -> request(p, deadline)
     end
@@ -52,6 +52,13 @@ defmodule Sluice.Pipes.Usage do
   # knows the program, and a stats request after the exit may still be answered: both do).
   defp await_or_exited(%{exit: {:exited, _}} = p, _deadline), do: stats(p, 0)
   defp await_or_exited(p, deadline), do: await(p, deadline)
+
+  # After the exit: its usage, whether a core was dumped, and every status of a pipeline.
+  defp exited(status, info) do
+    info = info || %{usage: nil, core_dumped: false, statuses: nil}
+    statuses = info.statuses || [status]
+    %{usage: info.usage, pids_current: 0, core_dumped: info.core_dumped, statuses: statuses}
+  end
 
   defp with_pipes(p, stats) do
     Map.merge(stats, %{
