@@ -231,11 +231,6 @@ impl Control {
             arg0,
         })
     }
-
-    /// Whether the child has anything of this to apply beyond its usual steps.
-    pub fn is_default(&self) -> bool {
-        *self == Control::default()
-    }
 }
 
 /// Encoding, as the BEAM does it: for tests and tools.
