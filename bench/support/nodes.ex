@@ -6,13 +6,18 @@ defmodule Bench.Nodes do
   # B and then on A) and against a local Sluice stream; throughput and the peak memory
   # growth of both nodes.
 
-  alias Bench.{Format, Interleave, Ports, Section, Stats, Target}
+  alias Bench.{Format, Interleave, OsProcs, Ports, Section, Stats, Target}
 
   @sample_ms 10
 
   def run(config) do
     total = config.nodes_bytes
     {peer, b} = start_peer()
+    # The peer VM and its helper program are our descendants while the section runs: count
+    # them in the baseline, or every repetition would wait for them to go.
+    peer_os_pid = peer |> :peer.call(:os, :getpid, []) |> List.to_integer()
+    peer_tree = [peer_os_pid | for({pid, _comm} <- OsProcs.descendants(peer_os_pid), do: pid)]
+    OsProcs.record_baseline()
 
     try do
       head = [Ports.exe("head"), "-c", "#{total}", "/dev/zero"]
@@ -83,6 +88,16 @@ defmodule Bench.Nodes do
       }
     after
       :peer.stop(peer)
+      await_gone(peer_tree, System.monotonic_time(:millisecond) + 10_000)
+      OsProcs.record_baseline()
+    end
+  end
+
+  defp await_gone(pids, deadline) do
+    if Enum.any?(pids, &File.exists?("/proc/#{&1}")) and
+         System.monotonic_time(:millisecond) < deadline do
+      Process.sleep(20)
+      await_gone(pids, deadline)
     end
   end
 

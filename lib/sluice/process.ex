@@ -122,7 +122,7 @@ defmodule Sluice.Process do
   killed: they are not the helper program's children.
   """
   alias Sluice.{Error, Options}
-  alias Sluice.Process.Server
+  alias Sluice.Process.Starter
 
   @type t :: GenServer.server()
   @type status :: non_neg_integer | {:signal, atom | pos_integer} | :unknown
@@ -173,7 +173,7 @@ defmodule Sluice.Process do
     opts = Options.validate!(opts, :process, who)
 
     case Sluice.Remote.node_of(opts) do
-      nil -> start_server(Options.spawn_spec(argv, opts), opts, self())
+      nil -> Starter.start_server(Options.spawn_spec(argv, opts), opts, self())
       node -> Sluice.Remote.call(node, :start_process, [argv, opts, self()], opts.start_timeout)
     end
   end
@@ -215,54 +215,9 @@ defmodule Sluice.Process do
   """
   @spec manage(pos_integer, keyword) :: {:ok, pid} | {:error, Error.t()}
   def manage(os_pid, opts \\ []) do
-    os_pid = adoptable!(os_pid)
+    os_pid = Starter.adoptable!(os_pid)
     opts = Options.validate!(opts, :manage, "Sluice.Process.manage/2")
-    start_server({:manage, Options.manage_spec(os_pid, opts)}, opts, self())
-  end
-
-  defp adoptable!(os_pid) do
-    unless is_integer(os_pid) and os_pid > 0 and os_pid < 2 ** 31 do
-      raise ArgumentError, "os_pid must be a positive integer, got: #{inspect(os_pid)}"
-    end
-
-    helper = with {:ok, conn} <- Sluice.Helper.conn(), do: conn.os_pid
-
-    cond do
-      os_pid == 1 ->
-        raise ArgumentError, "pid 1 (init) cannot be managed"
-
-      os_pid == String.to_integer(System.pid()) ->
-        raise ArgumentError, "the VM cannot manage itself"
-
-      os_pid == helper ->
-        raise ArgumentError, "the helper program cannot be managed"
-
-      true ->
-        os_pid
-    end
-  end
-
-  @doc false
-  # Starts the server of a program owned by `owner` (on this node, or on another one when
-  # called by Sluice.Remote). The server bounds the spawn by start_timeout; the margin
-  # covers its own start.
-  @spec start_server(map | {:manage, map}, map, pid) :: {:ok, pid} | {:error, Error.t()}
-  def start_server(spec, opts, owner) do
-    timeout = opts.start_timeout + 5_000
-
-    case GenServer.start(Server, {spec, owner, opts}, timeout: timeout) do
-      {:ok, pid} ->
-        {:ok, pid}
-
-      {:error, {:shutdown, %Error{} = error}} ->
-        {:error, error}
-
-      {:error, :timeout} ->
-        {:error, Error.new(:timeout, "the program did not start in time")}
-
-      {:error, reason} ->
-        {:error, Error.new(:start_failed, "could not start: #{inspect(reason)}")}
-    end
+    Starter.start_server({:manage, Options.manage_spec(os_pid, opts)}, opts, self())
   end
 
   ## Calls

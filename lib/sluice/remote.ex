@@ -82,7 +82,7 @@ defmodule Sluice.Remote do
   @spec start_process([String.t()], map, pid) :: {:ok, pid} | {:error, Error.t()}
   def start_process(argv, opts, owner) do
     with :ok <- running() do
-      Sluice.Process.start_server(Options.spawn_spec(argv, opts), opts, owner)
+      Sluice.Process.Starter.start_server(Options.spawn_spec(argv, opts), opts, owner)
     end
   end
 

@@ -1,0 +1,56 @@
+defmodule Sluice.Process.Starter do
+  @moduledoc false
+  # How a Sluice.Process comes to be: its server started for a spawn spec or an adoption,
+  # with every way the start can fail turned into a Sluice.Error.
+
+  alias Sluice.Error
+  alias Sluice.Process.Server
+
+  @doc "Checks a pid to adopt: never pid 1, the VM or the helper program."
+  @spec adoptable!(term) :: pos_integer
+  def adoptable!(os_pid) do
+    unless is_integer(os_pid) and os_pid > 0 and os_pid < 2 ** 31 do
+      raise ArgumentError, "os_pid must be a positive integer, got: #{inspect(os_pid)}"
+    end
+
+    helper = with {:ok, conn} <- Sluice.Helper.conn(), do: conn.os_pid
+
+    cond do
+      os_pid == 1 ->
+        raise ArgumentError, "pid 1 (init) cannot be managed"
+
+      os_pid == String.to_integer(System.pid()) ->
+        raise ArgumentError, "the VM cannot manage itself"
+
+      os_pid == helper ->
+        raise ArgumentError, "the helper program cannot be managed"
+
+      true ->
+        os_pid
+    end
+  end
+
+  @doc """
+  Starts the server of a program owned by `owner` (on this node, or on another one when
+  called by Sluice.Remote). The server bounds the spawn by start_timeout; the margin
+  covers its own start.
+  """
+  @spec start_server(map | {:manage, map}, map, pid) :: {:ok, pid} | {:error, Error.t()}
+  def start_server(spec, opts, owner) do
+    timeout = opts.start_timeout + 5_000
+
+    case GenServer.start(Server, {spec, owner, opts}, timeout: timeout) do
+      {:ok, pid} ->
+        {:ok, pid}
+
+      {:error, {:shutdown, %Error{} = error}} ->
+        {:error, error}
+
+      {:error, :timeout} ->
+        {:error, Error.new(:timeout, "the program did not start in time")}
+
+      {:error, reason} ->
+        {:error, Error.new(:start_failed, "could not start: #{inspect(reason)}")}
+    end
+  end
+end
