@@ -15,7 +15,8 @@
 %% API (`Sluice.Options') is accepted under the same name. Results and errors are maps,
 %% statuses are `Code | {signal, Name}', and active-mode messages are
 %% `{sluice_stdout, P, Data}', `{sluice_stderr, P, Data}', `{sluice_passive, P}',
-%% `{sluice_exit, P, Status}' and `{sluice_error, P, Reason}'. `pty' runs a program on a
+%% `{sluice_exit, P, Status}' and `{sluice_error, P, Reason}'. `pipeline/1' joins
+%% programs by kernel pipes. `pty' runs a program on a
 %% pseudo-terminal (`set_window_size/3' resizes it), `manage/2' adopts a
 %% process Sluice did not start, and `list/0' shows every program of the node.
 %%
@@ -34,6 +35,7 @@
 -export([daemon_spec/2, start_daemon/2]).
 -export([manage/1, manage/2, list/0, info/1]).
 -export([start_worker/2, worker_spec/2, call/2, call/3]).
+-export([pipeline/1]).
 -export([format_error/1, format_error/2]).
 
 -export_type([argv/0, options/0, status/0, result/0, error_map/0, program_info/0]).
@@ -306,6 +308,26 @@ start_daemon(Argv, Opts) ->
     Args = [Argv, Opts],
     ?CHECKED(Args, 'Elixir.Sluice.Daemon':start_link(daemon_options(Argv, Opts))).
 
+%%% Kernel pipelines
+
+%% @doc A kernel pipeline: each stage's stdout feeds the next one's stdin through a pipe
+%% the helper program makes (no byte passes through the VM, no shell is involved). A
+%% stage is an argv or `{Argv, Opts}' with its own `cd', `env' and `stderr'. `run/2',
+%% `start_link/2' and `start/2' take a pipeline where they take argv: input goes to the
+%% first stage, output comes from the last; `statuses' in the result has every stage's
+%% status, and `{pipefail, false}' checks only the last one.
+-spec pipeline([argv() | {argv(), options()}, ...]) -> term().
+pipeline(Stages) ->
+    ?CHECKED([Stages], 'Elixir.Sluice':pipeline(stages(Stages))).
+
+stages(Stages) when is_list(Stages), Stages =/= [] ->
+    [stage(Stage) || Stage <- Stages];
+stages(_Stages) ->
+    badarg(stages, <<"a pipeline is a non-empty list of stages">>).
+
+stage({Argv, Opts}) -> {argv(Argv), options(Opts)};
+stage(Argv) -> argv(Argv).
+
 %%% Workers
 
 %% @doc Starts a request/response program (`Sluice.Worker') linked to the caller: each
@@ -436,7 +458,9 @@ erlang_words(Message) ->
         Replacements
     ).
 
-% argv: a list of strings or binaries, each becoming a UTF-8 binary.
+% argv: a list of strings or binaries, each becoming a UTF-8 binary; or a pipeline.
+argv(#{'__struct__' := 'Elixir.Sluice.Pipeline'} = Pipeline) ->
+    Pipeline;
 argv(Argv) when is_list(Argv), Argv =/= [] ->
     [chars(argv, Arg) || Arg <- Argv];
 argv(_Argv) ->
@@ -480,11 +504,16 @@ option({cd, Dir}) -> {cd, chars(cd, Dir)};
 % Files of stdin, stdout and stderr: {file, Path} or {file, Path, [append | {mode, M}]}.
 option({Key, {file, Path}}) when Key =:= stdin; Key =:= stdout; Key =:= stderr ->
     {Key, {file, chars(Key, Path)}};
-option({Key, {file, Path, FileOpts}}) when (Key =:= stdout orelse Key =:= stderr), is_list(FileOpts) ->
+option({Key, {file, Path, FileOpts}}) when
+    (Key =:= stdout orelse Key =:= stderr), is_list(FileOpts)
+->
     {Key, {file, chars(Key, Path), [bare_option(O) || O <- FileOpts]}};
-option({Key, Name}) when (Key =:= user orelse Key =:= group orelse Key =:= arg0), is_list(Name) ->
+option({Key, Name}) when
+    (Key =:= user orelse Key =:= group orelse Key =:= arg0), is_list(Name)
+->
     {Key, chars(Key, Name)};
-option({kill_command, Argv}) when is_list(Argv) -> {kill_command, [chars(kill_command, A) || A <- Argv]};
+option({kill_command, Argv}) when is_list(Argv) ->
+    {kill_command, [chars(kill_command, A) || A <- Argv]};
 option({pty, Terminal}) when is_list(Terminal) -> {pty, [pty_option(T) || T <- Terminal]};
 option({Key, undefined}) when is_atom(Key) -> {Key, nil};
 option({Key, Value}) when is_atom(Key) -> {Key, Value};

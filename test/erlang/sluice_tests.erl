@@ -29,7 +29,8 @@ sluice_test_() ->
         fun manage_an_external_process/0,
         fun list_shows_every_program/0,
         fun configured_from_sys_config/0,
-        fun files_users_and_limits/0
+        fun files_users_and_limits/0,
+        fun a_kernel_pipeline/0
     ],
     {foreach, fun sluice_probe:start/0, fun sluice_probe:check/1,
         [{test_name(T), {timeout, 30, in_own_process(T)}} || T <- Tests]}.
@@ -374,4 +375,23 @@ files_users_and_limits() ->
         sluice:run(["sh", "-c", "ulimit -n"], [{rlimits, [{nofile, 64}]}]),
     ?assertMatch({error, #{reason := nouser, stage := credentials}},
         sluice:run(["true"], [{user, "sluice-no-such-user"}])),
-    ?assertError({badarg, stdout, _}, sluice:run(["true"], [{stdout, {file, "/tmp/x", [{append, maybe}]}}])).
+    BadAppend = [{stdout, {file, "/tmp/x", [{append, maybe}]}}],
+    ?assertError({badarg, stdout, _}, sluice:run(["true"], BadAppend)).
+
+a_kernel_pipeline() ->
+    Pipeline = sluice:pipeline([
+        ["printf", "b\\na\\nc\\n"],
+        {["sort"], [{env, [{"LC_ALL", "C"}]}]},
+        [<<"head">>, "-n", "2"]
+    ]),
+    ?assertMatch({ok, #{status := 0, statuses := [0, 0, 0], stdout := <<"a\nb\n">>}},
+        sluice:run(Pipeline)),
+    Failing = sluice:pipeline([["sh", "-c", "echo x; exit 3"], ["cat"]]),
+    ?assertMatch({ok, #{status := 0, statuses := [3, 0], stdout := <<"x\n">>}},
+        sluice:run(Failing, [{pipefail, false}])),
+    {ok, P} = sluice:start_link(sluice:pipeline([["cat"], ["tr", "a-z", "A-Z"]]), []),
+    ok = sluice:send(P, "quiet\n"),
+    ok = sluice:close_stdin(P),
+    ?assertEqual({ok, <<"QUIET\n">>}, sluice:recv(P, 0, 5000)),
+    ?assertEqual({ok, 0}, sluice:await_exit(P, 5000)),
+    ?assertError({badarg, stages, _}, sluice:pipeline([])).
