@@ -274,6 +274,14 @@ defmodule Sluice.Options do
   """
   @spec spawn_spec([String.t()] | Sluice.Pipeline.t(), map) :: map
   def spawn_spec(%Sluice.Pipeline{stages: [{argv, first} | rest]}, opts) do
+    # A pipeline's ends are pipes: no terminal, no private channel.
+    if opts.pty != nil, do: bad!(:pty, "nil for a pipeline", opts.pty)
+
+    if Map.get(opts, :use_stdio, true) == false,
+      do: bad!(:use_stdio, "true for a pipeline", false)
+
+    piped_stderr!(stage_stderr(stage_opts(opts, first)), rest, opts)
+
     stages =
       Enum.map(rest, fn {argv, stage} ->
         o = stage_opts(opts, stage)
@@ -320,6 +328,21 @@ defmodule Sluice.Options do
   end
 
   defp stage_stderr(opts), do: helper_stderr(Map.get(opts, :stderr, :consume))
+
+  # Every stage that reads its stderr back shares the first stage's stderr pipe: a later
+  # stage cannot have one unless the first does.
+  defp piped_stderr!(:pipe, _rest, _opts), do: :ok
+
+  defp piped_stderr!(_first, rest, opts) do
+    if Enum.any?(rest, fn {_argv, stage} -> stage_stderr(stage_opts(opts, stage)) == :pipe end) do
+      bad!(
+        :stderr,
+        "the first stage's stderr to be read too (:consume or :capture) when a later " <>
+          "stage's is",
+        Map.get(opts, :stderr)
+      )
+    end
+  end
 
   defp helper_stderr(:consume), do: :pipe
   defp helper_stderr(:capture), do: :pipe

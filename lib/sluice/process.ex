@@ -252,7 +252,9 @@ defmodule Sluice.Process do
   written to its stdin through this process; `age_ms` is the time since it started. After
   the exit (while the server still runs: until the status was delivered and the outputs
   read to EOF): the exit's usage, `pids_current: 0`, `core_dumped` and `statuses` (every
-  stage's of a pipeline). `{:error, :managed}` for an adopted process.
+  stage's of a pipeline). `{:error, :managed}` for an adopted process. The helper
+  program's answer is awaited for `timeout` ms, and never more than 5 s (the
+  `Sluice.Process` serves nobody else meanwhile); then `{:error, :timeout}`.
 
       iex> {:ok, p} = Sluice.Process.start_link(["sleep", "10"])
       iex> {:ok, %{pids_current: 1, bytes_read: 0}} = Sluice.Process.stats(p)

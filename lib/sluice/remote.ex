@@ -46,6 +46,10 @@ defmodule Sluice.Remote do
 
     :error, {:exception, reason, _stack} ->
       {:error, Error.new(:start_failed, "#{node} could not start it: #{inspect(reason)}")}
+
+    # The remote function exited (erpc re-raises that as an exit of the caller).
+    :exit, {:exception, reason} ->
+      {:error, Error.new(:start_failed, "#{node} could not start it: #{inspect(reason)}")}
   end
 
   defp margin(:infinity), do: :infinity
@@ -70,11 +74,19 @@ defmodule Sluice.Remote do
       init = {spec, opts, consumer, start_ms}
 
       case GenServer.start(Sluice.Remote.Reader, init, timeout: margin(start_ms)) do
-        {:ok, reader} -> {:ok, {reader, GenServer.call(reader, :os_pid)}}
+        {:ok, reader} -> reader_started(reader)
         {:error, {:shutdown, %Error{} = error}} -> {:error, error}
         {:error, reason} -> {:error, Error.new(:start_failed, "#{inspect(reason)}")}
       end
     end
+  end
+
+  # The reader answers at once; it may already have ended if the helper program died
+  # right after the spawn.
+  defp reader_started(reader) do
+    {:ok, {reader, GenServer.call(reader, :os_pid, 5_000)}}
+  catch
+    :exit, _ -> {:error, Error.new(:helper_down, "the program was lost as it started")}
   end
 
   @doc false

@@ -79,6 +79,12 @@ defmodule Sluice.CredentialsTest do
         refute File.exists?("/tmp/sluice-should-not-exist")
         assert out(["id", "-u"], user: "root") == "0"
         assert out(["id", "-un"], user: "nobody") == "nobody"
+        # An allowed user with a group that is not one of its own: refused too.
+        assert {:error, %Sluice.Error{reason: :eperm, stage: :credentials, message: message}} =
+                 Sluice.run(["id", "-g"], user: "nobody", group: 0)
+
+        assert message =~ "not one of"
+        assert out(["id", "-gn"], user: "nobody", group: "nogroup") == "nogroup"
         # Without user: the helper program's own user, which is not refused.
         assert out(["id", "-u"], []) == "0"
       after

@@ -110,6 +110,18 @@ defmodule Sluice.PipelineTest do
              Sluice.run(Sluice.pipeline([["sleep", "100"], ["sluice-no-such-program"]]))
   end
 
+  test "options a pipeline cannot honour raise, naming the option" do
+    pipeline = Sluice.pipeline([["echo", "a"], ["cat"]])
+    assert_raise ArgumentError, ~r/:pty/, fn -> Sluice.run(pipeline, pty: true) end
+    assert_raise ArgumentError, ~r/:use_stdio/, fn -> Sluice.run(pipeline, use_stdio: false) end
+
+    # run captures stderr; the first stage sends its own to /dev/null, the second would
+    # need the first one's pipe.
+    quiet_first = Sluice.pipeline([{["echo", "a"], stderr: :null}, ["cat"]])
+    assert_raise ArgumentError, ~r/:stderr/, fn -> Sluice.run(quiet_first) end
+    assert {:ok, %{stdout: "a\n"}} = Sluice.run(quiet_first, stderr: :null)
+  end
+
   test "pipelines are checked when built" do
     for bad <- [[], [[]], [{["ls"], bogus: 1}], [{["ls"], stderr: :capture}], :x, [["ls"] | :x]] do
       assert_raise ArgumentError, fn -> Sluice.pipeline(bad) end

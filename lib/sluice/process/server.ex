@@ -114,8 +114,10 @@ defmodule Sluice.Process.Server do
   def handle_call({:stats, _timeout}, _from, %{pipes: %{origin: :managed}} = s),
     do: {:reply, {:error, :managed}, s}
 
+  # The server waits for the helper program's answer and serves nobody meanwhile: never
+  # longer than @signal_timeout, whatever the caller's timeout.
   def handle_call({:stats, timeout}, from, s) do
-    {answer, pipes} = Pipes.stats(s.pipes, Pipes.deadline(timeout))
+    {answer, pipes} = Pipes.stats(s.pipes, Pipes.deadline(min(timeout, @signal_timeout)))
     GenServer.reply(from, answer)
     control(%{s | pipes: pipes})
   end

@@ -131,9 +131,22 @@ pub fn resolve(c: &Control) -> Result<Applied, SpawnFailure> {
                     });
                 }
             }
-            let gid = gid.unwrap_or(u.gid.as_raw());
             let name = CString::new(u.name.as_bytes())
                 .map_err(|_| lookup_failed(Errno::EINVAL, "the user"))?;
+            // With allowed_users, `group:` may only pick one of the user's own groups:
+            // otherwise an allowed user could be paired with any group (root's included).
+            if let (Some(_), Some(g)) = (&c.allowed_users, gid) {
+                let own = getgrouplist(&name, u.gid)
+                    .map_err(|e| lookup_failed(e, "the user's groups"))?;
+                if !own.contains(&Gid::from_raw(g)) {
+                    let what = format!("group {g} is not one of user {:?}'s groups", u.name);
+                    return Err(SpawnFailure {
+                        detail: what,
+                        ..SpawnFailure::before_fork(Errno::EPERM, Stage::Credentials, "")
+                    });
+                }
+            }
+            let gid = gid.unwrap_or(u.gid.as_raw());
             let groups = getgrouplist(&name, Gid::from_raw(gid))
                 .map_err(|e| lookup_failed(e, "the user's groups"))?;
             applied.groups = Some(groups.into_iter().map(Gid::as_raw).collect());
