@@ -193,27 +193,19 @@ defmodule Sluice.Options do
 
   defp combined_rest!(opts), do: opts
 
+  # Every entry's defaults, computed once at compile time; a default may depend on the
+  # entry point (`%{run: ..., default: ...}`).
   for entry <- [:manage, :stage | @all] do
     defaults =
-      for {key, {_default, entries}} <- @schema, entry in entries, into: %{} do
-        value =
-          case Keyword.fetch!(@schema, key) do
-            {%{} = per_entry, _} -> Map.get(per_entry, entry, per_entry.default)
-            {default, _} -> default
-          end
-
-        {key, value}
+      for {key, {default, entries}} <- @schema, entry in entries, into: %{} do
+        {key, if(is_map(default), do: Map.get(default, entry, default.default), else: default)}
       end
 
     defp defaults(unquote(entry)), do: unquote(Macro.escape(defaults))
   end
 
-  defp default(key, entry) do
-    case Keyword.fetch!(@schema, key) do
-      {%{} = per_entry, _} -> Map.get(per_entry, entry, per_entry.default)
-      {default, _} -> default
-    end
-  end
+  # Only called for options the entry accepts, which all have a precomputed default.
+  defp default(key, entry), do: Map.fetch!(defaults(entry), key)
 
   @doc """
   Validates argv: a non-empty proper list of strings without NUL bytes, or a
