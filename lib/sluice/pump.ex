@@ -222,21 +222,7 @@ defmodule Sluice.Pump do
   # A `fn collectable -> ... end` input runs to completion here; push/2 writes each
   # element, reading output meanwhile into `buffered`.
   defp run_function(pump, fun, deadline) do
-    key = {__MODULE__, make_ref()}
-    Process.put(key, {%{pump | input: :done}, deadline})
-
-    try do
-      fun.(%Sluice.Stdin{key: key})
-    catch
-      :throw, {__MODULE__, :input_done} ->
-        :ok
-
-      kind, reason ->
-        Process.delete(key)
-        :erlang.raise(kind, reason, __STACKTRACE__)
-    end
-
-    {pump, _deadline} = Process.delete(key)
+    pump = Sluice.Stdin.run(__MODULE__, %{pump | input: :done}, deadline, fun)
     %{pump | pipes: Pipes.close_stdin(pump.pipes)}
   end
 

@@ -16,6 +16,31 @@ defmodule Sluice.Stdin do
 
   @type t :: %__MODULE__{key: term}
 
+  @doc false
+  # Runs `fun` with a Sluice.Stdin for `driver` (Sluice.Pump, Sluice.Remote.Consumer): the
+  # driver's state and deadline live in the process dictionary under the key while it
+  # runs, for `driver.push/2`, which throws `{driver, :input_done}` once stdin is gone.
+  # Returns the driver's state as the function left it.
+  @spec run(module, state, integer | :infinity, (t -> term)) :: state when state: term
+  def run(driver, state, deadline, fun) do
+    key = {driver, make_ref()}
+    Process.put(key, {state, deadline})
+
+    try do
+      fun.(%__MODULE__{key: key})
+    catch
+      :throw, {^driver, :input_done} ->
+        :ok
+
+      kind, reason ->
+        Process.delete(key)
+        :erlang.raise(kind, reason, __STACKTRACE__)
+    end
+
+    {state, _deadline} = Process.delete(key)
+    state
+  end
+
   defimpl Collectable do
     # The key names the module driving the program (Sluice.Pump, or for a program on
     # another node Sluice.Remote.Consumer).

@@ -236,21 +236,7 @@ defmodule Sluice.Remote.Consumer do
   # window is full, keeping the output that comes meanwhile (the function cannot be
   # suspended, so that output must be kept until the consumer asks for it).
   defp run_function(c, fun, deadline) do
-    key = {__MODULE__, make_ref()}
-    Process.put(key, {c, deadline})
-
-    try do
-      fun.(%Sluice.Stdin{key: key})
-    catch
-      :throw, {__MODULE__, :input_done} ->
-        :ok
-
-      kind, reason ->
-        Process.delete(key)
-        :erlang.raise(kind, reason, __STACKTRACE__)
-    end
-
-    {c, _deadline} = Process.delete(key)
+    c = Sluice.Stdin.run(__MODULE__, c, deadline, fun)
     if c.exit == :running, do: request(c, :input_eof)
     c
   end
