@@ -28,7 +28,8 @@ defmodule Sluice.Process do
   the end) and its status was delivered (`await_exit/2` returned it, or
   `{:sluice_exit, p, status}` was sent in active mode), the `Sluice.Process` closes its fds
   and ends with reason `:normal`: a long-lived process that runs many programs this way
-  leaks nothing. Calls on an ended `Sluice.Process` return `{:error, :closed}`. With
+  leaks nothing. Calls on an ended `Sluice.Process` return `{:error, :closed}`, and calls
+  on one whose node went away (see `:node`) `{:error, :nodedown}`. With
   `stderr: :consume`, stderr must be read to EOF too; until then (or until the owner ends)
   the `Sluice.Process` stays.
 
@@ -229,7 +230,7 @@ defmodule Sluice.Process do
       iex> is_integer(Sluice.Process.os_pid(p))
       true
   """
-  @spec os_pid(t) :: pos_integer | {:error, :closed}
+  @spec os_pid(t) :: pos_integer | {:error, :closed | :nodedown}
   def os_pid(p), do: call(p, :os_pid)
 
   @doc """
@@ -346,7 +347,7 @@ defmodule Sluice.Process do
   command), and with `icanon` off the character is passed to the program as it is, for
   it to interpret. Later writes return `{:error, :closed}` either way.
   """
-  @spec close_stdin(t) :: :ok | {:error, :closed}
+  @spec close_stdin(t) :: :ok | {:error, :closed | :nodedown}
   def close_stdin(p), do: call(p, :close_stdin)
 
   @doc """
@@ -399,7 +400,7 @@ defmodule Sluice.Process do
       iex> Sluice.Process.stop(p, 1_000)
       {:ok, {:signal, :sigterm}}
   """
-  @spec stop(t, non_neg_integer) :: {:ok, status} | {:error, :closed | Error.t()}
+  @spec stop(t, non_neg_integer) :: {:ok, status} | {:error, :closed | :nodedown | Error.t()}
   def stop(p, grace_ms \\ 5_000) do
     unless is_integer(grace_ms) and grace_ms >= 0 and grace_ms <= 4_294_967_295 do
       raise ArgumentError, "grace_ms must be a non-negative integer, got: #{inspect(grace_ms)}"
@@ -415,7 +416,8 @@ defmodule Sluice.Process do
       iex> Sluice.Process.await_exit(p, 5_000)
       {:ok, 3}
   """
-  @spec await_exit(t, timeout) :: {:ok, status} | {:error, :timeout | :closed | :helper_down}
+  @spec await_exit(t, timeout) ::
+          {:ok, status} | {:error, :timeout | :closed | :helper_down | :nodedown}
   def await_exit(p, timeout \\ :infinity), do: call(p, {:await_exit, Options.timeout!(timeout)})
 
   @doc """
@@ -428,7 +430,7 @@ defmodule Sluice.Process do
       iex> receive do {:sluice_stdout, ^p, data} -> data end
       "hi\\n"
   """
-  @spec set_active(t, :once | pos_integer | false) :: :ok | {:error, :closed}
+  @spec set_active(t, :once | pos_integer | false) :: :ok | {:error, :closed | :nodedown}
   def set_active(p, mode) when mode in [:once, false] or (is_integer(mode) and mode > 0) do
     call(p, {:set_active, mode})
   end

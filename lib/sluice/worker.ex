@@ -152,8 +152,9 @@ defmodule Sluice.Worker do
   Sends `request` as one frame and returns the program's next frame: `{:ok, response}`,
   `{:error, :timeout}` after `timeout` ms (the worker stays usable), `{:error, {:exit,
   status}}` if the program exited first, `{:error, :frame_too_large}`, `{:error,
-  :helper_down}`, or `{:error, :closed}` when the worker is not running. A request too
-  long for the framing raises `ArgumentError`.
+  :helper_down}`, `{:error, :closed}` when the worker is not running, or `{:error,
+  :nodedown}` when its node (see `:node`) went away. A request too long for the framing
+  raises `ArgumentError`.
 
       iex> {:ok, w} = Sluice.Worker.start_link(["cat"], framing: {:line, 100})
       iex> Sluice.Worker.call(w, "hello\\n")
@@ -171,12 +172,13 @@ defmodule Sluice.Worker do
       end
 
     # The worker answers every call within its timeout (its own timer), so waiting on it
-    # is bounded; a worker that is gone is :closed.
+    # is bounded; a worker that is gone is :closed, one whose node went away :nodedown.
     case GenServer.call(worker, {:call, data, timeout}, :infinity) do
       {:bad_frame, message} -> raise ArgumentError, message
       answer -> answer
     end
   catch
+    :exit, {{:nodedown, _node}, {GenServer, :call, _}} -> {:error, :nodedown}
     :exit, {_gone, {GenServer, :call, _}} -> {:error, :closed}
   end
 
