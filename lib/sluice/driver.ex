@@ -70,12 +70,12 @@ defmodule Sluice.Driver do
 
   @doc """
   What the exit reply said beside the status (`Sluice.Helper.Protocol.exit_info/0`: core
-  dumped, every status of a pipeline, the usage); `nil` before the exit, and for a program
-  on another node (its reader does not forward it).
+  dumped, every status of a pipeline, the usage; for a program on another node, as its
+  reader forwarded it); `nil` before the exit.
   """
   @spec exit_info(t) :: map | nil
   def exit_info(%Pump{pipes: pipes}), do: pipes.exit_info
-  def exit_info(%Consumer{}), do: nil
+  def exit_info(%Consumer{} = c), do: Consumer.exit_info(c)
 
   @doc "The error of a program lost with its helper program or its node."
   @spec lost_error(t, lost) :: Error.t()

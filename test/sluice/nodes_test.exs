@@ -53,6 +53,24 @@ defmodule Sluice.NodesTest do
     assert %{stdout: "here\n"} = Sluice.run!(["echo", "here"], node: node())
   end
 
+  test "a remote run's result has what a local one has: statuses, pipefail, usage", %{b: b} do
+    failing = Sluice.pipeline([["echo", "x"], ["sh", "-c", "cat; exit 1"], ["cat"]])
+
+    # Every stage's status crossed from B, and pipefail reads them.
+    assert {:ok, %{status: 0, statuses: [0, 1, 0], stdout: "x\n"}} = Sluice.run(failing, node: b)
+    assert_raise Sluice.ExitError, fn -> Sluice.run!(failing, node: b) end
+    assert %{statuses: [0, 1, 0]} = Sluice.run!(failing, node: b, pipefail: false)
+
+    burn = [
+      "python3",
+      "-c",
+      "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass"
+    ]
+
+    assert %{usage: usage, core_dumped: false} = Sluice.run!(burn, node: b)
+    assert usage.cpu_user_us + usage.cpu_system_us >= 150_000
+  end
+
   test "an unreachable node is :nodedown, a node without :sluice is :nosluice", %{d: d} do
     nobody = :"nobody_here@127.0.0.1"
     assert {:error, %Sluice.Error{reason: :nodedown}} = Sluice.run(["true"], node: nobody)

@@ -12,7 +12,7 @@ defmodule Sluice.Remote.Consumer do
   # To the reader: `{:sluice_consumer, request}` with request `{:demand, n, max, window}`,
   # `{:input, binary}`, `:input_eof`, `{:stop, grace}`, `:close`.
   # From it: `{:sluice_remote, reader, event}` with event `{:data, source, [chunk]}` (a
-  # batch of reads, one per grant), `:eof`, `{:exit, status}`, `:taken`, `:input_closed`,
+  # batch of reads, one per grant), `:eof`, `{:exit, status, exit_info}`, `:taken`, `:input_closed`,
   # `:helper_down`, `{:error, atom}`.
 
   alias Sluice.{Error, Input, Pipes, Remote}
@@ -46,7 +46,8 @@ defmodule Sluice.Remote.Consumer do
   ]
 
   @typedoc "What is known of the program's end: `:nodedown` once the reader is gone."
-  @type exit_state :: :running | {:exited, Pipes.status()} | :helper_down | :nodedown
+  @type exit_state ::
+          :running | {:exited, Pipes.status(), map | nil} | :helper_down | :nodedown
   @type t :: %__MODULE__{
           node: node,
           reader: pid,
@@ -157,7 +158,7 @@ defmodule Sluice.Remote.Consumer do
   end
 
   defp apply_event(c, {:data, _source, _data}), do: %{c | granted: c.granted - 1}
-  defp apply_event(c, {:exit, status}), do: %{c | exit: {:exited, status}}
+  defp apply_event(c, {:exit, status, info}), do: %{c | exit: {:exited, status, info}}
   defp apply_event(c, :taken), do: %{c | in_flight: c.in_flight - 1}
   defp apply_event(c, :helper_down), do: %{c | exit: :helper_down}
 
@@ -169,10 +170,15 @@ defmodule Sluice.Remote.Consumer do
 
   ## The program's end
 
+  @doc "What the exit reply said beside the status (see `Sluice.Driver.exit_info/1`)."
+  @spec exit_info(t) :: map | nil
+  def exit_info(%{exit: {:exited, _status, info}}), do: info
+  def exit_info(_c), do: nil
+
   @doc "Waits for the exit status until `deadline`; output still coming is dropped."
   @spec await_exit(t, Pipes.deadline()) ::
           {:ok, Pipes.status(), t} | {:error, :timeout | :helper_down | :nodedown, t}
-  def await_exit(%{exit: {:exited, status}} = c, _deadline), do: {:ok, status, c}
+  def await_exit(%{exit: {:exited, status, _info}} = c, _deadline), do: {:ok, status, c}
   def await_exit(%{exit: :running} = c, deadline), do: c |> watch() |> await_exit_event(deadline)
   def await_exit(%{exit: gone} = c, _deadline), do: {:error, gone, c}
 
@@ -201,7 +207,7 @@ defmodule Sluice.Remote.Consumer do
 
   def stop_and_await(c, _grace), do: {exit_status(c), c}
 
-  defp exit_status(%{exit: {:exited, status}}), do: status
+  defp exit_status(%{exit: {:exited, status, _info}}), do: status
   defp exit_status(_c), do: nil
 
   @doc """
@@ -291,7 +297,7 @@ defmodule Sluice.Remote.Consumer do
       {{:error, _} = error, c} -> {:stop, keep(c, error)}
       {:eof, c} -> await_room(%{c | outputs: :eof}, deadline)
       {:taken, c} -> await_room(c, deadline)
-      {{:exit, _}, c} -> await_room(c, deadline)
+      {{:exit, _, _}, c} -> await_room(c, deadline)
       # The program took no more input, the reader is gone, or the deadline passed.
       {_input_closed_gone_or_timeout, c} -> {:stop, %{c | in_flight: 0}}
     end

@@ -265,7 +265,7 @@ defmodule Sluice.Remote.Reader do
   end
 
   defp control(%{pipes: %{exit: {:exited, status}}, exit: :unsent} = s) do
-    event(s, {:exit, status})
+    event(s, {:exit, status, s.pipes.exit_info})
     {:noreply, deliver(%{s | exit: :sent})}
   end
 
