@@ -3,7 +3,9 @@ defmodule Sluice.Framing do
   # Message framing on a program's output, as a pure value (no fds, no process): the
   # decoder of `framing: {:packet, n} | {:line, max}`, and the encoder of a frame to write.
   # Sluice.Pipes feeds it the bytes it reads and asks it how many to read next, so that no
-  # more is read from a pipe than it takes to complete the frame asked for.
+  # more is read from a pipe than it takes to complete the packet asked for; a line's end
+  # is not known in advance, so line mode reads one chunk, whose further lines wait in
+  # `ready` (nothing more is read until they were popped).
   #
   # The decoder's phase, explicitly:
   #   * `{:header, bytes}`: a packet's length prefix, `bytes` of it so far;
@@ -60,7 +62,9 @@ defmodule Sluice.Framing do
 
   @doc """
   How many bytes to read next: exactly what completes the current packet's header or body
-  (so nothing of the next frame is read before it is asked for), or one chunk in line mode.
+  (so nothing of the next packet is read before it is asked for), or in line mode one
+  chunk of up to `max + 1` bytes (a line of `max` and its newline), which may hold more
+  lines.
   """
   @spec read_size(t) :: pos_integer
   def read_size(%{phase: {:header, got}, framing: {:packet, n}}), do: n - byte_size(got)

@@ -77,9 +77,12 @@ defmodule Sluice.Process do
   removed) or `{:noeol, part}` for a piece of a line longer than `max` bytes or a last
   line without newline, as Port does; writes are sent as they are.
 
-  Back-pressure holds: a read takes from the pipe exactly the bytes that complete the
-  frame it returns (a packet's header, then its body; a line reads up to `max + 1` bytes
-  at a time), and active mode delivers one message per frame, only as many as granted.
+  Back-pressure holds: with `{:packet, n}` a read takes from the pipe exactly the bytes
+  that complete the frame it returns (its header, then its body); with `{:line, max}` a
+  newline's place is not known in advance, so a read takes up to `max + 1` bytes (at most
+  64 KiB) at a time, and the lines after the one returned wait, decoded, until asked for
+  (nothing more is read meanwhile). Active mode delivers one message per frame, only as
+  many as granted.
   An incomplete packet at EOF is dropped, as Port does. `stderr: :consume` is never
   framed. For request/response programs, `Sluice.Worker` does the queueing.
 

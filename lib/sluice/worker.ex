@@ -27,9 +27,22 @@ defmodule Sluice.Worker do
     * When the program exits, every caller waiting or queued gets
       `{:error, {:exit, status}}` and the worker stops with `{:program_exited, status}`,
       so its supervisor restarts it (see `child_spec/1`).
-    * A response over `:max_frame` bytes: the caller gets `{:error, :frame_too_large}`,
-      the program is stopped, and the worker stops as above.
+    * A response too large for the framing (a packet over `:max_frame` bytes, or with
+      `{:line, max}` a line longer than `max`): the caller gets
+      `{:error, :frame_too_large}`, the program is stopped, and the worker stops as above;
+      calls made meanwhile wait for the exit and get `{:error, {:exit, status}}`, never
+      a piece of the broken response.
     * If the helper program dies: `{:error, :helper_down}` and `{:shutdown, :helper_down}`.
+
+  ## Framing: one request, one response
+
+  Every request must get exactly one response frame: the worker matches them by order.
+  With `{:packet, n}` (the default) a response is one packet of any size up to
+  `:max_frame`. With `{:line, max}` a response is one line of at most `max` bytes
+  (newline excluded), returned as `{:ok, {:eol, line}}`; the request is written as given,
+  so it carries its own newline. A line longer than `max` is `:frame_too_large` (see
+  above), and a last line without newline before the program's exit is not a response:
+  the exit answers that call. Responses of several lines need `{:packet, n}`.
 
   ## No `cast/2`
 
@@ -48,8 +61,13 @@ defmodule Sluice.Worker do
   @typedoc "One queued or running call: `from` is `:abandoned` once its caller timed out."
   @type call :: %{from: GenServer.from() | :abandoned, frame: binary, tag: reference}
 
-  @typedoc "What the worker is doing with the program: one request at a time."
-  @type phase :: :idle | {:writing, call, binary} | {:awaiting, call}
+  @typedoc """
+  What the worker is doing with the program, one request at a time: nothing (`:idle`),
+  writing a call's request (with the bytes still to write), awaiting its response, or
+  `:stopping` once a response broke the framing: the program is being stopped, nothing
+  more is written to it or read from it, and its exit answers every queued call.
+  """
+  @type phase :: :idle | {:writing, call, binary} | {:awaiting, call} | :stopping
 
   defstruct [:pipes, log: %{}, phase: :idle, queue: :queue.new(), timers: %{}]
 
@@ -149,12 +167,13 @@ defmodule Sluice.Worker do
   defp who, do: "Sluice.Worker.start_link/2"
 
   @doc """
-  Sends `request` as one frame and returns the program's next frame: `{:ok, response}`,
-  `{:error, :timeout}` after `timeout` ms (the worker stays usable), `{:error, {:exit,
-  status}}` if the program exited first, `{:error, :frame_too_large}`, `{:error,
-  :helper_down}`, `{:error, :closed}` when the worker is not running, or `{:error,
-  :nodedown}` when its node (see `:node`) went away. A request too long for the framing
-  raises `ArgumentError`.
+  Sends `request` as one frame and returns the program's next frame: `{:ok, response}`
+  (with `{:line, max}`, `{:ok, {:eol, line}}`), `{:error, :timeout}` after `timeout` ms
+  (the worker stays usable), `{:error, {:exit, status}}` if the program exited first,
+  `{:error, :frame_too_large}` (the program is then stopped), `{:error, :helper_down}`,
+  `{:error, :closed}` when the worker is not running, or `{:error, :nodedown}` when its
+  node (see `:node`) went away. A request too long for the framing raises
+  `ArgumentError`.
 
       iex> {:ok, w} = Sluice.Worker.start_link(["cat"], framing: {:line, 100})
       iex> Sluice.Worker.call(w, "hello\\n")
@@ -289,13 +308,10 @@ defmodule Sluice.Worker do
   defp advance(%{phase: {:awaiting, call}} = s) do
     case Pipes.read(s.pipes, :stdout, 65_536) do
       {:ok, frame, pipes} ->
-        s = answer(%{s | pipes: pipes}, call, {:ok, frame})
-        advance(%{s | phase: :idle})
+        respond(%{s | pipes: pipes}, call, frame)
 
-      {:error, reason, pipes} when reason == :frame_too_large ->
-        s = answer(%{s | pipes: pipes}, call, {:error, reason})
-        {_signal, grace} = pipes.kill
-        %{s | phase: :idle, pipes: Pipes.stop(pipes, grace), queue: s.queue}
+      {:error, :frame_too_large, pipes} ->
+        broken(%{s | pipes: pipes}, call)
 
       # EOF or a read error: the exit status will answer.
       {_wait_or_eof, pipes} ->
@@ -304,6 +320,31 @@ defmodule Sluice.Worker do
       {:error, _reason, pipes} ->
         %{s | pipes: pipes}
     end
+  end
+
+  # Nothing more is written to a program that broke the framing, nor read from it.
+  defp advance(%{phase: :stopping} = s), do: s
+
+  # With {:line, max} a response is one line. A `:noeol` piece while the output is open is
+  # a line longer than `max`: its rest would answer the next call, so the framing is broken.
+  # At EOF it is an unfinished last line: no response, like an incomplete packet, and the
+  # exit status answers the call.
+  defp respond(s, call, {:noeol, _part}) do
+    if Pipes.open?(s.pipes, :stdout), do: broken(s, call), else: s
+  end
+
+  defp respond(s, call, frame) do
+    s = answer(s, call, {:ok, frame})
+    advance(%{s | phase: :idle})
+  end
+
+  # A response over the framing's limit: its caller is told, the program is stopped, and
+  # its exit answers every queued call and stops the worker.
+  defp broken(s, call) do
+    s = answer(s, call, {:error, :frame_too_large})
+    {_signal, grace} = s.pipes.kill
+    pipes = if s.pipes.exit == :running, do: Pipes.stop(s.pipes, grace), else: s.pipes
+    %{s | phase: :stopping, pipes: pipes}
   end
 
   defp answer(s, %{from: from, tag: tag}, reply) do
@@ -356,7 +397,7 @@ defmodule Sluice.Worker do
       case s.phase do
         {:writing, call, _} -> [call]
         {:awaiting, call} -> [call]
-        :idle -> []
+        _idle_or_stopping -> []
       end
 
     Enum.reduce(current ++ :queue.to_list(s.queue), s, &answer(&2, &1, reply))

@@ -152,6 +152,32 @@ defmodule Sluice.FramingTest do
       assert_receive {:sluice_error, ^p, :frame_too_large}, 5_000
       assert {:ok, {:signal, :sigterm}} = P.await_exit(p, 5_000)
     end
+
+    test "a controller that used active mode hears of a later bad frame; one that never did, not" do
+      # One good frame, then, once told to, a header announcing 2 GiB.
+      script = ~S"printf '\000\000\000\002hi'; read go; printf '\177\377\377\377'; sleep 30"
+
+      for active? <- [true, false] do
+        {:ok, p} = P.start_link(["sh", "-c", script], framing: {:packet, 4}, max_frame: 1_000)
+
+        if active? do
+          :ok = P.set_active(p, :once)
+          assert_receive {:sluice_stdout, ^p, "hi"}, 5_000
+        else
+          assert {:ok, "hi"} = P.read(p)
+        end
+
+        # Passive again (the grant is used up): the read gets the error either way.
+        :ok = P.write(p, "go\n")
+        assert {:error, :frame_too_large} = P.read(p, 65_536, 5_000)
+
+        if active?,
+          do: assert_received({:sluice_error, ^p, :frame_too_large}),
+          else: refute_received({:sluice_error, ^p, _})
+
+        assert {:ok, {:signal, :sigterm}} = P.await_exit(p, 5_000)
+      end
+    end
   end
 
   describe "Sluice.Process with {:line, max}" do

@@ -9,6 +9,7 @@ defmodule Sluice.WorkerTest do
 
   @python Path.expand("../../examples/python_worker.py", __DIR__)
   @frames Path.expand("../fixtures/frames.py", __DIR__)
+  @lines Path.expand("../fixtures/lines.py", __DIR__)
 
   defp python(opts \\ []),
     do: W.start_link(["python3", @python], [use_stdio: false, framing: {:packet, 4}] ++ opts)
@@ -104,6 +105,54 @@ defmodule Sluice.WorkerTest do
       assert {:error, :frame_too_large} = W.call(w, "anything")
       assert_receive {:EXIT, ^w, {:program_exited, {:signal, :sigterm}}}, 5_000
     end)
+  end
+
+  describe "line framing: one request line, one response line" do
+    defp lines(opts \\ []) do
+      {args, opts} = Keyword.pop(opts, :args, [])
+      W.start_link(["python3", @lines | args], [framing: {:line, 16}] ++ opts)
+    end
+
+    test "a line of max bytes is a response; a longer one is :frame_too_large and stops it" do
+      Process.flag(:trap_exit, true)
+      {:ok, w} = lines()
+      assert {:ok, {:eol, "echo hi"}} = W.call(w, "hi\n")
+      assert {:ok, {:eol, "xxxxxxxxxxxxxxxx"}} = W.call(w, "long 16\n")
+
+      capture_log(fn ->
+        # The next call queues while the long response is being written: it must not
+        # receive the rest of that line.
+        long = Task.async(fn -> W.call(w, "long 40 0.2\n") end)
+        Process.sleep(50)
+        queued = Task.async(fn -> W.call(w, "hi\n") end)
+        assert {:error, :frame_too_large} = Task.await(long)
+        assert {:error, {:exit, {:signal, :sigterm}}} = Task.await(queued)
+        assert_receive {:EXIT, ^w, {:program_exited, {:signal, :sigterm}}}, 5_000
+      end)
+    end
+
+    test "while the broken program is being stopped, a call never sees the leftover" do
+      Process.flag(:trap_exit, true)
+      # The program ignores SIGTERM: it runs on for kill_grace after the failed call.
+      {:ok, w} = lines(args: ["--ignore-term"], kill_grace: 500)
+      assert {:ok, {:eol, "echo ready"}} = W.call(w, "ready\n")
+
+      capture_log(fn ->
+        assert {:error, :frame_too_large} = W.call(w, "long 40\n")
+        assert {:error, {:exit, {:signal, :sigkill}}} = W.call(w, "hi\n")
+        assert_receive {:EXIT, ^w, {:program_exited, {:signal, :sigkill}}}, 5_000
+      end)
+    end
+
+    test "a last line without newline is no response: the exit answers the call" do
+      Process.flag(:trap_exit, true)
+      {:ok, w} = lines()
+
+      capture_log(fn ->
+        assert {:error, {:exit, 3}} = W.call(w, "partial\n")
+        assert_receive {:EXIT, ^w, {:program_exited, 3}}, 5_000
+      end)
+    end
   end
 
   test "line framing, errors and option mistakes" do

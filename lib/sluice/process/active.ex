@@ -7,27 +7,52 @@ defmodule Sluice.Process.Active do
 
   @chunk 65_536
 
-  @typedoc "What is granted: nothing, one message, or a count."
-  @type mode :: false | :once | pos_integer
+  @typedoc "Messages granted by `set_active/2`: one, or a count."
+  @type grant :: :once | pos_integer
+
+  @typedoc "What `Sluice.Process.set_active/2` takes: a grant, or `false` to stop."
+  @type mode :: false | grant
+
+  @typedoc """
+  How output reaches the controlling process:
+
+    * `:passive` - by `read/3` calls; active mode was never used;
+    * `{:active, grant}` - pushed as messages, as many as `grant` still allows (reads are
+      refused);
+    * `:paused` - by `read/3` calls again, after active mode (its grant used up, or
+      `set_active(p, false)`). A controller that used active mode hears of the program's
+      failures by message (`{:sluice_error, p, reason}`): one that never did, does not.
+  """
+  @type t :: :passive | {:active, grant} | :paused
+
+  @doc "The state after `set_active(p, mode)`."
+  @spec set(t, mode) :: t
+  def set(:passive, false), do: :passive
+  def set(_state, false), do: :paused
+  def set(_state, grant), do: {:active, grant}
+
+  @doc "Whether the controller hears of failures by message: once it used active mode."
+  @spec notifies?(t) :: boolean
+  def notifies?(state), do: state != :passive
 
   @doc """
-  Reads and sends as many output messages as `mode` grants. Returns the new mode and
+  Reads and sends as many output messages as the state grants. Returns the new state and
   pipes; sends `{:sluice_passive, p}` when a count runs out.
   """
-  @spec deliver(mode, Pipes.t(), pid) :: {mode, Pipes.t()}
-  def deliver(false, pipes, _to), do: {false, pipes}
-
-  def deliver(mode, pipes, to) do
+  @spec deliver(t, Pipes.t(), pid) :: {t, Pipes.t()}
+  def deliver({:active, grant} = state, pipes, to) do
     case ready_chunk(pipes, Pipes.open_outputs(pipes)) do
       {:data, source, data, pipes} ->
         tag = if source == :stdout, do: :sluice_stdout, else: :sluice_stderr
         send(to, {tag, self(), data})
-        mode |> spend(to) |> deliver(pipes, to)
+        grant |> spend(to) |> deliver(pipes, to)
 
       {:blocked, pipes} ->
-        {mode, pipes}
+        {state, pipes}
     end
   end
+
+  def deliver(state, pipes, _to), do: {state, pipes}
 
   defp ready_chunk(pipes, []), do: {:blocked, pipes}
 
@@ -40,12 +65,12 @@ defmodule Sluice.Process.Active do
     end
   end
 
-  defp spend(:once, _to), do: false
+  defp spend(:once, _to), do: :paused
 
   defp spend(1, to) do
     send(to, {:sluice_passive, self()})
-    false
+    :paused
   end
 
-  defp spend(n, _to), do: n - 1
+  defp spend(n, _to), do: {:active, n - 1}
 end

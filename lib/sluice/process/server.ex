@@ -4,10 +4,12 @@ defmodule Sluice.Process.Server do
   # serialises callers (Requests) and pushes output in active mode (Active).
   #
   # Lifecycle: once the program has exited, every output is at EOF and the status was
-  # delivered (await_exit answered, or {:sluice_exit, p, status} sent), the server closes
-  # every fd and ends with reason :normal. If the owner dies, it ends too, closing the
-  # program channel: the helper program then stops the program (an adopted process only
-  # with stop_on_owner_exit).
+  # delivered (`exit_report`: await_exit answered, or {:sluice_exit, p, status} sent), the
+  # server closes every fd and ends with reason :normal. If the owner dies, it ends too,
+  # closing the program channel: the helper program then stops the program (an adopted
+  # process only with stop_on_owner_exit). Each concern's state is its own type:
+  # `output` (Active.t: passive, active with a grant, or paused), `decoding` and
+  # `exit_report`.
 
   use GenServer
 
@@ -27,12 +29,25 @@ defmodule Sluice.Process.Server do
     :info,
     framing: :raw,
     log: %{},
-    frame_failed: false,
-    active: false,
-    ever_active: false,
-    delivered: false,
+    decoding: :sound,
+    output: :passive,
+    exit_report: :pending,
     requests: %Requests{}
   ]
+
+  @typedoc """
+  Whether the output's framing holds: `:sound`, or `{:broken, reason}` once the decoder
+  refused a frame (a packet over `max_frame`). The server acts on a break once: it stops
+  the program, closes its stdin and tells a controller that used active mode.
+  """
+  @type decoding :: :sound | {:broken, atom}
+
+  @typedoc """
+  Whether the program's exit status was delivered: `:pending` until it is; `:delivered`
+  once it exited and `await_exit/2` answered or `{:sluice_exit, p, status}` was sent.
+  From then on the server ends as soon as every output is at EOF and no read waits.
+  """
+  @type exit_report :: :pending | :delivered
 
   @type t :: %__MODULE__{
           pipes: Pipes.t(),
@@ -41,10 +56,9 @@ defmodule Sluice.Process.Server do
           info: Registry.entry() | nil,
           framing: Framing.framing(),
           log: Log.t(),
-          frame_failed: boolean,
-          active: Active.mode(),
-          ever_active: boolean,
-          delivered: boolean,
+          decoding: decoding,
+          output: Active.t(),
+          exit_report: exit_report,
           requests: Requests.t()
         }
 
@@ -84,9 +98,8 @@ defmodule Sluice.Process.Server do
              request == :close_stdin,
       do: {:reply, {:error, :not_piped}, s}
 
-  def handle_call({:read, _source, _max, _timeout}, _from, %{active: mode} = s)
-      when mode != false,
-      do: {:reply, {:error, :active}, s}
+  def handle_call({:read, _source, _max, _timeout}, _from, %{output: {:active, _}} = s),
+    do: {:reply, {:error, :active}, s}
 
   def handle_call({:read, source, max, timeout}, from, s) do
     if source != :any and not Pipes.piped?(s.pipes, source) do
@@ -162,7 +175,7 @@ defmodule Sluice.Process.Server do
   def handle_call({:await_exit, timeout}, from, s) do
     case s.pipes.exit do
       {:exited, status} ->
-        {:reply, {:ok, status}, %{s | delivered: true}, {:continue, :maybe_end}}
+        {:reply, {:ok, status}, %{s | exit_report: :delivered}, {:continue, :maybe_end}}
 
       :running ->
         waiter = Requests.request(%{from: from}, timeout, :await_exit)
@@ -171,8 +184,7 @@ defmodule Sluice.Process.Server do
   end
 
   def handle_call({:set_active, mode}, _from, s) do
-    s = %{s | active: mode, ever_active: s.ever_active or mode != false}
-    {:reply, :ok, serve(s)}
+    {:reply, :ok, serve(%{s | output: Active.set(s.output, mode)})}
   end
 
   def handle_call({:controlling_process, pid}, {caller, _}, s) do
@@ -226,7 +238,7 @@ defmodule Sluice.Process.Server do
   # News on the program channel: the exit status, or the helper program's death.
   defp control(%{pipes: %{exit: :lost}} = s) do
     _ = Requests.fail_all(s.requests, {:error, :helper_down})
-    if s.ever_active, do: send(s.controller, {:sluice_error, self(), :helper_down})
+    notify(s, :helper_down)
     Pipes.close(s.pipes)
     {:stop, {:shutdown, :helper_down}, s}
   end
@@ -236,8 +248,8 @@ defmodule Sluice.Process.Server do
 
     case s.requests.stop_waiters do
       [] ->
-        delivered = s.delivered or s.requests.exit_waiters != []
-        s = %{s | delivered: delivered, requests: %{s.requests | exit_waiters: []}}
+        report = if s.requests.exit_waiters == [], do: s.exit_report, else: :delivered
+        s = %{s | exit_report: report, requests: %{s.requests | exit_waiters: []}}
         s |> serve() |> maybe_end()
 
       waiters ->
@@ -253,46 +265,51 @@ defmodule Sluice.Process.Server do
   # A frame over max_frame stops the program, once.
   defp serve(s), do: s |> serve_output() |> stop_on_frame_error()
 
-  defp serve_output(%{active: false} = s) do
+  defp serve_output(%{output: {:active, _}} = s) do
+    {output, pipes} = Active.deliver(s.output, s.pipes, s.controller)
+    report_exit(%{s | output: output, pipes: pipes})
+  end
+
+  defp serve_output(s) do
     {requests, pipes} = Requests.serve_reads(s.requests, s.pipes)
     %{s | requests: requests, pipes: pipes}
   end
 
-  defp serve_output(s) do
-    {mode, pipes} = Active.deliver(s.active, s.pipes, s.controller)
-    s = %{s | active: mode, pipes: pipes}
-
-    case pipes do
-      %{exit: {:exited, status}} when not s.delivered ->
-        if Pipes.open_outputs(pipes) == [] do
-          send(s.controller, {:sluice_exit, self(), status})
-          %{s | delivered: true}
-        else
-          s
-        end
-
-      _ ->
-        s
+  # In active mode the status follows the output, once all of it was delivered.
+  defp report_exit(%{pipes: %{exit: {:exited, status}} = pipes, exit_report: :pending} = s) do
+    if Pipes.open_outputs(pipes) == [] do
+      send(s.controller, {:sluice_exit, self(), status})
+      %{s | exit_report: :delivered}
+    else
+      s
     end
   end
 
-  defp stop_on_frame_error(%{frame_failed: false} = s) do
+  defp report_exit(s), do: s
+
+  defp stop_on_frame_error(%{decoding: :sound} = s) do
     case Pipes.frame_error(s.pipes) do
       nil ->
         s
 
       reason ->
-        if s.ever_active, do: send(s.controller, {:sluice_error, self(), reason})
+        notify(s, reason)
         {_signal, grace} = s.pipes.kill
         s = close_stdin(s)
         pipes = if s.pipes.exit == :running, do: Pipes.stop(s.pipes, grace), else: s.pipes
-        %{s | pipes: pipes, frame_failed: true}
+        %{s | pipes: pipes, decoding: {:broken, reason}}
     end
   end
 
-  defp stop_on_frame_error(s), do: s
+  defp stop_on_frame_error(%{decoding: {:broken, _}} = s), do: s
 
-  defp maybe_end(%{pipes: %{exit: {:exited, _}} = pipes, delivered: true} = s) do
+  # Only a controller that used active mode hears of failures by message.
+  defp notify(s, reason) do
+    if Active.notifies?(s.output), do: send(s.controller, {:sluice_error, self(), reason})
+  end
+
+  # The status was delivered only once the program exited (`exit_report`).
+  defp maybe_end(%{exit_report: :delivered, pipes: pipes} = s) do
     if Pipes.open_outputs(pipes) == [] and s.requests.reads == [] do
       Pipes.close(pipes)
       {:stop, :normal, s}
