@@ -9,6 +9,9 @@ defmodule Bench.Nodes do
   alias Bench.{Format, Interleave, Memory, OsProcs, Ports, Section, Stats, Target}
 
   @sample_ms 10
+  # "distribution alone": message size and messages in flight.
+  @channel_chunk 262_144
+  @channel_window 4
 
   def run(config) do
     total = config.nodes_bytes
@@ -22,8 +25,12 @@ defmodule Bench.Nodes do
     try do
       head = [Ports.exe("head"), "-c", "#{total}", "/dev/zero"]
 
+      load_sender(b)
+
       contenders = [
         {"Sluice.stream! node: B", fn -> once(b, total, fn -> stream(head, node: b) end) end},
+        {"distribution alone (no program)",
+         fn -> once(b, total, fn -> channel(b, total) end) end},
         {":erpc.call(B, System, :cmd, ...)", fn -> once(b, total, fn -> erpc(b, head) end) end},
         {"Sluice.stream! on A (local)", fn -> once(b, total, fn -> stream(head, []) end) end}
       ]
@@ -54,7 +61,9 @@ defmodule Bench.Nodes do
             "spawn, and the peak growth of `:erlang.memory(:total)` of A and of B (B sampled " <>
             "through `:erpc` every #{@sample_ms} ms) (#{config.slow_reps} interleaved " <>
             "repetitions, median rate, max growth). \"vs local\" compares with the local " <>
-            "stream.",
+            "stream. \"distribution alone\" is the channel's ceiling: a process on B sends " <>
+            "the same bytes to A as #{div(@channel_chunk, 1024)} KiB messages of one binary, " <>
+            "#{@channel_window} in flight, with no program and no pipe.",
         columns: ["contender", "median", "vs local", "max growth A", "max growth B"],
         rows: rows,
         targets: [
@@ -81,9 +90,14 @@ defmodule Bench.Nodes do
           )
         ],
         notes: [
-          "With `node:` a reader on B holds the program and sends a chunk (64 KiB) only " <>
-            "against the consumer's credit (two chunks ahead): memory stays flat on both " <>
-            "nodes. `System.cmd` collects the whole output on B, then `:erpc` copies it to A."
+          "With `node:` a reader on B holds the program and sends a batch (up to 256 KiB, " <>
+            "one read) only against the consumer's credit (four batches ahead): memory " <>
+            "stays flat on both nodes. `System.cmd` collects the whole output on B, then " <>
+            "`:erpc` copies it to A.",
+          "The local stream costs one copy per byte (pipe to binary); across nodes each " <>
+            "byte is also copied into B's socket and out of A's, and loopback TCP runs on " <>
+            "the same two cores as `head` and both VMs. \"distribution alone\" measures " <>
+            "that channel without a program: it bounds what `node:` can reach here."
         ]
       }
     after
@@ -127,6 +141,50 @@ defmodule Bench.Nodes do
 
   defp stream(argv, opts) do
     argv |> Sluice.stream!(opts) |> Enum.reduce(0, fn chunk, acc -> acc + byte_size(chunk) end)
+  end
+
+  # The sender of "distribution alone", compiled here and loaded on B (this section's
+  # modules live only in this VM's memory).
+  defp load_sender(b) do
+    [{mod, bin}] =
+      Code.compile_string("""
+      defmodule Bench.Nodes.Sender do
+        def run(to, bytes, chunk, window) do
+          send_all(to, :binary.copy(<<0>>, chunk), div(bytes, chunk), window, 0)
+        end
+
+        defp send_all(to, _bin, 0, _window, _out), do: send(to, {:channel_done, self()})
+
+        defp send_all(to, bin, n, window, out) when out >= window do
+          receive do
+            :ack -> send_all(to, bin, n, window, out - 1)
+          end
+        end
+
+        defp send_all(to, bin, n, window, out) do
+          send(to, {:channel, self(), bin})
+          send_all(to, bin, n - 1, window, out + 1)
+        end
+      end
+      """)
+
+    {:module, ^mod} = :erpc.call(b, :code, :load_binary, [mod, ~c"bench_sender", bin])
+  end
+
+  defp channel(b, total) do
+    Node.spawn(b, Bench.Nodes.Sender, :run, [self(), total, @channel_chunk, @channel_window])
+    take_channel(0)
+  end
+
+  defp take_channel(bytes) do
+    receive do
+      {:channel, from, bin} ->
+        send(from, :ack)
+        take_channel(bytes + byte_size(bin))
+
+      {:channel_done, _from} ->
+        bytes
+    end
   end
 
   defp erpc(b, [exe | args]) do

@@ -3,7 +3,7 @@ defmodule Bench.Throughput do
   # 2. Spawn throughput: C concurrent callers each run /bin/true K times in sequence;
   # total wall time and spawns per second, per contender.
 
-  alias Bench.{Format, Interleave, Ports, Section, Stats, Target}
+  alias Bench.{Format, Interleave, Section, Stats, Target}
 
   @timeout_ms 60_000
 
