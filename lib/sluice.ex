@@ -147,17 +147,10 @@ defmodule Sluice do
   @doc """
   Every program of this node that runs (or whose end its holder has not seen yet), oldest
   first: started with `run/2`, streams, `Sluice.Process`, `Sluice.Daemon`, or adopted
-  with `Sluice.Process.manage/2`. Each is a map:
-
-    * `:pid` - the process that holds the program: the `Sluice.Process`, or for `run/2`
-      and streams the calling (enumerating) process itself;
-    * `:owner` - the process whose exit stops the program: the caller of `start/2` or
-      `manage/2`, the daemon, or for `run/2` and streams the caller again;
-    * `:os_pid`, `:argv` (an adopted process's command line), `:started_at` (a
-      `DateTime`; for an adopted process, when it was adopted);
-    * `:managed` - `true` for an adopted process;
-    * `:cgroup` - the program's own cgroup directory, or `nil` without cgroups and for
-      adopted processes (they stay in their own cgroup).
+  with `Sluice.Process.manage/2`. Each is a `t:Sluice.Process.info/0` map: the process
+  that holds the program (`:pid`) and the one whose exit stops it (`:owner`), `:os_pid`,
+  `:argv`, every stage's argv for a pipeline (`:pipeline`, else `nil`), `:started_at`,
+  `:managed` (adopted) and its `:cgroup`.
 
   `mix sluice.ps` prints this list for a running node.
 
@@ -165,7 +158,7 @@ defmodule Sluice do
       iex> Enum.any?(Sluice.list(), &(&1.pid == p and &1.argv == ["sleep", "10"]))
       true
   """
-  @spec list() :: [Sluice.Registry.entry()]
+  @spec list() :: [Sluice.Process.info()]
   def list, do: Sluice.Registry.list()
 
   @doc """

@@ -64,6 +64,7 @@
     pid := pid(),
     os_pid := pos_integer(),
     argv := [binary()],
+    pipeline := [[binary()]] | undefined,
     owner := pid(),
     started_at := integer(),
     managed := boolean(),
@@ -270,7 +271,8 @@ manage(OsPid, Opts) ->
 %% @doc Every program of this node, oldest first: started by any function of Sluice, or
 %% adopted. `pid' is the process that holds it (the `start_link/2' process, or the caller
 %% of `run/2'), `started_at' is in milliseconds of `erlang:system_time/1', `cgroup' the
-%% program's own cgroup directory or `undefined'.
+%% program's own cgroup directory or `undefined'. For a pipeline, `os_pid' and `argv' are
+%% its first stage's and `pipeline' is every stage's argv in order (else `undefined').
 -spec list() -> [program_info()].
 list() ->
     [program_info(Entry) || Entry <- 'Elixir.Sluice':list()].
@@ -283,10 +285,11 @@ info(P) ->
         Error -> Error
     end.
 
-program_info(#{started_at := Started, cgroup := Cgroup} = Entry) ->
+program_info(#{started_at := Started, cgroup := Cgroup, pipeline := Pipeline} = Entry) ->
     Entry#{
         started_at := 'Elixir.DateTime':to_unix(Started, millisecond),
-        cgroup := undefined(Cgroup)
+        cgroup := undefined(Cgroup),
+        pipeline := undefined(Pipeline)
     }.
 
 %%% Daemons

@@ -4,7 +4,14 @@ defmodule Bench.Memory do
 
   @interval_ms 5
 
+  # Every section's target for a BEAM whose memory stays flat while a program streams,
+  # floods or is not read: peak growth under 2 MB.
+  @flat_bytes 2_000_000
+
   def total, do: :erlang.memory(:total)
+
+  @doc "The peak growth below which the BEAM's memory counts as flat (every section's target)."
+  def flat_bytes, do: @flat_bytes
 
   @doc """
   Runs `fun` while a high-priority process samples the total every few ms. Returns

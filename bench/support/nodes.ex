@@ -6,7 +6,7 @@ defmodule Bench.Nodes do
   # B and then on A) and against a local Sluice stream; throughput and the peak memory
   # growth of both nodes.
 
-  alias Bench.{Format, Interleave, OsProcs, Ports, Section, Stats, Target}
+  alias Bench.{Format, Interleave, Memory, OsProcs, Ports, Section, Stats, Target}
 
   @sample_ms 10
   # "distribution alone": message size and messages in flight.
@@ -78,14 +78,14 @@ defmodule Bench.Nodes do
             "Nodes: Sluice node: B, growth of A",
             max.(remote, :growth_a),
             :<,
-            2_000_000,
+            Memory.flat_bytes(),
             &Format.mb/1
           ),
           Target.check(
             "Nodes: Sluice node: B, growth of B",
             max.(remote, :growth_b),
             :<,
-            2_000_000,
+            Memory.flat_bytes(),
             &Format.mb/1
           )
         ],

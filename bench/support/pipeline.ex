@@ -64,7 +64,7 @@ defmodule Bench.Pipeline do
           "Pipeline: Sluice.pipeline, BEAM growth",
           max.("Sluice.pipeline", :growth),
           :<,
-          16_000_000,
+          Memory.flat_bytes(),
           &Format.mb/1
         )
       ],

@@ -47,7 +47,7 @@ defmodule Bench.Unread do
           "Unread: Sluice memory growth (max of repetitions)",
           samples["Sluice.Process"] |> Enum.map(& &1.growth) |> Enum.max(),
           :<,
-          2_000_000,
+          Memory.flat_bytes(),
           &Format.mb/1
         )
       ],

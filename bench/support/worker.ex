@@ -5,7 +5,7 @@ defmodule Bench.Worker do
   # {:packet, 4}, both on the program's fds 3 and 4 (use_stdio: false / :nouse_stdio); and
   # the memory of a worker that floods frames nobody asks for.
 
-  alias Bench.{Format, Interleave, Native, Stats, Target, Unread}
+  alias Bench.{Format, Interleave, Memory, Native, Stats, Target, Unread}
 
   @payload :binary.copy("r", 100)
 
@@ -57,7 +57,7 @@ defmodule Bench.Worker do
           "Worker flood: memory growth (max of repetitions)",
           flood.sluice_max,
           :<,
-          2_000_000,
+          Memory.flat_bytes(),
           &Format.mb/1
         )
       ],

@@ -132,6 +132,34 @@ defmodule Sluice.Process do
   @type status :: non_neg_integer | {:signal, atom | pos_integer} | :unknown
   @type read_result :: {:ok, Sluice.Framing.frame()} | :eof | {:error, atom}
 
+  @typedoc """
+  One program of this node, as `Sluice.list/0` and `info/1` show it:
+
+    * `:pid` - the process that holds the program: the `Sluice.Process`, or for
+      `Sluice.run/2` and streams the calling (enumerating) process itself;
+    * `:owner` - the process whose exit stops the program: the caller of `start/2` or
+      `manage/2`, the daemon, or for `Sluice.run/2` and streams the caller again;
+    * `:os_pid` - its OS pid (also its process group id; for a pipeline, the first
+      stage's);
+    * `:argv` - what it runs: for a pipeline the first stage's argv, for an adopted
+      process its command line (`/proc/PID/cmdline`, `[]` when it has none);
+    * `:pipeline` - `nil`, or for a `Sluice.pipeline/1` every stage's argv in order;
+    * `:started_at` - a `DateTime`; for an adopted process, when it was adopted;
+    * `:managed` - `true` for an adopted process;
+    * `:cgroup` - the program's own cgroup directory, or `nil` without cgroups and for
+      adopted processes (they stay in their own cgroup).
+  """
+  @type info :: %{
+          pid: pid,
+          owner: pid,
+          os_pid: pos_integer,
+          argv: [String.t()],
+          pipeline: [[String.t()], ...] | nil,
+          started_at: DateTime.t(),
+          managed: boolean,
+          cgroup: String.t() | nil
+        }
+
   ## Starting
 
   @doc """
@@ -237,14 +265,14 @@ defmodule Sluice.Process do
   def os_pid(p), do: call(p, :os_pid)
 
   @doc """
-  What `Sluice.list/0` shows for this program: `%{pid: p, os_pid: ..., argv: [...],
-  owner: pid, started_at: DateTime, managed: boolean, cgroup: path | nil}` (the entry as
-  it was when the program started; `argv` of an adopted process is its command line).
+  What `Sluice.list/0` shows for this program (`t:info/0`): `%{pid: p, os_pid: ...,
+  argv: [...], pipeline: nil | [argv, ...], owner: pid, started_at: DateTime, managed:
+  boolean, cgroup: path | nil}`, as it was when the program started.
 
       iex> {:ok, p} = Sluice.Process.start_link(["sleep", "10"])
       iex> %{pid: ^p, argv: ["sleep", "10"], managed: false} = Sluice.Process.info(p)
   """
-  @spec info(t) :: Sluice.Registry.entry() | {:error, :closed}
+  @spec info(t) :: info | {:error, :closed}
   def info(p), do: call(p, :info)
 
   @doc """

@@ -8,12 +8,12 @@ defmodule Sluice.Ps do
 
   @doc """
   The table of `entries` (default: every program of this node), one row per program,
-  oldest first. Registered processes are shown by name.
+  oldest first. Registered processes are shown by name, a pipeline as `a | b | c`.
 
       iex> Sluice.Ps.table([])
       "no programs running\\n"
   """
-  @spec table([Sluice.Registry.entry()]) :: String.t()
+  @spec table([Sluice.Process.info()]) :: String.t()
   def table(entries \\ Sluice.list())
   def table([]), do: "no programs running\n"
 
@@ -43,9 +43,15 @@ defmodule Sluice.Ps do
       name(e.pid),
       if(e.managed, do: "yes", else: "no"),
       e.cgroup || "-",
-      Enum.join(e.argv, " ")
+      command(e)
     ]
   end
+
+  # A pipeline as a shell would show it.
+  defp command(%{pipeline: [_ | _] = stages}),
+    do: Enum.map_join(stages, " | ", &Enum.join(&1, " "))
+
+  defp command(%{argv: argv}), do: Enum.join(argv, " ")
 
   defp name(pid) do
     case Process.info(pid, :registered_name) do

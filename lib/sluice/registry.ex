@@ -15,13 +15,12 @@ defmodule Sluice.Registry do
   @table __MODULE__
   @sweep_ms 5_000
 
-  @typedoc "One program, as `Sluice.list/0` shows it."
-  @type entry :: %{
-          pid: pid,
+  @typedoc "What the holder knows of its program (the rest of `t:Sluice.Process.info/0`)."
+  @type program :: %{
           os_pid: pos_integer,
-          argv: [String.t()],
           owner: pid,
-          started_at: DateTime.t(),
+          argv: [String.t()],
+          pipeline: [[String.t()], ...] | nil,
           managed: boolean,
           cgroup: String.t() | nil
         }
@@ -31,10 +30,9 @@ defmodule Sluice.Registry do
   def start_link(_opts \\ []), do: GenServer.start_link(__MODULE__, [], name: __MODULE__)
 
   @doc "Adds the calling process's program `id` (the caller holds its channel)."
-  @spec add(pos_integer, pos_integer, pid, [String.t()], boolean, String.t() | nil) :: true
-  def add(id, os_pid, owner, argv, managed, cgroup) do
-    row = {id, self(), owner, os_pid, argv, System.os_time(:millisecond), managed, cgroup}
-    :ets.insert(@table, row)
+  @spec add(pos_integer, program) :: true
+  def add(id, program) do
+    :ets.insert(@table, {id, self(), System.os_time(:millisecond), program})
   end
 
   @doc "Removes program `id` (idempotent)."
@@ -42,17 +40,17 @@ defmodule Sluice.Registry do
   def remove(id), do: :ets.delete(@table, id)
 
   @doc "Every program whose holder lives, oldest first."
-  @spec list() :: [entry]
+  @spec list() :: [Sluice.Process.info()]
   def list do
     @table
     |> :ets.tab2list()
     |> Enum.filter(fn row -> Process.alive?(elem(row, 1)) end)
-    |> Enum.sort_by(&elem(&1, 5))
+    |> Enum.sort_by(&elem(&1, 2))
     |> Enum.map(&entry/1)
   end
 
   @doc "Program `id`, or nil when it is not (or no longer) listed."
-  @spec info(pos_integer) :: entry | nil
+  @spec info(pos_integer) :: Sluice.Process.info() | nil
   def info(id) do
     case :ets.lookup(@table, id) do
       [row] -> entry(row)
@@ -60,16 +58,8 @@ defmodule Sluice.Registry do
     end
   end
 
-  defp entry({_id, holder, owner, os_pid, argv, started, managed, cgroup}) do
-    %{
-      pid: holder,
-      os_pid: os_pid,
-      argv: argv,
-      owner: owner,
-      started_at: DateTime.from_unix!(started, :millisecond),
-      managed: managed,
-      cgroup: cgroup
-    }
+  defp entry({_id, holder, started, program}) do
+    Map.merge(program, %{pid: holder, started_at: DateTime.from_unix!(started, :millisecond)})
   end
 
   @impl true
@@ -91,7 +81,7 @@ defmodule Sluice.Registry do
   @spec sweep() :: :ok
   def sweep do
     @table
-    |> :ets.select([{{:"$1", :"$2", :_, :_, :_, :_, :_, :_}, [], [{{:"$1", :"$2"}}]}])
+    |> :ets.select([{{:"$1", :"$2", :_, :_}, [], [{{:"$1", :"$2"}}]}])
     |> Enum.each(fn {id, holder} -> unless Process.alive?(holder), do: remove(id) end)
   end
 

@@ -345,11 +345,20 @@ list_shows_every_program() ->
     {ok, P} = sluice:start_link(["sleep", "30"], []),
     Self = self(),
     [Entry] = [E || #{pid := Pid} = E <- sluice:list(), Pid =:= P],
-    ?assertMatch(#{argv := [<<"sleep">>, <<"30">>], owner := Self, managed := false}, Entry),
+    ?assertMatch(
+        #{argv := [<<"sleep">>, <<"30">>], pipeline := undefined, owner := Self, managed := false},
+        Entry
+    ),
     #{started_at := Started, cgroup := Cgroup} = Entry,
     ?assert(Started >= Before - 1000 andalso Started =< erlang:system_time(millisecond)),
     ?assert(Cgroup =:= undefined orelse is_binary(Cgroup)),
     ?assertEqual(Entry, sluice:info(P)),
+    {ok, Piped} = sluice:start_link(sluice:pipeline([["sleep", "31"], ["cat"]]), []),
+    ?assertMatch(
+        #{argv := [<<"sleep">>, <<"31">>], pipeline := [[<<"sleep">>, <<"31">>], [<<"cat">>]]},
+        sluice:info(Piped)
+    ),
+    {ok, _} = sluice:stop(Piped, 1000),
     {ok, _} = sluice:stop(P, 1000),
     ?assert(sluice_probe:eventually(
         fun() -> [E || #{pid := Pid} = E <- sluice:list(), Pid =:= P] =:= [] end, 2000)).

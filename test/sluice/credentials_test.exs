@@ -119,6 +119,40 @@ defmodule Sluice.CredentialsTest do
     end
   end
 
+  @tag :external_vm
+  @tag :tmp_dir
+  test "an unprivileged node: user:, group: and a negative nice are :eperm, and it carries on",
+       %{tmp_dir: dir} do
+    # The tests run as root, who may do all of it: a second VM run as nobody has a helper
+    # program without the privilege.
+    code =
+      Sluice.ChildVM.start_sluice() <>
+        Sluice.ChildVM.reporter() <>
+        ~S"""
+        helper = Sluice.Helper.info().os_pid
+        report.("whoami", Sluice.run(["id", "-u"]))
+        report.("user", Sluice.run(["id", "-u"], user: "root"))
+        report.("group", Sluice.run(["id", "-g"], group: 0))
+        report.("lower_nice", Sluice.run(["true"], nice: -5))
+        report.("higher_nice", Sluice.run(["cut", "-d", " ", "-f", "19", "/proc/self/stat"], nice: 5))
+        report.("after", Sluice.run(["echo", "still here"]))
+        report.("same_helper", Sluice.Helper.info().os_pid == helper)
+        """
+
+    vm = Sluice.ChildVM.run(["-e", code], as: :nobody, dir: dir)
+    reports = Sluice.ChildVM.reports(vm)
+    assert vm.status == 0, vm.stdout <> vm.stderr
+
+    assert {:ok, %{status: 0, stdout: "65534\n"}} = reports["whoami"]
+    assert {:error, %Sluice.Error{reason: :eperm, stage: :credentials}} = reports["user"]
+    assert {:error, %Sluice.Error{reason: :eperm, stage: :credentials}} = reports["group"]
+    assert {:error, %Sluice.Error{reason: :eperm, stage: :priority}} = reports["lower_nice"]
+    # Raising it needs no privilege.
+    assert {:ok, %{status: 0, stdout: "5\n"}} = reports["higher_nice"]
+    assert {:ok, %{status: 0, stdout: "still here\n"}} = reports["after"]
+    assert reports["same_helper"] == true
+  end
+
   test "a missing user or group" do
     assert {:error, %Sluice.Error{reason: :nouser, stage: :credentials}} =
              Sluice.run(["true"], user: "sluice-no-such-user")

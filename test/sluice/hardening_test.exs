@@ -384,6 +384,7 @@ defmodule Sluice.HardeningTest do
       on_exit(fn ->
         Application.delete_env(:sluice, :cgroup)
         Application.delete_env(:sluice, :shutdown_grace)
+        Application.delete_env(:sluice, :allowed_users)
       end)
     end
 
@@ -393,6 +394,37 @@ defmodule Sluice.HardeningTest do
       Application.put_env(:sluice, :cgroup, :auto)
       Application.put_env(:sluice, :shutdown_grace, -1)
       assert_raise ArgumentError, ~r/:shutdown_grace.*got: -1/, &Sluice.Helper.Config.load!/0
+    end
+
+    test "allowed_users: checked at start, names (charlists from sys.config) and uids" do
+      for bad <- ["root", :none, [-1], [""], [:root], ["a\0b"], [[:x]], ["root" | "daemon"]] do
+        Application.put_env(:sluice, :allowed_users, bad)
+
+        assert_raise ArgumentError,
+                     ~r/config :sluice, :allowed_users: expected :any or a list.*got: /,
+                     &Sluice.Helper.Config.load!/0
+      end
+
+      Application.put_env(:sluice, :allowed_users, ["root", ~c"daemon", 0, 1001])
+      assert %{cgroup: _} = Sluice.Helper.Config.load!()
+      assert Sluice.Helper.Config.allowed_users!() == ["root", "daemon", 0, 1001]
+      Application.put_env(:sluice, :allowed_users, :any)
+      assert Sluice.Helper.Config.allowed_users!() == nil
+    end
+
+    @tag :external_vm
+    test "a bad allowed_users stops the application start, naming the key" do
+      code =
+        Sluice.ChildVM.reporter() <>
+          ~S"""
+          Application.put_env(:sluice, :cgroup, false)
+          Application.put_env(:sluice, :allowed_users, "www-data")
+          report.("start", Application.ensure_all_started(:sluice))
+          """
+
+      vm = Sluice.ChildVM.run(["-e", code])
+      assert {:error, {:sluice, reason}} = Sluice.ChildVM.reports(vm)["start"], vm.stderr
+      assert inspect(reason) =~ ~s(invalid value for config :sluice, :allowed_users)
     end
 
     test "a cgroup path from sys.config (a charlist) is read as a path" do

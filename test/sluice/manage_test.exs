@@ -139,14 +139,12 @@ defmodule Sluice.ManageTest do
     # Root may signal anyone, so the refusal needs a node that is not root: a separate VM
     # run as nobody (setpriv), whose own helper program tries to adopt our sleep.
     pid = background("sleep 300")
-    File.chmod!(dir, 0o777)
 
-    {:ok, result} =
-      Sluice.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] ++ vm_argv(),
-        env: %{"HOME" => dir, "SLUICE_TEST_MODE" => "eperm", "SLUICE_TEST_PID" => "#{pid}"},
-        cd: dir,
-        timeout: 60_000
+    result =
+      Sluice.ChildVM.run([vm_script()],
+        as: :nobody,
+        dir: dir,
+        env: %{"SLUICE_TEST_MODE" => "eperm", "SLUICE_TEST_PID" => "#{pid}"}
       )
 
     assert result.stdout =~ ~r/result \{:error, %Sluice.Error\{reason: :eperm.*stage: :manage/,
@@ -256,7 +254,7 @@ defmodule Sluice.ManageTest do
     dist = ["--name", name, "--cookie", cookie, "--erl", erl]
 
     {:ok, vm} =
-      P.start_link(vm_argv(dist),
+      P.start_link(Sluice.ChildVM.argv([vm_script()], dist),
         env: %{"SLUICE_TEST_MODE" => "ps", "SLUICE_TEST_PID" => "#{adopted}"},
         kill_grace: 2_000
       )
@@ -353,10 +351,7 @@ defmodule Sluice.ManageTest do
     Enum.find((max - 1)..2//-1, &(not File.exists?("/proc/#{&1}")))
   end
 
-  defp vm_argv(extra \\ []) do
-    ebin = Path.join(Mix.Project.build_path(), "lib/sluice/ebin")
-    ["elixir"] ++ extra ++ ["-pa", ebin, Path.expand("../fixtures/manage_vm.exs", __DIR__)]
-  end
+  defp vm_script, do: Path.expand("../fixtures/manage_vm.exs", __DIR__)
 
   defp read_until(vm, line, acc \\ "") do
     case P.read(vm, 65_536, 60_000) do

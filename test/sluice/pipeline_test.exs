@@ -105,6 +105,40 @@ defmodule Sluice.PipelineTest do
     assert {:ok, {:signal, :sigterm}} = P.stop(p, 1_000)
   end
 
+  test "Sluice.list/0, Sluice.Process.info/1 and the ps table show every stage" do
+    stages = [["sleep", "301"], {["cat"], cd: "/"}, ["sleep", "302"]]
+    {:ok, p} = P.start_link(Sluice.pipeline(stages), kill_grace: 500)
+    runner = spawn(fn -> Sluice.run(Sluice.pipeline([["sleep", "303"], ["cat"]])) end)
+    {:ok, single} = P.start_link(["sleep", "304"], kill_grace: 500)
+
+    assert %{
+             os_pid: leader,
+             argv: ["sleep", "301"],
+             pipeline: [["sleep", "301"], ["cat"], ["sleep", "302"]]
+           } = P.info(p)
+
+    # os_pid and argv are the first stage's, the group leader's.
+    assert File.read!("/proc/#{leader}/cmdline") == "sleep\0" <> "301\0"
+    assert %{pipeline: nil, argv: ["sleep", "304"]} = P.info(single)
+    assert Enum.find(Sluice.list(), &(&1.pid == p)) == P.info(p)
+
+    assert OsProbe.eventually(fn ->
+             Enum.any?(
+               Sluice.list(),
+               &(&1.pid == runner and &1.pipeline == [["sleep", "303"], ["cat"]])
+             )
+           end)
+
+    table = Sluice.Ps.table()
+    assert table =~ ~r/\ssleep 301 \| cat \| sleep 302\n/
+    assert table =~ ~r/\ssleep 303 \| cat\n/
+    assert table =~ ~r/\ssleep 304\n/
+
+    Process.exit(runner, :kill)
+    assert {:ok, _} = P.stop(p, 1_000)
+    assert {:ok, _} = P.stop(single, 1_000)
+  end
+
   test "a stage that cannot start fails the whole spawn, leaving nothing behind" do
     assert {:error, %Sluice.Error{reason: :enoent, stage: :exec}} =
              Sluice.run(Sluice.pipeline([["sleep", "100"], ["sluice-no-such-program"]]))

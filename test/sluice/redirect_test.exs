@@ -79,6 +79,35 @@ defmodule Sluice.RedirectTest do
     assert {:ok, 0} = P.await_exit(p, 5_000)
   end
 
+  @tag :external_vm
+  test "stdout: :console writes to the VM's console (its stderr), not into the result" do
+    # A VM of its own, so its console is a pipe this test reads.
+    code =
+      Sluice.ChildVM.start_sluice() <>
+        Sluice.ChildVM.reporter() <>
+        ~S"""
+        report.("console", Sluice.run(["echo", "console-marker"], stdout: :console))
+        {:ok, p} = Sluice.Process.start_link(["echo", "process-marker"], stdout: :console)
+        report.("read", Sluice.Process.read(p))
+        report.("exit", Sluice.Process.await_exit(p, 5_000))
+        report.("piped", Sluice.run(["echo", "piped-marker"]))
+        """
+
+    vm = Sluice.ChildVM.run(["-e", code])
+    reports = Sluice.ChildVM.reports(vm)
+    assert vm.status == 0, vm.stdout <> vm.stderr
+
+    assert {:ok, %{stdout: nil, status: 0}} = reports["console"]
+    assert {:error, :not_piped} = reports["read"]
+    assert {:ok, 0} = reports["exit"]
+    assert vm.stderr =~ "console-marker\n"
+    assert vm.stderr =~ "process-marker\n"
+    refute vm.stdout =~ "marker"
+    # The default is the data pipe: into the result, not onto the console.
+    assert {:ok, %{stdout: "piped-marker\n"}} = reports["piped"]
+    refute vm.stderr =~ "piped-marker"
+  end
+
   test "a missing directory and a read-only file are errors of their stage", %{tmp_dir: dir} do
     missing = Path.join([dir, "no", "such", "dir", "out"])
 

@@ -7,14 +7,29 @@ defmodule Sluice.Helper.Config do
 
   @type t :: %{cgroup: :auto | false | String.t(), shutdown_grace: non_neg_integer}
 
+  @typedoc "The users `user:` may name: `nil` for any, else names and uids."
+  @type allowed_users :: [String.t() | non_neg_integer] | nil
+
   @doc "Reads and checks the configuration; raises ArgumentError naming a bad key."
   @spec load!() :: t
   def load! do
+    # Only checked here: each spawn with `user:` reads it afresh (allowed_users!/0).
+    _ = allowed_users!()
+
     %{
       cgroup: check!(:cgroup, Application.get_env(:sluice, :cgroup, :auto)),
       shutdown_grace:
         check!(:shutdown_grace, Application.get_env(:sluice, :shutdown_grace, 1_000))
     }
+  end
+
+  @doc """
+  `allowed_users`, checked: at start (in `load!/0`) and again at each spawn with `user:`,
+  which reads it afresh (it may be changed while the node runs).
+  """
+  @spec allowed_users!() :: allowed_users
+  def allowed_users! do
+    check!(:allowed_users, Application.get_env(:sluice, :allowed_users, :any))
   end
 
   defp check!(:cgroup, value) when value in [:auto, false], do: value
@@ -40,6 +55,45 @@ defmodule Sluice.Helper.Config do
   defp check!(:shutdown_grace, ms),
     do: bad!(:shutdown_grace, ms, "a non-negative integer of ms (at most one hour)")
 
+  defp check!(:allowed_users, :any), do: nil
+
+  defp check!(:allowed_users, users) when is_list(users) do
+    unless Sluice.Options.proper_list?(users), do: bad_allowed_users!(users)
+
+    Enum.map(users, fn user ->
+      case allowed_user(user) do
+        {:ok, user} -> user
+        :error -> bad_allowed_users!(users)
+      end
+    end)
+  end
+
+  defp check!(:allowed_users, users), do: bad_allowed_users!(users)
+
+  defp allowed_user(uid) when is_integer(uid) and uid >= 0, do: {:ok, uid}
+
+  defp allowed_user(name) when is_binary(name) do
+    if name != "" and not String.contains?(name, <<0>>), do: {:ok, name}, else: :error
+  end
+
+  # sys.config writes names as strings (charlists).
+  defp allowed_user(name) when is_list(name) do
+    case :unicode.characters_to_binary(name) do
+      binary when is_binary(binary) -> allowed_user(binary)
+      _ -> :error
+    end
+  rescue
+    ArgumentError -> :error
+  end
+
+  defp allowed_user(_other), do: :error
+
+  @spec bad_allowed_users!(term) :: no_return
+  defp bad_allowed_users!(users) do
+    bad!(:allowed_users, users, ":any or a list of user names and non-negative uids")
+  end
+
+  @spec bad!(atom, term, String.t()) :: no_return
   defp bad!(key, value, expected) do
     raise ArgumentError,
           "invalid value for config :sluice, #{inspect(key)}: expected #{expected}, " <>

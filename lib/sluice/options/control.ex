@@ -139,7 +139,7 @@ defmodule Sluice.Options.Control do
       user: user,
       group: Map.get(opts, :group),
       login_env: if(user, do: login_env(opts.env), else: []),
-      allowed_users: if(user, do: allowed_users()),
+      allowed_users: if(user, do: Sluice.Helper.Config.allowed_users!()),
       nice: Map.get(opts, :nice),
       rlimits: for({r, {soft, hard}} <- Map.get(opts, :rlimits, []), do: {r, soft, hard}),
       umask: Map.get(opts, :umask),
@@ -164,30 +164,6 @@ defmodule Sluice.Options.Control do
 
   # HOME, USER and LOGNAME come from the user's passwd entry unless env sets them.
   defp login_env(env), do: Enum.reject(@login_vars, &List.keymember?(env, &1, 0))
-
-  defp allowed_users do
-    case Application.get_env(:sluice, :allowed_users, :any) do
-      :any ->
-        nil
-
-      list when is_list(list) ->
-        Enum.map(list, &allowed_user/1)
-
-      other ->
-        raise ArgumentError,
-              "config :sluice, :allowed_users must be a list, got: #{inspect(other)}"
-    end
-  end
-
-  defp allowed_user(id) when is_integer(id) and id >= 0, do: id
-  defp allowed_user(name) when is_binary(name) or is_list(name), do: name!(:allowed_users, name)
-
-  defp allowed_user(other),
-    do:
-      raise(
-        ArgumentError,
-        "config :sluice, :allowed_users holds names or uids, got: #{inspect(other)}"
-      )
 
   defp file!(key, {:file, path, opts}) do
     unless is_list(opts) and Keyword.keyword?(opts),

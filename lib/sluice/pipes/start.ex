@@ -28,10 +28,22 @@ defmodule Sluice.Pipes.Start do
          {:ok, channel} <- send_request(conn.sock, request, deadline),
          p = %Pipes{id: id, channel: channel, kill: kill(spec)},
          {:ok, p, cgroup} <- await_spawned(p, deadline) do
-      Registry.add(id, p.os_pid, owner, spec.argv, false, cgroup)
+      Registry.add(id, %{
+        os_pid: p.os_pid,
+        owner: owner,
+        argv: spec.argv,
+        pipeline: stages(spec),
+        managed: false,
+        cgroup: cgroup
+      })
+
       {:ok, p}
     end
   end
+
+  # Every stage's argv, in order, for Sluice.list/0 (the spec's program is the first).
+  defp stages(%{pipeline: rest} = spec), do: [spec.argv | Enum.map(rest, & &1.argv)]
+  defp stages(_spec), do: nil
 
   # A pipeline's later stages get their directory and environment resolved as the first.
   defp resolve_stages(%{pipeline: stages} = spec, inherited) do
@@ -59,7 +71,15 @@ defmodule Sluice.Pipes.Start do
          {:ok, channel} <- send_request(conn.sock, request, deadline),
          p = %Pipes{id: id, channel: channel, kill: kill(spec), origin: :managed},
          {:ok, p, nil} <- await_spawned(p, deadline) do
-      Registry.add(id, p.os_pid, owner, cmdline(p.os_pid), true, nil)
+      Registry.add(id, %{
+        os_pid: p.os_pid,
+        owner: owner,
+        argv: cmdline(p.os_pid),
+        pipeline: nil,
+        managed: true,
+        cgroup: nil
+      })
+
       {:ok, p}
     end
   end

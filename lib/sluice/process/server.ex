@@ -53,7 +53,7 @@ defmodule Sluice.Process.Server do
           pipes: Pipes.t(),
           owner: pid,
           controller: pid,
-          info: Registry.entry() | nil,
+          info: Sluice.Process.info() | nil,
           framing: Framing.framing(),
           log: Log.t(),
           decoding: decoding,

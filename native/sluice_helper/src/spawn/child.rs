@@ -121,7 +121,7 @@ fn apply(s: &Shared, a: &Applied) {
         }
         if let Some(nice) = a.nice {
             if libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
-                fail(s, PRIORITY, last());
+                fail(s, PRIORITY, privilege_errno(last()));
             }
         }
         if let Some(mask) = a.umask {
@@ -142,6 +142,17 @@ fn apply(s: &Shared, a: &Applied) {
                 fail(s, CREDENTIALS, last());
             }
         }
+    }
+}
+
+/// `setpriority` says EACCES where a lower nice value needs a privilege the process lacks
+/// (CAP_SYS_NICE); for our own pid that is its only meaning. Sluice names a missing
+/// privilege EPERM, as for credentials. Async-signal-safe.
+fn privilege_errno(errno: i32) -> i32 {
+    if errno == libc::EACCES {
+        libc::EPERM
+    } else {
+        errno
     }
 }
 
@@ -334,5 +345,11 @@ mod tests {
             assert_eq!(s as usize, i);
         }
         assert_eq!(Stage::ALL[EXEC as usize - 1], Stage::Exec);
+    }
+
+    #[test]
+    fn a_refused_lower_nice_is_eperm() {
+        assert_eq!(privilege_errno(libc::EACCES), libc::EPERM);
+        assert_eq!(privilege_errno(libc::EINVAL), libc::EINVAL);
     }
 }

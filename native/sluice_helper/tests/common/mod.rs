@@ -16,11 +16,14 @@ use nix::sys::socket::{
 };
 use nix::sys::time::TimeVal;
 use sluice_protocol::{
-    encode_frame, ExitStatus as Status, Reply, Request, Role, SpawnSpec, StderrMode,
+    encode_frame, ExitStatus as Status, Reply, Request, Role, SpawnSpec, Stage, StderrMode,
     MAX_INLINE_LEN, MEMFD_PAYLOAD,
 };
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A shell that ignores SIGTERM (kept across exec) and says "ready" once it does.
+pub const TERM_IGNORED: &str = "trap '' TERM; echo ready; exec sleep 100";
 
 /// Starts `sluice_helper` with this test process as its "BEAM".
 pub fn start_helper(cgroup: &str, shutdown_grace_ms: u32) -> Child {
@@ -188,6 +191,30 @@ impl Channel {
 
     pub fn send_raw(&self, payload: &[u8]) {
         send_msg(self.fd.as_fd(), payload, &[]).unwrap();
+    }
+
+    /// A spawn error's id, errno and stage; the helper program closes the channel after it.
+    pub fn expect_spawn_error(&self) -> (u64, String, Stage) {
+        match self.reply() {
+            Reply::SpawnError {
+                id, errno, stage, ..
+            } => {
+                self.expect_eof();
+                (id, errno, stage)
+            }
+            other => panic!("expected spawn_error, got {other:?}"),
+        }
+    }
+
+    /// An error about program `id`: its message.
+    pub fn expect_error_for(&self, id: u64) -> String {
+        match self.reply() {
+            Reply::Error { id: got, message } => {
+                assert_eq!(got, Some(id), "{message}");
+                message
+            }
+            other => panic!("expected error, got {other:?}"),
+        }
     }
 
     pub fn expect_exit(&self, id: u64) -> Status {
