@@ -440,7 +440,8 @@ defmodule Sluice.Process do
 
   @doc """
   Makes `pid` the receiver of active-mode messages. Only the current controlling process
-  may hand them over; others get `{:error, :not_owner}`.
+  may hand them over; others get `{:error, :not_owner}`. `pid` that is not a pid raises
+  `ArgumentError`.
 
       iex> {:ok, p} = Sluice.Process.start_link(["sleep", "1"])
       iex> Sluice.Process.controlling_process(p, self())
@@ -448,6 +449,11 @@ defmodule Sluice.Process do
   """
   @spec controlling_process(t, pid) :: :ok | {:error, :not_owner | :closed}
   def controlling_process(p, pid) when is_pid(pid), do: call(p, {:controlling_process, pid})
+
+  def controlling_process(_p, pid) do
+    raise ArgumentError,
+          "pid must be a pid (the new controlling process), got: #{inspect(pid)}"
+  end
 
   # Every call waits without a bound only on this server, which answers within the
   # request's own timeout; a server that is gone means the program is closed.
