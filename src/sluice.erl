@@ -14,7 +14,10 @@
 %% `pipeline/1'); options are a proplist, where a bare atom means `true' (`[clear_env,
 %% pty]' for `run/2', `[lines]' for `fold/4'), or a map;
 %% `{env, [{Name, Value | false}]}' where `false' unsets. Every option of the Elixir
-%% API (`Sluice.Options') is accepted under the same name. Results and errors are maps,
+%% API (`Sluice.Options') is accepted under the same name by the function that does what
+%% it is about: those of Elixir's streams (`lines', `chunk_size', `exit_timeout') by
+%% `fold/4' and `foreach/3', those of daemons by `daemon_spec/2'; elsewhere such an option
+%% is a `badarg' naming it. Results and errors are maps,
 %% statuses are `Code | {signal, Name}', and active-mode messages are
 %% `{sluice_stdout, P, Data}', `{sluice_stderr, P, Data}', `{sluice_passive, P}',
 %% `{sluice_exit, P, Status}' and `{sluice_error, P, Reason}'. `pipeline/1' joins
@@ -133,13 +136,16 @@
 run(Argv) ->
     run(Argv, []).
 
-%% @doc Runs `Argv' to completion and collects its output.
+%% @doc Runs `Argv' (or a `pipeline/1') to completion and collects its output; to take
+%% the output as it comes instead, see `fold/4'.
 %%
 %% Returns `{ok, Result}' for every exit status (a non-zero exit is a result, not an
-%% error), or `{error, Map}' when the program could not start, on `timeout', or when
-%% the output exceeds `max_output' (those two carry the partial result under `result').
-%% Options: `{input, IoData}', `{timeout, Ms}', `{stderr, capture | stdout | null |
-%% console}', `{max_output, Bytes}', and every option of `start_link/2'.
+%% error), or `{error, Map}' when the program could not start, on `timeout', when the
+%% output exceeds `max_output', or after `idle_timeout' ms without output (those three
+%% carry the partial result under `result'). Options: `{input, IoData}', `{timeout, Ms}',
+%% `{stderr, capture | stdout | null | console}', `{max_output, Bytes}',
+%% `{idle_timeout, Ms}', `{node, Node}', and the spawn options of `start_link/2' (not
+%% `framing' or `use_stdio').
 -spec run(command(), options()) -> {ok, result()} | {error, error_map()}.
 run(Argv, Opts) ->
     Args = [Argv, Opts],
