@@ -112,6 +112,11 @@ defmodule Sluice.Pipes do
   def frame_error(%{decoder: %Framing{phase: {:failed, reason}}}), do: reason
   def frame_error(_p), do: nil
 
+  @doc "Whether reads of `source` return frames (stdout under a framing) rather than bytes."
+  @spec framed?(t, source) :: boolean
+  def framed?(%{decoder: %Framing{}}, :stdout), do: true
+  def framed?(_p, _source), do: false
+
   @doc """
   One non-blocking read of at most `max` bytes from `source`. `{:wait, p}` means the pipe
   is empty and a `:ready_input` message will come to the caller.

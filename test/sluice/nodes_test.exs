@@ -103,10 +103,46 @@ defmodule Sluice.NodesTest do
 
     assert grown_a < 2_000_000, "A grew by #{grown_a} bytes"
     assert grown_b < 2_000_000, "B grew by #{grown_b} bytes"
-    # What waits here is the window: two chunks at most.
+    # What waits here is the rest of the window: batches of at most 256 KiB.
     {:messages, queued} = Process.info(self(), :messages)
-    assert length(queued) <= 2
+    assert length(queued) <= Sluice.Remote.Consumer.window() - 1
+    batches = for {:sluice_remote, _, {:data, :stdout, batch}} <- queued, do: batch
+    assert length(batches) == length(queued)
+    assert batches |> List.flatten() |> IO.iodata_length() <= length(batches) * 262_144
     assert {:halted, nil} = cont.({:halt, nil})
+  end
+
+  test "output a fast program holds back while the consumer is busy still comes", %{b: b} do
+    # A batch part-filled while the consumer had others in hand is sent once it has
+    # taken them; the program then waits, so only that can deliver the end marker.
+    argv = ["sh", "-c", "head -c 3000000 /dev/zero; echo END; exec sleep 30"]
+
+    task =
+      Task.async(fn ->
+        Sluice.stream!(argv, node: b)
+        |> Enum.reduce_while(0, fn chunk, n ->
+          n = n + byte_size(chunk)
+          if n == 3_000_004, do: {:halt, n}, else: {:cont, n}
+        end)
+      end)
+
+    assert Task.await(task, 10_000) == 3_000_004
+  end
+
+  test "input does not get ahead of a remote program that takes none", %{b: b} do
+    made = :counters.new(1, [])
+
+    input =
+      Stream.repeatedly(fn ->
+        :counters.add(made, 1, 1)
+        :binary.copy("x", 65_536)
+      end)
+
+    assert {:error, %Sluice.Error{reason: :timeout}} =
+             Sluice.run(["sleep", "30"], input: input, node: b, timeout: 2_000)
+
+    # The stdin pipe (64 KiB) and the window of chunks in flight, not 2 s of a loop.
+    assert :counters.get(made, 1) <= 8
   end
 
   test "a remote sort fed by a local stream; a remote stream fed to a local program", %{b: b} do

@@ -4,20 +4,21 @@ defmodule Sluice.Remote.Consumer do
   # calls as a Sluice.Pump (`next/3`, `await_exit/2`, `stop/2`, `close/1`), over messages
   # to the Sluice.Remote.Reader that holds the program there.
   #
-  # Back-pressure across distribution: at most `@window` chunks of output are granted and
+  # Back-pressure across distribution: at most `@window` batches of output are granted and
   # not yet taken by `next/3`, and at most `@input_window` chunks of input are sent and not
   # yet taken by the program. The input is enumerated here, in the calling process, as for
   # a local program. The reader is monitored: its death, or its node's, is `:nodedown`.
   #
-  # To the reader: `{:sluice_consumer, request}` with request `{:demand, n, max}`,
+  # To the reader: `{:sluice_consumer, request}` with request `{:demand, n, max, window}`,
   # `{:input, binary}`, `:input_eof`, `{:stop, grace}`, `:close`.
-  # From it: `{:sluice_remote, reader, event}` with event `{:data, source, binary}`,
-  # `:eof`, `{:exit, status}`, `:taken`, `:input_closed`, `:helper_down`, `{:error, atom}`.
+  # From it: `{:sluice_remote, reader, event}` with event `{:data, source, [chunk]}` (a
+  # batch of reads, one per grant), `:eof`, `{:exit, status}`, `:taken`, `:input_closed`,
+  # `:helper_down`, `{:error, atom}`.
 
   alias Sluice.{Error, Input, Pipes, Remote}
 
-  # Output chunks granted ahead of the consumer; input chunks in flight.
-  @window 2
+  # Output batches granted ahead of the consumer; input chunks in flight.
+  @window 4
   @input_window 2
   # How long close/1 waits for the reader to go (it answers at once unless its node is
   # gone or stuck).
@@ -25,11 +26,17 @@ defmodule Sluice.Remote.Consumer do
   # Chunk size of the output kept while a collectable-function input waits.
   @function_chunk 65_536
 
+  @doc false
+  # The most output batches in flight (the tests check the bound).
+  @spec window() :: pos_integer
+  def window, do: @window
+
   defstruct [
     :node,
     :reader,
     :monitor,
     :os_pid,
+    framing: :raw,
     input: :ended,
     in_flight: 0,
     granted: 0,
@@ -45,6 +52,7 @@ defmodule Sluice.Remote.Consumer do
           reader: pid,
           monitor: reference,
           os_pid: pos_integer,
+          framing: Sluice.Framing.framing(),
           input: Input.t() | :ended,
           in_flight: non_neg_integer,
           granted: non_neg_integer,
@@ -65,6 +73,7 @@ defmodule Sluice.Remote.Consumer do
         reader: reader,
         monitor: Process.monitor(reader),
         os_pid: os_pid,
+        framing: Map.get(opts, :framing, :raw),
         input: Input.new_enumerated(opts.input)
       }
 
@@ -78,7 +87,7 @@ defmodule Sluice.Remote.Consumer do
   def next(c, max, deadline) do
     case :queue.out(c.buffered) do
       {{:value, {:error, reason}}, rest} -> {:error, reason, %{c | buffered: rest}}
-      {{:value, {source, data}}, rest} -> {:data, source, data, %{c | buffered: rest}}
+      {{:value, {source, data}}, rest} -> take(%{c | buffered: rest}, source, data, max)
       {:empty, _} when c.outputs == :eof -> {:eof, c}
       {:empty, _} -> c |> grant(max) |> feed(deadline) |> await_chunk(max, deadline)
     end
@@ -89,7 +98,7 @@ defmodule Sluice.Remote.Consumer do
 
   defp await_chunk(c, max, deadline) do
     case receive_event(c, deadline) do
-      {{:data, source, data}, c} -> {:data, source, data, c}
+      {{:data, source, [data | rest]}, c} -> {:data, source, data, keep(c, {:data, source, rest})}
       {:eof, c} -> {:eof, %{c | outputs: :eof}}
       {{:error, reason}, c} -> {:error, reason, c}
       {:timeout, c} -> {:error, :timeout, c}
@@ -97,9 +106,20 @@ defmodule Sluice.Remote.Consumer do
     end
   end
 
-  # Keeps `@window` chunks granted: one for this call, the rest read ahead.
+  # Bytes come in batches of up to 256 KiB (see Sluice.Remote.Reader): they are handed
+  # out `max` at a time, the rest kept first in line (sub-binaries, no copy). Frames are
+  # handed out whole.
+  defp take(c, source, data, max)
+       when byte_size(data) > max and (source != :stdout or c.framing == :raw) do
+    <<head::binary-size(max), rest::binary>> = data
+    {:data, source, head, %{c | buffered: :queue.in_r({source, rest}, c.buffered)}}
+  end
+
+  defp take(c, source, data, _max), do: {:data, source, data, c}
+
+  # Keeps `@window` batches granted: one for this call, the rest read ahead.
   defp grant(%{granted: granted} = c, max) when granted < @window do
-    request(c, {:demand, @window - granted, max})
+    request(c, {:demand, @window - granted, max, @window})
     %{c | granted: @window}
   end
 
@@ -277,6 +297,8 @@ defmodule Sluice.Remote.Consumer do
     end
   end
 
-  defp keep(c, {:data, source, data}), do: %{c | buffered: :queue.in({source, data}, c.buffered)}
+  defp keep(c, {:data, source, batch}),
+    do: %{c | buffered: Enum.reduce(batch, c.buffered, &:queue.in({source, &1}, &2))}
+
   defp keep(c, error), do: %{c | buffered: :queue.in(error, c.buffered)}
 end

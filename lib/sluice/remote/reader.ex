@@ -3,7 +3,7 @@ defmodule Sluice.Remote.Reader do
   # The holder of a `run`'s or a stream's program on the program's node, for a consumer on
   # another node (Sluice.Remote.Consumer). It holds the Sluice.Pipes value, so the fds stay
   # on the node of the program, and it reads output only against credit the consumer
-  # grants (one chunk per credit, like active mode with a count): the program's output
+  # grants (one batch of chunks per credit, like active mode with a count): the program's output
   # crosses distribution no faster than the consumer takes it, each chunk read into one
   # binary and sent once. Input comes from the consumer in chunks; each is acknowledged
   # (`:taken`) once the program took all of it, so the consumer keeps only a bounded
@@ -18,13 +18,18 @@ defmodule Sluice.Remote.Reader do
 
   use GenServer
 
+  # The most bytes of one output sent as one message (see `deliver/1`).
+  @batch_bytes 262_144
+
   alias Sluice.Pipes
 
   defstruct [
     :consumer,
     :pipes,
     credit: 0,
+    window: 1,
     max: 65_536,
+    held: :none,
     turn: [:stdout, :stderr],
     pending: :queue.new(),
     stdin: :open,
@@ -36,11 +41,15 @@ defmodule Sluice.Remote.Reader do
   @type stdin :: :open | :closing | :closed
   @typedoc "The output towards the consumer: still read, or its end (EOF, an error) sent."
   @type output :: :open | :ended
+  @typedoc "A batch being filled: its output, its chunks (newest first) and their bytes."
+  @type held :: :none | {Pipes.source(), [Sluice.Framing.frame()], non_neg_integer}
   @type t :: %__MODULE__{
           consumer: pid,
           pipes: Pipes.t(),
           credit: non_neg_integer,
+          window: pos_integer,
           max: pos_integer,
+          held: held,
           turn: [Pipes.source()],
           pending: :queue.queue(binary),
           stdin: stdin,
@@ -89,8 +98,10 @@ defmodule Sluice.Remote.Reader do
 
   def handle_info(_other, s), do: {:noreply, s}
 
-  defp request({:demand, n, max}, s),
-    do: {:noreply, deliver(%{s | credit: s.credit + n, max: max})}
+  # `window`: the most batches the consumer has granted at once (all of it credit here
+  # means the consumer has taken everything sent).
+  defp request({:demand, n, max, window}, s),
+    do: {:noreply, deliver(%{s | credit: s.credit + n, max: max, window: window})}
 
   defp request({:input, data}, s),
     do: {:noreply, write_input(%{s | pending: :queue.in(data, s.pending)})}
@@ -109,42 +120,110 @@ defmodule Sluice.Remote.Reader do
 
   ## Output
 
-  # One chunk per credit, from whichever output has data (the one that gave last goes
+  # One batch per credit, from whichever output has data (the one that gave last goes
   # last, so a chatty stdout cannot starve stderr); once every output is at EOF, `:eof`.
+  #
+  # A batch is what one output has ready, up to `@batch_bytes` (or `max`, if larger):
+  # distribution carries a few large messages far faster than many small ones. Bytes
+  # are read in reads of that size (the consumer cuts them to `max`), frames one by one.
+  # A part-filled batch goes at once when the consumer has nothing else in hand (all its
+  # window is credit here); while it still has batches to take, the batch is held and
+  # filled as more comes, so a fast program is not sent in slivers as it writes them.
   defp deliver(%{output: :ended} = s), do: s
   defp deliver(%{credit: 0} = s), do: s
 
   defp deliver(s) do
-    case read_any(s.pipes, s.turn, s.max) do
-      {:data, source, data, pipes} ->
-        event(s, {:data, source, data})
-        turn = List.delete(s.turn, source) ++ [source]
-        deliver(%{s | pipes: pipes, credit: s.credit - 1, turn: turn})
+    case fill(s) do
+      {:full, s} ->
+        s |> send_held() |> deliver()
 
-      {:blocked, pipes} ->
-        if Pipes.open_outputs(pipes) == [] do
+      {:wait, s} ->
+        if s.credit >= s.window, do: s |> send_held() |> deliver(), else: s
+
+      {:source_ended, s} ->
+        s |> send_held() |> deliver()
+
+      {:blocked, s} ->
+        if Pipes.open_outputs(s.pipes) == [] do
           event(s, :eof)
-          %{s | pipes: pipes, output: :ended}
+          %{s | output: :ended}
         else
-          %{s | pipes: pipes}
+          s
         end
 
-      {:error, reason, pipes} ->
+      {{:error, reason}, s} ->
+        s = send_held(s)
         event(s, {:error, reason})
-        %{s | pipes: pipes, output: :ended}
+        %{s | output: :ended}
     end
+  end
+
+  # Reads into the held batch: more of the held output, or a new batch from whichever
+  # output has data.
+  defp fill(%{held: :none} = s) do
+    case read_any(s.pipes, s.turn, s.max) do
+      {:data, source, data, pipes} ->
+        fill(%{s | pipes: pipes, held: {source, [data], size(data)}})
+
+      {:blocked, pipes} ->
+        {:blocked, %{s | pipes: pipes}}
+
+      {:error, reason, pipes} ->
+        {{:error, reason}, %{s | pipes: pipes}}
+    end
+  end
+
+  defp fill(%{held: {source, chunks, bytes}} = s) do
+    case room(s, source, bytes) do
+      0 -> {:full, s}
+      room -> fill_more(s, source, chunks, bytes, room)
+    end
+  end
+
+  defp fill_more(s, source, chunks, bytes, room) do
+    case Pipes.read(s.pipes, source, room) do
+      {:ok, data, pipes} ->
+        fill(%{s | pipes: pipes, held: {source, [data | chunks], bytes + size(data)}})
+
+      {:wait, pipes} ->
+        {:wait, %{s | pipes: pipes}}
+
+      {:eof, pipes} ->
+        {:source_ended, %{s | pipes: pipes}}
+
+      {:error, reason, pipes} ->
+        {{:error, reason}, %{s | pipes: pipes}}
+    end
+  end
+
+  defp send_held(%{held: :none} = s), do: s
+
+  defp send_held(%{held: {source, chunks, _bytes}} = s) do
+    event(s, {:data, source, Enum.reverse(chunks)})
+    turn = List.delete(s.turn, source) ++ [source]
+    %{s | held: :none, credit: s.credit - 1, turn: turn}
   end
 
   defp read_any(pipes, [], _max), do: {:blocked, pipes}
 
   defp read_any(pipes, [source | rest], max) do
-    case Pipes.read(pipes, source, max) do
+    case Pipes.read(pipes, source, batch_bytes(pipes, source, max)) do
       {:ok, data, pipes} -> {:data, source, data, pipes}
       {:error, :not_captured, pipes} -> read_any(pipes, rest, max)
       {:error, reason, pipes} -> {:error, reason, pipes}
       {_eof_or_wait, pipes} -> read_any(pipes, rest, max)
     end
   end
+
+  # A batch is `@batch_bytes` (or `max`, if larger); a read asks for the room left in it
+  # (a framed read returns one frame whatever it is asked).
+  defp batch_bytes(pipes, source, max),
+    do: if(Pipes.framed?(pipes, source), do: @batch_bytes, else: max(max, @batch_bytes))
+
+  defp room(s, source, bytes), do: max(batch_bytes(s.pipes, source, s.max) - bytes, 0)
+
+  defp size(data) when is_binary(data), do: byte_size(data)
+  defp size({_eol, line}), do: byte_size(line)
 
   ## Input
 
