@@ -22,8 +22,15 @@ defmodule Sluice do
 
   alias Sluice.{Error, ExitError, Options, Result}
 
+  @typedoc """
+  What to run: an argv (the program, then its arguments; executed directly, no shell), or
+  a kernel pipeline built by `pipeline/1`. `run/2`, `run!/2`, `stream!/2`, `stream/2` and
+  `Sluice.Process.start_link/2` take either.
+  """
+  @type command :: [String.t()] | Sluice.Pipeline.t()
+
   @doc """
-  Runs `argv` to completion and collects its output.
+  Runs `argv` (or a `pipeline/1`) to completion and collects its output.
 
   Returns `{:ok, %Sluice.Result{}}` for every exit status (a non-zero exit is a result,
   not an error), or `{:error, %Sluice.Error{}}` when the program could not start, on
@@ -44,6 +51,10 @@ defmodule Sluice do
     * `:idle_timeout` - ms without any output (default `:infinity`): then the program is
       stopped and `run` returns `{:error, %Sluice.Error{reason: :idle_timeout, result:
       partial}}`, the output so far in `result`.
+    * `:node` - run the program on another node, by that node's helper program (`:sluice`
+      must run there, else reason `:nosluice`; `:nodedown` if it cannot be reached or goes
+      away); the output comes here with back-pressure. See the README's "Running programs
+      on other nodes".
     * the spawn options of `Sluice.Process` (`:cd`, `:env`, `:clear_env`, `:kill_grace`,
       ...; not `:framing` or `:use_stdio`). `Sluice.Options` lists them all.
 
@@ -58,7 +69,7 @@ defmodule Sluice do
 
       iex> {:error, %Sluice.Error{reason: :timeout}} = Sluice.run(["sleep", "10"], timeout: 100)
   """
-  @spec run([String.t()], keyword) :: {:ok, Result.t()} | {:error, Error.t()}
+  @spec run(command, keyword) :: {:ok, Result.t()} | {:error, Error.t()}
   def run(argv, opts \\ []), do: Sluice.Run.run(argv, opts)
 
   @doc """
@@ -71,7 +82,7 @@ defmodule Sluice do
       iex> Sluice.run!(["sh", "-c", "exit 1"], success_exit_codes: [0, 1]).status
       1
   """
-  @spec run!([String.t()], keyword) :: Result.t()
+  @spec run!(command, keyword) :: Result.t()
   def run!(argv, opts \\ []) do
     case run(argv, opts) do
       {:ok, %Result{status: status} = result} ->
@@ -88,9 +99,9 @@ defmodule Sluice do
   end
 
   @doc """
-  A lazy Enumerable of the program's output. Nothing runs until it is enumerated; each
-  enumeration runs the program anew, owned by the enumerating process (any process may
-  enumerate it).
+  A lazy Enumerable of the output of `argv` (or a `pipeline/1`). Nothing runs until it is
+  enumerated; each enumeration runs the program anew, owned by the enumerating process
+  (any process may enumerate it).
 
   Elements are stdout chunks (binaries), or `{:stdout | :stderr, binary}` with
   `stderr: :consume`. When the exit status is not in `:success_exit_codes`, it raises
@@ -117,6 +128,9 @@ defmodule Sluice do
     * `:idle_timeout` - ms without any output while the stream waits for it (the
       consumer's own time does not count; default `:infinity`): the program is stopped and
       `Sluice.Error` with reason `:idle_timeout` is raised.
+    * `:node` - run the program on another node (`:sluice` must run there): its output
+      crosses distribution only as fast as the stream is consumed, and `Sluice.Error` with
+      reason `:nosluice` or `:nodedown` is raised if that node lacks Sluice or goes away.
     * the spawn options of `Sluice.Process` except `:use_stdio`.
 
   ## Examples
@@ -131,7 +145,7 @@ defmodule Sluice do
       iex> Sluice.stream!(["wc", "-l"], input: numbers) |> Enum.join()
       "1000\\n"
   """
-  @spec stream!([String.t()], keyword) :: Enumerable.t()
+  @spec stream!(command, keyword) :: Enumerable.t()
   def stream!(argv, opts \\ []), do: build_stream(argv, opts, :raise, "Sluice.stream!/2")
 
   @doc """
@@ -141,7 +155,7 @@ defmodule Sluice do
       iex> Sluice.stream(["sh", "-c", "echo hi; exit 2"]) |> Enum.to_list()
       ["hi\\n", {:exit, 2}]
   """
-  @spec stream([String.t()], keyword) :: Enumerable.t()
+  @spec stream(command, keyword) :: Enumerable.t()
   def stream(argv, opts \\ []), do: build_stream(argv, opts, :exit_element, "Sluice.stream/2")
 
   @doc """

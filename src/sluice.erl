@@ -1,18 +1,23 @@
 %% @doc Run external OS programs from Erlang, safely and fast.
 %%
 %% The Erlang face of Sluice, shaped like `open_port/2' and `gen_tcp': one call
-%% (`run/2'), a process per program (`start_link/2', `send/2', `recv/2',
-%% `close_stdin/1', `stop/2'), active mode (`setopts/2' with `{active, once | N}'),
-%% daemons under a supervisor (`daemon_spec/2'), and request/response workers
-%% (`start_worker/2', `call/3').
+%% (`run/2'), output folded as it comes, with back-pressure (`fold/4', `foreach/3', as
+%% `lists:foldl/3' over the program's output), a process per program (`start_link/2',
+%% `send/2', `recv/2', `close_stdin/1', `stop/2'), active mode (`setopts/2' with
+%% `{active, once | N}'), daemons under a supervisor (`daemon_spec/2'), and
+%% request/response workers (`start_worker/2', `call/3').
 %%
 %% Every program has back-pressure both ways and dies with its owner (the caller of
 %% `run/2', `start/2' or `start_link/2'), including when the VM is killed.
 %%
-%% Arguments follow OTP's conventions: argv is a list of strings or binaries; options
-%% are a proplist, where a bare atom means `true' (`[clear_env, lines]'), or a map;
+%% Arguments follow OTP's conventions: argv is a list of strings or binaries (or a
+%% `pipeline/1'); options are a proplist, where a bare atom means `true' (`[clear_env,
+%% pty]' for `run/2', `[lines]' for `fold/4'), or a map;
 %% `{env, [{Name, Value | false}]}' where `false' unsets. Every option of the Elixir
-%% API (`Sluice.Options') is accepted under the same name. Results and errors are maps,
+%% API (`Sluice.Options') is accepted under the same name by the function that does what
+%% it is about: those of Elixir's streams (`lines', `chunk_size', `exit_timeout') by
+%% `fold/4' and `foreach/3', those of daemons by `daemon_spec/2'; elsewhere such an option
+%% is a `badarg' naming it. Results and errors are maps,
 %% statuses are `Code | {signal, Name}', and active-mode messages are
 %% `{sluice_stdout, P, Data}', `{sluice_stderr, P, Data}', `{sluice_passive, P}',
 %% `{sluice_exit, P, Status}' and `{sluice_error, P, Reason}'. `pipeline/1' joins
@@ -28,9 +33,10 @@
 -module(sluice).
 
 -export([run/1, run/2]).
+-export([fold/3, fold/4, foreach/2, foreach/3]).
 -export([start/1, start/2, start_link/1, start_link/2]).
 -export([send/2, send/3, recv/2, recv/3, recv_stderr/3, close_stdin/1]).
--export([signal/2, stop/1, stop/2, await_exit/1, await_exit/2, os_pid/1]).
+-export([signal/2, stop/1, stop/2, await_exit/1, await_exit/2, os_pid/1, stats/1, stats/2]).
 -export([setopts/2, controlling_process/2, set_window_size/3]).
 -export([daemon_spec/2, start_daemon/2]).
 -export([manage/1, manage/2, list/0, info/1]).
@@ -38,9 +44,13 @@
 -export([pipeline/1]).
 -export([format_error/1, format_error/2]).
 
--export_type([argv/0, options/0, status/0, result/0, error_map/0, program_info/0]).
+-export_type([argv/0, command/0, pipeline/0, options/0, status/0, result/0, error_map/0]).
+-export_type([element/0, program_info/0, stats/0]).
 
 -type argv() :: [string() | binary(), ...].
+% What pipeline/1 returns; it goes wherever argv goes.
+-type pipeline() :: 'Elixir.Sluice.Pipeline':t().
+-type command() :: argv() | pipeline().
 -type option() :: atom() | {atom(), term()}.
 -type options() :: [option()] | #{atom() => term()}.
 -type status() :: non_neg_integer() | {signal, atom() | pos_integer()}.
@@ -57,7 +67,23 @@
     reason := atom(),
     message := binary(),
     stage => atom(),
-    result => result()
+    result => result(),
+    acc => term()
+}.
+% What fold/4 and foreach/3 pass to their fun: a chunk of stdout; a line with `lines'; a
+% frame with `{framing, {line, Max}}' (or `{packet, N}'); tagged with `{stderr, consume}'.
+-type element() ::
+    binary()
+    | {eol | noeol, binary()}
+    | {stdout | stderr, binary() | {eol | noeol, binary()}}.
+-type stats() :: #{
+    usage := #{source := cgroup | rusage, atom() => non_neg_integer()} | undefined,
+    pids_current := non_neg_integer(),
+    bytes_read := non_neg_integer(),
+    bytes_written := non_neg_integer(),
+    age_ms := non_neg_integer(),
+    core_dumped => boolean(),
+    statuses => [status()]
 }.
 -type process() :: pid() | atom().
 -type program_info() :: #{
@@ -93,40 +119,165 @@
     end
 ).
 
+% Runs Body, which calls the caller's fun through apply_fold_fun/3: an exception of that
+% fun comes out as it was raised.
+-define(FUN_EXCEPTIONS(Body),
+    try
+        Body
+    catch
+        throw:{?MODULE, fun_raised, Class__, Reason__, Stack__} ->
+            erlang:raise(Class__, Reason__, Stack__)
+    end
+).
+
 %%% One call
 
 %% @doc Runs `Argv' to completion with default options; see `run/2'.
--spec run(argv()) -> {ok, result()} | {error, error_map()}.
+-spec run(command()) -> {ok, result()} | {error, error_map()}.
 run(Argv) ->
     run(Argv, []).
 
-%% @doc Runs `Argv' to completion and collects its output.
+%% @doc Runs `Argv' (or a `pipeline/1') to completion and collects its output; to take
+%% the output as it comes instead, see `fold/4'.
 %%
 %% Returns `{ok, Result}' for every exit status (a non-zero exit is a result, not an
-%% error), or `{error, Map}' when the program could not start, on `timeout', or when
-%% the output exceeds `max_output' (those two carry the partial result under `result').
-%% Options: `{input, IoData}', `{timeout, Ms}', `{stderr, capture | stdout | null |
-%% console}', `{max_output, Bytes}', and every option of `start_link/2'.
--spec run(argv(), options()) -> {ok, result()} | {error, error_map()}.
+%% error), or `{error, Map}' when the program could not start, on `timeout', when the
+%% output exceeds `max_output', or after `idle_timeout' ms without output (those three
+%% carry the partial result under `result'). Options: `{input, IoData}', `{timeout, Ms}',
+%% `{stderr, capture | stdout | null | console}', `{max_output, Bytes}',
+%% `{idle_timeout, Ms}', `{node, Node}', and the spawn options of `start_link/2' (not
+%% `framing' or `use_stdio').
+-spec run(command(), options()) -> {ok, result()} | {error, error_map()}.
 run(Argv, Opts) ->
     Args = [Argv, Opts],
     reply(?CHECKED(Args, 'Elixir.Sluice':run(argv(Argv), run_options(Opts)))).
 
+%%% Output as it comes
+
+%% @doc Folds `Fun' over the program's output with default options; see `fold/4'.
+-spec fold(command(), fun((element(), Acc) -> Acc), Acc) ->
+    {ok, Acc, status()} | {error, error_map()}.
+fold(Argv, Fun, Acc0) ->
+    fold(Argv, Fun, Acc0, []).
+
+%% @doc Runs `Argv' and folds `Fun(Element, Acc)' over its output as it comes, as
+%% `lists:foldl/3' does over a list, with back-pressure: the next chunk is read only when
+%% `Fun' has returned, so a program that writes faster than `Fun' takes waits (its pipe
+%% is full) and the VM's memory does not grow.
+%%
+%% Returns `{ok, Acc, Status}' once the output ended and the program exited, for every
+%% exit status (as `run/2', a non-zero exit is a result, not an error; of a pipeline, the
+%% last stage's). A runtime failure is `{error, Map}' as for `run/2', with `acc', the
+%% accumulator as it stood (`Acc0' if the program did not start): a spawn error,
+%% `idle_timeout', `frame_too_large', `helper_down', `nodedown'. An exception of `Fun'
+%% passes through `fold/4' unchanged, after the program was stopped: throw to stop early.
+%%
+%% Elements are stdout chunks (binaries of at most `{chunk_size, Bytes}', default
+%% 65536); lines without their newline with `lines' (of any length; the last one is
+%% passed at EOF even without a newline); frames with `{framing, {line, Max}}'
+%% (`{eol | noeol, Line}') or `{framing, {packet, N}}'; and with `{stderr, consume}'
+%% each of these tagged `{stdout, _}' or `{stderr, _}', in the order they were read.
+%% Other options: `{input, IoData | Fun}', `{stderr, console | null | stdout | consume}',
+%% `{idle_timeout, Ms}' (without output while `Fun' waits for it), `{exit_timeout, Ms}'
+%% (after EOF, then the program is stopped), `{max_line_length, Bytes}', and those of
+%% `start_link/2'.
+-spec fold(command(), fun((element(), Acc) -> Acc), Acc, options()) ->
+    {ok, Acc, status()} | {error, error_map()}.
+fold(Argv, Fun, Acc0, Opts) ->
+    Args = [Argv, Fun, Acc0, Opts],
+    ?FUN_EXCEPTIONS(?CHECKED(Args, fold_checked(Argv, Fun, Acc0, Opts, "sluice:fold/4"))).
+
+%% @doc Calls `Fun' on each element of the output with default options; see `foreach/3'.
+-spec foreach(command(), fun((element()) -> term())) -> {ok, status()} | {error, error_map()}.
+foreach(Argv, Fun) ->
+    foreach(Argv, Fun, []).
+
+%% @doc Runs `Argv' and calls `Fun(Element)' on each piece of its output as it comes,
+%% with back-pressure, as `lists:foreach/2' does over a list: `fold/4' without an
+%% accumulator. Returns `{ok, Status}' for every exit status, or `{error, Map}'; takes
+%% the options of `fold/4'.
+-spec foreach(command(), fun((element()) -> term()), options()) ->
+    {ok, status()} | {error, error_map()}.
+foreach(Argv, Fun, Opts) ->
+    Args = [Argv, Fun, Opts],
+    Folded = ?FUN_EXCEPTIONS(?CHECKED(Args, foreach_checked(Argv, Fun, Opts))),
+    case Folded of
+        {ok, ok, Status} -> {ok, Status};
+        {error, Error} -> {error, maps:remove(acc, Error)}
+    end.
+
+fold_checked(Argv, Fun, Acc0, Opts, Who) when is_function(Fun, 2) ->
+    Command = argv(Argv),
+    StreamOpts = fold_options(Opts),
+    % Checked here, so that a mistake names this function and not sluice:stream/2.
+    _ = 'Elixir.Sluice.Options':'validate!'(StreamOpts, stream, list_to_binary(Who)),
+    Stream = 'Elixir.Sluice':stream(Command, StreamOpts),
+    % One element at a time: the stream is suspended after each, so that the accumulator
+    % is known when the stream raises.
+    Reducer = fun
+        ({exit, Status}, {folding, Acc}) -> {suspend, {exited, Status, Acc}};
+        (Element, {folding, Acc}) -> {suspend, {folding, apply_fold_fun(Fun, Element, Acc)}}
+    end,
+    fold_steps(fun(Command1) -> 'Elixir.Enumerable':reduce(Stream, Command1, Reducer) end,
+        {folding, Acc0});
+fold_checked(_Argv, _Fun, _Acc0, _Opts, _Who) ->
+    badarg('fun', <<"expected a fun of two arguments">>).
+
+foreach_checked(Argv, Fun, Opts) when is_function(Fun, 1) ->
+    Each = fun(Element, ok) ->
+        _ = Fun(Element),
+        ok
+    end,
+    fold_checked(Argv, Each, ok, Opts, "sluice:foreach/3");
+foreach_checked(_Argv, _Fun, _Opts) ->
+    badarg('fun', <<"expected a fun of one argument">>).
+
+fold_steps(Continue, State) ->
+    try Continue({cont, State}) of
+        {suspended, Next, More} -> fold_steps(More, Next);
+        % The stream halts itself after its last element, the exit.
+        {_DoneOrHalted, {exited, Status, Acc}} -> {ok, Acc, Status}
+    catch
+        error:#{'__struct__' := 'Elixir.Sluice.Error'} = Error ->
+            {folding, Acc} = State,
+            {error, (error_map(Error))#{acc => Acc}}
+    end.
+
+% An exception of the caller's fun leaves the stream (which stops the program on the
+% way) tagged, so that neither ?CHECKED nor fold_steps mistakes it for one of Sluice's.
+apply_fold_fun(Fun, Element, Acc) ->
+    try
+        Fun(Element, Acc)
+    catch
+        Class:Reason:Stack -> throw({?MODULE, fun_raised, Class, Reason, Stack})
+    end.
+
+% The stream options; stderr that nobody would see is a mistake.
+fold_options(Opts) ->
+    StreamOpts = run_options(Opts),
+    ok = fold_stderr(proplists:get_value(stderr, StreamOpts)),
+    StreamOpts.
+
+fold_stderr(capture) ->
+    badarg(stderr, <<"fold/4 and foreach/3 keep no stderr: use consume to get it as elements">>);
+fold_stderr(_Stderr) ->
+    ok.
+
 %%% A process per program
 
 %% @doc Starts `Argv' without a link; see `start_link/2'.
--spec start(argv()) -> {ok, pid()} | {error, error_map()}.
+-spec start(command()) -> {ok, pid()} | {error, error_map()}.
 start(Argv) ->
     start(Argv, []).
 
 %% @doc Like `start_link/2', without the link; the caller is still the owner.
--spec start(argv(), options()) -> {ok, pid()} | {error, error_map()}.
+-spec start(command(), options()) -> {ok, pid()} | {error, error_map()}.
 start(Argv, Opts) ->
     Args = [Argv, Opts],
     reply(?CHECKED(Args, ?ELIXIR_PROCESS:start(argv(Argv), options(Opts)))).
 
 %% @doc Starts `Argv' linked to the caller; see `start_link/2'.
--spec start_link(argv()) -> {ok, pid()} | {error, error_map()}.
+-spec start_link(command()) -> {ok, pid()} | {error, error_map()}.
 start_link(Argv) ->
     start_link(Argv, []).
 
@@ -136,7 +287,7 @@ start_link(Argv) ->
 %% `{env, [{Name, Value | false}]}', `clear_env', `{stderr, console | null | stdout |
 %% consume}', `{kill_signal, sigterm}', `{kill_grace, Ms}', `{pipe_size, Bytes}' and
 %% `{start_timeout, Ms}'.
--spec start_link(argv(), options()) -> {ok, pid()} | {error, error_map()}.
+-spec start_link(command(), options()) -> {ok, pid()} | {error, error_map()}.
 start_link(Argv, Opts) ->
     Args = [Argv, Opts],
     reply(
@@ -216,6 +367,25 @@ await_exit(P, Timeout) ->
 os_pid(P) ->
     ?ELIXIR_PROCESS:os_pid(P).
 
+%% @doc What the program has cost so far, waiting up to 5 seconds; see `stats/2'.
+-spec stats(process()) -> {ok, stats()} | {error, atom()}.
+stats(P) ->
+    stats(P, 5000).
+
+%% @doc What the program has cost so far: `usage' (`cpu_user_us', `cpu_system_us',
+%% `max_rss_kb' and their `source', `cgroup' or `rusage', as in `run/2''s result),
+%% `pids_current' (the members of its cgroup, else of its process group), `bytes_read'
+%% and `bytes_written' through its pipes, and `age_ms'. Once the program has exited (and
+%% until its process ends), the exit's usage, `pids_current' 0, `core_dumped' and
+%% `statuses'. `{error, managed}' for an adopted process; `{error, timeout}' when the
+%% helper program did not answer within `Timeout' ms (never more than 5 seconds).
+-spec stats(process(), timeout()) -> {ok, stats()} | {error, atom()}.
+stats(P, Timeout) ->
+    case ?CHECKED([P, Timeout], ?ELIXIR_PROCESS:stats(P, Timeout)) of
+        {ok, #{usage := Usage} = Stats} -> {ok, Stats#{usage := undefined(Usage)}};
+        Error -> Error
+    end.
+
 %% @doc Sets options of a running program, as `inet:setopts/2' does: `{active, once}',
 %% `{active, N}' (then `{sluice_passive, P}') or `{active, false}'. `{active, true}' is
 %% refused: it would have no back-pressure.
@@ -238,8 +408,13 @@ setopt(_P, Other) ->
 %% @doc Makes `Pid' the receiver of the active-mode messages; only the current
 %% controlling process may hand them over (else `{error, not_owner}').
 -spec controlling_process(process(), pid()) -> ok | {error, not_owner | closed}.
-controlling_process(P, Pid) when is_pid(Pid) ->
-    ?CHECKED([P, Pid], ?ELIXIR_PROCESS:controlling_process(P, Pid)).
+controlling_process(P, Pid) ->
+    ?CHECKED([P, Pid], controlling_process_checked(P, Pid)).
+
+controlling_process_checked(P, Pid) when is_pid(Pid) ->
+    ?ELIXIR_PROCESS:controlling_process(P, Pid);
+controlling_process_checked(_P, _Pid) ->
+    badarg(pid, <<"controlling_process/2 hands the messages to a pid">>).
 
 %% @doc Sets the terminal size of a program started with `pty' (`TIOCSWINSZ'); the kernel
 %% sends SIGWINCH to its foreground process group. `{error, not_a_terminal}' for a
@@ -319,7 +494,7 @@ start_daemon(Argv, Opts) ->
 %% `start_link/2' and `start/2' take a pipeline where they take argv: input goes to the
 %% first stage, output comes from the last; `statuses' in the result has every stage's
 %% status, and `{pipefail, false}' checks only the last one.
--spec pipeline([argv() | {argv(), options()}, ...]) -> term().
+-spec pipeline([argv() | {argv(), options()}, ...]) -> pipeline().
 pipeline(Stages) ->
     ?CHECKED([Stages], 'Elixir.Sluice':pipeline(stages(Stages))).
 
@@ -411,8 +586,10 @@ format_error({badarg, _What, Message}, _Stack) ->
 format_error(_Reason, _Stack) ->
     #{}.
 
-% Options are the last argument of every call that takes them; argv is the first.
+% Options are the last argument of every call that takes them; argv is the first, the
+% fun of fold/4 and foreach/3 the second.
 argument_position(argv, _Args) -> 1;
+argument_position('fun', _Args) -> 2;
 argument_position(_Option, Args) -> length(Args).
 
 %%% Translation to the Elixir API

@@ -12,7 +12,7 @@ defmodule Sluice.Driver do
   @type lost :: :helper_down | :nodedown
 
   @doc "Starts `argv` (checked `opts`) and its input, until `deadline`."
-  @spec open([String.t()], map, Pipes.deadline()) :: {:ok, t} | {:error, Error.t()}
+  @spec open(Sluice.command(), map, Pipes.deadline()) :: {:ok, t} | {:error, Error.t()}
   def open(argv, opts, deadline) do
     case Remote.node_of(opts) do
       nil ->

@@ -7,7 +7,7 @@ defmodule Sluice.ExitError do
   defexception [:argv, :status, :stderr_tail, :result]
 
   @type t :: %__MODULE__{
-          argv: [String.t()] | Sluice.Pipeline.t(),
+          argv: Sluice.command(),
           status: Sluice.Process.status(),
           stderr_tail: binary | nil,
           result: Sluice.Result.t() | nil
@@ -28,7 +28,7 @@ defmodule Sluice.ExitError do
       "bad\\n"
   """
   @spec new(
-          [String.t()] | Sluice.Pipeline.t(),
+          Sluice.command(),
           Sluice.Process.status(),
           binary | nil,
           Sluice.Result.t() | nil

@@ -211,7 +211,7 @@ defmodule Sluice.Options do
   Validates argv: a non-empty proper list of strings without NUL bytes, or a
   `Sluice.Pipeline` (checked when it was built).
   """
-  @spec argv!(term) :: [String.t()] | Sluice.Pipeline.t()
+  @spec argv!(term) :: Sluice.command()
   def argv!(%Sluice.Pipeline{} = pipeline), do: pipeline
 
   def argv!(argv) do
@@ -264,7 +264,7 @@ defmodule Sluice.Options do
   The spawn spec for the helper program (docs/protocol.md). A pipeline's first stage is
   the spec's program, the others its `pipeline` key.
   """
-  @spec spawn_spec([String.t()] | Sluice.Pipeline.t(), map) :: map
+  @spec spawn_spec(Sluice.command(), map) :: map
   def spawn_spec(%Sluice.Pipeline{stages: [{argv, first} | rest]}, opts) do
     # A pipeline's ends are pipes: no terminal, no private channel.
     if opts.pty != nil, do: bad!(:pty, "nil for a pipeline", opts.pty)

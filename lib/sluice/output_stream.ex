@@ -10,7 +10,7 @@ defmodule Sluice.OutputStream do
   @stderr_tail 8_192
   @lost [:helper_down, :nodedown]
 
-  @spec new([String.t()], map, :raise | :exit_element) :: Enumerable.t()
+  @spec new(Sluice.command(), map, :raise | :exit_element) :: Enumerable.t()
   def new(argv, opts, mode) do
     Stream.resource(fn -> open(argv, opts, mode) end, &next/1, &close/1)
   end

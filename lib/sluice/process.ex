@@ -40,7 +40,9 @@ defmodule Sluice.Process do
       value unsets the variable.
     * `:clear_env` - start from an empty environment instead of the VM's (default `false`).
     * `:stderr` - `:console` (default: the VM's stderr), `:null`, `:stdout` (merged into
-      stdout in order) or `:consume` (read with `read_stderr/3` and `read_any/3`).
+      stdout in order), `:consume` (read with `read_stderr/3` and `read_any/3`) or
+      `{:file, path, opts}` (as for `:stdout`; the same path as `:stdout` shares its open
+      file).
     * `:kill_signal` - the signal that starts a stop (default `:sigterm`).
     * `:kill_grace` - ms between `kill_signal` and SIGKILL (default `5_000`).
     * `:pipe_size` - pipe capacity in bytes (`F_SETPIPE_SZ`) for every pipe. By default stdout
@@ -58,10 +60,25 @@ defmodule Sluice.Process do
     * `:use_stdio` - `false` gives the data a private channel, like Port's `:nouse_stdio`:
       the program reads its input from fd 3 and writes its output to fd 4, its stdin is
       `/dev/null`, and its own prints cannot corrupt the data. It sees no fd but 0 to 4.
-    * `:stdout` - with `use_stdio: false`, where the program's stdout goes: `:console`
-      (default, the VM's stderr), `:null`, or `:log` (each line to `Logger` at `:info`
-      with `os_pid` and `stream` metadata, read as it comes and cut at 16 KiB, so memory
-      stays bounded). `:stderr` then takes the same three values.
+    * `:stdin` - `:pipe` (default: written with `write/3`), `:null` or `{:file, path}`
+      (opened by the helper program); not piped, `write/3` returns `{:error, :closed}`.
+    * `:stdout` - `:pipe` (default: read with `read/3` or active mode), or where else the
+      program's stdout goes, without passing through the BEAM: `:null`, `:console` (the
+      VM's stderr) or `{:file, path, append: boolean, mode: 0o644}` (opened by the helper
+      program; a relative path resolves against `:cd`). Not piped, `read/3` returns
+      `{:error, :not_piped}`, and active mode delivers only stderr (with `stderr:
+      :consume`) and the exit. With `use_stdio: false` the data goes through fd 4, and
+      the program's stdout goes to `:console` (default, the VM's stderr), `:null`, a file,
+      or `:log` (each line to `Logger` at `:info` with `os_pid` and `stream` metadata,
+      read as it comes and cut at 16 KiB, so memory stays bounded); `:stderr` then takes
+      the same values.
+    * `:node` - start the program on another node, by that node's helper program
+      (`:sluice` must run there, else `{:error, %Sluice.Error{reason: :nosluice}}`;
+      `:nodedown` when it cannot be reached). The returned pid is the `Sluice.Process` on
+      that node; every function here works on it from any node, reads and writes keep
+      their back-pressure across distribution, and the program is stopped when its owner
+      here exits or the nodes disconnect. Calls return `{:error, :nodedown}` once that
+      node is gone.
 
   See `Sluice.Options` for the table of every option.
 
@@ -179,7 +196,7 @@ defmodule Sluice.Process do
 
       iex> {:error, %Sluice.Error{reason: :enoent}} = Sluice.Process.start_link(["no-such-program"])
   """
-  @spec start_link([String.t()], keyword) :: {:ok, pid} | {:error, Error.t()}
+  @spec start_link(Sluice.command(), keyword) :: {:ok, pid} | {:error, Error.t()}
   def start_link(argv, opts \\ []) do
     with {:ok, pid} <- start(argv, opts, "Sluice.Process.start_link/2") do
       Process.link(pid)
@@ -197,7 +214,7 @@ defmodule Sluice.Process do
       iex> Sluice.Process.stop(p, 1_000)
       {:ok, {:signal, :sigterm}}
   """
-  @spec start([String.t()], keyword) :: {:ok, pid} | {:error, Error.t()}
+  @spec start(Sluice.command(), keyword) :: {:ok, pid} | {:error, Error.t()}
   def start(argv, opts \\ []), do: start(argv, opts, "Sluice.Process.start/2")
 
   defp start(argv, opts, who) do
@@ -473,7 +490,8 @@ defmodule Sluice.Process do
 
   @doc """
   Makes `pid` the receiver of active-mode messages. Only the current controlling process
-  may hand them over; others get `{:error, :not_owner}`.
+  may hand them over; others get `{:error, :not_owner}`. `pid` that is not a pid raises
+  `ArgumentError`.
 
       iex> {:ok, p} = Sluice.Process.start_link(["sleep", "1"])
       iex> Sluice.Process.controlling_process(p, self())
@@ -481,6 +499,11 @@ defmodule Sluice.Process do
   """
   @spec controlling_process(t, pid) :: :ok | {:error, :not_owner | :closed}
   def controlling_process(p, pid) when is_pid(pid), do: call(p, {:controlling_process, pid})
+
+  def controlling_process(_p, pid) do
+    raise ArgumentError,
+          "pid must be a pid (the new controlling process), got: #{inspect(pid)}"
+  end
 
   # Every call waits without a bound only on this server, which answers within the
   # request's own timeout; a server that is gone means the program is closed.

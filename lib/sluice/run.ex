@@ -11,7 +11,7 @@ defmodule Sluice.Run do
   # there), so collecting takes a quarter of the reads that 64 KiB would.
   @read_max 262_144
 
-  @spec run([String.t()], keyword) :: {:ok, Result.t()} | {:error, Error.t()}
+  @spec run(Sluice.command(), keyword) :: {:ok, Result.t()} | {:error, Error.t()}
   def run(argv, opts) do
     argv = Options.argv!(argv)
     opts = Options.validate!(opts, :run, "Sluice.run/2")

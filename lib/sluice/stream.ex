@@ -14,7 +14,7 @@ defmodule Sluice.Stream do
 
   defstruct [:argv, :opts, :mode]
 
-  @type t :: %__MODULE__{argv: [String.t()], opts: map, mode: :raise | :exit_element}
+  @type t :: %__MODULE__{argv: Sluice.command(), opts: map, mode: :raise | :exit_element}
 
   @doc false
   # Whether another program may drive this one directly as its input (see above).

@@ -2,7 +2,7 @@
 %% test the helper program has no children left, there are no zombies, and the VM's fds
 %% are back to what they were.
 -module(sluice_probe).
--export([start/0, fds/0, check/1, alive/1, eventually/2]).
+-export([start/0, fds/0, check/1, alive/1, state/1, eventually/2]).
 
 %% @doc Starts the application; returns the fd count to compare with after a test.
 -spec start() -> non_neg_integer().
@@ -41,6 +41,14 @@ alive(OsPid) ->
     case stat(integer_to_list(OsPid)) of
         {_Ppid, State} -> State =/= "Z";
         undefined -> false
+    end.
+
+%% @doc An OS process's state letter (`"R"', `"S"', `"Z"', ...), or `undefined'.
+-spec state(pos_integer()) -> string() | undefined.
+state(OsPid) ->
+    case stat(integer_to_list(OsPid)) of
+        {_Ppid, State} -> State;
+        undefined -> undefined
     end.
 
 %% @doc Polls `Fun' every 20 ms until it returns true, for at most `Ms'.

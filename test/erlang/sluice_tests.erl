@@ -11,6 +11,14 @@ sluice_test_() ->
         fun bare_atom_and_map_options/0,
         fun run_statuses/0,
         fun run_errors/0,
+        fun fold_chunks_and_lines/0,
+        fun fold_tagged_stderr_and_frames/0,
+        fun fold_statuses_and_input/0,
+        fun fold_has_back_pressure_and_stops_early/0,
+        fun fold_errors_carry_the_acc/0,
+        fun fold_bad_arguments/0,
+        fun foreach_each_line/0,
+        fun stats_of_a_running_program/0,
         fun send_recv_close_stdin/0,
         fun recv_stderr/0,
         fun active_once/0,
@@ -18,6 +26,7 @@ sluice_test_() ->
         fun framing_over_fds_3_and_4/0,
         fun a_worker_in_order/0,
         fun controlling_process/0,
+        fun controlling_process_to_a_non_pid/0,
         fun stop_a_term_ignoring_shell/0,
         fun spawn_error_map/0,
         fun format_error_text/0,
@@ -108,6 +117,152 @@ run_errors() ->
         sluice:start(["true"], #{node => 'nobody@127.0.0.1'})),
     ?assertMatch({ok, #{stdout := <<"here\n">>}}, sluice:run(["echo", "here"], [{node, node()}])).
 
+fold_chunks_and_lines() ->
+    % Chunks as they come: every byte once, in order.
+    {ok, Chunks, 0} = sluice:fold(["seq", "10000"], fun(C, Acc) -> [C | Acc] end, []),
+    Expected = iolist_to_binary([[integer_to_list(N), $\n] || N <- lists:seq(1, 10000)]),
+    ?assertEqual(Expected, iolist_to_binary(lists:reverse(Chunks))),
+    % chunk_size bounds each chunk.
+    {ok, Sizes, 0} = sluice:fold(["head", "-c", "1000", "/dev/zero"],
+        fun(C, Acc) -> [byte_size(C) | Acc] end, [], [{chunk_size, 100}]),
+    ?assertEqual(1000, lists:sum(Sizes)),
+    ?assert(lists:max(Sizes) =< 100),
+    % lines as a bare atom: whole lines without their newline, the last one too.
+    {ok, Lines, 0} = sluice:fold(["printf", "one\\ntwo\\nthree"],
+        fun(L, Acc) -> Acc ++ [L] end, [], [lines]),
+    ?assertEqual([<<"one">>, <<"two">>, <<"three">>], Lines),
+    % A map of options, and a line longer than a chunk.
+    LongLine = "head -c 200000 /dev/zero | tr '\\0' x; echo",
+    {ok, [Long], 0} = sluice:fold(["sh", "-c", LongLine],
+        fun(L, Acc) -> [L | Acc] end, [], #{lines => true, chunk_size => 4096}),
+    ?assertEqual(binary:copy(<<"x">>, 200000), Long).
+
+fold_tagged_stderr_and_frames() ->
+    Script = "echo out; sleep 0.1; echo err >&2; sleep 0.1; echo out2",
+    {ok, Tagged, 0} = sluice:fold(["sh", "-c", Script],
+        fun(E, Acc) -> Acc ++ [E] end, [], [lines, {stderr, consume}]),
+    ?assertEqual([{stdout, <<"out">>}, {stderr, <<"err">>}, {stdout, <<"out2">>}], Tagged),
+    % stderr to the null device: only stdout.
+    {ok, [<<"out">>, <<"out2">>], 0} = sluice:fold(["sh", "-c", Script],
+        fun(E, Acc) -> Acc ++ [E] end, [], [lines, {stderr, null}]),
+    % Frames of {line, Max}, as recv/3 returns them.
+    {ok, Frames, 0} = sluice:fold(["printf", "abcdef\\ngh"],
+        fun(F, Acc) -> Acc ++ [F] end, [], [{framing, {line, 4}}]),
+    ?assertEqual([{noeol, <<"abcd">>}, {eol, <<"ef">>}, {noeol, <<"gh">>}], Frames).
+
+fold_statuses_and_input() ->
+    % A non-zero exit or a signal is a result, as for run/2.
+    ?assertEqual({ok, [<<"hi\n">>], 3},
+        sluice:fold(["sh", "-c", "echo hi; exit 3"], fun(C, Acc) -> [C | Acc] end, [])),
+    ?assertEqual({ok, 0, {signal, sigkill}},
+        sluice:fold(["sh", "-c", "kill -9 $$"], fun(_, N) -> N + 1 end, 0)),
+    % Input as iodata, written while the output is folded.
+    {ok, Count, 0} = sluice:fold(["wc", "-l"], fun(C, _) -> C end, none,
+        [{input, [<<"a\nb\n">>, "c\n"]}]),
+    ?assertEqual(<<"3\n">>, Count),
+    % A pipeline in place of argv: the last stage's status.
+    Pipeline = sluice:pipeline([["printf", "b\\na\\n"], ["sort"], ["sh", "-c", "cat; exit 4"]]),
+    ?assertEqual({ok, [<<"a">>, <<"b">>], 4},
+        sluice:fold(Pipeline, fun(L, Acc) -> Acc ++ [L] end, [], [lines])).
+
+% The next chunk is read only when the fun returned: a `yes' nobody keeps up with is
+% blocked in write(), and a throw from the fun stops it on its way out of fold/4.
+fold_has_back_pressure_and_stops_early() ->
+    Self = self(),
+    Slow = fun(Chunk, 0) ->
+        [OsPid] = [O || #{pid := Pid, os_pid := O, argv := [<<"yes">>]} <- sluice:list(),
+                        Pid =:= Self],
+        Blocked = sluice_probe:eventually(fun() -> sluice_probe:state(OsPid) =:= "S" end, 5000),
+        {memory, Memory} = process_info(self(), memory),
+        throw({stopped, OsPid, Blocked, Memory, byte_size(Chunk)})
+    end,
+    {stopped, OsPid, Blocked, Memory, Size} =
+        try sluice:fold(["yes"], Slow, 0, [{chunk_size, 4096}]) of
+            Result -> error({not_stopped, Result})
+        catch
+            throw:Stopped -> Stopped
+        end,
+    ?assert(Blocked),
+    ?assert(Size =< 4096),
+    ?assert(Memory < 2 * 1024 * 1024),
+    ?assertNot(sluice_probe:alive(OsPid)),
+    % Any exception of the fun passes through unchanged, Elixir's ArgumentError too.
+    ?assertError(my_own, sluice:fold(["yes"], fun(_, _) -> error(my_own) end, 0)),
+    ?assertError(#{'__struct__' := 'Elixir.ArgumentError'},
+        sluice:fold(["yes"], fun(_, _) -> 'Elixir.Sluice.Options':'timeout!'(-1) end, 0)),
+    ?assertExit(bye, sluice:foreach(["yes"], fun(_) -> exit(bye) end)),
+    ?assertEqual([], [E || #{pid := Pid} = E <- sluice:list(), Pid =:= Self]).
+
+fold_errors_carry_the_acc() ->
+    Collect = fun(L, Acc) -> Acc ++ [L] end,
+    {error, Idle} = sluice:fold(["sh", "-c", "echo first; echo second; sleep 10"], Collect, [],
+        [lines, {idle_timeout, 300}]),
+    ?assertMatch(#{reason := idle_timeout, message := <<_/binary>>,
+                   acc := [<<"first">>, <<"second">>]}, Idle),
+    ?assertMatch("no output for 300 ms" ++ _, sluice:format_error(Idle)),
+    ?assertMatch({error, #{reason := enoent, stage := exec, acc := start}},
+        sluice:fold(["/no/such/program"], Collect, start)),
+    % A packet larger than max_frame: announced as 1000 bytes, 10 allowed.
+    {error, TooLarge} = sluice:fold(["printf", "\\000\\000\\003\\350"], Collect, [],
+        [{framing, {packet, 4}}, {max_frame, 10}]),
+    ?assertMatch(#{reason := frame_too_large, acc := []}, TooLarge),
+    ?assertMatch({error, #{reason := nodedown, acc := 0}},
+        sluice:fold(["true"], Collect, 0, [{node, 'nobody@127.0.0.1'}])),
+    % foreach/3 has no accumulator.
+    {error, NoAcc} = sluice:foreach(["/no/such/program"], fun(_) -> ok end),
+    ?assertMatch(#{reason := enoent}, NoAcc),
+    ?assertNot(maps:is_key(acc, NoAcc)).
+
+fold_bad_arguments() ->
+    Fun = fun(_, Acc) -> Acc end,
+    ?assertError({badarg, 'fun', _}, sluice:fold(["true"], not_a_fun, 0, [])),
+    ?assertError({badarg, 'fun', _}, sluice:fold(["true"], fun(X) -> X end, 0, [])),
+    ?assertError({badarg, 'fun', _}, sluice:foreach(["true"], Fun, [])),
+    ?assertError({badarg, argv, _}, sluice:fold("true", Fun, 0, [])),
+    ?assertError({badarg, stderr, _}, sluice:fold(["true"], Fun, 0, [{stderr, capture}])),
+    ?assertError({badarg, chunk_size, _}, sluice:fold(["true"], Fun, 0, [{chunk_size, 0}])),
+    ?assertError({badarg, timeout, <<"unknown option timeout for sluice:fold/4", _/binary>>},
+        sluice:fold(["true"], Fun, 0, [{timeout, 100}])),
+    ?assertError({badarg, lines, <<"unknown option lines for sluice:run/2", _/binary>>},
+        sluice:run(["true"], [lines])),
+    % The shell points at the argument.
+    try sluice:fold(["true"], 42, 0, []) of
+        _ -> error(not_raised)
+    catch
+        error:Reason:Stack ->
+            Text = lists:flatten(erl_error:format_exception(error, Reason, Stack)),
+            ?assertMatch({match, _}, re:run(Text, "argument 2: expected a fun of two arguments"))
+    end.
+
+foreach_each_line() ->
+    Self = self(),
+    ?assertEqual({ok, 0},
+        sluice:foreach(["seq", "3"], fun(Line) -> Self ! {line, Line} end, [lines])),
+    ?assertEqual([<<"1">>, <<"2">>, <<"3">>],
+        [receive {line, L} -> L after 0 -> missing end || _ <- [1, 2, 3]]),
+    ?assertEqual({ok, 1}, sluice:foreach(["false"], fun(_) -> ok end)).
+
+stats_of_a_running_program() ->
+    {ok, P} = sluice:start_link(["cat"]),
+    {ok, Fresh} = sluice:stats(P),
+    ?assertMatch(#{pids_current := 1, bytes_read := 0, bytes_written := 0,
+                   usage := #{source := _, cpu_user_us := _}}, Fresh),
+    ok = sluice:send(P, "hello"),
+    {ok, <<"hello">>} = sluice:recv(P, 0, 5000),
+    {ok, Used} = sluice:stats(P, 5000),
+    ?assertMatch(#{bytes_read := 5, bytes_written := 5, age_ms := Age} when Age >= 0, Used),
+    ?assertError({badarg, timeout, _}, sluice:stats(P, soon)),
+    ok = sluice:close_stdin(P),
+    eof = sluice:recv(P, 0, 5000),
+    % After the exit, until the status is delivered: the exit's usage.
+    ?assert(sluice_probe:eventually(
+        fun() -> element(1, sluice:stats(P)) =:= ok andalso
+                 maps:is_key(statuses, element(2, sluice:stats(P))) end, 5000)),
+    ?assertMatch({ok, #{pids_current := 0, statuses := [0], core_dumped := false}},
+        sluice:stats(P)),
+    {ok, 0} = sluice:await_exit(P, 5000),
+    ?assert(sluice_probe:eventually(fun() -> sluice:stats(P) =:= {error, closed} end, 5000)).
+
 send_recv_close_stdin() ->
     {ok, P} = sluice:start_link(["cat"]),
     ?assertEqual(ok, sluice:send(P, "hello ")),
@@ -197,6 +352,21 @@ controlling_process() ->
     ?assertEqual(<<"handed\n">>, receive {other_got, D} -> D after 5000 -> timeout end),
     ?assertEqual(0, receive {other_exit, S} -> S after 5000 -> timeout end),
     ?assertEqual(nothing, receive {sluice_stdout, P, _} -> leaked after 100 -> nothing end).
+
+controlling_process_to_a_non_pid() ->
+    {ok, P} = sluice:start_link(["cat"]),
+    ?assertError({badarg, pid, _}, sluice:controlling_process(P, not_a_pid)),
+    try sluice:controlling_process(P, "pid") of
+        _ -> error(not_raised)
+    catch
+        error:Reason:Stack ->
+            [{sluice, controlling_process, [P, "pid"], _} | _] = Stack,
+            Text = lists:flatten(erl_error:format_exception(error, Reason, Stack)),
+            ?assertMatch({match, _}, re:run(Text, "argument 2: controlling_process/2 hands"))
+    end,
+    ok = sluice:send(P, "on"),
+    ?assertEqual({ok, <<"on">>}, sluice:recv(P, 0, 5000)),
+    ?assertEqual(ok, sluice:controlling_process(P, self())).
 
 % Runs Fun in another process and returns its result.
 erpc_call(Fun) ->

@@ -268,6 +268,21 @@ defmodule Sluice.ApiTest do
       Task.async(fn -> P.set_active(p, :once) end) |> Task.await()
       assert_receive {:receiver_got, "handed\n"}
     end
+
+    test "controlling_process to something that is not a pid names the argument" do
+      {:ok, p} = P.start_link(["cat"])
+
+      for not_a_pid <- [:receiver, nil, "pid"] do
+        assert_raise ArgumentError, ~r/^pid must be a pid.*got: #{inspect(not_a_pid)}/, fn ->
+          P.controlling_process(p, not_a_pid)
+        end
+      end
+
+      # The program carries on, and so does its controller.
+      :ok = P.write(p, "still\n")
+      assert {:ok, "still\n"} = P.read(p, 100, 5_000)
+      assert :ok = P.controlling_process(p, self())
+    end
   end
 
   describe "Sluice.Daemon" do
