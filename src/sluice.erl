@@ -101,18 +101,18 @@
 -define(DEFAULT_GRACE, 5000).
 
 % Runs Body, a call of this module's API with arguments Args. A programming mistake
-% found on the way (a badarg thrown here, or an ArgumentError of the Elixir API) is
-% raised as error:{badarg, What, Message} from the API function itself, with OTP's
-% error_info, so the shell explains it through format_error/2.
+% found on the way (a badarg thrown by sluice_terms:badarg/2, or an ArgumentError of the
+% Elixir API) is raised as error:{badarg, What, Message} from the API function itself,
+% with OTP's error_info, so the shell explains it through format_error/2.
 -define(CHECKED(Args, Body),
     try
         Body
     catch
-        throw:{?MODULE, badarg, What__, Message__} ->
+        throw:{sluice_terms, badarg, What__, Message__} ->
             erlang:error({badarg, What__, Message__}, Args, [{error_info, #{module => ?MODULE}}]);
         error:#{'__struct__' := 'Elixir.ArgumentError', message := Message__} ->
             erlang:error(
-                {badarg, mistake_subject(Message__), erlang_words(Message__)},
+                sluice_terms:mistake(Message__),
                 Args,
                 [{error_info, #{module => ?MODULE}}]
             )
@@ -150,7 +150,9 @@ run(Argv) ->
 -spec run(command(), options()) -> {ok, result()} | {error, error_map()}.
 run(Argv, Opts) ->
     Args = [Argv, Opts],
-    reply(?CHECKED(Args, 'Elixir.Sluice':run(argv(Argv), run_options(Opts)))).
+    sluice_terms:reply(
+        ?CHECKED(Args, 'Elixir.Sluice':run(sluice_terms:argv(Argv), sluice_terms:run_options(Opts)))
+    ).
 
 %%% Output as it comes
 
@@ -207,8 +209,8 @@ foreach(Argv, Fun, Opts) ->
     end.
 
 fold_checked(Argv, Fun, Acc0, Opts, Who) when is_function(Fun, 2) ->
-    Command = argv(Argv),
-    StreamOpts = fold_options(Opts),
+    Command = sluice_terms:argv(Argv),
+    StreamOpts = sluice_terms:fold_options(Opts),
     % Checked here, so that a mistake names this function and not sluice:stream/2.
     _ = 'Elixir.Sluice.Options':'validate!'(StreamOpts, stream, list_to_binary(Who)),
     Stream = 'Elixir.Sluice':stream(Command, StreamOpts),
@@ -221,7 +223,7 @@ fold_checked(Argv, Fun, Acc0, Opts, Who) when is_function(Fun, 2) ->
     fold_steps(fun(Command1) -> 'Elixir.Enumerable':reduce(Stream, Command1, Reducer) end,
         {folding, Acc0});
 fold_checked(_Argv, _Fun, _Acc0, _Opts, _Who) ->
-    badarg('fun', <<"expected a fun of two arguments">>).
+    sluice_terms:badarg('fun', <<"expected a fun of two arguments">>).
 
 foreach_checked(Argv, Fun, Opts) when is_function(Fun, 1) ->
     Each = fun(Element, ok) ->
@@ -230,7 +232,7 @@ foreach_checked(Argv, Fun, Opts) when is_function(Fun, 1) ->
     end,
     fold_checked(Argv, Each, ok, Opts, "sluice:foreach/3");
 foreach_checked(_Argv, _Fun, _Opts) ->
-    badarg('fun', <<"expected a fun of one argument">>).
+    sluice_terms:badarg('fun', <<"expected a fun of one argument">>).
 
 fold_steps(Continue, State) ->
     try Continue({cont, State}) of
@@ -240,7 +242,7 @@ fold_steps(Continue, State) ->
     catch
         error:#{'__struct__' := 'Elixir.Sluice.Error'} = Error ->
             {folding, Acc} = State,
-            {error, (error_map(Error))#{acc => Acc}}
+            {error, (sluice_terms:error_map(Error))#{acc => Acc}}
     end.
 
 % An exception of the caller's fun leaves the stream (which stops the program on the
@@ -251,17 +253,6 @@ apply_fold_fun(Fun, Element, Acc) ->
     catch
         Class:Reason:Stack -> throw({?MODULE, fun_raised, Class, Reason, Stack})
     end.
-
-% The stream options; stderr that nobody would see is a mistake.
-fold_options(Opts) ->
-    StreamOpts = run_options(Opts),
-    ok = fold_stderr(proplists:get_value(stderr, StreamOpts)),
-    StreamOpts.
-
-fold_stderr(capture) ->
-    badarg(stderr, <<"fold/4 and foreach/3 keep no stderr: use consume to get it as elements">>);
-fold_stderr(_Stderr) ->
-    ok.
 
 %%% A process per program
 
@@ -274,7 +265,9 @@ start(Argv) ->
 -spec start(command(), options()) -> {ok, pid()} | {error, error_map()}.
 start(Argv, Opts) ->
     Args = [Argv, Opts],
-    reply(?CHECKED(Args, ?ELIXIR_PROCESS:start(argv(Argv), options(Opts)))).
+    sluice_terms:reply(
+        ?CHECKED(Args, ?ELIXIR_PROCESS:start(sluice_terms:argv(Argv), sluice_terms:options(Opts)))
+    ).
 
 %% @doc Starts `Argv' linked to the caller; see `start_link/2'.
 -spec start_link(command()) -> {ok, pid()} | {error, error_map()}.
@@ -290,8 +283,10 @@ start_link(Argv) ->
 -spec start_link(command(), options()) -> {ok, pid()} | {error, error_map()}.
 start_link(Argv, Opts) ->
     Args = [Argv, Opts],
-    reply(
-        ?CHECKED(Args, ?ELIXIR_PROCESS:start_link(argv(Argv), options(Opts)))
+    sluice_terms:reply(
+        ?CHECKED(
+            Args, ?ELIXIR_PROCESS:start_link(sluice_terms:argv(Argv), sluice_terms:options(Opts))
+        )
     ).
 
 %% @doc Writes `IoData' to the program's stdin; returns once the program took it all.
@@ -319,14 +314,14 @@ recv(P, Max) ->
     {ok, binary() | {eol | noeol, binary()}} | eof | {error, atom()}.
 recv(P, Max, Timeout) ->
     Args = [P, Max, Timeout],
-    ?CHECKED(Args, ?ELIXIR_PROCESS:read(P, max_bytes(Max), Timeout)).
+    ?CHECKED(Args, ?ELIXIR_PROCESS:read(P, sluice_terms:max_bytes(Max), Timeout)).
 
 %% @doc Reads up to `Max' bytes of stderr; needs `{stderr, consume}'.
 -spec recv_stderr(process(), non_neg_integer(), timeout()) ->
     {ok, binary()} | eof | {error, atom()}.
 recv_stderr(P, Max, Timeout) ->
     Args = [P, Max, Timeout],
-    ?CHECKED(Args, ?ELIXIR_PROCESS:read_stderr(P, max_bytes(Max), Timeout)).
+    ?CHECKED(Args, ?ELIXIR_PROCESS:read_stderr(P, sluice_terms:max_bytes(Max), Timeout)).
 
 %% @doc Closes the program's stdin alone: it sees end of input, its output can still be
 %% read.
@@ -349,7 +344,7 @@ stop(P) ->
 %% group, SIGKILL after `GraceMs', and returns the exit status.
 -spec stop(process(), non_neg_integer()) -> {ok, status()} | {error, closed | error_map()}.
 stop(P, GraceMs) ->
-    reply(?CHECKED([P, GraceMs], ?ELIXIR_PROCESS:stop(P, GraceMs))).
+    sluice_terms:reply(?CHECKED([P, GraceMs], ?ELIXIR_PROCESS:stop(P, GraceMs))).
 
 %% @doc Waits for the program's exit status, as long as it takes.
 -spec await_exit(process()) -> {ok, status()} | {error, closed | helper_down}.
@@ -382,7 +377,7 @@ stats(P) ->
 -spec stats(process(), timeout()) -> {ok, stats()} | {error, atom()}.
 stats(P, Timeout) ->
     case ?CHECKED([P, Timeout], ?ELIXIR_PROCESS:stats(P, Timeout)) of
-        {ok, #{usage := Usage} = Stats} -> {ok, Stats#{usage := undefined(Usage)}};
+        {ok, #{usage := _} = Stats} -> {ok, sluice_terms:stats(Stats)};
         Error -> Error
     end.
 
@@ -396,14 +391,16 @@ setopts(P, Opts) ->
 setopts_checked(P, Opts) when is_list(Opts) ->
     lists:foldl(fun(Opt, ok) -> setopt(P, Opt); (_Opt, Error) -> Error end, ok, Opts);
 setopts_checked(_P, _Opts) ->
-    badarg(options, <<"setopts/2 expects a list of options">>).
+    sluice_terms:badarg(options, <<"setopts/2 expects a list of options">>).
 
 setopt(_P, {active, true}) ->
-    badarg(active, <<"{active, true} has no back-pressure: use once or a count N">>);
+    sluice_terms:badarg(active, <<"{active, true} has no back-pressure: use once or a count N">>);
 setopt(P, {active, Mode}) ->
     ?ELIXIR_PROCESS:set_active(P, Mode);
 setopt(_P, Other) ->
-    badarg(option_name(Other), <<"setopts/2 takes only {active, once | N | false}">>).
+    sluice_terms:badarg(
+        sluice_terms:option_name(Other), <<"setopts/2 takes only {active, once | N | false}">>
+    ).
 
 %% @doc Makes `Pid' the receiver of the active-mode messages; only the current
 %% controlling process may hand them over (else `{error, not_owner}').
@@ -414,7 +411,7 @@ controlling_process(P, Pid) ->
 controlling_process_checked(P, Pid) when is_pid(Pid) ->
     ?ELIXIR_PROCESS:controlling_process(P, Pid);
 controlling_process_checked(_P, _Pid) ->
-    badarg(pid, <<"controlling_process/2 hands the messages to a pid">>).
+    sluice_terms:badarg(pid, <<"controlling_process/2 hands the messages to a pid">>).
 
 %% @doc Sets the terminal size of a program started with `pty' (`TIOCSWINSZ'); the kernel
 %% sends SIGWINCH to its foreground process group. `{error, not_a_terminal}' for a
@@ -441,7 +438,7 @@ manage(OsPid) ->
 -spec manage(pos_integer(), options()) -> {ok, pid()} | {error, error_map()}.
 manage(OsPid, Opts) ->
     Args = [OsPid, Opts],
-    reply(?CHECKED(Args, ?ELIXIR_PROCESS:manage(OsPid, options(Opts)))).
+    sluice_terms:reply(?CHECKED(Args, ?ELIXIR_PROCESS:manage(OsPid, sluice_terms:options(Opts)))).
 
 %% @doc Every program of this node, oldest first: started by any function of Sluice, or
 %% adopted. `pid' is the process that holds it (the `start_link/2' process, or the caller
@@ -450,22 +447,15 @@ manage(OsPid, Opts) ->
 %% its first stage's and `pipeline' is every stage's argv in order (else `undefined').
 -spec list() -> [program_info()].
 list() ->
-    [program_info(Entry) || Entry <- 'Elixir.Sluice':list()].
+    [sluice_terms:program_info(Entry) || Entry <- 'Elixir.Sluice':list()].
 
 %% @doc What `list/0' shows for one program.
 -spec info(process()) -> program_info() | {error, closed}.
 info(P) ->
     case ?ELIXIR_PROCESS:info(P) of
-        #{os_pid := _} = Entry -> program_info(Entry);
+        #{os_pid := _} = Entry -> sluice_terms:program_info(Entry);
         Error -> Error
     end.
-
-program_info(#{started_at := Started, cgroup := Cgroup, pipeline := Pipeline} = Entry) ->
-    Entry#{
-        started_at := 'Elixir.DateTime':to_unix(Started, millisecond),
-        cgroup := undefined(Cgroup),
-        pipeline := undefined(Pipeline)
-    }.
 
 %%% Daemons
 
@@ -477,14 +467,16 @@ program_info(#{started_at := Started, cgroup := Cgroup, pipeline := Pipeline} = 
 -spec daemon_spec(argv(), options()) -> supervisor:child_spec().
 daemon_spec(Argv, Opts) ->
     Args = [Argv, Opts],
-    Spec = ?CHECKED(Args, 'Elixir.Sluice.Daemon':child_spec(daemon_options(Argv, Opts))),
+    Spec = ?CHECKED(
+        Args, 'Elixir.Sluice.Daemon':child_spec(sluice_terms:daemon_options(Argv, Opts))
+    ),
     Spec#{start => {?MODULE, start_daemon, [Argv, Opts]}}.
 
 %% @doc Starts a daemon linked to the caller (the `start' of `daemon_spec/2').
 -spec start_daemon(argv(), options()) -> {ok, pid()} | {error, term()}.
 start_daemon(Argv, Opts) ->
     Args = [Argv, Opts],
-    ?CHECKED(Args, 'Elixir.Sluice.Daemon':start_link(daemon_options(Argv, Opts))).
+    ?CHECKED(Args, 'Elixir.Sluice.Daemon':start_link(sluice_terms:daemon_options(Argv, Opts))).
 
 %%% Kernel pipelines
 
@@ -496,15 +488,7 @@ start_daemon(Argv, Opts) ->
 %% status, and `{pipefail, false}' checks only the last one.
 -spec pipeline([argv() | {argv(), options()}, ...]) -> pipeline().
 pipeline(Stages) ->
-    ?CHECKED([Stages], 'Elixir.Sluice':pipeline(stages(Stages))).
-
-stages(Stages) when is_list(Stages), Stages =/= [] ->
-    [stage(Stage) || Stage <- Stages];
-stages(_Stages) ->
-    badarg(stages, <<"a pipeline is a non-empty list of stages">>).
-
-stage({Argv, Opts}) -> {argv(Argv), options(Opts)};
-stage(Argv) -> argv(Argv).
+    ?CHECKED([Stages], 'Elixir.Sluice':pipeline(sluice_terms:stages(Stages))).
 
 %%% Workers
 
@@ -518,7 +502,14 @@ stage(Argv) -> argv(Argv).
 -spec start_worker(argv(), options()) -> {ok, pid()} | {error, error_map() | term()}.
 start_worker(Argv, Opts) ->
     Args = [Argv, Opts],
-    reply(?CHECKED(Args, 'Elixir.Sluice.Worker':start_link(argv(Argv), worker_options(Opts)))).
+    sluice_terms:reply(
+        ?CHECKED(
+            Args,
+            'Elixir.Sluice.Worker':start_link(
+                sluice_terms:argv(Argv), sluice_terms:worker_options(Opts)
+            )
+        )
+    ).
 
 %% @doc A child spec for a worker under a supervisor (its `start' is `start_worker/2').
 -spec worker_spec(argv(), options()) -> supervisor:child_spec().
@@ -526,7 +517,9 @@ worker_spec(Argv, Opts) ->
     Args = [Argv, Opts],
     Spec = ?CHECKED(
         Args,
-        'Elixir.Sluice.Worker':child_spec([{argv, argv(Argv)} | worker_options(Opts)])
+        'Elixir.Sluice.Worker':child_spec(
+            [{argv, sluice_terms:argv(Argv)} | sluice_terms:worker_options(Opts)]
+        )
     ),
     Spec#{start => {?MODULE, start_worker, [Argv, Opts]}}.
 
@@ -541,9 +534,6 @@ call(Worker, Request) ->
 -spec call(process(), iodata(), timeout()) -> {ok, term()} | {error, term()}.
 call(Worker, Request, Timeout) ->
     ?CHECKED([Worker, Request, Timeout], 'Elixir.Sluice.Worker':call(Worker, Request, Timeout)).
-
-worker_options(Opts) ->
-    [registered_name(Opt) || Opt <- options(Opts)].
 
 %%% Errors
 
@@ -591,175 +581,3 @@ format_error(_Reason, _Stack) ->
 argument_position(argv, _Args) -> 1;
 argument_position('fun', _Args) -> 2;
 argument_position(_Option, Args) -> length(Args).
-
-%%% Translation to the Elixir API
-
-% A mistake in the arguments; raised by ?CHECKED from the API function.
--spec badarg(atom(), binary()) -> no_return().
-badarg(What, Message) ->
-    throw({?MODULE, badarg, What, Message}).
-
-% What the Elixir message is about: an option it names, or the argument.
-mistake_subject(Message) ->
-    case re:run(Message, "option :([a-z_0-9]+)", [{capture, all_but_first, binary}]) of
-        {match, [Name]} ->
-            binary_to_atom(Name, utf8);
-        nomatch ->
-            Arguments =
-                "^(argv|max|timeout|grace_ms|active|not a signal|write expects|a request must|"
-                "os_pid|pid 1|"
-                "the VM cannot|the helper program cannot)",
-            case re:run(Message, Arguments, [{capture, all_but_first, binary}]) of
-                {match, [<<"not a signal">>]} -> signal;
-                {match, [<<"pid 1">>]} -> os_pid;
-                {match, [<<"the VM cannot">>]} -> os_pid;
-                {match, [<<"the helper program cannot">>]} -> os_pid;
-                {match, [<<"grace_ms">>]} -> grace;
-                {match, [<<"write expects">>]} -> data;
-                {match, [<<"a request must">>]} -> request;
-                {match, [Arg]} -> binary_to_atom(Arg, utf8);
-                nomatch -> badarg
-            end
-    end.
-
-% The Elixir API's messages, in Erlang's words where they name functions and atoms.
-erlang_words(Message) ->
-    Replacements = [
-        {<<"Sluice\\.Process\\.">>, <<"sluice:">>},
-        {<<"Sluice\\.Daemon\\.start_link/1">>, <<"sluice:start_daemon/2">>},
-        {<<"Sluice\\.">>, <<"sluice:">>},
-        {<<"(^|[ (\\[,]):([a-z_]+)">>, <<"\\1\\2">>}
-    ],
-    lists:foldl(
-        fun({Pattern, With}, Text) ->
-            re:replace(Text, Pattern, With, [global, {return, binary}])
-        end,
-        Message,
-        Replacements
-    ).
-
-% argv: a list of strings or binaries, each becoming a UTF-8 binary; or a pipeline.
-argv(#{'__struct__' := 'Elixir.Sluice.Pipeline'} = Pipeline) ->
-    Pipeline;
-argv(Argv) when is_list(Argv), Argv =/= [] ->
-    [chars(argv, Arg) || Arg <- Argv];
-argv(_Argv) ->
-    badarg(argv, <<"argv must be a non-empty list of strings or binaries">>).
-
-chars(_What, Chars) when is_binary(Chars) ->
-    Chars;
-chars(What, Chars) when is_list(Chars) ->
-    case unicode:characters_to_binary(Chars) of
-        Binary when is_binary(Binary) -> Binary;
-        _ -> badarg(What, <<"expected a string (a list of characters) or a binary">>)
-    end;
-chars(What, _Other) ->
-    badarg(What, <<"expected a string (a list of characters) or a binary">>).
-
-run_options(Opts) ->
-    [input(Opt) || Opt <- options(Opts)].
-
-% run's input: iodata in Erlang is a list of bytes and binaries; flatten it here, so a
-% string is input text and not a list of elements.
-input({input, Input}) when is_list(Input) ->
-    try
-        {input, iolist_to_binary(Input)}
-    catch
-        error:badarg -> badarg(input, <<"input must be iodata">>)
-    end;
-input(Opt) ->
-    Opt.
-
-% A proplist (bare atoms mean true) or a map, to the Elixir API's keyword list.
-options(Opts) when is_map(Opts) ->
-    options(maps:to_list(Opts));
-options(Opts) when is_list(Opts) ->
-    [option(Opt) || Opt <- Opts];
-options(_Opts) ->
-    badarg(options, <<"options must be a proplist or a map">>).
-
-option(Key) when is_atom(Key) -> {Key, true};
-option({env, Env}) -> {env, env(Env)};
-option({cd, Dir}) -> {cd, chars(cd, Dir)};
-% Files of stdin, stdout and stderr: {file, Path} or {file, Path, [append | {mode, M}]}.
-option({Key, {file, Path}}) when Key =:= stdin; Key =:= stdout; Key =:= stderr ->
-    {Key, {file, chars(Key, Path)}};
-option({Key, {file, Path, FileOpts}}) when
-    (Key =:= stdout orelse Key =:= stderr), is_list(FileOpts)
-->
-    {Key, {file, chars(Key, Path), [bare_option(O) || O <- FileOpts]}};
-option({Key, Name}) when
-    (Key =:= user orelse Key =:= group orelse Key =:= arg0), is_list(Name)
-->
-    {Key, chars(Key, Name)};
-option({kill_command, Argv}) when is_list(Argv) ->
-    {kill_command, [chars(kill_command, A) || A <- Argv]};
-option({pty, Terminal}) when is_list(Terminal) -> {pty, [pty_option(T) || T <- Terminal]};
-option({Key, undefined}) when is_atom(Key) -> {Key, nil};
-option({Key, Value}) when is_atom(Key) -> {Key, Value};
-option(Other) -> badarg(option_name(Other), <<"options are atoms or {Name, Value} pairs">>).
-
-bare_option(Key) when is_atom(Key) -> {Key, true};
-bare_option(Other) -> Other.
-
-% pty: [echo, {rows, 40}, {modes, [{icanon, 0}]}]: a bare atom means true here too.
-pty_option(Key) when is_atom(Key) -> {Key, true};
-pty_option(Other) -> Other.
-
-option_name({Key, _}) when is_atom(Key) -> Key;
-option_name(_) -> options.
-
-% {env, [{Name, Value | false}]}: OTP's convention, false unsets.
-env(Env) when is_map(Env) ->
-    env(maps:to_list(Env));
-env(Env) when is_list(Env) ->
-    [env_pair(Pair) || Pair <- Env];
-env(_Env) ->
-    badarg(env, <<"env must be a list of {Name, Value | false}">>).
-
-env_pair({Name, false}) -> {env_name(Name), nil};
-env_pair({Name, Value}) -> {env_name(Name), chars(env, Value)};
-env_pair(_Other) -> badarg(env, <<"env must be a list of {Name, Value | false}">>).
-
-env_name(Name) when is_atom(Name) -> atom_to_binary(Name, utf8);
-env_name(Name) -> chars(env, Name).
-
-daemon_options(Argv, Opts) ->
-    [{argv, argv(Argv)} | [registered_name(Opt) || Opt <- options(Opts)]].
-
-% Elixir names a registered process by the bare atom.
-registered_name({name, {local, Name}}) -> {name, Name};
-registered_name(Opt) -> Opt.
-
-max_bytes(0) -> 65536;
-max_bytes(Max) -> Max.
-
-% {error, %Sluice.Error{}} and %Sluice.Result{} as maps.
-reply({ok, #{'__struct__' := 'Elixir.Sluice.Result'} = Result}) -> {ok, result_map(Result)};
-reply({error, #{'__struct__' := 'Elixir.Sluice.Error'} = Error}) -> {error, error_map(Error)};
-reply(Other) -> Other.
-
-result_map(#{status := Status, stdout := Stdout, stderr := Stderr, os_pid := OsPid} = R) ->
-    #{
-        status => Status,
-        stdout => undefined(Stdout),
-        stderr => undefined(Stderr),
-        os_pid => undefined(OsPid),
-        statuses => undefined(maps:get(statuses, R, nil)),
-        core_dumped => maps:get(core_dumped, R, false),
-        usage => undefined(maps:get(usage, R, nil))
-    }.
-
-error_map(#{reason := Reason, message := Message} = Error) ->
-    Optional = [
-        {stage, maps:get(stage, Error, nil)},
-        {result, partial(maps:get(result, Error, nil))}
-    ],
-    Present = [KV || {_, V} = KV <- Optional, V =/= nil],
-    maps:from_list([{reason, Reason}, {message, Message} | Present]).
-
-partial(#{'__struct__' := 'Elixir.Sluice.Result'} = Result) -> result_map(Result);
-partial(Other) -> Other.
-
-undefined(nil) -> undefined;
-undefined(Value) -> Value.
