@@ -19,7 +19,7 @@ defmodule Sluice.Remote.Reader do
   use GenServer
 
   # The most bytes of one output sent as one message (see `deliver/1`).
-  @batch_bytes 262_144
+  @batch_bytes 131_072
 
   alias Sluice.Pipes
 
