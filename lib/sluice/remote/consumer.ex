@@ -18,7 +18,7 @@ defmodule Sluice.Remote.Consumer do
   alias Sluice.{Error, Input, Pipes, Remote}
 
   # Output batches granted ahead of the consumer; input chunks in flight.
-  @window 4
+  @window 3
   @input_window 2
   # How long close/1 waits for the reader to go (it answers at once unless its node is
   # gone or stuck).
@@ -107,7 +107,7 @@ defmodule Sluice.Remote.Consumer do
     end
   end
 
-  # Bytes come in batches of up to 256 KiB (see Sluice.Remote.Reader): they are handed
+  # Bytes come in batches of up to 128 KiB (see Sluice.Remote.Reader): they are handed
   # out `max` at a time, the rest kept first in line (sub-binaries, no copy). Frames are
   # handed out whole.
   defp take(c, source, data, max)
