@@ -464,7 +464,7 @@ info(P) ->
 %% `{program_exited, Status}', so the supervisor restarts it. Options: those of
 %% `start_link/2' except `stderr', plus `{name, Name | {local, Name}}', `{id, Id}',
 %% `{log, Level}' and `{max_line_length, Bytes}'.
--spec daemon_spec(argv(), options()) -> supervisor:child_spec().
+-spec daemon_spec(command(), options()) -> supervisor:child_spec().
 daemon_spec(Argv, Opts) ->
     Args = [Argv, Opts],
     Spec = ?CHECKED(
@@ -473,7 +473,7 @@ daemon_spec(Argv, Opts) ->
     Spec#{start => {?MODULE, start_daemon, [Argv, Opts]}}.
 
 %% @doc Starts a daemon linked to the caller (the `start' of `daemon_spec/2').
--spec start_daemon(argv(), options()) -> {ok, pid()} | {error, term()}.
+-spec start_daemon(command(), options()) -> {ok, pid()} | {error, term()}.
 start_daemon(Argv, Opts) ->
     Args = [Argv, Opts],
     ?CHECKED(Args, 'Elixir.Sluice.Daemon':start_link(sluice_terms:daemon_options(Argv, Opts))).
@@ -499,7 +499,7 @@ pipeline(Stages) ->
 %% console. Options: those of `start_link/2' plus `{name, Name | {local, Name}}'. When
 %% the program exits, waiting callers get `{error, {exit, Status}}' and the worker exits
 %% with `{program_exited, Status}'.
--spec start_worker(argv(), options()) -> {ok, pid()} | {error, error_map() | term()}.
+-spec start_worker(command(), options()) -> {ok, pid()} | {error, error_map() | term()}.
 start_worker(Argv, Opts) ->
     Args = [Argv, Opts],
     sluice_terms:reply(
@@ -512,7 +512,7 @@ start_worker(Argv, Opts) ->
     ).
 
 %% @doc A child spec for a worker under a supervisor (its `start' is `start_worker/2').
--spec worker_spec(argv(), options()) -> supervisor:child_spec().
+-spec worker_spec(command(), options()) -> supervisor:child_spec().
 worker_spec(Argv, Opts) ->
     Args = [Argv, Opts],
     Spec = ?CHECKED(

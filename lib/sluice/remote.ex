@@ -66,7 +66,7 @@ defmodule Sluice.Remote do
   @doc false
   # Starts a Sluice.Remote.Reader for `consumer`, the program started within `start_ms`:
   # `{:ok, {reader, os_pid}}`.
-  @spec open_reader([String.t()], map, pid, timeout) ::
+  @spec open_reader(Sluice.command(), map, pid, timeout) ::
           {:ok, {pid, pos_integer}} | {:error, Error.t()}
   def open_reader(argv, opts, consumer, start_ms) do
     with :ok <- running() do
@@ -91,7 +91,7 @@ defmodule Sluice.Remote do
 
   @doc false
   # Starts a Sluice.Process server owned by `owner` (on another node).
-  @spec start_process([String.t()], map, pid) :: {:ok, pid} | {:error, Error.t()}
+  @spec start_process(Sluice.command(), map, pid) :: {:ok, pid} | {:error, Error.t()}
   def start_process(argv, opts, owner) do
     with :ok <- running() do
       Sluice.Process.Starter.start_server(Options.spawn_spec(argv, opts), opts, owner)
@@ -100,7 +100,7 @@ defmodule Sluice.Remote do
 
   @doc false
   # Starts a Sluice.Worker linked to `owner` (on another node).
-  @spec start_worker([String.t()], map, keyword, pid) :: {:ok, pid} | {:error, term}
+  @spec start_worker(Sluice.command(), map, keyword, pid) :: {:ok, pid} | {:error, term}
   def start_worker(argv, opts, server_opts, owner) do
     with :ok <- running(), do: Sluice.Worker.start_here(argv, opts, server_opts, owner)
   end

@@ -103,7 +103,7 @@ defmodule Sluice.Worker do
       iex> Sluice.Worker.call(w, "echo")
       {:ok, "echo"}
   """
-  @spec start_link([String.t()], keyword) :: GenServer.on_start()
+  @spec start_link(Sluice.command(), keyword) :: GenServer.on_start()
   def start_link(argv, opts \\ []) do
     argv = Options.argv!(argv)
     {name, opts} = if Keyword.keyword?(opts), do: Keyword.pop(opts, :name), else: {nil, opts}
@@ -153,7 +153,7 @@ defmodule Sluice.Worker do
   # the worker links to: its death, or a disconnection, stops the worker and its program).
   # Started, then linked: a program that cannot start is an error return, not an exit
   # signal to the caller.
-  @spec start_here([String.t()], map, keyword, pid) :: {:ok, pid} | {:error, term}
+  @spec start_here(Sluice.command(), map, keyword, pid) :: {:ok, pid} | {:error, term}
   def start_here(argv, opts, server_opts, owner) do
     spec = Options.spawn_spec(argv, opts)
 

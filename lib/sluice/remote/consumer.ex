@@ -63,7 +63,7 @@ defmodule Sluice.Remote.Consumer do
         }
 
   @doc "Starts `argv` on `node` before `deadline`, held there by a reader, owned by the caller."
-  @spec open(node, [String.t()], map, Pipes.deadline()) :: {:ok, t} | {:error, Error.t()}
+  @spec open(node, Sluice.command(), map, Pipes.deadline()) :: {:ok, t} | {:error, Error.t()}
   def open(node, argv, opts, deadline) do
     start_ms = Pipes.remaining(deadline)
     args = [argv, %{opts | input: nil}, self(), start_ms]
