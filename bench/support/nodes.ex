@@ -195,24 +195,29 @@ defmodule Bench.Nodes do
     {:module, ^mod} = :erpc.call(b, :code, :load_binary, [mod, ~c"bench_sender", bin])
   end
 
-  defp channel(b, total) do
-    Node.spawn(b, Bench.Nodes.Sender, :run, [self(), total, @channel_chunk, @channel_window])
-    take_channel(0)
+  defp channel(b, total), do: sent_from(b, :run, [total])
+  defp hand_sent(b, argv), do: sent_from(b, :pipe, [argv])
+
+  # The sender is monitored: if it fails on B, or B goes, the section fails, never hangs.
+  defp sent_from(b, fun, args) do
+    args = [self() | args] ++ [@channel_chunk, @channel_window]
+    {_pid, ref} = Node.spawn_monitor(b, Bench.Nodes.Sender, fun, args)
+    bytes = take_channel(ref, 0)
+    Process.demonitor(ref, [:flush])
+    bytes
   end
 
-  defp hand_sent(b, argv) do
-    Node.spawn(b, Bench.Nodes.Sender, :pipe, [self(), argv, @channel_chunk, @channel_window])
-    take_channel(0)
-  end
-
-  defp take_channel(bytes) do
+  defp take_channel(ref, bytes) do
     receive do
       {:channel, from, bin} ->
         send(from, :ack)
-        take_channel(bytes + byte_size(bin))
+        take_channel(ref, bytes + byte_size(bin))
 
       {:channel_done, _from} ->
         bytes
+
+      {:DOWN, ^ref, :process, _, reason} ->
+        raise "the sender on B ended: #{inspect(reason)}"
     end
   end
 

@@ -289,7 +289,7 @@ defmodule Sluice.Process do
       iex> {:ok, p} = Sluice.Process.start_link(["sleep", "10"])
       iex> %{pid: ^p, argv: ["sleep", "10"], managed: false} = Sluice.Process.info(p)
   """
-  @spec info(t) :: info | {:error, :closed}
+  @spec info(t) :: info | {:error, :closed | :nodedown}
   def info(p), do: call(p, :info)
 
   @doc """
@@ -497,7 +497,7 @@ defmodule Sluice.Process do
       iex> Sluice.Process.controlling_process(p, self())
       :ok
   """
-  @spec controlling_process(t, pid) :: :ok | {:error, :not_owner | :closed}
+  @spec controlling_process(t, pid) :: :ok | {:error, :not_owner | :closed | :nodedown}
   def controlling_process(p, pid) when is_pid(pid), do: call(p, {:controlling_process, pid})
 
   def controlling_process(_p, pid) do

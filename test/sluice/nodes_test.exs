@@ -130,7 +130,7 @@ defmodule Sluice.NodesTest do
     assert {:halted, nil} = cont.({:halt, nil})
   end
 
-  test "output a fast program holds back while the consumer is busy still comes", %{b: b} do
+  test "the end of a fast burst arrives though the program then waits", %{b: b} do
     # A batch part-filled while the consumer had others in hand is sent once it has
     # taken them; the program then waits, so only that can deliver the end marker.
     argv = ["sh", "-c", "head -c 3000000 /dev/zero; echo END; exec sleep 30"]
@@ -145,6 +145,27 @@ defmodule Sluice.NodesTest do
       end)
 
     assert Task.await(task, 10_000) == 3_000_004
+  end
+
+  test "remote chunks are at most chunk_size; empty frames are bounded too", %{
+    peer: peer,
+    b: b
+  } do
+    chunks = Sluice.stream!(["head", "-c", "1000000", "/dev/zero"], node: b, chunk_size: 1000)
+    sizes = Enum.map(chunks, &byte_size/1)
+    assert Enum.sum(sizes) == 1_000_000
+    assert Enum.max(sizes) <= 1000
+
+    # Every zero byte is an empty packet: a batch of them must end, and stay small.
+    before_b = :peer.call(peer, :erlang, :memory, [:total])
+
+    task =
+      Task.async(fn ->
+        Sluice.stream!(["cat", "/dev/zero"], framing: {:packet, 1}, node: b) |> Enum.take(3)
+      end)
+
+    assert Task.await(task, 10_000) == ["", "", ""]
+    assert :peer.call(peer, :erlang, :memory, [:total]) - before_b < 2_000_000
   end
 
   test "input does not get ahead of a remote program that takes none", %{b: b} do

@@ -72,19 +72,8 @@ defmodule Sluice.Helper.Config do
 
   defp allowed_user(uid) when is_integer(uid) and uid >= 0, do: {:ok, uid}
 
-  defp allowed_user(name) when is_binary(name) do
-    if name != "" and not String.contains?(name, <<0>>), do: {:ok, name}, else: :error
-  end
-
-  # sys.config writes names as strings (charlists).
-  defp allowed_user(name) when is_list(name) do
-    case :unicode.characters_to_binary(name) do
-      binary when is_binary(binary) -> allowed_user(binary)
-      _ -> :error
-    end
-  rescue
-    ArgumentError -> :error
-  end
+  defp allowed_user(name) when is_binary(name) or is_list(name),
+    do: Sluice.Options.Control.text(name)
 
   defp allowed_user(_other), do: :error
 

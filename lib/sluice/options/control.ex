@@ -182,28 +182,34 @@ defmodule Sluice.Options.Control do
   defp file!(key, other), do: bad!(key, "{:file, path, opts}", other)
 
   defp path!(key, path) do
-    case chars(path) do
-      {:ok, path} when path != "" ->
-        if String.contains?(path, <<0>>), do: bad!(key, "a path without NUL bytes", path)
-        path
-
-      _ ->
-        bad!(key, "{:file, path} with a non-empty path", path)
+    case text(path) do
+      {:ok, path} -> path
+      :error -> bad!(key, "{:file, path} with a non-empty path without NUL bytes", path)
     end
   end
 
   defp name!(key, name) do
-    case chars(name) do
-      {:ok, name} when name != "" ->
-        if String.contains?(name, <<0>>), do: bad!(key, "a name without NUL bytes", name)
-        name
-
-      _ ->
-        bad!(key, "a name or a non-negative integer id", name)
+    case text(name) do
+      {:ok, name} -> name
+      :error -> bad!(key, "a non-empty name without NUL bytes or a non-negative integer id", name)
     end
   end
 
-  # Erlang callers give charlists.
+  @doc """
+  A name or a path as the helper takes it: non-empty, without NUL bytes, given as a binary
+  or (by Erlang callers and `sys.config`) a charlist.
+  """
+  @spec text(term) :: {:ok, String.t()} | :error
+  def text(value) do
+    case chars(value) do
+      {:ok, text} when text != "" ->
+        if String.contains?(text, <<0>>), do: :error, else: {:ok, text}
+
+      _ ->
+        :error
+    end
+  end
+
   defp chars(value) when is_binary(value), do: {:ok, value}
 
   defp chars(value) when is_list(value) do
@@ -211,6 +217,8 @@ defmodule Sluice.Options.Control do
       binary when is_binary(binary) -> {:ok, binary}
       _ -> :error
     end
+  rescue
+    ArgumentError -> :error
   end
 
   defp chars(_value), do: :error

@@ -99,11 +99,20 @@ defmodule Sluice.Remote.Consumer do
 
   defp await_chunk(c, max, deadline) do
     case receive_event(c, deadline) do
-      {{:data, source, [data | rest]}, c} -> {:data, source, data, keep(c, {:data, source, rest})}
-      {:eof, c} -> {:eof, %{c | outputs: :eof}}
-      {{:error, reason}, c} -> {:error, reason, c}
-      {:timeout, c} -> {:error, :timeout, c}
-      {_other, c} -> c |> feed(deadline) |> await_chunk(max, deadline)
+      {{:data, source, [data | rest]}, c} ->
+        c |> keep({:data, source, rest}) |> take(source, data, max)
+
+      {:eof, c} ->
+        {:eof, %{c | outputs: :eof}}
+
+      {{:error, reason}, c} ->
+        {:error, reason, c}
+
+      {:timeout, c} ->
+        {:error, :timeout, c}
+
+      {_other, c} ->
+        c |> feed(deadline) |> await_chunk(max, deadline)
     end
   end
 

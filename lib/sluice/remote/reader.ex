@@ -20,6 +20,8 @@ defmodule Sluice.Remote.Reader do
 
   # The most bytes of one output sent as one message (see `deliver/1`).
   @batch_bytes 131_072
+  # What a frame costs beyond its bytes (a tuple, a list cell, a binary header).
+  @frame_overhead 64
 
   alias Sluice.Pipes
 
@@ -163,7 +165,7 @@ defmodule Sluice.Remote.Reader do
   defp fill(%{held: :none} = s) do
     case read_any(s.pipes, s.turn, s.max) do
       {:data, source, data, pipes} ->
-        fill(%{s | pipes: pipes, held: {source, [data], size(data)}})
+        fill(%{s | pipes: pipes, held: {source, [data], cost(pipes, source, data)}})
 
       {:blocked, pipes} ->
         {:blocked, %{s | pipes: pipes}}
@@ -183,7 +185,8 @@ defmodule Sluice.Remote.Reader do
   defp fill_more(s, source, chunks, bytes, room) do
     case Pipes.read(s.pipes, source, room) do
       {:ok, data, pipes} ->
-        fill(%{s | pipes: pipes, held: {source, [data | chunks], bytes + size(data)}})
+        held = {source, [data | chunks], bytes + cost(pipes, source, data)}
+        fill(%{s | pipes: pipes, held: held})
 
       {:wait, pipes} ->
         {:wait, %{s | pipes: pipes}}
@@ -222,8 +225,16 @@ defmodule Sluice.Remote.Reader do
 
   defp room(s, source, bytes), do: max(batch_bytes(s.pipes, source, s.max) - bytes, 0)
 
-  defp size(data) when is_binary(data), do: byte_size(data)
-  defp size({_eol, line}), do: byte_size(line)
+  # What a chunk costs in a batch: its bytes, and for a frame a term's worth more, so
+  # that a batch of empty frames (empty lines, empty packets) is bounded too.
+  defp cost(pipes, source, data) do
+    if Pipes.framed?(pipes, source),
+      do: frame_bytes(data) + @frame_overhead,
+      else: byte_size(data)
+  end
+
+  defp frame_bytes({_eol, line}), do: byte_size(line)
+  defp frame_bytes(packet), do: byte_size(packet)
 
   ## Input
 
