@@ -272,8 +272,6 @@ defmodule Sluice.Options do
     if Map.get(opts, :use_stdio, true) == false,
       do: bad!(:use_stdio, "true for a pipeline", false)
 
-    piped_stderr!(stage_stderr(stage_opts(opts, first)), rest, opts)
-
     stages =
       Enum.map(rest, fn {argv, stage} ->
         o = stage_opts(opts, stage)
@@ -313,28 +311,15 @@ defmodule Sluice.Options do
     }
   end
 
-  # A stage's cd replaces the pipeline's, its env adds to it, its stderr replaces it.
+  # A stage's cd replaces the pipeline's, its env adds to it, its stderr replaces it (for
+  # that stage alone: the helper program makes the BEAM's stderr pipe when any stage
+  # writes to it, the first or a later one).
   defp stage_opts(opts, stage) do
     env = opts.env ++ Map.get(stage, :env, [])
     Map.merge(%{opts | env: env}, Map.take(stage, [:cd, :stderr]))
   end
 
   defp stage_stderr(opts), do: helper_stderr(Map.get(opts, :stderr, :consume))
-
-  # Every stage that reads its stderr back shares the first stage's stderr pipe: a later
-  # stage cannot have one unless the first does.
-  defp piped_stderr!(:pipe, _rest, _opts), do: :ok
-
-  defp piped_stderr!(_first, rest, opts) do
-    if Enum.any?(rest, fn {_argv, stage} -> stage_stderr(stage_opts(opts, stage)) == :pipe end) do
-      bad!(
-        :stderr,
-        "the first stage's stderr to be read too (:consume or :capture) when a later " <>
-          "stage's is",
-        Map.get(opts, :stderr)
-      )
-    end
-  end
 
   defp helper_stderr(:consume), do: :pipe
   defp helper_stderr(:capture), do: :pipe

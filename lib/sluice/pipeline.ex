@@ -10,9 +10,22 @@ defmodule Sluice.Pipeline do
 
   Each stage is an argv, or `{argv, opts}` with its own `:cd`, `:env` (added to the
   pipeline's) and `:stderr` (`:console`, `:null`, `:stdout` — into the next stage, with
-  its stdout — or `{:file, path, opts}`; without it, the stage's stderr is the
-  pipeline's). Everything else (stdin of the first stage, stdout of the last, `user:`,
-  limits, `kill_signal`, timeouts) is the pipeline's.
+  its stdout; the last stage's into the output — or `{:file, path, opts}`). Everything
+  else (stdin of the first stage, stdout of the last, `user:`, limits, `kill_signal`,
+  timeouts) is the pipeline's.
+
+  ## Where stderr goes
+
+  A stage's own `:stderr` wins for that stage, whichever stage it is. The pipeline's
+  `:stderr` (the option of `run/2`, `stream!/2`, ...: `:capture` by default for `run`,
+  `:console` for streams) applies to every stage without its own. When it reads stderr
+  back (`:capture`, `:consume`), those stages share one pipe to the BEAM: `result.stderr`
+  is what they wrote (`""` when every stage sends its own elsewhere).
+
+      iex> first = {["sh", "-c", "echo err >&2"], stderr: :stdout}
+      iex> pipeline = Sluice.pipeline([first, ["tr", "a-z", "A-Z"]])
+      iex> Sluice.run!(pipeline) |> Map.take([:stdout, :stderr])
+      %{stdout: "ERR\\n", stderr: ""}
 
   All stages share one process group and one cgroup: a stop, a timeout or the owner's death
   ends every stage. `result.status` is the last stage's (as in a shell) and

@@ -50,7 +50,7 @@ impl Links {
             StderrMode::Stdout => per_stage[0][1],
             _ => ends[2],
         };
-        let shared_pipe = (spec.stderr == StderrMode::Pipe).then_some(ends[2]);
+        let shared_pipe = stdio.stderr_pipe(spec);
         for (i, stage) in spec.pipeline.iter().enumerate() {
             let fds = &mut per_stage[i + 1];
             fds[2] = match &stage.stderr {

@@ -30,6 +30,9 @@ pub struct Stdio {
     child: [Option<OwnedFd>; 5],
     /// stderr is what stdout is (`:stdout`, or the same file).
     stderr_is_stdout: bool,
+    /// The write end of the BEAM's stderr pipe when only later stages of a pipeline write
+    /// to it (the first stage's own stderr goes elsewhere).
+    stages_stderr: Option<OwnedFd>,
     /// The BEAM's ends, in the order of the `spawned` reply.
     beam: Vec<(Role, OwnedFd)>,
     /// The data output pipe was enlarged to `ROOMY_OUTPUT`.
@@ -198,6 +201,16 @@ impl Stdio {
             StderrMode::File(f) => Some(redirect::open_output(f, cd, Stage::Stderr)?),
             StderrMode::Stdout | StderrMode::Inherit => None,
         };
+        // A stage's own stderr wins for that stage only: with the first stage's elsewhere,
+        // the later stages that read theirs back still share one pipe to the BEAM.
+        let later_piped = spec.pipeline.iter().any(|s| s.stderr == StderrMode::Pipe);
+        let stages_stderr = if later_piped && spec.stderr != StderrMode::Pipe {
+            let (r, w) = pipe(spec.pipe_size)?;
+            beam.push((Role::Stderr, r));
+            Some(above_targets(w)?)
+        } else {
+            None
+        };
         let mut moved: [Option<OwnedFd>; 5] = Default::default();
         for (slot, fd) in moved.iter_mut().zip(child) {
             *slot = fd.map(above_targets).transpose()?;
@@ -205,6 +218,7 @@ impl Stdio {
         Ok(Stdio {
             child: moved,
             stderr_is_stdout,
+            stages_stderr,
             beam,
             roomy,
             terminal: spec.pty.is_some(),
@@ -220,6 +234,16 @@ impl Stdio {
             raw(2)
         };
         [raw(0), raw(1), stderr, raw(3), raw(4)]
+    }
+
+    /// The write end of the BEAM's stderr pipe (role `Stderr`), if there is one: the
+    /// first stage's fd 2, or the later stages' alone.
+    pub fn stderr_pipe(&self, spec: &SpawnSpec) -> Option<RawFd> {
+        match (&self.stages_stderr, &spec.stderr) {
+            (Some(fd), _) => Some(fd.as_raw_fd()),
+            (None, StderrMode::Pipe) => self.child[2].as_ref().map(|fd| fd.as_raw_fd()),
+            (None, _) => None,
+        }
     }
 
     /// After the clone: the child's ends close here (or EOFs would never arrive), the
@@ -252,6 +276,40 @@ mod tests {
         assert_eq!(roles(StderrMode::Stdout), (two.clone(), true, true));
         assert_eq!(roles(StderrMode::Null), (two.clone(), true, false));
         assert_eq!(roles(StderrMode::Inherit), (two, false, false));
+    }
+
+    #[test]
+    fn a_pipelines_stderr_pipe_is_the_stages_that_read_it_back() {
+        let stage = |stderr| sluice_protocol::StageSpec {
+            argv: vec![b"cat".to_vec()],
+            env: None,
+            cd: None,
+            stderr,
+        };
+        let open = |first, later| {
+            let spec = SpawnSpec {
+                stderr: first,
+                pipeline: vec![stage(later)],
+                ..SpawnSpec::default()
+            };
+            let s = Stdio::open(&spec, false).unwrap();
+            let (fds, pipe) = (s.child_fds(), s.stderr_pipe(&spec));
+            let roles: Vec<Role> = s.into_beam_ends().into_iter().map(|(r, _)| r).collect();
+            (roles, fds[2], pipe)
+        };
+        let three = vec![Role::Stdin, Role::Stdout, Role::Stderr];
+        // The first stage's own stderr elsewhere: the later stage still has the pipe.
+        for first in [StderrMode::Stdout, StderrMode::Null, StderrMode::Inherit] {
+            let (roles, first_fd, pipe) = open(first, StderrMode::Pipe);
+            assert_eq!(roles, three);
+            assert!(pipe.is_some_and(|fd| fd >= FIRST_SOURCE_FD && fd != first_fd));
+        }
+        // Shared with the first stage when it reads its stderr back too.
+        let (roles, first_fd, pipe) = open(StderrMode::Pipe, StderrMode::Pipe);
+        assert_eq!((roles, pipe), (three, Some(first_fd)));
+        // Nobody reads stderr back: no pipe.
+        let (roles, _, pipe) = open(StderrMode::Null, StderrMode::Stdout);
+        assert_eq!((roles, pipe), (vec![Role::Stdin, Role::Stdout], None));
     }
 
     #[test]
