@@ -87,11 +87,12 @@ defmodule Sluice do
     case run(argv, opts) do
       {:ok, %Result{status: status} = result} ->
         checked = Options.validate!(opts, :run, "Sluice.run!/2")
-        codes = checked.success_exit_codes
+        extra = [stderr: result.stderr, result: result]
 
-        if Sluice.Pipeline.success?(status, result.statuses, codes, checked.pipefail),
-          do: result,
-          else: raise(ExitError.new(argv, status, result.stderr, result))
+        case ExitError.check(argv, status, result.statuses, checked, extra) do
+          :ok -> result
+          {:error, error} -> raise error
+        end
 
       {:error, error} ->
         raise error

@@ -101,18 +101,12 @@ defmodule Sluice.OutputStream do
 
       :raise ->
         statuses = (Driver.exit_info(st.pump) || %{})[:statuses]
+        stderr = if st.opts.stderr == :capture, do: st.stderr_tail
 
-        if Sluice.Pipeline.success?(
-             status,
-             statuses,
-             st.opts.success_exit_codes,
-             st.opts.pipefail
-           ) do
-          {flushed, st}
-        else
-          stderr = if st.opts.stderr == :capture, do: st.stderr_tail
+        case ExitError.check(st.argv, status, statuses, st.opts, stderr: stderr) do
+          :ok -> {flushed, st}
           # Emit what was flushed first; raise on the following call.
-          {flushed, %{st | done: {:raise, ExitError.new(st.argv, status, stderr)}}}
+          {:error, error} -> {flushed, %{st | done: {:raise, error}}}
         end
     end
   end

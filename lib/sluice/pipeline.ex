@@ -88,12 +88,17 @@ defmodule Sluice.Pipeline do
     do: Enum.map_join(stages, " | ", fn {argv, _} -> Enum.join(argv, " ") end)
 
   @doc false
-  # Whether an exit is a success: every status in `codes` with `pipefail`, else the last.
-  @spec success?(Sluice.Process.status(), [Sluice.Process.status()] | nil, [integer], boolean) ::
-          boolean
-  def success?(status, statuses, codes, pipefail) do
-    if pipefail and statuses != nil,
-      do: Enum.all?(statuses, &(&1 in codes)),
-      else: status in codes
+  # The stage (1-based) whose status makes an exit a failure, or nil for a success: with
+  # `pipefail` every status must be in `codes` and the first that is not is named, else
+  # only the last's counts. `statuses` of one program is `[status]`.
+  @spec failed_stage([Sluice.Process.status(), ...], [integer], boolean) :: pos_integer | nil
+  def failed_stage(statuses, codes, true) do
+    case Enum.find_index(statuses, &(&1 not in codes)) do
+      nil -> nil
+      index -> index + 1
+    end
   end
+
+  def failed_stage(statuses, codes, false),
+    do: if(List.last(statuses) in codes, do: nil, else: length(statuses))
 end

@@ -43,9 +43,10 @@ defmodule Sluice.PipelineTest do
     pipeline = Sluice.pipeline([["true"], ["false"], ["cat"]])
     assert {:ok, %{status: 0, statuses: [0, 1, 0]}} = Sluice.run(pipeline)
 
-    assert_raise Sluice.ExitError, ~r/true \| false \| cat exited with status 0/, fn ->
-      Sluice.run!(pipeline)
-    end
+    assert_raise Sluice.ExitError,
+                 "true | false | cat failed: stage 2 (false) exited with status 1; " <>
+                   "statuses [0, 1, 0]",
+                 fn -> Sluice.run!(pipeline) end
 
     assert %{status: 0} = Sluice.run!(pipeline, pipefail: false)
     assert %{statuses: [0, 1, 0]} = Sluice.run!(pipeline, success_exit_codes: [0, 1])
@@ -53,6 +54,47 @@ defmodule Sluice.PipelineTest do
     assert_raise Sluice.ExitError, fn -> pipeline |> Sluice.stream!() |> Enum.to_list() end
     assert [{:exit, 0}] = pipeline |> Sluice.stream() |> Enum.to_list()
     assert [] = pipeline |> Sluice.stream!(pipefail: false) |> Enum.to_list()
+  end
+
+  test "ExitError names the stage that failed and its status, with every status" do
+    pipeline = Sluice.pipeline([["sh", "-c", "exit 1"], ["cat"]])
+
+    message =
+      "sh -c exit 1 | cat failed: stage 1 (sh -c exit 1) exited with status 1; " <>
+        "statuses [1, 0]"
+
+    error = assert_raise Sluice.ExitError, message, fn -> Sluice.run!(pipeline) end
+    assert {error.status, error.statuses, error.stage} == {0, [1, 0], 1}
+    assert %Sluice.Result{statuses: [1, 0]} = error.result
+
+    error =
+      assert_raise Sluice.ExitError, message, fn -> Enum.to_list(Sluice.stream!(pipeline)) end
+
+    assert {error.statuses, error.stage} == {[1, 0], 1}
+
+    # Driven as another program's input, the pipeline's exit is checked the same way.
+    assert_raise Sluice.ExitError, message, fn ->
+      Sluice.run(["cat"], input: Sluice.stream!(pipeline))
+    end
+
+    assert {:ok, %{stdout: ""}} =
+             Sluice.run(["cat"], input: Sluice.stream!(pipeline, pipefail: false))
+
+    # Without pipefail the last stage decides, and is the one named.
+    last = Sluice.pipeline([["true"], ["sh", "-c", "exit 3"]])
+
+    assert_raise Sluice.ExitError,
+                 "true | sh -c exit 3 failed: stage 2 (sh -c exit 3) exited with status 3; " <>
+                   "statuses [0, 3]",
+                 fn -> Sluice.run!(last, pipefail: false) end
+
+    # The first failing stage is named; a stage killed by a signal says so.
+    killed = Sluice.pipeline([["sh", "-c", "kill -KILL $$"], ["sh", "-c", "exit 2"]])
+
+    assert_raise Sluice.ExitError,
+                 "sh -c kill -KILL $$ | sh -c exit 2 failed: stage 1 (sh -c kill -KILL $$) " <>
+                   "was killed by sigkill; statuses [{:signal, :sigkill}, 2]",
+                 fn -> Sluice.run!(killed) end
   end
 
   test "input goes to the first stage; per-stage cd, env and stderr" do

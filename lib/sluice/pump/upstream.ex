@@ -52,18 +52,20 @@ defmodule Sluice.Pump.Upstream do
   end
 
   defp finish(up, stream) do
-    status =
+    # A pipeline's statuses come with its exit, for pipefail.
+    {status, statuses} =
       case Pipes.await_exit(up.pipes, Pipes.deadline(stream.opts.exit_timeout)) do
-        {:ok, status, _pipes} -> status
-        {:error, :timeout, _pipes} -> stop(up, stream)
+        {:ok, status, pipes} -> {status, (pipes.exit_info || %{})[:statuses]}
+        {:error, :timeout, _pipes} -> {stop(up, stream), nil}
         {:error, :helper_down, _pipes} -> fail(up, stream, Pipes.helper_down())
       end
 
     Pump.close(up)
 
-    if status in stream.opts.success_exit_codes,
-      do: :done,
-      else: raise(ExitError.new(stream.argv, status, nil))
+    case ExitError.check(stream.argv, status, statuses, stream.opts) do
+      :ok -> :done
+      {:error, error} -> raise error
+    end
   end
 
   defp fail(up, stream, error) do
