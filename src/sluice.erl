@@ -463,7 +463,8 @@ info(P) ->
 %% goes to `logger' (`{log, Level | false}'), and when it exits the daemon exits with
 %% `{program_exited, Status}', so the supervisor restarts it. Options: those of
 %% `start_link/2' except `stderr', plus `{name, Name | {local, Name}}', `{id, Id}',
-%% `{log, Level}' and `{max_line_length, Bytes}'.
+%% `{log, Level}' and `{max_line_length, Bytes}'. They are checked here: a mistake is a
+%% `badarg' naming the option now, not a failure when the supervisor starts the child.
 -spec daemon_spec(command(), options()) -> supervisor:child_spec().
 daemon_spec(Argv, Opts) ->
     Args = [Argv, Opts],
@@ -512,6 +513,8 @@ start_worker(Argv, Opts) ->
     ).
 
 %% @doc A child spec for a worker under a supervisor (its `start' is `start_worker/2').
+%% The options are checked here, as `start_worker/2' checks them: a mistake is a `badarg'
+%% naming the option.
 -spec worker_spec(command(), options()) -> supervisor:child_spec().
 worker_spec(Argv, Opts) ->
     Args = [Argv, Opts],

@@ -60,6 +60,9 @@ erlang_words(Message) ->
     Replacements = [
         {<<"Sluice\\.Process\\.">>, <<"sluice:">>},
         {<<"Sluice\\.Daemon\\.start_link/1">>, <<"sluice:start_daemon/2">>},
+        {<<"Sluice\\.Daemon\\.child_spec/1">>, <<"sluice:daemon_spec/2">>},
+        {<<"Sluice\\.Worker\\.start_link/2">>, <<"sluice:start_worker/2">>},
+        {<<"Sluice\\.Worker\\.child_spec/1">>, <<"sluice:worker_spec/2">>},
         {<<"Sluice\\.">>, <<"sluice:">>},
         {<<"(^|[ (\\[,]):([a-z_]+)">>, <<"\\1\\2">>}
     ],

@@ -49,13 +49,17 @@ defmodule Sluice.Daemon do
   @grant 64
 
   @doc """
-  A child spec; `:restart` and `:shutdown` may be overridden like for any GenServer.
+  A child spec; `:restart` and `:shutdown` may be overridden like for any GenServer. The
+  options are checked here, as `start_link/1` checks them: a mistake raises
+  `ArgumentError` naming the option when the spec is built, not when a supervisor starts
+  the child.
 
       iex> Sluice.Daemon.child_spec(argv: ["sleep", "1"]).shutdown
       6000
   """
   @spec child_spec(keyword) :: Supervisor.child_spec()
   def child_spec(opts) do
+    _checked = config!(opts, "Sluice.Daemon.child_spec/1")
     grace = Keyword.get(opts, :kill_grace, 5_000)
 
     id = Keyword.get(opts, :id) || Keyword.get(opts, :name) || {__MODULE__, opts[:argv]}
@@ -79,19 +83,8 @@ defmodule Sluice.Daemon do
   """
   @spec start_link(keyword) :: GenServer.on_start()
   def start_link(opts) do
-    unless Keyword.keyword?(opts) and Keyword.has_key?(opts, :argv) do
-      raise ArgumentError, "Sluice.Daemon needs the option :argv, got: #{inspect(opts)}"
-    end
-
-    {argv, opts} = Keyword.pop(opts, :argv)
-    argv = Options.argv!(argv)
-
-    if Keyword.has_key?(opts, :stderr) do
-      raise ArgumentError, "Sluice.Daemon does not take :stderr: it logs both streams"
-    end
-
     # Validate in the caller, so mistakes raise here rather than crash the daemon.
-    checked = Options.validate!(opts, :daemon, "Sluice.Daemon.start_link/1")
+    {argv, opts, checked} = config!(opts, "Sluice.Daemon.start_link/1")
     process_opts = [{:stderr, :consume} | Keyword.drop(opts, @own)]
     log = if checked.log == :warn, do: :warning, else: checked.log
     server_opts = if checked.name, do: [name: checked.name], else: []
@@ -111,6 +104,25 @@ defmodule Sluice.Daemon do
       other ->
         other
     end
+  end
+
+  # The daemon's options checked (ArgumentError naming the mistake, for `who`): argv, the
+  # other options, and the checked ones.
+  defp config!(opts, who) do
+    unless Keyword.keyword?(opts) and Keyword.has_key?(opts, :argv) do
+      raise ArgumentError, "Sluice.Daemon needs the option :argv, got: #{inspect(opts)}"
+    end
+
+    {argv, opts} = Keyword.pop(opts, :argv)
+    argv = Options.argv!(argv)
+
+    if Keyword.has_key?(opts, :stderr) do
+      raise ArgumentError, "#{who} does not take the option :stderr: it logs both streams"
+    end
+
+    checked = Options.validate!(opts, :daemon, who)
+    Options.command!(argv, checked)
+    {argv, opts, checked}
   end
 
   @doc """

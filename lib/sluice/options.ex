@@ -265,12 +265,8 @@ defmodule Sluice.Options do
   the spec's program, the others its `pipeline` key.
   """
   @spec spawn_spec(Sluice.command(), map) :: map
-  def spawn_spec(%Sluice.Pipeline{stages: [{argv, first} | rest]}, opts) do
-    # A pipeline's ends are pipes: no terminal, no private channel.
-    if opts.pty != nil, do: bad!(:pty, "nil for a pipeline", opts.pty)
-
-    if Map.get(opts, :use_stdio, true) == false,
-      do: bad!(:use_stdio, "true for a pipeline", false)
+  def spawn_spec(%Sluice.Pipeline{stages: [{argv, first} | rest]} = pipeline, opts) do
+    command!(pipeline, opts)
 
     stages =
       Enum.map(rest, fn {argv, stage} ->
@@ -296,6 +292,22 @@ defmodule Sluice.Options do
       pty: opts.pty
     })
   end
+
+  @doc """
+  Checks that checked options fit the command: a pipeline's ends are pipes (no `:pty`,
+  no `use_stdio: false`). Raises `ArgumentError` naming the option.
+  """
+  @spec command!(Sluice.command(), map) :: :ok
+  def command!(%Sluice.Pipeline{}, opts) do
+    if Map.get(opts, :pty) != nil, do: bad!(:pty, "nil for a pipeline", opts.pty)
+
+    if Map.get(opts, :use_stdio, true) == false,
+      do: bad!(:use_stdio, "true for a pipeline", false)
+
+    :ok
+  end
+
+  def command!(_argv, _opts), do: :ok
 
   @doc "The spec of a `manage` request for the helper program (docs/protocol.md)."
   @spec manage_spec(pos_integer, map) :: map

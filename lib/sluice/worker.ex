@@ -74,7 +74,9 @@ defmodule Sluice.Worker do
   @doc """
   A child spec: `{Sluice.Worker, argv: [...], name: MyApp.Python}` and any other option
   of `start_link/2`. The default id is the `:name`, else `{Sluice.Worker, argv}`; the
-  shutdown leaves the program its `:kill_grace`.
+  shutdown leaves the program its `:kill_grace`. The options are checked here, as
+  `start_link/2` checks them: a mistake raises `ArgumentError` naming the option when the
+  spec is built, not when a supervisor starts the child.
 
       iex> Sluice.Worker.child_spec(argv: ["cat"], name: :w).id
       :w
@@ -86,6 +88,7 @@ defmodule Sluice.Worker do
     end
 
     {argv, opts} = Keyword.pop(opts, :argv)
+    _checked = config!(argv, opts, "Sluice.Worker.child_spec/1")
 
     %{
       id: Keyword.get(opts, :name) || {__MODULE__, argv},
@@ -105,9 +108,36 @@ defmodule Sluice.Worker do
   """
   @spec start_link(Sluice.command(), keyword) :: GenServer.on_start()
   def start_link(argv, opts \\ []) do
+    {argv, name, opts} = config!(argv, opts, "Sluice.Worker.start_link/2")
+    server_opts = if name, do: [name: name], else: []
+
+    result =
+      case Sluice.Remote.node_of(opts) do
+        nil ->
+          start_here(argv, opts, server_opts, self())
+
+        node ->
+          Sluice.Remote.call(
+            node,
+            :start_worker,
+            [argv, opts, server_opts, self()],
+            opts.start_timeout
+          )
+      end
+
+    with {:ok, pid} <- result do
+      Process.link(pid)
+      {:ok, pid}
+    end
+  end
+
+  # The worker's options checked (ArgumentError naming the mistake, for `who`): argv, the
+  # name, and the checked options of its Sluice.Process.
+  defp config!(argv, opts, who) do
     argv = Options.argv!(argv)
     {name, opts} = if Keyword.keyword?(opts), do: Keyword.pop(opts, :name), else: {nil, opts}
-    opts = Options.validate!(Keyword.put_new(opts, :framing, {:packet, 4}), :process, who())
+    opts = Options.validate!(Keyword.put_new(opts, :framing, {:packet, 4}), :process, who)
+    Options.command!(argv, opts)
 
     cond do
       opts.framing == :raw ->
@@ -116,35 +146,12 @@ defmodule Sluice.Worker do
       opts.stderr == :consume ->
         Options.bad!(:stderr, ":console, :null, :stdout or :log for a worker", :consume)
 
-      true ->
-        server_opts = if name, do: [name: name], else: []
-
-        result =
-          case Sluice.Remote.node_of(opts) do
-            nil -> start_here(argv, opts, server_opts, self())
-            node -> remote_start(node, argv, opts, server_opts)
-          end
-
-        with {:ok, pid} <- result do
-          Process.link(pid)
-          {:ok, pid}
-        end
-    end
-  end
-
-  # A name registered on the worker's node would not be found here: only global ones.
-  defp remote_start(node, argv, opts, server_opts) do
-    case server_opts[:name] do
-      name when is_atom(name) and name != nil ->
+      # A name registered on the worker's node would not be found here: only global ones.
+      Sluice.Remote.node_of(opts) != nil and is_atom(name) and name != nil ->
         Options.bad!(:name, "{:global, term} or {:via, module, term} with :node", name)
 
-      _global_or_none ->
-        Sluice.Remote.call(
-          node,
-          :start_worker,
-          [argv, opts, server_opts, self()],
-          opts.start_timeout
-        )
+      true ->
+        {argv, name, opts}
     end
   end
 
@@ -163,8 +170,6 @@ defmodule Sluice.Worker do
       other -> other
     end
   end
-
-  defp who, do: "Sluice.Worker.start_link/2"
 
   @doc """
   Sends `request` as one frame and returns the program's next frame: `{:ok, response}`

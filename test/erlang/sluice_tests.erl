@@ -34,6 +34,7 @@ sluice_test_() ->
         fun badarg_explained_by_the_shell/0,
         fun owner_death_kills_the_program/0,
         fun daemon_restarted_by_its_supervisor/0,
+        fun child_specs_check_their_options/0,
         fun on_a_terminal/0,
         fun manage_an_external_process/0,
         fun list_shows_every_program/0,
@@ -475,6 +476,40 @@ daemon_restarted_by_its_supervisor() ->
     exit(Sup, shutdown),
     receive {'DOWN', Ref, process, Sup, _} -> ok end,
     ?assertNot(sluice_probe:alive(Second)).
+
+% A mistake in a child spec's options is a badarg when the spec is built, not when the
+% supervisor starts the child; valid specs start.
+child_specs_check_their_options() ->
+    Sleep = ["sleep", "100"],
+    ?assertError({badarg, bogus, <<"unknown option bogus for sluice:daemon_spec/2", _/binary>>},
+        sluice:daemon_spec(Sleep, [{bogus, 1}])),
+    ?assertError({badarg, stderr, <<"sluice:daemon_spec/2 does not take the option stderr", _/binary>>},
+        sluice:daemon_spec(Sleep, [{stderr, null}])),
+    ?assertError({badarg, kill_grace, _}, sluice:daemon_spec(Sleep, [{kill_grace, -1}])),
+    ?assertError({badarg, log, _}, sluice:daemon_spec(Sleep, [{log, loud}])),
+    ?assertError({badarg, argv, _}, sluice:daemon_spec("sleep 100", [])),
+    ?assertError({badarg, bogus, <<"unknown option bogus for sluice:worker_spec/2", _/binary>>},
+        sluice:worker_spec(["cat"], [bogus])),
+    ?assertError({badarg, framing, _}, sluice:worker_spec(["cat"], [{framing, raw}])),
+    ?assertError({badarg, stderr, _}, sluice:worker_spec(["cat"], [{stderr, consume}])),
+    ?assertError({badarg, bogus, <<"unknown option bogus for sluice:start_worker/2", _/binary>>},
+        sluice:start_worker(["cat"], [{bogus, 1}])),
+    % The shell explains it at the options' position.
+    {'EXIT', {{badarg, bogus, _} = Reason, Stack}} = (catch sluice:worker_spec(["cat"], [bogus])),
+    ?assertMatch(#{2 := "unknown option bogus for sluice:worker_spec/2" ++ _},
+        sluice:format_error(Reason, Stack)),
+    Specs = [
+        sluice:daemon_spec(Sleep, [{name, {local, sluice_erl_spec_daemon}}, {log, false}]),
+        sluice:worker_spec(["cat"], [{name, {local, sluice_erl_spec_worker}}, {framing, {line, 100}}])
+    ],
+    {ok, Sup} = supervisor:start_link(sluice_test_sup, Specs),
+    ?assertEqual({ok, {eol, <<"hi">>}}, sluice:call(sluice_erl_spec_worker, "hi\n")),
+    Daemon = sluice:os_pid(sluice_erl_spec_daemon),
+    unlink(Sup),
+    Ref = monitor(process, Sup),
+    exit(Sup, shutdown),
+    receive {'DOWN', Ref, process, Sup, _} -> ok end,
+    ?assertNot(sluice_probe:alive(Daemon)).
 
 on_a_terminal() ->
     {ok, #{stdout := <<"40 100\r\n">>}} =
