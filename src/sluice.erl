@@ -358,7 +358,7 @@ await_exit(P, Timeout) ->
     ?CHECKED([P, Timeout], ?ELIXIR_PROCESS:await_exit(P, Timeout)).
 
 %% @doc The program's OS pid (also its process group id); works for a daemon too.
--spec os_pid(process()) -> pos_integer() | {error, closed | nodedown}.
+-spec os_pid(process()) -> pos_integer() | {error, closed | nodedown | timeout}.
 os_pid(P) ->
     ?ELIXIR_PROCESS:os_pid(P).
 
@@ -450,7 +450,7 @@ list() ->
     [sluice_terms:program_info(Entry) || Entry <- 'Elixir.Sluice':list()].
 
 %% @doc What `list/0' shows for one program.
--spec info(process()) -> program_info() | {error, closed | nodedown}.
+-spec info(process()) -> program_info() | {error, closed | nodedown | timeout}.
 info(P) ->
     case ?ELIXIR_PROCESS:info(P) of
         #{os_pid := _} = Entry -> sluice_terms:program_info(Entry);
