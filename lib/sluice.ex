@@ -116,8 +116,11 @@ defmodule Sluice do
     * `:input` - an Enumerable (another Sluice stream included) or
       `fn collectable -> ... end`; iodata works too.
     * `:chunk_size` - the most bytes per read (default `65_536`).
-    * `:lines` - emit whole lines without their `"\\n"`, of any length; the last partial
-      line is flushed at EOF (default `false`).
+    * `:lines` - emit whole lines without their `"\\n"`; the last partial line is
+      flushed at EOF (default `false`). A line longer than `:max_line_length` comes in
+      pieces of that length, so memory stays bounded.
+    * `:max_line_length` - with `:lines`, the longest piece of a line (default
+      `1_048_576`).
     * `:stderr` - `:console` (default), `:null`, `:stdout`, `:consume` (emit tagged
       elements), or `:capture` (kept for `Sluice.ExitError`, not emitted).
     * `:exit_timeout` - ms to wait for the exit after EOF before stopping the program

@@ -175,8 +175,9 @@ fold(Argv, Fun, Acc0) ->
 %% passes through `fold/4' unchanged, after the program was stopped: throw to stop early.
 %%
 %% Elements are stdout chunks (binaries of at most `{chunk_size, Bytes}', default
-%% 65536); lines without their newline with `lines' (of any length; the last one is
-%% passed at EOF even without a newline); frames with `{framing, {line, Max}}'
+%% 65536); lines without their newline with `lines' (the last one is passed at EOF
+%% even without a newline; a line longer than `{max_line_length, Bytes}', default 1 MiB,
+%% comes in pieces of that length); frames with `{framing, {line, Max}}'
 %% (`{eol | noeol, Line}') or `{framing, {packet, N}}'; and with `{stderr, consume}'
 %% each of these tagged `{stdout, _}' or `{stderr, _}', in the order they were read.
 %% Other options: `{input, IoData | Fun}', `{stderr, console | null | stdout | consume}',
@@ -358,7 +359,7 @@ await_exit(P, Timeout) ->
     ?CHECKED([P, Timeout], ?ELIXIR_PROCESS:await_exit(P, Timeout)).
 
 %% @doc The program's OS pid (also its process group id); works for a daemon too.
--spec os_pid(process()) -> pos_integer() | {error, closed | nodedown}.
+-spec os_pid(process()) -> pos_integer() | {error, closed | nodedown | timeout}.
 os_pid(P) ->
     ?ELIXIR_PROCESS:os_pid(P).
 
@@ -450,7 +451,7 @@ list() ->
     [sluice_terms:program_info(Entry) || Entry <- 'Elixir.Sluice':list()].
 
 %% @doc What `list/0' shows for one program.
--spec info(process()) -> program_info() | {error, closed | nodedown}.
+-spec info(process()) -> program_info() | {error, closed | nodedown | timeout}.
 info(P) ->
     case ?ELIXIR_PROCESS:info(P) of
         #{os_pid := _} = Entry -> sluice_terms:program_info(Entry);

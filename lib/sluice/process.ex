@@ -29,7 +29,9 @@ defmodule Sluice.Process do
   `{:sluice_exit, p, status}` was sent in active mode), the `Sluice.Process` closes its fds
   and ends with reason `:normal`: a long-lived process that runs many programs this way
   leaks nothing. Calls on an ended `Sluice.Process` return `{:error, :closed}`, and calls
-  on one whose node went away (see `:node`) `{:error, :nodedown}`. With
+  on one whose node went away (see `:node`) `{:error, :nodedown}`. Every call is bounded:
+  a server that does not answer within the call's own timeout and 5 s more (its node is
+  stopped but still connected) gives `{:error, :timeout}`. With
   `stderr: :consume`, stderr must be read to EOF too; until then (or until the owner ends)
   the `Sluice.Process` stays.
 
@@ -278,7 +280,7 @@ defmodule Sluice.Process do
       iex> is_integer(Sluice.Process.os_pid(p))
       true
   """
-  @spec os_pid(t) :: pos_integer | {:error, :closed | :nodedown}
+  @spec os_pid(t) :: pos_integer | {:error, :closed | :nodedown | :timeout}
   def os_pid(p), do: call(p, :os_pid)
 
   @doc """
@@ -289,7 +291,7 @@ defmodule Sluice.Process do
       iex> {:ok, p} = Sluice.Process.start_link(["sleep", "10"])
       iex> %{pid: ^p, argv: ["sleep", "10"], managed: false} = Sluice.Process.info(p)
   """
-  @spec info(t) :: info | {:error, :closed | :nodedown}
+  @spec info(t) :: info | {:error, :closed | :nodedown | :timeout}
   def info(p), do: call(p, :info)
 
   @doc """
@@ -309,7 +311,11 @@ defmodule Sluice.Process do
       iex> {:ok, %{pids_current: 1, bytes_read: 0}} = Sluice.Process.stats(p)
   """
   @spec stats(t, timeout) :: {:ok, map} | {:error, atom}
-  def stats(p, timeout \\ 5_000), do: call(p, {:stats, Options.timeout!(timeout)})
+  def stats(p, timeout \\ 5_000) do
+    timeout = Options.timeout!(timeout)
+    # The server waits for the helper at most 5 s, whatever `timeout` says.
+    call(p, {:stats, timeout}, min(timeout, 5_000))
+  end
 
   @doc """
   Reads up to `max` bytes of stdout. Returns as soon as any data is available, `:eof` once
@@ -348,7 +354,8 @@ defmodule Sluice.Process do
 
   defp do_read(p, source, max, timeout) do
     max = Options.max_bytes!(max, "max")
-    call(p, {:read, source, max, Options.timeout!(timeout)})
+    timeout = Options.timeout!(timeout)
+    call(p, {:read, source, max, timeout}, timeout)
   end
 
   @doc """
@@ -371,7 +378,9 @@ defmodule Sluice.Process do
         ArgumentError -> raise ArgumentError, "write expects iodata, got: #{inspect(iodata)}"
       end
 
-    case call(p, {:write, data, Options.timeout!(timeout)}) do
+    timeout = Options.timeout!(timeout)
+
+    case call(p, {:write, data, timeout}, timeout) do
       {:bad_frame, message} -> raise ArgumentError, message
       answer -> answer
     end
@@ -395,7 +404,7 @@ defmodule Sluice.Process do
   command), and with `icanon` off the character is passed to the program as it is, for
   it to interpret. Later writes return `{:error, :closed}` either way.
   """
-  @spec close_stdin(t) :: :ok | {:error, :closed | :nodedown}
+  @spec close_stdin(t) :: :ok | {:error, :closed | :nodedown | :timeout}
   def close_stdin(p), do: call(p, :close_stdin)
 
   @doc """
@@ -454,7 +463,10 @@ defmodule Sluice.Process do
       raise ArgumentError, "grace_ms must be a non-negative integer, got: #{inspect(grace_ms)}"
     end
 
-    call(p, {:stop, grace_ms})
+    case call(p, {:stop, grace_ms}, grace_ms + 5_000) do
+      {:error, :timeout} -> {:error, Error.new(:timeout, "the program's server did not answer")}
+      answer -> answer
+    end
   end
 
   @doc """
@@ -466,7 +478,10 @@ defmodule Sluice.Process do
   """
   @spec await_exit(t, timeout) ::
           {:ok, status} | {:error, :timeout | :closed | :helper_down | :nodedown}
-  def await_exit(p, timeout \\ :infinity), do: call(p, {:await_exit, Options.timeout!(timeout)})
+  def await_exit(p, timeout \\ :infinity) do
+    timeout = Options.timeout!(timeout)
+    call(p, {:await_exit, timeout}, timeout)
+  end
 
   @doc """
   Switches active mode: `:once` delivers one output message, a positive integer `n`
@@ -478,7 +493,8 @@ defmodule Sluice.Process do
       iex> receive do {:sluice_stdout, ^p, data} -> data end
       "hi\\n"
   """
-  @spec set_active(t, :once | pos_integer | false) :: :ok | {:error, :closed | :nodedown}
+  @spec set_active(t, :once | pos_integer | false) ::
+          :ok | {:error, :closed | :nodedown | :timeout}
   def set_active(p, mode) when mode in [:once, false] or (is_integer(mode) and mode > 0) do
     call(p, {:set_active, mode})
   end
@@ -497,7 +513,7 @@ defmodule Sluice.Process do
       iex> Sluice.Process.controlling_process(p, self())
       :ok
   """
-  @spec controlling_process(t, pid) :: :ok | {:error, :not_owner | :closed | :nodedown}
+  @spec controlling_process(t, pid) :: :ok | {:error, :not_owner | :closed | :nodedown | :timeout}
   def controlling_process(p, pid) when is_pid(pid), do: call(p, {:controlling_process, pid})
 
   def controlling_process(_p, pid) do
@@ -505,11 +521,21 @@ defmodule Sluice.Process do
           "pid must be a pid (the new controlling process), got: #{inspect(pid)}"
   end
 
-  # Every call waits without a bound only on this server, which answers within the
-  # request's own timeout; a server that is gone means the program is closed.
-  defp call(p, request) do
-    GenServer.call(p, request, :infinity)
+  # The server answers within the request's own time (its own timer), `within` ms: the
+  # caller waits that plus a margin. A server that cannot answer (its node stopped but
+  # still connected, or a pid that is no Sluice.Process) is then `{:error, :timeout}`,
+  # rather than a wait until distribution gives the node up. A server that is gone means
+  # the program is closed.
+  @answer_margin 5_000
+
+  defp call(p, request, within \\ 0) do
+    GenServer.call(
+      p,
+      request,
+      if(within == :infinity, do: :infinity, else: within + @answer_margin)
+    )
   catch
+    :exit, {:timeout, {GenServer, :call, _}} -> {:error, :timeout}
     :exit, {{:shutdown, :helper_down}, _} -> {:error, :helper_down}
     # The program's node went away (or disconnected): so did the program (its server
     # there watches its owner).

@@ -171,6 +171,9 @@ defmodule Sluice.Worker do
     end
   end
 
+  # How long past a call's own timeout its caller waits for the worker's answer.
+  @answer_margin 5_000
+
   @doc """
   Sends `request` as one frame and returns the program's next frame: `{:ok, response}`
   (with `{:line, max}`, `{:ok, {:eol, line}}`), `{:error, :timeout}` after `timeout` ms
@@ -195,13 +198,18 @@ defmodule Sluice.Worker do
         ArgumentError -> raise ArgumentError, "a request must be iodata, got: #{inspect(request)}"
       end
 
-    # The worker answers every call within its timeout (its own timer), so waiting on it
-    # is bounded; a worker that is gone is :closed, one whose node went away :nodedown.
-    case GenServer.call(worker, {:call, data, timeout}, :infinity) do
+    # The worker answers every call within its timeout (its own timer, from the call's
+    # arrival), so the caller waits that and a margin: a worker that cannot answer (its
+    # node stopped but still connected) is :timeout, one that is gone :closed, one whose
+    # node went away :nodedown.
+    wait = if timeout == :infinity, do: :infinity, else: timeout + @answer_margin
+
+    case GenServer.call(worker, {:call, data, timeout}, wait) do
       {:bad_frame, message} -> raise ArgumentError, message
       answer -> answer
     end
   catch
+    :exit, {:timeout, {GenServer, :call, _}} -> {:error, :timeout}
     :exit, {{:nodedown, _node}, {GenServer, :call, _}} -> {:error, :nodedown}
     :exit, {_gone, {GenServer, :call, _}} -> {:error, :closed}
   end

@@ -298,6 +298,34 @@ defmodule Sluice.NodesTest do
     assert eventually(fn -> not alive?(os_pid) end, 5_000)
   end
 
+  test "a node stopped but still connected: calls return in their timeout and a margin" do
+    {peer, c} = Nodes.start_peer!("sluice_stuck")
+    {:ok, p} = P.start(["cat"], node: c)
+    {:ok, w} = Sluice.Worker.start_link(["cat"], framing: {:packet, 2}, node: c)
+    Process.unlink(w)
+    vm = peer |> :peer.call(:os, :getpid, []) |> List.to_string()
+    {_, 0} = System.cmd("kill", ["-STOP", vm])
+
+    try do
+      t0 = System.monotonic_time(:millisecond)
+
+      calls = [
+        fn -> P.read(p, 10, 200) end,
+        fn -> P.os_pid(p) end,
+        fn -> Sluice.Worker.call(w, "x", 200) end
+      ]
+
+      answers = calls |> Enum.map(&Task.async/1) |> Task.await_many(15_000)
+      assert answers == List.duplicate({:error, :timeout}, 3)
+      # 200 ms and the 5 s margin, not the minute distribution takes to give B up.
+      assert System.monotonic_time(:millisecond) - t0 < 8_000
+    after
+      System.cmd("kill", ["-CONT", vm])
+    end
+
+    :peer.stop(peer)
+  end
+
   test "every Sluice.Process function on a remote program", %{b: b} do
     {:ok, p} = P.start_link(["sort"], node: b, stderr: :consume)
     assert node(p) == b
