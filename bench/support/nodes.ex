@@ -95,7 +95,7 @@ defmodule Bench.Nodes do
         ],
         notes: [
           "With `node:` a reader on B holds the program and sends a batch (up to 128 KiB, " <>
-            "one read) only against the consumer's credit (three batches ahead): memory " <>
+            "usually one read) only against the consumer's credit (three batches ahead): memory " <>
             "stays flat on both nodes. `System.cmd` collects the whole output on B, then " <>
             "`:erpc` copies it to A.",
           "The channel alone is about as fast as a local stream, and so is the local stream " <>
