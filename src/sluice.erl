@@ -326,7 +326,7 @@ recv_stderr(P, Max, Timeout) ->
 
 %% @doc Closes the program's stdin alone: it sees end of input, its output can still be
 %% read.
--spec close_stdin(process()) -> ok | {error, closed}.
+-spec close_stdin(process()) -> ok | {error, closed | nodedown | timeout}.
 close_stdin(P) ->
     ?ELIXIR_PROCESS:close_stdin(P).
 
@@ -405,7 +405,7 @@ setopt(_P, Other) ->
 
 %% @doc Makes `Pid' the receiver of the active-mode messages; only the current
 %% controlling process may hand them over (else `{error, not_owner}').
--spec controlling_process(process(), pid()) -> ok | {error, not_owner | closed}.
+-spec controlling_process(process(), pid()) -> ok | {error, not_owner | closed | nodedown | timeout}.
 controlling_process(P, Pid) ->
     ?CHECKED([P, Pid], controlling_process_checked(P, Pid)).
 

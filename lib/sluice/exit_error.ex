@@ -3,8 +3,9 @@ defmodule Sluice.ExitError do
   Raised by `Sluice.run!/2` and `Sluice.stream!/2` when a program ends with a status outside
   `success_exit_codes`. Carries the `argv`, the `status` (the last stage's, for a pipeline),
   every stage's `statuses` (`[status]` for one program), the 1-based `stage` whose status
-  failed (the first such one with `pipefail`, else the last; `1` for one program), and the
-  last few KiB of stderr (when it was captured).
+  failed (the first such one with `pipefail`, else the last; `1` for one program; `nil`
+  when a pipeline's statuses are not known), and the last few KiB of stderr (when it was
+  captured).
 
   The message of a pipeline's names the stage that failed:
 
@@ -12,13 +13,13 @@ defmodule Sluice.ExitError do
       iex> Exception.message(Sluice.ExitError.new(pipeline, 0, nil, statuses: [1, 0], stage: 1))
       "sh -c exit 1 | cat failed: stage 1 (sh -c exit 1) exited with status 1; statuses [1, 0]"
   """
-  defexception [:argv, :status, :stderr_tail, :result, :statuses, stage: 1]
+  defexception [:argv, :status, :stderr_tail, :result, :statuses, :stage]
 
   @type t :: %__MODULE__{
           argv: Sluice.command(),
           status: Sluice.Process.status(),
           statuses: [Sluice.Process.status()] | nil,
-          stage: pos_integer,
+          stage: pos_integer | nil,
           stderr_tail: binary | nil,
           result: Sluice.Result.t() | nil
         }
@@ -33,20 +34,27 @@ defmodule Sluice.ExitError do
 
   @doc """
   Builds the error, keeping only the tail of `stderr`. Options: `:result` (of
-  `Sluice.run!/2`), `:statuses` (every stage's) and `:stage` (the one that failed).
+  `Sluice.run!/2`; a `Sluice.Result` in their place is taken as `:result`), `:statuses`
+  (every stage's) and `:stage` (the one that failed).
 
       iex> Sluice.ExitError.new(["false"], 1, "bad\\n").stderr_tail
       "bad\\n"
   """
-  @spec new(Sluice.command(), Sluice.Process.status(), binary | nil, keyword) :: t
-  def new(argv, status, stderr, opts \\ []) do
+  @spec new(Sluice.command(), Sluice.Process.status(), binary | nil, keyword | Sluice.Result.t()) ::
+          t
+  def new(argv, status, stderr, opts \\ [])
+
+  def new(argv, status, stderr, %Sluice.Result{} = result),
+    do: new(argv, status, stderr, result: result)
+
+  def new(argv, status, stderr, opts) do
     %__MODULE__{
       argv: argv,
       status: status,
       stderr_tail: tail(stderr),
       result: opts[:result],
       statuses: opts[:statuses] || [status],
-      stage: opts[:stage] || 1
+      stage: opts[:stage] || if(match?(%Sluice.Pipeline{}, argv), do: nil, else: 1)
     }
   end
 
@@ -62,12 +70,20 @@ defmodule Sluice.ExitError do
           keyword
         ) :: :ok | {:error, t}
   def check(argv, status, statuses, opts, extra \\ []) do
+    known = statuses != nil
     statuses = statuses || [status]
     {stderr, extra} = Keyword.pop(extra, :stderr)
 
     case Sluice.Pipeline.failed_stage(statuses, opts.success_exit_codes, opts.pipefail) do
-      nil -> :ok
-      stage -> {:error, new(argv, status, stderr, [statuses: statuses, stage: stage] ++ extra)}
+      nil ->
+        :ok
+
+      # A pipeline whose statuses are not known: which stage failed is not known either.
+      _stage when not known and is_struct(argv, Sluice.Pipeline) ->
+        {:error, new(argv, status, stderr, [statuses: statuses] ++ extra)}
+
+      stage ->
+        {:error, new(argv, status, stderr, [statuses: statuses, stage: stage] ++ extra)}
     end
   end
 

@@ -240,6 +240,15 @@ defmodule Sluice.Options do
   def proper_list?([_ | tail]), do: proper_list?(tail)
   def proper_list?(_), do: false
 
+  @doc false
+  # How long a caller waits for a server that answers within `within` ms by its own
+  # timer: that and `margin` more, or `:infinity` (also past the longest wait `receive`
+  # takes, which GenServer.call would refuse).
+  @spec answer_wait(timeout, non_neg_integer) :: timeout
+  def answer_wait(:infinity, _margin), do: :infinity
+  def answer_wait(within, margin) when within + margin > 4_294_967_295, do: :infinity
+  def answer_wait(within, margin), do: within + margin
+
   @doc "Validates a timeout argument: a non-negative integer (ms) or `:infinity`."
   @spec timeout!(term, String.t()) :: timeout
   def timeout!(t, name \\ "timeout")

@@ -29,9 +29,11 @@ defmodule Sluice.Process do
   `{:sluice_exit, p, status}` was sent in active mode), the `Sluice.Process` closes its fds
   and ends with reason `:normal`: a long-lived process that runs many programs this way
   leaks nothing. Calls on an ended `Sluice.Process` return `{:error, :closed}`, and calls
-  on one whose node went away (see `:node`) `{:error, :nodedown}`. Every call is bounded:
-  a server that does not answer within the call's own timeout and 5 s more (its node is
-  stopped but still connected) gives `{:error, :timeout}`. With
+  on one whose node went away (see `:node`) `{:error, :nodedown}`. A server that does not
+  answer within the call's own timeout and 10 s more (its node is stopped but still
+  connected) gives `{:error, :timeout}`; the request may still be carried out if the
+  server resumes (what a read takes then is lost to the caller). A call with an
+  `:infinity` timeout waits until the node is declared down. With
   `stderr: :consume`, stderr must be read to EOF too; until then (or until the owner ends)
   the `Sluice.Process` stays.
 
@@ -522,18 +524,15 @@ defmodule Sluice.Process do
   end
 
   # The server answers within the request's own time (its own timer), `within` ms: the
-  # caller waits that plus a margin. A server that cannot answer (its node stopped but
-  # still connected, or a pid that is no Sluice.Process) is then `{:error, :timeout}`,
-  # rather than a wait until distribution gives the node up. A server that is gone means
-  # the program is closed.
-  @answer_margin 5_000
+  # caller waits that plus a margin longer than the server ever blocks (a `stats` or a
+  # managed process's signal waits up to 5 s for the helper program). A server that
+  # cannot answer (its node stopped but still connected, or a pid that is no
+  # Sluice.Process) is then `{:error, :timeout}`, rather than a wait until distribution
+  # gives the node up. A server that is gone means the program is closed.
+  @answer_margin 10_000
 
   defp call(p, request, within \\ 0) do
-    GenServer.call(
-      p,
-      request,
-      if(within == :infinity, do: :infinity, else: within + @answer_margin)
-    )
+    GenServer.call(p, request, Options.answer_wait(within, @answer_margin))
   catch
     :exit, {:timeout, {GenServer, :call, _}} -> {:error, :timeout}
     :exit, {{:shutdown, :helper_down}, _} -> {:error, :helper_down}

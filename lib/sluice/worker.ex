@@ -172,7 +172,7 @@ defmodule Sluice.Worker do
   end
 
   # How long past a call's own timeout its caller waits for the worker's answer.
-  @answer_margin 5_000
+  @answer_margin 10_000
 
   @doc """
   Sends `request` as one frame and returns the program's next frame: `{:ok, response}`
@@ -202,7 +202,7 @@ defmodule Sluice.Worker do
     # arrival), so the caller waits that and a margin: a worker that cannot answer (its
     # node stopped but still connected) is :timeout, one that is gone :closed, one whose
     # node went away :nodedown.
-    wait = if timeout == :infinity, do: :infinity, else: timeout + @answer_margin
+    wait = Options.answer_wait(timeout, @answer_margin)
 
     case GenServer.call(worker, {:call, data, timeout}, wait) do
       {:bad_frame, message} -> raise ArgumentError, message
