@@ -106,6 +106,16 @@ defmodule Sluice.ApiTest do
       assert_raise Sluice.Error, fn -> Sluice.run!(["sluice-missing"]) end
     end
 
+    test "ExitError.new/4 takes a Result in place of options; an unknown failing stage is nil" do
+      result = %Sluice.Result{status: 1, stdout: "x"}
+      assert %{result: ^result, stage: 1} = Sluice.ExitError.new(["false"], 1, nil, result)
+
+      pipeline = Sluice.pipeline([["false"], ["cat"]])
+      unknown = Sluice.ExitError.new(pipeline, 0, nil)
+      assert unknown.stage == nil
+      assert Exception.message(unknown) =~ "false | cat exited with status 0"
+    end
+
     test "bad options raise ArgumentError naming the option" do
       assert_raise ArgumentError, ~r/:timeout/, fn -> Sluice.run(["true"], timeout: -1) end
       assert_raise ArgumentError, ~r/:stderr/, fn -> Sluice.run(["true"], stderr: :consume) end
