@@ -17,7 +17,7 @@ defmodule Sluice.Driver do
     case Remote.node_of(opts) do
       nil ->
         with {:ok, pipes} <- Pipes.open(Options.spawn_spec(argv, opts), deadline) do
-          pipes = Pipes.frame(pipes, Map.get(opts, :framing, :raw), Map.get(opts, :max_frame, 1))
+          pipes = Pipes.frame(pipes, opts)
           {:ok, Pump.new(pipes, Input.new(opts.input))}
         end
 

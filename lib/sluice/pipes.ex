@@ -103,9 +103,23 @@ defmodule Sluice.Pipes do
   @spec stats(t, deadline) :: {{:ok, map} | {:error, atom}, t}
   defdelegate stats(p, deadline), to: Sluice.Pipes.Usage
 
-  @doc "Reads stdout in frames of `framing` (`:raw`: as the bytes come)."
-  @spec frame(t, Framing.framing(), pos_integer) :: t
-  def frame(p, framing, max_frame), do: %{p | decoder: Framing.decoder(framing, max_frame)}
+  @doc """
+  Reads stdout in frames of the options' `:framing` (`:raw`, the default: as the bytes
+  come), none larger than `:max_frame`.
+  """
+  @spec frame(t, map) :: t
+  def frame(p, opts) do
+    framing = Map.get(opts, :framing, :raw)
+    %{p | decoder: Framing.decoder(framing, Map.get(opts, :max_frame, 1))}
+  end
+
+  @doc """
+  Takes the program on for a process that holds it (a `Sluice.Process`, a worker, a remote
+  reader): its channel's messages come to the caller, and stdout is read as `frame/2`
+  says.
+  """
+  @spec hold(t, map) :: t
+  def hold(p, opts), do: p |> control() |> frame(opts)
 
   @doc "Whether decoding stdout failed (a frame over `max_frame`): the program must stop."
   @spec frame_error(t) :: atom | nil

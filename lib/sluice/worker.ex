@@ -235,7 +235,7 @@ defmodule Sluice.Worker do
 
     case Pipes.open(spec, Pipes.deadline(opts.start_timeout)) do
       {:ok, pipes} ->
-        pipes = pipes |> Pipes.control() |> Pipes.frame(opts.framing, opts.max_frame)
+        pipes = Pipes.hold(pipes, opts)
         {log, pipes} = Log.drain_all(Log.new(pipes), pipes)
         {:ok, %__MODULE__{pipes: pipes, log: log}}
 

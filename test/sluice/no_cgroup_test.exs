@@ -13,22 +13,9 @@ defmodule Sluice.NoCgroupTest do
   @grace 500
 
   setup_all do
-    restart_helper(false)
-    on_exit(fn -> restart_helper(:auto) end)
+    Sluice.Case.restart_helper(false)
+    on_exit(fn -> Sluice.Case.restart_helper(:auto) end)
     :ok
-  end
-
-  defp restart_helper(mode) do
-    Application.put_env(:sluice, :cgroup, mode)
-    old = Process.whereis(Sluice.Helper)
-    GenServer.stop(Sluice.Helper)
-
-    assert Sluice.OsProbe.eventually(fn ->
-             pid = Process.whereis(Sluice.Helper)
-             pid != nil and pid != old
-           end)
-
-    if mode == false, do: assert(%{cgroup_root: nil} = Sluice.Helper.info())
   end
 
   for row <- M.rows(), kind <- M.programs() do

@@ -9,20 +9,9 @@ defmodule Sluice.NoCgroupUsageTest do
   alias Sluice.Process, as: P
 
   setup_all do
-    restart_helper(false)
-    on_exit(fn -> restart_helper(:auto) end)
+    Sluice.Case.restart_helper(false)
+    on_exit(fn -> Sluice.Case.restart_helper(:auto) end)
     :ok
-  end
-
-  defp restart_helper(mode) do
-    Application.put_env(:sluice, :cgroup, mode)
-    old = Process.whereis(Sluice.Helper)
-    GenServer.stop(Sluice.Helper)
-
-    assert Sluice.OsProbe.eventually(fn ->
-             pid = Process.whereis(Sluice.Helper)
-             pid != nil and pid != old
-           end)
   end
 
   test "a program tree's CPU time comes from rusage" do

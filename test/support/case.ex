@@ -35,6 +35,25 @@ defmodule Sluice.Case do
     :ok
   end
 
+  @doc """
+  Restarts the helper program with `config :sluice, cgroup: mode` (for a module that runs
+  without cgroups, then with them again) and waits until the new one runs.
+  """
+  @spec restart_helper(boolean | :auto) :: :ok
+  def restart_helper(mode) do
+    Application.put_env(:sluice, :cgroup, mode)
+    old = Process.whereis(Sluice.Helper)
+    GenServer.stop(Sluice.Helper)
+
+    assert Sluice.OsProbe.eventually(fn ->
+             pid = Process.whereis(Sluice.Helper)
+             pid != nil and pid != old
+           end)
+
+    if mode == false, do: assert(%{cgroup_root: nil} = Sluice.Helper.info())
+    :ok
+  end
+
   @doc "How many fds the BEAM has open."
   @spec beam_fds() :: non_neg_integer
   def beam_fds, do: length(File.ls!("/proc/self/fd"))

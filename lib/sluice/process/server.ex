@@ -78,7 +78,7 @@ defmodule Sluice.Process.Server do
       {:ok, pipes} ->
         Process.monitor(owner)
         info = Registry.info(pipes.id)
-        pipes = pipes |> Pipes.control() |> Pipes.frame(framing, Map.get(opts, :max_frame, 1))
+        pipes = Pipes.hold(pipes, opts)
         {log, pipes} = Log.drain_all(Log.new(pipes), pipes)
         s = %__MODULE__{pipes: pipes, owner: owner, controller: owner, info: info, log: log}
         {:ok, %{s | framing: framing}}

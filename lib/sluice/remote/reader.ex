@@ -64,8 +64,7 @@ defmodule Sluice.Remote.Reader do
     case Pipes.open(spec, Pipes.deadline(start_ms), consumer) do
       {:ok, pipes} ->
         Process.monitor(consumer)
-        framing = Map.get(opts, :framing, :raw)
-        pipes = pipes |> Pipes.control() |> Pipes.frame(framing, Map.get(opts, :max_frame, 1))
+        pipes = Pipes.hold(pipes, opts)
         s = %__MODULE__{consumer: consumer, pipes: pipes, turn: Pipes.open_outputs(pipes)}
         # The exit may have been read already (a quick program): it is sent from here on.
         {:ok, s, {:continue, :control}}
