@@ -22,7 +22,7 @@ defmodule Sluice.Helper do
 
   require Logger
 
-  alias Sluice.Helper.{Config, Protocol}
+  alias Sluice.Helper.{Config, PortFrames, Protocol}
   alias Sluice.Native
 
   @conn {__MODULE__, :conn}
@@ -100,13 +100,13 @@ defmodule Sluice.Helper do
   end
 
   # After hello the helper program writes on the port only to reject what arrived there.
-  def handle_info({port, {:data, frame}}, %{helper: %{port: port}} = s) do
-    case Protocol.decode(frame) do
-      {:error, _id, message} -> Logger.error("sluice_helper rejected a request: #{message}")
-      _other -> :ok
-    end
-
-    {:noreply, s}
+  # Anything else is bytes it did not write (a program that reached its stdout): decoded
+  # totally, logged and survived, never a crash (this server's death would stop every
+  # program of the node).
+  def handle_info({port, {:data, data}}, %{helper: %{port: port} = h} = s) do
+    {events, frames} = PortFrames.feed(h.frames, data)
+    Enum.each(events, &port_event/1)
+    {:noreply, %{s | helper: %{h | frames: frames}}}
   end
 
   def handle_info(_other, s), do: {:noreply, s}
@@ -118,6 +118,28 @@ defmodule Sluice.Helper do
     if s.helper && Port.info(s.helper.port), do: Port.close(s.helper.port)
     :ok
   end
+
+  defp port_event({:frame, frame}) do
+    case Protocol.port_frame(frame) do
+      {:rejected, message} ->
+        Logger.error("sluice_helper rejected a request: #{clip(message)}")
+
+      :bad ->
+        Logger.error(
+          "Sluice: ignored a frame on the helper program's port that it did not write " <>
+            "(#{byte_size(frame)} bytes: #{clip(frame)})"
+        )
+    end
+  end
+
+  defp port_event({:oversize, length}) do
+    Logger.error(
+      "Sluice: ignored a frame of #{length} bytes on the helper program's port " <>
+        "(at most #{PortFrames.max_frame()}): the helper program did not write it"
+    )
+  end
+
+  defp clip(bytes), do: inspect(binary_part(bytes, 0, min(byte_size(bytes), 200)))
 
   defp helper_died(s, reason) do
     Logger.warning("Sluice: the helper program died (#{inspect(reason)}); restarting it")
@@ -137,22 +159,32 @@ defmodule Sluice.Helper do
     # The helper program inherits the VM's environment as it is now.
     inherited_env = :os.env()
 
+    # Stream mode: the frames are cut by PortFrames, never by the driver (which would
+    # allocate whatever a length prefix announces).
     port =
       Port.open({:spawn_executable, exe}, [
         :binary,
         :exit_status,
-        {:packet, 4},
+        :stream,
         args: Config.helper_args(config)
       ])
 
-    with {:ok, hello} <- await_hello(port),
+    with {:ok, hello, frames} <- await_hello(port, PortFrames.new()),
          :ok <- Config.check_cgroup(config, hello.cgroup_root),
          {:ok, sock} <- Native.connect(hello.socket) do
       # The socket closes when this server dies: the helper then shuts down.
       :ok = Native.monitor(sock)
       conn = %{sock: sock, os_pid: hello.os_pid, inherited_env: inherited_env}
       :persistent_term.put(@conn, conn)
-      {:ok, %{port: port, sock: sock, os_pid: hello.os_pid, cgroup_root: hello.cgroup_root}}
+
+      {:ok,
+       %{
+         port: port,
+         sock: sock,
+         os_pid: hello.os_pid,
+         cgroup_root: hello.cgroup_root,
+         frames: frames
+       }}
     else
       {:error, reason} ->
         if Port.info(port), do: Port.close(port)
@@ -160,12 +192,25 @@ defmodule Sluice.Helper do
     end
   end
 
-  defp await_hello(port) do
+  defp await_hello(port, frames) do
     receive do
-      {^port, {:data, frame}} ->
-        case Protocol.hello(frame) do
-          {:ok, hello} -> {:ok, hello}
-          :error -> {:error, {:bad_hello, frame}}
+      {^port, {:data, data}} ->
+        case PortFrames.feed(frames, data) do
+          {[], frames} ->
+            await_hello(port, frames)
+
+          {[{:frame, frame} | rest], frames} ->
+            case Protocol.hello(frame) do
+              {:ok, hello} ->
+                Enum.each(rest, &port_event/1)
+                {:ok, hello, frames}
+
+              :error ->
+                {:error, {:bad_hello, frame}}
+            end
+
+          {[{:oversize, length} | _], _frames} ->
+            {:error, {:bad_hello, {:length, length}}}
         end
 
       {^port, {:exit_status, status}} ->

@@ -144,7 +144,8 @@ defmodule Sluice.BadInputTest do
       log =
         capture_log(fn ->
           for frame <- frames do
-            Port.command(port, frame)
+            # The port is in stream mode: the 4-byte length prefix is ours to write.
+            Port.command(port, <<byte_size(frame)::32, frame::binary>>)
             check.()
           end
 

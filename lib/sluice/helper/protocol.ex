@@ -75,10 +75,28 @@ defmodule Sluice.Helper.Protocol do
   @spec stats(pos_integer) :: binary
   def stats(id), do: :erlang.term_to_binary({:stats, id})
 
-  @doc "Decodes one message from a program channel."
+  @doc """
+  Decodes one message from a program channel. Total: a payload that is no term, or a term
+  of no known shape or with impossible contents, is `:bad`.
+  """
   @spec decode(binary) :: reply | :bad
   def decode(payload) do
     payload |> :erlang.binary_to_term([:safe]) |> reply()
+  rescue
+    ArgumentError -> :bad
+  end
+
+  @doc """
+  Decodes one frame from the helper program's port after `hello` (docs/protocol.md): the
+  helper program writes there only to reject a frame that arrived on its stdin. Total:
+  anything else is `:bad`, whatever the bytes.
+  """
+  @spec port_frame(binary) :: {:rejected, binary} | :bad
+  def port_frame(frame) do
+    case :erlang.binary_to_term(frame, [:safe]) do
+      {:error, nil, message} when is_binary(message) -> {:rejected, message}
+      _other -> :bad
+    end
   rescue
     ArgumentError -> :bad
   end
@@ -92,7 +110,7 @@ defmodule Sluice.Helper.Protocol do
   defp reply({:signaled, id, errno}) when is_binary(errno),
     do: {:signaled, id, {:error, Map.get(@errno_by_name, errno, :eunknown)}}
 
-  defp reply({:spawn_error, id, errno, stage, detail}) do
+  defp reply({:spawn_error, id, errno, stage, detail}) when is_binary(detail) do
     reason = Map.get(@errno_by_name, errno, :eunknown)
     stage = Map.get(@stage_by_name, stage, :setup)
     {:spawn_error, id, Error.new(reason, detail, stage: stage)}
@@ -113,6 +131,12 @@ defmodule Sluice.Helper.Protocol do
   # The status keeps its shape; whether a core was dumped, every status of a pipeline and
   # the usage go beside it.
   defp exit_reply(id, status, details) do
+    if status?(status) and statuses?(Map.get(details, :statuses, [])),
+      do: valid_exit_reply(id, status, details),
+      else: :bad
+  end
+
+  defp valid_exit_reply(id, status, details) do
     statuses = Enum.map(Map.get(details, :statuses, []), &status/1)
 
     info = %{
@@ -130,6 +154,16 @@ defmodule Sluice.Helper.Protocol do
        do: usage
 
   defp usage(_other), do: nil
+
+  defp status?({:exited, code}), do: is_integer(code)
+  defp status?(:unknown), do: true
+  defp status?({:signaled, signum, core}), do: is_integer(signum) and is_boolean(core)
+  defp status?(_other), do: false
+
+  # A proper list of statuses.
+  defp statuses?([]), do: true
+  defp statuses?([status | rest]), do: status?(status) and statuses?(rest)
+  defp statuses?(_other), do: false
 
   defp status({:exited, code}), do: code
   defp status(:unknown), do: :unknown

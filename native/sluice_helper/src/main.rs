@@ -62,6 +62,8 @@ fn remove_cgroups(cg: &Option<Cgroups>) {
 
 fn run(args: args::Args) -> i32 {
     sys::ensure_std_fds();
+    // fd 1 is the port: nothing a program inherits may be it (docs/protocol.md).
+    sys::keep_stderr_off_port();
     spawn::raise_fd_limit();
     // Own session: a terminal's Ctrl-C must not hit us; we clean up on stdin EOF.
     let _ = nix::unistd::setsid();

@@ -3,7 +3,7 @@
 //! `spawn/child.rs` (the child between clone and exec) and `seqpacket.rs` (SCM_RIGHTS),
 //! this is one of the three places that may say `unsafe`.
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
 use nix::errno::Errno;
@@ -198,6 +198,34 @@ pub fn ensure_std_fds() {
             }
         }
     }
+}
+
+/// Makes sure the helper program's stderr is not its stdout, the port: programs inherit
+/// stderr (`stdout: :inherit`, `stderr: :inherit`, a kill command's output), and no byte a
+/// program writes may reach the port. Should fd 2 be the same open file as fd 1 (a port
+/// opened with `stderr_to_stdout`), it becomes `/dev/null`. Returns whether it was moved.
+pub fn keep_stderr_off_port() -> bool {
+    let (out, err) = (std::io::stdout(), std::io::stderr());
+    let same = match (
+        nix::sys::stat::fstat(out.as_fd()),
+        nix::sys::stat::fstat(err.as_fd()),
+    ) {
+        (Ok(out), Ok(err)) => out.st_dev == err.st_dev && out.st_ino == err.st_ino,
+        _ => false,
+    };
+    if !same {
+        return false;
+    }
+    // SAFETY: open() of a constant C string; dup2 onto fd 2 replaces only the helper
+    // program's own stderr; close() of the fd just opened here.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if null >= 0 {
+            libc::dup2(null, 2);
+            libc::close(null);
+        }
+    }
+    true
 }
 
 /// SIGPIPE ignored: a write to a closed pipe or socket is an EPIPE to handle, not death.

@@ -256,6 +256,7 @@ impl Stdio {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_protocol::FileOutput;
 
     #[test]
     fn roles_follow_the_stderr_mode() {
@@ -348,6 +349,87 @@ mod tests {
         };
         let refused = Stdio::open(&spec, false).err().expect("refused");
         assert_eq!((refused.errno, refused.stage), (Errno::EINVAL, Stage::Spec));
+    }
+
+    /// The audit of issue 19 (finding 4): the helper program's fd 1 is the port, so no
+    /// program may ever get it. Whatever the spec, the child's fds 0 and 1 are always set
+    /// by Sluice (a pipe, a terminal, `/dev/null`, a file, or for `stdout: :inherit` a
+    /// copy of the helper program's stderr), so fds 0 and 1 are never inherited; fd 2 is
+    /// set, or the helper program's stderr (never its stdout: `sys::keep_stderr_off_port`).
+    #[test]
+    fn no_program_inherits_the_port() {
+        let dir = std::env::temp_dir().join(format!("sluice-stdio-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str| dir.join(name).as_os_str().as_encoded_bytes().to_vec();
+        let output = |name: &str| FileOutput {
+            path: file(name),
+            append: true,
+            mode: 0o600,
+        };
+        std::fs::write(dir.join("in"), b"").unwrap();
+        let stdins = [
+            StdinMode::Pipe,
+            StdinMode::Null,
+            StdinMode::File(file("in")),
+        ];
+        let stdouts = [
+            StdoutMode::Pipe,
+            StdoutMode::Null,
+            StdoutMode::Inherit,
+            StdoutMode::File(output("out")),
+        ];
+        let stderrs = [
+            StderrMode::Pipe,
+            StderrMode::Stdout,
+            StderrMode::Null,
+            StderrMode::Inherit,
+            StderrMode::File(output("err")),
+        ];
+        let pty = sluice_protocol::PtySpec {
+            rows: 24,
+            cols: 80,
+            modes: vec![],
+        };
+        let mut checked = 0;
+        for stdin in &stdins {
+            for stdout in &stdouts {
+                for stderr in &stderrs {
+                    for (use_stdio, pty) in [(true, None), (false, None), (true, Some(&pty))] {
+                        let spec = SpawnSpec {
+                            stdin: stdin.clone(),
+                            stdout: stdout.clone(),
+                            stderr: stderr.clone(),
+                            use_stdio,
+                            pty: pty.cloned(),
+                            ..SpawnSpec::default()
+                        };
+                        let Ok(s) = Stdio::open(&spec, false) else {
+                            continue; // refused combinations start nothing
+                        };
+                        let fds = s.child_fds();
+                        let what = format!("{spec:?}: {fds:?}");
+                        assert!(fds[0] >= FIRST_SOURCE_FD, "{what}");
+                        assert!(fds[1] >= FIRST_SOURCE_FD, "{what}");
+                        assert!(fds[2] == -1 || fds[2] >= FIRST_SOURCE_FD, "{what}");
+                        let inherited = matches!(stderr, StderrMode::Inherit)
+                            || (matches!(stderr, StderrMode::Stdout) && fds[2] == -1);
+                        assert_eq!(fds[2] == -1, inherited, "{what}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 50, "{checked}");
+        // A kill command's spec (kill_command.rs): /dev/null in, output to stderr's copy.
+        let spec = SpawnSpec {
+            stdin: StdinMode::Null,
+            stdout: StdoutMode::Inherit,
+            stderr: StderrMode::Inherit,
+            ..SpawnSpec::default()
+        };
+        let fds = Stdio::open(&spec, false).unwrap().child_fds();
+        assert!(fds[0] >= FIRST_SOURCE_FD && fds[1] >= FIRST_SOURCE_FD && fds[2] == -1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
