@@ -259,7 +259,10 @@ defmodule Sluice.Process do
   `ArgumentError` for a pid that is not a positive integer, for pid 1, the VM itself and
   the helper program. `{:error, %Sluice.Error{stage: :manage}}` with reason `:esrch` when
   no such process runs, `:eperm` when this node may not signal it, `:ebusy` when Sluice
-  started or manages it already; `:timeout` or `:helper_down` as for `start/2`.
+  started or manages it already, `:einval` (the message says why) for what the VM depends
+  on (its `erl_child_setup`, its `heart` program, `epmd`), a kernel thread (no signal ends
+  it) and a thread id that is not its process's; `:timeout` or `:helper_down` as for
+  `start/2`.
 
       iex> {out, 0} = System.cmd("sh", ["-c", "sleep 60 > /dev/null & echo $!"])
       iex> {:ok, p} = Sluice.Process.manage(String.to_integer(String.trim(out)))

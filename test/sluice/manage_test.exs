@@ -133,6 +133,67 @@ defmodule Sluice.ManageTest do
     assert {:ok, _} = P.stop(prog, 1_000)
   end
 
+  describe "refused: what the VM depends on, kernel threads, thread ids (issue 19, finding 5)" do
+    # stop_on_owner_exit: false, so that an adoption that wrongly succeeds does not SIGTERM
+    # what it adopted when the test ends (erl_child_setup's death aborts the VM).
+    defp refused(os_pid) do
+      case P.manage(os_pid, stop_on_owner_exit: false) do
+        {:error, %Sluice.Error{stage: :manage, reason: :einval, message: message}} ->
+          message
+
+        other ->
+          with {:ok, p} <- other, do: GenServer.stop(p)
+          flunk("#{os_pid} was not refused: #{inspect(other)}")
+      end
+    end
+
+    defp vm, do: String.to_integer(System.pid())
+
+    test "the VM's erl_child_setup" do
+      [child_setup] = for pid <- children(vm()), comm(pid) == "erl_child_setup", do: pid
+
+      assert refused(child_setup) =~ ~r/#{child_setup} is the VM's erl_child_setup/
+      assert alive?(child_setup)
+    end
+
+    test "kernel threads: kthreadd and a kworker" do
+      assert comm(2) == "kthreadd"
+      assert refused(2) =~ "2 is a kernel thread"
+      [kworker | _] = for pid <- children(2), comm(pid) =~ "kworker", do: pid
+      assert refused(kworker) =~ "#{kworker} is a kernel thread"
+    end
+
+    test "a thread id: the VM's threads, and another process's" do
+      [tid | _] = for t <- File.ls!("/proc/self/task"), t != System.pid(), do: t
+      tid = String.to_integer(tid)
+      assert refused(tid) =~ "#{tid} is a thread of process #{vm()} (the VM)"
+
+      # A thread of a program (a Python thread that sleeps beside the main one).
+      code =
+        "import threading, time; threading.Thread(target=time.sleep, args=(300,)).start(); " <>
+          "print('ready', flush=True); time.sleep(300)"
+
+      {:ok, prog} = P.start_link(["python3", "-c", code], kill_grace: 500)
+      assert {:ok, "ready" <> _} = P.read(prog, 100, 5_000)
+      leader = P.os_pid(prog)
+      [thread] = File.ls!("/proc/#{leader}/task") -- ["#{leader}"]
+      assert refused(String.to_integer(thread)) =~ "#{thread} is a thread of process #{leader}"
+      {:ok, _} = P.stop(prog, 1_000)
+    end
+
+    test "the VM itself and the helper program are ArgumentErrors, as before" do
+      assert_raise ArgumentError, ~r/VM/, fn -> P.manage(vm()) end
+      assert_raise ArgumentError, ~r/helper/, fn -> P.manage(helper_pid()) end
+    end
+  end
+
+  defp comm(pid) do
+    case File.read("/proc/#{pid}/comm") do
+      {:ok, name} -> String.trim_trailing(name, "\n")
+      _ -> nil
+    end
+  end
+
   @tag :external_vm
   @tag :tmp_dir
   test "eperm: a node that may not signal the process is refused", %{tmp_dir: dir} do

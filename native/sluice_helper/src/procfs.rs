@@ -9,12 +9,17 @@ pub struct Stat {
     pub state: char,
     pub ppid: i32,
     pub pgrp: i32,
+    /// The kernel's `PF_*` flags (field 9): [`PF_KTHREAD`] marks a kernel thread.
+    pub flags: u32,
     /// Start time in clock ticks since boot: tells a process from a later one with the
     /// same pid.
     pub starttime: u64,
     /// CPU time in clock ticks: its own (user, system), and that of the children it reaped.
     pub cpu_ticks: [u64; 4],
 }
+
+/// `PF_KTHREAD` of `include/linux/sched.h`: the process is a kernel thread.
+pub const PF_KTHREAD: u32 = 0x0020_0000;
 
 /// Parses the content of `/proc/PID/stat`. The command name (field 2) may contain spaces
 /// and parentheses, so fields are counted from the last `)`.
@@ -26,6 +31,7 @@ pub fn parse_stat(s: &str) -> Option<Stat> {
         state: f.first()?.chars().next()?,
         ppid: f.get(1)?.parse().ok()?,
         pgrp: f.get(2)?.parse().ok()?,
+        flags: f.get(6)?.parse().ok()?,
         starttime: f.get(19)?.parse().ok()?,
         // Fields 14-17: utime, stime, cutime, cstime.
         cpu_ticks: [11, 12, 13, 14].map(|i| f.get(i).and_then(|v| v.parse().ok()).unwrap_or(0)),
@@ -52,6 +58,19 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| stat(pid).is_some_and(|st| st.pgrp == pgid))
         .collect()
+}
+
+/// `Tgid` of `/proc/PID/status`: the thread group (the process) that `pid` belongs to; a
+/// thread id that is not its group's leader has another. `/proc/TID` of any thread can be
+/// read, though it is not listed.
+pub fn tgid(pid: i32) -> Option<i32> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_tgid(&s)
+}
+
+fn parse_tgid(status: &str) -> Option<i32> {
+    let line = status.lines().find_map(|l| l.strip_prefix("Tgid:"))?;
+    line.trim().parse().ok()
 }
 
 /// `/proc/PID/comm` without the newline.
@@ -133,6 +152,7 @@ mod tests {
                 state: 'S',
                 ppid: 1,
                 pgrp: 1234,
+                flags: 4194560,
                 starttime: 98765,
                 cpu_ticks: [1, 2, 0, 0],
             }
@@ -148,6 +168,27 @@ mod tests {
         assert_eq!(s.ppid, nix::unistd::getppid().as_raw());
         assert!(same_live_process(me, s.starttime).is_some());
         assert!(same_live_process(me, s.starttime + 1).is_none());
+    }
+
+    #[test]
+    fn kernel_threads_and_thread_groups() {
+        // kthreadd (pid 2) is a kernel thread on every Linux; we are not.
+        let kthreadd = stat(2).unwrap();
+        assert_ne!(kthreadd.flags & PF_KTHREAD, 0);
+        let me = std::process::id() as i32;
+        assert_eq!(stat(me).unwrap().flags & PF_KTHREAD, 0);
+        assert_eq!(tgid(me), Some(me));
+        assert_eq!(parse_tgid("Name:\tx\nTgid:\t42\nPid:\t43\n"), Some(42));
+        assert_eq!(parse_tgid("Name:\tx\n"), None);
+        // A thread of ours: its own id, our thread group.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            tx.send(nix::unistd::gettid().as_raw()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        });
+        let tid = rx.recv().unwrap();
+        assert_eq!(tgid(tid), Some(me));
+        t.join().unwrap();
     }
 
     #[test]
