@@ -156,6 +156,17 @@ defmodule Sluice.ManageTest do
       assert alive?(child_setup)
     end
 
+    test "epmd, which distributed nodes register with" do
+      # Started as every distributed VM starts it (a no-op when one runs already).
+      {_, 0} = System.cmd("epmd", ["-daemon"])
+
+      # The oldest epmd: the daemon (one started while another runs exits at once).
+      {epmd, 0} = System.cmd("pgrep", ["-o", "-x", "epmd"])
+      epmd = epmd |> String.trim() |> String.to_integer()
+      assert refused(epmd) =~ "#{epmd} is epmd"
+      assert alive?(epmd)
+    end
+
     test "kernel threads: kthreadd and a kworker" do
       assert comm(2) == "kthreadd"
       assert refused(2) =~ "2 is a kernel thread"
