@@ -32,6 +32,8 @@ defmodule Sluice.Helper do
   @backoff_cap 500
   @stable_ms 5_000
   @hello_timeout 10_000
+  # How long a holder waits for the dead helper program's sweep before it tells its owner.
+  @swept_timeout 2_000
 
   @typedoc "How callers reach the helper program."
   @type conn :: %{sock: Native.fd(), os_pid: pos_integer, inherited_env: [{charlist, charlist}]}
@@ -60,6 +62,19 @@ defmodule Sluice.Helper do
   @spec info() :: %{os_pid: pos_integer | nil, cgroup_root: String.t() | nil}
   def info, do: GenServer.call(__MODULE__, :info, 5_000)
 
+  @doc false
+  # Called by the holder of a program that saw its channel hang up (the helper program
+  # `os_pid` died): returns once the dead helper program's cgroup was killed, so that the
+  # holder tells its owner only then (an owner may be all that keeps the VM alive: when it
+  # ends, the VM may halt before a new helper program could sweep). Bounded; without
+  # cgroups there is nothing to kill.
+  @spec await_swept(pos_integer) :: :ok
+  def await_swept(os_pid) do
+    GenServer.call(__MODULE__, {:swept, os_pid}, @swept_timeout)
+  catch
+    :exit, _ -> :ok
+  end
+
   @impl true
   def init(_opts) do
     Process.flag(:trap_exit, true)
@@ -67,7 +82,7 @@ defmodule Sluice.Helper do
 
     case start_helper(config) do
       {:ok, helper} ->
-        {:ok, %{config: config, helper: helper, backoff: 0, started: now()}}
+        {:ok, %{config: config, helper: helper, backoff: 0, started: now(), waiting: []}}
 
       {:error, reason} ->
         {:stop, reason}
@@ -80,6 +95,20 @@ defmodule Sluice.Helper do
 
   def handle_call(:info, _from, %{helper: h} = s),
     do: {:reply, %{os_pid: h.os_pid, cgroup_root: h.cgroup_root}, s}
+
+  # The running helper program's death may not have reached this server yet (the port's
+  # exit comes after the channels' hang-ups): if /proc says it is dead, sweep now, else
+  # answer once the port says so. Any other pid is a helper program swept already.
+  def handle_call({:swept, os_pid}, from, %{helper: %{os_pid: os_pid} = h} = s) do
+    if dead?(os_pid) do
+      sweep(h)
+      {:reply, :ok, s}
+    else
+      {:noreply, %{s | waiting: [from | s.waiting]}}
+    end
+  end
+
+  def handle_call({:swept, _os_pid}, _from, s), do: {:reply, :ok, s}
 
   @impl true
   def handle_info({port, {:exit_status, status}}, %{helper: %{port: port}} = s),
@@ -114,8 +143,22 @@ defmodule Sluice.Helper do
   @impl true
   def terminate(_reason, s) do
     :persistent_term.erase(@conn)
-    # Closing the port closes the helper's stdin: it stops every program and exits.
-    if s.helper && Port.info(s.helper.port), do: Port.close(s.helper.port)
+
+    cond do
+      s.helper == nil ->
+        # Between a death and the restart: the dead helper program was swept already.
+        :ok
+
+      dead?(s.helper.os_pid) or Port.info(s.helper.port) == nil ->
+        # Dead, and the port's exit not handled yet: no new helper program will sweep.
+        sweep(s.helper)
+
+      true ->
+        # Closing the port closes the helper's stdin: it stops every program and exits.
+        Port.close(s.helper.port)
+    end
+
+    Enum.each(s.waiting, &GenServer.reply(&1, :ok))
     :ok
   end
 
@@ -145,8 +188,37 @@ defmodule Sluice.Helper do
     Logger.warning("Sluice: the helper program died (#{inspect(reason)}); restarting it")
     :persistent_term.erase(@conn)
     Native.close(s.helper.sock)
+    # First, before anything else can happen (a halt of the VM included): what the dead
+    # helper program started dies now, not when a new one sweeps at its start.
+    sweep(s.helper)
+    Enum.each(s.waiting, &GenServer.reply(&1, :ok))
     backoff = if now() - s.started > @stable_ms, do: 0, else: s.backoff
-    schedule_restart(%{s | helper: nil, backoff: backoff})
+    schedule_restart(%{s | helper: nil, backoff: backoff, waiting: []})
+  end
+
+  # cgroup.kill on the dead helper program's cgroup: SIGKILL to everything in it (the
+  # setsid escapees, daemons and children its PDEATHSIG does not reach), synchronously.
+  # The cgroup itself is removed by the next helper program's sweep at its start.
+  defp sweep(%{cgroup_root: nil}), do: :ok
+
+  defp sweep(%{cgroup_root: root, os_pid: os_pid}) do
+    case File.write(Path.join([root, "h#{os_pid}", "cgroup.kill"]), "1") do
+      :ok -> :ok
+      {:error, :enoent} -> :ok
+      {:error, reason} -> Logger.error("Sluice: cannot kill h#{os_pid}'s cgroup: #{reason}")
+    end
+  end
+
+  # Whether the helper program `os_pid` has died: gone, a zombie, or its pid reused.
+  defp dead?(os_pid) do
+    case File.read("/proc/#{os_pid}/stat") do
+      {:ok, stat} ->
+        [_, rest] = String.split(stat, ") ", parts: 2)
+        String.starts_with?(rest, ["Z", "X"]) or not String.contains?(stat, "(sluice_helper)")
+
+      {:error, _} ->
+        true
+    end
   end
 
   defp schedule_restart(s) do

@@ -43,6 +43,9 @@ defmodule Sluice.Pipes do
     :kill,
     :decoder,
     :terminal,
+    # The OS pid of the helper program that started it, when it has a cgroup: its death
+    # is swept (Sluice.Helper.await_swept/1) before the holder hears of it.
+    :helper,
     fds: %{},
     open: %{},
     exit: :running,
@@ -73,7 +76,8 @@ defmodule Sluice.Pipes do
           started_at: integer | nil,
           decoder: Framing.t() | nil,
           origin: :spawned | :managed,
-          terminal: Terminal.t() | nil
+          terminal: Terminal.t() | nil,
+          helper: pos_integer | nil
         }
 
   # How much longer than the grace a stopped program's exit may take to be reported.
@@ -331,8 +335,10 @@ defmodule Sluice.Pipes do
         p
 
       # EOF: the helper program died (it never closes a live program's channel first).
+      # Its cgroup is killed before anyone is told (issue 19, finding 10).
       _eof_or_error ->
         Registry.remove(p.id)
+        if p.exit == :running and p.helper, do: Sluice.Helper.await_swept(p.helper)
         if p.exit == :running, do: %{p | exit: :lost}, else: p
     end
   end
