@@ -48,6 +48,93 @@ defmodule Sluice.KillCommandTest do
     assert OsProbe.eventually(fn -> not running?.() end)
   end
 
+  describe "everything a kill command starts is stopped at the deadline (issue 19, finding 9)" do
+    # The kill command leaves a background child and a setsid child, each reporting its
+    # pid, then ends (`wait: false`) or keeps running until the deadline (`wait: true`).
+    defp leaving_children(pidfile, wait) do
+      script =
+        "sleep 300 & echo $! >> \"$1\"; setsid sleep 300 & echo $! >> \"$1\"; " <>
+          if(wait, do: "exec sleep 300", else: "exit 0")
+
+      # The path goes as an argument: the test's directory has parentheses and quotes.
+      ["sh", "-c", script, "sh", pidfile]
+    end
+
+    defp children_of_kill_command(pidfile) do
+      assert eventually(fn -> match?({:ok, text} when byte_size(text) > 0, File.read(pidfile)) end)
+
+      assert eventually(fn ->
+               pidfile |> File.read!() |> String.split() |> length() == 2
+             end)
+
+      pidfile |> File.read!() |> String.split() |> Enum.map(&String.to_integer/1)
+    end
+
+    # The program ignores SIGTERM: it lives until the deadline, whatever the command does.
+    defp stop_with(kill_command, grace) do
+      p = start_ready(["sh", "-c", @stubborn], kill_command: kill_command, kill_grace: grace)
+      assert {:ok, {:signal, :sigkill}} = P.stop(p, grace)
+    end
+
+    @tag :tmp_dir
+    @tag :cgroup
+    test "with cgroups: background and setsid children, the command ended or not",
+         %{tmp_dir: dir} do
+      for wait <- [false, true] do
+        pidfile = Path.join(dir, "kill-#{wait}.pids")
+        stop_with(leaving_children(pidfile, wait), 500)
+        children = children_of_kill_command(pidfile)
+        # At the deadline, with the program: gone (reaped by the helper program).
+        assert eventually(fn -> not Enum.any?(children, &alive?/1) end, 1_000),
+               "kill command children left (wait: #{wait}): #{inspect(children)}"
+      end
+    end
+
+    @tag :tmp_dir
+    @tag :cgroup
+    test "with cgroups: a program that ends early still has its kill command's children " <>
+           "stopped at the deadline",
+         %{tmp_dir: dir} do
+      pidfile = Path.join(dir, "kill.pids")
+
+      command = [
+        "sh",
+        "-c",
+        "sleep 300 & echo $! >> \"$1\"; setsid sleep 300 & echo $! >> \"$1\"; " <>
+          "kill -USR1 $CHILD_PID",
+        "sh",
+        pidfile
+      ]
+
+      p = start_ready(["sh", "-c", @stubborn], kill_command: command, kill_grace: 1_000)
+      assert {:ok, 7} = P.stop(p, 1_000)
+      children = children_of_kill_command(pidfile)
+      assert eventually(fn -> not Enum.any?(children, &alive?/1) end, 2_000)
+    end
+
+    @tag :tmp_dir
+    test "without cgroups: its group, and its descendants while it runs", %{tmp_dir: dir} do
+      Sluice.Case.restart_helper(false)
+      on_exit(fn -> Sluice.Case.restart_helper(:auto) end)
+
+      # Still running at the deadline: every descendant is found and killed.
+      pidfile = Path.join(dir, "running.pids")
+      stop_with(leaving_children(pidfile, true), 500)
+      children = children_of_kill_command(pidfile)
+      assert eventually(fn -> not Enum.any?(children, &alive?/1) end, 1_000)
+
+      # Ended before it: its group is killed; a setsid child, in no group or tree of
+      # Sluice's any more, survives (docs/guarantees.md), and is killed here.
+      pidfile = Path.join(dir, "ended.pids")
+      stop_with(leaving_children(pidfile, false), 500)
+      [background, setsid] = children_of_kill_command(pidfile)
+      assert eventually(fn -> not alive?(background) end, 1_000)
+      assert alive?(setsid)
+      System.cmd("kill", ["-KILL", "#{setsid}"])
+      assert eventually(fn -> not alive?(setsid) end)
+    end
+  end
+
   test "run's timeout uses the kill command too" do
     assert {:error, %Sluice.Error{reason: :timeout, result: %{status: 7}}} =
              Sluice.run(["sh", "-c", @stubborn],

@@ -195,6 +195,22 @@ impl Cgroups {
     }
 }
 
+/// The cgroup a program's kill command runs in: `kill` inside the program's own, created
+/// if needed, with its `cgroup.procs` open for the child to join. Inside, so that the
+/// program's `cgroup.kill` at the deadline reaches the command and everything it started
+/// (setsid children included), its members count while the program's cgroup is populated,
+/// and they are not the program's own escapees (`procs` of the program's cgroup lists
+/// only its direct members).
+pub fn kill_command_cgroup(program: &Path) -> io::Result<(PathBuf, OwnedFd)> {
+    let dir = program.join("kill");
+    match fs::create_dir(&dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let fd = open_procs(&dir)?;
+    Ok((dir, fd))
+}
+
 /// Opens a cgroup's `cgroup.procs` for writing (std opens with O_CLOEXEC).
 fn open_procs(dir: &Path) -> io::Result<OwnedFd> {
     let f = OpenOptions::new()

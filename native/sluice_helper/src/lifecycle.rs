@@ -76,8 +76,17 @@ pub struct Program {
     pub cpu_baseline: Option<(u64, u64)>,
     /// Run instead of sending `kill_signal` on a stop, when set.
     pub kill_command: Option<Vec<Vec<u8>>>,
-    /// The kill command while it runs (un-reaped: its pid is still ours).
-    pub killer: Option<i32>,
+    /// The kill command, once a stop started it.
+    pub killer: Option<Killer>,
+}
+
+/// The kill command of a program's stop, once started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Killer {
+    /// Not reaped: its pid (and its group's id) is ours.
+    Running(i32),
+    /// Reaped; what it started may still run (in its group, or its cgroup).
+    Ended(i32),
 }
 
 /// What closing the channel left to do.
@@ -234,12 +243,19 @@ impl Program {
         self.phase = Phase::Stopping { deadline };
     }
 
-    /// SIGKILL to everything left, the kill command included.
+    /// Whether `pid` is this program's kill command, still running.
+    pub fn killer_running(&self, pid: i32) -> bool {
+        self.killer == Some(Killer::Running(pid))
+    }
+
+    /// SIGKILL to everything left, the kill command and what it started included (with a
+    /// cgroup, `cgroup.kill` of the program's reaches its `kill` cgroup).
     pub fn kill_now(&mut self, kids: &Children) {
-        kill::hard_kill(self, kids);
+        // Before the program's own kill, which could orphan the command's descendants.
         if let Some(killer) = self.killer {
-            kill_command::end(killer);
+            kill_command::end(killer, kids);
         }
+        kill::hard_kill(self, kids);
         self.phase = Phase::Killed;
     }
 
@@ -251,9 +267,9 @@ impl Program {
         else {
             return false;
         };
-        match kill_command::start(argv, self.pid) {
+        match kill_command::start(argv, self.pid, self.cgroup.as_deref()) {
             Ok(pid) => {
-                self.killer = Some(pid);
+                self.killer = Some(Killer::Running(pid));
                 true
             }
             Err(why) => {
@@ -296,8 +312,15 @@ impl Program {
     /// Whether anything of the program may still run: the leader, a member of its cgroup,
     /// or (without a cgroup) a member of its group or a walked descendant.
     pub fn remains(&self, kids: &Children) -> bool {
-        // A kill command still running is the program's too, until its deadline.
-        if self.leader == Leader::Running || self.killer.is_some() {
+        // A kill command and what it started are the program's too, until its deadline:
+        // with a cgroup they are in it (its `kill` cgroup); without, the command until it
+        // is reaped, then the members of its group.
+        let killer = match self.killer {
+            Some(Killer::Running(_)) => true,
+            Some(Killer::Ended(pid)) => self.cgroup.is_none() && kids.has_group(pid),
+            None => false,
+        };
+        if self.leader == Leader::Running || killer {
             return true;
         }
         match &self.cgroup {
@@ -337,6 +360,19 @@ mod tests {
         assert_eq!(p.on_channel_closed(&Children::new()), AfterClose::Forget);
         assert_eq!(p.phase, Phase::Running);
         assert!(p.lingering());
+    }
+
+    #[test]
+    fn a_kill_command_is_the_programs_until_it_and_its_group_are_gone() {
+        let mut p = program();
+        let kids = Children::new();
+        assert!(!p.remains(&kids));
+        // Running: the program lingers whatever its own processes do.
+        p.killer = Some(Killer::Running(i32::MAX));
+        assert!(p.remains(&kids) && p.killer_running(i32::MAX));
+        // Reaped, and no member of its group is our child: nothing of it is left.
+        p.killer = Some(Killer::Ended(i32::MAX));
+        assert!(!p.remains(&kids) && !p.killer_running(i32::MAX));
     }
 
     #[test]

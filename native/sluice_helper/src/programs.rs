@@ -16,9 +16,9 @@ use crate::cgroup::{self, Cgroups};
 use crate::channels::{self, ChannelEvent, SpawnMessage};
 use crate::errors::errno_name;
 use crate::kill::{self, Children};
-use crate::lifecycle::{AfterClose, Member, Program};
+use crate::lifecycle::{AfterClose, Killer, Member, Program};
 use crate::managed::Managed;
-use crate::spawn;
+use crate::spawn::{self, Placement};
 use crate::sys::{self, Wait};
 
 /// How often lingering programs (channel closed, leader reaped, remnants being killed)
@@ -174,7 +174,12 @@ impl Programs {
             return send(channel.as_fd(), &reply);
         }
         let roomy = self.table.values().filter(|p| p.roomy).count() < ROOMY_PROGRAMS;
-        let started = match spawn::spawn(spec, self.helper_pid, self.cgroups.as_mut(), roomy) {
+        let started = match spawn::spawn(
+            spec,
+            self.helper_pid,
+            Placement::Program(self.cgroups.as_mut()),
+            roomy,
+        ) {
             Ok(s) => s,
             Err(f) => {
                 let reason = f.reason_name();
@@ -353,9 +358,10 @@ impl Programs {
                 // Exec failed: already reported as spawn_error, reaped silently.
                 self.stale_cgroups.extend(cg);
                 self.dirty = true;
-            } else if let Some(p) = self.table.values_mut().find(|p| p.killer == Some(pid)) {
-                // A kill command ended: its pid is no longer ours to signal.
-                p.killer = None;
+            } else if let Some(p) = (self.table.values_mut()).find(|p| p.killer_running(pid)) {
+                // A kill command ended: its pid is no longer ours to signal (its group's
+                // id stays one while a member of the group is our child).
+                p.killer = Some(Killer::Ended(pid));
             } else if let Some(status) = exit_status(status) {
                 // An adopted orphan: its status matters only if it is managed.
                 self.orphans.push((pid, status));

@@ -76,13 +76,23 @@ impl SpawnFailure {
     }
 }
 
+/// The cgroup a spawn's children join.
+pub enum Placement<'a> {
+    /// A program: a cgroup of its own from the pool, or none without cgroups.
+    Program(Option<&'a mut Cgroups>),
+    /// A kill command: the `kill` cgroup inside this program's (`cgroup::kill_command_cgroup`).
+    KillCommand(&'a std::path::Path),
+    /// No cgroup (a kill command of a program without one).
+    Nowhere,
+}
+
 /// Starts one program, or every stage of a pipeline; returns once all have exec'ed or one
 /// failed (the stages started before it are killed then, to be reaped silently).
 /// `roomy`: the stdout pipe may be enlarged (the caller keeps the budget).
 pub fn spawn(
     spec: &SpawnSpec,
     helper_pid: i32,
-    cgroups: Option<&mut Cgroups>,
+    placement: Placement<'_>,
     roomy: bool,
 ) -> Result<Spawned, SpawnFailure> {
     let applied = credentials::resolve(&spec.control)?;
@@ -102,16 +112,21 @@ pub fn spawn(
         false => Some(pipeline::Links::open(spec, &stdio)?),
     };
     let roomy = stdio.roomy;
-    let (cgroup, procs) = match cgroups {
-        Some(cg) => match cg.create_program() {
+    let cgroup_failure = |e: std::io::Error, dir: &std::path::Path| {
+        let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+        let what = format!("cannot create a cgroup in {}", dir.display());
+        SpawnFailure::before_fork(errno, Stage::Cgroup, &what)
+    };
+    let (cgroup, procs) = match placement {
+        Placement::Program(Some(cg)) => match cg.create_program() {
             Ok((dir, fd)) => (Some(dir), Some(fd)),
-            Err(e) => {
-                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-                let what = format!("cannot create a cgroup in {}", cg.dir.display());
-                return Err(SpawnFailure::before_fork(errno, Stage::Cgroup, &what));
-            }
+            Err(e) => return Err(cgroup_failure(e, &cg.dir)),
         },
-        None => (None, None),
+        Placement::KillCommand(program) => match crate::cgroup::kill_command_cgroup(program) {
+            Ok((dir, fd)) => (Some(dir), Some(fd)),
+            Err(e) => return Err(cgroup_failure(e, program)),
+        },
+        Placement::Program(None) | Placement::Nowhere => (None, None),
     };
 
     let mut members: Vec<i32> = Vec::with_capacity(commands.len());
