@@ -26,6 +26,10 @@ defmodule Sluice.Pty do
   on (the default), and `Sluice.Process.close_stdin/1` sends the terminal's EOF
   character at the start of a line rather than closing anything.
 
+  With `:user`, the terminal belongs to that user as a login leaves it (owner the user,
+  group `tty`, mode 0620; the user's group and 0600 where there is no `tty` group), so
+  the program can reopen it by name (`$(tty)`; `screen`, `pinentry` and `ssh` do).
+
   ## Modes
 
   Every mode name of the RFC is accepted (lowercase atoms), plus `iutf8` (RFC 8160):

@@ -5,13 +5,15 @@
 //! closed right after the clone, so the master reads EOF (EIO) once the program and
 //! everything it started have closed theirs.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::OnceLock;
 
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{fchmod, Mode};
 use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
+use nix::unistd::{fchown, Gid, Group, Uid};
 use sluice_protocol::{PtySpec, Stage};
 
 use super::modes;
@@ -48,9 +50,50 @@ pub fn open_pty(spec: &PtySpec) -> Result<Pty, SpawnFailure> {
     })
 }
 
+/// The group a login gives terminals: `tty`, where the system has one (looked up once:
+/// `getgrnam_r` reads the group database, which does not change under a running node).
+fn tty_group() -> Option<libc::gid_t> {
+    static TTY: OnceLock<Option<libc::gid_t>> = OnceLock::new();
+    *TTY.get_or_init(|| {
+        Group::from_name("tty")
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw())
+    })
+}
+
+/// Owner, group and mode of the terminal of a program that runs as user `uid` (group
+/// `gid`): as login(1) and sshd leave it, the user and the `tty` group with 0620 (the group
+/// may write to it: `write`, `wall`), or without a `tty` group the user's group and 0600.
+pub fn ownership(
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    tty: Option<libc::gid_t>,
+) -> (libc::uid_t, libc::gid_t, u32) {
+    match tty {
+        Some(tty) => (uid, tty, 0o620),
+        None => (uid, gid, 0o600),
+    }
+}
+
+/// Hands the terminal to the user the program runs as (`user:`), before the clone: the
+/// kernel made it root's, 0600 (the helper program opened it), and the program could not
+/// reopen it by name (`$(tty)`, `screen`, `pinentry`, `ssh`'s prompts).
+pub fn give_to(
+    slave: BorrowedFd<'_>,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+) -> Result<(), SpawnFailure> {
+    let (uid, gid, mode) = ownership(uid, gid, tty_group());
+    fchown(slave, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+        .map_err(|e| failure(e, "cannot give the terminal to the user"))?;
+    fchmod(slave, Mode::from_bits_truncate(mode))
+        .map_err(|e| failure(e, "cannot set the terminal's mode"))
+}
+
 /// Applies the modes over the kernel's defaults, then reads them back: a mode the
 /// terminal refused (EINVAL, or silently kept as it was) fails the spawn.
-fn set_modes(slave: std::os::fd::BorrowedFd<'_>, wanted: &[(u8, u32)]) -> Result<(), SpawnFailure> {
+fn set_modes(slave: BorrowedFd<'_>, wanted: &[(u8, u32)]) -> Result<(), SpawnFailure> {
     if wanted.is_empty() {
         return Ok(());
     }
@@ -107,6 +150,25 @@ mod tests {
         assert_eq!(t.c_lflag & (libc::ECHO | libc::ICANON), 0);
         assert_eq!(t.c_cc[libc::VINTR], 7);
         assert_eq!(t.c_cflag & libc::CBAUD, libc::B9600);
+    }
+
+    #[test]
+    fn a_users_terminal_is_left_as_a_login_leaves_it() {
+        assert_eq!(ownership(1000, 1000, Some(5)), (1000, 5, 0o620));
+        assert_eq!(ownership(1000, 100, None), (1000, 100, 0o600));
+        // Applied to a real terminal (to ourselves, so it works unprivileged too).
+        let pty = open_pty(&spec(vec![])).unwrap();
+        let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+        match give_to(pty.slave.as_fd(), uid.as_raw(), gid.as_raw()) {
+            Ok(()) => {
+                let st = nix::sys::stat::fstat(pty.slave.as_fd()).unwrap();
+                let (_, want_gid, want_mode) = ownership(uid.as_raw(), gid.as_raw(), tty_group());
+                assert_eq!((st.st_uid, st.st_gid), (uid.as_raw(), want_gid));
+                assert_eq!(st.st_mode & 0o7777, want_mode);
+            }
+            // Unprivileged and not a member of the tty group: chown to it is refused.
+            Err(e) => assert_eq!((e.stage, e.errno), (Stage::Pty, Errno::EPERM)),
+        }
     }
 
     #[test]

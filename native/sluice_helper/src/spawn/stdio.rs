@@ -12,7 +12,7 @@
 //! then: the spec is refused).
 
 use std::fs::OpenOptions;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -223,6 +223,14 @@ impl Stdio {
             roomy,
             terminal: spec.pty.is_some(),
         })
+    }
+
+    /// The terminal's slave, with `pty:` (the child's fd 0).
+    pub fn terminal_slave(&self) -> Option<BorrowedFd<'_>> {
+        match self.terminal {
+            true => self.child[0].as_ref().map(|fd| fd.as_fd()),
+            false => None,
+        }
     }
 
     /// The fds the child puts on 0 to 4 (-1: none; for 2, keep the helper program's).
