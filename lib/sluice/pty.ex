@@ -47,9 +47,11 @@ defmodule Sluice.Pty do
 
   `vdsusp`, `vflush` and `vstatus` have no Linux equivalent: accepted, and ignored. A mode
   the terminal refuses (parity on a pseudo-terminal, a speed Linux does not have) fails
-  the start with `{:error, %Sluice.Error{stage: :pty, reason: :einval}}`, as does a
-  machine without free pseudo-terminals (`:enoent`, `:eagain`). An unknown name raises
-  `ArgumentError`.
+  the start with `{:error, %Sluice.Error{stage: :pty, reason: :einval}}`. With no free
+  pseudo-terminal (as many open as the system allows: `sysctl kernel.pty.max`, or the
+  devpts mount's `max=`) it fails with reason `:enospc`, the kernel's answer, and on a
+  machine without pseudo-terminals at all (no `/dev/ptmx`) with `:enoent`, both at stage
+  `:pty`. An unknown name raises `ArgumentError`.
   """
 
   # RFC 4254 section 8 (and RFC 8160 for iutf8): name => opcode. The helper program maps

@@ -30,12 +30,26 @@ fn failure(errno: Errno, what: &str) -> SpawnFailure {
     SpawnFailure::before_fork(errno, Stage::Pty, what)
 }
 
+/// Why no terminal could be had, in words that say what to do about it: ENOSPC is the
+/// kernel's answer when every pseudo-terminal its limit allows is in use.
+fn opening_failed(e: Errno) -> SpawnFailure {
+    match e {
+        Errno::ENOSPC => failure(
+            e,
+            "no free pseudo-terminal: as many are open as the system allows \
+             (sysctl kernel.pty.max, or the devpts mount's max=)",
+        ),
+        Errno::ENOENT | Errno::ENODEV => failure(e, "no pseudo-terminals here (/dev/ptmx)"),
+        _ => failure(e, "cannot open a pseudo-terminal"),
+    }
+}
+
 /// Opens a terminal with the spec's modes and window size.
 pub fn open_pty(spec: &PtySpec) -> Result<Pty, SpawnFailure> {
     // O_NOCTTY on both sides: the helper program is a session leader without a terminal,
     // and must not acquire this one.
     let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
-    let master = posix_openpt(flags).map_err(|e| failure(e, "cannot open a pseudo-terminal"))?;
+    let master = posix_openpt(flags).map_err(opening_failed)?;
     grantpt(&master).map_err(|e| failure(e, "grantpt failed"))?;
     unlockpt(&master).map_err(|e| failure(e, "unlockpt failed"))?;
     let name = ptsname_r(&master).map_err(|e| failure(e, "ptsname failed"))?;
@@ -169,6 +183,14 @@ mod tests {
             // Unprivileged and not a member of the tty group: chown to it is refused.
             Err(e) => assert_eq!((e.stage, e.errno), (Stage::Pty, Errno::EPERM)),
         }
+    }
+
+    #[test]
+    fn running_out_of_terminals_names_the_limit() {
+        let f = opening_failed(Errno::ENOSPC);
+        assert_eq!((f.stage, f.errno), (Stage::Pty, Errno::ENOSPC));
+        assert!(f.detail.contains("kernel.pty.max"), "{}", f.detail);
+        assert!(opening_failed(Errno::ENOENT).detail.contains("/dev/ptmx"));
     }
 
     #[test]
