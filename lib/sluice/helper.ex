@@ -97,12 +97,12 @@ defmodule Sluice.Helper do
     do: {:reply, %{os_pid: h.os_pid, cgroup_root: h.cgroup_root}, s}
 
   # The running helper program's death may not have reached this server yet (the port's
-  # exit comes after the channels' hang-ups): if /proc says it is dead, sweep now, else
-  # answer once the port says so. Any other pid is a helper program swept already.
-  def handle_call({:swept, os_pid}, from, %{helper: %{os_pid: os_pid} = h} = s) do
+  # exit comes after the channels' hang-ups): if /proc says it is dead, it is handled now
+  # (swept, restarted; the port's exit is ignored when it comes), else the answer waits
+  # for the port's exit. Any other pid is a helper program whose death was handled.
+  def handle_call({:swept, os_pid}, from, %{helper: %{os_pid: os_pid}} = s) do
     if dead?(os_pid) do
-      sweep(h)
-      {:reply, :ok, s}
+      {:reply, :ok, helper_died(s, :gone)}
     else
       {:noreply, %{s | waiting: [from | s.waiting]}}
     end
