@@ -101,6 +101,33 @@ defmodule Sluice.HelperPortTest do
     assert {:ok, _} = P.stop(cat, 1_000)
   end
 
+  # A node that does not run as root runs its programs as its own user: the same uid as
+  # the helper program, which may open /proc/HELPER/fd/1 (the port) and /proc/HELPER/mem
+  # unless the helper program is not dumpable. Root, here, may always (CAP_SYS_PTRACE).
+  @tag :external_vm
+  @tag :tmp_dir
+  test "a program of a node that is not root cannot reach the helper program's fds",
+       %{tmp_dir: dir} do
+    code =
+      Sluice.ChildVM.start_sluice() <>
+        Sluice.ChildVM.reporter() <>
+        ~S"""
+        # The program's parent is the helper program.
+        script = "printf 'xxxxx' > /proc/$PPID/fd/1 && echo port-open; " <>
+          "head -c 1 /proc/$PPID/mem > /dev/null 2>&1 && echo mem-open; echo done"
+        report.("probe", Sluice.run(["sh", "-c", script], stderr: :null))
+        report.("alive", Sluice.run(["echo", "still"]))
+        """
+
+    result = Sluice.ChildVM.run(["-e", code], as: :nobody, dir: dir)
+    reports = Sluice.ChildVM.reports(result)
+    assert {:ok, %Sluice.Result{stdout: out}} = reports["probe"], inspect(result)
+    assert out =~ "done"
+    refute out =~ "port-open"
+    refute out =~ "mem-open"
+    assert {:ok, %Sluice.Result{stdout: "still\n"}} = reports["alive"]
+  end
+
   test "an oversize length prefix allocates nothing and is survived" do
     {:ok, cat} = P.start_link(["cat"])
     server = Process.whereis(Sluice.Helper)

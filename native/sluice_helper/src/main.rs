@@ -64,6 +64,13 @@ fn run(args: args::Args) -> i32 {
     sys::ensure_std_fds();
     // fd 1 is the port: nothing a program inherits may be it (docs/protocol.md).
     sys::keep_stderr_off_port();
+    // Not dumpable: /proc/SELF/{fd,mem,environ,...} are then root's and need
+    // CAP_SYS_PTRACE, so a program running as our own uid (a node that is not root runs
+    // its programs so) cannot open the port as /proc/HELPER/fd/1, nor our memory. Programs
+    // are dumpable again after their exec.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("sluice_helper: PR_SET_DUMPABLE: {e}");
+    }
     spawn::raise_fd_limit();
     // Own session: a terminal's Ctrl-C must not hit us; we clean up on stdin EOF.
     let _ = nix::unistd::setsid();
