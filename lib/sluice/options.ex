@@ -9,6 +9,7 @@ defmodule Sluice.Options do
   | `:cd` | the VM's current directory at the spawn | all |
   | `:env` | `[]` (a map or `{name, value}` list; `nil` unsets) | all |
   | `:clear_env` | `false` | all |
+  | `:inherit_env` | `false`: with `:user`, a login environment; `true`: the VM's (never `RELEASE_COOKIE`) | all |
   | `:stderr` | `:console`; `:capture` for `run`; or `{:file, path, opts}` | process, run, stream, stage |
   | `:stdin` | `:pipe`; `:null` or `{:file, path}` (opened by the helper program) | process, run, stream |
   | `:stdout` | `:pipe` (`:console` with `use_stdio: false`); `:null`, `:console`, `{:file, path, opts}`, or `:log` with `use_stdio: false` | process, run, stream |
@@ -77,6 +78,7 @@ defmodule Sluice.Options do
     cd: {nil, [:stage | @all]},
     env: {[], [:stage | @all]},
     clear_env: {false, @all},
+    inherit_env: {false, @all},
     stderr: {%{run: :capture, default: :console}, [:stage, :process, :run, :stream]},
     kill_signal: {:sigterm, [:manage | @all]},
     kill_grace: {5_000, [:manage | @all]},
@@ -133,7 +135,7 @@ defmodule Sluice.Options do
       :capture
 
       iex> Sluice.Options.validate!([lines: true], :run, "Sluice.run/2")
-      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :node, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes, :pipefail
+      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :inherit_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :node, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes, :pipefail
   """
   @spec validate!(term, entry, String.t()) :: map
   # No options: the precomputed defaults, allocating nothing (a spawn's set-up garbage
@@ -190,6 +192,10 @@ defmodule Sluice.Options do
 
   defp combined_rest!(%{lines: true, framing: framing}) when framing != :raw,
     do: bad!(:framing, ":raw with lines: true (or {:line, max} instead of lines:)", framing)
+
+  defp combined_rest!(%{clear_env: true, inherit_env: true}),
+    do:
+      bad!(:inherit_env, "false with clear_env: true (they ask for opposite environments)", true)
 
   defp combined_rest!(opts), do: opts
 
@@ -280,7 +286,7 @@ defmodule Sluice.Options do
     stages =
       Enum.map(rest, fn {argv, stage} ->
         o = stage_opts(opts, stage)
-        %{argv: argv, env: environment(o.env, o.clear_env), cd: o.cd, stderr: stage_stderr(o)}
+        %{argv: argv, env: environment(o), cd: o.cd, stderr: stage_stderr(o)}
       end)
 
     argv |> spawn_spec(stage_opts(opts, first)) |> Map.put(:pipeline, stages)
@@ -291,7 +297,7 @@ defmodule Sluice.Options do
 
     Map.merge(Control.spec(opts), %{
       argv: argv,
-      env: environment(opts.env, opts.clear_env),
+      env: environment(opts),
       cd: opts.cd,
       stderr: helper_stderr(Map.get(opts, :stderr, :consume)),
       use_stdio: Map.get(opts, :use_stdio, true),
@@ -350,20 +356,31 @@ defmodule Sluice.Options do
   defp helper_stderr(:log), do: :pipe
   defp helper_stderr({:file, _, _} = file), do: Control.output(file)
 
-  # The program's complete environment: the VM's current one (so System.put_env is seen),
-  # or nothing with clear_env, then the overrides; a nil value unsets. Without options it
-  # is `:default`, resolved at the spawn (Sluice.Helper.Env).
-  defp environment([], false), do: :default
+  # The program's complete environment: a base, then the overrides (a nil value unsets).
+  # The base is the VM's current environment (so System.put_env is seen), nothing with
+  # clear_env, and with a user: what a login keeps of it (the helper program adds the
+  # user's HOME, USER, LOGNAME, SHELL and PATH: Control.spec/1), or with inherit_env the
+  # VM's less RELEASE_COOKIE, the key to the node. Without options it is `:default`,
+  # resolved at the spawn (Sluice.Helper.Env).
+  defp environment(%{env: [], clear_env: false, user: nil}), do: :default
 
-  defp environment(overrides, clear?) do
-    base = if clear?, do: %{}, else: System.get_env()
-
+  defp environment(%{env: overrides} = opts) do
     overrides
-    |> Enum.reduce(base, fn
+    |> Enum.reduce(base_environment(opts), fn
       {name, nil}, acc -> Map.delete(acc, name)
       {name, value}, acc -> Map.put(acc, name, value)
     end)
     |> Enum.map(fn {name, value} -> name <> "=" <> value end)
+  end
+
+  defp base_environment(%{clear_env: true}), do: %{}
+  defp base_environment(%{user: nil}), do: System.get_env()
+  defp base_environment(%{inherit_env: true}), do: Map.delete(System.get_env(), "RELEASE_COOKIE")
+
+  defp base_environment(_login) do
+    Map.filter(System.get_env(), fn {name, _} ->
+      name in ["LANG", "LANGUAGE", "TERM"] or String.starts_with?(name, "LC_")
+    end)
   end
 
   # Per-option checks. Each returns the normalised value or raises naming the option.
@@ -384,11 +401,13 @@ defmodule Sluice.Options do
   defp check!(:env, env, _), do: bad!(:env, "a map or a list of {name, value} pairs", env)
 
   defp check!(key, value, _)
-       when key in [:clear_env, :lines, :use_stdio, :pipefail] and is_boolean(value),
+       when key in [:clear_env, :inherit_env, :lines, :use_stdio, :pipefail] and
+              is_boolean(value),
        do: value
 
-  defp check!(key, value, _) when key in [:clear_env, :lines, :use_stdio, :pipefail],
-    do: bad!(key, "a boolean", value)
+  defp check!(key, value, _)
+       when key in [:clear_env, :inherit_env, :lines, :use_stdio, :pipefail],
+       do: bad!(key, "a boolean", value)
 
   defp check!(key, value, entry) when key in @control, do: Control.check!(key, value, entry)
 

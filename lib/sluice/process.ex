@@ -43,6 +43,9 @@ defmodule Sluice.Process do
     * `:env` - a map or list of `{name, value}` pairs added to the environment; a `nil`
       value unsets the variable.
     * `:clear_env` - start from an empty environment instead of the VM's (default `false`).
+    * `:inherit_env` - with `:user`, start from the VM's environment (less
+      `RELEASE_COOKIE`) instead of that user's login environment (default `false`; see
+      "Users, priority and limits" in the README).
     * `:stderr` - `:console` (default: the VM's stderr), `:null`, `:stdout` (merged into
       stdout in order), `:consume` (read with `read_stderr/3` and `read_any/3`) or
       `{:file, path, opts}` (as for `:stdout`; the same path as `:stdout` shares its open

@@ -7,7 +7,9 @@ defmodule Sluice.Options.Control do
   # schema and calls in here.
 
   @resources [:as, :core, :cpu, :data, :fsize, :memlock, :nofile, :nproc, :stack]
-  @login_vars ~w(HOME USER LOGNAME)
+  # What a login sets from the user's passwd entry (PATH: login.defs' default), unless
+  # env: sets it; with inherit_env the VM's PATH stays.
+  @login_vars ~w(HOME USER LOGNAME SHELL PATH)
 
   @doc "The option keys checked here."
   @spec keys() :: [atom]
@@ -138,7 +140,7 @@ defmodule Sluice.Options.Control do
       stdout: stdout(Map.get(opts, :stdout)),
       user: user,
       group: Map.get(opts, :group),
-      login_env: if(user, do: login_env(opts.env), else: []),
+      login_env: if(user, do: login_env(opts), else: []),
       allowed_users: if(user, do: Sluice.Helper.Config.allowed_users!()),
       nice: Map.get(opts, :nice),
       rlimits: for({r, {soft, hard}} <- Map.get(opts, :rlimits, []), do: {r, soft, hard}),
@@ -162,8 +164,10 @@ defmodule Sluice.Options.Control do
   defp stdout(:console), do: :inherit
   defp stdout(value), do: output(value)
 
-  # HOME, USER and LOGNAME come from the user's passwd entry unless env sets them.
-  defp login_env(env), do: Enum.reject(@login_vars, &List.keymember?(env, &1, 0))
+  defp login_env(opts) do
+    vars = if Map.get(opts, :inherit_env), do: @login_vars -- ["PATH"], else: @login_vars
+    Enum.reject(vars, &List.keymember?(opts.env, &1, 0))
+  end
 
   defp file!(key, {:file, path, opts}) do
     unless is_list(opts) and Keyword.keyword?(opts),

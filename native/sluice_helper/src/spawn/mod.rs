@@ -96,10 +96,10 @@ pub fn spawn(
         };
         commands.push(Command::prepare(&as_spec, &applied.login_env)?);
     }
-    let stdio = Stdio::open(spec, roomy)?;
+    let stdio = Stdio::open(spec, roomy, &applied)?;
     let links = match spec.pipeline.is_empty() {
         true => None,
-        false => Some(pipeline::Links::open(spec, &stdio)?),
+        false => Some(pipeline::Links::open(spec, &stdio, &applied)?),
     };
     let roomy = stdio.roomy;
     let (cgroup, procs) = match cgroups {
