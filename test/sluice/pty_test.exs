@@ -214,6 +214,33 @@ defmodule Sluice.PtyTest do
       assert {:ok, 0} = P.await_exit(p, 5_000)
     end
 
+    test "a newline quoted with ^V (VLNEXT) does not end the line" do
+      # One line of 6,002 bytes for the terminal: 3,000 bytes, a quoted newline, 3,000.
+      input = :binary.copy("a", 3_000) <> "\x16\n" <> :binary.copy("b", 3_000) <> "\n"
+      assert {:ok, %{stdout: "6002\r\n"}} = Sluice.run(["wc", "-c"], pty: true, input: input)
+    end
+
+    test "the terminal's input bytes, as the NIF reads them from its modes" do
+      input = fn modes ->
+        {:ok, p} = P.start_link(["sleep", "10"], pty: [modes: modes])
+        answer = Sluice.Native.terminal_input(:sys.get_state(p).pipes.fds.stdin)
+        P.stop(p, 0)
+        answer
+      end
+
+      # Linux's defaults: ^C ^D \n \r(ICRNL) ^U ^Z ^\\ end or empty the line; ^Q ^S ^W DEL
+      # are stored nowhere; ^V quotes.
+      assert {:ok, {:canonical, 4, 0x16, <<3, 4, 10, 13, 0x15, 0x1A, 0x1C>>, controls}} =
+               input.([])
+
+      assert controls == <<0x11, 0x13, 0x17, 0x7F>>
+      assert {:ok, :raw} = input.(icanon: 0)
+
+      # No ISIG, no IEXTEN, IGNCR, VEOF off: \r is dropped, ^C ^V ^W are data.
+      assert {:ok, {:canonical, 0, 0, <<10, 0x15>>, <<13, 0x7F>>}} =
+               input.(isig: 0, iexten: 0, igncr: 1, veof: 255, ixon: 0)
+    end
+
     test "without a VEOF to hand a line over, a long line is refused, not cut" do
       {:ok, p} = P.start_link(["cat"], pty: [modes: [veof: 255]])
       assert {:error, :line_too_long} = P.write(p, "ab\n" <> :binary.copy("x", 5_000))

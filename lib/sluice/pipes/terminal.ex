@@ -42,8 +42,9 @@ defmodule Sluice.Pipes.Terminal do
 
   # n_tty's line buffer (N_TTY_BUF_SIZE, 4,096 bytes) less the place kept for a line end.
   @max_line 4_095
-  # How far ahead one write looks: a terminal takes at most about this much at once.
-  @window 65_536
+  # How far ahead one write looks: about what a terminal whose program reads takes at
+  # once (n_tty's 4 KiB and some of the pty's buffer), so little is scanned twice.
+  @window 8_192
 
   @doc "A terminal's state before anything was written."
   @spec new() :: t
@@ -80,6 +81,8 @@ defmodule Sluice.Pipes.Terminal do
     end
   end
 
+  defp write_canonical(t, _fd, "", _mode), do: {:ok, "", t}
+
   defp write_canonical(t, fd, data, mode) do
     case plan(t, data, mode) do
       {:ok, n, after_n} ->
@@ -88,7 +91,7 @@ defmodule Sluice.Pipes.Terminal do
 
         case write_fd(fd, part) do
           {:ok, ""} ->
-            write(after_n, fd, rest)
+            write_canonical(after_n, fd, rest, mode)
 
           {:ok, left} ->
             written = byte_size(part) - byte_size(left)
@@ -101,7 +104,7 @@ defmodule Sluice.Pipes.Terminal do
 
       :hand_over ->
         case Native.write(fd, <<mode.veof>>) do
-          {:ok, 1} -> write(%{t | line: 0, last: :start}, fd, data)
+          {:ok, 1} -> write_canonical(empty(t), fd, data, mode)
           {:error, :eagain} -> {:ok, data, t}
           {:error, reason} -> {:error, reason}
         end
@@ -123,13 +126,18 @@ defmodule Sluice.Pipes.Terminal do
   end
 
   defp input({:canonical, veof, lnext, ends, controls}) do
-    specials = for <<b <- ends <> controls>>, do: <<b>>
-    specials = if lnext == 0, do: specials, else: [<<lnext>> | specials]
+    classes =
+      Map.merge(
+        Map.new(for <<b <- controls>>, do: {b, :control}),
+        Map.new(for <<b <- ends>>, do: {b, :end})
+      )
+
+    classes = if lnext == 0, do: classes, else: Map.put(classes, lnext, :lnext)
+    specials = for {b, _} <- classes, do: <<b>>
 
     %{
       veof: veof,
-      lnext: lnext,
-      ends: ends,
+      classes: classes,
       pattern: if(specials == [], do: nil, else: :binary.compile_pattern(specials))
     }
   end
@@ -154,58 +162,55 @@ defmodule Sluice.Pipes.Terminal do
   # when a stored byte would make the line longer than @max_line, where `cut` is the
   # latest place in this line right after a stored byte (0: before data, when the last
   # byte written was stored), the place to hand the line over; nil if there is none.
-  defp scan(_data, pos, stop, t, _cut, _mode) when pos >= stop, do: {:fits, t}
+  defp scan(data, pos, stop, t, cut, mode) do
+    found =
+      if mode.pattern && stop > pos,
+        do: :binary.matches(data, mode.pattern, scope: {pos, stop - pos}),
+        else: []
 
-  # The byte after VLNEXT is stored as it is.
-  defp scan(data, pos, stop, %{lnext: true} = t, cut, mode) do
-    if t.line >= @max_line,
-      do: {:overflow, cut},
-      else:
-        scan(
-          data,
-          pos + 1,
-          stop,
-          %{t | line: t.line + 1, last: :plain, lnext: false},
-          pos + 1,
-          mode
-        )
+    walk(found, data, pos, stop, t, cut, mode)
   end
 
-  defp scan(data, pos, stop, t, cut, mode) do
-    next =
-      case mode.pattern && :binary.match(data, mode.pattern, scope: {pos, stop - pos}) do
-        {at, 1} -> at
-        _none -> stop
-      end
+  # The byte after VLNEXT is stored as it is, special or not.
+  defp walk(found, data, pos, stop, %{lnext: true} = t, cut, mode) when pos < stop do
+    if t.line >= @max_line do
+      {:overflow, cut}
+    else
+      found = with [{^pos, 1} | rest] <- found, do: rest
+      t = %{t | line: t.line + 1, last: :plain, lnext: false}
+      walk(found, data, pos + 1, stop, t, pos + 1, mode)
+    end
+  end
 
-    # data[pos, next) are stored bytes.
-    run = next - pos
+  # data[pos, at) are stored bytes, then the special byte at `at`.
+  defp walk(found, data, pos, stop, t, cut, mode) do
+    at = with [{at, 1} | _] <- found, do: at, else: (_ -> stop)
+    run = at - pos
     room = @max_line - t.line
 
     cond do
-      run > room and room > 0 -> {:overflow, pos + room}
-      run > room -> {:overflow, cut}
-      true -> special(data, next, stop, stored(t, run), if(run > 0, do: next, else: cut), mode)
+      run > room and room > 0 ->
+        {:overflow, pos + room}
+
+      run > room ->
+        {:overflow, cut}
+
+      at == stop ->
+        {:fits, stored(t, run)}
+
+      true ->
+        special(tl(found), data, at, stop, stored(t, run), if(run > 0, do: at, else: cut), mode)
     end
   end
 
   defp stored(t, 0), do: t
   defp stored(t, run), do: %{t | line: t.line + run, last: :plain}
 
-  defp special(_data, next, stop, t, _cut, _mode) when next >= stop, do: {:fits, t}
-
-  defp special(data, next, stop, t, cut, mode) do
-    byte = :binary.at(data, next)
-
-    cond do
-      byte == mode.lnext ->
-        scan(data, next + 1, stop, %{t | lnext: true, last: :other}, cut, mode)
-
-      :binary.match(mode.ends, <<byte>>) != :nomatch ->
-        scan(data, next + 1, stop, empty(t), nil, mode)
-
-      true ->
-        scan(data, next + 1, stop, %{t | last: :other}, cut, mode)
+  defp special(found, data, at, stop, t, cut, mode) do
+    case Map.fetch!(mode.classes, :binary.at(data, at)) do
+      :lnext -> walk(found, data, at + 1, stop, %{t | lnext: true, last: :other}, cut, mode)
+      :end -> walk(found, data, at + 1, stop, empty(t), nil, mode)
+      :control -> walk(found, data, at + 1, stop, %{t | last: :other}, cut, mode)
     end
   end
 
