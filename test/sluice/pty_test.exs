@@ -253,6 +253,61 @@ defmodule Sluice.PtyTest do
     end
   end
 
+  describe "a program that changes its terminal's modes itself" do
+    @tag :tmp_dir
+    test "run fails with :line_too_long when the program disabled VEOF before a long line",
+         %{tmp_dir: dir} do
+      marker = Path.join(dir, "veof-off")
+
+      script = """
+      import sys, termios
+      a = termios.tcgetattr(0)
+      a[6][termios.VEOF] = b"\\0"
+      termios.tcsetattr(0, termios.TCSANOW, a)
+      open(sys.argv[1], "w").close()
+      sys.stdin.readline()
+      """
+
+      # The long line is given only once the program has disabled its VEOF.
+      input =
+        Stream.resource(
+          fn -> :wait end,
+          fn
+            :wait ->
+              :ok = await_file(marker)
+              {[:binary.copy("x", 5_000) <> "\n"], :done}
+
+            :done ->
+              {:halt, :done}
+          end,
+          fn _ -> :ok end
+        )
+
+      assert {:error, %Sluice.Error{reason: :line_too_long, message: msg}} =
+               Sluice.run(["python3", "-c", script, marker],
+                 pty: true,
+                 input: input,
+                 timeout: 15_000
+               )
+
+      assert msg =~ "VEOF"
+    end
+  end
+
+  defp await_file(path, tries \\ 500) do
+    cond do
+      File.exists?(path) ->
+        :ok
+
+      tries == 0 ->
+        flunk("#{path} was never created")
+
+      true ->
+        Process.sleep(20)
+        await_file(path, tries - 1)
+    end
+  end
+
   describe "end of input on a raw terminal" do
     test "close_stdin/1 writes nothing and says why; stdin stays open" do
       {:ok, p} = P.start_link(["cat"], pty: [modes: [icanon: 0]])
