@@ -40,7 +40,9 @@ defmodule Sluice.Pty do
       byte arrives (this applies to `input:` of `run` and streams and to
       `Sluice.Process.write/3`). With `VEOF` disabled (`veof: 255`) such a line cannot be
       handed over, and `Sluice.Process.write/3` returns `{:error, :line_too_long}`
-      without writing any of its data. Input edited by the terminal (an erase character,
+      without writing any of its data (`run/2` and streams, whose options may not
+      disable `VEOF` with `input:`, fail with `reason: :line_too_long` if the program
+      disabled it itself). Input edited by the terminal (an erase character,
       `^U`) within a line over 4,095 bytes may be handed over before the edit.
     * End of input on a canonical terminal is its `VEOF` at the start of a line:
       `Sluice.Process.close_stdin/1`, and the end of `input:` for `run` and streams.
