@@ -50,13 +50,9 @@ defmodule Sluice.Pipes.Terminal do
   @spec new() :: t
   def new, do: %__MODULE__{}
 
-  @doc "The longest line a canonical terminal holds, in bytes."
-  @spec max_line() :: pos_integer
-  def max_line, do: @max_line
-
   @doc """
   Writes as much of `data` as the terminal takes now, handing a canonical line over with
-  VEOF before it passes `max_line/0` bytes. Returns the unwritten rest (not empty only
+  VEOF before it passes 4,095 bytes. Returns the unwritten rest (not empty only
   when the terminal is full: enif_select is then armed for output), or
   `{:error, :line_too_long}` before writing a line the terminal would cut and cannot hand
   over (VEOF disabled), or the errno of a failed write.
@@ -93,10 +89,11 @@ defmodule Sluice.Pipes.Terminal do
           {:ok, ""} ->
             write_canonical(after_n, fd, rest, mode)
 
+          # The terminal is full: the rest is a sub-binary of data (no copy).
           {:ok, left} ->
-            written = byte_size(part) - byte_size(left)
+            written = n - byte_size(left)
             {:fits, t} = scan(data, 0, written, t, nil, mode)
-            {:ok, left <> rest, t}
+            {:ok, binary_part(data, written, byte_size(data) - written), t}
 
           error ->
             error
