@@ -179,7 +179,8 @@ defmodule Sluice.Options do
   defp combined!(opts), do: opts |> Control.combined!() |> combined_rest!() |> terminal_input!()
 
   # Input that ends needs a terminal with an end of input: run and streams would
-  # otherwise wait for the program until their timeout (Sluice.Pty, "End of input").
+  # otherwise wait for the program until their timeout (Sluice.Pty, "Input: lines and
+  # end of input").
   defp terminal_input!(%{input: input, pty: %{} = pty} = opts) when input != nil do
     unless Sluice.Pty.end_of_input?(pty) do
       bad!(
