@@ -58,6 +58,12 @@ defmodule Sluice.Pty do
       nothing to it. If the program itself has made its terminal raw by the time their
       input ends, nothing is sent: it must end on its own, or at `:timeout`.
 
+  The mode that counts is the one at the time of the write, and a program that switches
+  may switch again before it reads: a REPL's terminal is raw while it reads a line and
+  canonical while it runs one, and a `VEOF` sent while it runs reaches its line editor,
+  raw again, as a NUL byte rather than as end of input. Send a REPL its `"\\x04"` once
+  its prompt shows.
+
   ## Modes
 
   Every mode name of the RFC is accepted (lowercase atoms), plus `iutf8` (RFC 8160):
