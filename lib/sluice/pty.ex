@@ -60,9 +60,9 @@ defmodule Sluice.Pty do
 
   The mode that counts is the one at the time of the write, and a program that switches
   may switch again before it reads: a REPL's terminal is raw while it reads a line and
-  canonical while it runs one, and a `VEOF` sent while it runs reaches its line editor,
-  raw again, as a NUL byte rather than as end of input. Send a REPL its `"\\x04"` once
-  its prompt shows.
+  canonical while it runs one, and a `VEOF` sent while it runs does not reach its line
+  editor, raw again, as end of input (the switch may flush it, or leave a NUL byte).
+  Send a REPL its `"\\x04"` once its prompt shows.
 
   ## Modes
 
