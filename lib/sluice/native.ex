@@ -61,10 +61,12 @@ defmodule Sluice.Native do
 
   @doc false
   # How the terminal treats input now: `:raw` (ICANON off), or canonical with its VEOF
-  # and VLNEXT characters (0: disabled), the bytes after which the line is empty again
-  # and those that take no room in it (native/sluice_nif/src/terminal.rs).
+  # (0: disabled), the bytes of an unfinished line it surely keeps, the bytes after which
+  # the line is empty again, those that take no room in it, and those that quote the
+  # next byte (VLNEXT) (native/sluice_nif/src/terminal.rs).
   @spec terminal_input(fd) ::
-          {:ok, :raw | {:canonical, byte, byte, binary, binary}} | {:error, errno}
+          {:ok, :raw | {:canonical, byte, pos_integer, binary, binary, binary}}
+          | {:error, errno}
   def terminal_input(_fd), do: :erlang.nif_error(:nif_not_loaded)
 
   @doc false

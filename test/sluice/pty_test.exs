@@ -230,15 +230,23 @@ defmodule Sluice.PtyTest do
 
       # Linux's defaults: ^C ^D \n \r(ICRNL) ^U ^Z ^\\ end or empty the line; ^Q ^S ^W DEL
       # are stored nowhere; ^V quotes.
-      assert {:ok, {:canonical, 4, 0x16, <<3, 4, 10, 13, 0x15, 0x1A, 0x1C>>, controls}} =
+      assert {:ok, {:canonical, 4, 4_095, <<3, 4, 10, 13, 0x15, 0x1A, 0x1C>>, controls, "\x16"}} =
                input.([])
 
       assert controls == <<0x11, 0x13, 0x17, 0x7F>>
       assert {:ok, :raw} = input.(icanon: 0)
 
       # No ISIG, no IEXTEN, IGNCR, VEOF off: \r is dropped, ^C ^V ^W are data.
-      assert {:ok, {:canonical, 0, 0, <<10, 0x15>>, <<13, 0x7F>>}} =
+      assert {:ok, {:canonical, 0, 4_095, <<10, 0x15>>, <<13, 0x7F>>, ""}} =
                input.(isig: 0, iexten: 0, igncr: 1, veof: 255, ixon: 0)
+
+      # ISTRIP: 0x8a is a newline, 0xff an erase; PARMRK stores 0xff twice: half a line.
+      assert {:ok, {:canonical, 4, 2_047, ends, controls, <<0x16, 0x96>>}} =
+               input.(istrip: 1, parmrk: 1)
+
+      default_ends = <<3, 4, 10, 13, 0x15, 0x1A, 0x1C>>
+      assert ends == default_ends <> for(<<b <- default_ends>>, into: "", do: <<b + 0x80>>)
+      assert controls == <<0x11, 0x13, 0x17, 0x7F, 0x91, 0x93, 0x97, 0xFF>>
     end
 
     test "without a VEOF to hand a line over, a long line is refused, not cut" do

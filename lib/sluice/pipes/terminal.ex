@@ -40,8 +40,6 @@ defmodule Sluice.Pipes.Terminal do
   @typedoc "Why a terminal has no end of input: `icanon` off, or VEOF disabled."
   @type no_eof :: :raw_terminal | :no_eof
 
-  # n_tty's line buffer (N_TTY_BUF_SIZE, 4,096 bytes) less the place kept for a line end.
-  @max_line 4_095
   # How far ahead one write looks: about what a terminal whose program reads takes at
   # once (n_tty's 4 KiB and some of the pty's buffer), so little is scanned twice.
   @window 8_192
@@ -63,7 +61,7 @@ defmodule Sluice.Pipes.Terminal do
   def write(t, fd, data) do
     case Native.terminal_input(fd) do
       {:ok, :raw} -> write_raw(t, fd, data)
-      {:ok, {:canonical, _, _, _, _} = mode} -> write_canonical(t, fd, data, input(mode))
+      {:ok, {:canonical, _, _, _, _, _} = mode} -> write_canonical(t, fd, data, input(mode))
       {:error, reason} -> {:error, reason}
     end
   end
@@ -122,18 +120,19 @@ defmodule Sluice.Pipes.Terminal do
     end
   end
 
-  defp input({:canonical, veof, lnext, ends, controls}) do
+  defp input({:canonical, veof, max_line, ends, controls, lnexts}) do
+    # Each byte is in one class at most (terminal.rs classifies each once).
     classes =
-      Map.merge(
-        Map.new(for <<b <- controls>>, do: {b, :control}),
-        Map.new(for <<b <- ends>>, do: {b, :end})
-      )
+      for {bytes, class} <- [{ends, :end}, {controls, :control}, {lnexts, :lnext}],
+          <<b <- bytes>>,
+          into: %{},
+          do: {b, class}
 
-    classes = if lnext == 0, do: classes, else: Map.put(classes, lnext, :lnext)
     specials = for {b, _} <- classes, do: <<b>>
 
     %{
       veof: veof,
+      max_line: max_line,
       classes: classes,
       pattern: if(specials == [], do: nil, else: :binary.compile_pattern(specials))
     }
@@ -156,7 +155,7 @@ defmodule Sluice.Pipes.Terminal do
   end
 
   # Walks data[pos, stop) from state `t`: `{:fits, state at stop}`, or `{:overflow, cut}`
-  # when a stored byte would make the line longer than @max_line, where `cut` is the
+  # when a stored byte would make the line longer than it may be, where `cut` is the
   # latest place in this line right after a stored byte (0: before data, when the last
   # byte written was stored), the place to hand the line over; nil if there is none.
   defp scan(data, pos, stop, t, cut, mode) do
@@ -170,7 +169,7 @@ defmodule Sluice.Pipes.Terminal do
 
   # The byte after VLNEXT is stored as it is, special or not.
   defp walk(found, data, pos, stop, %{lnext: true} = t, cut, mode) when pos < stop do
-    if t.line >= @max_line do
+    if t.line >= mode.max_line do
       {:overflow, cut}
     else
       found = with [{^pos, 1} | rest] <- found, do: rest
@@ -183,7 +182,7 @@ defmodule Sluice.Pipes.Terminal do
   defp walk(found, data, pos, stop, t, cut, mode) do
     at = with [{at, 1} | _] <- found, do: at, else: (_ -> stop)
     run = at - pos
-    room = @max_line - t.line
+    room = mode.max_line - t.line
 
     cond do
       run > room and room > 0 ->
@@ -224,8 +223,8 @@ defmodule Sluice.Pipes.Terminal do
   def begin_eof(t, fd) do
     case Native.terminal_input(fd) do
       {:ok, :raw} -> {:error, :raw_terminal}
-      {:ok, {:canonical, 0, _, _, _}} -> {:error, :no_eof}
-      {:ok, {:canonical, veof, _, _, _}} -> {:ok, %{t | eof: eof(t, veof)}}
+      {:ok, {:canonical, 0, _, _, _, _}} -> {:error, :no_eof}
+      {:ok, {:canonical, veof, _, _, _, _}} -> {:ok, %{t | eof: eof(t, veof)}}
       {:error, _} -> {:ok, %{t | eof: ""}}
     end
   end

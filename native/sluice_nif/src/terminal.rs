@@ -41,10 +41,11 @@ fn nif_set_window_size<'a>(
 }
 
 /// `terminal_input(fd)`: how the line discipline treats input now, read with `TCGETS`.
-/// `{:ok, :raw}` when `ICANON` is off; otherwise `{:ok, {:canonical, veof, lnext, ends,
-/// controls}}`: the `VEOF` character (0 when disabled), the `VLNEXT` character (0 when
-/// off: it quotes the byte after it), the bytes after which the line is empty again
-/// (`ends`) and the bytes that take no room in the line (`controls`), see [`classify`].
+/// `{:ok, :raw}` when `ICANON` is off; otherwise `{:ok, {:canonical, veof, max_line,
+/// ends, controls, lnexts}}`: the `VEOF` character (0 when disabled), how many bytes of
+/// an unfinished line the terminal surely keeps, the bytes after which the line is
+/// empty again (`ends`), those that take no room in it (`controls`) and those that quote
+/// the byte after them (`lnexts`, `VLNEXT`), see [`classify`].
 #[rustler::nif(name = "terminal_input")]
 fn nif_terminal_input<'a>(env: Env<'a>, fd: Term<'a>) -> NifResult<Term<'a>> {
     let fd = FdRef::get(env, fd)?;
@@ -66,9 +67,10 @@ fn nif_terminal_input<'a>(env: Env<'a>, fd: Term<'a>) -> NifResult<Term<'a>> {
         Some(c) => (
             atoms::canonical(),
             c.veof,
-            c.lnext,
+            c.max_line,
             binary(env, &c.ends)?,
             binary(env, &c.controls)?,
+            binary(env, &c.lnexts)?,
         )
             .encode(env),
     };
@@ -101,10 +103,15 @@ enum Class {
 #[derive(Debug, PartialEq, Eq)]
 struct Canonical {
     veof: u8,
-    lnext: u8,
+    max_line: u16,
     ends: Vec<u8>,
     controls: Vec<u8>,
+    lnexts: Vec<u8>,
 }
+
+/// n_tty's line buffer (`N_TTY_BUF_SIZE`) less the place kept for the line's end: an
+/// unfinished line longer than this loses bytes (each new one replaces the last).
+const MAX_LINE: u16 = 4095;
 
 impl Canonical {
     /// `None` for a raw terminal (`ICANON` off).
@@ -114,31 +121,43 @@ impl Canonical {
         }
         let mut c = Canonical {
             veof: t.c_cc[libc::VEOF],
-            lnext: 0,
+            // PARMRK stores a 0xff byte twice: count every byte as two.
+            max_line: if t.c_iflag & libc::PARMRK != 0 {
+                MAX_LINE / 2
+            } else {
+                MAX_LINE
+            },
             ends: Vec::new(),
             controls: Vec::new(),
+            lnexts: Vec::new(),
         };
         for b in 1..=u8::MAX {
             match classify(t, b) {
                 Class::Plain => {}
                 Class::End => c.ends.push(b),
                 Class::Control => c.controls.push(b),
-                Class::Lnext => c.lnext = b,
+                Class::Lnext => c.lnexts.push(b),
             }
         }
         Some(c)
     }
 }
 
-/// Classifies one input byte of a canonical terminal in the order of Linux's
-/// `n_tty_receive_char_special`, where the first match wins. A control character set to
-/// 0 is disabled, and a NUL byte is never special (n_tty leaves 0 out of its char map).
-/// Flags this leaves out (`ISTRIP`, `IUCLC`, `PARMRK`) only make more bytes special, so
-/// a line counted with this classification is never shorter than the terminal's.
-fn classify(t: &libc::termios, b: u8) -> Class {
-    let cc = |i: usize| t.c_cc[i] != 0 && t.c_cc[i] == b;
+/// Classifies one input byte of a canonical terminal as Linux's n_tty does: the byte as
+/// `ISTRIP` and `IUCLC` leave it, then `n_tty_receive_char_special`'s checks in order,
+/// where the first match wins. A control character set to 0 is disabled, and a NUL
+/// byte is never special (n_tty leaves 0 out of its char map).
+fn classify(t: &libc::termios, byte: u8) -> Class {
     let (iflag, lflag) = (t.c_iflag, t.c_lflag);
     let iexten = lflag & libc::IEXTEN != 0;
+    let mut b = byte;
+    if iflag & libc::ISTRIP != 0 {
+        b &= 0x7f;
+    }
+    if iflag & libc::IUCLC != 0 && iexten {
+        b = b.to_ascii_lowercase();
+    }
+    let cc = |i: usize| t.c_cc[i] != 0 && t.c_cc[i] == b;
     if b == 0 {
         return Class::Plain;
     }
