@@ -100,7 +100,6 @@ enum Class {
 }
 
 /// A canonical terminal's input characters, from its termios.
-#[derive(Debug, PartialEq, Eq)]
 struct Canonical {
     veof: u8,
     max_line: u16,
@@ -180,11 +179,12 @@ fn classify(t: &libc::termios, byte: u8) -> Class {
         other => other,
     };
     let is = |i: usize| t.c_cc[i] != 0 && t.c_cc[i] == mapped;
-    if is(libc::VKILL) {
-        return Class::End;
-    }
+    // eraser(): an erase wins over a kill set to the same byte; a kill empties the line.
     if is(libc::VERASE) || (iexten && is(libc::VWERASE)) {
         return Class::Control;
+    }
+    if is(libc::VKILL) {
+        return Class::End;
     }
     if iexten && is(libc::VLNEXT) {
         return Class::Lnext;
