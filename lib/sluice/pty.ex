@@ -33,8 +33,9 @@ defmodule Sluice.Pty do
   REPLs and full-screen programs switch the terminal to raw mode while they read).
 
     * A canonical terminal (`icanon` on, the default) hands input to the program a line
-      at a time and holds at most **4,095 bytes of one line**: the kernel discards the
-      rest of a longer line. Sluice never lets that happen: a line about to pass 4,095
+      at a time and holds at most **4,095 bytes of one line** (2,047 counted with
+      `parmrk`, which stores a 0xff byte twice): the kernel discards the rest of a longer
+      line. Sluice never lets that happen: a line about to pass 4,095
       bytes is handed over first with the terminal's `VEOF` (as `^D` typed after some
       input does), so the program reads it in pieces, as it would from a pipe, and every
       byte arrives (this applies to `input:` of `run` and streams and to
@@ -54,8 +55,8 @@ defmodule Sluice.Pty do
       disabled) and stdin stays open, for the caller to tell the program in-band: a
       quit command, or `"\\x04"` (`^D`) for a line editor, which takes it as end of
       input at an empty prompt. `run/2` and streams refuse `input:` with a terminal the
-      options make raw or without `VEOF` (`ArgumentError`); without `input:` they write
-      nothing to it. If the program itself has made its terminal raw by the time their
+      options make raw or without `VEOF` (`ArgumentError`), and without `input:` write
+      nothing to such a terminal. If the program itself has made its terminal raw by the time their
       input ends, nothing is sent: it must end on its own, or at `:timeout`.
 
   The mode that counts is the one at the time of the write, and a program that switches
