@@ -325,10 +325,12 @@ recv_stderr(P, Max, Timeout) ->
     ?CHECKED(Args, ?ELIXIR_PROCESS:read_stderr(P, sluice_terms:max_bytes(Max), Timeout)).
 
 %% @doc Closes the program's stdin alone: it sees end of input, its output can still be
-%% read.
--spec close_stdin(process()) -> ok | {error, closed | nodedown | timeout}.
+%% read. On a terminal (`pty') the terminal's EOF character is sent instead; a terminal in
+%% raw mode, or with its VEOF disabled, has no end of input: `{error, Map}' with reason
+%% `raw_terminal' or `no_eof', nothing is written and stdin stays open.
+-spec close_stdin(process()) -> ok | {error, closed | nodedown | timeout | error_map()}.
 close_stdin(P) ->
-    ?ELIXIR_PROCESS:close_stdin(P).
+    sluice_terms:reply(?ELIXIR_PROCESS:close_stdin(P)).
 
 %% @doc Sends a signal (`sigterm', `sigint', ... or a number) to the program's process
 %% group.
@@ -561,6 +563,8 @@ format_error(helper_down) ->
     "the node's helper program died: the program was killed";
 format_error(epipe) ->
     "the program closed its stdin";
+format_error(line_too_long) ->
+    "a line longer than the terminal holds (4,095 bytes), and no VEOF to hand it over with";
 format_error(active) ->
     "the process is in active mode: output comes as messages";
 format_error(not_owner) ->

@@ -24,6 +24,11 @@ defmodule Sluice.Error do
     * `:idle_timeout` - no output for `:idle_timeout` ms (`run/2` and streams);
     * `:frame_too_large` - a stream's program announced a packet over `:max_frame`;
     * `:not_ready` - a `Sluice.Daemon` did not match `:ready` within `:ready_timeout`;
+    * `:raw_terminal`, `:no_eof` - `Sluice.Process.close_stdin/1` on a terminal in raw
+      mode, or whose `VEOF` is disabled: it has no end of input (`Sluice.Pty`);
+    * `:line_too_long` - `run/2`'s or a stream's input has a line longer than a
+      canonical terminal holds, and the program disabled the `VEOF` that would hand it
+      over (`Sluice.Pty`);
     * `:helper_down` - the node's helper program died (its programs were killed);
     * `:nodedown` - with `node:`, that node cannot be reached or went away;
     * `:nosluice` - with `node:`, the `:sluice` application does not run on that node;

@@ -178,7 +178,26 @@ defmodule Sluice.Options do
   defp terminal_stderr(opts, _given), do: opts
 
   # Options that depend on each other; where stdio goes is Sluice.Options.Control's.
-  defp combined!(opts), do: opts |> Control.combined!() |> combined_rest!()
+  defp combined!(opts), do: opts |> Control.combined!() |> combined_rest!() |> terminal_input!()
+
+  # Input that ends needs a terminal with an end of input: run and streams would
+  # otherwise wait for the program until their timeout (Sluice.Pty, "Input: lines and
+  # end of input").
+  defp terminal_input!(%{input: input, pty: %{} = pty} = opts) when input != nil do
+    unless Sluice.Pty.end_of_input?(pty) do
+      bad!(
+        :input,
+        "nil with a raw terminal (icanon: 0) or one whose VEOF is disabled: it has no end " <>
+          "of input; start the program with Sluice.Process.start_link/2, write to it, and end its " <>
+          "input in-band",
+        input
+      )
+    end
+
+    opts
+  end
+
+  defp terminal_input!(opts), do: opts
 
   defp combined_rest!(%{use_stdio: false, pty: pty}) when pty != nil,
     do: bad!(:pty, "nil with use_stdio: false (the data goes through fds 3 and 4)", pty)

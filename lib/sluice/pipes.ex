@@ -10,7 +10,8 @@ defmodule Sluice.Pipes do
   # States, explicitly:
   #   * each piped output (`:stdout`, `:stderr`) is `:open` or `:eof`;
   #   * stdin is `:open` or `:closed`, or `:closing` on a terminal while its end-of-input
-  #     character waits to be written (Sluice.Pipes.Terminal);
+  #     character waits to be written (Sluice.Pipes.Terminal, the only code that writes
+  #     to a terminal);
   #   * the program is `:running`, `{:exited, status}`, or `:lost` (the helper program
   #     died first: no status will ever come);
   #   * its origin is `:spawned`, or `:managed`: a process Sluice did not start, adopted
@@ -192,21 +193,29 @@ defmodule Sluice.Pipes do
   @doc """
   Writes as much of `data` as stdin takes now. Returns the unwritten rest; when it is
   not empty, a `:ready_output` message will come to the caller. A terminal whose program
-  side is gone answers `:epipe`, like a pipe.
+  side is gone answers `:epipe`, like a pipe; a canonical terminal hands a line longer
+  than it holds over in pieces, or refuses it with `:line_too_long` when it has no VEOF
+  to do that with (Sluice.Pipes.Terminal).
   """
   @spec write(t, binary) :: {:ok, binary, t} | {:error, atom}
+  def write(%{open: %{stdin: :open}, terminal: %Terminal{}} = p, data) do
+    case Terminal.write(p.terminal, p.fds.stdin, data) do
+      {:ok, rest, terminal} ->
+        written = byte_size(data) - byte_size(rest)
+        {:ok, rest, %{p | terminal: terminal, bytes_written: p.bytes_written + written}}
+
+      {:error, :eio} ->
+        {:error, :epipe}
+
+      {:error, reason} ->
+        {:error, reason}
+    end
+  end
+
   def write(%{open: %{stdin: :open}} = p, data) do
     case write_fd(p.fds.stdin, data) do
-      {:ok, rest} when p.terminal != nil ->
-        written = binary_part(data, 0, byte_size(data) - byte_size(rest))
-        p = %{p | bytes_written: p.bytes_written + byte_size(written)}
-        {:ok, rest, %{p | terminal: Terminal.wrote(p.terminal, written)}}
-
       {:ok, rest} ->
         {:ok, rest, %{p | bytes_written: p.bytes_written + byte_size(data) - byte_size(rest)}}
-
-      {:error, :eio} when p.terminal != nil ->
-        {:error, :epipe}
 
       {:error, reason} ->
         {:error, reason}
@@ -227,20 +236,60 @@ defmodule Sluice.Pipes do
   end
 
   @doc """
-  Closes stdin, so the program sees EOF. Idempotent. On a terminal nothing is closed: the
-  terminal's EOF character is written at the start of a line; if the terminal is full,
-  stdin stays `:closing` until `finish_close_stdin/1` (called on `:ready_output`) has
-  written it.
+  Ends the program's input, or says why it cannot. On pipes stdin closes, so the
+  program sees EOF. On a terminal nothing is closed: the terminal's EOF character is
+  written at the start of a line; if the terminal is full, stdin stays `:closing` until
+  `finish_close_stdin/1` (called on `:ready_output`) has written it. A terminal that is
+  raw now, or whose VEOF is disabled, has no end of input: `{:error, error}`, nothing is
+  written and stdin stays open, for the caller to tell the program in-band. Stdin
+  already closed: `{:ok, p}`.
   """
-  @spec close_stdin(t) :: t
-  def close_stdin(%{open: %{stdin: :open}, terminal: nil} = p), do: close_role(p, :stdin, :closed)
+  @spec end_input(t) :: {:ok, t} | {:error, Error.t()}
+  def end_input(%{open: %{stdin: :open}, terminal: nil} = p),
+    do: {:ok, close_role(p, :stdin, :closed)}
 
-  def close_stdin(%{open: %{stdin: :open}} = p) do
-    terminal = Terminal.begin_eof(p.terminal, p.fds.stdin)
-    finish_close_stdin(%{p | terminal: terminal, open: %{p.open | stdin: :closing}})
+  def end_input(%{open: %{stdin: :open}} = p) do
+    case Terminal.begin_eof(p.terminal, p.fds.stdin) do
+      {:ok, terminal} ->
+        {:ok, finish_close_stdin(%{p | terminal: terminal, open: %{p.open | stdin: :closing}})}
+
+      {:error, reason} ->
+        {:error, no_eof(reason)}
+    end
   end
 
-  def close_stdin(p), do: p
+  def end_input(p), do: {:ok, p}
+
+  @doc """
+  Closes stdin for good, as `end_input/1` does, for callers whose input has ended
+  whatever the terminal says (the input of `run` and streams, a stop): on a terminal
+  without an end of input nothing is written, and stdin only stops taking writes.
+  Idempotent.
+  """
+  @spec close_stdin(t) :: t
+  def close_stdin(p) do
+    case end_input(p) do
+      {:ok, p} -> p
+      {:error, _no_eof} -> close_role(p, :stdin, :closed)
+    end
+  end
+
+  defp no_eof(:raw_terminal) do
+    Error.new(
+      :raw_terminal,
+      "the terminal is in raw mode (icanon off): it has no end of input, so nothing was " <>
+        "written and stdin stays open; tell the program in-band (a line editor such as " <>
+        "a REPL's takes \"\\x04\", ^D, on an empty line as end of input)"
+    )
+  end
+
+  defp no_eof(:no_eof) do
+    Error.new(
+      :no_eof,
+      "the terminal's end-of-file character (VEOF) is disabled: it has no end of input, " <>
+        "so nothing was written and stdin stays open; tell the program in-band"
+    )
+  end
 
   @doc "Writes the rest of a terminal's pending EOF character, if any."
   @spec finish_close_stdin(t) :: t

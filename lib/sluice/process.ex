@@ -368,7 +368,9 @@ defmodule Sluice.Process do
   `framing: {:packet, n}`, too long for n bytes: `ArgumentError`). Returns `:ok` once the program has taken every
   byte, `{:error, :epipe}` if it closed its stdin, `{:error, :closed}` after
   `close_stdin/1`, or `{:error, {:timeout, bytes_written}}`: the first `bytes_written`
-  bytes reached the program, the rest was dropped.
+  bytes reached the program, the rest was dropped. On a canonical terminal (`pty:`) a
+  line over 4,095 bytes reaches the program in pieces, or, with the terminal's `VEOF`
+  disabled, is refused: `{:error, :line_too_long}` (see `Sluice.Pty`).
 
       iex> {:ok, p} = Sluice.Process.start_link(["cat"])
       iex> Sluice.Process.write(p, ["a", ?b, "c"])
@@ -406,10 +408,16 @@ defmodule Sluice.Process do
   (twice after an unfinished line: the first hands the line over), so a program reading
   a canonical terminal sees end of input, as when a user types `^D`. Unlike a pipe, the
   terminal stays open: the program may read again after it (a shell reads its next
-  command), and with `icanon` off the character is passed to the program as it is, for
-  it to interpret. Later writes return `{:error, :closed}` either way.
+  command). Later writes return `{:error, :closed}`.
+
+  A terminal in raw mode at the time of the call (`icanon` off: set by `pty: [modes:
+  [icanon: 0]]`, or by the program, as a REPL's line editor does while it reads) has no
+  end of input: nothing is written, stdin stays open, and the answer is
+  `{:error, %Sluice.Error{reason: :raw_terminal}}` (`:no_eof` for a canonical terminal
+  whose `VEOF` is disabled). Tell the program in-band then, for example with
+  `write(p, "\\x04")`, the `^D` key a line editor reads as end of input.
   """
-  @spec close_stdin(t) :: :ok | {:error, :closed | :nodedown | :timeout}
+  @spec close_stdin(t) :: :ok | {:error, :closed | :nodedown | :timeout | Sluice.Error.t()}
   def close_stdin(p), do: call(p, :close_stdin)
 
   @doc """

@@ -19,7 +19,8 @@ defmodule Sluice.Pump do
     pending: "",
     buffered: :queue.new(),
     turn: [:stdout, :stderr],
-    compacted: false
+    compacted: false,
+    input_error: nil
   ]
 
   @type t :: %__MODULE__{
@@ -28,7 +29,8 @@ defmodule Sluice.Pump do
           pending: binary,
           buffered: :queue.queue({Pipes.source(), binary}),
           turn: [Pipes.source()],
-          compacted: boolean
+          compacted: boolean,
+          input_error: atom | nil
         }
 
   @doc "A pump over a freshly opened program and its input source."
@@ -43,7 +45,8 @@ defmodule Sluice.Pump do
   @doc """
   The next chunk of output, of at most `max` bytes, feeding input meanwhile:
   `{:data, source, binary, pump}`, `{:eof, pump}` once every output is at EOF, or
-  `{:error, :timeout | :helper_down | errno, pump}`.
+  `{:error, :timeout | :helper_down | :line_too_long | errno, pump}` (`:line_too_long`:
+  a terminal refused a line of the input, see `Sluice.Pipes.Terminal`).
   """
   @spec next(t, pos_integer, Pipes.deadline()) ::
           {:data, Pipes.source(), binary, t} | {:eof, t} | {:error, atom, t}
@@ -71,6 +74,10 @@ defmodule Sluice.Pump do
         end
     end
   end
+
+  # Input the terminal refused is not dropped quietly: the caller fails with it.
+  defp read_after_feed(%{input_error: reason} = pump, _max) when reason != nil,
+    do: {:error, reason, %{pump | input_error: nil}}
 
   defp read_after_feed(pump, max) do
     case read_any(pump, pump.turn, max) do
@@ -190,6 +197,7 @@ defmodule Sluice.Pump do
     case Pipes.write(pump.pipes, pump.pending) do
       {:ok, "", pipes} -> feed(%{pump | pending: "", pipes: pipes}, deadline)
       {:ok, rest, pipes} -> %{pump | pending: rest, pipes: pipes}
+      {:error, :line_too_long} -> %{input_done(pump) | input_error: :line_too_long}
       # The program closed its stdin (or exited): feeding ends quietly, as for `head`.
       {:error, _} -> input_done(pump)
     end
@@ -256,6 +264,9 @@ defmodule Sluice.Pump do
           {:ok, pump} -> pump |> drain_outputs() |> push_all(rest, deadline)
           {:error, _, pump} -> {:stop, pump}
         end
+
+      {:error, :line_too_long} ->
+        {:stop, %{pump | input_error: :line_too_long}}
 
       {:error, _} ->
         {:stop, pump}

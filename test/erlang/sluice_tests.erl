@@ -527,6 +527,17 @@ on_a_terminal() ->
     ok = sluice:send(Q, "x\n"),
     ?assertEqual(<<"x\r\nx\r\n">>, recv_bytes(Q, 6, <<>>)),
     {ok, _} = sluice:stop(Q, 1000),
+    % A raw terminal has no end of input: nothing written, stdin stays open; run refuses
+    % input for it.
+    {ok, Raw} = sluice:start_link(["cat"], [{pty, [{modes, [{icanon, 0}]}]}]),
+    ?assertMatch({error, #{reason := raw_terminal}}, sluice:close_stdin(Raw)),
+    ok = sluice:send(Raw, "r"),
+    ?assertEqual({ok, <<"r">>}, sluice:recv(Raw, 0, 5000)),
+    {ok, _} = sluice:stop(Raw, 1000),
+    ?assertError(
+        {badarg, input, _},
+        sluice:run(["cat"], [{pty, [{modes, [{icanon, 0}]}]}, {input, <<"x">>}])
+    ),
     {ok, R} = sluice:start_link(["cat"]),
     ?assertEqual({error, not_a_terminal}, sluice:set_window_size(R, 50, 132)),
     ?assertError({badarg, pty, _}, sluice:run(["true"], [{pty, [{modes, [{bogus, 1}]}]}])),

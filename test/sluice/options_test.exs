@@ -266,6 +266,23 @@ defmodule Sluice.OptionsTest do
       assert %{stderr: :capture} = Options.validate!([pty: false], :run, "r")
     end
 
+    test "input: needs a terminal with an end of input (canonical, with a VEOF)" do
+      for modes <- [[icanon: 0], [icanon: false], [veof: 0], [veof: 255], [icanon: 1, veof: 0]],
+          entry <- [:run, :stream] do
+        assert_raise ArgumentError, ~r/option :input.*no end of input/, fn ->
+          Options.validate!([pty: [modes: modes], input: "x"], entry, "r")
+        end
+
+        # Without input there is nothing to end; a Sluice.Process writes in-band.
+        assert %{pty: %{}} = Options.validate!([pty: [modes: modes]], entry, "r")
+        assert %{pty: %{}} = Options.validate!([pty: [modes: modes]], :process, "p")
+      end
+
+      for modes <- [[], [icanon: 0, icanon: 1], [veof: 255, veof: 4], [vintr: 0]] do
+        assert %{input: "x"} = Options.validate!([pty: [modes: modes], input: "x"], :run, "r")
+      end
+    end
+
     test "mistakes raise, naming :pty" do
       bad = [
         :yes,

@@ -121,7 +121,17 @@ defmodule Sluice.Process.Server do
     end
   end
 
-  def handle_call(:close_stdin, _from, s), do: {:reply, :ok, close_stdin(s)}
+  # A terminal without an end of input says so, and stays open for in-band input.
+  def handle_call(:close_stdin, _from, s) do
+    case Pipes.end_input(s.pipes) do
+      {:ok, pipes} ->
+        requests = Requests.fail_writes(s.requests, {:error, :closed})
+        {:reply, :ok, %{s | pipes: pipes, requests: requests}}
+
+      {:error, error} ->
+        {:reply, {:error, error}, s}
+    end
+  end
 
   # Only a program Sluice started has usage to tell (an adopted process's is its parent's).
   def handle_call({:stats, _timeout}, _from, %{pipes: %{origin: :managed}} = s),
