@@ -115,11 +115,21 @@ defmodule Sluice.Pipes do
 
   @doc """
   Takes the program on for a process that holds it (a `Sluice.Process`, a worker, a remote
-  reader): its channel's messages come to the caller, and stdout is read as `frame/2`
-  says.
+  reader): its channel's news comes to the caller as messages, and stdout is read as
+  `frame/2` says.
+
+  Nothing is read from the channel here. The program may have exited already (`false`,
+  or `cat` of a missing file, exits before its holder's start-up is over), and news read
+  now would reach no code of the holder's: no message would follow it. So the holder gets
+  one readiness message for the channel instead, and whatever the channel holds (an exit,
+  the helper program's death, or nothing yet) is read where every later piece of news is,
+  by the holder's dispatch of `handle_ready/2`, which arms the channel again.
   """
   @spec hold(t, map) :: t
-  def hold(p, opts), do: p |> control() |> frame(opts)
+  def hold(p, opts) do
+    send(self(), {:select, p.channel, :undefined, :ready_input})
+    frame(p, opts)
+  end
 
   @doc "Whether decoding stdout failed (a frame over `max_frame`): the program must stop."
   @spec frame_error(t) :: atom | nil
