@@ -264,6 +264,37 @@ defmodule Sluice.NodesTest do
     refute Process.alive?(consumer)
   end
 
+  test "active mode over a disconnect: the controller receives {:sluice_error, p, :nodedown}",
+       %{b: b} do
+    {:ok, p} = P.start(["sh", "-c", "echo up; exec sleep 60"], node: b, kill_grace: 1_000)
+    os_pid = P.os_pid(p)
+    :ok = P.set_active(p, :once)
+    assert_receive {:sluice_stdout, ^p, "up\n"}, 5_000
+    :ok = P.set_active(p, 5)
+    # A controller on B itself (handed over from here) hears it from the server there.
+    {:ok, q} = P.start(["sleep", "60"], node: b, kill_grace: 1_000)
+    keeper = Node.spawn(b, Nodes, :keep, [])
+    :ok = P.controlling_process(q, keeper)
+    :ok = P.set_active(q, 5)
+
+    true = Node.disconnect(b)
+    assert_receive {:sluice_error, ^p, :nodedown}, 5_000
+    assert eventually(fn -> not alive?(os_pid) end, 3_000)
+    # Connected again, the program's end brings no second message.
+    true = Node.connect(b)
+    refute_receive {:sluice_error, ^p, _}, 500
+    refute_received {:sluice_exit, ^p, _}
+    send(keeper, {:report, self()})
+    assert_receive {:kept, [{:sluice_error, ^q, :nodedown}]}, 5_000
+
+    # A program that ends normally in active mode: its exit, and nothing more.
+    {:ok, r} = P.start(["echo", "done"], node: b)
+    :ok = P.set_active(r, 5)
+    assert_receive {:sluice_stdout, ^r, "done\n"}, 5_000
+    assert_receive {:sluice_exit, ^r, 0}, 5_000
+    refute_receive {:sluice_error, ^r, _}, 500
+  end
+
   test "the remote node stopped: the consumer raises :nodedown within 5 s" do
     {peer, c} = Nodes.start_peer!("sluice_c")
     {:ok, p} = P.start(["sleep", "60"], node: c)

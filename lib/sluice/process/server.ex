@@ -8,14 +8,15 @@ defmodule Sluice.Process.Server do
   # server closes every fd and ends with reason :normal. If the owner dies, it ends too,
   # closing the program channel: the helper program then stops the program (an adopted
   # process only with stop_on_owner_exit). Each concern's state is its own type:
-  # `output` (Active.t: passive, active with a grant, or paused), `decoding` and
-  # `exit_report`.
+  # `output` (Active.t: passive, active with a grant, or paused), `decoding`,
+  # `exit_report` and `relay` (who tells a controller on another node of a lost
+  # connection: Sluice.Process.Relay).
 
   use GenServer
 
   alias Sluice.{Error, Framing, Pipes, Registry}
   alias Sluice.Pipes.Log
-  alias Sluice.Process.{Active, Requests}
+  alias Sluice.Process.{Active, Relay, Requests}
 
   # How much longer than the grace a stop may take before it is reported as a timeout.
   @stop_slack 5_000
@@ -32,6 +33,7 @@ defmodule Sluice.Process.Server do
     decoding: :sound,
     output: :passive,
     exit_report: :pending,
+    relay: :none,
     requests: %Requests{}
   ]
 
@@ -59,6 +61,7 @@ defmodule Sluice.Process.Server do
           decoding: decoding,
           output: Active.t(),
           exit_report: exit_report,
+          relay: Relay.t(),
           requests: Requests.t()
         }
 
@@ -184,12 +187,12 @@ defmodule Sluice.Process.Server do
   end
 
   def handle_call({:set_active, mode}, _from, s) do
-    {:reply, :ok, serve(%{s | output: Active.set(s.output, mode)})}
+    {:reply, :ok, serve(relay(%{s | output: Active.set(s.output, mode)}))}
   end
 
   def handle_call({:controlling_process, pid}, {caller, _}, s) do
     if caller == s.controller,
-      do: {:reply, :ok, %{s | controller: pid}},
+      do: {:reply, :ok, relay(%{s | controller: pid})},
       else: {:reply, {:error, :not_owner}, s}
   end
 
@@ -228,7 +231,10 @@ defmodule Sluice.Process.Server do
   def handle_info({:sluice_timeout, tag, kind}, s),
     do: {:noreply, %{s | requests: Requests.expire(s.requests, tag, kind)}}
 
-  def handle_info({:DOWN, _ref, :process, owner, _reason}, %{owner: owner} = s) do
+  def handle_info({:DOWN, _ref, :process, owner, reason}, %{owner: owner} = s) do
+    # The owner's node disconnected: the program stops. A controller on this node hears
+    # it here; one on another node from its relay (told to nobody across the lost link).
+    if reason == :noconnection and node(s.controller) == node(), do: notify(s, :nodedown)
     Pipes.close(s.pipes)
     {:stop, :normal, s}
   end
@@ -302,6 +308,22 @@ defmodule Sluice.Process.Server do
   end
 
   defp stop_on_frame_error(%{decoding: {:broken, _}} = s), do: s
+
+  # A controller on another node that hears of failures by message has a relay there,
+  # which tells it when the connection to this server is lost; a relay whose controller
+  # changed is let go.
+  defp relay(s) do
+    wanted = Active.notifies?(s.output) and node(s.controller) != node()
+
+    case s.relay do
+      {controller, _relay} when wanted and controller == s.controller ->
+        s
+
+      current ->
+        Relay.release(current)
+        %{s | relay: if(wanted, do: Relay.start(self(), s.controller), else: :none)}
+    end
+  end
 
   # Only a controller that used active mode hears of failures by message.
   defp notify(s, reason) do
