@@ -184,6 +184,22 @@ defmodule Sluice.NodesTest do
     assert :counters.get(made, 1) <= 8
   end
 
+  test "an input of empty chunks for ever into a remote program: exit and timeout end the call",
+       %{b: b} do
+    empty = Stream.repeatedly(fn -> "" end)
+
+    calls = [
+      fn -> Sluice.run(["true"], input: empty, node: b) end,
+      fn -> Sluice.run(["cat"], input: empty, node: b, timeout: 300, kill_grace: 100) end
+    ]
+
+    tasks = Enum.map(calls, &Task.async/1)
+    answers = for t <- tasks, do: Task.yield(t, 15_000) || Task.shutdown(t, :brutal_kill)
+
+    assert [{:ok, {:ok, %{status: 0}}}, {:ok, {:error, %Sluice.Error{reason: :timeout}}}] =
+             answers
+  end
+
   test "a remote sort fed by a local stream; a remote stream fed to a local program", %{b: b} do
     shuffled = Sluice.stream!(["sh", "-c", "seq 1 20000 | shuf"])
     sorted = Sluice.stream!(["sort", "-n"], input: shuffled, node: b) |> Enum.join()
