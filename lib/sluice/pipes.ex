@@ -13,6 +13,10 @@ defmodule Sluice.Pipes do
   #     character waits to be written (Sluice.Pipes.Terminal);
   #   * the program is `:running`, `{:exited, status}`, or `:lost` (the helper program
   #     died first: no status will ever come);
+  #   * the helper program is `:up` while it holds the program's channel, `:down` once the
+  #     channel reached EOF (it died, or stopped with the application): a status may have
+  #     come before that (a shutdown's SIGTERM), and the holders that promise
+  #     `{:shutdown, :helper_down}` end with it all the same;
   #   * its origin is `:spawned`, or `:managed`: a process Sluice did not start, adopted
   #     by the helper program (no pipes; its status may be `:unknown`).
   #
@@ -47,6 +51,7 @@ defmodule Sluice.Pipes do
     open: %{},
     exit: :running,
     exit_info: nil,
+    helper_program: :up,
     origin: :spawned,
     bytes_read: 0,
     bytes_written: 0,
@@ -68,6 +73,7 @@ defmodule Sluice.Pipes do
           open: %{optional(role) => :open | :eof | :closing | :closed},
           exit: exit_state,
           exit_info: Protocol.exit_info() | nil,
+          helper_program: :up | :down,
           bytes_read: non_neg_integer,
           bytes_written: non_neg_integer,
           started_at: integer | nil,
@@ -340,9 +346,11 @@ defmodule Sluice.Pipes do
       {:error, :eagain} ->
         p
 
-      # EOF: the helper program died (it never closes a live program's channel first).
+      # EOF: the helper program is gone (it never closes the channel of a program the
+      # BEAM still holds).
       _eof_or_error ->
         Registry.remove(p.id)
+        p = %{p | helper_program: :down}
         if p.exit == :running, do: %{p | exit: :lost}, else: p
     end
   end

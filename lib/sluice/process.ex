@@ -146,9 +146,10 @@ defmodule Sluice.Process do
 
   ## When the helper dies
 
-  If the node's helper program dies, its programs are killed, and every `Sluice.Process`
-  answers pending callers with `{:error, :helper_down}` and exits with reason
-  `{:shutdown, :helper_down}` (see `docs/guarantees.md`). Adopted processes are not
+  If the node's helper program dies, or the `:sluice` application is stopped, its programs
+  are killed, and every `Sluice.Process` answers pending callers with
+  `{:error, :helper_down}` and exits with reason `{:shutdown, :helper_down}` (see
+  `docs/guarantees.md`), also when the program's status came first. Adopted processes are not
   killed: they are not the helper program's children.
   """
   alias Sluice.{Error, Options}

@@ -32,7 +32,8 @@ defmodule Sluice.Worker do
       `{:error, :frame_too_large}`, the program is stopped, and the worker stops as above;
       calls made meanwhile wait for the exit and get `{:error, {:exit, status}}`, never
       a piece of the broken response.
-    * If the helper program dies: `{:error, :helper_down}` and `{:shutdown, :helper_down}`.
+    * If the helper program dies, or the `:sluice` application stops: `{:error,
+      :helper_down}` and `{:shutdown, :helper_down}`.
 
   ## Framing: one request, one response
 
@@ -393,7 +394,9 @@ defmodule Sluice.Worker do
 
   ## The program's end
 
-  defp control(%{pipes: %{exit: :lost}} = s) do
+  # The helper program is gone (died, or stopped with the application, whose SIGTERM may
+  # have brought a status first): :helper_down either way.
+  defp control(%{pipes: %{helper_program: :down}} = s) do
     fail_all(s, {:error, :helper_down})
     {:stop, {:shutdown, :helper_down}, s}
   end

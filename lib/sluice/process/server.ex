@@ -241,8 +241,10 @@ defmodule Sluice.Process.Server do
 
   def handle_info(_other, s), do: {:noreply, s}
 
-  # News on the program channel: the exit status, or the helper program's death.
-  defp control(%{pipes: %{exit: :lost}} = s) do
+  # News on the program channel: the exit status, or the helper program's end (its
+  # death, or the application's stop: then the shutdown's SIGTERM may have brought a
+  # status first; the server ends with :helper_down all the same, as documented).
+  defp control(%{pipes: %{helper_program: :down}} = s) do
     _ = Requests.fail_all(s.requests, {:error, :helper_down})
     notify(s, :helper_down)
     Pipes.close(s.pipes)
