@@ -40,7 +40,12 @@ defmodule Sluice do
   ## Options
 
     * `:input` - iodata, an Enumerable of iodata, or `fn collectable -> ... end`; written
-      with back-pressure while output is read. Without it stdin is closed at once.
+      with back-pressure while output is read. Without it stdin is closed at once. An
+      Enumerable is enumerated in the calling process, a few elements at a time between
+      reads of output, so whatever it yields (empty chunks for ever included) the
+      program's exit, EOF and `:timeout` still end the call. An element that the input's
+      own code takes long to produce (it waits in a `receive`, or for a slow upstream)
+      cannot be interrupted: the call goes on when it comes.
     * `:timeout` - ms or `:infinity` (default).
     * `:stderr` - `:capture` (default, into `result.stderr`), `:stdout` (merged in order),
       `:null` or `:console`.
@@ -114,7 +119,8 @@ defmodule Sluice do
   ## Options
 
     * `:input` - an Enumerable (another Sluice stream included) or
-      `fn collectable -> ... end`; iodata works too.
+      `fn collectable -> ... end`; iodata works too. Enumerated in the consuming process
+      as for `run/2` (see its `:input`).
     * `:chunk_size` - the most bytes per read (default `65_536`).
     * `:lines` - emit whole lines without their `"\\n"`; the last partial line is
       flushed at EOF (default `false`). A line longer than `:max_line_length` comes in

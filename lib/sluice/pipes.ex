@@ -14,6 +14,10 @@ defmodule Sluice.Pipes do
   #     to a terminal);
   #   * the program is `:running`, `{:exited, status}`, or `:lost` (the helper program
   #     died first: no status will ever come);
+  #   * the helper program is `:up` while it holds the program's channel, `:down` once the
+  #     channel reached EOF (it died, or stopped with the application): a status may have
+  #     come before that (a shutdown's SIGTERM), and the holders that promise
+  #     `{:shutdown, :helper_down}` end with it all the same;
   #   * its origin is `:spawned`, or `:managed`: a process Sluice did not start, adopted
   #     by the helper program (no pipes; its status may be `:unknown`).
   #
@@ -48,6 +52,7 @@ defmodule Sluice.Pipes do
     open: %{},
     exit: :running,
     exit_info: nil,
+    helper_program: :up,
     origin: :spawned,
     bytes_read: 0,
     bytes_written: 0,
@@ -69,6 +74,7 @@ defmodule Sluice.Pipes do
           open: %{optional(role) => :open | :eof | :closing | :closed},
           exit: exit_state,
           exit_info: Protocol.exit_info() | nil,
+          helper_program: :up | :down,
           bytes_read: non_neg_integer,
           bytes_written: non_neg_integer,
           started_at: integer | nil,
@@ -116,11 +122,21 @@ defmodule Sluice.Pipes do
 
   @doc """
   Takes the program on for a process that holds it (a `Sluice.Process`, a worker, a remote
-  reader): its channel's messages come to the caller, and stdout is read as `frame/2`
-  says.
+  reader): its channel's news comes to the caller as messages, and stdout is read as
+  `frame/2` says.
+
+  Nothing is read from the channel here. The program may have exited already (`false`,
+  or `cat` of a missing file, exits before its holder's start-up is over), and news read
+  now would reach no code of the holder's: no message would follow it. So the holder gets
+  one readiness message for the channel instead, and whatever the channel holds (an exit,
+  the helper program's death, or nothing yet) is read where every later piece of news is,
+  by the holder's dispatch of `handle_ready/2`, which arms the channel again.
   """
   @spec hold(t, map) :: t
-  def hold(p, opts), do: p |> control() |> frame(opts)
+  def hold(p, opts) do
+    send(self(), {:select, p.channel, :undefined, :ready_input})
+    frame(p, opts)
+  end
 
   @doc "Whether decoding stdout failed (a frame over `max_frame`): the program must stop."
   @spec frame_error(t) :: atom | nil
@@ -379,9 +395,11 @@ defmodule Sluice.Pipes do
       {:error, :eagain} ->
         p
 
-      # EOF: the helper program died (it never closes a live program's channel first).
+      # EOF: the helper program is gone (it never closes the channel of a program the
+      # BEAM still holds).
       _eof_or_error ->
         Registry.remove(p.id)
+        p = %{p | helper_program: :down}
         if p.exit == :running, do: %{p | exit: :lost}, else: p
     end
   end

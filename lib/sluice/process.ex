@@ -123,7 +123,12 @@ defmodule Sluice.Process do
     * `{:sluice_error, p, :helper_down}` if the helper program died before the program's
       exit was known (like `{:tcp_error, socket, reason}`), and
       `{:sluice_error, p, :frame_too_large}`; sent to a controller that ever used active
-      mode.
+      mode;
+    * `{:sluice_error, p, :nodedown}` (with `:node`) when the connection between the
+      program's node and the controller's, or its owner's, is lost: the program is
+      stopped (see "Across nodes" in `docs/guarantees.md`), and no other message
+      follows. A controller on another node than `p` hears it from a small process
+      Sluice starts on the controller's node while it uses active mode.
 
   No more is read from the pipes than was granted, so back-pressure holds. While active,
   `read/3` and friends return `{:error, :active}`.
@@ -144,9 +149,10 @@ defmodule Sluice.Process do
 
   ## When the helper dies
 
-  If the node's helper program dies, its programs are killed, and every `Sluice.Process`
-  answers pending callers with `{:error, :helper_down}` and exits with reason
-  `{:shutdown, :helper_down}` (see `docs/guarantees.md`). Adopted processes are not
+  If the node's helper program dies, or the `:sluice` application is stopped, its programs
+  are killed, and every `Sluice.Process` answers pending callers with
+  `{:error, :helper_down}` and exits with reason `{:shutdown, :helper_down}` (see
+  `docs/guarantees.md`), also when the program's status came first. Adopted processes are not
   killed: they are not the helper program's children.
   """
   alias Sluice.{Error, Options}

@@ -32,7 +32,8 @@ defmodule Sluice.Worker do
       `{:error, :frame_too_large}`, the program is stopped, and the worker stops as above;
       calls made meanwhile wait for the exit and get `{:error, {:exit, status}}`, never
       a piece of the broken response.
-    * If the helper program dies: `{:error, :helper_down}` and `{:shutdown, :helper_down}`.
+    * If the helper program dies, or the `:sluice` application stops: `{:error,
+      :helper_down}` and `{:shutdown, :helper_down}`.
 
   ## Framing: one request, one response
 
@@ -125,10 +126,8 @@ defmodule Sluice.Worker do
           )
       end
 
-    with {:ok, pid} <- result do
-      Process.link(pid)
-      {:ok, pid}
-    end
+    # The worker linked the caller itself, as soon as its program ran (see init/1).
+    result
   end
 
   # The worker's options checked (ArgumentError naming the mistake, for `who`): argv, the
@@ -158,8 +157,10 @@ defmodule Sluice.Worker do
   @doc false
   # Starts the worker here, for `owner` (the caller, or a caller on another node, which
   # the worker links to: its death, or a disconnection, stops the worker and its program).
-  # Started, then linked: a program that cannot start is an error return, not an exit
-  # signal to the caller.
+  # Started unlinked, and linked by the worker once the program runs: a program that
+  # cannot start is an error return, not an exit signal to the caller, and a program that
+  # exits at once stops a worker that is already linked (linked from the caller after the
+  # start, the worker could be gone first: a `:noproc` in place of its reason).
   @spec start_here(Sluice.command(), map, keyword, pid) :: {:ok, pid} | {:error, term}
   def start_here(argv, opts, server_opts, owner) do
     spec = Options.spawn_spec(argv, opts)
@@ -229,12 +230,14 @@ defmodule Sluice.Worker do
   @impl true
   def init({spec, opts, owner}) do
     Process.flag(:trap_exit, true)
-    # A remote owner is linked from here, before the program starts: a dead one, or one
-    # whose node is gone, is an exit signal at once.
-    if node(owner) != node(), do: Process.link(owner)
 
     case Pipes.open(spec, Pipes.deadline(opts.start_timeout)) do
       {:ok, pipes} ->
+        # Linked before anything of the program is read, so its exit, however early,
+        # reaches the owner as the worker's exit. An owner that died meanwhile (or whose
+        # node is gone) is an exit signal at once (`:noproc`, `:noconnection`): the
+        # worker stops and the program with it.
+        Process.link(owner)
         pipes = Pipes.hold(pipes, opts)
         {log, pipes} = Log.drain_all(Log.new(pipes), pipes)
         {:ok, %__MODULE__{pipes: pipes, log: log}}
@@ -391,7 +394,9 @@ defmodule Sluice.Worker do
 
   ## The program's end
 
-  defp control(%{pipes: %{exit: :lost}} = s) do
+  # The helper program is gone (died, or stopped with the application, whose SIGTERM may
+  # have brought a status first): :helper_down either way.
+  defp control(%{pipes: %{helper_program: :down}} = s) do
     fail_all(s, {:error, :helper_down})
     {:stop, {:shutdown, :helper_down}, s}
   end

@@ -352,6 +352,25 @@ defmodule Sluice.ProcessTest do
       assert zombies() == []
     end
 
+    test "active mode: a Sluice.Process ends once its exit is sent, even from set_active/2" do
+      programs =
+        for _ <- 1..50 do
+          {:ok, p} = P.start(["true"])
+          {p, P.os_pid(p), Process.monitor(p)}
+        end
+
+      # Every program has exited before it is made active, so most exits are sent while
+      # set_active/2 is handled, not when the exit arrives.
+      for {_p, os_pid, _ref} <- programs, do: assert(eventually(fn -> not alive?(os_pid) end))
+
+      for {p, _os_pid, ref} <- programs do
+        :ok = P.set_active(p, :once)
+        assert_receive {:sluice_exit, ^p, 0}, 5_000
+        # Its status delivered and its output at EOF, it ends: no fd nor process kept.
+        assert_receive {:DOWN, ^ref, :process, ^p, :normal}, 5_000
+      end
+    end
+
     test "the program sees only fds 0, 1 and 2" do
       # ls lists the shell's fds while the shell waits for it
       {:ok, p} = P.start_link(["sh", "-c", "ls /proc/$$/fd"])

@@ -66,6 +66,20 @@ defmodule Sluice.WorkerTest do
     assert {:error, :closed} = W.call(w, "1")
   end
 
+  test "a program that exits during start-up stops its worker, however early (20 of 20)" do
+    Process.flag(:trap_exit, true)
+
+    capture_log(fn ->
+      for argv <- [["cat", "/nonexistent"], ["false"]], _ <- 1..20 do
+        {:ok, w} = W.start_link(argv, stderr: :null)
+        # The exit is seen whether it came before, during or after the worker took the
+        # program on: the worker stops (its supervisor would restart it), never waits.
+        assert_receive {:EXIT, ^w, {:program_exited, 1}}, 5_000
+        assert {:error, :closed} = W.call(w, "x", 100)
+      end
+    end)
+  end
+
   test "the Python worker under a supervisor: state, console prints, an exception, a restart" do
     children = [
       {W,
