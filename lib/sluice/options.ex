@@ -60,6 +60,11 @@ defmodule Sluice.Options do
   the files with its own credentials, before the clone. With `:stdout` not piped, `run`
   returns `stdout: nil` and `Sluice.Process.read/3` `{:error, :not_piped}`.
 
+  Every timeout, as an option or as an argument (`Sluice.Process.read/3`,
+  `Sluice.Worker.call/3`, ...), is `:infinity` (where the table allows it) or an integer
+  of ms from 0 to 4_294_967_295 (2^32 - 1, about 49.7 days: the longest wait of the VM's
+  timers); a longer one is an `ArgumentError` naming it, raised before anything starts.
+
   "all" is every function that starts a program; "manage" is `Sluice.Process.manage/2`;
   "stage" is a stage of `Sluice.pipeline/1` (with `:cd` and `:env`).
   """
@@ -240,25 +245,40 @@ defmodule Sluice.Options do
   def proper_list?([_ | tail]), do: proper_list?(tail)
   def proper_list?(_), do: false
 
+  # The longest wait the VM's timers (and `receive ... after`) take: 2^32 - 1 ms, about
+  # 49.7 days. Past it they raise :timeout_value, so every timeout is checked against it
+  # before anything starts (ms/2, the one check of timeouts, options and arguments alike).
+  @max_ms 4_294_967_295
+
   @doc false
   # How long a caller waits for a server that answers within `within` ms by its own
   # timer: that and `margin` more, or `:infinity` (also past the longest wait `receive`
   # takes, which GenServer.call would refuse).
   @spec answer_wait(timeout, non_neg_integer) :: timeout
   def answer_wait(:infinity, _margin), do: :infinity
-  def answer_wait(within, margin) when within + margin > 4_294_967_295, do: :infinity
+  def answer_wait(within, margin) when within + margin > @max_ms, do: :infinity
   def answer_wait(within, margin), do: within + margin
 
-  @doc "Validates a timeout argument: a non-negative integer (ms) or `:infinity`."
-  @spec timeout!(term, String.t()) :: timeout
-  def timeout!(t, name \\ "timeout")
-  def timeout!(:infinity, _name), do: :infinity
-  def timeout!(t, _name) when is_integer(t) and t >= 0, do: t
-
-  def timeout!(t, name) do
-    raise ArgumentError,
-          "#{name} must be a non-negative integer (ms) or :infinity, got: #{inspect(t)}"
+  @doc """
+  Validates a timeout argument: `:infinity` or an integer of ms from 0 to 2^32 - 1 (the
+  longest wait of the VM's timers); with `infinity: false`, an integer only. Raises
+  `ArgumentError` naming the argument.
+  """
+  @spec timeout!(term, String.t(), infinity: boolean) :: timeout
+  def timeout!(t, name \\ "timeout", opts \\ []) do
+    case ms(t, Keyword.get(opts, :infinity, true)) do
+      {:ok, t} -> t
+      {:error, expected} -> raise ArgumentError, "#{name} must be #{expected}, got: #{inspect(t)}"
+    end
   end
+
+  # The one check of a timeout (an option or an argument): `{:ok, ms}`, or what was
+  # expected.
+  @spec ms(term, boolean) :: {:ok, timeout} | {:error, String.t()}
+  defp ms(:infinity, true), do: {:ok, :infinity}
+  defp ms(t, _infinity?) when is_integer(t) and t >= 0 and t <= @max_ms, do: {:ok, t}
+  defp ms(_t, true), do: {:error, "a non-negative integer (ms) up to #{@max_ms} or :infinity"}
+  defp ms(_t, false), do: {:error, "a non-negative integer (ms) up to #{@max_ms}"}
 
   @doc "Validates a byte count argument such as `max` of a read: 1 byte to 1 GiB."
   @spec max_bytes!(term, String.t()) :: pos_integer
@@ -419,16 +439,13 @@ defmodule Sluice.Options do
       else: bad!(:stderr, "one of #{Enum.map_join(allowed, ", ", &inspect/1)} or a file", value)
   end
 
-  defp check!(key, value, _) when key in [:kill_grace, :start_timeout, :ready_timeout] do
-    if is_integer(value) and value >= 0 and value <= 4_294_967_295,
-      do: value,
-      else: bad!(key, "a non-negative integer (ms)", value)
-  end
-
-  defp check!(key, value, _) when key in [:timeout, :exit_timeout, :idle_timeout] do
-    if value == :infinity or (is_integer(value) and value >= 0),
-      do: value,
-      else: bad!(key, "a non-negative integer (ms) or :infinity", value)
+  defp check!(key, value, _)
+       when key in [:kill_grace, :start_timeout, :ready_timeout, :timeout, :exit_timeout] or
+              key == :idle_timeout do
+    case ms(value, key in [:timeout, :exit_timeout, :idle_timeout]) do
+      {:ok, ms} -> ms
+      {:error, expected} -> bad!(key, expected, value)
+    end
   end
 
   defp check!(:kill_signal, value, _) do

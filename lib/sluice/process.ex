@@ -461,9 +461,7 @@ defmodule Sluice.Process do
   """
   @spec stop(t, non_neg_integer) :: {:ok, status} | {:error, :closed | :nodedown | Error.t()}
   def stop(p, grace_ms \\ 5_000) do
-    unless is_integer(grace_ms) and grace_ms >= 0 and grace_ms <= 4_294_967_295 do
-      raise ArgumentError, "grace_ms must be a non-negative integer, got: #{inspect(grace_ms)}"
-    end
+    grace_ms = Options.timeout!(grace_ms, "grace_ms", infinity: false)
 
     case call(p, {:stop, grace_ms}, grace_ms + 5_000) do
       {:error, :timeout} -> {:error, Error.new(:timeout, "the program's server did not answer")}

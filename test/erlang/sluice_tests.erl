@@ -430,6 +430,15 @@ bad_arguments_name_the_option() ->
     ?assertError({badarg, timeout, _}, sluice:await_exit(P, soon)),
     ?assertError({badarg, data, _}, sluice:send(P, 123)),
     ?assertError({badarg, grace, _}, sluice:stop(P, -5)),
+    % Timeouts past the timers' range (2^32 - 1 ms) are refused before anything starts.
+    ?assertError({badarg, timeout, _}, sluice:run(["sleep", "5"], [{timeout, 1 bsl 32}])),
+    ?assertError({badarg, idle_timeout, _},
+        sluice:fold(["sleep", "5"], fun(_, A) -> A end, 0, [{idle_timeout, 1 bsl 42}])),
+    ?assertError({badarg, timeout, _}, sluice:recv(P, 10, 1 bsl 42)),
+    ?assertError({badarg, timeout, _}, sluice:send(P, "x", 1 bsl 32)),
+    ?assertError({badarg, timeout, _}, sluice:await_exit(P, 1 bsl 42)),
+    ?assertError({badarg, timeout, _}, sluice:stats(P, 1 bsl 42)),
+    ?assertError({badarg, grace, _}, sluice:stop(P, 1 bsl 42)),
     % The program and the VM carry on.
     ok = sluice:send(P, "still here"),
     ?assertEqual({ok, <<"still here">>}, sluice:recv(P, 100, 5000)),

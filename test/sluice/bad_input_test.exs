@@ -56,7 +56,17 @@ defmodule Sluice.BadInputTest do
        ~r/unknown option :tiemout/},
       {"unknown option (stream)", fn -> Sluice.stream!(["true"], bogus: 1) end,
        ~r/unknown option :bogus/},
-      {"options not a keyword list", fn -> Sluice.run(["true"], [:x]) end, ~r/keyword list/}
+      {"options not a keyword list", fn -> Sluice.run(["true"], [:x]) end, ~r/keyword list/},
+      # Past the timers' range: refused before anything starts (Sluice.Case checks that
+      # no program is left).
+      {"timeout past 2^32 - 1 ms", fn -> Sluice.run(["sleep", "5"], timeout: 2 ** 32) end,
+       ~r/:timeout/},
+      {"idle_timeout past 2^32 - 1 ms",
+       fn -> Sluice.stream!(["sleep", "5"], idle_timeout: 2 ** 42) |> Enum.to_list() end,
+       ~r/:idle_timeout/},
+      {"exit_timeout past 2^32 - 1 ms",
+       fn -> Sluice.stream(["sleep", "5"], exit_timeout: 2 ** 32) |> Enum.to_list() end,
+       ~r/:exit_timeout/}
     ]
   end
 
@@ -75,6 +85,18 @@ defmodule Sluice.BadInputTest do
     assert_raise ArgumentError, ~r/timeout/, fn -> P.write(p, "x", -5) end
     assert_raise ArgumentError, ~r/grace_ms/, fn -> P.stop(p, -1) end
     assert_raise ArgumentError, ~r/max/, fn -> P.read(p, 0) end
+
+    # Past the timers' range (2^32 - 1 ms): refused in the caller; the server carries on.
+    for t <- [2 ** 32, 2 ** 42] do
+      assert_raise ArgumentError, ~r/^timeout must be/, fn -> P.read(p, 10, t) end
+      assert_raise ArgumentError, ~r/^timeout must be/, fn -> P.read_any(p, 10, t) end
+      assert_raise ArgumentError, ~r/^timeout must be/, fn -> P.write(p, "x", t) end
+      assert_raise ArgumentError, ~r/^timeout must be/, fn -> P.await_exit(p, t) end
+      assert_raise ArgumentError, ~r/^timeout must be/, fn -> P.stats(p, t) end
+      assert_raise ArgumentError, ~r/grace_ms/, fn -> P.stop(p, t) end
+    end
+
+    assert {:error, :timeout} = P.await_exit(p, 0)
     assert :ok = P.write(p, "still")
     assert {:ok, "still"} = P.read(p)
     check.()

@@ -156,6 +156,35 @@ defmodule Sluice.OptionsTest do
     assert_raise ArgumentError, ~r/max/, fn -> Options.max_bytes!(2 ** 70, "max") end
   end
 
+  # Past 2^32 - 1 ms no timer of the VM can wait: every timeout is checked up front.
+  test "every timeout, option or argument, is at most 2^32 - 1 ms, or :infinity" do
+    max = 4_294_967_295
+
+    for {key, entry} <- [
+          timeout: :run,
+          idle_timeout: :run,
+          idle_timeout: :stream,
+          exit_timeout: :stream,
+          kill_grace: :process,
+          start_timeout: :process,
+          ready_timeout: :daemon
+        ] do
+      assert %{^key => ^max} = Options.validate!([{key, max}], entry, "x")
+
+      for bad <- [max + 1, 2 ** 42] do
+        assert_raise ArgumentError, ~r/option #{inspect(key)}.*4294967295/, fn ->
+          Options.validate!([{key, bad}], entry, "x")
+        end
+      end
+    end
+
+    assert Options.timeout!(max) == max
+
+    for bad <- [max + 1, 2 ** 42, -1, 1.5, :soon] do
+      assert_raise ArgumentError, ~r/^timeout must be/, fn -> Options.timeout!(bad) end
+    end
+  end
+
   test "manage options: their defaults, their checks, and the manage spec" do
     assert %{stop_on_owner_exit: true, group: false, kill_grace: 5_000, start_timeout: 10_000} =
              opts = Options.validate!([], :manage, "manage")

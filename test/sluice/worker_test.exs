@@ -174,6 +174,14 @@ defmodule Sluice.WorkerTest do
     {:ok, small} = W.start_link(["cat"], framing: {:packet, 1})
     assert_raise ArgumentError, ~r/too long/, fn -> W.call(small, :binary.copy("x", 300)) end
     assert {:ok, "fine"} = W.call(small, "fine")
+
+    # A timeout past the timers' range (2^32 - 1 ms) is refused in the caller: the
+    # worker (and its linked owner, this test) carry on.
+    for t <- [2 ** 32, 2 ** 42] do
+      assert_raise ArgumentError, ~r/^timeout must be/, fn -> W.call(small, "x", t) end
+    end
+
+    assert {:ok, "still"} = W.call(small, "still")
     assert {:error, %Sluice.Error{reason: :enoent}} = W.start_link(["no-such-program-here"])
   end
 
