@@ -102,17 +102,18 @@
 
 % Runs Body, a call of this module's API with arguments Args. A programming mistake
 % found on the way (a badarg thrown by sluice_terms:badarg/2, or an ArgumentError of the
-% Elixir API) is raised as error:{badarg, What, Message} from the API function itself,
-% with OTP's error_info, so the shell explains it through format_error/2.
+% Elixir API, with the Sluice.OptionError it carries) is raised as
+% error:{badarg, What, Message} from the API function itself, with OTP's error_info, so
+% the shell explains it through format_error/2.
 -define(CHECKED(Args, Body),
     try
         Body
     catch
         throw:{sluice_terms, badarg, What__, Message__} ->
             erlang:error({badarg, What__, Message__}, Args, [{error_info, #{module => ?MODULE}}]);
-        error:#{'__struct__' := 'Elixir.ArgumentError', message := Message__} ->
+        error:#{'__struct__' := 'Elixir.ArgumentError'} = Mistake__:Where__ ->
             erlang:error(
-                sluice_terms:mistake(Message__),
+                sluice_terms:mistake(Mistake__, Where__, {?FUNCTION_NAME, ?FUNCTION_ARITY}),
                 Args,
                 [{error_info, #{module => ?MODULE}}]
             )

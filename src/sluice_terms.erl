@@ -5,10 +5,11 @@
 %% `Sluice.Error', `nil') as Erlang maps with `undefined'.
 %%
 %% A mistake found on the way is thrown by `badarg/2'; `sluice' catches it and raises it
-%% from the API function that was called, as it does `mistake/1' of an `ArgumentError'.
+%% from the API function that was called, as it does `mistake/3' of an `ArgumentError'
+%% of the Elixir API (from the `Sluice.OptionError' it carries: no message is parsed).
 -module(sluice_terms).
 
--export([badarg/2, mistake/1]).
+-export([badarg/2, mistake/3]).
 -export([argv/1, stages/1, options/1, option_name/1, max_bytes/1]).
 -export([run_options/1, fold_options/1, daemon_options/2, worker_options/1]).
 -export([reply/1, error_map/1, program_info/1, stats/1]).
@@ -26,53 +27,50 @@
 badarg(What, Message) ->
     throw({?MODULE, badarg, What, Message}).
 
-%% @doc The `badarg' reason of an `ArgumentError' of the Elixir API: what its message is
-%% about (an option it names, or the argument), and the message in Erlang's words.
--spec mistake(binary()) -> {badarg, atom(), binary()}.
-mistake(Message) ->
-    {badarg, mistake_subject(Message), erlang_words(Message)}.
-
-% What the Elixir message is about: an option it names, or the argument.
-mistake_subject(Message) ->
-    case re:run(Message, "option :([a-z_0-9]+)", [{capture, all_but_first, binary}]) of
-        {match, [Name]} ->
-            binary_to_atom(Name, utf8);
-        nomatch ->
-            Arguments =
-                "^(argv|max|timeout|grace_ms|active|not a signal|write expects|a request must|"
-                "os_pid|pid 1|"
-                "the VM cannot|the helper program cannot)",
-            case re:run(Message, Arguments, [{capture, all_but_first, binary}]) of
-                {match, [<<"not a signal">>]} -> signal;
-                {match, [<<"pid 1">>]} -> os_pid;
-                {match, [<<"the VM cannot">>]} -> os_pid;
-                {match, [<<"the helper program cannot">>]} -> os_pid;
-                {match, [<<"grace_ms">>]} -> grace;
-                {match, [<<"write expects">>]} -> data;
-                {match, [<<"a request must">>]} -> request;
-                {match, [Arg]} -> binary_to_atom(Arg, utf8);
-                nomatch -> badarg
-            end
+%% @doc The `badarg' reason of an `ArgumentError' of the Elixir API, raised with
+%% `Stack' in a call of `Function' of `sluice': the option or argument of the
+%% `Sluice.OptionError' it carries (its fields, never its message, say what it is about),
+%% and a message in Erlang's words derived from its fields. An `ArgumentError' that
+%% carries none (not a mistake Sluice checked) is about `badarg', with its message.
+-spec mistake(#{message := binary(), atom() => term()}, list(), {atom(), arity()}) ->
+    {badarg, atom(), binary()}.
+mistake(#{message := Message}, Stack, Function) ->
+    case 'Elixir.Sluice.OptionError':from_stacktrace(Stack) of
+        {ok, #{option := Option} = Error} -> {badarg, Option, erlang_message(Error, Function)};
+        error -> {badarg, badarg, Message}
     end.
 
-% The Elixir API's messages, in Erlang's words where they name functions and atoms.
-erlang_words(Message) ->
-    Replacements = [
-        {<<"Sluice\\.Process\\.">>, <<"sluice:">>},
-        {<<"Sluice\\.Daemon\\.start_link/1">>, <<"sluice:start_daemon/2">>},
-        {<<"Sluice\\.Daemon\\.child_spec/1">>, <<"sluice:daemon_spec/2">>},
-        {<<"Sluice\\.Worker\\.start_link/2">>, <<"sluice:start_worker/2">>},
-        {<<"Sluice\\.Worker\\.child_spec/1">>, <<"sluice:worker_spec/2">>},
-        {<<"Sluice\\.">>, <<"sluice:">>},
-        {<<"(^|[ (\\[,]):([a-z_]+)">>, <<"\\1\\2">>}
-    ],
-    lists:foldl(
-        fun({Pattern, With}, Text) ->
-            re:replace(Text, Pattern, With, [global, {return, binary}])
+% The words of each kind of mistake (Sluice.OptionError), for a call of Function of
+% sluice: options and atoms as Erlang writes them, values as ~p shows them. What was
+% expected is the Elixir API's phrase (Sluice.Options).
+erlang_message(#{kind := Kind, option := Option, value := Value, expected := Expected}, Function) ->
+    {Name, Arity} = Function,
+    Who = io_lib:format("sluice:~ts/~b", [Name, Arity]),
+    Text =
+        case Kind of
+            invalid ->
+                io_lib:format("invalid value for option ~ts: expected ~ts, got: ~0tP",
+                    [Option, Expected, Value, 10]);
+            unknown ->
+                Known = lists:join(", ", [atom_to_binary(Key) || Key <- Expected]),
+                io_lib:format("unknown option ~ts for ~ts; known options: ~ts",
+                    [Option, Who, Known]);
+            duplicate ->
+                io_lib:format("option ~ts given more than once to ~ts", [Option, Who]);
+            refused ->
+                io_lib:format("~ts does not take the option ~ts: ~ts", [Who, Option, Expected]);
+            missing ->
+                io_lib:format("~ts needs the option ~ts", [Who, Option]);
+            options ->
+                io_lib:format("~ts expects a proplist or a map of options, got: ~0tP",
+                    [Who, Value, 10]);
+            argument ->
+                io_lib:format("~ts must be ~ts, got: ~0tP", [Option, Expected, Value, 10]);
+            config ->
+                io_lib:format("invalid value for ~ts in the sluice application's environment: "
+                    "expected ~ts, got: ~0tP", [Option, Expected, Value, 10])
         end,
-        Message,
-        Replacements
-    ).
+    unicode:characters_to_binary(Text).
 
 %%% Erlang arguments in
 

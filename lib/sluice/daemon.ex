@@ -110,14 +110,20 @@ defmodule Sluice.Daemon do
   # other options, and the checked ones.
   defp config!(opts, who) do
     unless Keyword.keyword?(opts) and Keyword.has_key?(opts, :argv) do
-      raise ArgumentError, "Sluice.Daemon needs the option :argv, got: #{inspect(opts)}"
+      Sluice.OptionError.raise!(kind: :missing, option: :argv, value: opts, who: who)
     end
 
     {argv, opts} = Keyword.pop(opts, :argv)
     argv = Options.argv!(argv)
 
     if Keyword.has_key?(opts, :stderr) do
-      raise ArgumentError, "#{who} does not take the option :stderr: it logs both streams"
+      Sluice.OptionError.raise!(
+        kind: :refused,
+        option: :stderr,
+        value: opts[:stderr],
+        who: who,
+        expected: "it logs both streams"
+      )
     end
 
     checked = Options.validate!(opts, :daemon, who)

@@ -2,7 +2,8 @@ defmodule Sluice.Error do
   @moduledoc """
   A runtime failure of Sluice, returned as `{:error, %Sluice.Error{}}` (or raised by the
   bang functions and streams). A status outside `success_exit_codes` is not one of these
-  but `Sluice.ExitError`; programming mistakes raise `ArgumentError`.
+  but `Sluice.ExitError`; programming mistakes raise `ArgumentError` (its fields as a
+  `Sluice.OptionError`).
 
   ## `:reason`
 

@@ -1,8 +1,9 @@
 defmodule Sluice.Options do
   @moduledoc """
   Every option of Sluice in one table: its default, which entry points accept it, and its
-  check. Programming mistakes raise `ArgumentError` naming the option; an option given
-  twice is a mistake too (one rule everywhere).
+  check. Programming mistakes raise `ArgumentError` naming the option, with its fields
+  (option, value, what was expected) as a `Sluice.OptionError`; an option given twice is a
+  mistake too (one rule everywhere).
 
   | option | default | accepted by |
   |---|---|---|
@@ -126,6 +127,7 @@ defmodule Sluice.Options do
     stream: [:console, :null, :stdout, :consume, :capture]
   }
 
+  alias Sluice.OptionError
   alias Sluice.Options.Control
 
   @type entry :: :process | :run | :stream | :daemon | :manage | :stage
@@ -147,19 +149,18 @@ defmodule Sluice.Options do
 
   def validate!(opts, entry, who) do
     unless is_list(opts) and Keyword.keyword?(opts) do
-      raise ArgumentError, "#{who} expects a keyword list of options, got: #{inspect(opts)}"
+      OptionError.raise!(kind: :options, option: :options, value: opts, who: who)
     end
 
     accepted = for {key, {_default, entries}} <- @schema, entry in entries, do: key
 
     Enum.reduce(opts, MapSet.new(), fn {key, _}, seen ->
       unless key in accepted do
-        known = Enum.map_join(accepted, ", ", &inspect/1)
-        raise ArgumentError, "unknown option #{inspect(key)} for #{who}; known options: #{known}"
+        OptionError.raise!(kind: :unknown, option: key, value: opts, who: who, expected: accepted)
       end
 
       if MapSet.member?(seen, key) do
-        raise ArgumentError, "option #{inspect(key)} given more than once to #{who}"
+        OptionError.raise!(kind: :duplicate, option: key, value: opts, who: who)
       end
 
       MapSet.put(seen, key)
@@ -220,23 +221,27 @@ defmodule Sluice.Options do
   def argv!(%Sluice.Pipeline{} = pipeline), do: pipeline
 
   def argv!(argv) do
-    unless proper_list?(argv) and argv != [] do
-      raise ArgumentError,
-            "argv must be a non-empty list of strings, got: #{inspect(argv, limit: 10)}"
+    cond do
+      not proper_list?(argv) or argv == [] ->
+        bad_argv!("a non-empty list of strings", argv)
+
+      not Enum.all?(argv, &is_binary/1) ->
+        bad_argv!("a list of strings", argv)
+
+      Enum.any?(argv, &String.contains?(&1, <<0>>)) ->
+        bad_argv!("strings without NUL bytes", argv)
+
+      hd(argv) == "" ->
+        bad_argv!("a list whose argv[0] (the program) is not empty", argv)
+
+      true ->
+        argv
     end
+  end
 
-    Enum.each(argv, fn arg ->
-      unless is_binary(arg) do
-        raise ArgumentError, "argv elements must be strings, got: #{inspect(arg, limit: 10)}"
-      end
-
-      if String.contains?(arg, <<0>>) do
-        raise ArgumentError, "argv elements must not contain NUL bytes, got: #{inspect(arg)}"
-      end
-    end)
-
-    if hd(argv) == "", do: raise(ArgumentError, "argv[0] (the program) must not be empty")
-    argv
+  @spec bad_argv!(String.t(), term) :: no_return
+  defp bad_argv!(expected, argv) do
+    OptionError.raise!(kind: :argument, option: :argv, expected: expected, value: argv)
   end
 
   @doc false
@@ -264,11 +269,11 @@ defmodule Sluice.Options do
   longest wait of the VM's timers); with `infinity: false`, an integer only. Raises
   `ArgumentError` naming the argument.
   """
-  @spec timeout!(term, String.t(), infinity: boolean) :: timeout
-  def timeout!(t, name \\ "timeout", opts \\ []) do
+  @spec timeout!(term, atom, infinity: boolean) :: timeout
+  def timeout!(t, name \\ :timeout, opts \\ []) do
     case ms(t, Keyword.get(opts, :infinity, true)) do
       {:ok, t} -> t
-      {:error, expected} -> raise ArgumentError, "#{name} must be #{expected}, got: #{inspect(t)}"
+      {:error, expected} -> argument!(name, expected, t)
     end
   end
 
@@ -281,13 +286,17 @@ defmodule Sluice.Options do
   defp ms(_t, false), do: {:error, "a non-negative integer (ms) up to #{@max_ms}"}
 
   @doc "Validates a byte count argument such as `max` of a read: 1 byte to 1 GiB."
-  @spec max_bytes!(term, String.t()) :: pos_integer
+  @spec max_bytes!(term, atom) :: pos_integer
   def max_bytes!(n, _name) when is_integer(n) and n > 0 and n <= 1_073_741_824, do: n
 
-  def max_bytes!(n, name) do
-    raise ArgumentError,
-          "#{name} must be a positive integer of bytes up to 1 GiB, got: #{inspect(n)}"
-  end
+  def max_bytes!(n, name), do: argument!(name, "a positive integer of bytes up to 1 GiB", n)
+
+  @doc false
+  # A bad argument (not an option) of a public function, named by `name`: an
+  # ArgumentError carrying a Sluice.OptionError.
+  @spec argument!(atom, String.t(), term) :: no_return
+  def argument!(name, expected, got),
+    do: OptionError.raise!(kind: :argument, option: name, expected: expected, value: got)
 
   @doc """
   The spawn spec for the helper program (docs/protocol.md). A pipeline's first stage is
@@ -517,9 +526,6 @@ defmodule Sluice.Options do
 
   @doc false
   @spec bad!(atom, String.t(), term) :: no_return
-  def bad!(key, expected, got) do
-    raise ArgumentError,
-          "invalid value for option #{inspect(key)}: expected #{expected}, got: " <>
-            inspect(got, limit: 10)
-  end
+  def bad!(key, expected, got),
+    do: OptionError.raise!(kind: :invalid, option: key, expected: expected, value: got)
 end

@@ -355,7 +355,7 @@ defmodule Sluice.Process do
   def read_any(p, max \\ 65_536, timeout \\ :infinity), do: do_read(p, :any, max, timeout)
 
   defp do_read(p, source, max, timeout) do
-    max = Options.max_bytes!(max, "max")
+    max = Options.max_bytes!(max, :max)
     timeout = Options.timeout!(timeout)
     call(p, {:read, source, max, timeout}, timeout)
   end
@@ -377,13 +377,13 @@ defmodule Sluice.Process do
       try do
         IO.iodata_to_binary(iodata)
       rescue
-        ArgumentError -> raise ArgumentError, "write expects iodata, got: #{inspect(iodata)}"
+        ArgumentError -> Options.argument!(:data, "iodata", iodata)
       end
 
     timeout = Options.timeout!(timeout)
 
     case call(p, {:write, data, timeout}, timeout) do
-      {:bad_frame, message} -> raise ArgumentError, message
+      {:bad_frame, expected, size} -> Options.argument!(:data, expected, size)
       answer -> answer
     end
   end
@@ -445,7 +445,7 @@ defmodule Sluice.Process do
   def signal(p, sig) do
     case Sluice.Signal.to_number(sig) do
       {:ok, signum} -> call(p, {:signal, signum})
-      :error -> raise ArgumentError, "not a signal: #{inspect(sig)}"
+      :error -> Options.argument!(:signal, "a signal name like :sigterm or a number 1..64", sig)
     end
   end
 
@@ -461,7 +461,7 @@ defmodule Sluice.Process do
   """
   @spec stop(t, non_neg_integer) :: {:ok, status} | {:error, :closed | :nodedown | Error.t()}
   def stop(p, grace_ms \\ 5_000) do
-    grace_ms = Options.timeout!(grace_ms, "grace_ms", infinity: false)
+    grace_ms = Options.timeout!(grace_ms, :grace_ms, infinity: false)
 
     case call(p, {:stop, grace_ms}, grace_ms + 5_000) do
       {:error, :timeout} -> {:error, Error.new(:timeout, "the program's server did not answer")}
@@ -499,10 +499,8 @@ defmodule Sluice.Process do
     call(p, {:set_active, mode})
   end
 
-  def set_active(_p, mode) do
-    raise ArgumentError,
-          "active mode must be :once, a positive integer or false, got: #{inspect(mode)}"
-  end
+  def set_active(_p, mode),
+    do: Options.argument!(:active, ":once, a positive integer or false", mode)
 
   @doc """
   Makes `pid` the receiver of active-mode messages. Only the current controlling process
@@ -516,10 +514,8 @@ defmodule Sluice.Process do
   @spec controlling_process(t, pid) :: :ok | {:error, :not_owner | :closed | :nodedown | :timeout}
   def controlling_process(p, pid) when is_pid(pid), do: call(p, {:controlling_process, pid})
 
-  def controlling_process(_p, pid) do
-    raise ArgumentError,
-          "pid must be a pid (the new controlling process), got: #{inspect(pid)}"
-  end
+  def controlling_process(_p, pid),
+    do: Options.argument!(:pid, "a pid (the new controlling process)", pid)
 
   # The server answers within the request's own time (its own timer), `within` ms: the
   # caller waits that plus a margin longer than the server ever blocks (a `stats` or a

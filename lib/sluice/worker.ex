@@ -84,7 +84,12 @@ defmodule Sluice.Worker do
   @spec child_spec(keyword) :: Supervisor.child_spec()
   def child_spec(opts) do
     unless Keyword.keyword?(opts) and Keyword.has_key?(opts, :argv) do
-      raise ArgumentError, "Sluice.Worker.child_spec/1 needs the option :argv"
+      Sluice.OptionError.raise!(
+        kind: :missing,
+        option: :argv,
+        value: opts,
+        who: "Sluice.Worker.child_spec/1"
+      )
     end
 
     {argv, opts} = Keyword.pop(opts, :argv)
@@ -195,7 +200,7 @@ defmodule Sluice.Worker do
       try do
         IO.iodata_to_binary(request)
       rescue
-        ArgumentError -> raise ArgumentError, "a request must be iodata, got: #{inspect(request)}"
+        ArgumentError -> Options.argument!(:request, "iodata", request)
       end
 
     # The worker answers every call within its timeout (its own timer, from the call's
@@ -205,7 +210,7 @@ defmodule Sluice.Worker do
     wait = Options.answer_wait(timeout, @answer_margin)
 
     case GenServer.call(worker, {:call, data, timeout}, wait) do
-      {:bad_frame, message} -> raise ArgumentError, message
+      {:bad_frame, expected, size} -> Options.argument!(:request, expected, size)
       answer -> answer
     end
   catch
@@ -254,8 +259,8 @@ defmodule Sluice.Worker do
         s = %{s | queue: :queue.in(call, s.queue), timers: start_timer(s.timers, call, timeout)}
         {:noreply, advance(s)}
 
-      {:error, message} ->
-        {:reply, {:bad_frame, message}, s}
+      {:error, expected} ->
+        {:reply, {:bad_frame, expected, byte_size(data)}, s}
     end
   end
 

@@ -32,6 +32,7 @@ sluice_test_() ->
         fun format_error_text/0,
         fun bad_arguments_name_the_option/0,
         fun badarg_explained_by_the_shell/0,
+        fun bad_values_make_no_atoms/0,
         fun owner_death_kills_the_program/0,
         fun daemon_restarted_by_its_supervisor/0,
         fun child_specs_check_their_options/0,
@@ -429,7 +430,7 @@ bad_arguments_name_the_option() ->
     ?assertError({badarg, max, _}, sluice:recv(P, -1, 100)),
     ?assertError({badarg, timeout, _}, sluice:await_exit(P, soon)),
     ?assertError({badarg, data, _}, sluice:send(P, 123)),
-    ?assertError({badarg, grace, _}, sluice:stop(P, -5)),
+    ?assertError({badarg, grace_ms, _}, sluice:stop(P, -5)),
     % Timeouts past the timers' range (2^32 - 1 ms) are refused before anything starts.
     ?assertError({badarg, timeout, _}, sluice:run(["sleep", "5"], [{timeout, 1 bsl 32}])),
     ?assertError({badarg, idle_timeout, _},
@@ -438,7 +439,7 @@ bad_arguments_name_the_option() ->
     ?assertError({badarg, timeout, _}, sluice:send(P, "x", 1 bsl 32)),
     ?assertError({badarg, timeout, _}, sluice:await_exit(P, 1 bsl 42)),
     ?assertError({badarg, timeout, _}, sluice:stats(P, 1 bsl 42)),
-    ?assertError({badarg, grace, _}, sluice:stop(P, 1 bsl 42)),
+    ?assertError({badarg, grace_ms, _}, sluice:stop(P, 1 bsl 42)),
     % The program and the VM carry on.
     ok = sluice:send(P, "still here"),
     ?assertEqual({ok, <<"still here">>}, sluice:recv(P, 100, 5000)),
@@ -453,6 +454,26 @@ badarg_explained_by_the_shell() ->
             Text = lists:flatten(erl_error:format_exception(error, Reason, Stack)),
             ?assertMatch({match, _}, re:run(Text, "argument 2: invalid value for option stderr"))
     end.
+
+% The What of a badarg comes from the checks' fields, never from their text: no atom is
+% made from a value, and a value that reads like an option does not name it.
+bad_values_make_no_atoms() ->
+    {ok, P} = sluice:start_link(["cat"]),
+    Calls = fun(N) ->
+        Text = <<"option :sluice_no_such_", (integer_to_binary(N))/binary>>,
+        ?assertError({badarg, os_pid, _}, sluice:manage(Text)),
+        ?assertError({badarg, data, _}, sluice:send(P, {Text})),
+        ?assertError({badarg, signal, _}, sluice:signal(P, Text)),
+        ?assertError({badarg, nice, _}, sluice:run(["true"], [{nice, Text}])),
+        ?assertError({badarg, env, _}, sluice:run(["true"], [{env, [{Text, 1}]}]))
+    end,
+    % Once, so that every module involved is loaded (loading makes atoms).
+    Calls(0),
+    Before = erlang:system_info(atom_count),
+    lists:foreach(Calls, lists:seq(1, 4000)),
+    ?assertEqual(Before, erlang:system_info(atom_count)),
+    ?assertError({badarg, data, _}, sluice:send(P, {"option :timeout"})),
+    {ok, _} = sluice:stop(P, 1000).
 
 owner_death_kills_the_program() ->
     Self = self(),

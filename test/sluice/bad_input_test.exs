@@ -33,9 +33,9 @@ defmodule Sluice.BadInputTest do
     [
       {"argv not a list", fn -> P.start("cat") end, ~r/argv must be a non-empty list/},
       {"argv empty", fn -> Sluice.run([]) end, ~r/argv must be a non-empty list/},
-      {"argv[0] empty", fn -> P.start([""]) end, ~r/argv\[0\].*must not be empty/},
-      {"non-binary element", fn -> P.start(["echo", 1]) end, ~r/argv elements must be strings/},
-      {"atom element", fn -> Sluice.run([:echo]) end, ~r/argv elements must be strings/},
+      {"argv[0] empty", fn -> P.start([""]) end, ~r/argv\[0\] \(the program\) is not empty/},
+      {"non-binary element", fn -> P.start(["echo", 1]) end, ~r/argv must be a list of strings/},
+      {"atom element", fn -> Sluice.run([:echo]) end, ~r/argv must be a list of strings/},
       {"NUL in argv", fn -> Sluice.run(["echo", "a\0b"]) end, ~r/NUL/},
       {"NUL in env value", fn -> P.start(["true"], env: %{"A" => "x\0y"}) end, ~r/:env.*NUL/},
       {"NUL in env name", fn -> P.start(["true"], env: %{"A\0B" => "x"}) end, ~r/:env.*NUL/},

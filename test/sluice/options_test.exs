@@ -8,6 +8,7 @@ defmodule Sluice.OptionsTest do
   alias Sluice.Options
 
   doctest Sluice.Options
+  doctest Sluice.OptionError
 
   @entries [:process, :run, :stream, :daemon]
 
@@ -152,8 +153,8 @@ defmodule Sluice.OptionsTest do
     assert_raise ArgumentError, ~r/NUL/, fn -> Options.argv!(["a\0"]) end
     assert Options.timeout!(:infinity) == :infinity
     assert_raise ArgumentError, ~r/timeout/, fn -> Options.timeout!(-1) end
-    assert Options.max_bytes!(10, "max") == 10
-    assert_raise ArgumentError, ~r/max/, fn -> Options.max_bytes!(2 ** 70, "max") end
+    assert Options.max_bytes!(10, :max) == 10
+    assert_raise ArgumentError, ~r/max/, fn -> Options.max_bytes!(2 ** 70, :max) end
   end
 
   # Past 2^32 - 1 ms no timer of the VM can wait: every timeout is checked up front.
@@ -183,6 +184,44 @@ defmodule Sluice.OptionsTest do
     for bad <- [max + 1, 2 ** 42, -1, 1.5, :soon] do
       assert_raise ArgumentError, ~r/^timeout must be/, fn -> Options.timeout!(bad) end
     end
+  end
+
+  # The fields travel with the ArgumentError, for the Erlang face (no message is parsed).
+  test "every mistake is an ArgumentError carrying a Sluice.OptionError with its fields" do
+    cases = [
+      {fn -> Options.validate!([nice: 99], :run, "f") end, :invalid, :nice, 99},
+      {fn -> Options.validate!([bogus: 1], :run, "f") end, :unknown, :bogus, [bogus: 1]},
+      {fn -> Options.validate!([cd: "/", cd: "/"], :run, "f") end, :duplicate, :cd, nil},
+      {fn -> Options.validate!(:x, :run, "f") end, :options, :options, :x},
+      {fn -> Options.argv!(["a", 1]) end, :argument, :argv, ["a", 1]},
+      {fn -> Options.timeout!(2 ** 32) end, :argument, :timeout, 2 ** 32},
+      {fn -> Sluice.pipeline([]) end, :argument, :stages, []},
+      {fn -> Sluice.pipeline([{["a"], [bogus: 1]}]) end, :unknown, :bogus, [bogus: 1]},
+      {fn -> Sluice.Daemon.child_spec(name: :d) end, :missing, :argv, [name: :d]},
+      {fn -> Sluice.Daemon.child_spec(argv: ["a"], stderr: :null) end, :refused, :stderr, :null},
+      {fn -> Sluice.Process.signal(self(), :sigbogus) end, :argument, :signal, :sigbogus},
+      {fn -> Sluice.Process.write(self(), {:x}) end, :argument, :data, {:x}},
+      {fn -> Sluice.Process.manage(0) end, :argument, :os_pid, 0},
+      {fn -> Sluice.run(["true"], env: [{"A", 1}]) end, :invalid, :env, 1}
+    ]
+
+    for {call, kind, option, value} <- cases do
+      {error, stack} =
+        try do
+          call.()
+          flunk("no ArgumentError")
+        rescue
+          e in ArgumentError -> {e, __STACKTRACE__}
+        end
+
+      assert {:ok, %Sluice.OptionError{kind: ^kind, option: ^option} = fields} =
+               Sluice.OptionError.from_stacktrace(stack)
+
+      if value != nil, do: assert(fields.value == value)
+      assert error.message == Exception.message(fields)
+    end
+
+    assert :error = Sluice.OptionError.from_stacktrace([])
   end
 
   test "manage options: their defaults, their checks, and the manage spec" do

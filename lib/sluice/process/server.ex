@@ -117,7 +117,7 @@ defmodule Sluice.Process.Server do
     case Framing.encode(s.framing, data) do
       {:ok, frame} -> write(IO.iodata_to_binary(frame), timeout, from, s)
       # The caller raises it as an ArgumentError (Sluice.Process.write/3).
-      {:error, message} -> {:reply, {:bad_frame, message}, s}
+      {:error, expected} -> {:reply, {:bad_frame, expected, byte_size(data)}, s}
     end
   end
 
