@@ -329,7 +329,7 @@ recv_stderr(P, Max, Timeout) ->
 %% read.
 -spec close_stdin(process()) -> ok | {error, closed | nodedown | timeout}.
 close_stdin(P) ->
-    ?ELIXIR_PROCESS:close_stdin(P).
+    ?CHECKED([P], ?ELIXIR_PROCESS:close_stdin(P)).
 
 %% @doc Sends a signal (`sigterm', `sigint', ... or a number) to the program's process
 %% group.
@@ -362,7 +362,7 @@ await_exit(P, Timeout) ->
 %% @doc The program's OS pid (also its process group id); works for a daemon too.
 -spec os_pid(process()) -> pos_integer() | {error, closed | nodedown | timeout}.
 os_pid(P) ->
-    ?ELIXIR_PROCESS:os_pid(P).
+    ?CHECKED([P], ?ELIXIR_PROCESS:os_pid(P)).
 
 %% @doc What the program has cost so far, waiting up to 5 seconds; see `stats/2'.
 -spec stats(process()) -> {ok, stats()} | {error, atom()}.
@@ -391,7 +391,8 @@ setopts(P, Opts) ->
     ?CHECKED([P, Opts], setopts_checked(P, Opts)).
 
 setopts_checked(P, Opts) when is_list(Opts) ->
-    lists:foldl(fun(Opt, ok) -> setopt(P, Opt); (_Opt, Error) -> Error end, ok, Opts);
+    Checked = sluice_terms:proper_list(options, Opts, <<"setopts/2 expects a list of options">>),
+    lists:foldl(fun(Opt, ok) -> setopt(P, Opt); (_Opt, Error) -> Error end, ok, Checked);
 setopts_checked(_P, _Opts) ->
     sluice_terms:badarg(options, <<"setopts/2 expects a list of options">>).
 
@@ -454,7 +455,7 @@ list() ->
 %% @doc What `list/0' shows for one program.
 -spec info(process()) -> program_info() | {error, closed | nodedown | timeout}.
 info(P) ->
-    case ?ELIXIR_PROCESS:info(P) of
+    case ?CHECKED([P], ?ELIXIR_PROCESS:info(P)) of
         #{os_pid := _} = Entry -> sluice_terms:program_info(Entry);
         Error -> Error
     end.

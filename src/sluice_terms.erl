@@ -9,7 +9,7 @@
 %% of the Elixir API (from the `Sluice.OptionError' it carries: no message is parsed).
 -module(sluice_terms).
 
--export([badarg/2, mistake/3]).
+-export([badarg/2, mistake/3, proper_list/3]).
 -export([argv/1, stages/1, options/1, option_name/1, max_bytes/1]).
 -export([run_options/1, fold_options/1, daemon_options/2, worker_options/1]).
 -export([reply/1, error_map/1, program_info/1, stats/1]).
@@ -79,16 +79,21 @@ erlang_message(#{kind := Kind, option := Option, value := Value, expected := Exp
 argv(#{'__struct__' := 'Elixir.Sluice.Pipeline'} = Pipeline) ->
     Pipeline;
 argv(Argv) when is_list(Argv), Argv =/= [] ->
-    [chars(argv, Arg) || Arg <- Argv];
+    Args = proper_list(argv, Argv, <<"argv must be a non-empty proper list of strings or binaries">>),
+    [chars(argv, Arg) || Arg <- Args];
 argv(_Argv) ->
     badarg(argv, <<"argv must be a non-empty list of strings or binaries">>).
 
 chars(_What, Chars) when is_binary(Chars) ->
     Chars;
 chars(What, Chars) when is_list(Chars) ->
-    case unicode:characters_to_binary(Chars) of
+    % characters_to_binary/1 returns a tuple for bad encodings, and raises badarg for
+    % what is no character at all (an atom in the list, a negative number).
+    try unicode:characters_to_binary(Chars) of
         Binary when is_binary(Binary) -> Binary;
         _ -> badarg(What, <<"expected a string (a list of characters) or a binary">>)
+    catch
+        error:badarg -> badarg(What, <<"expected a string (a list of characters) or a binary">>)
     end;
 chars(What, _Other) ->
     badarg(What, <<"expected a string (a list of characters) or a binary">>).
@@ -96,7 +101,7 @@ chars(What, _Other) ->
 %% @doc The stages of `sluice:pipeline/1': each an argv or `{Argv, Opts}'.
 -spec stages(term()) -> [elixir_command() | {elixir_command(), keywords()}, ...].
 stages(Stages) when is_list(Stages), Stages =/= [] ->
-    [stage(Stage) || Stage <- Stages];
+    [stage(Stage) || Stage <- proper_list(stages, Stages, <<"a pipeline is a proper list of stages">>)];
 stages(_Stages) ->
     badarg(stages, <<"a pipeline is a non-empty list of stages">>).
 
@@ -108,7 +113,7 @@ stage(Argv) -> argv(Argv).
 options(Opts) when is_map(Opts) ->
     options(maps:to_list(Opts));
 options(Opts) when is_list(Opts) ->
-    [option(Opt) || Opt <- Opts];
+    [option(Opt) || Opt <- proper_list(options, Opts, <<"options must be a proplist or a map">>)];
 options(_Opts) ->
     badarg(options, <<"options must be a proplist or a map">>).
 
@@ -121,14 +126,18 @@ option({Key, {file, Path}}) when Key =:= stdin; Key =:= stdout; Key =:= stderr -
 option({Key, {file, Path, FileOpts}}) when
     (Key =:= stdout orelse Key =:= stderr), is_list(FileOpts)
 ->
-    {Key, {file, chars(Key, Path), [bare_option(O) || O <- FileOpts]}};
+    FileOptions = proper_list(Key, FileOpts, <<"file options must be a proplist">>),
+    {Key, {file, chars(Key, Path), [bare_option(O) || O <- FileOptions]}};
 option({Key, Name}) when
     (Key =:= user orelse Key =:= group orelse Key =:= arg0), is_list(Name)
 ->
     {Key, chars(Key, Name)};
 option({kill_command, Argv}) when is_list(Argv) ->
-    {kill_command, [chars(kill_command, A) || A <- Argv]};
-option({pty, Terminal}) when is_list(Terminal) -> {pty, [pty_option(T) || T <- Terminal]};
+    Args = proper_list(kill_command, Argv, <<"kill_command must be a proper list of strings">>),
+    {kill_command, [chars(kill_command, A) || A <- Args]};
+option({pty, Terminal}) when is_list(Terminal) ->
+    Settings = proper_list(pty, Terminal, <<"pty settings must be a proplist">>),
+    {pty, [pty_option(T) || T <- Settings]};
 option({Key, undefined}) when is_atom(Key) -> {Key, nil};
 option({Key, Value}) when is_atom(Key) -> {Key, Value};
 option(Other) -> badarg(option_name(Other), <<"options are atoms or {Name, Value} pairs">>).
@@ -140,6 +149,18 @@ bare_option(Other) -> Other.
 pty_option(Key) when is_atom(Key) -> {Key, true};
 pty_option(Other) -> Other.
 
+%% @doc `List' if it is a proper list, else a mistake about `What' (`Message').
+-spec proper_list(atom(), list(), binary()) -> list().
+proper_list(What, List, Message) ->
+    case proper(List) of
+        true -> List;
+        false -> badarg(What, Message)
+    end.
+
+proper([]) -> true;
+proper([_ | Tail]) -> proper(Tail);
+proper(_) -> false.
+
 %% @doc The name a mistake in an option is about: its key, else `options'.
 -spec option_name(term()) -> atom().
 option_name({Key, _}) when is_atom(Key) -> Key;
@@ -149,7 +170,8 @@ option_name(_) -> options.
 env(Env) when is_map(Env) ->
     env(maps:to_list(Env));
 env(Env) when is_list(Env) ->
-    [env_pair(Pair) || Pair <- Env];
+    Pairs = proper_list(env, Env, <<"env must be a list of {Name, Value | false}">>),
+    [env_pair(Pair) || Pair <- Pairs];
 env(_Env) ->
     badarg(env, <<"env must be a list of {Name, Value | false}">>).
 

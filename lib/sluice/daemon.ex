@@ -132,7 +132,8 @@ defmodule Sluice.Daemon do
   end
 
   @doc """
-  The OS pid of the daemon's program.
+  The OS pid of the daemon's program; `{:error, :closed}` once the daemon has ended, as
+  `Sluice.Process.os_pid/1` answers.
 
       iex> {:ok, d} = Sluice.Daemon.start_link(argv: ["sleep", "10"], log: false)
       iex> File.exists?("/proc/\#{Sluice.Daemon.os_pid(d)}")
@@ -140,8 +141,8 @@ defmodule Sluice.Daemon do
       iex> GenServer.stop(d)
       :ok
   """
-  @spec os_pid(GenServer.server()) :: pos_integer
-  def os_pid(daemon), do: GenServer.call(daemon, :os_pid)
+  @spec os_pid(GenServer.server()) :: pos_integer | {:error, :closed | :nodedown | :timeout}
+  def os_pid(daemon), do: Sluice.Call.call(daemon, :daemon, :os_pid)
 
   @impl true
   def init({argv, log, max_line, grace, ready, opts}) do

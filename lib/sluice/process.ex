@@ -28,8 +28,10 @@ defmodule Sluice.Process do
   the end) and its status was delivered (`await_exit/2` returned it, or
   `{:sluice_exit, p, status}` was sent in active mode), the `Sluice.Process` closes its fds
   and ends with reason `:normal`: a long-lived process that runs many programs this way
-  leaks nothing. Calls on an ended `Sluice.Process` return `{:error, :closed}`, and calls
-  on one whose node went away (see `:node`) `{:error, :nodedown}`. A server that does not
+  leaks nothing. Calls on an ended `Sluice.Process` return `{:error, :closed}` (so do those
+  of an ended `Sluice.Worker` or `Sluice.Daemon`), and calls on one whose node went away
+  (see `:node`) `{:error, :nodedown}`; a first argument that is no pid or registered name
+  is an `ArgumentError` naming it. A server that does not
   answer within the call's own timeout and 10 s more (its node is stopped but still
   connected) gives `{:error, :timeout}`; the request may still be carried out if the
   server resumes (what a read takes then is lost to the caller). A call with an
@@ -517,22 +519,5 @@ defmodule Sluice.Process do
   def controlling_process(_p, pid),
     do: Options.argument!(:pid, "a pid (the new controlling process)", pid)
 
-  # The server answers within the request's own time (its own timer), `within` ms: the
-  # caller waits that plus a margin longer than the server ever blocks (a `stats` or a
-  # managed process's signal waits up to 5 s for the helper program). A server that
-  # cannot answer (its node stopped but still connected, or a pid that is no
-  # Sluice.Process) is then `{:error, :timeout}`, rather than a wait until distribution
-  # gives the node up. A server that is gone means the program is closed.
-  @answer_margin 10_000
-
-  defp call(p, request, within \\ 0) do
-    GenServer.call(p, request, Options.answer_wait(within, @answer_margin))
-  catch
-    :exit, {:timeout, {GenServer, :call, _}} -> {:error, :timeout}
-    :exit, {{:shutdown, :helper_down}, _} -> {:error, :helper_down}
-    # The program's node went away (or disconnected): so did the program (its server
-    # there watches its owner).
-    :exit, {{:nodedown, _node}, {GenServer, :call, _}} -> {:error, :nodedown}
-    :exit, {_gone, {GenServer, :call, _}} -> {:error, :closed}
-  end
+  defp call(p, request, within \\ 0), do: Sluice.Call.call(p, :process, request, within)
 end

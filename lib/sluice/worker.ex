@@ -176,9 +176,6 @@ defmodule Sluice.Worker do
     end
   end
 
-  # How long past a call's own timeout its caller waits for the worker's answer.
-  @answer_margin 10_000
-
   @doc """
   Sends `request` as one frame and returns the program's next frame: `{:ok, response}`
   (with `{:line, max}`, `{:ok, {:eol, line}}`), `{:error, :timeout}` after `timeout` ms
@@ -204,30 +201,25 @@ defmodule Sluice.Worker do
       end
 
     # The worker answers every call within its timeout (its own timer, from the call's
-    # arrival), so the caller waits that and a margin: a worker that cannot answer (its
-    # node stopped but still connected) is :timeout, one that is gone :closed, one whose
-    # node went away :nodedown.
-    wait = Options.answer_wait(timeout, @answer_margin)
-
-    case GenServer.call(worker, {:call, data, timeout}, wait) do
+    # arrival), so the caller waits that and a margin (Sluice.Call): a worker that cannot
+    # answer (its node stopped but still connected) is :timeout, one that is gone
+    # :closed, one whose node went away :nodedown.
+    case Sluice.Call.call(worker, :worker, {:call, data, timeout}, timeout) do
       {:bad_frame, expected, size} -> Options.argument!(:request, expected, size)
       answer -> answer
     end
-  catch
-    :exit, {:timeout, {GenServer, :call, _}} -> {:error, :timeout}
-    :exit, {{:nodedown, _node}, {GenServer, :call, _}} -> {:error, :nodedown}
-    :exit, {_gone, {GenServer, :call, _}} -> {:error, :closed}
   end
 
   @doc """
-  The program's OS pid.
+  The program's OS pid; `{:error, :closed}` once the worker has ended, as
+  `Sluice.Process.os_pid/1` answers.
 
       iex> {:ok, w} = Sluice.Worker.start_link(["cat"])
       iex> is_integer(Sluice.Worker.os_pid(w))
       true
   """
-  @spec os_pid(t) :: pos_integer
-  def os_pid(worker), do: GenServer.call(worker, :os_pid)
+  @spec os_pid(t) :: pos_integer | {:error, :closed | :nodedown | :timeout}
+  def os_pid(worker), do: Sluice.Call.call(worker, :worker, :os_pid)
 
   ## Server
 

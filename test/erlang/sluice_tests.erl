@@ -33,6 +33,7 @@ sluice_test_() ->
         fun bad_arguments_name_the_option/0,
         fun badarg_explained_by_the_shell/0,
         fun bad_values_make_no_atoms/0,
+        fun every_mistake_is_a_badarg/0,
         fun owner_death_kills_the_program/0,
         fun daemon_restarted_by_its_supervisor/0,
         fun child_specs_check_their_options/0,
@@ -474,6 +475,50 @@ bad_values_make_no_atoms() ->
     ?assertEqual(Before, erlang:system_info(atom_count)),
     ?assertError({badarg, data, _}, sluice:send(P, {"option :timeout"})),
     {ok, _} = sluice:stop(P, 1000).
+
+% What the API promises for every mistake: error:{badarg, What, Message}, never a
+% function_clause, a bad_generator or a plain badarg.
+every_mistake_is_a_badarg() ->
+    NotAProcess = [42, "name", 1.5, {a, b, c}],
+    [
+        begin
+            ?assertError({badarg, process, _}, sluice:close_stdin(P)),
+            ?assertError({badarg, process, _}, sluice:os_pid(P)),
+            ?assertError({badarg, process, _}, sluice:info(P)),
+            ?assertError({badarg, process, _}, sluice:send(P, "x")),
+            ?assertError({badarg, process, _}, sluice:recv(P, 0)),
+            ?assertError({badarg, process, _}, sluice:stop(P)),
+            ?assertError({badarg, process, _}, sluice:await_exit(P)),
+            ?assertError({badarg, process, _}, sluice:stats(P)),
+            ?assertError({badarg, process, _}, sluice:signal(P, sigterm)),
+            ?assertError({badarg, process, _}, sluice:setopts(P, [{active, once}])),
+            ?assertError({badarg, worker, _}, sluice:call(P, "x"))
+        end
+     || P <- NotAProcess
+    ],
+    % A registered name nobody holds is a process that has ended.
+    ?assertEqual({error, closed}, sluice:os_pid(sluice_nobody_here)),
+    Fun = fun(_, Acc) -> Acc end,
+    ?assertError({badarg, options, _}, sluice:run(["true"], [clear_env | pty])),
+    ?assertError({badarg, options, _}, sluice:fold(["true"], Fun, 0, [lines | x])),
+    ?assertError({badarg, options, _}, sluice:start_worker(["cat"], [{log, false} | x])),
+    ?assertError({badarg, options, _}, sluice:daemon_spec(["cat"], [{log, false} | x])),
+    {ok, P1} = sluice:start_link(["cat"]),
+    ?assertError({badarg, options, _}, sluice:setopts(P1, [{active, once} | x])),
+    {ok, _} = sluice:stop(P1, 1000),
+    ?assertError({badarg, env, _}, sluice:run(["true"], [{env, [{"A", "b"} | x]}])),
+    ?assertError({badarg, env, _}, sluice:run(["true"], #{env => [{"A", "b"} | x]})),
+    ?assertError({badarg, env, _}, sluice:run(["true"], [{env, [{"A", [a, b]}]}])),
+    ?assertError({badarg, env, _}, sluice:run(["true"], [{env, [{"A", [-1]}]}])),
+    ?assertError({badarg, env, _}, sluice:run(["true"], [{env, [{[x], "b"}]}])),
+    ?assertError({badarg, argv, _}, sluice:run([<<"true">> | <<"x">>], [])),
+    ?assertError({badarg, argv, _}, sluice:run(["true", [a]], [])),
+    ?assertError({badarg, stages, _}, sluice:pipeline([["true"] | x])),
+    ?assertError({badarg, kill_command, _}, sluice:run(["true"], [{kill_command, ["a" | x]}])),
+    ?assertError({badarg, pty, _}, sluice:run(["true"], [{pty, [echo | x]}])),
+    ?assertError({badarg, stdout, _},
+        sluice:run(["true"], [{stdout, {file, "/tmp/x", [append | x]}}])),
+    ?assertError({badarg, stdout, _}, sluice:run(["true"], [{stdout, {file, [a]}}])).
 
 owner_death_kills_the_program() ->
     Self = self(),
