@@ -13,9 +13,9 @@ defmodule Sluice.Options do
   | `:stderr` | `:console`; `:capture` for `run`; or `{:file, path, opts}` | process, run, stream, stage |
   | `:stdin` | `:pipe`; `:null` or `{:file, path}` (opened by the helper program) | process, run, stream |
   | `:stdout` | `:pipe` (`:console` with `use_stdio: false`); `:null`, `:console`, `{:file, path, opts}`, or `:log` with `use_stdio: false` | process, run, stream |
-  | `:user`, `:group` | `nil`; a name or a numeric id (`allowed_users` in `config :sluice` limits users) | all (`:group` of manage: `false`, a boolean) |
+  | `:user`, `:group` | `nil`; a name or a numeric id 0..4_294_967_294 (2^32 - 1 means "no change" to the kernel) (`allowed_users` in `config :sluice` limits users) | all (`:group` of manage: `false`, a boolean) |
   | `:nice` | `nil`; -20..19 | all |
-  | `:rlimits` | `[]`; `as`, `core`, `cpu`, `data`, `fsize`, `memlock`, `nofile`, `nproc`, `stack` to a number, `:infinity` or `{soft, hard}` | all |
+  | `:rlimits` | `[]`; `as`, `core`, `cpu`, `data`, `fsize`, `memlock`, `nofile`, `nproc`, `stack` to a number (up to 2^64 - 2), `:infinity` or `{soft, hard}`; a limit that leaves the program no room for its own stdio (`nofile` 0..4) fails at stage `:limits` | all |
   | `:umask` | `nil`; 0..0o777 | all |
   | `:arg0` | `nil`; the name the program sees as `argv[0]` | all |
   | `:kill_command` | `nil`; an argv the helper program runs (with `CHILD_PID`) instead of sending `kill_signal` | all |

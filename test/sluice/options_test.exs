@@ -224,6 +224,31 @@ defmodule Sluice.OptionsTest do
     assert :error = Sluice.OptionError.from_stacktrace([])
   end
 
+  # uid_t and gid_t are 32 bits, and (uid_t)-1 means "no change" to the kernel: ids past
+  # 2^32 - 2 are refused here, naming the option, not at the child's set-up.
+  test "user and group ids are 0..2^32 - 2, rlimits 0..2^64 - 2 or :infinity" do
+    for key <- [:user, :group] do
+      assert %{^key => 4_294_967_294} = Options.validate!([{key, 4_294_967_294}], :run, "x")
+
+      for bad <- [4_294_967_295, 2 ** 32, 2 ** 64] do
+        error = assert_raise ArgumentError, fn -> Options.validate!([{key, bad}], :run, "x") end
+        assert error.message =~ "invalid value for option #{inspect(key)}"
+        assert error.message =~ "0..4294967294"
+      end
+    end
+
+    max = 2 ** 64 - 2
+
+    assert %{rlimits: [nofile: {^max, ^max}]} =
+             Options.validate!([rlimits: [nofile: max]], :run, "x")
+
+    for bad <- [[nofile: 2 ** 64 - 1], [as: 2 ** 70], [nofile: {1, 2 ** 64}]] do
+      assert_raise ArgumentError, ~r/option :rlimits/, fn ->
+        Options.validate!([rlimits: bad], :run, "x")
+      end
+    end
+  end
+
   test "manage options: their defaults, their checks, and the manage spec" do
     assert %{stop_on_owner_exit: true, group: false, kill_grace: 5_000, start_timeout: 10_000} =
              opts = Options.validate!([], :manage, "manage")
