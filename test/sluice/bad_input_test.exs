@@ -133,6 +133,25 @@ defmodule Sluice.BadInputTest do
     check.()
   end
 
+  test "an fd limit too low for the program's own stdio fails at stage :limits", %{check: check} do
+    # The child cannot put the program's stdio on fds 0-2 (or 3 and 4) past the limit:
+    # the limit is what failed, not the set-up.
+    for {nofile, opts} <- [{0, []}, {1, []}, {4, [use_stdio: false, stdout: :null]}] do
+      assert {:error, %Sluice.Error{stage: :limits, reason: :ebadf} = e} =
+               Sluice.Process.start(["true"], [rlimits: [nofile: nofile]] ++ opts)
+
+      assert e.message =~ "fd limit leaves no fd for its stdio"
+      assert e.message =~ "EBADF"
+      check.()
+    end
+
+    # A limit that leaves room for stdio runs the program.
+    assert {:ok, %Sluice.Result{status: 0}} =
+             Sluice.run(["sh", "-c", "exit 0"], rlimits: [nofile: 16])
+
+    check.()
+  end
+
   describe "a helper that never falls over" do
     test "bad and truncated control frames get an error reply and are skipped",
          %{check: check} do
