@@ -582,8 +582,16 @@ format_error({badarg, _What, Message}, _Stack) ->
 format_error(_Reason, _Stack) ->
     #{}.
 
-% Options are the last argument of every call that takes them; argv is the first, the
-% fun of fold/4 and foreach/3 the second.
-argument_position(argv, _Args) -> 1;
-argument_position('fun', _Args) -> 2;
-argument_position(_Option, Args) -> length(Args).
+% Options are the last argument of every call that takes them; argv (or the process, the
+% worker, the OS pid to adopt) is the first; the fun of fold/4 and foreach/3, the data of
+% send/3 and call/3, the signal of signal/2 and the Max of recv/3 the second.
+argument_position(What, _Args) when
+    What =:= argv; What =:= process; What =:= worker; What =:= os_pid
+->
+    1;
+argument_position(What, _Args) when
+    What =:= 'fun'; What =:= data; What =:= request; What =:= signal; What =:= max
+->
+    2;
+argument_position(_Option, Args) ->
+    length(Args).

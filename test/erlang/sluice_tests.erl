@@ -498,6 +498,9 @@ every_mistake_is_a_badarg() ->
     ],
     % A registered name nobody holds is a process that has ended.
     ?assertEqual({error, closed}, sluice:os_pid(sluice_nobody_here)),
+    % The shell points at the argument.
+    {'EXIT', {{badarg, process, _} = Reason, Stack}} = (catch sluice:send(42, "x", 100)),
+    ?assertMatch(#{1 := "process must be" ++ _}, sluice:format_error(Reason, Stack)),
     Fun = fun(_, Acc) -> Acc end,
     ?assertError({badarg, options, _}, sluice:run(["true"], [clear_env | pty])),
     ?assertError({badarg, options, _}, sluice:fold(["true"], Fun, 0, [lines | x])),
