@@ -6,7 +6,7 @@ defmodule Sluice.OptionError do
 
     * `:invalid`: a bad value of an option (`expected` says what it takes);
     * `:unknown`: an option `who` does not take (`expected` is the list of those it does);
-    * `:duplicate`: an option given twice;
+    * `:duplicate`: an option given twice (`value` is every value given);
     * `:refused`: an option `who` never takes (`expected` says why);
     * `:missing`: an option `who` needs;
     * `:options`: options that are not a keyword list;

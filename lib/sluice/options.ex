@@ -156,11 +156,18 @@ defmodule Sluice.Options do
 
     Enum.reduce(opts, MapSet.new(), fn {key, _}, seen ->
       unless key in accepted do
-        OptionError.raise!(kind: :unknown, option: key, value: opts, who: who, expected: accepted)
+        OptionError.raise!(
+          kind: :unknown,
+          option: key,
+          value: Keyword.get(opts, key),
+          who: who,
+          expected: accepted
+        )
       end
 
       if MapSet.member?(seen, key) do
-        OptionError.raise!(kind: :duplicate, option: key, value: opts, who: who)
+        values = Keyword.get_values(opts, key)
+        OptionError.raise!(kind: :duplicate, option: key, value: values, who: who)
       end
 
       MapSet.put(seen, key)

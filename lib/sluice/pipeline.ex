@@ -66,7 +66,7 @@ defmodule Sluice.Pipeline do
         Sluice.OptionError.raise!(
           kind: :unknown,
           option: key,
-          value: opts,
+          value: Keyword.get(opts, key),
           who: "a pipeline stage",
           expected: @stage_options
         )

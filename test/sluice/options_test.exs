@@ -190,13 +190,13 @@ defmodule Sluice.OptionsTest do
   test "every mistake is an ArgumentError carrying a Sluice.OptionError with its fields" do
     cases = [
       {fn -> Options.validate!([nice: 99], :run, "f") end, :invalid, :nice, 99},
-      {fn -> Options.validate!([bogus: 1], :run, "f") end, :unknown, :bogus, [bogus: 1]},
-      {fn -> Options.validate!([cd: "/", cd: "/"], :run, "f") end, :duplicate, :cd, nil},
+      {fn -> Options.validate!([bogus: 1], :run, "f") end, :unknown, :bogus, 1},
+      {fn -> Options.validate!([cd: "/", cd: "/a"], :run, "f") end, :duplicate, :cd, ["/", "/a"]},
       {fn -> Options.validate!(:x, :run, "f") end, :options, :options, :x},
       {fn -> Options.argv!(["a", 1]) end, :argument, :argv, ["a", 1]},
       {fn -> Options.timeout!(2 ** 32) end, :argument, :timeout, 2 ** 32},
       {fn -> Sluice.pipeline([]) end, :argument, :stages, []},
-      {fn -> Sluice.pipeline([{["a"], [bogus: 1]}]) end, :unknown, :bogus, [bogus: 1]},
+      {fn -> Sluice.pipeline([{["a"], [bogus: 1]}]) end, :unknown, :bogus, 1},
       {fn -> Sluice.Daemon.child_spec(name: :d) end, :missing, :argv, [name: :d]},
       {fn -> Sluice.Daemon.child_spec(argv: ["a"], stderr: :null) end, :refused, :stderr, :null},
       {fn -> Sluice.Process.signal(self(), :sigbogus) end, :argument, :signal, :sigbogus},
