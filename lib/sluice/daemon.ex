@@ -68,7 +68,7 @@ defmodule Sluice.Daemon do
       id: id,
       start: {__MODULE__, :start_link, [opts]},
       # Long enough for the program to end within its kill grace.
-      shutdown: grace + 1_000
+      shutdown: Options.with_margin(grace, 1_000)
     }
   end
 

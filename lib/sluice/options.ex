@@ -263,13 +263,14 @@ defmodule Sluice.Options do
   @max_ms 4_294_967_295
 
   @doc false
-  # How long a caller waits for a server that answers within `within` ms by its own
-  # timer: that and `margin` more, or `:infinity` (also past the longest wait `receive`
-  # takes, which GenServer.call would refuse).
-  @spec answer_wait(timeout, non_neg_integer) :: timeout
-  def answer_wait(:infinity, _margin), do: :infinity
-  def answer_wait(within, margin) when within + margin > @max_ms, do: :infinity
-  def answer_wait(within, margin), do: within + margin
+  # A wait of `ms` and `margin` more, the one way Sluice adds a margin of its own to a
+  # timeout (a caller's wait for a server's answer, a start, a stop, a supervisor's
+  # shutdown): `:infinity` past the longest wait `receive` takes (a timer, a
+  # GenServer.call or a shutdown that long would raise :timeout_value).
+  @spec with_margin(timeout, non_neg_integer) :: timeout
+  def with_margin(:infinity, _margin), do: :infinity
+  def with_margin(ms, margin) when ms + margin > @max_ms, do: :infinity
+  def with_margin(ms, margin), do: ms + margin
 
   @doc """
   Validates a timeout argument: `:infinity` or an integer of ms from 0 to 2^32 - 1 (the

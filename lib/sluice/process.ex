@@ -465,7 +465,7 @@ defmodule Sluice.Process do
   def stop(p, grace_ms \\ 5_000) do
     grace_ms = Options.timeout!(grace_ms, :grace_ms, infinity: false)
 
-    case call(p, {:stop, grace_ms}, grace_ms + 5_000) do
+    case call(p, {:stop, grace_ms}, Options.with_margin(grace_ms, 5_000)) do
       {:error, :timeout} -> {:error, Error.new(:timeout, "the program's server did not answer")}
       answer -> answer
     end

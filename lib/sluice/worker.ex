@@ -98,7 +98,7 @@ defmodule Sluice.Worker do
     %{
       id: Keyword.get(opts, :name) || {__MODULE__, argv},
       start: {__MODULE__, :start_link, [argv, opts]},
-      shutdown: Keyword.get(opts, :kill_grace, 5_000) + 1_000
+      shutdown: Options.with_margin(Keyword.get(opts, :kill_grace, 5_000), 1_000)
     }
   end
 

@@ -102,6 +102,29 @@ defmodule Sluice.BadInputTest do
     check.()
   end
 
+  # The longest timeouts accepted (2^32 - 1 ms) work where Sluice adds a margin of its own
+  # to them (a start's, a stop's, a supervisor's shutdown): no :timeout_value.
+  test "the longest timeouts accepted work, margins included", %{check: check} do
+    max = 4_294_967_295
+
+    {:ok, p} = P.start(["sleep", "10"], start_timeout: max, kill_grace: max)
+    assert {:ok, {:signal, :sigterm}} = P.stop(p, max)
+
+    assert {:error, %Sluice.Error{reason: :timeout}} =
+             Sluice.run(["sleep", "10"], timeout: 100, kill_grace: max)
+
+    assert ["y"] = Sluice.stream!(["yes"], kill_grace: max, lines: true) |> Enum.take(1)
+
+    children = [
+      {Sluice.Worker, argv: ["cat"], kill_grace: max},
+      {Sluice.Daemon, argv: ["sleep", "10"], kill_grace: max, start_timeout: max, log: false}
+    ]
+
+    {:ok, sup} = Supervisor.start_link(children, strategy: :one_for_one)
+    assert :ok = Supervisor.stop(sup)
+    check.()
+  end
+
   test "an argv too large for exec is {:error, %Sluice.Error{reason: :e2big}}", %{check: check} do
     # One argument over MAX_ARG_STRLEN (128 KiB), and 3 MB in total (over ARG_MAX).
     assert {:error, %Sluice.Error{reason: :e2big, stage: :exec} = e} =

@@ -167,7 +167,10 @@ defmodule Sluice.Process.Server do
 
       :running ->
         s = %{close_stdin(s) | pipes: Pipes.stop(s.pipes, grace)}
-        waiter = Requests.request(%{from: from}, grace + @stop_slack, :stop)
+
+        waiter =
+          Requests.request(%{from: from}, Sluice.Options.with_margin(grace, @stop_slack), :stop)
+
         {:noreply, put_in(s.requests.stop_waiters, [waiter | s.requests.stop_waiters])}
     end
   end

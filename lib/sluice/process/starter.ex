@@ -37,7 +37,7 @@ defmodule Sluice.Process.Starter do
   """
   @spec start_server(map | {:manage, map}, map, pid) :: {:ok, pid} | {:error, Error.t()}
   def start_server(spec, opts, owner) do
-    timeout = opts.start_timeout + 5_000
+    timeout = Sluice.Options.with_margin(opts.start_timeout, 5_000)
 
     case GenServer.start(Server, {spec, owner, opts}, timeout: timeout) do
       {:ok, pid} ->
