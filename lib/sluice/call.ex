@@ -32,10 +32,13 @@ defmodule Sluice.Call do
     :exit, {_gone, {GenServer, :call, _}} -> {:error, :closed}
   end
 
-  @doc "Checks a server argument: a pid, a registered name, `{name, node}`, `:global` or `:via`."
+  @doc """
+  Checks a server argument: a pid, a registered name, `{name, node}`, `:global` or `:via`.
+  A name nobody holds (`nil` too, as `Process.whereis/1` gives it) is a holder that has
+  ended: `{:error, :closed}` from the call.
+  """
   @spec server!(term, atom) :: GenServer.server()
-  def server!(server, _name) when is_pid(server) or (is_atom(server) and server != nil),
-    do: server
+  def server!(server, _name) when is_pid(server) or is_atom(server), do: server
 
   def server!({name, node} = server, _name) when is_atom(name) and is_atom(node), do: server
   def server!({:global, _} = server, _name), do: server

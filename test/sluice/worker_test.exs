@@ -83,6 +83,8 @@ defmodule Sluice.WorkerTest do
     assert {:error, :closed} = Sluice.Daemon.os_pid(d)
     assert {:error, :closed} = Sluice.Process.os_pid(p)
     assert {:error, :closed} = W.call(w, "x")
+    assert {:error, :closed} = Sluice.Process.os_pid(nil)
+    assert {:error, :closed} = W.os_pid(:sluice_no_such_worker)
 
     # A server argument that is no process is a mistake, named.
     for bad <- [42, "w", {:a, :b, :c}] do
