@@ -70,7 +70,7 @@ defmodule Sluice.Daemon do
       id: id,
       start: {__MODULE__, :start_link, [opts]},
       # Long enough for the program to end within its kill grace.
-      shutdown: grace + 1_000
+      shutdown: Options.with_margin(grace, 1_000)
     }
   end
 
@@ -114,14 +114,20 @@ defmodule Sluice.Daemon do
   # other options, and the checked ones.
   defp config!(opts, who) do
     unless Keyword.keyword?(opts) and Keyword.has_key?(opts, :argv) do
-      raise ArgumentError, "Sluice.Daemon needs the option :argv, got: #{inspect(opts)}"
+      Sluice.OptionError.raise!(kind: :missing, option: :argv, value: opts, who: who)
     end
 
     {argv, opts} = Keyword.pop(opts, :argv)
     argv = Options.argv!(argv)
 
     if Keyword.has_key?(opts, :stderr) do
-      raise ArgumentError, "#{who} does not take the option :stderr: it logs both streams"
+      Sluice.OptionError.raise!(
+        kind: :refused,
+        option: :stderr,
+        value: opts[:stderr],
+        who: who,
+        expected: "it logs both streams"
+      )
     end
 
     checked = Options.validate!(opts, :daemon, who)
@@ -130,7 +136,8 @@ defmodule Sluice.Daemon do
   end
 
   @doc """
-  The OS pid of the daemon's program.
+  The OS pid of the daemon's program; `{:error, :closed}` once the daemon has ended, as
+  `Sluice.Process.os_pid/1` answers.
 
       iex> {:ok, d} = Sluice.Daemon.start_link(argv: ["sleep", "10"], log: false)
       iex> File.exists?("/proc/\#{Sluice.Daemon.os_pid(d)}")
@@ -138,8 +145,8 @@ defmodule Sluice.Daemon do
       iex> GenServer.stop(d)
       :ok
   """
-  @spec os_pid(GenServer.server()) :: pos_integer
-  def os_pid(daemon), do: GenServer.call(daemon, :os_pid)
+  @spec os_pid(GenServer.server()) :: pos_integer | {:error, :closed | :nodedown | :timeout}
+  def os_pid(daemon), do: Sluice.Call.call(daemon, :daemon, :os_pid)
 
   @impl true
   def init({caller, argv, log, max_line, grace, ready, opts}) do

@@ -2,7 +2,8 @@ defmodule Sluice.Error do
   @moduledoc """
   A runtime failure of Sluice, returned as `{:error, %Sluice.Error{}}` (or raised by the
   bang functions and streams). A status outside `success_exit_codes` is not one of these
-  but `Sluice.ExitError`; programming mistakes raise `ArgumentError`.
+  but `Sluice.ExitError`; programming mistakes raise `ArgumentError` (its fields as a
+  `Sluice.OptionError`).
 
   ## `:reason`
 
@@ -44,8 +45,9 @@ defmodule Sluice.Error do
   current directory is gone), `:stdin`, `:stdout`, `:stderr` (opening a file they name),
   `:pipe` (a pipe or `/dev/null`; the VM out of fds), `:pty` (no pseudo-terminal, or a
   terminal mode it refused), `:cgroup`, `:fork`, `:credentials` (`user:`, `group:`),
-  `:priority` (`nice:`), `:limits` (`rlimits:`, `umask:`), `:setup` (the child's set-up
-  before exec), `:exec`, `:request` (the spawn request itself: refused, or not answered
+  `:priority` (`nice:`), `:limits` (`rlimits:`, `umask:`; also `:ebadf` when the
+  `nofile` limit leaves the program no fd for its own stdio, as with `nofile: 0`),
+  `:setup` (the child's set-up before exec), `:exec`, `:request` (the spawn request itself: refused, or not answered
   within `:start_timeout`), `:handoff` (receiving the program's fds), and `:manage` for
   `Sluice.Process.manage/2`. `nil` for failures that are not a spawn's.
 

@@ -117,7 +117,10 @@ defmodule Sluice.OutputStream do
       {:error, :timeout, pump} ->
         pump = Driver.stop(pump, st.opts.kill_grace)
 
-        case Driver.await_exit(pump, Pipes.deadline(st.opts.kill_grace + 2_000)) do
+        case Driver.await_exit(
+               pump,
+               Pipes.deadline(Sluice.Options.with_margin(st.opts.kill_grace, 2_000))
+             ) do
           {:ok, status, pump} -> {status, pump}
           {:error, :timeout, _} -> raise_after_close(st, st.pump, exit_timeout())
           {:error, lost, pump} -> raise_after_close(st, pump, Driver.lost_error(pump, lost))

@@ -509,7 +509,7 @@ defmodule Sluice.Pipes do
   def stop_and_await(p, grace) do
     p = stop(p, grace)
 
-    case await_exit(p, deadline(grace + @stop_slack)) do
+    case await_exit(p, deadline(Sluice.Options.with_margin(grace, @stop_slack))) do
       {:ok, status, p} -> {status, p}
       {:error, _reason, p} -> {nil, p}
     end

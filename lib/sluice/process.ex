@@ -28,8 +28,10 @@ defmodule Sluice.Process do
   the end) and its status was delivered (`await_exit/2` returned it, or
   `{:sluice_exit, p, status}` was sent in active mode), the `Sluice.Process` closes its fds
   and ends with reason `:normal`: a long-lived process that runs many programs this way
-  leaks nothing. Calls on an ended `Sluice.Process` return `{:error, :closed}`, and calls
-  on one whose node went away (see `:node`) `{:error, :nodedown}`. A server that does not
+  leaks nothing. Calls on an ended `Sluice.Process` return `{:error, :closed}` (so do those
+  of an ended `Sluice.Worker` or `Sluice.Daemon`), and calls on one whose node went away
+  (see `:node`) `{:error, :nodedown}`; a first argument that is no pid or registered name
+  is an `ArgumentError` naming it. A server that does not
   answer within the call's own timeout and 10 s more (its node is stopped but still
   connected) gives `{:error, :timeout}`; the request may still be carried out if the
   server resumes (what a read takes then is lost to the caller). A call with an
@@ -364,7 +366,7 @@ defmodule Sluice.Process do
   def read_any(p, max \\ 65_536, timeout \\ :infinity), do: do_read(p, :any, max, timeout)
 
   defp do_read(p, source, max, timeout) do
-    max = Options.max_bytes!(max, "max")
+    max = Options.max_bytes!(max, :max)
     timeout = Options.timeout!(timeout)
     call(p, {:read, source, max, timeout}, timeout)
   end
@@ -388,13 +390,13 @@ defmodule Sluice.Process do
       try do
         IO.iodata_to_binary(iodata)
       rescue
-        ArgumentError -> raise ArgumentError, "write expects iodata, got: #{inspect(iodata)}"
+        ArgumentError -> Options.argument!(:data, "iodata", iodata)
       end
 
     timeout = Options.timeout!(timeout)
 
     case call(p, {:write, data, timeout}, timeout) do
-      {:bad_frame, message} -> raise ArgumentError, message
+      {:bad_frame, expected, size} -> Options.argument!(:data, expected, size)
       answer -> answer
     end
   end
@@ -462,7 +464,7 @@ defmodule Sluice.Process do
   def signal(p, sig) do
     case Sluice.Signal.to_number(sig) do
       {:ok, signum} -> call(p, {:signal, signum})
-      :error -> raise ArgumentError, "not a signal: #{inspect(sig)}"
+      :error -> Options.argument!(:signal, "a signal name like :sigterm or a number 1..64", sig)
     end
   end
 
@@ -478,11 +480,9 @@ defmodule Sluice.Process do
   """
   @spec stop(t, non_neg_integer) :: {:ok, status} | {:error, :closed | :nodedown | Error.t()}
   def stop(p, grace_ms \\ 5_000) do
-    unless is_integer(grace_ms) and grace_ms >= 0 and grace_ms <= 4_294_967_295 do
-      raise ArgumentError, "grace_ms must be a non-negative integer, got: #{inspect(grace_ms)}"
-    end
+    grace_ms = Options.timeout!(grace_ms, :grace_ms, infinity: false)
 
-    case call(p, {:stop, grace_ms}, grace_ms + 5_000) do
+    case call(p, {:stop, grace_ms}, Options.with_margin(grace_ms, 5_000)) do
       {:error, :timeout} -> {:error, Error.new(:timeout, "the program's server did not answer")}
       answer -> answer
     end
@@ -518,10 +518,8 @@ defmodule Sluice.Process do
     call(p, {:set_active, mode})
   end
 
-  def set_active(_p, mode) do
-    raise ArgumentError,
-          "active mode must be :once, a positive integer or false, got: #{inspect(mode)}"
-  end
+  def set_active(_p, mode),
+    do: Options.argument!(:active, ":once, a positive integer or false", mode)
 
   @doc """
   Makes `pid` the receiver of active-mode messages. Only the current controlling process
@@ -535,27 +533,8 @@ defmodule Sluice.Process do
   @spec controlling_process(t, pid) :: :ok | {:error, :not_owner | :closed | :nodedown | :timeout}
   def controlling_process(p, pid) when is_pid(pid), do: call(p, {:controlling_process, pid})
 
-  def controlling_process(_p, pid) do
-    raise ArgumentError,
-          "pid must be a pid (the new controlling process), got: #{inspect(pid)}"
-  end
+  def controlling_process(_p, pid),
+    do: Options.argument!(:pid, "a pid (the new controlling process)", pid)
 
-  # The server answers within the request's own time (its own timer), `within` ms: the
-  # caller waits that plus a margin longer than the server ever blocks (a `stats` or a
-  # managed process's signal waits up to 5 s for the helper program). A server that
-  # cannot answer (its node stopped but still connected, or a pid that is no
-  # Sluice.Process) is then `{:error, :timeout}`, rather than a wait until distribution
-  # gives the node up. A server that is gone means the program is closed.
-  @answer_margin 10_000
-
-  defp call(p, request, within \\ 0) do
-    GenServer.call(p, request, Options.answer_wait(within, @answer_margin))
-  catch
-    :exit, {:timeout, {GenServer, :call, _}} -> {:error, :timeout}
-    :exit, {{:shutdown, :helper_down}, _} -> {:error, :helper_down}
-    # The program's node went away (or disconnected): so did the program (its server
-    # there watches its owner).
-    :exit, {{:nodedown, _node}, {GenServer, :call, _}} -> {:error, :nodedown}
-    :exit, {_gone, {GenServer, :call, _}} -> {:error, :closed}
-  end
+  defp call(p, request, within \\ 0), do: Sluice.Call.call(p, :process, request, within)
 end

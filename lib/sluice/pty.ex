@@ -223,10 +223,8 @@ defmodule Sluice.Pty do
   @spec dimension!(atom, term) :: pos_integer
   def dimension!(_name, n) when dimension?(n), do: n
 
-  def dimension!(name, n) do
-    raise ArgumentError,
-          "#{name} must be an integer 1..#{@max_dimension} (character cells), got: #{inspect(n)}"
-  end
+  def dimension!(name, n),
+    do: Options.argument!(name, "an integer 1..#{@max_dimension} (character cells)", n)
 
   defp size!(_key, n) when dimension?(n), do: n
 

@@ -85,7 +85,12 @@ defmodule Sluice.Worker do
   @spec child_spec(keyword) :: Supervisor.child_spec()
   def child_spec(opts) do
     unless Keyword.keyword?(opts) and Keyword.has_key?(opts, :argv) do
-      raise ArgumentError, "Sluice.Worker.child_spec/1 needs the option :argv"
+      Sluice.OptionError.raise!(
+        kind: :missing,
+        option: :argv,
+        value: opts,
+        who: "Sluice.Worker.child_spec/1"
+      )
     end
 
     {argv, opts} = Keyword.pop(opts, :argv)
@@ -94,7 +99,7 @@ defmodule Sluice.Worker do
     %{
       id: Keyword.get(opts, :name) || {__MODULE__, argv},
       start: {__MODULE__, :start_link, [argv, opts]},
-      shutdown: Keyword.get(opts, :kill_grace, 5_000) + 1_000
+      shutdown: Options.with_margin(Keyword.get(opts, :kill_grace, 5_000), 1_000)
     }
   end
 
@@ -172,9 +177,6 @@ defmodule Sluice.Worker do
     end
   end
 
-  # How long past a call's own timeout its caller waits for the worker's answer.
-  @answer_margin 10_000
-
   @doc """
   Sends `request` as one frame and returns the program's next frame: `{:ok, response}`
   (with `{:line, max}`, `{:ok, {:eol, line}}`), `{:error, :timeout}` after `timeout` ms
@@ -196,34 +198,29 @@ defmodule Sluice.Worker do
       try do
         IO.iodata_to_binary(request)
       rescue
-        ArgumentError -> raise ArgumentError, "a request must be iodata, got: #{inspect(request)}"
+        ArgumentError -> Options.argument!(:request, "iodata", request)
       end
 
     # The worker answers every call within its timeout (its own timer, from the call's
-    # arrival), so the caller waits that and a margin: a worker that cannot answer (its
-    # node stopped but still connected) is :timeout, one that is gone :closed, one whose
-    # node went away :nodedown.
-    wait = Options.answer_wait(timeout, @answer_margin)
-
-    case GenServer.call(worker, {:call, data, timeout}, wait) do
-      {:bad_frame, message} -> raise ArgumentError, message
+    # arrival), so the caller waits that and a margin (Sluice.Call): a worker that cannot
+    # answer (its node stopped but still connected) is :timeout, one that is gone
+    # :closed, one whose node went away :nodedown.
+    case Sluice.Call.call(worker, :worker, {:call, data, timeout}, timeout) do
+      {:bad_frame, expected, size} -> Options.argument!(:request, expected, size)
       answer -> answer
     end
-  catch
-    :exit, {:timeout, {GenServer, :call, _}} -> {:error, :timeout}
-    :exit, {{:nodedown, _node}, {GenServer, :call, _}} -> {:error, :nodedown}
-    :exit, {_gone, {GenServer, :call, _}} -> {:error, :closed}
   end
 
   @doc """
-  The program's OS pid.
+  The program's OS pid; `{:error, :closed}` once the worker has ended, as
+  `Sluice.Process.os_pid/1` answers.
 
       iex> {:ok, w} = Sluice.Worker.start_link(["cat"])
       iex> is_integer(Sluice.Worker.os_pid(w))
       true
   """
-  @spec os_pid(t) :: pos_integer
-  def os_pid(worker), do: GenServer.call(worker, :os_pid)
+  @spec os_pid(t) :: pos_integer | {:error, :closed | :nodedown | :timeout}
+  def os_pid(worker), do: Sluice.Call.call(worker, :worker, :os_pid)
 
   ## Server
 
@@ -257,8 +254,8 @@ defmodule Sluice.Worker do
         s = %{s | queue: :queue.in(call, s.queue), timers: start_timer(s.timers, call, timeout)}
         {:noreply, advance(s)}
 
-      {:error, message} ->
-        {:reply, {:bad_frame, message}, s}
+      {:error, expected} ->
+        {:reply, {:bad_frame, expected, byte_size(data)}, s}
     end
   end
 

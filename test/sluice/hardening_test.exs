@@ -170,7 +170,7 @@ defmodule Sluice.HardeningTest do
   test "an input element that is not iodata stops the input stream's program too" do
     fds = Sluice.Case.beam_fds()
 
-    assert_raise ArgumentError, ~r/input elements must be iodata/, fn ->
+    assert_raise ArgumentError, ~r/option :input: expected elements that are iodata/, fn ->
       Sluice.run(["cat"], input: Stream.zip(Sluice.stream!(["yes"]), [:a]))
     end
 

@@ -80,6 +80,36 @@ defmodule Sluice.WorkerTest do
     end)
   end
 
+  # One answer shape for calls on an ended holder: os_pid/1 of an ended worker or daemon
+  # answers as Sluice.Process.os_pid/1 does, and does not exit the caller.
+  test "os_pid/1 of an ended worker, daemon or process is {:error, :closed}" do
+    {:ok, w} = W.start_link(["cat"])
+    assert is_integer(W.os_pid(w))
+    {:ok, d} = Sluice.Daemon.start_link(argv: ["sleep", "10"], log: false)
+    assert is_integer(Sluice.Daemon.os_pid(d))
+    {:ok, p} = Sluice.Process.start_link(["sleep", "10"])
+
+    :ok = GenServer.stop(w)
+    :ok = GenServer.stop(d)
+    {:ok, _} = Sluice.Process.stop(p)
+
+    assert {:error, :closed} = W.os_pid(w)
+    assert {:error, :closed} = Sluice.Daemon.os_pid(d)
+    assert {:error, :closed} = Sluice.Process.os_pid(p)
+    assert {:error, :closed} = W.call(w, "x")
+    assert {:error, :closed} = Sluice.Process.os_pid(nil)
+    assert {:error, :closed} = W.os_pid(:sluice_no_such_worker)
+
+    # A server argument that is no process is a mistake, named.
+    for bad <- [42, "w", {:a, :b, :c}] do
+      assert_raise ArgumentError, ~r/^worker must be a pid/, fn -> W.os_pid(bad) end
+      assert_raise ArgumentError, ~r/^worker must be a pid/, fn -> W.call(bad, "x") end
+      assert_raise ArgumentError, ~r/^daemon must be a pid/, fn -> Sluice.Daemon.os_pid(bad) end
+      assert_raise ArgumentError, ~r/^process must be a pid/, fn -> Sluice.Process.os_pid(bad) end
+      assert_raise ArgumentError, ~r/^process must be a pid/, fn -> Sluice.Process.read(bad) end
+    end
+  end
+
   test "the Python worker under a supervisor: state, console prints, an exception, a restart" do
     children = [
       {W,
@@ -188,6 +218,14 @@ defmodule Sluice.WorkerTest do
     {:ok, small} = W.start_link(["cat"], framing: {:packet, 1})
     assert_raise ArgumentError, ~r/too long/, fn -> W.call(small, :binary.copy("x", 300)) end
     assert {:ok, "fine"} = W.call(small, "fine")
+
+    # A timeout past the timers' range (2^32 - 1 ms) is refused in the caller: the
+    # worker (and its linked owner, this test) carry on.
+    for t <- [2 ** 32, 2 ** 42] do
+      assert_raise ArgumentError, ~r/^timeout must be/, fn -> W.call(small, "x", t) end
+    end
+
+    assert {:ok, "still"} = W.call(small, "still")
     assert {:error, %Sluice.Error{reason: :enoent}} = W.start_link(["no-such-program-here"])
   end
 

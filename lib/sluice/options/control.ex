@@ -7,6 +7,11 @@ defmodule Sluice.Options.Control do
   # schema and calls in here.
 
   @resources [:as, :core, :cpu, :data, :fsize, :memlock, :nofile, :nproc, :stack]
+  # uid_t and gid_t are 32 bits, and (uid_t)-1 (2^32 - 1) means "no change" to setuid and
+  # setgid: the largest id is one less.
+  @max_id 4_294_967_294
+  # rlim_t is 64 bits, and 2^64 - 1 is RLIM_INFINITY (:infinity says it).
+  @max_limit 18_446_744_073_709_551_614
   # What a login sets from the user's passwd entry (PATH: login.defs' default), unless
   # env: sets it; with inherit_env the VM's PATH stays.
   @login_vars ~w(HOME USER LOGNAME SHELL PATH)
@@ -33,13 +38,15 @@ defmodule Sluice.Options.Control do
   end
 
   def check!(key, nil, _) when key in [:user, :group], do: nil
-  def check!(key, id, _) when key in [:user, :group] and is_integer(id) and id >= 0, do: id
+
+  def check!(key, id, _) when key in [:user, :group] and is_integer(id) and id in 0..@max_id,
+    do: id
 
   def check!(key, name, _) when key in [:user, :group] and (is_binary(name) or is_list(name)),
     do: name!(key, name)
 
   def check!(key, value, _) when key in [:user, :group],
-    do: bad!(key, "a name or a non-negative integer id", value)
+    do: bad!(key, "a name or an integer id 0..#{@max_id} (#{@max_id + 1} means no change)", value)
 
   def check!(:nice, nil, _), do: nil
   def check!(:nice, n, _) when is_integer(n) and n in -20..19, do: n
@@ -194,8 +201,11 @@ defmodule Sluice.Options.Control do
 
   defp name!(key, name) do
     case text(name) do
-      {:ok, name} -> name
-      :error -> bad!(key, "a non-empty name without NUL bytes or a non-negative integer id", name)
+      {:ok, name} ->
+        name
+
+      :error ->
+        bad!(key, "a non-empty name without NUL bytes or an integer id 0..#{@max_id}", name)
     end
   end
 
@@ -227,11 +237,11 @@ defmodule Sluice.Options.Control do
 
   defp chars(_value), do: :error
 
-  defp limit!(n) when is_integer(n) and n >= 0, do: {n, n}
+  defp limit!(n) when is_integer(n) and n in 0..@max_limit, do: {n, n}
   defp limit!(:infinity), do: {:infinity, :infinity}
 
   defp limit!({soft, hard} = value) do
-    valid? = fn v -> v == :infinity or (is_integer(v) and v >= 0) end
+    valid? = fn v -> v == :infinity or (is_integer(v) and v in 0..@max_limit) end
 
     cond do
       not (valid?.(soft) and valid?.(hard)) -> bad_rlimits(value)
@@ -246,8 +256,8 @@ defmodule Sluice.Options.Control do
   defp bad_rlimits(got) do
     bad!(
       :rlimits,
-      "a keyword list of #{Enum.map_join(@resources, ", ", &inspect/1)} to a number, " <>
-        ":infinity or {soft, hard} (soft <= hard)",
+      "a keyword list of #{Enum.map_join(@resources, ", ", &inspect/1)} to a number " <>
+        "0..#{@max_limit}, :infinity or {soft, hard} (soft <= hard)",
       got
     )
   end

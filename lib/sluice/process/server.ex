@@ -120,7 +120,7 @@ defmodule Sluice.Process.Server do
     case Framing.encode(s.framing, data) do
       {:ok, frame} -> write(IO.iodata_to_binary(frame), timeout, from, s)
       # The caller raises it as an ArgumentError (Sluice.Process.write/3).
-      {:error, message} -> reply({:bad_frame, message}, s)
+      {:error, expected} -> reply({:bad_frame, expected, byte_size(data)}, s)
     end
   end
 
@@ -180,7 +180,10 @@ defmodule Sluice.Process.Server do
 
       :running ->
         s = %{close_stdin(s) | pipes: Pipes.stop(s.pipes, grace)}
-        waiter = Requests.request(%{from: from}, grace + @stop_slack, :stop)
+
+        waiter =
+          Requests.request(%{from: from}, Sluice.Options.with_margin(grace, @stop_slack), :stop)
+
         noreply(put_in(s.requests.stop_waiters, [waiter | s.requests.stop_waiters]))
     end
   end

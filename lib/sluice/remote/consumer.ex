@@ -216,7 +216,10 @@ defmodule Sluice.Remote.Consumer do
   @doc "Stops the program and waits for its status up to `grace` + 2 s (nil if none)."
   @spec stop_and_await(t, non_neg_integer) :: {Pipes.status() | nil, t}
   def stop_and_await(%{exit: :running} = c, grace) do
-    case c |> watch() |> stop(grace) |> await_exit(Pipes.deadline(grace + 2_000)) do
+    case c
+         |> watch()
+         |> stop(grace)
+         |> await_exit(Pipes.deadline(Sluice.Options.with_margin(grace, 2_000))) do
       {:ok, status, c} -> {status, c}
       {:error, _reason, c} -> {nil, c}
     end

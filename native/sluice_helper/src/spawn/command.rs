@@ -142,6 +142,10 @@ impl Command {
             Stage::Exec => format!("cannot execute {program:?}"),
             Stage::Cgroup => format!("cannot join cgroup for {program:?}"),
             Stage::Pty => format!("cannot make the terminal {program:?}'s controlling terminal"),
+            Stage::Limits => format!(
+                "the rlimits of {program:?} could not be set, or its fd limit leaves no fd \
+                 for its stdio"
+            ),
             _ => format!("child set-up for {program:?} failed"),
         };
         format!("{what}: {} ({})", describe(errno), errno_name(errno))
