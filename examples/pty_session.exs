@@ -42,8 +42,11 @@ defmodule PtySession do
     say(p, "os.get_terminal_size()", ">>> ")
     say(p, "total = sum(range(10))", ">>> ")
     say(p, "print('total:', total)", ">>> ")
-    # End of input, as ^D at the prompt: the REPL exits.
-    :ok = P.close_stdin(p)
+    # The REPL's line editor reads with its terminal in raw mode, which has no end of
+    # input: close_stdin/1 says so and writes nothing. ^D, written as a key, is the line
+    # editor's own end of input at an empty prompt: the REPL exits.
+    {:error, %Sluice.Error{reason: :raw_terminal}} = P.close_stdin(p)
+    :ok = P.write(p, "\x04")
     {:ok, status} = P.await_exit(p, 5_000)
     IO.puts("  ^D -> python3 exited with status #{status}\n")
   end

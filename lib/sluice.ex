@@ -40,8 +40,15 @@ defmodule Sluice do
   ## Options
 
     * `:input` - iodata, an Enumerable of iodata, or `fn collectable -> ... end`; written
-      with back-pressure while output is read. Without it stdin is closed at once.
-    * `:timeout` - ms or `:infinity` (default).
+      with back-pressure while output is read. Without it stdin is closed at once. An
+      Enumerable is enumerated in the calling process, a few elements at a time between
+      reads of output, so whatever it yields (empty chunks for ever included) the
+      program's exit, EOF and `:timeout` still end the call. An element that the input's
+      own code takes long to produce (it waits in a `receive`, or for a slow upstream)
+      cannot be interrupted: the call goes on when it comes.
+    * `:timeout` - ms or `:infinity` (default). Every timeout, here and elsewhere, is at
+      most 4_294_967_295 ms (2^32 - 1, the VM's timers' range): a longer one raises
+      `ArgumentError` before the program starts.
     * `:stderr` - `:capture` (default, into `result.stderr`), `:stdout` (merged in order),
       `:null` or `:console`.
     * `:max_output` - bytes of stdout + stderr to accept (default `:infinity`).
@@ -114,7 +121,8 @@ defmodule Sluice do
   ## Options
 
     * `:input` - an Enumerable (another Sluice stream included) or
-      `fn collectable -> ... end`; iodata works too.
+      `fn collectable -> ... end`; iodata works too. Enumerated in the consuming process
+      as for `run/2` (see its `:input`).
     * `:chunk_size` - the most bytes per read (default `65_536`).
     * `:lines` - emit whole lines without their `"\\n"`; the last partial line is
       flushed at EOF (default `false`). A line longer than `:max_line_length` comes in
@@ -124,7 +132,7 @@ defmodule Sluice do
     * `:stderr` - `:console` (default), `:null`, `:stdout`, `:consume` (emit tagged
       elements), or `:capture` (kept for `Sluice.ExitError`, not emitted).
     * `:exit_timeout` - ms to wait for the exit after EOF before stopping the program
-      (default `:infinity`).
+      (default `:infinity`; at most 2^32 - 1, as every timeout).
     * `:success_exit_codes` - default `[0]`.
     * `:framing` - `{:packet, 1 | 2 | 4}` or `{:line, max}`: each element of stdout is one
       frame (see `Sluice.Process`); a packet over `:max_frame` bytes (default 64 MiB)

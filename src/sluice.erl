@@ -102,17 +102,18 @@
 
 % Runs Body, a call of this module's API with arguments Args. A programming mistake
 % found on the way (a badarg thrown by sluice_terms:badarg/2, or an ArgumentError of the
-% Elixir API) is raised as error:{badarg, What, Message} from the API function itself,
-% with OTP's error_info, so the shell explains it through format_error/2.
+% Elixir API, with the Sluice.OptionError it carries) is raised as
+% error:{badarg, What, Message} from the API function itself, with OTP's error_info, so
+% the shell explains it through format_error/2.
 -define(CHECKED(Args, Body),
     try
         Body
     catch
         throw:{sluice_terms, badarg, What__, Message__} ->
             erlang:error({badarg, What__, Message__}, Args, [{error_info, #{module => ?MODULE}}]);
-        error:#{'__struct__' := 'Elixir.ArgumentError', message := Message__} ->
+        error:#{'__struct__' := 'Elixir.ArgumentError'} = Mistake__:Where__ ->
             erlang:error(
-                sluice_terms:mistake(Message__),
+                sluice_terms:mistake(Mistake__, Where__, {?FUNCTION_NAME, ?FUNCTION_ARITY}),
                 Args,
                 [{error_info, #{module => ?MODULE}}]
             )
@@ -325,10 +326,12 @@ recv_stderr(P, Max, Timeout) ->
     ?CHECKED(Args, ?ELIXIR_PROCESS:read_stderr(P, sluice_terms:max_bytes(Max), Timeout)).
 
 %% @doc Closes the program's stdin alone: it sees end of input, its output can still be
-%% read.
--spec close_stdin(process()) -> ok | {error, closed | nodedown | timeout}.
+%% read. On a terminal (`pty') the terminal's EOF character is sent instead; a terminal in
+%% raw mode, or with its VEOF disabled, has no end of input: `{error, Map}' with reason
+%% `raw_terminal' or `no_eof', nothing is written and stdin stays open.
+-spec close_stdin(process()) -> ok | {error, closed | nodedown | timeout | error_map()}.
 close_stdin(P) ->
-    ?ELIXIR_PROCESS:close_stdin(P).
+    ?CHECKED([P], sluice_terms:reply(?ELIXIR_PROCESS:close_stdin(P))).
 
 %% @doc Sends a signal (`sigterm', `sigint', ... or a number) to the program's process
 %% group.
@@ -361,7 +364,7 @@ await_exit(P, Timeout) ->
 %% @doc The program's OS pid (also its process group id); works for a daemon too.
 -spec os_pid(process()) -> pos_integer() | {error, closed | nodedown | timeout}.
 os_pid(P) ->
-    ?ELIXIR_PROCESS:os_pid(P).
+    ?CHECKED([P], ?ELIXIR_PROCESS:os_pid(P)).
 
 %% @doc What the program has cost so far, waiting up to 5 seconds; see `stats/2'.
 -spec stats(process()) -> {ok, stats()} | {error, atom()}.
@@ -390,7 +393,8 @@ setopts(P, Opts) ->
     ?CHECKED([P, Opts], setopts_checked(P, Opts)).
 
 setopts_checked(P, Opts) when is_list(Opts) ->
-    lists:foldl(fun(Opt, ok) -> setopt(P, Opt); (_Opt, Error) -> Error end, ok, Opts);
+    Checked = sluice_terms:proper_list(options, Opts, <<"setopts/2 expects a list of options">>),
+    lists:foldl(fun(Opt, ok) -> setopt(P, Opt); (_Opt, Error) -> Error end, ok, Checked);
 setopts_checked(_P, _Opts) ->
     sluice_terms:badarg(options, <<"setopts/2 expects a list of options">>).
 
@@ -453,7 +457,7 @@ list() ->
 %% @doc What `list/0' shows for one program.
 -spec info(process()) -> program_info() | {error, closed | nodedown | timeout}.
 info(P) ->
-    case ?ELIXIR_PROCESS:info(P) of
+    case ?CHECKED([P], ?ELIXIR_PROCESS:info(P)) of
         #{os_pid := _} = Entry -> sluice_terms:program_info(Entry);
         Error -> Error
     end.
@@ -561,6 +565,8 @@ format_error(helper_down) ->
     "the node's helper program died: the program was killed";
 format_error(epipe) ->
     "the program closed its stdin";
+format_error(line_too_long) ->
+    "a line longer than the terminal holds (4,095 bytes), and no VEOF to hand it over with";
 format_error(active) ->
     "the process is in active mode: output comes as messages";
 format_error(not_owner) ->
@@ -580,8 +586,16 @@ format_error({badarg, _What, Message}, _Stack) ->
 format_error(_Reason, _Stack) ->
     #{}.
 
-% Options are the last argument of every call that takes them; argv is the first, the
-% fun of fold/4 and foreach/3 the second.
-argument_position(argv, _Args) -> 1;
-argument_position('fun', _Args) -> 2;
-argument_position(_Option, Args) -> length(Args).
+% Options are the last argument of every call that takes them; argv (or the process, the
+% worker, the OS pid to adopt) is the first; the fun of fold/4 and foreach/3, the data of
+% send/3 and call/3, the signal of signal/2 and the Max of recv/3 the second.
+argument_position(What, _Args) when
+    What =:= argv; What =:= process; What =:= worker; What =:= os_pid
+->
+    1;
+argument_position(What, _Args) when
+    What =:= 'fun'; What =:= data; What =:= request; What =:= signal; What =:= max
+->
+    2;
+argument_position(_Option, Args) ->
+    length(Args).

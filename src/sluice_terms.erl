@@ -5,10 +5,11 @@
 %% `Sluice.Error', `nil') as Erlang maps with `undefined'.
 %%
 %% A mistake found on the way is thrown by `badarg/2'; `sluice' catches it and raises it
-%% from the API function that was called, as it does `mistake/1' of an `ArgumentError'.
+%% from the API function that was called, as it does `mistake/3' of an `ArgumentError'
+%% of the Elixir API (from the `Sluice.OptionError' it carries: no message is parsed).
 -module(sluice_terms).
 
--export([badarg/2, mistake/1]).
+-export([badarg/2, mistake/3, proper_list/3]).
 -export([argv/1, stages/1, options/1, option_name/1, max_bytes/1]).
 -export([run_options/1, fold_options/1, daemon_options/2, worker_options/1]).
 -export([reply/1, error_map/1, program_info/1, stats/1]).
@@ -26,53 +27,50 @@
 badarg(What, Message) ->
     throw({?MODULE, badarg, What, Message}).
 
-%% @doc The `badarg' reason of an `ArgumentError' of the Elixir API: what its message is
-%% about (an option it names, or the argument), and the message in Erlang's words.
--spec mistake(binary()) -> {badarg, atom(), binary()}.
-mistake(Message) ->
-    {badarg, mistake_subject(Message), erlang_words(Message)}.
-
-% What the Elixir message is about: an option it names, or the argument.
-mistake_subject(Message) ->
-    case re:run(Message, "option :([a-z_0-9]+)", [{capture, all_but_first, binary}]) of
-        {match, [Name]} ->
-            binary_to_atom(Name, utf8);
-        nomatch ->
-            Arguments =
-                "^(argv|max|timeout|grace_ms|active|not a signal|write expects|a request must|"
-                "os_pid|pid 1|"
-                "the VM cannot|the helper program cannot)",
-            case re:run(Message, Arguments, [{capture, all_but_first, binary}]) of
-                {match, [<<"not a signal">>]} -> signal;
-                {match, [<<"pid 1">>]} -> os_pid;
-                {match, [<<"the VM cannot">>]} -> os_pid;
-                {match, [<<"the helper program cannot">>]} -> os_pid;
-                {match, [<<"grace_ms">>]} -> grace;
-                {match, [<<"write expects">>]} -> data;
-                {match, [<<"a request must">>]} -> request;
-                {match, [Arg]} -> binary_to_atom(Arg, utf8);
-                nomatch -> badarg
-            end
+%% @doc The `badarg' reason of an `ArgumentError' of the Elixir API, raised with
+%% `Stack' in a call of `Function' of `sluice': the option or argument of the
+%% `Sluice.OptionError' it carries (its fields, never its message, say what it is about),
+%% and a message in Erlang's words derived from its fields. An `ArgumentError' that
+%% carries none (not a mistake Sluice checked) is about `badarg', with its message.
+-spec mistake(#{message := binary(), atom() => term()}, list(), {atom(), arity()}) ->
+    {badarg, atom(), binary()}.
+mistake(#{message := Message}, Stack, Function) ->
+    case 'Elixir.Sluice.OptionError':from_stacktrace(Stack) of
+        {ok, #{option := Option} = Error} -> {badarg, Option, erlang_message(Error, Function)};
+        error -> {badarg, badarg, Message}
     end.
 
-% The Elixir API's messages, in Erlang's words where they name functions and atoms.
-erlang_words(Message) ->
-    Replacements = [
-        {<<"Sluice\\.Process\\.">>, <<"sluice:">>},
-        {<<"Sluice\\.Daemon\\.start_link/1">>, <<"sluice:start_daemon/2">>},
-        {<<"Sluice\\.Daemon\\.child_spec/1">>, <<"sluice:daemon_spec/2">>},
-        {<<"Sluice\\.Worker\\.start_link/2">>, <<"sluice:start_worker/2">>},
-        {<<"Sluice\\.Worker\\.child_spec/1">>, <<"sluice:worker_spec/2">>},
-        {<<"Sluice\\.">>, <<"sluice:">>},
-        {<<"(^|[ (\\[,]):([a-z_]+)">>, <<"\\1\\2">>}
-    ],
-    lists:foldl(
-        fun({Pattern, With}, Text) ->
-            re:replace(Text, Pattern, With, [global, {return, binary}])
+% The words of each kind of mistake (Sluice.OptionError), for a call of Function of
+% sluice: options and atoms as Erlang writes them, values as ~p shows them. What was
+% expected is the Elixir API's phrase (Sluice.Options).
+erlang_message(#{kind := Kind, option := Option, value := Value, expected := Expected}, Function) ->
+    {Name, Arity} = Function,
+    Who = io_lib:format("sluice:~ts/~b", [Name, Arity]),
+    Text =
+        case Kind of
+            invalid ->
+                io_lib:format("invalid value for option ~ts: expected ~ts, got: ~0tP",
+                    [Option, Expected, Value, 10]);
+            unknown ->
+                Known = lists:join(", ", [atom_to_binary(Key) || Key <- Expected]),
+                io_lib:format("unknown option ~ts for ~ts; known options: ~ts",
+                    [Option, Who, Known]);
+            duplicate ->
+                io_lib:format("option ~ts given more than once to ~ts", [Option, Who]);
+            refused ->
+                io_lib:format("~ts does not take the option ~ts: ~ts", [Who, Option, Expected]);
+            missing ->
+                io_lib:format("~ts needs the option ~ts", [Who, Option]);
+            options ->
+                io_lib:format("~ts expects a proplist or a map of options, got: ~0tP",
+                    [Who, Value, 10]);
+            argument ->
+                io_lib:format("~ts must be ~ts, got: ~0tP", [Option, Expected, Value, 10]);
+            config ->
+                io_lib:format("invalid value for ~ts in the sluice application's environment: "
+                    "expected ~ts, got: ~0tP", [Option, Expected, Value, 10])
         end,
-        Message,
-        Replacements
-    ).
+    unicode:characters_to_binary(Text).
 
 %%% Erlang arguments in
 
@@ -81,16 +79,21 @@ erlang_words(Message) ->
 argv(#{'__struct__' := 'Elixir.Sluice.Pipeline'} = Pipeline) ->
     Pipeline;
 argv(Argv) when is_list(Argv), Argv =/= [] ->
-    [chars(argv, Arg) || Arg <- Argv];
+    Args = proper_list(argv, Argv, <<"argv must be a non-empty proper list of strings or binaries">>),
+    [chars(argv, Arg) || Arg <- Args];
 argv(_Argv) ->
     badarg(argv, <<"argv must be a non-empty list of strings or binaries">>).
 
 chars(_What, Chars) when is_binary(Chars) ->
     Chars;
 chars(What, Chars) when is_list(Chars) ->
-    case unicode:characters_to_binary(Chars) of
+    % characters_to_binary/1 returns a tuple for bad encodings, and raises badarg for
+    % what is no character at all (an atom in the list, a negative number).
+    try unicode:characters_to_binary(Chars) of
         Binary when is_binary(Binary) -> Binary;
         _ -> badarg(What, <<"expected a string (a list of characters) or a binary">>)
+    catch
+        error:badarg -> badarg(What, <<"expected a string (a list of characters) or a binary">>)
     end;
 chars(What, _Other) ->
     badarg(What, <<"expected a string (a list of characters) or a binary">>).
@@ -98,7 +101,7 @@ chars(What, _Other) ->
 %% @doc The stages of `sluice:pipeline/1': each an argv or `{Argv, Opts}'.
 -spec stages(term()) -> [elixir_command() | {elixir_command(), keywords()}, ...].
 stages(Stages) when is_list(Stages), Stages =/= [] ->
-    [stage(Stage) || Stage <- Stages];
+    [stage(Stage) || Stage <- proper_list(stages, Stages, <<"a pipeline is a proper list of stages">>)];
 stages(_Stages) ->
     badarg(stages, <<"a pipeline is a non-empty list of stages">>).
 
@@ -110,7 +113,7 @@ stage(Argv) -> argv(Argv).
 options(Opts) when is_map(Opts) ->
     options(maps:to_list(Opts));
 options(Opts) when is_list(Opts) ->
-    [option(Opt) || Opt <- Opts];
+    [option(Opt) || Opt <- proper_list(options, Opts, <<"options must be a proplist or a map">>)];
 options(_Opts) ->
     badarg(options, <<"options must be a proplist or a map">>).
 
@@ -123,14 +126,18 @@ option({Key, {file, Path}}) when Key =:= stdin; Key =:= stdout; Key =:= stderr -
 option({Key, {file, Path, FileOpts}}) when
     (Key =:= stdout orelse Key =:= stderr), is_list(FileOpts)
 ->
-    {Key, {file, chars(Key, Path), [bare_option(O) || O <- FileOpts]}};
+    FileOptions = proper_list(Key, FileOpts, <<"file options must be a proplist">>),
+    {Key, {file, chars(Key, Path), [bare_option(O) || O <- FileOptions]}};
 option({Key, Name}) when
     (Key =:= user orelse Key =:= group orelse Key =:= arg0), is_list(Name)
 ->
     {Key, chars(Key, Name)};
 option({kill_command, Argv}) when is_list(Argv) ->
-    {kill_command, [chars(kill_command, A) || A <- Argv]};
-option({pty, Terminal}) when is_list(Terminal) -> {pty, [pty_option(T) || T <- Terminal]};
+    Args = proper_list(kill_command, Argv, <<"kill_command must be a proper list of strings">>),
+    {kill_command, [chars(kill_command, A) || A <- Args]};
+option({pty, Terminal}) when is_list(Terminal) ->
+    Settings = proper_list(pty, Terminal, <<"pty settings must be a proplist">>),
+    {pty, [pty_option(T) || T <- Settings]};
 option({Key, undefined}) when is_atom(Key) -> {Key, nil};
 option({Key, Value}) when is_atom(Key) -> {Key, Value};
 option(Other) -> badarg(option_name(Other), <<"options are atoms or {Name, Value} pairs">>).
@@ -142,6 +149,18 @@ bare_option(Other) -> Other.
 pty_option(Key) when is_atom(Key) -> {Key, true};
 pty_option(Other) -> Other.
 
+%% @doc `List' if it is a proper list, else a mistake about `What' (`Message').
+-spec proper_list(atom(), list(), binary()) -> list().
+proper_list(What, List, Message) ->
+    case proper(List) of
+        true -> List;
+        false -> badarg(What, Message)
+    end.
+
+proper([]) -> true;
+proper([_ | Tail]) -> proper(Tail);
+proper(_) -> false.
+
 %% @doc The name a mistake in an option is about: its key, else `options'.
 -spec option_name(term()) -> atom().
 option_name({Key, _}) when is_atom(Key) -> Key;
@@ -151,7 +170,8 @@ option_name(_) -> options.
 env(Env) when is_map(Env) ->
     env(maps:to_list(Env));
 env(Env) when is_list(Env) ->
-    [env_pair(Pair) || Pair <- Env];
+    Pairs = proper_list(env, Env, <<"env must be a list of {Name, Value | false}">>),
+    [env_pair(Pair) || Pair <- Pairs];
 env(_Env) ->
     badarg(env, <<"env must be a list of {Name, Value | false}">>).
 

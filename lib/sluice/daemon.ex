@@ -27,9 +27,11 @@ defmodule Sluice.Daemon do
     * `:ready` - a `Regex` or a function of one line returning a boolean: `start_link/1`
       returns only once a line of output (stdout or stderr) matches, so the supervisor
       starts the next child once this program is ready to serve.
-    * `:ready_timeout` - ms to wait for that line (default `30_000`); then the program is
-      stopped and `start_link/1` returns `{:error, %Sluice.Error{reason: :not_ready}}`
-      (also when the program exits before a line matched).
+    * `:ready_timeout` - ms to wait for that line (default `30_000`), however much else
+      the program prints meanwhile; then the program is stopped and `start_link/1` returns
+      `{:error, %Sluice.Error{reason: :not_ready}}` (also when the program exits before a
+      line matched). A caller that dies during the wait takes the daemon and its program
+      with it, as a linked one does later.
     * `:id` - the child id under a supervisor; default the `:name`, else
       `{Sluice.Daemon, argv}`. Two daemons with the same argv under one supervisor need
       distinct ids.
@@ -68,12 +70,14 @@ defmodule Sluice.Daemon do
       id: id,
       start: {__MODULE__, :start_link, [opts]},
       # Long enough for the program to end within its kill grace.
-      shutdown: grace + 1_000
+      shutdown: Options.with_margin(grace, 1_000)
     }
   end
 
   @doc """
-  Starts the daemon and its program, linked to the caller.
+  Starts the daemon and its program, linked to the caller (the daemon links itself to the
+  caller before this returns; while the program starts and gets ready, it watches the
+  caller with a monitor, so that a failed start is an error return, not an exit signal).
 
       iex> {:ok, d} = Sluice.Daemon.start_link(argv: ["sleep", "10"], log: false)
       iex> is_integer(Sluice.Daemon.os_pid(d))
@@ -89,13 +93,13 @@ defmodule Sluice.Daemon do
     log = if checked.log == :warn, do: :warning, else: checked.log
     server_opts = if checked.name, do: [name: checked.name], else: []
     ready = if checked.ready, do: {checked.ready, checked.ready_timeout}
-    args = {argv, log, checked.max_line_length, checked.kill_grace, ready, process_opts}
+    args = {self(), argv, log, checked.max_line_length, checked.kill_grace, ready, process_opts}
 
-    # Started, then linked: a program that fails to start (or to get ready) is an error
-    # return, not an exit signal to the caller.
+    # Started unlinked, and linked by the daemon itself once it is ready (see init/1): a
+    # program that fails to start (or to get ready) is an error return, not an exit
+    # signal to the caller, and a caller killed while it waits stops the daemon.
     case GenServer.start(__MODULE__, args, server_opts) do
       {:ok, pid} ->
-        Process.link(pid)
         {:ok, pid}
 
       {:error, {:shutdown, %Error{} = error}} ->
@@ -110,14 +114,20 @@ defmodule Sluice.Daemon do
   # other options, and the checked ones.
   defp config!(opts, who) do
     unless Keyword.keyword?(opts) and Keyword.has_key?(opts, :argv) do
-      raise ArgumentError, "Sluice.Daemon needs the option :argv, got: #{inspect(opts)}"
+      Sluice.OptionError.raise!(kind: :missing, option: :argv, value: opts, who: who)
     end
 
     {argv, opts} = Keyword.pop(opts, :argv)
     argv = Options.argv!(argv)
 
     if Keyword.has_key?(opts, :stderr) do
-      raise ArgumentError, "#{who} does not take the option :stderr: it logs both streams"
+      Sluice.OptionError.raise!(
+        kind: :refused,
+        option: :stderr,
+        value: opts[:stderr],
+        who: who,
+        expected: "it logs both streams"
+      )
     end
 
     checked = Options.validate!(opts, :daemon, who)
@@ -126,7 +136,8 @@ defmodule Sluice.Daemon do
   end
 
   @doc """
-  The OS pid of the daemon's program.
+  The OS pid of the daemon's program; `{:error, :closed}` once the daemon has ended, as
+  `Sluice.Process.os_pid/1` answers.
 
       iex> {:ok, d} = Sluice.Daemon.start_link(argv: ["sleep", "10"], log: false)
       iex> File.exists?("/proc/\#{Sluice.Daemon.os_pid(d)}")
@@ -134,12 +145,15 @@ defmodule Sluice.Daemon do
       iex> GenServer.stop(d)
       :ok
   """
-  @spec os_pid(GenServer.server()) :: pos_integer
-  def os_pid(daemon), do: GenServer.call(daemon, :os_pid)
+  @spec os_pid(GenServer.server()) :: pos_integer | {:error, :closed | :nodedown | :timeout}
+  def os_pid(daemon), do: Sluice.Call.call(daemon, :daemon, :os_pid)
 
   @impl true
-  def init({argv, log, max_line, grace, ready, opts}) do
+  def init({caller, argv, log, max_line, grace, ready, opts}) do
     Process.flag(:trap_exit, true)
+    # The caller waits in start_link/1 while the program starts and gets ready: if it dies
+    # meanwhile, nobody would ever link to this daemon, so it stops (and its program).
+    watch = Process.monitor(caller)
 
     case P.start_link(argv, opts) do
       {:ok, p} ->
@@ -154,37 +168,60 @@ defmodule Sluice.Daemon do
           lines: %{stdout: Lines.new(max_line), stderr: Lines.new(max_line)}
         }
 
-        await_ready(st, ready)
+        with {:ok, st} <- await_ready(st, ready, {caller, watch}) do
+          # Linked from here, before start_link/1 returns: no moment when the caller's
+          # death would leave the daemon behind. A caller that died since is an exit
+          # signal now (`:noproc`), and the daemon stops with it.
+          Process.demonitor(watch, [:flush])
+          Process.link(caller)
+          {:ok, st}
+        end
 
       {:error, error} ->
         {:stop, {:shutdown, error}}
     end
   end
 
-  # With `ready:`, init returns once a line matches (logging every line meanwhile).
-  defp await_ready(st, nil), do: {:ok, st}
+  # With `ready:`, init returns once a line matches (logging every line meanwhile), the
+  # program exits, `ready_timeout` passes or the caller dies, whichever comes first.
+  defp await_ready(st, nil, _caller), do: {:ok, st}
 
-  defp await_ready(st, {test, timeout}) do
-    deadline = Pipes.deadline(timeout)
+  defp await_ready(st, {test, timeout}, caller),
+    do: await_ready(st, test, {Pipes.deadline(timeout), timeout}, caller)
+
+  # The deadline is checked before each message: a program that prints non-matching lines
+  # fast keeps the mailbox full, and a receive takes a waiting message before it ever
+  # looks at its `after`.
+  defp await_ready(st, test, {deadline, timeout} = limit, {pid, watch} = caller) do
     p = st.p
 
-    receive do
-      {tag, ^p, data} when tag in [:sluice_stdout, :sluice_stderr] ->
-        stream = if tag == :sluice_stdout, do: :stdout, else: :stderr
-        {lines, st} = log_lines(st, stream, data)
+    case Pipes.remaining(deadline) do
+      0 ->
+        not_ready(st, "no line of output matched :ready within #{timeout} ms")
 
-        if Enum.any?(lines, &ready?(test, &1)),
-          do: {:ok, st},
-          else: await_ready(st, {test, Pipes.remaining(deadline)})
+      left ->
+        receive do
+          {tag, ^p, data} when tag in [:sluice_stdout, :sluice_stderr] ->
+            stream = if tag == :sluice_stdout, do: :stdout, else: :stderr
+            {lines, st} = log_lines(st, stream, data)
 
-      {:sluice_passive, ^p} ->
-        :ok = P.set_active(p, @grant)
-        await_ready(st, {test, Pipes.remaining(deadline)})
+            if Enum.any?(lines, &ready?(test, &1)),
+              do: {:ok, st},
+              else: await_ready(st, test, limit, caller)
 
-      {:sluice_exit, ^p, status} ->
-        not_ready(st, "the program exited with status #{inspect(status)} before it was ready")
-    after
-      timeout -> not_ready(st, "no line of output matched :ready within #{timeout} ms")
+          {:sluice_passive, ^p} ->
+            :ok = P.set_active(p, @grant)
+            await_ready(st, test, limit, caller)
+
+          {:sluice_exit, ^p, status} ->
+            not_ready(st, "the program exited with status #{inspect(status)} before it was ready")
+
+          {:DOWN, ^watch, :process, ^pid, reason} ->
+            _ = P.stop(st.p, st.grace)
+            {:stop, {:shutdown, {:caller_down, reason}}}
+        after
+          left -> await_ready(st, test, limit, caller)
+        end
     end
   end
 

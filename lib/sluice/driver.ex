@@ -77,6 +77,18 @@ defmodule Sluice.Driver do
   def exit_info(%Pump{pipes: pipes}), do: pipes.exit_info
   def exit_info(%Consumer{} = c), do: Consumer.exit_info(c)
 
+  @doc "The error of a failed read of the program's output, or of its input refused."
+  @spec data_error(atom) :: Sluice.Error.t()
+  def data_error(:line_too_long) do
+    Sluice.Error.new(
+      :line_too_long,
+      "a line of input is longer than the terminal holds (4,095 bytes) and the terminal's " <>
+        "VEOF, which would hand it over in pieces, is disabled"
+    )
+  end
+
+  def data_error(reason), do: Sluice.Error.new(reason, "reading output failed: #{reason}")
+
   @doc "The error of a program lost with its helper program or its node."
   @spec lost_error(t, lost) :: Error.t()
   def lost_error(_driver, :helper_down), do: Pipes.helper_down()

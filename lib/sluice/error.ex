@@ -2,7 +2,8 @@ defmodule Sluice.Error do
   @moduledoc """
   A runtime failure of Sluice, returned as `{:error, %Sluice.Error{}}` (or raised by the
   bang functions and streams). A status outside `success_exit_codes` is not one of these
-  but `Sluice.ExitError`; programming mistakes raise `ArgumentError`.
+  but `Sluice.ExitError`; programming mistakes raise `ArgumentError` (its fields as a
+  `Sluice.OptionError`).
 
   ## `:reason`
 
@@ -24,6 +25,11 @@ defmodule Sluice.Error do
     * `:idle_timeout` - no output for `:idle_timeout` ms (`run/2` and streams);
     * `:frame_too_large` - a stream's program announced a packet over `:max_frame`;
     * `:not_ready` - a `Sluice.Daemon` did not match `:ready` within `:ready_timeout`;
+    * `:raw_terminal`, `:no_eof` - `Sluice.Process.close_stdin/1` on a terminal in raw
+      mode, or whose `VEOF` is disabled: it has no end of input (`Sluice.Pty`);
+    * `:line_too_long` - `run/2`'s or a stream's input has a line longer than a
+      canonical terminal holds, and the program disabled the `VEOF` that would hand it
+      over (`Sluice.Pty`);
     * `:helper_down` - the node's helper program died (its programs were killed);
     * `:nodedown` - with `node:`, that node cannot be reached or went away;
     * `:nosluice` - with `node:`, the `:sluice` application does not run on that node;
@@ -39,8 +45,9 @@ defmodule Sluice.Error do
   current directory is gone), `:stdin`, `:stdout`, `:stderr` (opening a file they name),
   `:pipe` (a pipe or `/dev/null`; the VM out of fds), `:pty` (no pseudo-terminal, or a
   terminal mode it refused), `:cgroup`, `:fork`, `:credentials` (`user:`, `group:`),
-  `:priority` (`nice:`), `:limits` (`rlimits:`, `umask:`), `:setup` (the child's set-up
-  before exec), `:exec`, `:request` (the spawn request itself: refused, or not answered
+  `:priority` (`nice:`), `:limits` (`rlimits:`, `umask:`; also `:ebadf` when the
+  `nofile` limit leaves the program no fd for its own stdio, as with `nofile: 0`),
+  `:setup` (the child's set-up before exec), `:exec`, `:request` (the spawn request itself: refused, or not answered
   within `:start_timeout`), `:handoff` (receiving the program's fds), and `:manage` for
   `Sluice.Process.manage/2`. `nil` for failures that are not a spawn's.
 

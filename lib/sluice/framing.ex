@@ -140,7 +140,8 @@ defmodule Sluice.Framing do
 
   @doc """
   One frame to write: with `{:packet, n}` its length as an n-byte big-endian prefix
-  (`{:error, message}` when it does not fit); other framings write the bytes as they are.
+  (`{:error, expected}` when it does not fit, saying how long a frame may be); other
+  framings write the bytes as they are.
   """
   @spec encode(framing, binary) :: {:ok, iodata} | {:error, String.t()}
   def encode({:packet, n}, data) do
@@ -149,7 +150,9 @@ defmodule Sluice.Framing do
     if size < Bitwise.bsl(1, n * 8) do
       {:ok, [<<size::unsigned-big-integer-size(n * 8)>>, data]}
     else
-      {:error, "a frame of #{size} bytes is too long for {:packet, #{n}}"}
+      {:error,
+       "a frame of at most #{Bitwise.bsl(1, n * 8) - 1} bytes " <>
+         "(a longer one is too long for {:packet, #{n}})"}
     end
   end
 

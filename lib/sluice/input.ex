@@ -23,9 +23,11 @@ defmodule Sluice.Input do
     if enumerable? do
       input
     else
-      raise ArgumentError,
-            "invalid value for option :input: expected iodata, an Enumerable or " <>
-              "fn collectable -> ... end, got: #{inspect(input, limit: 10)}"
+      Sluice.Options.bad!(
+        :input,
+        "iodata, an Enumerable or fn collectable -> ... end",
+        input
+      )
     end
   end
 
@@ -111,10 +113,7 @@ defmodule Sluice.Input do
   def chunk!(data) do
     IO.iodata_to_binary(data)
   rescue
-    ArgumentError ->
-      reraise ArgumentError,
-              "input elements must be iodata, got: #{inspect(data, limit: 10, printable_limit: 100)}",
-              __STACKTRACE__
+    ArgumentError -> Sluice.Options.bad!(:input, "elements that are iodata", data)
   end
 
   defp iodata?(list) do

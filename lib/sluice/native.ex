@@ -60,9 +60,14 @@ defmodule Sluice.Native do
   def set_window_size(_fd, _rows, _cols), do: :erlang.nif_error(:nif_not_loaded)
 
   @doc false
-  # The terminal's VEOF character (0: disabled) and whether its input is canonical.
-  @spec terminal_eof(fd) :: {:ok, byte, boolean} | {:error, errno}
-  def terminal_eof(_fd), do: :erlang.nif_error(:nif_not_loaded)
+  # How the terminal treats input now: `:raw` (ICANON off), or canonical with its VEOF
+  # (0: disabled), the bytes of an unfinished line it surely keeps, the bytes after which
+  # the line is empty again, those that take no room in it, and those that quote the
+  # next byte (VLNEXT) (native/sluice_nif/src/terminal.rs).
+  @spec terminal_input(fd) ::
+          {:ok, :raw | {:canonical, byte, pos_integer, binary, binary, binary}}
+          | {:error, errno}
+  def terminal_input(_fd), do: :erlang.nif_error(:nif_not_loaded)
 
   @doc false
   @spec fileno(fd) :: integer

@@ -1,20 +1,22 @@
 defmodule Sluice.Options do
   @moduledoc """
   Every option of Sluice in one table: its default, which entry points accept it, and its
-  check. Programming mistakes raise `ArgumentError` naming the option; an option given
-  twice is a mistake too (one rule everywhere).
+  check. Programming mistakes raise `ArgumentError` naming the option, with its fields
+  (option, value, what was expected) as a `Sluice.OptionError`; an option given twice is a
+  mistake too (one rule everywhere).
 
   | option | default | accepted by |
   |---|---|---|
   | `:cd` | the VM's current directory at the spawn | all |
   | `:env` | `[]` (a map or `{name, value}` list; `nil` unsets) | all |
   | `:clear_env` | `false` | all |
+  | `:inherit_env` | `false`: with `:user`, a login environment; `true`: the VM's (never `RELEASE_COOKIE`) | all |
   | `:stderr` | `:console`; `:capture` for `run`; or `{:file, path, opts}` | process, run, stream, stage |
   | `:stdin` | `:pipe`; `:null` or `{:file, path}` (opened by the helper program) | process, run, stream |
   | `:stdout` | `:pipe` (`:console` with `use_stdio: false`); `:null`, `:console`, `{:file, path, opts}`, or `:log` with `use_stdio: false` | process, run, stream |
-  | `:user`, `:group` | `nil`; a name or a numeric id (`allowed_users` in `config :sluice` limits users) | all (`:group` of manage: `false`, a boolean) |
+  | `:user`, `:group` | `nil`; a name or a numeric id 0..4_294_967_294 (2^32 - 1 means "no change" to the kernel) (`allowed_users` in `config :sluice` limits users) | all (`:group` of manage: `false`, a boolean) |
   | `:nice` | `nil`; -20..19 | all |
-  | `:rlimits` | `[]`; `as`, `core`, `cpu`, `data`, `fsize`, `memlock`, `nofile`, `nproc`, `stack` to a number, `:infinity` or `{soft, hard}` | all |
+  | `:rlimits` | `[]`; `as`, `core`, `cpu`, `data`, `fsize`, `memlock`, `nofile`, `nproc`, `stack` to a number (up to 2^64 - 2), `:infinity` or `{soft, hard}`; a limit that leaves the program no room for its own stdio (`nofile` 0..4) fails at stage `:limits` | all |
   | `:umask` | `nil`; 0..0o777 | all |
   | `:arg0` | `nil`; the name the program sees as `argv[0]` | all |
   | `:kill_command` | `nil`; an argv the helper program runs (with `CHILD_PID`) instead of sending `kill_signal` | all |
@@ -60,6 +62,11 @@ defmodule Sluice.Options do
   the files with its own credentials, before the clone. With `:stdout` not piped, `run`
   returns `stdout: nil` and `Sluice.Process.read/3` `{:error, :not_piped}`.
 
+  Every timeout, as an option or as an argument (`Sluice.Process.read/3`,
+  `Sluice.Worker.call/3`, ...), is `:infinity` (where the table allows it) or an integer
+  of ms from 0 to 4_294_967_295 (2^32 - 1, about 49.7 days: the longest wait of the VM's
+  timers); a longer one is an `ArgumentError` naming it, raised before anything starts.
+
   "all" is every function that starts a program; "manage" is `Sluice.Process.manage/2`;
   "stage" is a stage of `Sluice.pipeline/1` (with `:cd` and `:env`).
   """
@@ -77,6 +84,7 @@ defmodule Sluice.Options do
     cd: {nil, [:stage | @all]},
     env: {[], [:stage | @all]},
     clear_env: {false, @all},
+    inherit_env: {false, @all},
     stderr: {%{run: :capture, default: :console}, [:stage, :process, :run, :stream]},
     kill_signal: {:sigterm, [:manage | @all]},
     kill_grace: {5_000, [:manage | @all]},
@@ -121,6 +129,7 @@ defmodule Sluice.Options do
     stream: [:console, :null, :stdout, :consume, :capture]
   }
 
+  alias Sluice.OptionError
   alias Sluice.Options.Control
 
   @type entry :: :process | :run | :stream | :daemon | :manage | :stage
@@ -133,7 +142,7 @@ defmodule Sluice.Options do
       :capture
 
       iex> Sluice.Options.validate!([lines: true], :run, "Sluice.run/2")
-      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :node, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes, :pipefail
+      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :inherit_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :node, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes, :pipefail
   """
   @spec validate!(term, entry, String.t()) :: map
   # No options: the precomputed defaults, allocating nothing (a spawn's set-up garbage
@@ -142,19 +151,25 @@ defmodule Sluice.Options do
 
   def validate!(opts, entry, who) do
     unless is_list(opts) and Keyword.keyword?(opts) do
-      raise ArgumentError, "#{who} expects a keyword list of options, got: #{inspect(opts)}"
+      OptionError.raise!(kind: :options, option: :options, value: opts, who: who)
     end
 
     accepted = for {key, {_default, entries}} <- @schema, entry in entries, do: key
 
     Enum.reduce(opts, MapSet.new(), fn {key, _}, seen ->
       unless key in accepted do
-        known = Enum.map_join(accepted, ", ", &inspect/1)
-        raise ArgumentError, "unknown option #{inspect(key)} for #{who}; known options: #{known}"
+        OptionError.raise!(
+          kind: :unknown,
+          option: key,
+          value: Keyword.get(opts, key),
+          who: who,
+          expected: accepted
+        )
       end
 
       if MapSet.member?(seen, key) do
-        raise ArgumentError, "option #{inspect(key)} given more than once to #{who}"
+        values = Keyword.get_values(opts, key)
+        OptionError.raise!(kind: :duplicate, option: key, value: values, who: who)
       end
 
       MapSet.put(seen, key)
@@ -176,7 +191,26 @@ defmodule Sluice.Options do
   defp terminal_stderr(opts, _given), do: opts
 
   # Options that depend on each other; where stdio goes is Sluice.Options.Control's.
-  defp combined!(opts), do: opts |> Control.combined!() |> combined_rest!()
+  defp combined!(opts), do: opts |> Control.combined!() |> combined_rest!() |> terminal_input!()
+
+  # Input that ends needs a terminal with an end of input: run and streams would
+  # otherwise wait for the program until their timeout (Sluice.Pty, "Input: lines and
+  # end of input").
+  defp terminal_input!(%{input: input, pty: %{} = pty} = opts) when input != nil do
+    unless Sluice.Pty.end_of_input?(pty) do
+      bad!(
+        :input,
+        "nil with a raw terminal (icanon: 0) or one whose VEOF is disabled: it has no end " <>
+          "of input; start the program with Sluice.Process.start_link/2, write to it, and end its " <>
+          "input in-band",
+        input
+      )
+    end
+
+    opts
+  end
+
+  defp terminal_input!(opts), do: opts
 
   defp combined_rest!(%{use_stdio: false, pty: pty}) when pty != nil,
     do: bad!(:pty, "nil with use_stdio: false (the data goes through fds 3 and 4)", pty)
@@ -190,6 +224,10 @@ defmodule Sluice.Options do
 
   defp combined_rest!(%{lines: true, framing: framing}) when framing != :raw,
     do: bad!(:framing, ":raw with lines: true (or {:line, max} instead of lines:)", framing)
+
+  defp combined_rest!(%{clear_env: true, inherit_env: true}),
+    do:
+      bad!(:inherit_env, "false with clear_env: true (they ask for opposite environments)", true)
 
   defp combined_rest!(opts), do: opts
 
@@ -215,23 +253,27 @@ defmodule Sluice.Options do
   def argv!(%Sluice.Pipeline{} = pipeline), do: pipeline
 
   def argv!(argv) do
-    unless proper_list?(argv) and argv != [] do
-      raise ArgumentError,
-            "argv must be a non-empty list of strings, got: #{inspect(argv, limit: 10)}"
+    cond do
+      not proper_list?(argv) or argv == [] ->
+        bad_argv!("a non-empty list of strings", argv)
+
+      not Enum.all?(argv, &is_binary/1) ->
+        bad_argv!("a list of strings", argv)
+
+      Enum.any?(argv, &String.contains?(&1, <<0>>)) ->
+        bad_argv!("strings without NUL bytes", argv)
+
+      hd(argv) == "" ->
+        bad_argv!("a list whose argv[0] (the program) is not empty", argv)
+
+      true ->
+        argv
     end
+  end
 
-    Enum.each(argv, fn arg ->
-      unless is_binary(arg) do
-        raise ArgumentError, "argv elements must be strings, got: #{inspect(arg, limit: 10)}"
-      end
-
-      if String.contains?(arg, <<0>>) do
-        raise ArgumentError, "argv elements must not contain NUL bytes, got: #{inspect(arg)}"
-      end
-    end)
-
-    if hd(argv) == "", do: raise(ArgumentError, "argv[0] (the program) must not be empty")
-    argv
+  @spec bad_argv!(String.t(), term) :: no_return
+  defp bad_argv!(expected, argv) do
+    OptionError.raise!(kind: :argument, option: :argv, expected: expected, value: argv)
   end
 
   @doc false
@@ -240,34 +282,54 @@ defmodule Sluice.Options do
   def proper_list?([_ | tail]), do: proper_list?(tail)
   def proper_list?(_), do: false
 
+  # The longest wait the VM's timers (and `receive ... after`) take: 2^32 - 1 ms, about
+  # 49.7 days. Past it they raise :timeout_value, so every timeout is checked against it
+  # before anything starts (ms/2, the one check of timeouts, options and arguments alike).
+  @max_ms 4_294_967_295
+
   @doc false
-  # How long a caller waits for a server that answers within `within` ms by its own
-  # timer: that and `margin` more, or `:infinity` (also past the longest wait `receive`
-  # takes, which GenServer.call would refuse).
-  @spec answer_wait(timeout, non_neg_integer) :: timeout
-  def answer_wait(:infinity, _margin), do: :infinity
-  def answer_wait(within, margin) when within + margin > 4_294_967_295, do: :infinity
-  def answer_wait(within, margin), do: within + margin
+  # A wait of `ms` and `margin` more, the one way Sluice adds a margin of its own to a
+  # timeout (a caller's wait for a server's answer, a start, a stop, a supervisor's
+  # shutdown): `:infinity` past the longest wait `receive` takes (a timer, a
+  # GenServer.call or a shutdown that long would raise :timeout_value).
+  @spec with_margin(timeout, non_neg_integer) :: timeout
+  def with_margin(:infinity, _margin), do: :infinity
+  def with_margin(ms, margin) when ms + margin > @max_ms, do: :infinity
+  def with_margin(ms, margin), do: ms + margin
 
-  @doc "Validates a timeout argument: a non-negative integer (ms) or `:infinity`."
-  @spec timeout!(term, String.t()) :: timeout
-  def timeout!(t, name \\ "timeout")
-  def timeout!(:infinity, _name), do: :infinity
-  def timeout!(t, _name) when is_integer(t) and t >= 0, do: t
-
-  def timeout!(t, name) do
-    raise ArgumentError,
-          "#{name} must be a non-negative integer (ms) or :infinity, got: #{inspect(t)}"
+  @doc """
+  Validates a timeout argument: `:infinity` or an integer of ms from 0 to 2^32 - 1 (the
+  longest wait of the VM's timers); with `infinity: false`, an integer only. Raises
+  `ArgumentError` naming the argument.
+  """
+  @spec timeout!(term, atom, infinity: boolean) :: timeout
+  def timeout!(t, name \\ :timeout, opts \\ []) do
+    case ms(t, Keyword.get(opts, :infinity, true)) do
+      {:ok, t} -> t
+      {:error, expected} -> argument!(name, expected, t)
+    end
   end
+
+  # The one check of a timeout (an option or an argument): `{:ok, ms}`, or what was
+  # expected.
+  @spec ms(term, boolean) :: {:ok, timeout} | {:error, String.t()}
+  defp ms(:infinity, true), do: {:ok, :infinity}
+  defp ms(t, _infinity?) when is_integer(t) and t >= 0 and t <= @max_ms, do: {:ok, t}
+  defp ms(_t, true), do: {:error, "a non-negative integer (ms) up to #{@max_ms} or :infinity"}
+  defp ms(_t, false), do: {:error, "a non-negative integer (ms) up to #{@max_ms}"}
 
   @doc "Validates a byte count argument such as `max` of a read: 1 byte to 1 GiB."
-  @spec max_bytes!(term, String.t()) :: pos_integer
+  @spec max_bytes!(term, atom) :: pos_integer
   def max_bytes!(n, _name) when is_integer(n) and n > 0 and n <= 1_073_741_824, do: n
 
-  def max_bytes!(n, name) do
-    raise ArgumentError,
-          "#{name} must be a positive integer of bytes up to 1 GiB, got: #{inspect(n)}"
-  end
+  def max_bytes!(n, name), do: argument!(name, "a positive integer of bytes up to 1 GiB", n)
+
+  @doc false
+  # A bad argument (not an option) of a public function, named by `name`: an
+  # ArgumentError carrying a Sluice.OptionError.
+  @spec argument!(atom, String.t(), term) :: no_return
+  def argument!(name, expected, got),
+    do: OptionError.raise!(kind: :argument, option: name, expected: expected, value: got)
 
   @doc """
   The spawn spec for the helper program (docs/protocol.md). A pipeline's first stage is
@@ -280,7 +342,7 @@ defmodule Sluice.Options do
     stages =
       Enum.map(rest, fn {argv, stage} ->
         o = stage_opts(opts, stage)
-        %{argv: argv, env: environment(o.env, o.clear_env), cd: o.cd, stderr: stage_stderr(o)}
+        %{argv: argv, env: environment(o), cd: o.cd, stderr: stage_stderr(o)}
       end)
 
     argv |> spawn_spec(stage_opts(opts, first)) |> Map.put(:pipeline, stages)
@@ -291,7 +353,7 @@ defmodule Sluice.Options do
 
     Map.merge(Control.spec(opts), %{
       argv: argv,
-      env: environment(opts.env, opts.clear_env),
+      env: environment(opts),
       cd: opts.cd,
       stderr: helper_stderr(Map.get(opts, :stderr, :consume)),
       use_stdio: Map.get(opts, :use_stdio, true),
@@ -350,20 +412,31 @@ defmodule Sluice.Options do
   defp helper_stderr(:log), do: :pipe
   defp helper_stderr({:file, _, _} = file), do: Control.output(file)
 
-  # The program's complete environment: the VM's current one (so System.put_env is seen),
-  # or nothing with clear_env, then the overrides; a nil value unsets. Without options it
-  # is `:default`, resolved at the spawn (Sluice.Helper.Env).
-  defp environment([], false), do: :default
+  # The program's complete environment: a base, then the overrides (a nil value unsets).
+  # The base is the VM's current environment (so System.put_env is seen), nothing with
+  # clear_env, and with a user: what a login keeps of it (the helper program adds the
+  # user's HOME, USER, LOGNAME, SHELL and PATH: Control.spec/1), or with inherit_env the
+  # VM's less RELEASE_COOKIE, the key to the node. Without options it is `:default`,
+  # resolved at the spawn (Sluice.Helper.Env).
+  defp environment(%{env: [], clear_env: false, user: nil}), do: :default
 
-  defp environment(overrides, clear?) do
-    base = if clear?, do: %{}, else: System.get_env()
-
+  defp environment(%{env: overrides} = opts) do
     overrides
-    |> Enum.reduce(base, fn
+    |> Enum.reduce(base_environment(opts), fn
       {name, nil}, acc -> Map.delete(acc, name)
       {name, value}, acc -> Map.put(acc, name, value)
     end)
     |> Enum.map(fn {name, value} -> name <> "=" <> value end)
+  end
+
+  defp base_environment(%{clear_env: true}), do: %{}
+  defp base_environment(%{user: nil}), do: System.get_env()
+  defp base_environment(%{inherit_env: true}), do: Map.delete(System.get_env(), "RELEASE_COOKIE")
+
+  defp base_environment(_login) do
+    Map.filter(System.get_env(), fn {name, _} ->
+      name in ["LANG", "LANGUAGE", "TERM"] or String.starts_with?(name, "LC_")
+    end)
   end
 
   # Per-option checks. Each returns the normalised value or raises naming the option.
@@ -384,11 +457,13 @@ defmodule Sluice.Options do
   defp check!(:env, env, _), do: bad!(:env, "a map or a list of {name, value} pairs", env)
 
   defp check!(key, value, _)
-       when key in [:clear_env, :lines, :use_stdio, :pipefail] and is_boolean(value),
+       when key in [:clear_env, :inherit_env, :lines, :use_stdio, :pipefail] and
+              is_boolean(value),
        do: value
 
-  defp check!(key, value, _) when key in [:clear_env, :lines, :use_stdio, :pipefail],
-    do: bad!(key, "a boolean", value)
+  defp check!(key, value, _)
+       when key in [:clear_env, :inherit_env, :lines, :use_stdio, :pipefail],
+       do: bad!(key, "a boolean", value)
 
   defp check!(key, value, entry) when key in @control, do: Control.check!(key, value, entry)
 
@@ -419,16 +494,13 @@ defmodule Sluice.Options do
       else: bad!(:stderr, "one of #{Enum.map_join(allowed, ", ", &inspect/1)} or a file", value)
   end
 
-  defp check!(key, value, _) when key in [:kill_grace, :start_timeout, :ready_timeout] do
-    if is_integer(value) and value >= 0 and value <= 4_294_967_295,
-      do: value,
-      else: bad!(key, "a non-negative integer (ms)", value)
-  end
-
-  defp check!(key, value, _) when key in [:timeout, :exit_timeout, :idle_timeout] do
-    if value == :infinity or (is_integer(value) and value >= 0),
-      do: value,
-      else: bad!(key, "a non-negative integer (ms) or :infinity", value)
+  defp check!(key, value, _)
+       when key in [:kill_grace, :start_timeout, :ready_timeout, :timeout, :exit_timeout] or
+              key == :idle_timeout do
+    case ms(value, key in [:timeout, :exit_timeout, :idle_timeout]) do
+      {:ok, ms} -> ms
+      {:error, expected} -> bad!(key, expected, value)
+    end
   end
 
   defp check!(:kill_signal, value, _) do
@@ -500,9 +572,6 @@ defmodule Sluice.Options do
 
   @doc false
   @spec bad!(atom, String.t(), term) :: no_return
-  def bad!(key, expected, got) do
-    raise ArgumentError,
-          "invalid value for option #{inspect(key)}: expected #{expected}, got: " <>
-            inspect(got, limit: 10)
-  end
+  def bad!(key, expected, got),
+    do: OptionError.raise!(kind: :invalid, option: key, expected: expected, value: got)
 end

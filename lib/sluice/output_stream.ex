@@ -58,7 +58,7 @@ defmodule Sluice.OutputStream do
         raise_after_close(st, pump, Driver.lost_error(pump, lost))
 
       {:error, reason, pump} ->
-        raise_after_close(st, pump, read_error(reason))
+        raise_after_close(st, pump, Driver.data_error(reason))
     end
   end
 
@@ -68,8 +68,6 @@ defmodule Sluice.OutputStream do
   defp idle_error(st) do
     Error.new(:idle_timeout, "no output for #{st.opts.idle_timeout} ms (idle_timeout)")
   end
-
-  defp read_error(reason), do: Error.new(reason, "reading output failed: #{reason}")
 
   # Stream.resource runs close/1 after the raise.
   defp raise_after_close(_st, _pump, error), do: raise(error)
@@ -119,7 +117,10 @@ defmodule Sluice.OutputStream do
       {:error, :timeout, pump} ->
         pump = Driver.stop(pump, st.opts.kill_grace)
 
-        case Driver.await_exit(pump, Pipes.deadline(st.opts.kill_grace + 2_000)) do
+        case Driver.await_exit(
+               pump,
+               Pipes.deadline(Sluice.Options.with_margin(st.opts.kill_grace, 2_000))
+             ) do
           {:ok, status, pump} -> {status, pump}
           {:error, :timeout, _} -> raise_after_close(st, st.pump, exit_timeout())
           {:error, lost, pump} -> raise_after_close(st, pump, Driver.lost_error(pump, lost))

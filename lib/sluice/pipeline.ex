@@ -63,9 +63,13 @@ defmodule Sluice.Pipeline do
 
     Enum.each(opts, fn {key, _} ->
       unless key in @stage_options do
-        raise ArgumentError,
-              "unknown option #{inspect(key)} for a pipeline stage; known options: " <>
-                Enum.map_join(@stage_options, ", ", &inspect/1)
+        Sluice.OptionError.raise!(
+          kind: :unknown,
+          option: key,
+          value: Keyword.get(opts, key),
+          who: "a pipeline stage",
+          expected: @stage_options
+        )
       end
     end)
 
@@ -76,11 +80,10 @@ defmodule Sluice.Pipeline do
   defp stage!(argv) when is_list(argv), do: {Options.argv!(argv), %{}}
   defp stage!(other), do: bad!(other)
 
-  defp bad!(got) do
-    raise ArgumentError,
-          "Sluice.pipeline/1 expects a non-empty list of stages, each an argv or " <>
-            "{argv, opts}, got: #{inspect(got, limit: 10)}"
-  end
+  @spec bad!(term) :: no_return
+  defp bad!(got),
+    do:
+      Options.argument!(:stages, "a non-empty list of stages, each an argv or {argv, opts}", got)
 
   @doc "The pipeline as a shell would show it, for messages: `a | b | c`."
   @spec describe(t) :: String.t()

@@ -10,9 +10,14 @@ defmodule Sluice.Pipes do
   # States, explicitly:
   #   * each piped output (`:stdout`, `:stderr`) is `:open` or `:eof`;
   #   * stdin is `:open` or `:closed`, or `:closing` on a terminal while its end-of-input
-  #     character waits to be written (Sluice.Pipes.Terminal);
+  #     character waits to be written (Sluice.Pipes.Terminal, the only code that writes
+  #     to a terminal);
   #   * the program is `:running`, `{:exited, status}`, or `:lost` (the helper program
   #     died first: no status will ever come);
+  #   * the helper program is `:up` while it holds the program's channel, `:down` once the
+  #     channel reached EOF (it died, or stopped with the application): a status may have
+  #     come before that (a shutdown's SIGTERM), and the holders that promise
+  #     `{:shutdown, :helper_down}` end with it all the same;
   #   * its origin is `:spawned`, or `:managed`: a process Sluice did not start, adopted
   #     by the helper program (no pipes; its status may be `:unknown`).
   #
@@ -32,7 +37,7 @@ defmodule Sluice.Pipes do
 
   require Logger
 
-  alias Sluice.{Error, Framing, Native, Registry}
+  alias Sluice.{Error, Framing, Helper, Native, Registry}
   alias Sluice.Helper.Protocol
   alias Sluice.Pipes.{Start, Terminal}
 
@@ -45,11 +50,12 @@ defmodule Sluice.Pipes do
     :terminal,
     # The OS pid of the helper program that started it, when it has a cgroup: its death
     # is swept (Sluice.Helper.await_swept/1) before the holder hears of it.
-    :helper,
+    :helper_os_pid,
     fds: %{},
     open: %{},
     exit: :running,
     exit_info: nil,
+    helper_program: :up,
     origin: :spawned,
     bytes_read: 0,
     bytes_written: 0,
@@ -71,13 +77,14 @@ defmodule Sluice.Pipes do
           open: %{optional(role) => :open | :eof | :closing | :closed},
           exit: exit_state,
           exit_info: Protocol.exit_info() | nil,
+          helper_program: :up | :down,
           bytes_read: non_neg_integer,
           bytes_written: non_neg_integer,
           started_at: integer | nil,
           decoder: Framing.t() | nil,
           origin: :spawned | :managed,
           terminal: Terminal.t() | nil,
-          helper: pos_integer | nil
+          helper_os_pid: pos_integer | nil
         }
 
   # How much longer than the grace a stopped program's exit may take to be reported.
@@ -119,11 +126,21 @@ defmodule Sluice.Pipes do
 
   @doc """
   Takes the program on for a process that holds it (a `Sluice.Process`, a worker, a remote
-  reader): its channel's messages come to the caller, and stdout is read as `frame/2`
-  says.
+  reader): its channel's news comes to the caller as messages, and stdout is read as
+  `frame/2` says.
+
+  Nothing is read from the channel here. The program may have exited already (`false`,
+  or `cat` of a missing file, exits before its holder's start-up is over), and news read
+  now would reach no code of the holder's: no message would follow it. So the holder gets
+  one readiness message for the channel instead, and whatever the channel holds (an exit,
+  the helper program's death, or nothing yet) is read where every later piece of news is,
+  by the holder's dispatch of `handle_ready/2`, which arms the channel again.
   """
   @spec hold(t, map) :: t
-  def hold(p, opts), do: p |> control() |> frame(opts)
+  def hold(p, opts) do
+    send(self(), {:select, p.channel, :undefined, :ready_input})
+    frame(p, opts)
+  end
 
   @doc "Whether decoding stdout failed (a frame over `max_frame`): the program must stop."
   @spec frame_error(t) :: atom | nil
@@ -196,21 +213,29 @@ defmodule Sluice.Pipes do
   @doc """
   Writes as much of `data` as stdin takes now. Returns the unwritten rest; when it is
   not empty, a `:ready_output` message will come to the caller. A terminal whose program
-  side is gone answers `:epipe`, like a pipe.
+  side is gone answers `:epipe`, like a pipe; a canonical terminal hands a line longer
+  than it holds over in pieces, or refuses it with `:line_too_long` when it has no VEOF
+  to do that with (Sluice.Pipes.Terminal).
   """
   @spec write(t, binary) :: {:ok, binary, t} | {:error, atom}
+  def write(%{open: %{stdin: :open}, terminal: %Terminal{}} = p, data) do
+    case Terminal.write(p.terminal, p.fds.stdin, data) do
+      {:ok, rest, terminal} ->
+        written = byte_size(data) - byte_size(rest)
+        {:ok, rest, %{p | terminal: terminal, bytes_written: p.bytes_written + written}}
+
+      {:error, :eio} ->
+        {:error, :epipe}
+
+      {:error, reason} ->
+        {:error, reason}
+    end
+  end
+
   def write(%{open: %{stdin: :open}} = p, data) do
     case write_fd(p.fds.stdin, data) do
-      {:ok, rest} when p.terminal != nil ->
-        written = binary_part(data, 0, byte_size(data) - byte_size(rest))
-        p = %{p | bytes_written: p.bytes_written + byte_size(written)}
-        {:ok, rest, %{p | terminal: Terminal.wrote(p.terminal, written)}}
-
       {:ok, rest} ->
         {:ok, rest, %{p | bytes_written: p.bytes_written + byte_size(data) - byte_size(rest)}}
-
-      {:error, :eio} when p.terminal != nil ->
-        {:error, :epipe}
 
       {:error, reason} ->
         {:error, reason}
@@ -231,20 +256,60 @@ defmodule Sluice.Pipes do
   end
 
   @doc """
-  Closes stdin, so the program sees EOF. Idempotent. On a terminal nothing is closed: the
-  terminal's EOF character is written at the start of a line; if the terminal is full,
-  stdin stays `:closing` until `finish_close_stdin/1` (called on `:ready_output`) has
-  written it.
+  Ends the program's input, or says why it cannot. On pipes stdin closes, so the
+  program sees EOF. On a terminal nothing is closed: the terminal's EOF character is
+  written at the start of a line; if the terminal is full, stdin stays `:closing` until
+  `finish_close_stdin/1` (called on `:ready_output`) has written it. A terminal that is
+  raw now, or whose VEOF is disabled, has no end of input: `{:error, error}`, nothing is
+  written and stdin stays open, for the caller to tell the program in-band. Stdin
+  already closed: `{:ok, p}`.
   """
-  @spec close_stdin(t) :: t
-  def close_stdin(%{open: %{stdin: :open}, terminal: nil} = p), do: close_role(p, :stdin, :closed)
+  @spec end_input(t) :: {:ok, t} | {:error, Error.t()}
+  def end_input(%{open: %{stdin: :open}, terminal: nil} = p),
+    do: {:ok, close_role(p, :stdin, :closed)}
 
-  def close_stdin(%{open: %{stdin: :open}} = p) do
-    terminal = Terminal.begin_eof(p.terminal, p.fds.stdin)
-    finish_close_stdin(%{p | terminal: terminal, open: %{p.open | stdin: :closing}})
+  def end_input(%{open: %{stdin: :open}} = p) do
+    case Terminal.begin_eof(p.terminal, p.fds.stdin) do
+      {:ok, terminal} ->
+        {:ok, finish_close_stdin(%{p | terminal: terminal, open: %{p.open | stdin: :closing}})}
+
+      {:error, reason} ->
+        {:error, no_eof(reason)}
+    end
   end
 
-  def close_stdin(p), do: p
+  def end_input(p), do: {:ok, p}
+
+  @doc """
+  Closes stdin for good, as `end_input/1` does, for callers whose input has ended
+  whatever the terminal says (the input of `run` and streams, a stop): on a terminal
+  without an end of input nothing is written, and stdin only stops taking writes.
+  Idempotent.
+  """
+  @spec close_stdin(t) :: t
+  def close_stdin(p) do
+    case end_input(p) do
+      {:ok, p} -> p
+      {:error, _no_eof} -> close_role(p, :stdin, :closed)
+    end
+  end
+
+  defp no_eof(:raw_terminal) do
+    Error.new(
+      :raw_terminal,
+      "the terminal is in raw mode (icanon off): it has no end of input, so nothing was " <>
+        "written and stdin stays open; tell the program in-band (a line editor such as " <>
+        "a REPL's takes \"\\x04\", ^D, on an empty line as end of input)"
+    )
+  end
+
+  defp no_eof(:no_eof) do
+    Error.new(
+      :no_eof,
+      "the terminal's end-of-file character (VEOF) is disabled: it has no end of input, " <>
+        "so nothing was written and stdin stays open; tell the program in-band"
+    )
+  end
 
   @doc "Writes the rest of a terminal's pending EOF character, if any."
   @spec finish_close_stdin(t) :: t
@@ -334,11 +399,13 @@ defmodule Sluice.Pipes do
       {:error, :eagain} ->
         p
 
-      # EOF: the helper program died (it never closes a live program's channel first).
-      # Its cgroup is killed before anyone is told (issue 19, finding 10).
+      # EOF: the helper program is gone (it never closes the channel of a program the
+      # BEAM still holds). With a cgroup, the dead helper program's cgroup is killed
+      # before anyone is told (Sluice.Helper.await_swept/1).
       _eof_or_error ->
         Registry.remove(p.id)
-        if p.exit == :running and p.helper, do: Sluice.Helper.await_swept(p.helper)
+        if p.helper_program == :up and p.helper_os_pid, do: Helper.await_swept(p.helper_os_pid)
+        p = %{p | helper_program: :down}
         if p.exit == :running, do: %{p | exit: :lost}, else: p
     end
   end
@@ -448,7 +515,7 @@ defmodule Sluice.Pipes do
   def stop_and_await(p, grace) do
     p = stop(p, grace)
 
-    case await_exit(p, deadline(grace + @stop_slack)) do
+    case await_exit(p, deadline(Sluice.Options.with_margin(grace, @stop_slack))) do
       {:ok, status, p} -> {status, p}
       {:error, _reason, p} -> {nil, p}
     end

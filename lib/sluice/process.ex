@@ -28,8 +28,10 @@ defmodule Sluice.Process do
   the end) and its status was delivered (`await_exit/2` returned it, or
   `{:sluice_exit, p, status}` was sent in active mode), the `Sluice.Process` closes its fds
   and ends with reason `:normal`: a long-lived process that runs many programs this way
-  leaks nothing. Calls on an ended `Sluice.Process` return `{:error, :closed}`, and calls
-  on one whose node went away (see `:node`) `{:error, :nodedown}`. A server that does not
+  leaks nothing. Calls on an ended `Sluice.Process` return `{:error, :closed}` (so do those
+  of an ended `Sluice.Worker` or `Sluice.Daemon`), and calls on one whose node went away
+  (see `:node`) `{:error, :nodedown}`; a first argument that is no pid or registered name
+  is an `ArgumentError` naming it. A server that does not
   answer within the call's own timeout and 10 s more (its node is stopped but still
   connected) gives `{:error, :timeout}`; the request may still be carried out if the
   server resumes (what a read takes then is lost to the caller). A call with an
@@ -43,6 +45,9 @@ defmodule Sluice.Process do
     * `:env` - a map or list of `{name, value}` pairs added to the environment; a `nil`
       value unsets the variable.
     * `:clear_env` - start from an empty environment instead of the VM's (default `false`).
+    * `:inherit_env` - with `:user`, start from the VM's environment (less
+      `RELEASE_COOKIE`) instead of that user's login environment (default `false`; see
+      "Users, priority and limits" in the README).
     * `:stderr` - `:console` (default: the VM's stderr), `:null`, `:stdout` (merged into
       stdout in order), `:consume` (read with `read_stderr/3` and `read_any/3`) or
       `{:file, path, opts}` (as for `:stdout`; the same path as `:stdout` shares its open
@@ -120,7 +125,12 @@ defmodule Sluice.Process do
     * `{:sluice_error, p, :helper_down}` if the helper program died before the program's
       exit was known (like `{:tcp_error, socket, reason}`), and
       `{:sluice_error, p, :frame_too_large}`; sent to a controller that ever used active
-      mode.
+      mode;
+    * `{:sluice_error, p, :nodedown}` (with `:node`) when the connection between the
+      program's node and the controller's, or its owner's, is lost: the program is
+      stopped (see "Across nodes" in `docs/guarantees.md`), and no other message
+      follows. A controller on another node than `p` hears it from a small process
+      Sluice starts on the controller's node while it uses active mode.
 
   No more is read from the pipes than was granted, so back-pressure holds. While active,
   `read/3` and friends return `{:error, :active}`.
@@ -141,9 +151,10 @@ defmodule Sluice.Process do
 
   ## When the helper dies
 
-  If the node's helper program dies, its programs are killed, and every `Sluice.Process`
-  answers pending callers with `{:error, :helper_down}` and exits with reason
-  `{:shutdown, :helper_down}` (see `docs/guarantees.md`). Adopted processes are not
+  If the node's helper program dies, or the `:sluice` application is stopped, its programs
+  are killed, and every `Sluice.Process` answers pending callers with
+  `{:error, :helper_down}` and exits with reason `{:shutdown, :helper_down}` (see
+  `docs/guarantees.md`), also when the program's status came first. Adopted processes are not
   killed: they are not the helper program's children.
   """
   alias Sluice.{Error, Options}
@@ -358,7 +369,7 @@ defmodule Sluice.Process do
   def read_any(p, max \\ 65_536, timeout \\ :infinity), do: do_read(p, :any, max, timeout)
 
   defp do_read(p, source, max, timeout) do
-    max = Options.max_bytes!(max, "max")
+    max = Options.max_bytes!(max, :max)
     timeout = Options.timeout!(timeout)
     call(p, {:read, source, max, timeout}, timeout)
   end
@@ -368,7 +379,9 @@ defmodule Sluice.Process do
   `framing: {:packet, n}`, too long for n bytes: `ArgumentError`). Returns `:ok` once the program has taken every
   byte, `{:error, :epipe}` if it closed its stdin, `{:error, :closed}` after
   `close_stdin/1`, or `{:error, {:timeout, bytes_written}}`: the first `bytes_written`
-  bytes reached the program, the rest was dropped.
+  bytes reached the program, the rest was dropped. On a canonical terminal (`pty:`) a
+  line over 4,095 bytes reaches the program in pieces, or, with the terminal's `VEOF`
+  disabled, is refused: `{:error, :line_too_long}` (see `Sluice.Pty`).
 
       iex> {:ok, p} = Sluice.Process.start_link(["cat"])
       iex> Sluice.Process.write(p, ["a", ?b, "c"])
@@ -380,13 +393,13 @@ defmodule Sluice.Process do
       try do
         IO.iodata_to_binary(iodata)
       rescue
-        ArgumentError -> raise ArgumentError, "write expects iodata, got: #{inspect(iodata)}"
+        ArgumentError -> Options.argument!(:data, "iodata", iodata)
       end
 
     timeout = Options.timeout!(timeout)
 
     case call(p, {:write, data, timeout}, timeout) do
-      {:bad_frame, message} -> raise ArgumentError, message
+      {:bad_frame, expected, size} -> Options.argument!(:data, expected, size)
       answer -> answer
     end
   end
@@ -406,10 +419,16 @@ defmodule Sluice.Process do
   (twice after an unfinished line: the first hands the line over), so a program reading
   a canonical terminal sees end of input, as when a user types `^D`. Unlike a pipe, the
   terminal stays open: the program may read again after it (a shell reads its next
-  command), and with `icanon` off the character is passed to the program as it is, for
-  it to interpret. Later writes return `{:error, :closed}` either way.
+  command). Later writes return `{:error, :closed}`.
+
+  A terminal in raw mode at the time of the call (`icanon` off: set by `pty: [modes:
+  [icanon: 0]]`, or by the program, as a REPL's line editor does while it reads) has no
+  end of input: nothing is written, stdin stays open, and the answer is
+  `{:error, %Sluice.Error{reason: :raw_terminal}}` (`:no_eof` for a canonical terminal
+  whose `VEOF` is disabled). Tell the program in-band then, for example with
+  `write(p, "\\x04")`, the `^D` key a line editor reads as end of input.
   """
-  @spec close_stdin(t) :: :ok | {:error, :closed | :nodedown | :timeout}
+  @spec close_stdin(t) :: :ok | {:error, :closed | :nodedown | :timeout | Sluice.Error.t()}
   def close_stdin(p), do: call(p, :close_stdin)
 
   @doc """
@@ -448,7 +467,7 @@ defmodule Sluice.Process do
   def signal(p, sig) do
     case Sluice.Signal.to_number(sig) do
       {:ok, signum} -> call(p, {:signal, signum})
-      :error -> raise ArgumentError, "not a signal: #{inspect(sig)}"
+      :error -> Options.argument!(:signal, "a signal name like :sigterm or a number 1..64", sig)
     end
   end
 
@@ -464,11 +483,9 @@ defmodule Sluice.Process do
   """
   @spec stop(t, non_neg_integer) :: {:ok, status} | {:error, :closed | :nodedown | Error.t()}
   def stop(p, grace_ms \\ 5_000) do
-    unless is_integer(grace_ms) and grace_ms >= 0 and grace_ms <= 4_294_967_295 do
-      raise ArgumentError, "grace_ms must be a non-negative integer, got: #{inspect(grace_ms)}"
-    end
+    grace_ms = Options.timeout!(grace_ms, :grace_ms, infinity: false)
 
-    case call(p, {:stop, grace_ms}, grace_ms + 5_000) do
+    case call(p, {:stop, grace_ms}, Options.with_margin(grace_ms, 5_000)) do
       {:error, :timeout} -> {:error, Error.new(:timeout, "the program's server did not answer")}
       answer -> answer
     end
@@ -504,10 +521,8 @@ defmodule Sluice.Process do
     call(p, {:set_active, mode})
   end
 
-  def set_active(_p, mode) do
-    raise ArgumentError,
-          "active mode must be :once, a positive integer or false, got: #{inspect(mode)}"
-  end
+  def set_active(_p, mode),
+    do: Options.argument!(:active, ":once, a positive integer or false", mode)
 
   @doc """
   Makes `pid` the receiver of active-mode messages. Only the current controlling process
@@ -521,27 +536,8 @@ defmodule Sluice.Process do
   @spec controlling_process(t, pid) :: :ok | {:error, :not_owner | :closed | :nodedown | :timeout}
   def controlling_process(p, pid) when is_pid(pid), do: call(p, {:controlling_process, pid})
 
-  def controlling_process(_p, pid) do
-    raise ArgumentError,
-          "pid must be a pid (the new controlling process), got: #{inspect(pid)}"
-  end
+  def controlling_process(_p, pid),
+    do: Options.argument!(:pid, "a pid (the new controlling process)", pid)
 
-  # The server answers within the request's own time (its own timer), `within` ms: the
-  # caller waits that plus a margin longer than the server ever blocks (a `stats` or a
-  # managed process's signal waits up to 5 s for the helper program). A server that
-  # cannot answer (its node stopped but still connected, or a pid that is no
-  # Sluice.Process) is then `{:error, :timeout}`, rather than a wait until distribution
-  # gives the node up. A server that is gone means the program is closed.
-  @answer_margin 10_000
-
-  defp call(p, request, within \\ 0) do
-    GenServer.call(p, request, Options.answer_wait(within, @answer_margin))
-  catch
-    :exit, {:timeout, {GenServer, :call, _}} -> {:error, :timeout}
-    :exit, {{:shutdown, :helper_down}, _} -> {:error, :helper_down}
-    # The program's node went away (or disconnected): so did the program (its server
-    # there watches its owner).
-    :exit, {{:nodedown, _node}, {GenServer, :call, _}} -> {:error, :nodedown}
-    :exit, {_gone, {GenServer, :call, _}} -> {:error, :closed}
-  end
+  defp call(p, request, within \\ 0), do: Sluice.Call.call(p, :process, request, within)
 end

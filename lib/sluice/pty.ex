@@ -30,6 +30,45 @@ defmodule Sluice.Pty do
   group `tty`, mode 0620; the user's group and 0600 where there is no `tty` group), so
   the program can reopen it by name (`$(tty)`; `screen`, `pinentry` and `ssh` do).
 
+  ## Input: lines and end of input
+
+  What the terminal does with input depends on its modes at the time of each write,
+  which Sluice reads from the terminal itself: a program may change them (line editors,
+  REPLs and full-screen programs switch the terminal to raw mode while they read).
+
+    * A canonical terminal (`icanon` on, the default) hands input to the program a line
+      at a time and holds at most **4,095 bytes of one line** (2,047 counted with
+      `parmrk`, which stores a 0xff byte twice): the kernel discards the rest of a longer
+      line. Sluice never lets that happen: a line about to pass 4,095
+      bytes is handed over first with the terminal's `VEOF` (as `^D` typed after some
+      input does), so the program reads it in pieces, as it would from a pipe, and every
+      byte arrives (this applies to `input:` of `run` and streams and to
+      `Sluice.Process.write/3`). With `VEOF` disabled (`veof: 255`) such a line cannot be
+      handed over, and `Sluice.Process.write/3` returns `{:error, :line_too_long}`
+      without writing any of its data (`run/2` and streams, whose options may not
+      disable `VEOF` with `input:`, fail with `reason: :line_too_long` if the program
+      disabled it itself). Input edited by the terminal (an erase character,
+      `^U`) within a line over 4,095 bytes may be handed over before the edit.
+    * End of input on a canonical terminal is its `VEOF` at the start of a line:
+      `Sluice.Process.close_stdin/1`, and the end of `input:` for `run` and streams.
+    * A raw terminal (`icanon` off) passes bytes to the program as they come, has no line
+      limit, and **has no end of input**: no byte means "end" to every program, and
+      closing the terminal would hang it up. Sluice writes nothing then:
+      `Sluice.Process.close_stdin/1` returns
+      `{:error, %Sluice.Error{reason: :raw_terminal}}` (`:no_eof` when `VEOF` is
+      disabled) and stdin stays open, for the caller to tell the program in-band: a
+      quit command, or `"\\x04"` (`^D`) for a line editor, which takes it as end of
+      input at an empty prompt. `run/2` and streams refuse `input:` with a terminal the
+      options make raw or without `VEOF` (`ArgumentError`), and without `input:` write
+      nothing to such a terminal. If the program itself has made its terminal raw by the time their
+      input ends, nothing is sent: it must end on its own, or at `:timeout`.
+
+  The mode that counts is the one at the time of the write, and a program that switches
+  may switch again before it reads: a REPL's terminal is raw while it reads a line and
+  canonical while it runs one, and a `VEOF` sent while it runs does not reach its line
+  editor, raw again, as end of input (the switch may flush it, or leave a NUL byte).
+  Send a REPL its `"\\x04"` once its prompt shows.
+
   ## Modes
 
   Every mode name of the RFC is accepted (lowercase atoms), plus `iutf8` (RFC 8160):
@@ -169,6 +208,20 @@ defmodule Sluice.Pty do
 
   def check!(other), do: Options.bad!(:pty, "true, false or a keyword list", other)
 
+  @doc false
+  # Whether a terminal made from `spec` has an end of input: canonical (`icanon` on) with
+  # a VEOF, as the kernel's defaults are, unless the modes change them (the last value of
+  # a mode wins; a control character 0 or 255 is disabled).
+  @spec end_of_input?(spec) :: boolean
+  def end_of_input?(%{modes: modes}) do
+    last = fn name, default ->
+      code = Map.fetch!(@opcode, name)
+      Enum.reduce(modes, default, fn {c, v}, acc -> if c == code, do: v, else: acc end)
+    end
+
+    last.(:icanon, 1) != 0 and last.(:veof, 4) not in [0, 255]
+  end
+
   defguardp dimension?(n) when is_integer(n) and n >= 1 and n <= @max_dimension
 
   @doc false
@@ -176,10 +229,8 @@ defmodule Sluice.Pty do
   @spec dimension!(atom, term) :: pos_integer
   def dimension!(_name, n) when dimension?(n), do: n
 
-  def dimension!(name, n) do
-    raise ArgumentError,
-          "#{name} must be an integer 1..#{@max_dimension} (character cells), got: #{inspect(n)}"
-  end
+  def dimension!(name, n),
+    do: Options.argument!(name, "an integer 1..#{@max_dimension} (character cells)", n)
 
   defp size!(_key, n) when dimension?(n), do: n
 

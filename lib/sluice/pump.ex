@@ -9,6 +9,12 @@ defmodule Sluice.Pump do
   # input element runs the input's own code: an element that takes long to come (a slow
   # upstream program) delays reading output until it comes. Only processes could avoid
   # that, and the input must run in the caller.
+  #
+  # Feeding is bounded per step (`feeding`): an input whose elements stdin takes without
+  # ever filling up (empty chunks, for ever) would otherwise keep the pump pulling, never
+  # reading output nor the program's exit again. After @pulls_per_step elements the step
+  # ends with `feeding: :more`: the pump takes the news already there (output, the exit,
+  # without waiting), checks the deadline, and feeds on.
 
   alias Sluice.{Input, Pipes}
   alias Sluice.Pump.Upstream
@@ -19,8 +25,20 @@ defmodule Sluice.Pump do
     pending: "",
     buffered: :queue.new(),
     turn: [:stdout, :stderr],
-    compacted: false
+    feeding: :idle,
+    compacted: false,
+    input_error: nil
   ]
+
+  @typedoc """
+  Whether the last feed stopped because stdin or the input has to be waited for
+  (`:idle`: stdin full, the input at its end, or nothing pulled), or only because the
+  step's share of elements was pulled (`:more`: more can be pulled at once).
+  """
+  @type feeding :: :idle | :more
+
+  # Input elements pulled in one step at most.
+  @pulls_per_step 64
 
   @type t :: %__MODULE__{
           pipes: Pipes.t(),
@@ -28,7 +46,9 @@ defmodule Sluice.Pump do
           pending: binary,
           buffered: :queue.queue({Pipes.source(), binary}),
           turn: [Pipes.source()],
-          compacted: boolean
+          feeding: feeding,
+          compacted: boolean,
+          input_error: atom | nil
         }
 
   @doc "A pump over a freshly opened program and its input source."
@@ -43,7 +63,8 @@ defmodule Sluice.Pump do
   @doc """
   The next chunk of output, of at most `max` bytes, feeding input meanwhile:
   `{:data, source, binary, pump}`, `{:eof, pump}` once every output is at EOF, or
-  `{:error, :timeout | :helper_down | errno, pump}`.
+  `{:error, :timeout | :helper_down | :line_too_long | errno, pump}` (`:line_too_long`:
+  a terminal refused a line of the input, see `Sluice.Pipes.Terminal`).
   """
   @spec next(t, pos_integer, Pipes.deadline()) ::
           {:data, Pipes.source(), binary, t} | {:eof, t} | {:error, atom, t}
@@ -71,6 +92,10 @@ defmodule Sluice.Pump do
         end
     end
   end
+
+  # Input the terminal refused is not dropped quietly: the caller fails with it.
+  defp read_after_feed(%{input_error: reason} = pump, _max) when reason != nil,
+    do: {:error, reason, %{pump | input_error: nil}}
 
   defp read_after_feed(pump, max) do
     case read_any(pump, pump.turn, max) do
@@ -123,20 +148,34 @@ defmodule Sluice.Pump do
   end
 
   # Waits for readiness of one of this program's fds or of an upstream program's (a
-  # Sluice stream given as input), or for news on one of their channels.
+  # Sluice stream given as input), or for news on one of their channels. With more input
+  # to pull at once, only news already here is taken; the deadline is checked first, as
+  # the wait then never runs out.
   defp await_ready(pump, deadline) do
     fds = watched(pump, %{})
+    more? = more_input?(pump)
 
-    receive do
-      {:select, fd, _, _} when is_map_key(fds, fd) ->
-        case Map.fetch!(fds, fd) do
-          :data -> {:ok, pump}
-          :channel -> control_chain(pump)
+    case Pipes.remaining(deadline) do
+      0 ->
+        {:error, :timeout, pump}
+
+      left ->
+        receive do
+          {:select, fd, _, _} when is_map_key(fds, fd) ->
+            case Map.fetch!(fds, fd) do
+              :data -> {:ok, pump}
+              :channel -> control_chain(pump)
+            end
+        after
+          if(more?, do: 0, else: left) ->
+            if more?, do: {:ok, pump}, else: {:error, :timeout, pump}
         end
-    after
-      Pipes.remaining(deadline) -> {:error, :timeout, pump}
     end
   end
+
+  defp more_input?(%{feeding: :more}), do: true
+  defp more_input?(%{input: {:piped, up, _stream}}), do: more_input?(up)
+  defp more_input?(_pump), do: false
 
   defp watched(%{pipes: pipes} = pump, acc) do
     acc =
@@ -176,41 +215,51 @@ defmodule Sluice.Pump do
 
   ## Input
 
-  # Writes pending input and pulls more while stdin takes it without blocking.
-  defp feed(%{pipes: pipes} = pump, deadline) do
+  # Writes pending input and pulls more while stdin takes it without blocking, up to
+  # @pulls_per_step elements (then `feeding: :more`).
+  defp feed(pump, deadline), do: feed(%{pump | feeding: :idle}, deadline, @pulls_per_step)
+
+  defp feed(%{pipes: pipes} = pump, deadline, pulls) do
     cond do
       # On a terminal, a pending end-of-input character is written first.
       not Pipes.open?(pipes, :stdin) -> %{pump | pipes: Pipes.finish_close_stdin(pipes)}
-      pump.pending != "" -> write_pending(pump, deadline)
-      true -> pull(pump, deadline)
+      pump.pending != "" -> write_pending(pump, deadline, pulls)
+      pulls == 0 -> %{pump | feeding: :more}
+      true -> pull(pump, deadline, pulls - 1)
     end
   end
 
-  defp write_pending(pump, deadline) do
+  defp write_pending(pump, deadline, pulls) do
     case Pipes.write(pump.pipes, pump.pending) do
-      {:ok, "", pipes} -> feed(%{pump | pending: "", pipes: pipes}, deadline)
+      {:ok, "", pipes} -> feed(%{pump | pending: "", pipes: pipes}, deadline, pulls)
       {:ok, rest, pipes} -> %{pump | pending: rest, pipes: pipes}
+      {:error, :line_too_long} -> %{input_done(pump) | input_error: :line_too_long}
       # The program closed its stdin (or exited): feeding ends quietly, as for `head`.
       {:error, _} -> input_done(pump)
     end
   end
 
-  defp pull(%{input: {:upstream, stream}} = pump, deadline),
-    do: pull(%{pump | input: {:piped, Upstream.open(stream), stream}}, deadline)
+  defp pull(%{input: {:upstream, stream}} = pump, deadline, pulls),
+    do: pull(%{pump | input: {:piped, Upstream.open(stream), stream}}, deadline, pulls)
 
-  defp pull(%{input: {:piped, up, stream}} = pump, deadline) do
+  defp pull(%{input: {:piped, up, stream}} = pump, deadline, pulls) do
     case Upstream.step(up, stream, deadline) do
-      {:data, data, up} -> feed(%{pump | pending: data, input: {:piped, up, stream}}, deadline)
-      {:blocked, up} -> %{pump | input: {:piped, up, stream}}
-      :done -> %{pump | input: :done, pipes: Pipes.close_stdin(pump.pipes)}
+      {:data, data, up} ->
+        feed(%{pump | pending: data, input: {:piped, up, stream}}, deadline, pulls)
+
+      {:blocked, up} ->
+        %{pump | input: {:piped, up, stream}}
+
+      :done ->
+        %{pump | input: :done, pipes: Pipes.close_stdin(pump.pipes)}
     end
   end
 
-  defp pull(pump, deadline) do
+  defp pull(pump, deadline, pulls) do
     case Input.next(pump.input) do
-      {:data, data, input} -> feed(%{pump | pending: data, input: input}, deadline)
+      {:data, data, input} -> feed(%{pump | pending: data, input: input}, deadline, pulls)
       :done -> %{pump | input: :done, pipes: Pipes.close_stdin(pump.pipes)}
-      {:function, fun} -> pump |> run_function(fun, deadline) |> feed(deadline)
+      {:function, fun} -> pump |> run_function(fun, deadline) |> feed(deadline, pulls)
     end
   end
 
@@ -256,6 +305,9 @@ defmodule Sluice.Pump do
           {:ok, pump} -> pump |> drain_outputs() |> push_all(rest, deadline)
           {:error, _, pump} -> {:stop, pump}
         end
+
+      {:error, :line_too_long} ->
+        {:stop, %{pump | input_error: :line_too_long}}
 
       {:error, _} ->
         {:stop, pump}

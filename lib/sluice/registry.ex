@@ -9,6 +9,12 @@ defmodule Sluice.Registry do
   # while its program still runs (the helper program stops the program then). So rows of a
   # dead holder are never listed, and this server, the table's owner, deletes them every
   # few seconds: none accumulates.
+  #
+  # The table lives as long as this server, that is as long as the :sluice application;
+  # holders do not: a Sluice.Process (or a caller of `run`) outlives an application that
+  # stops under it, and learns of it when its program channel reaches EOF. So every
+  # function here is total: without the table nothing is listed, and adding or removing a
+  # row is a no-op (the rows went with the table).
 
   use GenServer
 
@@ -32,18 +38,19 @@ defmodule Sluice.Registry do
   @doc "Adds the calling process's program `id` (the caller holds its channel)."
   @spec add(pos_integer, program) :: true
   def add(id, program) do
-    :ets.insert(@table, {id, self(), System.os_time(:millisecond), program})
+    without_table(true, fn ->
+      :ets.insert(@table, {id, self(), System.os_time(:millisecond), program})
+    end)
   end
 
-  @doc "Removes program `id` (idempotent)."
+  @doc "Removes program `id` (idempotent; a no-op once the application stopped)."
   @spec remove(pos_integer) :: true
-  def remove(id), do: :ets.delete(@table, id)
+  def remove(id), do: without_table(true, fn -> :ets.delete(@table, id) end)
 
-  @doc "Every program whose holder lives, oldest first."
+  @doc "Every program whose holder lives, oldest first (none once the application stopped)."
   @spec list() :: [Sluice.Process.info()]
   def list do
-    @table
-    |> :ets.tab2list()
+    without_table([], fn -> :ets.tab2list(@table) end)
     |> Enum.filter(fn row -> Process.alive?(elem(row, 1)) end)
     |> Enum.sort_by(&elem(&1, 2))
     |> Enum.map(&entry/1)
@@ -52,10 +59,20 @@ defmodule Sluice.Registry do
   @doc "Program `id`, or nil when it is not (or no longer) listed."
   @spec info(pos_integer) :: Sluice.Process.info() | nil
   def info(id) do
-    case :ets.lookup(@table, id) do
+    case without_table([], fn -> :ets.lookup(@table, id) end) do
       [row] -> entry(row)
       [] -> nil
     end
+  end
+
+  # Runs an operation on the table, or answers `default` when there is no table (the
+  # application stopped, or its server is restarting). ETS raises badarg for a table that
+  # does not exist; any other badarg is raised again.
+  defp without_table(default, operation) do
+    operation.()
+  rescue
+    e in ArgumentError ->
+      if :ets.whereis(@table) == :undefined, do: default, else: reraise(e, __STACKTRACE__)
   end
 
   defp entry({_id, holder, started, program}) do

@@ -52,8 +52,7 @@ defmodule Sluice.Remote do
       {:error, Error.new(:start_failed, "#{node} could not start it: #{inspect(reason)}")}
   end
 
-  defp margin(:infinity), do: :infinity
-  defp margin(ms), do: ms + @call_margin
+  defp margin(ms), do: Sluice.Options.with_margin(ms, @call_margin)
 
   @doc "The error of a node that cannot be reached or went away."
   @spec nodedown(node) :: Error.t()

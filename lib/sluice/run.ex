@@ -43,7 +43,7 @@ defmodule Sluice.Run do
       {:error, :timeout, pump} when idle != :infinity and idle < st.deadline -> idle(pump, st)
       {:error, :timeout, pump} -> fail(pump, st, :timeout, timeout_message(st))
       {:error, reason, pump} when reason in [:helper_down, :nodedown] -> lost(pump, st, reason)
-      {:error, reason, pump} -> fail(pump, st, reason, "reading output failed: #{reason}")
+      {:error, reason, pump} -> fail(pump, st, reason, Driver.data_error(reason).message)
     end
   end
 

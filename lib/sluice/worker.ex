@@ -32,7 +32,8 @@ defmodule Sluice.Worker do
       `{:error, :frame_too_large}`, the program is stopped, and the worker stops as above;
       calls made meanwhile wait for the exit and get `{:error, {:exit, status}}`, never
       a piece of the broken response.
-    * If the helper program dies: `{:error, :helper_down}` and `{:shutdown, :helper_down}`.
+    * If the helper program dies, or the `:sluice` application stops: `{:error,
+      :helper_down}` and `{:shutdown, :helper_down}`.
 
   ## Framing: one request, one response
 
@@ -84,7 +85,12 @@ defmodule Sluice.Worker do
   @spec child_spec(keyword) :: Supervisor.child_spec()
   def child_spec(opts) do
     unless Keyword.keyword?(opts) and Keyword.has_key?(opts, :argv) do
-      raise ArgumentError, "Sluice.Worker.child_spec/1 needs the option :argv"
+      Sluice.OptionError.raise!(
+        kind: :missing,
+        option: :argv,
+        value: opts,
+        who: "Sluice.Worker.child_spec/1"
+      )
     end
 
     {argv, opts} = Keyword.pop(opts, :argv)
@@ -93,7 +99,7 @@ defmodule Sluice.Worker do
     %{
       id: Keyword.get(opts, :name) || {__MODULE__, argv},
       start: {__MODULE__, :start_link, [argv, opts]},
-      shutdown: Keyword.get(opts, :kill_grace, 5_000) + 1_000
+      shutdown: Options.with_margin(Keyword.get(opts, :kill_grace, 5_000), 1_000)
     }
   end
 
@@ -125,10 +131,8 @@ defmodule Sluice.Worker do
           )
       end
 
-    with {:ok, pid} <- result do
-      Process.link(pid)
-      {:ok, pid}
-    end
+    # The worker linked the caller itself, as soon as its program ran (see init/1).
+    result
   end
 
   # The worker's options checked (ArgumentError naming the mistake, for `who`): argv, the
@@ -158,8 +162,10 @@ defmodule Sluice.Worker do
   @doc false
   # Starts the worker here, for `owner` (the caller, or a caller on another node, which
   # the worker links to: its death, or a disconnection, stops the worker and its program).
-  # Started, then linked: a program that cannot start is an error return, not an exit
-  # signal to the caller.
+  # Started unlinked, and linked by the worker once the program runs: a program that
+  # cannot start is an error return, not an exit signal to the caller, and a program that
+  # exits at once stops a worker that is already linked (linked from the caller after the
+  # start, the worker could be gone first: a `:noproc` in place of its reason).
   @spec start_here(Sluice.command(), map, keyword, pid) :: {:ok, pid} | {:error, term}
   def start_here(argv, opts, server_opts, owner) do
     spec = Options.spawn_spec(argv, opts)
@@ -170,9 +176,6 @@ defmodule Sluice.Worker do
       other -> other
     end
   end
-
-  # How long past a call's own timeout its caller waits for the worker's answer.
-  @answer_margin 10_000
 
   @doc """
   Sends `request` as one frame and returns the program's next frame: `{:ok, response}`
@@ -195,46 +198,43 @@ defmodule Sluice.Worker do
       try do
         IO.iodata_to_binary(request)
       rescue
-        ArgumentError -> raise ArgumentError, "a request must be iodata, got: #{inspect(request)}"
+        ArgumentError -> Options.argument!(:request, "iodata", request)
       end
 
     # The worker answers every call within its timeout (its own timer, from the call's
-    # arrival), so the caller waits that and a margin: a worker that cannot answer (its
-    # node stopped but still connected) is :timeout, one that is gone :closed, one whose
-    # node went away :nodedown.
-    wait = Options.answer_wait(timeout, @answer_margin)
-
-    case GenServer.call(worker, {:call, data, timeout}, wait) do
-      {:bad_frame, message} -> raise ArgumentError, message
+    # arrival), so the caller waits that and a margin (Sluice.Call): a worker that cannot
+    # answer (its node stopped but still connected) is :timeout, one that is gone
+    # :closed, one whose node went away :nodedown.
+    case Sluice.Call.call(worker, :worker, {:call, data, timeout}, timeout) do
+      {:bad_frame, expected, size} -> Options.argument!(:request, expected, size)
       answer -> answer
     end
-  catch
-    :exit, {:timeout, {GenServer, :call, _}} -> {:error, :timeout}
-    :exit, {{:nodedown, _node}, {GenServer, :call, _}} -> {:error, :nodedown}
-    :exit, {_gone, {GenServer, :call, _}} -> {:error, :closed}
   end
 
   @doc """
-  The program's OS pid.
+  The program's OS pid; `{:error, :closed}` once the worker has ended, as
+  `Sluice.Process.os_pid/1` answers.
 
       iex> {:ok, w} = Sluice.Worker.start_link(["cat"])
       iex> is_integer(Sluice.Worker.os_pid(w))
       true
   """
-  @spec os_pid(t) :: pos_integer
-  def os_pid(worker), do: GenServer.call(worker, :os_pid)
+  @spec os_pid(t) :: pos_integer | {:error, :closed | :nodedown | :timeout}
+  def os_pid(worker), do: Sluice.Call.call(worker, :worker, :os_pid)
 
   ## Server
 
   @impl true
   def init({spec, opts, owner}) do
     Process.flag(:trap_exit, true)
-    # A remote owner is linked from here, before the program starts: a dead one, or one
-    # whose node is gone, is an exit signal at once.
-    if node(owner) != node(), do: Process.link(owner)
 
     case Pipes.open(spec, Pipes.deadline(opts.start_timeout)) do
       {:ok, pipes} ->
+        # Linked before anything of the program is read, so its exit, however early,
+        # reaches the owner as the worker's exit. An owner that died meanwhile (or whose
+        # node is gone) is an exit signal at once (`:noproc`, `:noconnection`): the
+        # worker stops and the program with it.
+        Process.link(owner)
         pipes = Pipes.hold(pipes, opts)
         {log, pipes} = Log.drain_all(Log.new(pipes), pipes)
         {:ok, %__MODULE__{pipes: pipes, log: log}}
@@ -254,8 +254,8 @@ defmodule Sluice.Worker do
         s = %{s | queue: :queue.in(call, s.queue), timers: start_timer(s.timers, call, timeout)}
         {:noreply, advance(s)}
 
-      {:error, message} ->
-        {:reply, {:bad_frame, message}, s}
+      {:error, expected} ->
+        {:reply, {:bad_frame, expected, byte_size(data)}, s}
     end
   end
 
@@ -391,7 +391,9 @@ defmodule Sluice.Worker do
 
   ## The program's end
 
-  defp control(%{pipes: %{exit: :lost}} = s) do
+  # The helper program is gone (died, or stopped with the application, whose SIGTERM may
+  # have brought a status first): :helper_down either way.
+  defp control(%{pipes: %{helper_program: :down}} = s) do
     fail_all(s, {:error, :helper_down})
     {:stop, {:shutdown, :helper_down}, s}
   end

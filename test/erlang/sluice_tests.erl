@@ -32,6 +32,8 @@ sluice_test_() ->
         fun format_error_text/0,
         fun bad_arguments_name_the_option/0,
         fun badarg_explained_by_the_shell/0,
+        fun bad_values_make_no_atoms/0,
+        fun every_mistake_is_a_badarg/0,
         fun owner_death_kills_the_program/0,
         fun daemon_restarted_by_its_supervisor/0,
         fun child_specs_check_their_options/0,
@@ -429,7 +431,16 @@ bad_arguments_name_the_option() ->
     ?assertError({badarg, max, _}, sluice:recv(P, -1, 100)),
     ?assertError({badarg, timeout, _}, sluice:await_exit(P, soon)),
     ?assertError({badarg, data, _}, sluice:send(P, 123)),
-    ?assertError({badarg, grace, _}, sluice:stop(P, -5)),
+    ?assertError({badarg, grace_ms, _}, sluice:stop(P, -5)),
+    % Timeouts past the timers' range (2^32 - 1 ms) are refused before anything starts.
+    ?assertError({badarg, timeout, _}, sluice:run(["sleep", "5"], [{timeout, 1 bsl 32}])),
+    ?assertError({badarg, idle_timeout, _},
+        sluice:fold(["sleep", "5"], fun(_, A) -> A end, 0, [{idle_timeout, 1 bsl 42}])),
+    ?assertError({badarg, timeout, _}, sluice:recv(P, 10, 1 bsl 42)),
+    ?assertError({badarg, timeout, _}, sluice:send(P, "x", 1 bsl 32)),
+    ?assertError({badarg, timeout, _}, sluice:await_exit(P, 1 bsl 42)),
+    ?assertError({badarg, timeout, _}, sluice:stats(P, 1 bsl 42)),
+    ?assertError({badarg, grace_ms, _}, sluice:stop(P, 1 bsl 42)),
     % The program and the VM carry on.
     ok = sluice:send(P, "still here"),
     ?assertEqual({ok, <<"still here">>}, sluice:recv(P, 100, 5000)),
@@ -444,6 +455,73 @@ badarg_explained_by_the_shell() ->
             Text = lists:flatten(erl_error:format_exception(error, Reason, Stack)),
             ?assertMatch({match, _}, re:run(Text, "argument 2: invalid value for option stderr"))
     end.
+
+% The What of a badarg comes from the checks' fields, never from their text: no atom is
+% made from a value, and a value that reads like an option does not name it.
+bad_values_make_no_atoms() ->
+    {ok, P} = sluice:start_link(["cat"]),
+    Calls = fun(N) ->
+        Text = <<"option :sluice_no_such_", (integer_to_binary(N))/binary>>,
+        ?assertError({badarg, os_pid, _}, sluice:manage(Text)),
+        ?assertError({badarg, data, _}, sluice:send(P, {Text})),
+        ?assertError({badarg, signal, _}, sluice:signal(P, Text)),
+        ?assertError({badarg, nice, _}, sluice:run(["true"], [{nice, Text}])),
+        ?assertError({badarg, env, _}, sluice:run(["true"], [{env, [{Text, 1}]}]))
+    end,
+    % Once, so that every module involved is loaded (loading makes atoms).
+    Calls(0),
+    Before = erlang:system_info(atom_count),
+    lists:foreach(Calls, lists:seq(1, 4000)),
+    ?assertEqual(Before, erlang:system_info(atom_count)),
+    ?assertError({badarg, data, _}, sluice:send(P, {"option :timeout"})),
+    {ok, _} = sluice:stop(P, 1000).
+
+% What the API promises for every mistake: error:{badarg, What, Message}, never a
+% function_clause, a bad_generator or a plain badarg.
+every_mistake_is_a_badarg() ->
+    NotAProcess = [42, "name", 1.5, {a, b, c}],
+    [
+        begin
+            ?assertError({badarg, process, _}, sluice:close_stdin(P)),
+            ?assertError({badarg, process, _}, sluice:os_pid(P)),
+            ?assertError({badarg, process, _}, sluice:info(P)),
+            ?assertError({badarg, process, _}, sluice:send(P, "x")),
+            ?assertError({badarg, process, _}, sluice:recv(P, 0)),
+            ?assertError({badarg, process, _}, sluice:stop(P)),
+            ?assertError({badarg, process, _}, sluice:await_exit(P)),
+            ?assertError({badarg, process, _}, sluice:stats(P)),
+            ?assertError({badarg, process, _}, sluice:signal(P, sigterm)),
+            ?assertError({badarg, process, _}, sluice:setopts(P, [{active, once}])),
+            ?assertError({badarg, worker, _}, sluice:call(P, "x"))
+        end
+     || P <- NotAProcess
+    ],
+    % A registered name nobody holds is a process that has ended.
+    ?assertEqual({error, closed}, sluice:os_pid(sluice_nobody_here)),
+    % The shell points at the argument.
+    {'EXIT', {{badarg, process, _} = Reason, Stack}} = (catch sluice:send(42, "x", 100)),
+    ?assertMatch(#{1 := "process must be" ++ _}, sluice:format_error(Reason, Stack)),
+    Fun = fun(_, Acc) -> Acc end,
+    ?assertError({badarg, options, _}, sluice:run(["true"], [clear_env | pty])),
+    ?assertError({badarg, options, _}, sluice:fold(["true"], Fun, 0, [lines | x])),
+    ?assertError({badarg, options, _}, sluice:start_worker(["cat"], [{log, false} | x])),
+    ?assertError({badarg, options, _}, sluice:daemon_spec(["cat"], [{log, false} | x])),
+    {ok, P1} = sluice:start_link(["cat"]),
+    ?assertError({badarg, options, _}, sluice:setopts(P1, [{active, once} | x])),
+    {ok, _} = sluice:stop(P1, 1000),
+    ?assertError({badarg, env, _}, sluice:run(["true"], [{env, [{"A", "b"} | x]}])),
+    ?assertError({badarg, env, _}, sluice:run(["true"], #{env => [{"A", "b"} | x]})),
+    ?assertError({badarg, env, _}, sluice:run(["true"], [{env, [{"A", [a, b]}]}])),
+    ?assertError({badarg, env, _}, sluice:run(["true"], [{env, [{"A", [-1]}]}])),
+    ?assertError({badarg, env, _}, sluice:run(["true"], [{env, [{[x], "b"}]}])),
+    ?assertError({badarg, argv, _}, sluice:run([<<"true">> | <<"x">>], [])),
+    ?assertError({badarg, argv, _}, sluice:run(["true", [a]], [])),
+    ?assertError({badarg, stages, _}, sluice:pipeline([["true"] | x])),
+    ?assertError({badarg, kill_command, _}, sluice:run(["true"], [{kill_command, ["a" | x]}])),
+    ?assertError({badarg, pty, _}, sluice:run(["true"], [{pty, [echo | x]}])),
+    ?assertError({badarg, stdout, _},
+        sluice:run(["true"], [{stdout, {file, "/tmp/x", [append | x]}}])),
+    ?assertError({badarg, stdout, _}, sluice:run(["true"], [{stdout, {file, [a]}}])).
 
 owner_death_kills_the_program() ->
     Self = self(),
@@ -527,6 +605,17 @@ on_a_terminal() ->
     ok = sluice:send(Q, "x\n"),
     ?assertEqual(<<"x\r\nx\r\n">>, recv_bytes(Q, 6, <<>>)),
     {ok, _} = sluice:stop(Q, 1000),
+    % A raw terminal has no end of input: nothing written, stdin stays open; run refuses
+    % input for it.
+    {ok, Raw} = sluice:start_link(["cat"], [{pty, [{modes, [{icanon, 0}]}]}]),
+    ?assertMatch({error, #{reason := raw_terminal}}, sluice:close_stdin(Raw)),
+    ok = sluice:send(Raw, "r"),
+    ?assertEqual({ok, <<"r">>}, sluice:recv(Raw, 0, 5000)),
+    {ok, _} = sluice:stop(Raw, 1000),
+    ?assertError(
+        {badarg, input, _},
+        sluice:run(["cat"], [{pty, [{modes, [{icanon, 0}]}]}, {input, <<"x">>}])
+    ),
     {ok, R} = sluice:start_link(["cat"]),
     ?assertEqual({error, not_a_terminal}, sluice:set_window_size(R, 50, 132)),
     ?assertError({badarg, pty, _}, sluice:run(["true"], [{pty, [{modes, [{bogus, 1}]}]}])),

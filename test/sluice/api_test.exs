@@ -45,6 +45,27 @@ defmodule Sluice.ApiTest do
       assert {:ok, %{status: 0}} = Sluice.run(["true"], input: Stream.repeatedly(fn -> "x" end))
     end
 
+    test "an input that yields empty chunks for ever: the program's exit still ends the call" do
+      empty = Stream.repeatedly(fn -> "" end)
+
+      calls = [
+        fn -> Sluice.run(["true"], input: empty) end,
+        fn -> Sluice.stream!(["true"], input: empty) |> Enum.to_list() end,
+        # A program that waits for the input's end: the timeout still holds.
+        fn -> Sluice.run(["cat"], input: empty, timeout: 300, kill_grace: 100) end
+      ]
+
+      tasks = Enum.map(calls, &Task.async/1)
+      # Far past anything these take: a call still running then never returns.
+      answers = for t <- tasks, do: Task.yield(t, 15_000) || Task.shutdown(t, :brutal_kill)
+
+      assert [
+               {:ok, {:ok, %{status: 0, stdout: ""}}},
+               {:ok, []},
+               {:ok, {:error, %Sluice.Error{reason: :timeout}}}
+             ] = answers
+    end
+
     test "run and streams leave nothing in the caller's mailbox" do
       endless = Stream.repeatedly(fn -> "x\n" end)
 

@@ -33,9 +33,9 @@ defmodule Sluice.BadInputTest do
     [
       {"argv not a list", fn -> P.start("cat") end, ~r/argv must be a non-empty list/},
       {"argv empty", fn -> Sluice.run([]) end, ~r/argv must be a non-empty list/},
-      {"argv[0] empty", fn -> P.start([""]) end, ~r/argv\[0\].*must not be empty/},
-      {"non-binary element", fn -> P.start(["echo", 1]) end, ~r/argv elements must be strings/},
-      {"atom element", fn -> Sluice.run([:echo]) end, ~r/argv elements must be strings/},
+      {"argv[0] empty", fn -> P.start([""]) end, ~r/argv\[0\] \(the program\) is not empty/},
+      {"non-binary element", fn -> P.start(["echo", 1]) end, ~r/argv must be a list of strings/},
+      {"atom element", fn -> Sluice.run([:echo]) end, ~r/argv must be a list of strings/},
       {"NUL in argv", fn -> Sluice.run(["echo", "a\0b"]) end, ~r/NUL/},
       {"NUL in env value", fn -> P.start(["true"], env: %{"A" => "x\0y"}) end, ~r/:env.*NUL/},
       {"NUL in env name", fn -> P.start(["true"], env: %{"A\0B" => "x"}) end, ~r/:env.*NUL/},
@@ -56,7 +56,17 @@ defmodule Sluice.BadInputTest do
        ~r/unknown option :tiemout/},
       {"unknown option (stream)", fn -> Sluice.stream!(["true"], bogus: 1) end,
        ~r/unknown option :bogus/},
-      {"options not a keyword list", fn -> Sluice.run(["true"], [:x]) end, ~r/keyword list/}
+      {"options not a keyword list", fn -> Sluice.run(["true"], [:x]) end, ~r/keyword list/},
+      # Past the timers' range: refused before anything starts (Sluice.Case checks that
+      # no program is left).
+      {"timeout past 2^32 - 1 ms", fn -> Sluice.run(["sleep", "5"], timeout: 2 ** 32) end,
+       ~r/:timeout/},
+      {"idle_timeout past 2^32 - 1 ms",
+       fn -> Sluice.stream!(["sleep", "5"], idle_timeout: 2 ** 42) |> Enum.to_list() end,
+       ~r/:idle_timeout/},
+      {"exit_timeout past 2^32 - 1 ms",
+       fn -> Sluice.stream(["sleep", "5"], exit_timeout: 2 ** 32) |> Enum.to_list() end,
+       ~r/:exit_timeout/}
     ]
   end
 
@@ -75,8 +85,43 @@ defmodule Sluice.BadInputTest do
     assert_raise ArgumentError, ~r/timeout/, fn -> P.write(p, "x", -5) end
     assert_raise ArgumentError, ~r/grace_ms/, fn -> P.stop(p, -1) end
     assert_raise ArgumentError, ~r/max/, fn -> P.read(p, 0) end
+
+    # Past the timers' range (2^32 - 1 ms): refused in the caller; the server carries on.
+    for t <- [2 ** 32, 2 ** 42] do
+      assert_raise ArgumentError, ~r/^timeout must be/, fn -> P.read(p, 10, t) end
+      assert_raise ArgumentError, ~r/^timeout must be/, fn -> P.read_any(p, 10, t) end
+      assert_raise ArgumentError, ~r/^timeout must be/, fn -> P.write(p, "x", t) end
+      assert_raise ArgumentError, ~r/^timeout must be/, fn -> P.await_exit(p, t) end
+      assert_raise ArgumentError, ~r/^timeout must be/, fn -> P.stats(p, t) end
+      assert_raise ArgumentError, ~r/grace_ms/, fn -> P.stop(p, t) end
+    end
+
+    assert {:error, :timeout} = P.await_exit(p, 0)
     assert :ok = P.write(p, "still")
     assert {:ok, "still"} = P.read(p)
+    check.()
+  end
+
+  # The longest timeouts accepted (2^32 - 1 ms) work where Sluice adds a margin of its own
+  # to them (a start's, a stop's, a supervisor's shutdown): no :timeout_value.
+  test "the longest timeouts accepted work, margins included", %{check: check} do
+    max = 4_294_967_295
+
+    {:ok, p} = P.start(["sleep", "10"], start_timeout: max, kill_grace: max)
+    assert {:ok, {:signal, :sigterm}} = P.stop(p, max)
+
+    assert {:error, %Sluice.Error{reason: :timeout}} =
+             Sluice.run(["sleep", "10"], timeout: 100, kill_grace: max)
+
+    assert ["y"] = Sluice.stream!(["yes"], kill_grace: max, lines: true) |> Enum.take(1)
+
+    children = [
+      {Sluice.Worker, argv: ["cat"], kill_grace: max},
+      {Sluice.Daemon, argv: ["sleep", "10"], kill_grace: max, start_timeout: max, log: false}
+    ]
+
+    {:ok, sup} = Supervisor.start_link(children, strategy: :one_for_one)
+    assert :ok = Supervisor.stop(sup)
     check.()
   end
 
@@ -107,6 +152,25 @@ defmodule Sluice.BadInputTest do
 
     assert {:error, %Sluice.Error{reason: :enoent, stage: :chdir}} =
              Sluice.run(["true"], cd: "/nonexistent-sluice-dir")
+
+    check.()
+  end
+
+  test "an fd limit too low for the program's own stdio fails at stage :limits", %{check: check} do
+    # The child cannot put the program's stdio on fds 0-2 (or 3 and 4) past the limit:
+    # the limit is what failed, not the set-up.
+    for {nofile, opts} <- [{0, []}, {1, []}, {4, [use_stdio: false, stdout: :null]}] do
+      assert {:error, %Sluice.Error{stage: :limits, reason: :ebadf} = e} =
+               Sluice.Process.start(["true"], [rlimits: [nofile: nofile]] ++ opts)
+
+      assert e.message =~ "fd limit leaves no fd for its stdio"
+      assert e.message =~ "EBADF"
+      check.()
+    end
+
+    # A limit that leaves room for stdio runs the program.
+    assert {:ok, %Sluice.Result{status: 0}} =
+             Sluice.run(["sh", "-c", "exit 0"], rlimits: [nofile: 16])
 
     check.()
   end

@@ -69,8 +69,8 @@ defmodule Sluice.FramingTest do
     test "encoding" do
       assert {:ok, iodata} = Framing.encode({:packet, 2}, "abc")
       assert IO.iodata_to_binary(iodata) == <<0, 3, "abc">>
-      assert {:error, message} = Framing.encode({:packet, 1}, :binary.copy("x", 256))
-      assert message =~ "256 bytes"
+      assert {:error, expected} = Framing.encode({:packet, 1}, :binary.copy("x", 256))
+      assert expected =~ "at most 255 bytes"
       assert {:ok, "as is"} = Framing.encode({:line, 10}, "as is")
     end
   end

@@ -170,7 +170,7 @@ defmodule Sluice.HardeningTest do
   test "an input element that is not iodata stops the input stream's program too" do
     fds = Sluice.Case.beam_fds()
 
-    assert_raise ArgumentError, ~r/input elements must be iodata/, fn ->
+    assert_raise ArgumentError, ~r/option :input: expected elements that are iodata/, fn ->
       Sluice.run(["cat"], input: Stream.zip(Sluice.stream!(["yes"]), [:a]))
     end
 
@@ -476,6 +476,42 @@ defmodule Sluice.HardeningTest do
 
       assert {:ok, %{stdout: "alive\n"}} = Sluice.run(["echo", "alive"])
       assert Enum.any?(Application.started_applications(), &match?({:sluice, _, _}, &1))
+    end
+
+    test "stopping the application with programs running: owners get {:shutdown, :helper_down}" do
+      parent = self()
+
+      owners =
+        for _ <- 1..5 do
+          spawn(fn ->
+            Process.flag(:trap_exit, true)
+            {:ok, p} = P.start_link(["sleep", "60"])
+            send(parent, {:running, self()})
+
+            receive do
+              {:EXIT, ^p, reason} -> send(parent, {:ended, self(), reason})
+            after
+              30_000 -> :ok
+            end
+          end)
+        end
+
+      for o <- owners, do: assert_receive({:running, ^o}, 10_000)
+
+      log =
+        ExUnit.CaptureLog.capture_log(fn ->
+          try do
+            :ok = Application.stop(:sluice)
+            # As documented for the helper program's death: never a crash of the servers.
+            for o <- owners, do: assert_receive({:ended, ^o, {:shutdown, :helper_down}}, 10_000)
+            # Without the application nothing runs, so nothing is listed.
+            assert Sluice.list() == []
+          after
+            {:ok, _} = Application.ensure_all_started(:sluice)
+          end
+        end)
+
+      refute log =~ "terminating"
     end
 
     test "Daemon accepts log: :warn, and two unnamed daemons get distinct child ids" do

@@ -184,6 +184,22 @@ defmodule Sluice.NodesTest do
     assert :counters.get(made, 1) <= 8
   end
 
+  test "an input of empty chunks for ever into a remote program: exit and timeout end the call",
+       %{b: b} do
+    empty = Stream.repeatedly(fn -> "" end)
+
+    calls = [
+      fn -> Sluice.run(["true"], input: empty, node: b) end,
+      fn -> Sluice.run(["cat"], input: empty, node: b, timeout: 300, kill_grace: 100) end
+    ]
+
+    tasks = Enum.map(calls, &Task.async/1)
+    answers = for t <- tasks, do: Task.yield(t, 15_000) || Task.shutdown(t, :brutal_kill)
+
+    assert [{:ok, {:ok, %{status: 0}}}, {:ok, {:error, %Sluice.Error{reason: :timeout}}}] =
+             answers
+  end
+
   test "a remote sort fed by a local stream; a remote stream fed to a local program", %{b: b} do
     shuffled = Sluice.stream!(["sh", "-c", "seq 1 20000 | shuf"])
     sorted = Sluice.stream!(["sort", "-n"], input: shuffled, node: b) |> Enum.join()
@@ -262,6 +278,37 @@ defmodule Sluice.NodesTest do
     assert P.read(p) in [{:error, :nodedown}, {:error, :closed}]
     assert eventually(fn -> not alive?(os_pid) and not alive?(stream_pid) end, 2_000)
     refute Process.alive?(consumer)
+  end
+
+  test "active mode over a disconnect: the controller receives {:sluice_error, p, :nodedown}",
+       %{b: b} do
+    {:ok, p} = P.start(["sh", "-c", "echo up; exec sleep 60"], node: b, kill_grace: 1_000)
+    os_pid = P.os_pid(p)
+    :ok = P.set_active(p, :once)
+    assert_receive {:sluice_stdout, ^p, "up\n"}, 5_000
+    :ok = P.set_active(p, 5)
+    # A controller on B itself (handed over from here) hears it from the server there.
+    {:ok, q} = P.start(["sleep", "60"], node: b, kill_grace: 1_000)
+    keeper = Node.spawn(b, Nodes, :keep, [])
+    :ok = P.controlling_process(q, keeper)
+    :ok = P.set_active(q, 5)
+
+    true = Node.disconnect(b)
+    assert_receive {:sluice_error, ^p, :nodedown}, 5_000
+    assert eventually(fn -> not alive?(os_pid) end, 3_000)
+    # Connected again, the program's end brings no second message.
+    true = Node.connect(b)
+    refute_receive {:sluice_error, ^p, _}, 500
+    refute_received {:sluice_exit, ^p, _}
+    send(keeper, {:report, self()})
+    assert_receive {:kept, [{:sluice_error, ^q, :nodedown}]}, 5_000
+
+    # A program that ends normally in active mode: its exit, and nothing more.
+    {:ok, r} = P.start(["echo", "done"], node: b)
+    :ok = P.set_active(r, 5)
+    assert_receive {:sluice_stdout, ^r, "done\n"}, 5_000
+    assert_receive {:sluice_exit, ^r, 0}, 5_000
+    refute_receive {:sluice_error, ^r, _}, 500
   end
 
   test "the remote node stopped: the consumer raises :nodedown within 5 s" do

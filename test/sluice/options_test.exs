@@ -8,6 +8,7 @@ defmodule Sluice.OptionsTest do
   alias Sluice.Options
 
   doctest Sluice.Options
+  doctest Sluice.OptionError
 
   @entries [:process, :run, :stream, :daemon]
 
@@ -152,8 +153,100 @@ defmodule Sluice.OptionsTest do
     assert_raise ArgumentError, ~r/NUL/, fn -> Options.argv!(["a\0"]) end
     assert Options.timeout!(:infinity) == :infinity
     assert_raise ArgumentError, ~r/timeout/, fn -> Options.timeout!(-1) end
-    assert Options.max_bytes!(10, "max") == 10
-    assert_raise ArgumentError, ~r/max/, fn -> Options.max_bytes!(2 ** 70, "max") end
+    assert Options.max_bytes!(10, :max) == 10
+    assert_raise ArgumentError, ~r/max/, fn -> Options.max_bytes!(2 ** 70, :max) end
+  end
+
+  # Past 2^32 - 1 ms no timer of the VM can wait: every timeout is checked up front.
+  test "every timeout, option or argument, is at most 2^32 - 1 ms, or :infinity" do
+    max = 4_294_967_295
+
+    for {key, entry} <- [
+          timeout: :run,
+          idle_timeout: :run,
+          idle_timeout: :stream,
+          exit_timeout: :stream,
+          kill_grace: :process,
+          start_timeout: :process,
+          ready_timeout: :daemon
+        ] do
+      assert %{^key => ^max} = Options.validate!([{key, max}], entry, "x")
+
+      for bad <- [max + 1, 2 ** 42] do
+        assert_raise ArgumentError, ~r/option #{inspect(key)}.*4294967295/, fn ->
+          Options.validate!([{key, bad}], entry, "x")
+        end
+      end
+    end
+
+    assert Options.timeout!(max) == max
+
+    for bad <- [max + 1, 2 ** 42, -1, 1.5, :soon] do
+      assert_raise ArgumentError, ~r/^timeout must be/, fn -> Options.timeout!(bad) end
+    end
+  end
+
+  # The fields travel with the ArgumentError, for the Erlang face (no message is parsed).
+  test "every mistake is an ArgumentError carrying a Sluice.OptionError with its fields" do
+    cases = [
+      {fn -> Options.validate!([nice: 99], :run, "f") end, :invalid, :nice, 99},
+      {fn -> Options.validate!([bogus: 1], :run, "f") end, :unknown, :bogus, 1},
+      {fn -> Options.validate!([cd: "/", cd: "/a"], :run, "f") end, :duplicate, :cd, ["/", "/a"]},
+      {fn -> Options.validate!(:x, :run, "f") end, :options, :options, :x},
+      {fn -> Options.argv!(["a", 1]) end, :argument, :argv, ["a", 1]},
+      {fn -> Options.timeout!(2 ** 32) end, :argument, :timeout, 2 ** 32},
+      {fn -> Sluice.pipeline([]) end, :argument, :stages, []},
+      {fn -> Sluice.pipeline([{["a"], [bogus: 1]}]) end, :unknown, :bogus, 1},
+      {fn -> Sluice.Daemon.child_spec(name: :d) end, :missing, :argv, [name: :d]},
+      {fn -> Sluice.Daemon.child_spec(argv: ["a"], stderr: :null) end, :refused, :stderr, :null},
+      {fn -> Sluice.Process.signal(self(), :sigbogus) end, :argument, :signal, :sigbogus},
+      {fn -> Sluice.Process.write(self(), {:x}) end, :argument, :data, {:x}},
+      {fn -> Sluice.Process.manage(0) end, :argument, :os_pid, 0},
+      {fn -> Sluice.run(["true"], env: [{"A", 1}]) end, :invalid, :env, 1}
+    ]
+
+    for {call, kind, option, value} <- cases do
+      {error, stack} =
+        try do
+          call.()
+          flunk("no ArgumentError")
+        rescue
+          e in ArgumentError -> {e, __STACKTRACE__}
+        end
+
+      assert {:ok, %Sluice.OptionError{kind: ^kind, option: ^option} = fields} =
+               Sluice.OptionError.from_stacktrace(stack)
+
+      if value != nil, do: assert(fields.value == value)
+      assert error.message == Exception.message(fields)
+    end
+
+    assert :error = Sluice.OptionError.from_stacktrace([])
+  end
+
+  # uid_t and gid_t are 32 bits, and (uid_t)-1 means "no change" to the kernel: ids past
+  # 2^32 - 2 are refused here, naming the option, not at the child's set-up.
+  test "user and group ids are 0..2^32 - 2, rlimits 0..2^64 - 2 or :infinity" do
+    for key <- [:user, :group] do
+      assert %{^key => 4_294_967_294} = Options.validate!([{key, 4_294_967_294}], :run, "x")
+
+      for bad <- [4_294_967_295, 2 ** 32, 2 ** 64] do
+        error = assert_raise ArgumentError, fn -> Options.validate!([{key, bad}], :run, "x") end
+        assert error.message =~ "invalid value for option #{inspect(key)}"
+        assert error.message =~ "0..4294967294"
+      end
+    end
+
+    max = 2 ** 64 - 2
+
+    assert %{rlimits: [nofile: {^max, ^max}]} =
+             Options.validate!([rlimits: [nofile: max]], :run, "x")
+
+    for bad <- [[nofile: 2 ** 64 - 1], [as: 2 ** 70], [nofile: {1, 2 ** 64}]] do
+      assert_raise ArgumentError, ~r/option :rlimits/, fn ->
+        Options.validate!([rlimits: bad], :run, "x")
+      end
+    end
   end
 
   test "manage options: their defaults, their checks, and the manage spec" do
@@ -264,6 +357,23 @@ defmodule Sluice.OptionsTest do
       assert %{stderr: :stdout} = Options.validate!([pty: true], :process, "p")
       assert %{stderr: :capture} = Options.validate!([pty: true, stderr: :capture], :run, "r")
       assert %{stderr: :capture} = Options.validate!([pty: false], :run, "r")
+    end
+
+    test "input: needs a terminal with an end of input (canonical, with a VEOF)" do
+      for modes <- [[icanon: 0], [icanon: false], [veof: 0], [veof: 255], [icanon: 1, veof: 0]],
+          entry <- [:run, :stream] do
+        assert_raise ArgumentError, ~r/option :input.*no end of input/, fn ->
+          Options.validate!([pty: [modes: modes], input: "x"], entry, "r")
+        end
+
+        # Without input there is nothing to end; a Sluice.Process writes in-band.
+        assert %{pty: %{}} = Options.validate!([pty: [modes: modes]], entry, "r")
+        assert %{pty: %{}} = Options.validate!([pty: [modes: modes]], :process, "p")
+      end
+
+      for modes <- [[], [icanon: 0, icanon: 1], [veof: 255, veof: 4], [vintr: 0]] do
+        assert %{input: "x"} = Options.validate!([pty: [modes: modes], input: "x"], :run, "r")
+      end
     end
 
     test "mistakes raise, naming :pty" do

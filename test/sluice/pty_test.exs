@@ -182,6 +182,198 @@ defmodule Sluice.PtyTest do
     end
   end
 
+  describe "long lines on a canonical terminal" do
+    # n_tty keeps at most 4,095 bytes of an unfinished line (and room for its end): the
+    # rest of a longer line used to be dropped while Sluice reported it written.
+    @line :binary.copy("x", 4_999) <> "\n"
+    @lines :binary.copy(@line, 3)
+    @count_lines "import sys; print([len(l) for l in sys.stdin])"
+
+    test "run and stream deliver every byte of lines over 4,095 bytes" do
+      assert {:ok, %{status: 0, stdout: "15000\r\n"}} =
+               Sluice.run(["wc", "-c"], pty: true, input: @lines, timeout: 20_000)
+
+      # The program reads each line in pieces, as a pipe would give it: whole lines again.
+      assert {:ok, %{status: 0, stdout: "[5000, 5000, 5000]\r\n"}} =
+               Sluice.run(["python3", "-c", @count_lines], pty: true, input: @lines)
+
+      stream = Sluice.stream!(["wc", "-c"], pty: true, input: Stream.map(1..3, fn _ -> @line end))
+
+      assert Enum.join(stream) == "15000\r\n"
+    end
+
+    test "Sluice.Process.write/3 of one long line in several writes" do
+      {:ok, p} = P.start_link(["python3", "-c", @count_lines], pty: true)
+      half = :binary.copy("y", 3_000)
+      assert :ok = P.write(p, half)
+      assert :ok = P.write(p, half)
+      assert :ok = P.write(p, half <> "\nshort\n" <> :binary.copy("z", 9_000))
+      assert :ok = P.write(p, "\n")
+      assert :ok = P.close_stdin(p)
+      assert read_all(p) == "[9001, 6, 9001]\r\n"
+      assert {:ok, 0} = P.await_exit(p, 5_000)
+    end
+
+    test "a newline quoted with ^V (VLNEXT) does not end the line" do
+      # One line of 6,002 bytes for the terminal: 3,000 bytes, a quoted newline, 3,000.
+      input = :binary.copy("a", 3_000) <> "\x16\n" <> :binary.copy("b", 3_000) <> "\n"
+      assert {:ok, %{stdout: "6002\r\n"}} = Sluice.run(["wc", "-c"], pty: true, input: input)
+    end
+
+    test "the terminal's input bytes, as the NIF reads them from its modes" do
+      input = fn modes ->
+        {:ok, p} = P.start_link(["sleep", "10"], pty: [modes: modes])
+        answer = Sluice.Native.terminal_input(:sys.get_state(p).pipes.fds.stdin)
+        P.stop(p, 0)
+        answer
+      end
+
+      # Linux's defaults: ^C ^D \n \r(ICRNL) ^U ^Z ^\\ end or empty the line; ^Q ^S ^W DEL
+      # are stored nowhere; ^V quotes.
+      assert {:ok, {:canonical, 4, 4_095, <<3, 4, 10, 13, 0x15, 0x1A, 0x1C>>, controls, "\x16"}} =
+               input.([])
+
+      assert controls == <<0x11, 0x13, 0x17, 0x7F>>
+      assert {:ok, :raw} = input.(icanon: 0)
+
+      # No ISIG, no IEXTEN, IGNCR, VEOF off: \r is dropped, ^C ^V ^W are data.
+      assert {:ok, {:canonical, 0, 4_095, <<10, 0x15>>, <<13, 0x7F>>, ""}} =
+               input.(isig: 0, iexten: 0, igncr: 1, veof: 255, ixon: 0)
+
+      # ISTRIP: 0x8a is a newline, 0xff an erase; PARMRK stores 0xff twice: half a line.
+      assert {:ok, {:canonical, 4, 2_047, ends, controls, <<0x16, 0x96>>}} =
+               input.(istrip: 1, parmrk: 1)
+
+      default_ends = <<3, 4, 10, 13, 0x15, 0x1A, 0x1C>>
+      assert ends == default_ends <> for(<<b <- default_ends>>, into: "", do: <<b + 0x80>>)
+      assert controls == <<0x11, 0x13, 0x17, 0x7F, 0x91, 0x93, 0x97, 0xFF>>
+    end
+
+    test "without a VEOF to hand a line over, a long line is refused, not cut" do
+      {:ok, p} = P.start_link(["cat"], pty: [modes: [veof: 255]])
+      assert {:error, :line_too_long} = P.write(p, "ab\n" <> :binary.copy("x", 5_000))
+      # Nothing of that write went in; shorter lines still do.
+      assert :ok = P.write(p, "short\n")
+      assert read_until(p, "short\r\n") == "short\r\n"
+      assert {:error, %Sluice.Error{reason: :no_eof}} = P.close_stdin(p)
+      assert :ok = P.write(p, "\x03")
+      assert {:ok, {:signal, :sigint}} = P.await_exit(p, 5_000)
+    end
+  end
+
+  describe "a program that changes its terminal's modes itself" do
+    @tag :tmp_dir
+    test "run fails with :line_too_long when the program disabled VEOF before a long line",
+         %{tmp_dir: dir} do
+      marker = Path.join(dir, "veof-off")
+
+      script = """
+      import sys, termios
+      a = termios.tcgetattr(0)
+      a[6][termios.VEOF] = b"\\0"
+      termios.tcsetattr(0, termios.TCSANOW, a)
+      open(sys.argv[1], "w").close()
+      sys.stdin.readline()
+      """
+
+      # The long line is given only once the program has disabled its VEOF.
+      input =
+        Stream.resource(
+          fn -> :wait end,
+          fn
+            :wait ->
+              :ok = await_file(marker)
+              {[:binary.copy("x", 5_000) <> "\n"], :done}
+
+            :done ->
+              {:halt, :done}
+          end,
+          fn _ -> :ok end
+        )
+
+      assert {:error, %Sluice.Error{reason: :line_too_long, message: msg}} =
+               Sluice.run(["python3", "-c", script, marker],
+                 pty: true,
+                 input: input,
+                 timeout: 15_000
+               )
+
+      assert msg =~ "VEOF"
+    end
+  end
+
+  defp await_file(path, tries \\ 500) do
+    cond do
+      File.exists?(path) ->
+        :ok
+
+      tries == 0 ->
+        flunk("#{path} was never created")
+
+      true ->
+        Process.sleep(20)
+        await_file(path, tries - 1)
+    end
+  end
+
+  describe "end of input on a raw terminal" do
+    test "close_stdin/1 writes nothing and says why; stdin stays open" do
+      {:ok, p} = P.start_link(["cat"], pty: [modes: [icanon: 0]])
+      assert :ok = P.write(p, "abc")
+      assert {:error, %Sluice.Error{reason: :raw_terminal, message: msg}} = P.close_stdin(p)
+      assert msg =~ "raw"
+      assert :ok = P.write(p, "d")
+      assert read_until(p, "abcd") == "abcd"
+      assert {:ok, {:signal, :sigterm}} = P.stop(p, 1_000)
+    end
+
+    test "with VEOF disabled, close_stdin/1 says so instead of doing nothing" do
+      {:ok, p} = P.start_link(["cat"], pty: [modes: [veof: 0]])
+      assert {:error, %Sluice.Error{reason: :no_eof}} = P.close_stdin(p)
+      assert :ok = P.write(p, "still open\n")
+      assert read_until(p, "still open\r\n")
+      assert {:ok, _} = P.stop(p, 1_000)
+    end
+
+    test "a program that puts its terminal in raw mode itself gets no byte from close_stdin/1" do
+      script = """
+      import os, sys, tty
+      tty.setraw(0)
+      os.write(1, b"raw\\n")
+      data = os.read(0, 100)
+      os.write(1, repr(data).encode() + b"\\n")
+      """
+
+      {:ok, p} = P.start_link(["python3", "-c", script], pty: true)
+      read_until(p, "raw")
+      assert {:error, %Sluice.Error{reason: :raw_terminal}} = P.close_stdin(p)
+      assert :ok = P.write(p, "q")
+      assert read_all(p) =~ "b'q'"
+      assert {:ok, 0} = P.await_exit(p, 5_000)
+    end
+
+    test "run and stream refuse input: on a terminal that has no end of input" do
+      for modes <- [[icanon: 0], [veof: 255], [icanon: 1, veof: 0]] do
+        assert_raise ArgumentError, ~r/:input.*(raw|VEOF)/s, fn ->
+          Sluice.run(["wc", "-c"], pty: [modes: modes], input: "abc", timeout: 3_000)
+        end
+
+        assert_raise ArgumentError, ~r/:input/, fn ->
+          Sluice.stream!(["wc", "-c"], pty: [modes: modes], input: ["abc"]) |> Enum.to_list()
+        end
+      end
+
+      # A canonical terminal again, and no input on a raw one: nothing is written.
+      assert {:ok, %{stdout: "3\r\n"}} =
+               Sluice.run(["wc", "-c"], pty: [modes: [icanon: 0, icanon: 1]], input: "abc")
+
+      quiet = "import select; print('got' if select.select([0], [], [], 0.5)[0] else 'quiet')"
+
+      assert {:ok, %{status: 0, stdout: "quiet\r\n"}} =
+               Sluice.run(["python3", "-c", quiet], pty: [modes: [icanon: 0]])
+    end
+  end
+
   describe "output" do
     test "1,000,000 bytes from a program that exits at once all arrive, 100 times in a row" do
       for i <- 1..100 do
@@ -246,7 +438,10 @@ defmodule Sluice.PtyTest do
       assert read_until(p, ">>> ") =~ "42\r\n"
       :ok = P.write(p, "import os; os.isatty(0)\n")
       assert read_until(p, ">>> ") =~ "True\r\n"
-      :ok = P.close_stdin(p)
+      # The REPL's line editor reads with its terminal raw: there is no end of input to
+      # send, and nothing is written; its own end of input is ^D, sent in-band.
+      assert {:error, %Sluice.Error{reason: :raw_terminal}} = P.close_stdin(p)
+      :ok = P.write(p, "\x04")
       read_all(p)
       assert {:ok, 0} = P.await_exit(p, 5_000)
     end

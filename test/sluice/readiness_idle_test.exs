@@ -33,6 +33,36 @@ defmodule Sluice.ReadinessAndIdleTest do
       assert log =~ "still warming up"
     end
 
+    test "ready_timeout holds while the program prints lines that do not match" do
+      start = fn ->
+        Daemon.start_link(argv: ["yes"], ready: ~r/never/, ready_timeout: 500, log: false)
+      end
+
+      task = Task.async(start)
+      # Far past the 500 ms: a start that has not returned by then never will.
+      answer = Task.yield(task, 15_000) || Task.shutdown(task, :brutal_kill)
+      assert {:ok, {:error, %Sluice.Error{reason: :not_ready, message: message}}} = answer
+      assert message =~ "within 500 ms"
+    end
+
+    test "a caller killed during the ready: wait takes the daemon and its program along" do
+      argv = ["sleep", "39"]
+
+      caller =
+        spawn(fn ->
+          Daemon.start_link(argv: argv, ready: ~r/never/, ready_timeout: 60_000, log: false)
+        end)
+
+      row = fn -> Enum.find(Sluice.list(), &(&1.argv == argv)) end
+      assert Sluice.OsProbe.eventually(fn -> row.() != nil end, 10_000)
+      # The program's owner is its Sluice.Process's owner: the daemon.
+      %{owner: daemon, os_pid: os_pid} = row.()
+      ref = Process.monitor(daemon)
+      Process.exit(caller, :kill)
+      assert_receive {:DOWN, ^ref, :process, ^daemon, _reason}, 10_000
+      assert Sluice.OsProbe.eventually(fn -> not File.exists?("/proc/#{os_pid}") end, 10_000)
+    end
+
     test "a program that exits before it is ready: :not_ready" do
       assert {:error, %Sluice.Error{reason: :not_ready, message: message}} =
                Daemon.start_link(argv: ["sh", "-c", "exit 2"], ready: ~r/x/, log: false)

@@ -66,6 +66,50 @@ defmodule Sluice.WorkerTest do
     assert {:error, :closed} = W.call(w, "1")
   end
 
+  test "a program that exits during start-up stops its worker, however early (20 of 20)" do
+    Process.flag(:trap_exit, true)
+
+    capture_log(fn ->
+      for argv <- [["cat", "/nonexistent"], ["false"]], _ <- 1..20 do
+        {:ok, w} = W.start_link(argv, stderr: :null)
+        # The exit is seen whether it came before, during or after the worker took the
+        # program on: the worker stops (its supervisor would restart it), never waits.
+        assert_receive {:EXIT, ^w, {:program_exited, 1}}, 5_000
+        assert {:error, :closed} = W.call(w, "x", 100)
+      end
+    end)
+  end
+
+  # One answer shape for calls on an ended holder: os_pid/1 of an ended worker or daemon
+  # answers as Sluice.Process.os_pid/1 does, and does not exit the caller.
+  test "os_pid/1 of an ended worker, daemon or process is {:error, :closed}" do
+    {:ok, w} = W.start_link(["cat"])
+    assert is_integer(W.os_pid(w))
+    {:ok, d} = Sluice.Daemon.start_link(argv: ["sleep", "10"], log: false)
+    assert is_integer(Sluice.Daemon.os_pid(d))
+    {:ok, p} = Sluice.Process.start_link(["sleep", "10"])
+
+    :ok = GenServer.stop(w)
+    :ok = GenServer.stop(d)
+    {:ok, _} = Sluice.Process.stop(p)
+
+    assert {:error, :closed} = W.os_pid(w)
+    assert {:error, :closed} = Sluice.Daemon.os_pid(d)
+    assert {:error, :closed} = Sluice.Process.os_pid(p)
+    assert {:error, :closed} = W.call(w, "x")
+    assert {:error, :closed} = Sluice.Process.os_pid(nil)
+    assert {:error, :closed} = W.os_pid(:sluice_no_such_worker)
+
+    # A server argument that is no process is a mistake, named.
+    for bad <- [42, "w", {:a, :b, :c}] do
+      assert_raise ArgumentError, ~r/^worker must be a pid/, fn -> W.os_pid(bad) end
+      assert_raise ArgumentError, ~r/^worker must be a pid/, fn -> W.call(bad, "x") end
+      assert_raise ArgumentError, ~r/^daemon must be a pid/, fn -> Sluice.Daemon.os_pid(bad) end
+      assert_raise ArgumentError, ~r/^process must be a pid/, fn -> Sluice.Process.os_pid(bad) end
+      assert_raise ArgumentError, ~r/^process must be a pid/, fn -> Sluice.Process.read(bad) end
+    end
+  end
+
   test "the Python worker under a supervisor: state, console prints, an exception, a restart" do
     children = [
       {W,
@@ -174,6 +218,14 @@ defmodule Sluice.WorkerTest do
     {:ok, small} = W.start_link(["cat"], framing: {:packet, 1})
     assert_raise ArgumentError, ~r/too long/, fn -> W.call(small, :binary.copy("x", 300)) end
     assert {:ok, "fine"} = W.call(small, "fine")
+
+    # A timeout past the timers' range (2^32 - 1 ms) is refused in the caller: the
+    # worker (and its linked owner, this test) carry on.
+    for t <- [2 ** 32, 2 ** 42] do
+      assert_raise ArgumentError, ~r/^timeout must be/, fn -> W.call(small, "x", t) end
+    end
+
+    assert {:ok, "still"} = W.call(small, "still")
     assert {:error, %Sluice.Error{reason: :enoent}} = W.start_link(["no-such-program-here"])
   end
 

@@ -56,6 +56,25 @@ defmodule Sluice.Nodes do
     {peer, node}
   end
 
+  @doc """
+  Run on a peer (`Node.spawn/4`): keeps the messages it receives until
+  `{:report, to}`, then sends them to `to` as `{:kept, messages}` (oldest first). Bounded:
+  it ends after a minute whatever happens.
+  """
+  @spec keep([term]) :: :ok
+  def keep(kept \\ []) do
+    receive do
+      {:report, to} ->
+        send(to, {:kept, Enum.reverse(kept)})
+        :ok
+
+      message ->
+        keep([message | kept])
+    after
+      60_000 -> :ok
+    end
+  end
+
   @doc "The helper program's children on `node` (its programs), through the peer."
   @spec helper_children(pid) :: [pos_integer]
   def helper_children(peer) do

@@ -83,11 +83,8 @@ defmodule Sluice.Helper.Config do
   end
 
   @spec bad!(atom, term, String.t()) :: no_return
-  defp bad!(key, value, expected) do
-    raise ArgumentError,
-          "invalid value for config :sluice, #{inspect(key)}: expected #{expected}, " <>
-            "got: #{inspect(value)}"
-  end
+  defp bad!(key, value, expected),
+    do: Sluice.OptionError.raise!(kind: :config, option: key, expected: expected, value: value)
 
   @doc "The helper program's command-line arguments."
   @spec helper_args(t) :: [String.t()]

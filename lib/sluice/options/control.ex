@@ -7,7 +7,14 @@ defmodule Sluice.Options.Control do
   # schema and calls in here.
 
   @resources [:as, :core, :cpu, :data, :fsize, :memlock, :nofile, :nproc, :stack]
-  @login_vars ~w(HOME USER LOGNAME)
+  # uid_t and gid_t are 32 bits, and (uid_t)-1 (2^32 - 1) means "no change" to setuid and
+  # setgid: the largest id is one less.
+  @max_id 4_294_967_294
+  # rlim_t is 64 bits, and 2^64 - 1 is RLIM_INFINITY (:infinity says it).
+  @max_limit 18_446_744_073_709_551_614
+  # What a login sets from the user's passwd entry (PATH: login.defs' default), unless
+  # env: sets it; with inherit_env the VM's PATH stays.
+  @login_vars ~w(HOME USER LOGNAME SHELL PATH)
 
   @doc "The option keys checked here."
   @spec keys() :: [atom]
@@ -31,13 +38,15 @@ defmodule Sluice.Options.Control do
   end
 
   def check!(key, nil, _) when key in [:user, :group], do: nil
-  def check!(key, id, _) when key in [:user, :group] and is_integer(id) and id >= 0, do: id
+
+  def check!(key, id, _) when key in [:user, :group] and is_integer(id) and id in 0..@max_id,
+    do: id
 
   def check!(key, name, _) when key in [:user, :group] and (is_binary(name) or is_list(name)),
     do: name!(key, name)
 
   def check!(key, value, _) when key in [:user, :group],
-    do: bad!(key, "a name or a non-negative integer id", value)
+    do: bad!(key, "a name or an integer id 0..#{@max_id} (#{@max_id + 1} means no change)", value)
 
   def check!(:nice, nil, _), do: nil
   def check!(:nice, n, _) when is_integer(n) and n in -20..19, do: n
@@ -138,7 +147,7 @@ defmodule Sluice.Options.Control do
       stdout: stdout(Map.get(opts, :stdout)),
       user: user,
       group: Map.get(opts, :group),
-      login_env: if(user, do: login_env(opts.env), else: []),
+      login_env: if(user, do: login_env(opts), else: []),
       allowed_users: if(user, do: Sluice.Helper.Config.allowed_users!()),
       nice: Map.get(opts, :nice),
       rlimits: for({r, {soft, hard}} <- Map.get(opts, :rlimits, []), do: {r, soft, hard}),
@@ -162,8 +171,10 @@ defmodule Sluice.Options.Control do
   defp stdout(:console), do: :inherit
   defp stdout(value), do: output(value)
 
-  # HOME, USER and LOGNAME come from the user's passwd entry unless env sets them.
-  defp login_env(env), do: Enum.reject(@login_vars, &List.keymember?(env, &1, 0))
+  defp login_env(opts) do
+    vars = if Map.get(opts, :inherit_env), do: @login_vars -- ["PATH"], else: @login_vars
+    Enum.reject(vars, &List.keymember?(opts.env, &1, 0))
+  end
 
   defp file!(key, {:file, path, opts}) do
     unless is_list(opts) and Keyword.keyword?(opts),
@@ -190,8 +201,11 @@ defmodule Sluice.Options.Control do
 
   defp name!(key, name) do
     case text(name) do
-      {:ok, name} -> name
-      :error -> bad!(key, "a non-empty name without NUL bytes or a non-negative integer id", name)
+      {:ok, name} ->
+        name
+
+      :error ->
+        bad!(key, "a non-empty name without NUL bytes or an integer id 0..#{@max_id}", name)
     end
   end
 
@@ -223,11 +237,11 @@ defmodule Sluice.Options.Control do
 
   defp chars(_value), do: :error
 
-  defp limit!(n) when is_integer(n) and n >= 0, do: {n, n}
+  defp limit!(n) when is_integer(n) and n in 0..@max_limit, do: {n, n}
   defp limit!(:infinity), do: {:infinity, :infinity}
 
   defp limit!({soft, hard} = value) do
-    valid? = fn v -> v == :infinity or (is_integer(v) and v >= 0) end
+    valid? = fn v -> v == :infinity or (is_integer(v) and v in 0..@max_limit) end
 
     cond do
       not (valid?.(soft) and valid?.(hard)) -> bad_rlimits(value)
@@ -242,8 +256,8 @@ defmodule Sluice.Options.Control do
   defp bad_rlimits(got) do
     bad!(
       :rlimits,
-      "a keyword list of #{Enum.map_join(@resources, ", ", &inspect/1)} to a number, " <>
-        ":infinity or {soft, hard} (soft <= hard)",
+      "a keyword list of #{Enum.map_join(@resources, ", ", &inspect/1)} to a number " <>
+        "0..#{@max_limit}, :infinity or {soft, hard} (soft <= hard)",
       got
     )
   end

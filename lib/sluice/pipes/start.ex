@@ -28,7 +28,7 @@ defmodule Sluice.Pipes.Start do
          {:ok, channel} <- send_request(conn.sock, request, deadline),
          p = %Pipes{id: id, channel: channel, kill: kill(spec)},
          {:ok, p, cgroup} <- await_spawned(p, deadline) do
-      p = if cgroup, do: %{p | helper: conn.os_pid}, else: p
+      p = if cgroup, do: %{p | helper_os_pid: conn.os_pid}, else: p
 
       Registry.add(id, %{
         os_pid: p.os_pid,

@@ -8,14 +8,15 @@ defmodule Sluice.Process.Server do
   # server closes every fd and ends with reason :normal. If the owner dies, it ends too,
   # closing the program channel: the helper program then stops the program (an adopted
   # process only with stop_on_owner_exit). Each concern's state is its own type:
-  # `output` (Active.t: passive, active with a grant, or paused), `decoding` and
-  # `exit_report`.
+  # `output` (Active.t: passive, active with a grant, or paused), `decoding`,
+  # `exit_report` and `relay` (who tells a controller on another node of a lost
+  # connection: Sluice.Process.Relay).
 
   use GenServer
 
   alias Sluice.{Error, Framing, Pipes, Registry}
   alias Sluice.Pipes.Log
-  alias Sluice.Process.{Active, Requests}
+  alias Sluice.Process.{Active, Relay, Requests}
 
   # How much longer than the grace a stop may take before it is reported as a timeout.
   @stop_slack 5_000
@@ -32,6 +33,7 @@ defmodule Sluice.Process.Server do
     decoding: :sound,
     output: :passive,
     exit_report: :pending,
+    relay: :none,
     requests: %Requests{}
   ]
 
@@ -59,6 +61,7 @@ defmodule Sluice.Process.Server do
           decoding: decoding,
           output: Active.t(),
           exit_report: exit_report,
+          relay: Relay.t(),
           requests: Requests.t()
         }
 
@@ -89,27 +92,27 @@ defmodule Sluice.Process.Server do
   end
 
   @impl true
-  def handle_call(:os_pid, _from, s), do: {:reply, s.pipes.os_pid, s}
-  def handle_call(:info, _from, s), do: {:reply, s.info, s}
+  def handle_call(:os_pid, _from, s), do: reply(s.pipes.os_pid, s)
+  def handle_call(:info, _from, s), do: reply(s.info, s)
 
   # An adopted process has no pipes.
   def handle_call(request, _from, %{pipes: %{origin: :managed}} = s)
       when (is_tuple(request) and elem(request, 0) in [:read, :write]) or
              request == :close_stdin,
-      do: {:reply, {:error, :not_piped}, s}
+      do: reply({:error, :not_piped}, s)
 
   def handle_call({:read, _source, _max, _timeout}, _from, %{output: {:active, _}} = s),
-    do: {:reply, {:error, :active}, s}
+    do: reply({:error, :active}, s)
 
   def handle_call({:read, source, max, timeout}, from, s) do
     if source != :any and not Pipes.piped?(s.pipes, source) do
       # stdout went to a file, /dev/null or the console; stderr was not consumed.
-      {:reply, {:error, if(source == :stdout, do: :not_piped, else: :not_captured)}, s}
+      reply({:error, if(source == :stdout, do: :not_piped, else: :not_captured)}, s)
     else
       req = Requests.request(%{from: from, source: source, max: max}, timeout, :read)
       s = put_in(s.requests.reads, s.requests.reads ++ [req])
       # A read that found EOF after the status was delivered ends the server.
-      {:noreply, serve(s), {:continue, :maybe_end}}
+      noreply(serve(s))
     end
   end
 
@@ -117,15 +120,25 @@ defmodule Sluice.Process.Server do
     case Framing.encode(s.framing, data) do
       {:ok, frame} -> write(IO.iodata_to_binary(frame), timeout, from, s)
       # The caller raises it as an ArgumentError (Sluice.Process.write/3).
-      {:error, message} -> {:reply, {:bad_frame, message}, s}
+      {:error, expected} -> reply({:bad_frame, expected, byte_size(data)}, s)
     end
   end
 
-  def handle_call(:close_stdin, _from, s), do: {:reply, :ok, close_stdin(s)}
+  # A terminal without an end of input says so, and stays open for in-band input.
+  def handle_call(:close_stdin, _from, s) do
+    case Pipes.end_input(s.pipes) do
+      {:ok, pipes} ->
+        requests = Requests.fail_writes(s.requests, {:error, :closed})
+        reply(:ok, %{s | pipes: pipes, requests: requests})
+
+      {:error, error} ->
+        reply({:error, error}, s)
+    end
+  end
 
   # Only a program Sluice started has usage to tell (an adopted process's is its parent's).
   def handle_call({:stats, _timeout}, _from, %{pipes: %{origin: :managed}} = s),
-    do: {:reply, {:error, :managed}, s}
+    do: reply({:error, :managed}, s)
 
   # The server waits for the helper program's answer and serves nobody meanwhile: never
   # longer than @signal_timeout, whatever the caller's timeout.
@@ -144,20 +157,20 @@ defmodule Sluice.Process.Server do
         control(%{s | pipes: pipes})
 
       {:exited, _} ->
-        {:reply, {:error, :esrch}, s}
+        reply({:error, :esrch}, s)
 
       :lost ->
-        {:reply, {:error, :helper_down}, s}
+        reply({:error, :helper_down}, s)
     end
   end
 
   def handle_call({:set_window_size, rows, cols}, _from, s),
-    do: {:reply, Pipes.set_window_size(s.pipes, rows, cols), s}
+    do: reply(Pipes.set_window_size(s.pipes, rows, cols), s)
 
   def handle_call({:signal, signum}, _from, s) do
     answer = if s.pipes.exit == :running, do: elem(Pipes.signal(s.pipes, signum, 0), 0), else: :ok
 
-    {:reply, answer, s}
+    reply(answer, s)
   end
 
   def handle_call({:stop, grace}, from, s) do
@@ -167,30 +180,33 @@ defmodule Sluice.Process.Server do
 
       :running ->
         s = %{close_stdin(s) | pipes: Pipes.stop(s.pipes, grace)}
-        waiter = Requests.request(%{from: from}, grace + @stop_slack, :stop)
-        {:noreply, put_in(s.requests.stop_waiters, [waiter | s.requests.stop_waiters])}
+
+        waiter =
+          Requests.request(%{from: from}, Sluice.Options.with_margin(grace, @stop_slack), :stop)
+
+        noreply(put_in(s.requests.stop_waiters, [waiter | s.requests.stop_waiters]))
     end
   end
 
   def handle_call({:await_exit, timeout}, from, s) do
     case s.pipes.exit do
       {:exited, status} ->
-        {:reply, {:ok, status}, %{s | exit_report: :delivered}, {:continue, :maybe_end}}
+        reply({:ok, status}, %{s | exit_report: :delivered})
 
       :running ->
         waiter = Requests.request(%{from: from}, timeout, :await_exit)
-        {:noreply, put_in(s.requests.exit_waiters, [waiter | s.requests.exit_waiters])}
+        noreply(put_in(s.requests.exit_waiters, [waiter | s.requests.exit_waiters]))
     end
   end
 
   def handle_call({:set_active, mode}, _from, s) do
-    {:reply, :ok, serve(%{s | output: Active.set(s.output, mode)})}
+    reply(:ok, serve(relay(%{s | output: Active.set(s.output, mode)})))
   end
 
   def handle_call({:controlling_process, pid}, {caller, _}, s) do
     if caller == s.controller,
-      do: {:reply, :ok, %{s | controller: pid}},
-      else: {:reply, {:error, :not_owner}, s}
+      do: reply(:ok, relay(%{s | controller: pid})),
+      else: reply({:error, :not_owner}, s)
   end
 
   @impl true
@@ -201,14 +217,14 @@ defmodule Sluice.Process.Server do
     case Pipes.handle_ready(s.pipes, msg) do
       {:ready, :stdin} ->
         # On a terminal, a pending end-of-input character goes first.
-        {:noreply, serve_writes(%{s | pipes: Pipes.finish_close_stdin(s.pipes)})}
+        noreply(serve_writes(%{s | pipes: Pipes.finish_close_stdin(s.pipes)}))
 
       {:ready, role} when role in [:log_stdout, :log_stderr] ->
         {log, pipes} = Log.drain(s.log, s.pipes, role)
-        {:noreply, %{s | log: log, pipes: pipes}}
+        noreply(%{s | log: log, pipes: pipes})
 
       {:ready, _output} ->
-        s |> serve() |> maybe_end()
+        noreply(serve(s))
 
       {:control, pipes} ->
         control(%{s | pipes: pipes})
@@ -226,17 +242,22 @@ defmodule Sluice.Process.Server do
   end
 
   def handle_info({:sluice_timeout, tag, kind}, s),
-    do: {:noreply, %{s | requests: Requests.expire(s.requests, tag, kind)}}
+    do: noreply(%{s | requests: Requests.expire(s.requests, tag, kind)})
 
-  def handle_info({:DOWN, _ref, :process, owner, _reason}, %{owner: owner} = s) do
+  def handle_info({:DOWN, _ref, :process, owner, reason}, %{owner: owner} = s) do
+    # The owner's node disconnected: the program stops. A controller on this node hears
+    # it here; one on another node from its relay (told to nobody across the lost link).
+    if reason == :noconnection and node(s.controller) == node(), do: notify(s, :nodedown)
     Pipes.close(s.pipes)
     {:stop, :normal, s}
   end
 
   def handle_info(_other, s), do: {:noreply, s}
 
-  # News on the program channel: the exit status, or the helper program's death.
-  defp control(%{pipes: %{exit: :lost}} = s) do
+  # News on the program channel: the exit status, or the helper program's end (its
+  # death, or the application's stop: then the shutdown's SIGTERM may have brought a
+  # status first; the server ends with :helper_down all the same, as documented).
+  defp control(%{pipes: %{helper_program: :down}} = s) do
     _ = Requests.fail_all(s.requests, {:error, :helper_down})
     notify(s, :helper_down)
     Pipes.close(s.pipes)
@@ -250,7 +271,7 @@ defmodule Sluice.Process.Server do
       [] ->
         report = if s.requests.exit_waiters == [], do: s.exit_report, else: :delivered
         s = %{s | exit_report: report, requests: %{s.requests | exit_waiters: []}}
-        s |> serve() |> maybe_end()
+        noreply(serve(s))
 
       waiters ->
         Enum.each(waiters, &Requests.reply(&1, {:ok, status}))
@@ -259,7 +280,7 @@ defmodule Sluice.Process.Server do
     end
   end
 
-  defp control(s), do: {:noreply, s}
+  defp control(s), do: noreply(s)
 
   # Serves reads, or active deliveries (and the exit message once everything was read).
   # A frame over max_frame stops the program, once.
@@ -303,10 +324,34 @@ defmodule Sluice.Process.Server do
 
   defp stop_on_frame_error(%{decoding: {:broken, _}} = s), do: s
 
+  # A controller on another node that hears of failures by message has a relay there,
+  # which tells it when the connection to this server is lost; a relay whose controller
+  # changed is let go.
+  defp relay(s) do
+    wanted = Active.notifies?(s.output) and node(s.controller) != node()
+
+    case s.relay do
+      {controller, _relay} when wanted and controller == s.controller ->
+        s
+
+      current ->
+        Relay.release(current)
+        %{s | relay: if(wanted, do: Relay.start(self(), s.controller), else: :none)}
+    end
+  end
+
   # Only a controller that used active mode hears of failures by message.
   defp notify(s, reason) do
     if Active.notifies?(s.output), do: send(s.controller, {:sluice_error, self(), reason})
   end
+
+  # Every event may be the one after which nothing is left to do (the status delivered,
+  # every output at EOF, no read waiting: an exit sent while set_active/2 was handled, a
+  # read that timed out, the last output read). So every reply and every state change
+  # goes through maybe_end/1, whichever callback made it, rather than the paths someone
+  # remembered.
+  defp reply(answer, s), do: {:reply, answer, s, {:continue, :maybe_end}}
+  defp noreply(s), do: {:noreply, s, {:continue, :maybe_end}}
 
   # The status was delivered only once the program exited (`exit_report`).
   defp maybe_end(%{exit_report: :delivered, pipes: pipes} = s) do
@@ -324,9 +369,9 @@ defmodule Sluice.Process.Server do
     if Pipes.open?(s.pipes, :stdin) do
       req = Requests.request(%{from: from, data: data, written: 0}, timeout, :write)
       s = put_in(s.requests.writes, :queue.in(req, s.requests.writes))
-      {:noreply, serve_writes(s)}
+      noreply(serve_writes(s))
     else
-      {:reply, {:error, :closed}, s}
+      reply({:error, :closed}, s)
     end
   end
 

@@ -10,20 +10,20 @@ defmodule Sluice.Process.Starter do
   @spec adoptable!(term) :: pos_integer
   def adoptable!(os_pid) do
     unless is_integer(os_pid) and os_pid > 0 and os_pid < 2 ** 31 do
-      raise ArgumentError, "os_pid must be a positive integer, got: #{inspect(os_pid)}"
+      Sluice.Options.argument!(:os_pid, "a positive integer", os_pid)
     end
 
     helper = with {:ok, conn} <- Sluice.Helper.conn(), do: conn.os_pid
 
     cond do
       os_pid == 1 ->
-        raise ArgumentError, "pid 1 (init) cannot be managed"
+        Sluice.Options.argument!(:os_pid, "a process other than pid 1 (init)", os_pid)
 
       os_pid == String.to_integer(System.pid()) ->
-        raise ArgumentError, "the VM cannot manage itself"
+        Sluice.Options.argument!(:os_pid, "a process other than the VM itself", os_pid)
 
       os_pid == helper ->
-        raise ArgumentError, "the helper program cannot be managed"
+        Sluice.Options.argument!(:os_pid, "a process other than the helper program", os_pid)
 
       true ->
         os_pid
@@ -37,7 +37,7 @@ defmodule Sluice.Process.Starter do
   """
   @spec start_server(map | {:manage, map}, map, pid) :: {:ok, pid} | {:error, Error.t()}
   def start_server(spec, opts, owner) do
-    timeout = opts.start_timeout + 5_000
+    timeout = Sluice.Options.with_margin(opts.start_timeout, 5_000)
 
     case GenServer.start(Server, {spec, owner, opts}, timeout: timeout) do
       {:ok, pid} ->

@@ -157,12 +157,20 @@ defmodule Sluice.Remote.Consumer do
 
   # Waits for the reader's next event and applies what it says of the program's state;
   # data is counted against the grant, and `:taken`/`:input_closed` against the input.
+  # The deadline is checked first: events that never stop (input acknowledged as fast
+  # as it is sent) would keep a receive from ever reaching its `after`.
   defp receive_event(%{reader: reader, monitor: mon} = c, deadline) do
-    receive do
-      {:sluice_remote, ^reader, event} -> {event, apply_event(c, event)}
-      {:DOWN, ^mon, :process, _, _reason} -> {:nodedown, %{c | exit: :nodedown}}
-    after
-      Pipes.remaining(deadline) -> {:timeout, c}
+    case Pipes.remaining(deadline) do
+      0 ->
+        {:timeout, c}
+
+      left ->
+        receive do
+          {:sluice_remote, ^reader, event} -> {event, apply_event(c, event)}
+          {:DOWN, ^mon, :process, _, _reason} -> {:nodedown, %{c | exit: :nodedown}}
+        after
+          left -> {:timeout, c}
+        end
     end
   end
 
@@ -208,7 +216,10 @@ defmodule Sluice.Remote.Consumer do
   @doc "Stops the program and waits for its status up to `grace` + 2 s (nil if none)."
   @spec stop_and_await(t, non_neg_integer) :: {Pipes.status() | nil, t}
   def stop_and_await(%{exit: :running} = c, grace) do
-    case c |> watch() |> stop(grace) |> await_exit(Pipes.deadline(grace + 2_000)) do
+    case c
+         |> watch()
+         |> stop(grace)
+         |> await_exit(Pipes.deadline(Sluice.Options.with_margin(grace, 2_000))) do
       {:ok, status, c} -> {status, c}
       {:error, _reason, c} -> {nil, c}
     end

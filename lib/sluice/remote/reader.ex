@@ -65,9 +65,8 @@ defmodule Sluice.Remote.Reader do
       {:ok, pipes} ->
         Process.monitor(consumer)
         pipes = Pipes.hold(pipes, opts)
-        s = %__MODULE__{consumer: consumer, pipes: pipes, turn: Pipes.open_outputs(pipes)}
-        # The exit may have been read already (a quick program): it is sent from here on.
-        {:ok, s, {:continue, :control}}
+        # A quick program's exit comes as the channel's first message (Pipes.hold/2).
+        {:ok, %__MODULE__{consumer: consumer, pipes: pipes, turn: Pipes.open_outputs(pipes)}}
 
       {:error, error} ->
         {:stop, {:shutdown, error}}
@@ -76,9 +75,6 @@ defmodule Sluice.Remote.Reader do
 
   @impl true
   def handle_call(:os_pid, _from, s), do: {:reply, s.pipes.os_pid, s}
-
-  @impl true
-  def handle_continue(:control, s), do: control(s)
 
   @impl true
   def handle_info({:sluice_consumer, request}, s), do: request(request, s)

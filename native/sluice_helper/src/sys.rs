@@ -273,6 +273,158 @@ pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), E
     Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &size) }).map(drop)
 }
 
+/// `struct open_how` of openat2(2) (libc's is non-exhaustive).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// `openat2(AT_FDCWD, path, {flags, mode, RESOLVE_NO_MAGICLINKS})` (Linux 5.6): opens
+/// `path` like `open(2)` but refuses, with ELOOP, to pass through a `/proc` magic link
+/// (`/proc/self/fd/N`, `/dev/stdout`, `/dev/fd/N`), which would name one of the helper
+/// program's own fds rather than a file. `O_CLOEXEC` is always added.
+pub fn open_no_magic_links(
+    path: &std::ffi::CStr,
+    flags: libc::c_int,
+    mode: u32,
+) -> Result<OwnedFd, Errno> {
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: if flags & libc::O_CREAT != 0 {
+            u64::from(mode)
+        } else {
+            0
+        },
+        resolve: libc::RESOLVE_NO_MAGICLINKS,
+    };
+    loop {
+        // SAFETY: `path` is a NUL-terminated C string and `how` a valid open_how whose
+        // size is passed with it; a non-negative result is a new fd owned by no one else.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        match Errno::result(fd) {
+            // SAFETY: `fd` was just returned by the kernel, open, and owned by no one else.
+            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The type of the filesystem an open file lives on (`fstatfs`'s `f_type`).
+pub fn filesystem_type(fd: BorrowedFd<'_>) -> Result<i64, Errno> {
+    // SAFETY: statfs is plain data, valid when zeroed; fstatfs writes into it.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, exclusively borrowed statfs for the call.
+    Errno::result(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) })?;
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as i64)
+}
+
+/// Clears `O_NONBLOCK` on an open file description (the program expects blocking stdio).
+pub fn set_blocking(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: F_GETFL/F_SETFL on an fd we borrow have no memory-safety preconditions.
+    unsafe {
+        let flags = Errno::result(libc::fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
+        Errno::result(libc::fcntl(
+            fd.as_raw_fd(),
+            libc::F_SETFL,
+            flags & !libc::O_NONBLOCK,
+        ))
+        .map(drop)
+    }
+}
+
+/// The identity the kernel checks file access against (fsuid, fsgid, supplementary
+/// groups), switched for the calling thread only, restored when dropped. The helper
+/// program is single-threaded; raw syscalls (not glibc's wrappers, which change every
+/// thread) keep that true of tests too.
+pub struct FsIdentity {
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: Vec<libc::gid_t>,
+}
+
+fn set_fsuid(uid: libc::uid_t) -> libc::uid_t {
+    // SAFETY: setfsuid takes an integer; it returns the previous fsuid.
+    unsafe { libc::syscall(libc::SYS_setfsuid, uid) as libc::uid_t }
+}
+
+fn set_fsgid(gid: libc::gid_t) -> libc::gid_t {
+    // SAFETY: setfsgid takes an integer; it returns the previous fsgid.
+    unsafe { libc::syscall(libc::SYS_setfsgid, gid) as libc::gid_t }
+}
+
+fn set_thread_groups(groups: &[libc::gid_t]) -> Result<(), Errno> {
+    // SAFETY: `groups` is a valid array of `groups.len()` gids, read by the kernel.
+    let r = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+    Errno::result(r).map(drop)
+}
+
+fn thread_groups() -> Result<Vec<libc::gid_t>, Errno> {
+    // SAFETY: a null list with size 0 only asks for the count.
+    let n = Errno::result(unsafe {
+        libc::syscall(libc::SYS_getgroups, 0, ptr::null_mut::<libc::gid_t>())
+    })?;
+    let mut groups = vec![0 as libc::gid_t; n as usize];
+    // SAFETY: `groups` has room for `n` gids.
+    let n = Errno::result(unsafe { libc::syscall(libc::SYS_getgroups, n, groups.as_mut_ptr()) })?;
+    groups.truncate(n as usize);
+    Ok(groups)
+}
+
+impl FsIdentity {
+    /// Accesses files as `uid` (its capabilities over files dropped, as the kernel does
+    /// when the fsuid leaves 0), `gid` and `groups`, each `None` left as it is. EPERM
+    /// when the kernel would not switch (the helper program is not privileged).
+    pub fn assume(
+        uid: Option<libc::uid_t>,
+        gid: Option<libc::gid_t>,
+        groups: Option<&[libc::gid_t]>,
+    ) -> Result<FsIdentity, Errno> {
+        // setfsuid(-1) and setfsgid(-1) change nothing and return the current ids.
+        let saved = FsIdentity {
+            uid: set_fsuid(libc::uid_t::MAX),
+            gid: set_fsgid(libc::gid_t::MAX),
+            groups: thread_groups()?,
+        };
+        if let Some(groups) = groups {
+            set_thread_groups(groups)?;
+        }
+        if let Some(gid) = gid {
+            set_fsgid(gid);
+            if set_fsgid(libc::gid_t::MAX) != gid {
+                return Err(Errno::EPERM);
+            }
+        }
+        if let Some(uid) = uid {
+            set_fsuid(uid);
+            if set_fsuid(libc::uid_t::MAX) != uid {
+                return Err(Errno::EPERM);
+            }
+        }
+        Ok(saved)
+    }
+}
+
+impl Drop for FsIdentity {
+    fn drop(&mut self) {
+        // The fsuid first: back at 0 it regains the privilege the others need.
+        set_fsuid(self.uid);
+        set_fsgid(self.gid);
+        let _ = set_thread_groups(&self.groups);
+    }
+}
+
 /// The highest valid signal number.
 pub fn sigrtmax() -> i32 {
     libc::SIGRTMAX()

@@ -20,6 +20,8 @@ mod atoms {
         enomem,
         emsgsize,
         select_failed,
+        raw,
+        canonical,
     }
 }
 

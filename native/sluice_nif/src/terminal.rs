@@ -1,9 +1,10 @@
 //! Terminal ioctls on a pseudo-terminal's master, at the syscall boundary:
-//! `set_window_size/3` (`TIOCSWINSZ`) and `terminal_eof/1` (the `VEOF` character and
-//! whether the line discipline is canonical, read with `TCGETS`). On Linux both act on
-//! the slave's settings through the master, so they see what the program set.
+//! `set_window_size/3` (`TIOCSWINSZ`) and `terminal_input/1` (whether the line
+//! discipline is canonical and, if so, which input bytes end or edit a line, read with
+//! `TCGETS`). On Linux both act on the slave's settings through the master, so they see
+//! what the program set, at the time of the call.
 
-use rustler::{Encoder, Env, NifResult, Term};
+use rustler::{Binary, Encoder, Env, NewBinary, NifResult, Term};
 
 use crate::atoms;
 use crate::errno;
@@ -39,9 +40,14 @@ fn nif_set_window_size<'a>(
     }
 }
 
-/// `terminal_eof(fd)`: `{:ok, veof, canonical}`, with `veof` 0 when disabled.
-#[rustler::nif(name = "terminal_eof")]
-fn nif_terminal_eof<'a>(env: Env<'a>, fd: Term<'a>) -> NifResult<Term<'a>> {
+/// `terminal_input(fd)`: how the line discipline treats input now, read with `TCGETS`.
+/// `{:ok, :raw}` when `ICANON` is off; otherwise `{:ok, {:canonical, veof, max_line,
+/// ends, controls, lnexts}}`: the `VEOF` character (0 when disabled), how many bytes of
+/// an unfinished line the terminal surely keeps, the bytes after which the line is
+/// empty again (`ends`), those that take no room in it (`controls`) and those that quote
+/// the byte after them (`lnexts`, `VLNEXT`), see [`classify`].
+#[rustler::nif(name = "terminal_input")]
+fn nif_terminal_input<'a>(env: Env<'a>, fd: Term<'a>) -> NifResult<Term<'a>> {
     let fd = FdRef::get(env, fd)?;
     let st = fd.lock();
     if st.closing {
@@ -56,6 +62,138 @@ fn nif_terminal_eof<'a>(env: Env<'a>, fd: Term<'a>) -> NifResult<Term<'a>> {
     if r != 0 {
         return Ok(errno::error_tuple(env, errno::last()));
     }
-    let canonical = t.c_lflag & libc::ICANON != 0;
-    Ok((atoms::ok(), t.c_cc[libc::VEOF], canonical).encode(env))
+    let mode = match Canonical::of(&t) {
+        None => atoms::raw().encode(env),
+        Some(c) => (
+            atoms::canonical(),
+            c.veof,
+            c.max_line,
+            binary(env, &c.ends)?,
+            binary(env, &c.controls)?,
+            binary(env, &c.lnexts)?,
+        )
+            .encode(env),
+    };
+    Ok((atoms::ok(), mode).encode(env))
+}
+
+fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> NifResult<Term<'a>> {
+    let mut bin = NewBinary::new(env, bytes.len());
+    bin.as_mut_slice().copy_from_slice(bytes);
+    Ok(Binary::from(bin).to_term(env))
+}
+
+/// What a byte written to a canonical terminal does to the line being edited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Stored in the line: takes one of its 4,095 places.
+    Plain,
+    /// Leaves the line empty: a line end (`\n`, `VEOF`, `VEOL`, `VEOL2`, `\r` made a
+    /// newline by `ICRNL`), or a character that discards it (`VKILL`; `VINTR`, `VQUIT`,
+    /// `VSUSP` with `ISIG` and without `NOFLSH`).
+    End,
+    /// Acted on and not stored (erase, start/stop, reprint, `\r` under `IGNCR`, a signal
+    /// character under `NOFLSH`).
+    Control,
+    /// `VLNEXT`: not stored, and the next byte is stored as it is.
+    Lnext,
+}
+
+/// A canonical terminal's input characters, from its termios.
+struct Canonical {
+    veof: u8,
+    max_line: u16,
+    ends: Vec<u8>,
+    controls: Vec<u8>,
+    lnexts: Vec<u8>,
+}
+
+/// n_tty's line buffer (`N_TTY_BUF_SIZE`) less the place kept for the line's end: an
+/// unfinished line longer than this loses bytes (each new one replaces the last).
+const MAX_LINE: u16 = 4095;
+
+impl Canonical {
+    /// `None` for a raw terminal (`ICANON` off).
+    fn of(t: &libc::termios) -> Option<Canonical> {
+        if t.c_lflag & libc::ICANON == 0 {
+            return None;
+        }
+        let mut c = Canonical {
+            veof: t.c_cc[libc::VEOF],
+            // PARMRK stores a 0xff byte twice: count every byte as two.
+            max_line: if t.c_iflag & libc::PARMRK != 0 {
+                MAX_LINE / 2
+            } else {
+                MAX_LINE
+            },
+            ends: Vec::new(),
+            controls: Vec::new(),
+            lnexts: Vec::new(),
+        };
+        for b in 1..=u8::MAX {
+            match classify(t, b) {
+                Class::Plain => {}
+                Class::End => c.ends.push(b),
+                Class::Control => c.controls.push(b),
+                Class::Lnext => c.lnexts.push(b),
+            }
+        }
+        Some(c)
+    }
+}
+
+/// Classifies one input byte of a canonical terminal as Linux's n_tty does: the byte as
+/// `ISTRIP` and `IUCLC` leave it, then `n_tty_receive_char_special`'s checks in order,
+/// where the first match wins. A control character set to 0 is disabled, and a NUL
+/// byte is never special (n_tty leaves 0 out of its char map).
+fn classify(t: &libc::termios, byte: u8) -> Class {
+    let (iflag, lflag) = (t.c_iflag, t.c_lflag);
+    let iexten = lflag & libc::IEXTEN != 0;
+    let mut b = byte;
+    if iflag & libc::ISTRIP != 0 {
+        b &= 0x7f;
+    }
+    if iflag & libc::IUCLC != 0 && iexten {
+        b = b.to_ascii_lowercase();
+    }
+    let cc = |i: usize| t.c_cc[i] != 0 && t.c_cc[i] == b;
+    if b == 0 {
+        return Class::Plain;
+    }
+    if iflag & libc::IXON != 0 && (cc(libc::VSTART) || cc(libc::VSTOP)) {
+        return Class::Control;
+    }
+    if lflag & libc::ISIG != 0 && (cc(libc::VINTR) || cc(libc::VQUIT) || cc(libc::VSUSP)) {
+        // isig() flushes the input unless NOFLSH.
+        return if lflag & libc::NOFLSH == 0 {
+            Class::End
+        } else {
+            Class::Control
+        };
+    }
+    // The newline mappings come before the canonical checks, which see the mapped byte.
+    let mapped = match b {
+        b'\r' if iflag & libc::IGNCR != 0 => return Class::Control,
+        b'\r' if iflag & libc::ICRNL != 0 => b'\n',
+        b'\n' if iflag & libc::INLCR != 0 => b'\r',
+        other => other,
+    };
+    let is = |i: usize| t.c_cc[i] != 0 && t.c_cc[i] == mapped;
+    // eraser(): an erase wins over a kill set to the same byte; a kill empties the line.
+    if is(libc::VERASE) || (iexten && is(libc::VWERASE)) {
+        return Class::Control;
+    }
+    if is(libc::VKILL) {
+        return Class::End;
+    }
+    if iexten && is(libc::VLNEXT) {
+        return Class::Lnext;
+    }
+    if iexten && lflag & libc::ECHO != 0 && is(libc::VREPRINT) {
+        return Class::Control;
+    }
+    if mapped == b'\n' || is(libc::VEOF) || is(libc::VEOL) || (iexten && is(libc::VEOL2)) {
+        return Class::End;
+    }
+    Class::Plain
 }

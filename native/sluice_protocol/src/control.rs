@@ -60,13 +60,17 @@ pub struct Rlimit {
     pub hard: Option<u64>,
 }
 
+/// The variables a login sets: `HOME`, `USER`, `LOGNAME`, `SHELL` from the user's passwd
+/// entry, `PATH` as login.defs sets it.
+pub const LOGIN_VARS: [&[u8]; 5] = [b"HOME", b"USER", b"LOGNAME", b"SHELL", b"PATH"];
+
 /// The credentials, priority and limits of a program.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Control {
     pub user: Option<Principal>,
     pub group: Option<Principal>,
-    /// Of `HOME`, `USER`, `LOGNAME`: those to set from the user's passwd entry (the
-    /// caller's `env` did not set them).
+    /// Of [`LOGIN_VARS`]: those to set as a login of the user sets them (the caller's
+    /// `env` did not set them).
     pub login_env: Vec<Vec<u8>>,
     /// `None`: any user; else `user` must be one of these (by name or uid).
     pub allowed_users: Option<Vec<Principal>>,
@@ -162,9 +166,9 @@ impl Control {
             let list = as_list(t).ok_or_else(|| cred_error(format!("{key} must be a list")))?;
             list.iter()
                 .map(|e| match as_bytes(e) {
-                    Some(b) if matches!(b, b"HOME" | b"USER" | b"LOGNAME") => Ok(b.to_vec()),
+                    Some(b) if LOGIN_VARS.contains(&b) => Ok(b.to_vec()),
                     _ => Err(cred_error(format!(
-                        "{key} holds HOME, USER or LOGNAME only"
+                        "{key} holds HOME, USER, LOGNAME, SHELL or PATH only"
                     ))),
                 })
                 .collect()

@@ -44,7 +44,8 @@ pub enum Stage {
     Credentials,
     /// `nice`: `setpriority` failed in the child (`EPERM` below 0 without privilege).
     Priority,
-    /// `rlimits` or `umask`: a bad value, or `setrlimit` failed in the child.
+    /// `rlimits` or `umask`: a bad value, `setrlimit` failed in the child, or the spec's fd
+    /// limit left no room for the program's own stdio (`EBADF` from `dup2`).
     Limits,
 }
 

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use nix::errno::Errno;
 use sluice_protocol::Stage;
 
-use super::credentials::Applied;
+use super::credentials::{Applied, RlimitResource};
 use crate::sys;
 
 /// The session and process group of a child.
@@ -145,6 +145,14 @@ fn apply(s: &Shared, a: &Applied) {
     }
 }
 
+/// Whether the spec's fd limit (its `RLIMIT_NOFILE` soft value) leaves no room for `fd`.
+/// Async-signal-safe: it only reads the slice.
+fn over_fd_limit(rlimits: &[(RlimitResource, libc::rlimit)], fd: usize) -> bool {
+    rlimits.iter().any(|(resource, limit)| {
+        *resource == libc::RLIMIT_NOFILE && limit.rlim_cur <= fd as libc::rlim_t
+    })
+}
+
 /// `setpriority` says EACCES where a lower nice value needs a privilege the process lacks
 /// (CAP_SYS_NICE); for our own pid that is its only meaning. Sluice names a missing
 /// privilege EPERM, as for credentials. Async-signal-safe.
@@ -213,7 +221,15 @@ fn run(s: &Shared) -> ! {
                 continue;
             }
             if libc::dup2(source, target as libc::c_int) < 0 {
-                fail(s, SETUP, last());
+                let errno = last();
+                // An fd past the spec's own fd limit (`rlimits: [nofile: 0]`) is EBADF:
+                // the limit failed the program, not the set-up.
+                let stage = if errno == libc::EBADF && over_fd_limit(&p.applied.rlimits, target) {
+                    LIMITS
+                } else {
+                    SETUP
+                };
+                fail(s, stage, errno);
             }
             first_private = first_private.max(target as libc::c_uint + 1);
         }
@@ -345,6 +361,31 @@ mod tests {
             assert_eq!(s as usize, i);
         }
         assert_eq!(Stage::ALL[EXEC as usize - 1], Stage::Exec);
+    }
+
+    #[test]
+    fn an_fd_past_the_specs_fd_limit_is_the_limits_fault() {
+        let nofile = |soft| {
+            (
+                libc::RLIMIT_NOFILE,
+                libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: soft,
+                },
+            )
+        };
+        let core = (
+            libc::RLIMIT_CORE,
+            libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            },
+        );
+        assert!(over_fd_limit(&[nofile(0)], 0));
+        assert!(over_fd_limit(&[core, nofile(2)], 2));
+        assert!(!over_fd_limit(&[nofile(3)], 2));
+        assert!(!over_fd_limit(&[core], 0));
+        assert!(!over_fd_limit(&[], 4));
     }
 
     #[test]

@@ -106,6 +106,9 @@ impl Command {
         }
         let env_list = spec.env.as_deref().unwrap_or_else(|| inherited_env());
         let env = with_login_env(env_list, login_env);
+        // Found on the PATH the program gets (a login's, with `user:`).
+        let candidates = cstrings(&path_candidates(argv0, &env))
+            .ok_or_else(|| bad(Stage::Argv, "argv holds a NUL"))?;
         let env = cstrings(&env).ok_or_else(|| bad(Stage::Env, "env holds a NUL"))?;
         let cd = match &spec.cd {
             Some(c) => {
@@ -113,8 +116,6 @@ impl Command {
             }
             None => None,
         };
-        let candidates = cstrings(&path_candidates(argv0, env_list))
-            .ok_or_else(|| bad(Stage::Argv, "argv holds a NUL"))?;
         let nul = std::iter::once(ptr::null());
         Ok(Command {
             program: String::from_utf8_lossy(argv0).into_owned(),
@@ -141,6 +142,10 @@ impl Command {
             Stage::Exec => format!("cannot execute {program:?}"),
             Stage::Cgroup => format!("cannot join cgroup for {program:?}"),
             Stage::Pty => format!("cannot make the terminal {program:?}'s controlling terminal"),
+            Stage::Limits => format!(
+                "the rlimits of {program:?} could not be set, or its fd limit leaves no fd \
+                 for its stdio"
+            ),
             _ => format!("child set-up for {program:?} failed"),
         };
         format!("{what}: {} ({})", describe(errno), errno_name(errno))

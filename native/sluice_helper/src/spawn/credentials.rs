@@ -99,6 +99,27 @@ fn allowed(list: &[Principal], u: &User) -> bool {
     })
 }
 
+/// The `PATH` of a login, as login(1) and su(1) set it (`ENV_SUPATH`/`ENV_PATH` of
+/// Debian's login.defs).
+const LOGIN_PATH: &[u8] = b"/usr/local/bin:/usr/bin:/bin";
+const LOGIN_SUPATH: &[u8] = b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A login variable's value for `u`, as a login shell would start with it; `None` for a
+/// name that is no login variable.
+fn login_value(var: &[u8], u: &User) -> Option<Vec<u8>> {
+    Some(match var {
+        b"HOME" => u.dir.as_os_str().as_encoded_bytes().to_vec(),
+        b"USER" | b"LOGNAME" => u.name.as_bytes().to_vec(),
+        b"SHELL" => match u.shell.as_os_str().as_encoded_bytes() {
+            b"" => b"/bin/sh".to_vec(),
+            shell => shell.to_vec(),
+        },
+        b"PATH" if u.uid.is_root() => LOGIN_SUPATH.to_vec(),
+        b"PATH" => LOGIN_PATH.to_vec(),
+        _ => return None,
+    })
+}
+
 /// Resolves a spec's control keys into what the child applies.
 pub fn resolve(c: &Control) -> Result<Applied, SpawnFailure> {
     let mut applied = Applied {
@@ -153,13 +174,11 @@ pub fn resolve(c: &Control) -> Result<Applied, SpawnFailure> {
             applied.gid = Some(gid);
             applied.uid = Some(u.uid.as_raw());
             for var in &c.login_env {
-                let value = match var.as_slice() {
-                    b"HOME" => u.dir.as_os_str().as_encoded_bytes().to_vec(),
-                    _ => u.name.as_bytes().to_vec(),
-                };
-                applied
-                    .login_env
-                    .push([var.as_slice(), b"=", &value].concat());
+                if let Some(value) = login_value(var, &u) {
+                    applied
+                        .login_env
+                        .push([var.as_slice(), b"=", &value].concat());
+                }
             }
         }
         None => applied.gid = gid,
@@ -175,16 +194,20 @@ mod tests {
     fn root_resolves_with_its_login_variables() {
         let c = Control {
             user: Some(Principal::Id(0)),
-            login_env: vec![b"HOME".to_vec(), b"USER".to_vec()],
+            login_env: ["HOME", "USER", "LOGNAME", "SHELL", "PATH", "OTHER"]
+                .map(|v| v.as_bytes().to_vec())
+                .to_vec(),
             ..Control::default()
         };
         let a = resolve(&c).unwrap();
         assert_eq!((a.uid, a.gid), (Some(0), Some(0)));
         assert!(a.groups.unwrap().contains(&0));
-        assert_eq!(
-            a.login_env,
-            vec![b"HOME=/root".to_vec(), b"USER=root".to_vec()]
-        );
+        let shell = User::from_uid(Uid::from_raw(0)).unwrap().unwrap().shell;
+        let shell = format!("SHELL={}", shell.display());
+        let expected = ["HOME=/root", "USER=root", "LOGNAME=root", &shell];
+        let mut expected: Vec<Vec<u8>> = expected.map(|v| v.as_bytes().to_vec()).to_vec();
+        expected.push([b"PATH=".as_slice(), LOGIN_SUPATH].concat());
+        assert_eq!(a.login_env, expected);
     }
 
     #[test]

@@ -106,14 +106,14 @@ pub fn spawn(
         };
         commands.push(Command::prepare(&as_spec, &applied.login_env)?);
     }
-    let stdio = Stdio::open(spec, roomy)?;
+    let stdio = Stdio::open(spec, roomy, &applied)?;
     // A program run as another user gets its terminal as a login would leave it.
     if let (Some(slave), Some(uid)) = (stdio.terminal_slave(), applied.uid) {
         pty::give_to(slave, uid, applied.gid.unwrap_or(0))?;
     }
     let links = match spec.pipeline.is_empty() {
         true => None,
-        false => Some(pipeline::Links::open(spec, &stdio)?),
+        false => Some(pipeline::Links::open(spec, &stdio, &applied)?),
     };
     let roomy = stdio.roomy;
     let cgroup_failure = |e: std::io::Error, dir: &std::path::Path| {

@@ -7,6 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use nix::errno::Errno;
 use sluice_protocol::{SpawnSpec, Stage, StderrMode};
 
+use super::credentials::Applied;
 use super::redirect;
 use super::stdio::{self, Stdio};
 use super::SpawnFailure;
@@ -20,7 +21,7 @@ pub struct Links {
 
 impl Links {
     /// Opens the pipes between the stages and the later stages' stderr files.
-    pub fn open(spec: &SpawnSpec, stdio: &Stdio) -> Result<Links, SpawnFailure> {
+    pub fn open(spec: &SpawnSpec, stdio: &Stdio, who: &Applied) -> Result<Links, SpawnFailure> {
         if spec.pty.is_some() || !spec.use_stdio {
             let what = "a pipeline needs use_stdio and no pseudo-terminal";
             return Err(SpawnFailure::before_fork(Errno::EINVAL, Stage::Spec, what));
@@ -64,7 +65,7 @@ impl Links {
                     raw
                 }
                 StderrMode::File(f) => {
-                    let fd = redirect::open_output(f, stage.cd.as_deref(), Stage::Stderr)?;
+                    let fd = redirect::open_output(f, stage.cd.as_deref(), Stage::Stderr, who)?;
                     let fd = stdio::above_targets(fd)?;
                     let raw = fd.as_raw_fd();
                     owned.push(fd);

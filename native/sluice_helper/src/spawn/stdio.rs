@@ -18,6 +18,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use sluice_protocol::{Role, SpawnSpec, Stage, StderrMode, StdinMode, StdoutMode};
 
+use super::credentials::Applied;
 use super::pty::open_pty;
 use super::redirect;
 use super::SpawnFailure;
@@ -98,6 +99,7 @@ fn output(
     spec: &SpawnSpec,
     roomy: bool,
     beam: &mut Vec<(Role, OwnedFd)>,
+    who: &Applied,
 ) -> Result<(OwnedFd, bool), SpawnFailure> {
     Ok(match &spec.stdout {
         StdoutMode::Pipe => {
@@ -112,7 +114,7 @@ fn output(
             (fd, false)
         }
         StdoutMode::File(f) => {
-            let fd = redirect::open_output(f, spec.cd.as_deref(), Stage::Stdout)?;
+            let fd = redirect::open_output(f, spec.cd.as_deref(), Stage::Stdout, who)?;
             (fd, false)
         }
     })
@@ -131,8 +133,9 @@ pub(super) fn dev_null(write: bool) -> Result<OwnedFd, SpawnFailure> {
 
 impl Stdio {
     /// Opens the pipes and files (`O_CLOEXEC`: only the child's dup2 onto 0-4 passes them
-    /// on). `roomy`: output pipes without a size in the spec may be enlarged.
-    pub fn open(spec: &SpawnSpec, roomy: bool) -> Result<Stdio, SpawnFailure> {
+    /// on). `roomy`: output pipes without a size in the spec may be enlarged. Files are
+    /// opened with the rights of `who` (see `redirect.rs`).
+    pub fn open(spec: &SpawnSpec, roomy: bool, who: &Applied) -> Result<Stdio, SpawnFailure> {
         let refuse = |what| Err(SpawnFailure::before_fork(Errno::EINVAL, Stage::Spec, what));
         if spec.pty.is_some() && !spec.use_stdio {
             return refuse("a pseudo-terminal needs use_stdio");
@@ -153,9 +156,9 @@ impl Stdio {
                         child_in
                     }
                     StdinMode::Null => dev_null(false)?,
-                    StdinMode::File(path) => redirect::open_input(path, cd)?,
+                    StdinMode::File(path) => redirect::open_input(path, cd, who)?,
                 });
-                let (out, roomy) = output(spec, roomy, &mut beam)?;
+                let (out, roomy) = output(spec, roomy, &mut beam, who)?;
                 child[1] = Some(out);
                 roomy
             }
@@ -167,7 +170,7 @@ impl Stdio {
                 beam.push((Role::Fd3, beam_in));
                 beam.push((Role::Fd4, beam_out));
                 child[0] = Some(dev_null(false)?);
-                child[1] = Some(output(spec, false, &mut beam)?.0);
+                child[1] = Some(output(spec, false, &mut beam, who)?.0);
                 roomy
             }
             Some(pty) => {
@@ -198,7 +201,7 @@ impl Stdio {
                 Some(w)
             }
             StderrMode::Null => Some(dev_null(true)?),
-            StderrMode::File(f) => Some(redirect::open_output(f, cd, Stage::Stderr)?),
+            StderrMode::File(f) => Some(redirect::open_output(f, cd, Stage::Stderr, who)?),
             StderrMode::Stdout | StderrMode::Inherit => None,
         };
         // A stage's own stderr wins for that stage only: with the first stage's elsewhere,
@@ -274,7 +277,7 @@ mod tests {
                 pipe_size: Some(1 << 16),
                 ..SpawnSpec::default()
             };
-            let s = Stdio::open(&spec, false).unwrap();
+            let s = Stdio::open(&spec, false, &Applied::default()).unwrap();
             let fds = s.child_fds();
             let roles: Vec<Role> = s.into_beam_ends().into_iter().map(|(r, _)| r).collect();
             (roles, fds[2] >= 0, fds[2] == fds[1])
@@ -301,7 +304,7 @@ mod tests {
                 pipeline: vec![stage(later)],
                 ..SpawnSpec::default()
             };
-            let s = Stdio::open(&spec, false).unwrap();
+            let s = Stdio::open(&spec, false, &Applied::default()).unwrap();
             let (fds, pipe) = (s.child_fds(), s.stderr_pipe(&spec));
             let roles: Vec<Role> = s.into_beam_ends().into_iter().map(|(r, _)| r).collect();
             (roles, fds[2], pipe)
@@ -330,7 +333,7 @@ mod tests {
                 stderr,
                 ..SpawnSpec::default()
             };
-            let s = Stdio::open(&spec, false).unwrap();
+            let s = Stdio::open(&spec, false, &Applied::default()).unwrap();
             let fds = s.child_fds();
             let roles: Vec<Role> = s.into_beam_ends().into_iter().map(|(r, _)| r).collect();
             (roles, fds)
@@ -355,7 +358,9 @@ mod tests {
             }),
             ..SpawnSpec::default()
         };
-        let refused = Stdio::open(&spec, false).err().expect("refused");
+        let refused = Stdio::open(&spec, false, &Applied::default())
+            .err()
+            .expect("refused");
         assert_eq!((refused.errno, refused.stage), (Errno::EINVAL, Stage::Spec));
     }
 
@@ -411,7 +416,7 @@ mod tests {
                             pty: pty.cloned(),
                             ..SpawnSpec::default()
                         };
-                        let Ok(s) = Stdio::open(&spec, false) else {
+                        let Ok(s) = Stdio::open(&spec, false, &Applied::default()) else {
                             continue; // refused combinations start nothing
                         };
                         let fds = s.child_fds();
@@ -435,7 +440,7 @@ mod tests {
             stderr: StderrMode::Inherit,
             ..SpawnSpec::default()
         };
-        let fds = Stdio::open(&spec, false).unwrap().child_fds();
+        let fds = Stdio::open(&spec, false, &Applied::default()).unwrap().child_fds();
         assert!(fds[0] >= FIRST_SOURCE_FD && fds[1] >= FIRST_SOURCE_FD && fds[2] == -1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -451,12 +456,12 @@ mod tests {
             }),
             ..SpawnSpec::default()
         };
-        let s = Stdio::open(&spec(StderrMode::Stdout), true).unwrap();
+        let s = Stdio::open(&spec(StderrMode::Stdout), true, &Applied::default()).unwrap();
         let fds = s.child_fds();
         assert!(s.terminal && !s.roomy && fds[2] == fds[1]);
         let roles: Vec<Role> = s.into_beam_ends().into_iter().map(|(r, _)| r).collect();
         assert_eq!(roles, vec![Role::Pty]);
-        let s = Stdio::open(&spec(StderrMode::Pipe), false).unwrap();
+        let s = Stdio::open(&spec(StderrMode::Pipe), false, &Applied::default()).unwrap();
         let roles: Vec<Role> = s.into_beam_ends().into_iter().map(|(r, _)| r).collect();
         assert_eq!(roles, vec![Role::Pty, Role::Stderr]);
     }
