@@ -440,7 +440,9 @@ mod tests {
             stderr: StderrMode::Inherit,
             ..SpawnSpec::default()
         };
-        let fds = Stdio::open(&spec, false, &Applied::default()).unwrap().child_fds();
+        let fds = Stdio::open(&spec, false, &Applied::default())
+            .unwrap()
+            .child_fds();
         assert!(fds[0] >= FIRST_SOURCE_FD && fds[1] >= FIRST_SOURCE_FD && fds[2] == -1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
