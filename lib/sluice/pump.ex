@@ -96,11 +96,23 @@ defmodule Sluice.Pump do
     end
   end
 
-  # Input the terminal refused is not dropped quietly: the caller fails with it.
-  defp read_after_feed(%{input_error: reason} = pump, _max) when reason != nil,
-    do: {:error, reason, %{pump | input_error: nil}}
-
+  # Output kept while a collectable function's input ran (feeding ran it) is older than
+  # what the fds hold now: it comes first, in order. Then input the terminal refused,
+  # not dropped quietly: the caller fails with it.
   defp read_after_feed(pump, max) do
+    case :queue.out(pump.buffered) do
+      {{:value, {source, data}}, rest} ->
+        {:data, source, data, %{pump | buffered: rest}}
+
+      {:empty, _} when pump.input_error != nil ->
+        {:error, pump.input_error, %{pump | input_error: nil}}
+
+      {:empty, _} ->
+        read_fds_after_feed(pump, max)
+    end
+  end
+
+  defp read_fds_after_feed(pump, max) do
     case read_any(pump, pump.turn, max) do
       {:blocked, pump} -> if outputs?(pump), do: {:blocked, pump}, else: {:eof, pump}
       other -> answer(other)

@@ -248,6 +248,11 @@ defmodule Sluice.NodesTest do
     # A collectable function as the input of a remote program.
     into = fn stdin -> Enum.into(Stream.map(1..1000, &"#{&1}\n"), stdin) end
     assert %{stdout: "1000\n"} = Sluice.run!(["wc", "-l"], input: into, node: b)
+
+    # Output kept while it ran comes first, in order (8 MiB through cat).
+    lines = Enum.map(1..200, &String.duplicate("#{&1} ", 10_000))
+    into = fn stdin -> Enum.into(lines, stdin) end
+    assert Sluice.run!(["cat"], input: into, node: b).stdout == IO.iodata_to_binary(lines)
   end
 
   test "the owner killed: the remote program is stopped within kill_grace + 1 s", %{

@@ -92,8 +92,16 @@ defmodule Sluice.Remote.Consumer do
       {{:value, {:error, reason}}, rest} -> {:error, reason, %{c | buffered: rest}}
       {{:value, {source, data}}, rest} -> take(%{c | buffered: rest}, source, data, max)
       {:empty, _} when c.outputs == :eof -> {:eof, c}
-      {:empty, _} -> c |> grant(max) |> feed(deadline) |> await_chunk(max, deadline)
+      {:empty, _} -> c |> grant(max) |> feed(deadline) |> await_after_feed(max, deadline)
     end
+  end
+
+  # Output kept while a collectable function's input ran (feeding ran it) is older than
+  # what comes next: it is taken first, in order.
+  defp await_after_feed(c, max, deadline) do
+    if :queue.is_empty(c.buffered),
+      do: await_chunk(c, max, deadline),
+      else: next(c, max, deadline)
   end
 
   defp await_chunk(%{exit: gone} = c, _max, _deadline) when gone in [:nodedown, :helper_down],
@@ -114,7 +122,7 @@ defmodule Sluice.Remote.Consumer do
         {:error, :timeout, c}
 
       {_other, c} ->
-        c |> feed(deadline) |> await_chunk(max, deadline)
+        c |> feed(deadline) |> await_after_feed(max, deadline)
     end
   end
 
