@@ -314,6 +314,16 @@ defmodule Sluice.InputInTest do
     end
   end
 
+  test "a program the input process started is stopped with it" do
+    # Enumerated in the input process, `yes` is that process's program: head takes 10
+    # bytes and exits, the input process is killed, and the helper program stops `yes`
+    # as its owner is gone (Sluice.Case checks that nothing is left).
+    input = Sluice.stream!(["yes"], lines: true) |> Stream.map(&(&1 <> "\n"))
+
+    assert {:ok, %{status: 0, stdout: "y\ny\ny\ny\ny\n"}} =
+             Sluice.run(["head", "-c", "10"], input: input, input_in: :process)
+  end
+
   test "input_in is checked where the call is made" do
     for bad <- [:elsewhere, nil, "process"] do
       assert_raise ArgumentError, ~r/option :input_in: expected :caller or :process/, fn ->

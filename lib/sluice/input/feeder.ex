@@ -50,8 +50,7 @@ defmodule Sluice.Input.Feeder do
   def start(source) do
     caller = self()
     {pid, tag} = :erlang.spawn_opt(fn -> init(caller, source) end, [:link, :monitor])
-    send(pid, {:sluice_input_tag, tag})
-    {guard, guard_monitor} = spawn_monitor(fn -> guard(caller, pid) end)
+    {guard, guard_monitor} = spawn_monitor(fn -> guard(caller, pid, tag) end)
     %__MODULE__{pid: pid, tag: tag, guard: guard, guard_monitor: guard_monitor}
   end
 
@@ -195,10 +194,12 @@ defmodule Sluice.Input.Feeder do
     {caller, tag, credit - 1}
   end
 
-  # Kills the feeder when the caller ends first (normally too); ends with the feeder.
-  defp guard(caller, feeder) do
+  # Kills the feeder when the caller ends first (normally too); ends with the feeder. The
+  # feeder starts on the input once the guard watches both (it gets its tag from here).
+  defp guard(caller, feeder, tag) do
     caller_monitor = Process.monitor(caller)
     feeder_monitor = Process.monitor(feeder)
+    send(feeder, {:sluice_input_tag, tag})
 
     receive do
       {:DOWN, ^caller_monitor, :process, _, _} -> Process.exit(feeder, :kill)
