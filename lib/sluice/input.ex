@@ -11,7 +11,7 @@ defmodule Sluice.Input do
   # caller still writes them, through the same pump, but never waits inside the input's
   # code (`next/1` answers `{:wait, input}` until a chunk came).
 
-  alias Sluice.Input.Feeder
+  alias Sluice.Input.{Element, Feeder}
 
   @type t ::
           :none
@@ -126,7 +126,7 @@ defmodule Sluice.Input do
   # The element travels in the accumulator, as in Stream.zip: the last one may come back
   # with {:halted, acc} or {:done, acc} rather than {:suspended, ...} (Stream.take does).
   defp suspended({:suspended, [element], cont}) do
-    {:data, chunk!(element), {:enum, cont}}
+    {:data, Element.chunk!(element), {:enum, cont}}
   rescue
     # The enumerable is still suspended: let it clean up (a Sluice stream stops its program).
     e in ArgumentError ->
@@ -134,7 +134,7 @@ defmodule Sluice.Input do
       reraise e, __STACKTRACE__
   end
 
-  defp suspended({_done_or_halted, [element]}), do: {:data, chunk!(element), :done}
+  defp suspended({_done_or_halted, [element]}), do: {:data, Element.chunk!(element), :done}
   defp suspended({_done_or_halted, []}), do: :done
 
   @doc "Stops a suspended Enumerable early, so its own clean-up runs (a Sluice stream's too)."
@@ -167,19 +167,6 @@ defmodule Sluice.Input do
   """
   @spec deliver(t, Feeder.event()) :: t
   def deliver({:process, feeder}, event), do: {:process, Feeder.deliver(feeder, event)}
-
-  @doc "An input element as a binary."
-  @spec chunk!(term) :: binary
-  def chunk!(data) when is_binary(data), do: data
-
-  def chunk!(data) do
-    IO.iodata_to_binary(data)
-  rescue
-    ArgumentError ->
-      reraise ArgumentError,
-              "input elements must be iodata, got: #{inspect(data, limit: 10, printable_limit: 100)}",
-              __STACKTRACE__
-  end
 
   defp iodata?(list) do
     IO.iodata_length(list)

@@ -48,7 +48,7 @@ defmodule Sluice.Stdin do
     # another node Sluice.Remote.Consumer).
     def into(%{key: {driver, _} = key} = stdin) do
       collector = fn
-        :ok, {:cont, data} -> driver.push(key, Sluice.Input.chunk!(data))
+        :ok, {:cont, data} -> driver.push(key, Sluice.Input.Element.chunk!(data))
         :ok, :done -> stdin
         :ok, :halt -> :ok
       end

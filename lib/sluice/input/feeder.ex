@@ -25,7 +25,7 @@ defmodule Sluice.Input.Feeder do
   # whose `:DOWN` (a feeder killed by someone else) comes with the same tag.
   # To the feeder: `{:sluice_input_credit, tag}`.
 
-  alias Sluice.Input
+  alias Sluice.Input.Element
 
   # Chunks sent and not yet pulled by the caller, as the remote consumer's input window.
   @in_flight 2
@@ -170,7 +170,7 @@ defmodule Sluice.Input.Feeder do
     do: Sluice.Stdin.run(__MODULE__, state, :infinity, fun)
 
   defp enumerate(enumerable, state),
-    do: Enum.reduce(enumerable, state, &send_chunk(&2, Input.chunk!(&1)))
+    do: Enum.reduce(enumerable, state, &send_chunk(&2, Element.chunk!(&1)))
 
   @doc false
   # Called by Sluice.Stdin in the feeder: sends `data` once there is credit for it.
