@@ -78,7 +78,7 @@ defmodule Sluice.Input.Feeder do
   defp next_message(%{tag: tag} = feeder) do
     receive do
       {:sluice_input, ^tag, event} -> take(feeder, event)
-      {:DOWN, ^tag, :process, _, reason} -> take(feeder, {:down, reason})
+      {:DOWN, ^tag, :process, _, reason} -> gone(feeder, {:down, reason})
     after
       0 -> {:wait, feeder}
     end
@@ -94,13 +94,17 @@ defmodule Sluice.Input.Feeder do
     :done
   end
 
-  defp take(feeder, {:raised, kind, reason, stacktrace}) do
+  defp take(feeder, event), do: gone(feeder, event)
+
+  # The input raised: here too. Killed by someone else, with the caller trapping exits
+  # (else the link took it along): the caller exits with its reason.
+  @spec gone(t, event) :: no_return
+  defp gone(feeder, {:raised, kind, reason, stacktrace}) do
     halt(feeder)
     :erlang.raise(kind, reason, stacktrace)
   end
 
-  # Killed by someone else, with the caller trapping exits (else the link took it along).
-  defp take(feeder, {:down, reason}) do
+  defp gone(feeder, {:down, reason}) do
     halt(feeder)
     exit(reason)
   end
