@@ -23,7 +23,8 @@ defmodule Sluice.Input.Feeder do
   # To the caller: `{:sluice_input, tag, event}`, event `{:data, binary}`, `:done` or
   # `{:raised, kind, reason, stacktrace}`; the tag is the caller's monitor of the feeder,
   # whose `:DOWN` (a feeder killed by someone else) comes with the same tag.
-  # To the feeder: `{:sluice_input_credit, tag}`.
+  # To the feeder: `{:sluice_input_tag, tag}` from the guard, once it watches (the
+  # feeder starts on the input then), and `{:sluice_input_credit, tag}` from the caller.
 
   alias Sluice.Input.Element
 
