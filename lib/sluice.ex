@@ -41,11 +41,33 @@ defmodule Sluice do
 
     * `:input` - iodata, an Enumerable of iodata, or `fn collectable -> ... end`; written
       with back-pressure while output is read. Without it stdin is closed at once. An
-      Enumerable is enumerated in the calling process, a few elements at a time between
-      reads of output, so whatever it yields (empty chunks for ever included) the
-      program's exit, EOF and `:timeout` still end the call. An element that the input's
-      own code takes long to produce (it waits in a `receive`, or for a slow upstream)
-      cannot be interrupted: the call goes on when it comes.
+      Enumerable is enumerated in the calling process (unless `input_in: :process`), a
+      few elements at a time between reads of output, so whatever it yields (empty
+      chunks for ever included) the program's exit, EOF and `:timeout` still end the
+      call. An element that the input's own code takes long to produce (it waits in a
+      `receive`, on a socket, or for a slow upstream) cannot be interrupted: the call
+      goes on when it comes, even after the program exited (`grep -m 1` fed by
+      messages waits for the next message).
+    * `:input_in` - where an Enumerable or function `:input` is enumerated:
+      `:caller` (default) or `:process`.
+      * `:caller` - in the calling process: the input may use the caller's process
+        dictionary, receive the caller's messages, or be a stream that must run in its
+        owner (`Repo.stream/2` inside a transaction). Choose it unless the input can
+        wait for long between elements.
+      * `:process` - in a process of its own, linked to the caller, which sends the
+        chunks to the caller (at most two ahead of what the program took); the caller
+        still writes stdin. The program's exit, EOF, `:timeout` and `:max_output` end
+        the call at once, whatever the input is waiting for, and that process is gone
+        when the call returns, however it ends: it is killed (its own clean-up, such
+        as a `Stream.resource/3` after-function, does not run, but the ports and
+        linked processes it owns go with it). Choose it for an input fed by messages
+        or a socket, or one that may block. The input then runs in another process: it
+        receives that process's messages (subscribe from inside the input, e.g. in a
+        `Stream.resource/3` start function) and sees its process dictionary. An
+        exception of the input is raised in the caller, as with `:caller`; a caller
+        that dies or is killed takes the input process with it. Iodata is written from
+        the caller either way, and a `stream!/2` given as input is driven together
+        with the program (its own `:input_in` counts for its input).
     * `:timeout` - ms or `:infinity` (default). Every timeout, here and elsewhere, is at
       most 4_294_967_295 ms (2^32 - 1, the VM's timers' range): a longer one raises
       `ArgumentError` before the program starts.
@@ -122,7 +144,13 @@ defmodule Sluice do
 
     * `:input` - an Enumerable (another Sluice stream included) or
       `fn collectable -> ... end`; iodata works too. Enumerated in the consuming process
-      as for `run/2` (see its `:input`).
+      as for `run/2` (see its `:input`): an element the input's own code waits for keeps
+      the stream waiting, even after the program exited.
+    * `:input_in` - `:caller` (default) or `:process`: enumerate `:input` in a linked
+      process of its own, so that the program's exit (or `:idle_timeout`, or halting the
+      stream) ends the wait at once, whatever the input waits for; that process is gone
+      once the stream is done or halted. See `run/2`'s `:input_in` for when to choose
+      which.
     * `:chunk_size` - the most bytes per read (default `65_536`).
     * `:lines` - emit whole lines without their `"\\n"`; the last partial line is
       flushed at EOF (default `false`). A line longer than `:max_line_length` comes in

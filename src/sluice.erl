@@ -181,7 +181,9 @@ fold(Argv, Fun, Acc0) ->
 %% comes in pieces of that length); frames with `{framing, {line, Max}}'
 %% (`{eol | noeol, Line}') or `{framing, {packet, N}}'; and with `{stderr, consume}'
 %% each of these tagged `{stdout, _}' or `{stderr, _}', in the order they were read.
-%% Other options: `{input, IoData | Fun}', `{stderr, console | null | stdout | consume}',
+%% Other options: `{input, IoData | Fun}', `{input_in, caller | process}' (where a `Fun'
+%% input runs: in the caller, the default, or in a linked process of its own, so that the
+%% program's exit ends the call while it waits), `{stderr, console | null | stdout | consume}',
 %% `{idle_timeout, Ms}' (without output while `Fun' waits for it), `{exit_timeout, Ms}'
 %% (after EOF, then the program is stopped), `{max_line_length, Bytes}', and those of
 %% `start_link/2'.

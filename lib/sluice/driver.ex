@@ -18,7 +18,7 @@ defmodule Sluice.Driver do
       nil ->
         with {:ok, pipes} <- Pipes.open(Options.spawn_spec(argv, opts), deadline) do
           pipes = Pipes.frame(pipes, opts)
-          {:ok, Pump.new(pipes, Input.new(opts.input))}
+          {:ok, Pump.new(pipes, Input.new(opts.input, opts.input_in))}
         end
 
       node ->

@@ -5,9 +5,27 @@ defmodule Sluice.Input do
   # stream that must run in its owner (Repo.stream in a transaction). An Enumerable is
   # suspended between elements (Enumerable.reduce with :suspend) and resumed only when
   # stdin can take more: input has back-pressure too.
+  #
+  # With `input_in: :process` an Enumerable or a collectable function is enumerated in a
+  # process of its own instead (Sluice.Input.Feeder), which sends its chunks here: the
+  # caller still writes them, through the same pump, but never waits inside the input's
+  # code (`next/1` answers `{:wait, input}` until a chunk came).
+
+  alias Sluice.Input.{Element, Feeder}
 
   @type t ::
-          :none | {:data, binary} | {:enum, Enumerable.continuation()} | {:function, fun} | :done
+          :none
+          | {:data, binary}
+          | {:unstarted, Enumerable.t()}
+          | {:enum, Enumerable.continuation()}
+          | {:function, fun}
+          | {:upstream, Sluice.Stream.t()}
+          | {:piped, Sluice.Pump.t(), Sluice.Stream.t()}
+          | {:process, Feeder.t()}
+          | :done
+
+  @typedoc "Where an Enumerable or function input is enumerated (the `:input_in` option)."
+  @type input_in :: :caller | :process
 
   @doc "Checks the shape of an `:input` option."
   @spec check!(term) :: term
@@ -31,7 +49,25 @@ defmodule Sluice.Input do
     end
   end
 
-  @doc "The input source for a checked `:input` option."
+  @doc """
+  The input source for a checked `:input` option, enumerated where `input_in` says: iodata
+  needs no enumeration, and a Sluice stream that is driven with its consumer
+  (`Sluice.Pump.Upstream`) never makes it wait, so both stay in the caller.
+  """
+  @spec new(term, input_in) :: t
+  def new(input, :caller), do: new(input)
+  def new(input, :process), do: input |> new() |> in_process()
+
+  @doc "The input source of a program on another node (`new_enumerated/1`), where `input_in` says."
+  @spec new_enumerated(term, input_in) :: t
+  def new_enumerated(input, :caller), do: new_enumerated(input)
+  def new_enumerated(input, :process), do: input |> new_enumerated() |> in_process()
+
+  defp in_process({:unstarted, enumerable}), do: {:process, Feeder.start(enumerable)}
+  defp in_process({:function, fun}), do: {:process, Feeder.start(fun)}
+  defp in_process(input), do: input
+
+  @doc "The input source for a checked `:input` option, enumerated in the caller."
   @spec new(term) :: t
   def new(nil), do: :none
   def new(input) when is_binary(input), do: {:data, input}
@@ -62,10 +98,21 @@ defmodule Sluice.Input do
 
   @doc """
   The next chunk: `{:data, binary, rest}`, `{:function, fun}` for a collectable function
-  (the caller runs it), or `:done`.
+  (the caller runs it), `{:wait, input}` when an input enumerated in its own process has
+  no chunk here yet (its messages come tagged `tag/1`: give them to `deliver/2`), or
+  `:done`.
   """
-  @spec next(t) :: {:data, binary, t} | {:function, fun} | :done
+  @spec next(t) :: {:data, binary, t} | {:function, fun} | {:wait, t} | :done
   def next({:data, data}), do: {:data, data, :done}
+
+  def next({:process, feeder}) do
+    case Feeder.next(feeder) do
+      {:data, data, feeder} -> {:data, data, {:process, feeder}}
+      {:wait, feeder} -> {:wait, {:process, feeder}}
+      :done -> :done
+    end
+  end
+
   def next({:function, fun}), do: {:function, fun}
 
   def next({:unstarted, enumerable}) do
@@ -81,7 +128,7 @@ defmodule Sluice.Input do
   # The element travels in the accumulator, as in Stream.zip: the last one may come back
   # with {:halted, acc} or {:done, acc} rather than {:suspended, ...} (Stream.take does).
   defp suspended({:suspended, [element], cont}) do
-    {:data, chunk!(element), {:enum, cont}}
+    {:data, Element.chunk!(element), {:enum, cont}}
   rescue
     # The enumerable is still suspended: let it clean up (a Sluice stream stops its program).
     e in ArgumentError ->
@@ -89,7 +136,7 @@ defmodule Sluice.Input do
       reraise e, __STACKTRACE__
   end
 
-  defp suspended({_done_or_halted, [element]}), do: {:data, chunk!(element), :done}
+  defp suspended({_done_or_halted, [element]}), do: {:data, Element.chunk!(element), :done}
   defp suspended({_done_or_halted, []}), do: :done
 
   @doc "Stops a suspended Enumerable early, so its own clean-up runs (a Sluice stream's too)."
@@ -99,6 +146,8 @@ defmodule Sluice.Input do
     :ok
   end
 
+  def halt({:process, feeder}), do: Feeder.halt(feeder)
+
   def halt({:piped, up, stream}) do
     _ = Sluice.Pump.Upstream.stop(up, stream)
     :ok
@@ -106,15 +155,20 @@ defmodule Sluice.Input do
 
   def halt(_input), do: :ok
 
-  @doc "An input element as a binary."
-  @spec chunk!(term) :: binary
-  def chunk!(data) when is_binary(data), do: data
+  @doc """
+  The tag of the messages of an input enumerated in its own process (`{:sluice_input,
+  tag, _}`, and its `{:DOWN, tag, ...}`), or `nil`.
+  """
+  @spec tag(t) :: reference | nil
+  def tag({:process, feeder}), do: Feeder.tag(feeder)
+  def tag(_input), do: nil
 
-  def chunk!(data) do
-    IO.iodata_to_binary(data)
-  rescue
-    ArgumentError -> Sluice.Options.bad!(:input, "elements that are iodata", data)
-  end
+  @doc """
+  Keeps a message of an input enumerated in its own process that a wait received:
+  `{:sluice_input, tag, event}`, or its `:DOWN` as `{:down, reason}`.
+  """
+  @spec deliver(t, Feeder.event()) :: t
+  def deliver({:process, feeder}, event), do: {:process, Feeder.deliver(feeder, event)}
 
   defp iodata?(list) do
     IO.iodata_length(list)

@@ -32,6 +32,7 @@ defmodule Sluice.Options do
   | `:max_frame` | `67_108_864` (64 MiB): a larger announced packet is `:frame_too_large` | process, stream |
   | `:use_stdio` | `true`; `false`: the data goes through fds 3 (input) and 4 (output) | process |
   | `:input` | `nil` | run, stream |
+  | `:input_in` | `:caller`: `:input` is enumerated in the calling process; `:process`: in a linked process of its own | run, stream |
   | `:timeout` | `:infinity` | run |
   | `:idle_timeout` | `:infinity`: ms without any output before the program is stopped | run, stream |
   | `:max_output` | `:infinity` | run |
@@ -106,6 +107,7 @@ defmodule Sluice.Options do
     kill_command: {nil, @all},
     stop_on_owner_exit: {true, [:manage]},
     input: {nil, [:run, :stream]},
+    input_in: {:caller, [:run, :stream]},
     timeout: {:infinity, [:run]},
     idle_timeout: {:infinity, [:run, :stream]},
     max_output: {:infinity, [:run]},
@@ -142,7 +144,7 @@ defmodule Sluice.Options do
       :capture
 
       iex> Sluice.Options.validate!([lines: true], :run, "Sluice.run/2")
-      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :inherit_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :node, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes, :pipefail
+      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :inherit_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :node, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command, :input, :input_in, :timeout, :idle_timeout, :max_output, :success_exit_codes, :pipefail
   """
   @spec validate!(term, entry, String.t()) :: map
   # No options: the precomputed defaults, allocating nothing (a spawn's set-up garbage
@@ -539,6 +541,9 @@ defmodule Sluice.Options do
   end
 
   defp check!(:input, input, _), do: Sluice.Input.check!(input)
+
+  defp check!(:input_in, where, _) when where in [:caller, :process], do: where
+  defp check!(:input_in, where, _), do: bad!(:input_in, ":caller or :process", where)
 
   defp check!(:log, level, _) do
     if level == false or level in @log_levels,

@@ -7,8 +7,11 @@ defmodule Sluice.Pump do
   #
   # Output that is ready is returned before more input is pulled, but pulling the next
   # input element runs the input's own code: an element that takes long to come (a slow
-  # upstream program) delays reading output until it comes. Only processes could avoid
-  # that, and the input must run in the caller.
+  # upstream program) delays reading output until it comes. By default the input runs in
+  # the caller (its process dictionary, a transaction). With `input_in: :process` the
+  # input's code runs in a process of its own (Sluice.Input.Feeder) and the pump pulls only
+  # the chunks it already sent: until one comes, the pump waits for it together with the
+  # fds (its messages are one more thing `await_ready` watches).
   #
   # Feeding is bounded per step (`feeding`): an input whose elements stdin takes without
   # ever filling up (empty chunks, for ever) would otherwise keep the pump pulling, never
@@ -93,11 +96,23 @@ defmodule Sluice.Pump do
     end
   end
 
-  # Input the terminal refused is not dropped quietly: the caller fails with it.
-  defp read_after_feed(%{input_error: reason} = pump, _max) when reason != nil,
-    do: {:error, reason, %{pump | input_error: nil}}
-
+  # Output kept while a collectable function's input ran (feeding ran it) is older than
+  # what the fds hold now: it comes first, in order. Then input the terminal refused,
+  # not dropped quietly: the caller fails with it.
   defp read_after_feed(pump, max) do
+    case :queue.out(pump.buffered) do
+      {{:value, {source, data}}, rest} ->
+        {:data, source, data, %{pump | buffered: rest}}
+
+      {:empty, _} when pump.input_error != nil ->
+        {:error, pump.input_error, %{pump | input_error: nil}}
+
+      {:empty, _} ->
+        read_fds_after_feed(pump, max)
+    end
+  end
+
+  defp read_fds_after_feed(pump, max) do
     case read_any(pump, pump.turn, max) do
       {:blocked, pump} -> if outputs?(pump), do: {:blocked, pump}, else: {:eof, pump}
       other -> answer(other)
@@ -166,6 +181,13 @@ defmodule Sluice.Pump do
               :data -> {:ok, pump}
               :channel -> control_chain(pump)
             end
+
+          # An input enumerated in its own process sent a chunk, its end, or died.
+          {:sluice_input, tag, event} when is_map_key(fds, tag) ->
+            {:ok, deliver_input(pump, tag, event)}
+
+          {:DOWN, tag, :process, _, reason} when is_map_key(fds, tag) ->
+            {:ok, deliver_input(pump, tag, {:down, reason})}
         after
           if(more?, do: 0, else: left) ->
             if more?, do: {:ok, pump}, else: {:error, :timeout, pump}
@@ -187,9 +209,17 @@ defmodule Sluice.Pump do
 
     case pump.input do
       {:piped, up, _stream} -> watched(up, acc)
+      {:process, _feeder} = input -> Map.put(acc, Input.tag(input), :input)
       _ -> acc
     end
   end
+
+  # Gives a message of an input enumerated in its own process to its pump in the chain
+  # (the tag is this pump's input's, or one upstream's).
+  defp deliver_input(%{input: {:piped, up, stream}} = pump, tag, event),
+    do: %{pump | input: {:piped, deliver_input(up, tag, event), stream}}
+
+  defp deliver_input(pump, _tag, event), do: %{pump | input: Input.deliver(pump.input, event)}
 
   # Reads what every channel of the chain holds: exit statuses, or the helper's death.
   defp control_chain(pump) do
@@ -258,6 +288,8 @@ defmodule Sluice.Pump do
   defp pull(pump, deadline, pulls) do
     case Input.next(pump.input) do
       {:data, data, input} -> feed(%{pump | pending: data, input: input}, deadline, pulls)
+      # Nothing sent yet by an input in its own process: await_ready waits for it.
+      {:wait, input} -> %{pump | input: input}
       :done -> %{pump | input: :done, pipes: Pipes.close_stdin(pump.pipes)}
       {:function, fun} -> pump |> run_function(fun, deadline) |> feed(deadline, pulls)
     end

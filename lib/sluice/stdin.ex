@@ -7,7 +7,9 @@ defmodule Sluice.Stdin do
   The function runs in the calling process. While it waits for the program to take its
   input, the program's output is read and kept, so neither side can block the other; with
   a stream, output produced while the function runs is therefore buffered in memory. An
-  Enumerable as `:input` has no such buffer.
+  Enumerable as `:input` has no such buffer, nor has a function with `input_in: :process`:
+  it then runs in a process of its own, and each element waits there until the caller
+  has taken the ones before.
 
       iex> Sluice.run!(["cat"], input: fn stdin -> Enum.into(["a", "b"], stdin) end).stdout
       "ab"
@@ -46,7 +48,7 @@ defmodule Sluice.Stdin do
     # another node Sluice.Remote.Consumer).
     def into(%{key: {driver, _} = key} = stdin) do
       collector = fn
-        :ok, {:cont, data} -> driver.push(key, Sluice.Input.chunk!(data))
+        :ok, {:cont, data} -> driver.push(key, Sluice.Input.Element.chunk!(data))
         :ok, :done -> stdin
         :ok, :halt -> :ok
       end

@@ -41,6 +41,19 @@ defmodule Sluice.ApiTest do
       assert Sluice.run!(["cat"], input: fun).stdout == "xy"
     end
 
+    test "a collectable function's input: output kept while it ran comes first, in order" do
+      # cat's output fills its pipe while the function writes: the pump keeps what it
+      # reads meanwhile, and output read after the function ended comes after it.
+      chunks = Enum.map(1..160, &chunk/1)
+      expected = IO.iodata_to_binary(chunks)
+      into = fn stdin -> Enum.into(chunks, stdin) end
+
+      for _ <- 1..5 do
+        assert Sluice.run!(["cat"], input: into).stdout == expected
+        assert Sluice.stream!(["cat"], input: into) |> Enum.join() == expected
+      end
+    end
+
     test "input that the program does not read does not crash" do
       assert {:ok, %{status: 0}} = Sluice.run(["true"], input: Stream.repeatedly(fn -> "x" end))
     end

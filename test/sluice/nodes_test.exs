@@ -200,6 +200,43 @@ defmodule Sluice.NodesTest do
              answers
   end
 
+  test "input_in: :process with a remote program: its exit ends the call, the input waiting",
+       %{b: b} do
+    test = self()
+
+    # Fed by messages: grep exits after its second match, the input waits for a third.
+    input =
+      Stream.resource(
+        fn -> send(test, {:input_process, self()}) end,
+        fn acc -> receive(do: ({:line, line} -> {[line], acc})) end,
+        fn _acc -> :ok end
+      )
+
+    grep = ["grep", "--line-buffered", "-m", "2", "match"]
+
+    calls = [
+      fn ->
+        {:ok, result} = Sluice.run(grep, input: input, input_in: :process, node: b)
+        {result.status, result.stdout}
+      end,
+      fn ->
+        elements = Sluice.stream(grep, input: input, input_in: :process, node: b)
+        {chunks, [{:exit, status}]} = Enum.split_with(elements, &is_binary/1)
+        {status, Enum.join(chunks)}
+      end
+    ]
+
+    for call <- calls do
+      task = Task.async(call)
+      assert_receive {:input_process, feeder}, 10_000
+      assert feeder != task.pid
+      watch = Process.monitor(feeder)
+      for line <- ["a match\n", "no\n", "b match\n"], do: send(feeder, {:line, line})
+      assert Task.await(task, 15_000) == {0, "a match\nb match\n"}
+      assert_receive {:DOWN, ^watch, :process, ^feeder, :killed}, 5_000
+    end
+  end
+
   test "a remote sort fed by a local stream; a remote stream fed to a local program", %{b: b} do
     shuffled = Sluice.stream!(["sh", "-c", "seq 1 20000 | shuf"])
     sorted = Sluice.stream!(["sort", "-n"], input: shuffled, node: b) |> Enum.join()
@@ -211,6 +248,11 @@ defmodule Sluice.NodesTest do
     # A collectable function as the input of a remote program.
     into = fn stdin -> Enum.into(Stream.map(1..1000, &"#{&1}\n"), stdin) end
     assert %{stdout: "1000\n"} = Sluice.run!(["wc", "-l"], input: into, node: b)
+
+    # Output kept while it ran comes first, in order (8 MiB through cat).
+    lines = Enum.map(1..200, &String.duplicate("#{&1} ", 10_000))
+    into = fn stdin -> Enum.into(lines, stdin) end
+    assert Sluice.run!(["cat"], input: into, node: b).stdout == IO.iodata_to_binary(lines)
   end
 
   test "the owner killed: the remote program is stopped within kill_grace + 1 s", %{

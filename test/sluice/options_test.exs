@@ -45,6 +45,25 @@ defmodule Sluice.OptionsTest do
     assert %{input: "x"} = Options.validate!([input: "x"], :stream, "s")
   end
 
+  test "input_in: :caller by default for run and streams, :process on request, nowhere else" do
+    for entry <- [:run, :stream] do
+      assert %{input_in: :caller} = Options.validate!([], entry, "x")
+      assert %{input_in: :process} = Options.validate!([input_in: :process], entry, "x")
+
+      for bad <- [:elsewhere, nil, true, "process"] do
+        assert_raise ArgumentError,
+                     ~r/invalid value for option :input_in: expected :caller or :process/,
+                     fn -> Options.validate!([input_in: bad], entry, "x") end
+      end
+    end
+
+    for entry <- [:process, :daemon] do
+      assert_raise ArgumentError, ~r/unknown option :input_in/, fn ->
+        Options.validate!([input_in: :process], entry, "x")
+      end
+    end
+  end
+
   test "stderr modes per entry point" do
     assert %{stderr: :capture} = Options.validate!([stderr: :capture], :stream, "s")
     assert %{stderr: :consume} = Options.validate!([stderr: :consume], :process, "p")

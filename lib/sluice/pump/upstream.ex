@@ -16,7 +16,7 @@ defmodule Sluice.Pump.Upstream do
     spec = Options.spawn_spec(stream.argv, stream.opts)
 
     case Pipes.open(spec, Pipes.deadline(stream.opts.start_timeout)) do
-      {:ok, pipes} -> Pump.new(pipes, Input.new(stream.opts.input))
+      {:ok, pipes} -> Pump.new(pipes, Input.new(stream.opts.input, stream.opts.input_in))
       {:error, error} -> raise error
     end
   end

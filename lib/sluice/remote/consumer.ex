@@ -7,7 +7,9 @@ defmodule Sluice.Remote.Consumer do
   # Back-pressure across distribution: at most `@window` batches of output are granted and
   # not yet taken by `next/3`, and at most `@input_window` chunks of input are sent and not
   # yet taken by the program. The input is enumerated here, in the calling process, as for
-  # a local program. The reader is monitored: its death, or its node's, is `:nodedown`.
+  # a local program, or with `input_in: :process` in a process of its own here
+  # (Sluice.Input.Feeder), whose messages `receive_event` takes too. The reader is
+  # monitored: its death, or its node's, is `:nodedown`.
   #
   # To the reader: `{:sluice_consumer, request}` with request `{:demand, n, max, window}`,
   # `{:input, binary}`, `:input_eof`, `{:stop, grace}`, `:close`.
@@ -75,7 +77,7 @@ defmodule Sluice.Remote.Consumer do
         monitor: Process.monitor(reader),
         os_pid: os_pid,
         framing: Map.get(opts, :framing, :raw),
-        input: Input.new_enumerated(opts.input)
+        input: Input.new_enumerated(opts.input, opts.input_in)
       }
 
       {:ok, c}
@@ -90,8 +92,16 @@ defmodule Sluice.Remote.Consumer do
       {{:value, {:error, reason}}, rest} -> {:error, reason, %{c | buffered: rest}}
       {{:value, {source, data}}, rest} -> take(%{c | buffered: rest}, source, data, max)
       {:empty, _} when c.outputs == :eof -> {:eof, c}
-      {:empty, _} -> c |> grant(max) |> feed(deadline) |> await_chunk(max, deadline)
+      {:empty, _} -> c |> grant(max) |> feed(deadline) |> await_after_feed(max, deadline)
     end
+  end
+
+  # Output kept while a collectable function's input ran (feeding ran it) is older than
+  # what comes next: it is taken first, in order.
+  defp await_after_feed(c, max, deadline) do
+    if :queue.is_empty(c.buffered),
+      do: await_chunk(c, max, deadline),
+      else: next(c, max, deadline)
   end
 
   defp await_chunk(%{exit: gone} = c, _max, _deadline) when gone in [:nodedown, :helper_down],
@@ -112,7 +122,7 @@ defmodule Sluice.Remote.Consumer do
         {:error, :timeout, c}
 
       {_other, c} ->
-        c |> feed(deadline) |> await_chunk(max, deadline)
+        c |> feed(deadline) |> await_after_feed(max, deadline)
     end
   end
 
@@ -146,6 +156,10 @@ defmodule Sluice.Remote.Consumer do
         request(c, {:input, data})
         feed(%{c | input: input, in_flight: c.in_flight + 1}, deadline)
 
+      # An input in its own process has sent nothing yet: receive_event waits for it.
+      {:wait, input} ->
+        %{c | input: input}
+
       :done ->
         request(c, :input_eof)
         %{c | input: :ended}
@@ -159,7 +173,10 @@ defmodule Sluice.Remote.Consumer do
   # data is counted against the grant, and `:taken`/`:input_closed` against the input.
   # The deadline is checked first: events that never stop (input acknowledged as fast
   # as it is sent) would keep a receive from ever reaching its `after`.
+  # A message of an input in its own process is kept for `feed/2` (event `:input`).
   defp receive_event(%{reader: reader, monitor: mon} = c, deadline) do
+    input = input_tag(c)
+
     case Pipes.remaining(deadline) do
       0 ->
         {:timeout, c}
@@ -168,11 +185,18 @@ defmodule Sluice.Remote.Consumer do
         receive do
           {:sluice_remote, ^reader, event} -> {event, apply_event(c, event)}
           {:DOWN, ^mon, :process, _, _reason} -> {:nodedown, %{c | exit: :nodedown}}
+          {:sluice_input, ^input, event} -> {:input, deliver_input(c, event)}
+          {:DOWN, ^input, :process, _, reason} -> {:input, deliver_input(c, {:down, reason})}
         after
           left -> {:timeout, c}
         end
     end
   end
+
+  defp input_tag(%{input: :ended}), do: nil
+  defp input_tag(c), do: Input.tag(c.input)
+
+  defp deliver_input(c, event), do: %{c | input: Input.deliver(c.input, event)}
 
   defp apply_event(c, {:data, _source, _data}), do: %{c | granted: c.granted - 1}
   defp apply_event(c, {:exit, status, info}), do: %{c | exit: {:exited, status, info}}
