@@ -71,10 +71,10 @@ defmodule Sluice.Options do
   "stage" is a stage of `Sluice.pipeline/1` (with `:cd` and `:env`).
   """
 
-  @all [:process, :run, :stream, :daemon]
+  @all [:process, :worker, :run, :stream, :daemon]
   # Where a program's own stdout and stderr may go when its data uses fds 3 and 4.
   @private_outputs [:console, :null, :log]
-  @spawning [:process, :stream, :daemon]
+  @spawning [:process, :worker, :stream, :daemon]
   # Checked by Sluice.Options.Control (its keys/0).
   @control [:stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command]
   @log_levels [:emergency, :alert, :critical, :error, :warning, :warn, :notice, :info, :debug]
@@ -85,18 +85,18 @@ defmodule Sluice.Options do
     env: {[], [:stage | @all]},
     clear_env: {false, @all},
     inherit_env: {false, @all},
-    stderr: {%{run: :capture, default: :console}, [:stage, :process, :run, :stream]},
+    stderr: {%{run: :capture, default: :console}, [:stage, :process, :worker, :run, :stream]},
     kill_signal: {:sigterm, [:manage | @all]},
     kill_grace: {5_000, [:manage | @all]},
     pipe_size: {nil, @all},
     pty: {nil, @all},
     node: {nil, @all},
     start_timeout: {10_000, [:manage | @spawning]},
-    framing: {:raw, [:process, :stream]},
-    max_frame: {67_108_864, [:process, :stream]},
-    use_stdio: {true, [:process]},
-    stdin: {:pipe, [:process, :run, :stream]},
-    stdout: {nil, [:process, :run, :stream]},
+    framing: {%{worker: {:packet, 4}, default: :raw}, [:process, :worker, :stream]},
+    max_frame: {67_108_864, [:process, :worker, :stream]},
+    use_stdio: {true, [:process, :worker]},
+    stdin: {:pipe, [:process, :worker, :run, :stream]},
+    stdout: {nil, [:process, :worker, :run, :stream]},
     user: {nil, @all},
     group: {%{manage: false, default: nil}, [:manage | @all]},
     nice: {nil, @all},
@@ -125,6 +125,7 @@ defmodule Sluice.Options do
   @stderr %{
     stage: [:console, :null, :stdout],
     process: [:console, :null, :stdout, :consume, :log],
+    worker: [:console, :null, :stdout, :consume, :log],
     run: [:capture, :stdout, :null, :console],
     stream: [:console, :null, :stdout, :consume, :capture]
   }
@@ -132,11 +133,66 @@ defmodule Sluice.Options do
   alias Sluice.OptionError
   alias Sluice.Options.Control
 
-  @type entry :: :process | :run | :stream | :daemon | :manage | :stage
+  @typedoc "An entry point: the functions that take the same options."
+  @type entry :: :process | :worker | :run | :stream | :daemon | :manage | :stage
+
+  @entries [:manage, :stage | @all]
+
+  # The struct's own defaults are those of most entries; validate!/3 fills in the entry's
+  # (`%{run: ..., default: ...}`), for the options it does not accept too, so every field
+  # always holds what that entry means by it.
+  defstruct for {key, {default, _entries}} <- @schema,
+                do: {key, if(is_map(default), do: default.default, else: default)}
+
+  @typedoc """
+  Checked options: every option of the table, each given or its default for the entry
+  point that checked them.
+  """
+  @type t :: %__MODULE__{
+          cd: String.t() | nil,
+          env: [{String.t(), String.t() | nil}],
+          clear_env: boolean,
+          inherit_env: boolean,
+          stderr: atom | tuple,
+          kill_signal: atom | pos_integer,
+          kill_grace: non_neg_integer,
+          pipe_size: pos_integer | nil,
+          pty: map | nil,
+          node: node | nil,
+          start_timeout: non_neg_integer,
+          framing: Sluice.Framing.t(),
+          max_frame: pos_integer,
+          use_stdio: boolean,
+          stdin: :pipe | :null | {:file, String.t()},
+          stdout: atom | tuple | nil,
+          user: String.t() | non_neg_integer | nil,
+          group: String.t() | non_neg_integer | boolean | nil,
+          nice: integer | nil,
+          rlimits: [{atom, {non_neg_integer | :infinity, non_neg_integer | :infinity}}],
+          umask: non_neg_integer | nil,
+          arg0: String.t() | nil,
+          kill_command: [String.t()] | nil,
+          stop_on_owner_exit: boolean,
+          input: term,
+          timeout: timeout,
+          idle_timeout: timeout,
+          max_output: pos_integer | :infinity,
+          success_exit_codes: [0..255],
+          pipefail: boolean,
+          chunk_size: pos_integer,
+          exit_timeout: timeout,
+          lines: boolean,
+          max_line_length: pos_integer,
+          log: atom | false,
+          ready: Regex.t() | (String.t() -> boolean) | nil,
+          ready_timeout: non_neg_integer,
+          name: term,
+          id: term
+        }
 
   @doc """
-  Checks `opts` for `entry` and returns a map of every option that entry accepts, with
-  defaults filled in. `who` names the function in error messages.
+  Checks `opts` for `entry` and returns them as a `t:t/0` with every option, the defaults
+  filled in. `who` names the function in error messages.
 
       iex> Sluice.Options.validate!([kill_grace: 10], :run, "Sluice.run/2").stderr
       :capture
@@ -144,7 +200,7 @@ defmodule Sluice.Options do
       iex> Sluice.Options.validate!([lines: true], :run, "Sluice.run/2")
       ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :inherit_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :node, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command, :input, :timeout, :idle_timeout, :max_output, :success_exit_codes, :pipefail
   """
-  @spec validate!(term, entry, String.t()) :: map
+  @spec validate!(term, entry, String.t()) :: t
   # No options: the precomputed defaults, allocating nothing (a spawn's set-up garbage
   # grows every caller's heap).
   def validate!([], entry, _who), do: defaults(entry)
@@ -154,7 +210,7 @@ defmodule Sluice.Options do
       OptionError.raise!(kind: :options, option: :options, value: opts, who: who)
     end
 
-    accepted = for {key, {_default, entries}} <- @schema, entry in entries, do: key
+    accepted = accepted(entry)
 
     Enum.reduce(opts, MapSet.new(), fn {key, _}, seen ->
       unless key in accepted do
@@ -175,17 +231,59 @@ defmodule Sluice.Options do
       MapSet.put(seen, key)
     end)
 
+    # In the schema's order, so that of two mistakes the same one is always named.
     accepted
-    |> Map.new(fn key ->
-      value = Keyword.get_lazy(opts, key, fn -> default(key, entry) end)
-      {key, check!(key, value, entry)}
+    |> Enum.reduce(defaults(entry), fn key, checked ->
+      case Keyword.fetch(opts, key) do
+        {:ok, value} -> %{checked | key => check!(key, value, entry)}
+        :error -> checked
+      end
     end)
-    |> terminal_stderr(Keyword.has_key?(opts, :stderr))
+    |> terminal_stderr(Keyword.has_key?(opts, :stderr) or :stderr not in accepted)
     |> combined!()
   end
 
-  # On a terminal, stderr is the terminal unless the caller sends it elsewhere.
-  defp terminal_stderr(%{pty: pty, stderr: _} = opts, false) when pty != nil,
+  @doc """
+  The options `entry` accepts, in the table's order.
+
+      iex> Sluice.Options.accepted(:stage)
+      [:cd, :env, :stderr]
+  """
+  @spec accepted(entry) :: [atom]
+  def accepted(entry)
+
+  @doc """
+  Every option with `entry`'s defaults: what `validate!/3` returns when given none.
+
+      iex> Sluice.Options.defaults(:worker).framing
+      {:packet, 4}
+  """
+  @spec defaults(entry) :: t
+  def defaults(entry)
+
+  # Every entry's accepted options and defaults, computed once at compile time.
+  for entry <- @entries do
+    accepted = for {key, {_default, entries}} <- @schema, entry in entries, do: key
+
+    fields =
+      for {key, {default, _entries}} <- @schema do
+        {key, if(is_map(default), do: Map.get(default, entry, default.default), else: default)}
+      end
+
+    defaults = Map.new([{:__struct__, __MODULE__} | fields])
+
+    def accepted(unquote(entry)), do: unquote(accepted)
+    def defaults(unquote(entry)), do: unquote(Macro.escape(defaults))
+  end
+
+  @doc false
+  # The schema's options (for tests: every one a field with a default).
+  @spec keys() :: [atom]
+  def keys, do: Keyword.keys(@schema)
+
+  # On a terminal, stderr is the terminal unless the caller sends it elsewhere (or the
+  # entry has no stderr of its own).
+  defp terminal_stderr(%{pty: pty} = opts, false) when pty != nil,
     do: %{opts | stderr: :stdout}
 
   defp terminal_stderr(opts, _given), do: opts
@@ -230,20 +328,6 @@ defmodule Sluice.Options do
       bad!(:inherit_env, "false with clear_env: true (they ask for opposite environments)", true)
 
   defp combined_rest!(opts), do: opts
-
-  # Every entry's defaults, computed once at compile time; a default may depend on the
-  # entry point (`%{run: ..., default: ...}`).
-  for entry <- [:manage, :stage | @all] do
-    defaults =
-      for {key, {default, entries}} <- @schema, entry in entries, into: %{} do
-        {key, if(is_map(default), do: Map.get(default, entry, default.default), else: default)}
-      end
-
-    defp defaults(unquote(entry)), do: unquote(Macro.escape(defaults))
-  end
-
-  # Only called for options the entry accepts, which all have a precomputed default.
-  defp default(key, entry), do: Map.fetch!(defaults(entry), key)
 
   @doc """
   Validates argv: a non-empty proper list of strings without NUL bytes, or a
@@ -355,8 +439,8 @@ defmodule Sluice.Options do
       argv: argv,
       env: environment(opts),
       cd: opts.cd,
-      stderr: helper_stderr(Map.get(opts, :stderr, :consume)),
-      use_stdio: Map.get(opts, :use_stdio, true),
+      stderr: helper_stderr(opts.stderr),
+      use_stdio: opts.use_stdio,
       pipe_size: opts.pipe_size,
       kill_signal: signum,
       kill_grace: opts.kill_grace,
@@ -370,9 +454,9 @@ defmodule Sluice.Options do
   """
   @spec command!(Sluice.command(), map) :: :ok
   def command!(%Sluice.Pipeline{}, opts) do
-    if Map.get(opts, :pty) != nil, do: bad!(:pty, "nil for a pipeline", opts.pty)
+    if opts.pty != nil, do: bad!(:pty, "nil for a pipeline", opts.pty)
 
-    if Map.get(opts, :use_stdio, true) == false,
+    if opts.use_stdio == false,
       do: bad!(:use_stdio, "true for a pipeline", false)
 
     :ok
@@ -398,11 +482,13 @@ defmodule Sluice.Options do
   # that stage alone: the helper program makes the BEAM's stderr pipe when any stage
   # writes to it, the first or a later one).
   defp stage_opts(opts, stage) do
-    env = opts.env ++ Map.get(stage, :env, [])
-    Map.merge(%{opts | env: env}, Map.take(stage, [:cd, :stderr]))
+    Enum.reduce(stage, opts, fn
+      {:env, env}, opts -> %{opts | env: opts.env ++ env}
+      {key, value}, opts when key in [:cd, :stderr] -> %{opts | key => value}
+    end)
   end
 
-  defp stage_stderr(opts), do: helper_stderr(Map.get(opts, :stderr, :consume))
+  defp stage_stderr(opts), do: helper_stderr(opts.stderr)
 
   defp helper_stderr(:consume), do: :pipe
   defp helper_stderr(:capture), do: :pipe

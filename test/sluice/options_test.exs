@@ -254,7 +254,7 @@ defmodule Sluice.OptionsTest do
              opts = Options.validate!([], :manage, "manage")
 
     assert Options.validate!([group: false], :manage, "manage") == opts
-    refute Map.has_key?(opts, :cd)
+    refute :cd in Options.accepted(:manage)
 
     for {key, value} <- [stop_on_owner_exit: :yes, group: 1, kill_grace: -1] do
       assert_raise ArgumentError, ~r/option #{inspect(key)}/, fn ->

@@ -104,9 +104,7 @@ defmodule Sluice.Options.Control do
   """
   @spec combined!(map) :: map
   def combined!(opts) do
-    stdio? = Map.get(opts, :use_stdio, true)
-    stdout = Map.get(opts, :stdout)
-    stdin = Map.get(opts, :stdin, :pipe)
+    %{use_stdio: stdio?, stdout: stdout, stdin: stdin} = opts
 
     cond do
       stdio? and stdout == :log ->
@@ -118,10 +116,10 @@ defmodule Sluice.Options.Control do
       not stdio? and stdin != :pipe ->
         bad!(:stdin, ":pipe with use_stdio: false (the program's stdin is /dev/null)", stdin)
 
-      Map.get(opts, :pty) != nil and (stdin != :pipe or stdout not in [nil, :pipe]) ->
+      opts.pty != nil and (stdin != :pipe or stdout not in [nil, :pipe]) ->
         bad!(:pty, "nil when stdin or stdout is redirected (a terminal is both)", opts.pty)
 
-      stdin != :pipe and Map.get(opts, :input) != nil ->
+      stdin != :pipe and opts.input != nil ->
         bad!(:input, "nil when stdin is not :pipe", opts.input)
 
       # nil is the data pipe with stdio.
@@ -135,25 +133,25 @@ defmodule Sluice.Options.Control do
 
   @doc "Whether the program's stdout comes to the BEAM."
   @spec stdout_piped?(map) :: boolean
-  def stdout_piped?(opts), do: Map.get(opts, :stdout, :pipe) in [:pipe, :log, nil]
+  def stdout_piped?(opts), do: opts.stdout in [:pipe, :log, nil]
 
   @doc "The spec keys of these options (docs/protocol.md)."
   @spec spec(map) :: map
   def spec(opts) do
-    user = Map.get(opts, :user)
+    user = opts.user
 
     %{
-      stdin: stdin(Map.get(opts, :stdin, :pipe)),
-      stdout: stdout(Map.get(opts, :stdout)),
+      stdin: stdin(opts.stdin),
+      stdout: stdout(opts.stdout),
       user: user,
-      group: Map.get(opts, :group),
+      group: opts.group,
       login_env: if(user, do: login_env(opts), else: []),
       allowed_users: if(user, do: Sluice.Helper.Config.allowed_users!()),
-      nice: Map.get(opts, :nice),
-      rlimits: for({r, {soft, hard}} <- Map.get(opts, :rlimits, []), do: {r, soft, hard}),
-      umask: Map.get(opts, :umask),
-      arg0: Map.get(opts, :arg0),
-      kill_command: Map.get(opts, :kill_command)
+      nice: opts.nice,
+      rlimits: for({r, {soft, hard}} <- opts.rlimits, do: {r, soft, hard}),
+      umask: opts.umask,
+      arg0: opts.arg0,
+      kill_command: opts.kill_command
     }
   end
 
@@ -172,7 +170,7 @@ defmodule Sluice.Options.Control do
   defp stdout(value), do: output(value)
 
   defp login_env(opts) do
-    vars = if Map.get(opts, :inherit_env), do: @login_vars -- ["PATH"], else: @login_vars
+    vars = if opts.inherit_env, do: @login_vars -- ["PATH"], else: @login_vars
     Enum.reject(vars, &List.keymember?(opts.env, &1, 0))
   end
 
