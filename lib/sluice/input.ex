@@ -23,7 +23,7 @@ defmodule Sluice.Input do
     if enumerable? do
       input
     else
-      Sluice.Options.bad!(
+      Sluice.Options.Check.bad!(
         :input,
         "iodata, an Enumerable or fn collectable -> ... end",
         input
@@ -113,7 +113,7 @@ defmodule Sluice.Input do
   def chunk!(data) do
     IO.iodata_to_binary(data)
   rescue
-    ArgumentError -> Sluice.Options.bad!(:input, "elements that are iodata", data)
+    ArgumentError -> Sluice.Options.Check.bad!(:input, "elements that are iodata", data)
   end
 
   defp iodata?(list) do
