@@ -23,11 +23,7 @@ defmodule Sluice.Input do
     if enumerable? do
       input
     else
-      Sluice.Options.Check.bad!(
-        :input,
-        "iodata, an Enumerable or fn collectable -> ... end",
-        input
-      )
+      bad!("iodata, an Enumerable or fn collectable -> ... end", input)
     end
   end
 
@@ -113,7 +109,7 @@ defmodule Sluice.Input do
   def chunk!(data) do
     IO.iodata_to_binary(data)
   rescue
-    ArgumentError -> Sluice.Options.Check.bad!(:input, "elements that are iodata", data)
+    ArgumentError -> bad!("elements that are iodata", data)
   end
 
   defp iodata?(list) do
@@ -122,4 +118,10 @@ defmodule Sluice.Input do
   rescue
     ArgumentError -> false
   end
+
+  # A bad :input, as Sluice.Options.Check raises mistakes (without calling it: it calls in
+  # here).
+  @spec bad!(String.t(), term) :: no_return
+  defp bad!(expected, got),
+    do: Sluice.OptionError.raise!(kind: :invalid, option: :input, expected: expected, value: got)
 end
