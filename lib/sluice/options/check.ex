@@ -311,8 +311,6 @@ defmodule Sluice.Options.Check do
      [append: Keyword.get(opts, :append, false), mode: Keyword.get(opts, :mode, 0o644)]}
   end
 
-  defp file!(key, other), do: bad!(key, "{:file, path, opts}", other)
-
   defp path!(key, path) do
     case text(path) do
       {:ok, path} -> path
