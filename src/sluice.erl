@@ -98,7 +98,6 @@
 }.
 
 -define(ELIXIR_PROCESS, 'Elixir.Sluice.Process').
--define(DEFAULT_GRACE, 5000).
 
 % Runs Body, a call of this module's API with arguments Args. A programming mistake
 % found on the way (a badarg thrown by sluice_terms:badarg/2, or an ArgumentError of the
@@ -296,7 +295,7 @@ start_link(Argv, Opts) ->
 %% @doc Writes `IoData' to the program's stdin; returns once the program took it all.
 -spec send(process(), iodata()) -> ok | {error, atom()}.
 send(P, IoData) ->
-    send(P, IoData, infinity).
+    ?CHECKED([P, IoData], ?ELIXIR_PROCESS:write(P, IoData)).
 
 %% @doc Like `send/2', within `Timeout' ms: `{error, {timeout, BytesWritten}}' after it.
 -spec send(process(), iodata(), timeout()) ->
@@ -308,7 +307,7 @@ send(P, IoData, Timeout) ->
 -spec recv(process(), non_neg_integer()) ->
     {ok, binary() | {eol | noeol, binary()}} | eof | {error, atom()}.
 recv(P, Max) ->
-    recv(P, Max, infinity).
+    ?CHECKED([P, Max], ?ELIXIR_PROCESS:read(P, sluice_terms:max_bytes(Max))).
 
 %% @doc Reads up to `Max' bytes of stdout (`0' means whatever is there, up to 64 KiB),
 %% returning as soon as any data is available; `eof' once stdout is closed and read.
@@ -344,7 +343,7 @@ signal(P, Signal) ->
 %% @doc Stops the program with a grace of 5 seconds; see `stop/2'.
 -spec stop(process()) -> {ok, status()} | {error, closed | error_map()}.
 stop(P) ->
-    stop(P, ?DEFAULT_GRACE).
+    sluice_terms:reply(?CHECKED([P], ?ELIXIR_PROCESS:stop(P))).
 
 %% @doc Stops the program: closes stdin, sends its `kill_signal' (SIGTERM) to the process
 %% group, SIGKILL after `GraceMs', and returns the exit status.
@@ -355,7 +354,7 @@ stop(P, GraceMs) ->
 %% @doc Waits for the program's exit status, as long as it takes.
 -spec await_exit(process()) -> {ok, status()} | {error, closed | helper_down}.
 await_exit(P) ->
-    await_exit(P, infinity).
+    ?CHECKED([P], ?ELIXIR_PROCESS:await_exit(P)).
 
 %% @doc Waits up to `Timeout' ms for the program's exit status.
 -spec await_exit(process(), timeout()) ->
@@ -371,7 +370,7 @@ os_pid(P) ->
 %% @doc What the program has cost so far, waiting up to 5 seconds; see `stats/2'.
 -spec stats(process()) -> {ok, stats()} | {error, atom()}.
 stats(P) ->
-    stats(P, 5000).
+    stats_reply(?CHECKED([P], ?ELIXIR_PROCESS:stats(P))).
 
 %% @doc What the program has cost so far: `usage' (`cpu_user_us', `cpu_system_us',
 %% `max_rss_kb' and their `source', `cgroup' or `rusage', as in `run/2''s result),
@@ -382,10 +381,10 @@ stats(P) ->
 %% helper program did not answer within `Timeout' ms (never more than 5 seconds).
 -spec stats(process(), timeout()) -> {ok, stats()} | {error, atom()}.
 stats(P, Timeout) ->
-    case ?CHECKED([P, Timeout], ?ELIXIR_PROCESS:stats(P, Timeout)) of
-        {ok, #{usage := _} = Stats} -> {ok, sluice_terms:stats(Stats)};
-        Error -> Error
-    end.
+    stats_reply(?CHECKED([P, Timeout], ?ELIXIR_PROCESS:stats(P, Timeout))).
+
+stats_reply({ok, #{usage := _} = Stats}) -> {ok, sluice_terms:stats(Stats)};
+stats_reply(Error) -> Error.
 
 %% @doc Sets options of a running program, as `inet:setopts/2' does: `{active, once}',
 %% `{active, N}' (then `{sluice_passive, P}') or `{active, false}'. `{active, true}' is
@@ -536,7 +535,7 @@ worker_spec(Argv, Opts) ->
 %% @doc Sends `Request' to a worker and waits up to 5 seconds; see `call/3'.
 -spec call(process(), iodata()) -> {ok, term()} | {error, term()}.
 call(Worker, Request) ->
-    call(Worker, Request, 5000).
+    ?CHECKED([Worker, Request], 'Elixir.Sluice.Worker':call(Worker, Request)).
 
 %% @doc Sends `Request' as one frame and returns the program's response frame, or
 %% `{error, timeout}' (the worker stays usable: the late response is discarded),

@@ -61,16 +61,13 @@ defmodule Sluice.Daemon do
   """
   @spec child_spec(keyword) :: Supervisor.child_spec()
   def child_spec(opts) do
-    _checked = config!(opts, "Sluice.Daemon.child_spec/1")
-    grace = Keyword.get(opts, :kill_grace, 5_000)
-
-    id = Keyword.get(opts, :id) || Keyword.get(opts, :name) || {__MODULE__, opts[:argv]}
+    {argv, _opts, checked} = config!(opts, "Sluice.Daemon.child_spec/1")
 
     %{
-      id: id,
+      id: checked.id || checked.name || {__MODULE__, argv},
       start: {__MODULE__, :start_link, [opts]},
       # Long enough for the program to end within its kill grace.
-      shutdown: Options.with_margin(grace, 1_000)
+      shutdown: Options.with_margin(checked.kill_grace, 1_000)
     }
   end
 

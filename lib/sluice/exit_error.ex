@@ -66,7 +66,7 @@ defmodule Sluice.ExitError do
           Sluice.command(),
           Sluice.Process.status(),
           [Sluice.Process.status()] | nil,
-          %{success_exit_codes: [integer], pipefail: boolean},
+          Sluice.Options.t(),
           keyword
         ) :: :ok | {:error, t}
   def check(argv, status, statuses, opts, extra \\ []) do

@@ -41,11 +41,7 @@ defmodule Sluice.Input do
     if enumerable? do
       input
     else
-      Sluice.Options.bad!(
-        :input,
-        "iodata, an Enumerable or fn collectable -> ... end",
-        input
-      )
+      bad!("iodata, an Enumerable or fn collectable -> ... end", input)
     end
   end
 
@@ -176,4 +172,10 @@ defmodule Sluice.Input do
   rescue
     ArgumentError -> false
   end
+
+  # A bad :input, as Sluice.Options.Check raises mistakes (without calling it: it calls in
+  # here).
+  @spec bad!(String.t(), term) :: no_return
+  defp bad!(expected, got),
+    do: Sluice.OptionError.raise!(kind: :invalid, option: :input, expected: expected, value: got)
 end

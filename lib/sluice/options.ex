@@ -72,13 +72,8 @@ defmodule Sluice.Options do
   "stage" is a stage of `Sluice.pipeline/1` (with `:cd` and `:env`).
   """
 
-  @all [:process, :run, :stream, :daemon]
-  # Where a program's own stdout and stderr may go when its data uses fds 3 and 4.
-  @private_outputs [:console, :null, :log]
-  @spawning [:process, :stream, :daemon]
-  # Checked by Sluice.Options.Control (its keys/0).
-  @control [:stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command]
-  @log_levels [:emergency, :alert, :critical, :error, :warning, :warn, :notice, :info, :debug]
+  @all [:process, :worker, :run, :stream, :daemon]
+  @spawning [:process, :worker, :stream, :daemon]
 
   # option => {default, accepted by}; a default may depend on the entry point.
   @schema [
@@ -86,18 +81,18 @@ defmodule Sluice.Options do
     env: {[], [:stage | @all]},
     clear_env: {false, @all},
     inherit_env: {false, @all},
-    stderr: {%{run: :capture, default: :console}, [:stage, :process, :run, :stream]},
+    stderr: {%{run: :capture, default: :console}, [:stage, :process, :worker, :run, :stream]},
     kill_signal: {:sigterm, [:manage | @all]},
     kill_grace: {5_000, [:manage | @all]},
     pipe_size: {nil, @all},
     pty: {nil, @all},
     node: {nil, @all},
     start_timeout: {10_000, [:manage | @spawning]},
-    framing: {:raw, [:process, :stream]},
-    max_frame: {67_108_864, [:process, :stream]},
-    use_stdio: {true, [:process]},
-    stdin: {:pipe, [:process, :run, :stream]},
-    stdout: {nil, [:process, :run, :stream]},
+    framing: {%{worker: {:packet, 4}, default: :raw}, [:process, :worker, :stream]},
+    max_frame: {67_108_864, [:process, :worker, :stream]},
+    use_stdio: {true, [:process, :worker]},
+    stdin: {:pipe, [:process, :worker, :run, :stream]},
+    stdout: {nil, [:process, :worker, :run, :stream]},
     user: {nil, @all},
     group: {%{manage: false, default: nil}, [:manage | @all]},
     nice: {nil, @all},
@@ -124,21 +119,70 @@ defmodule Sluice.Options do
     id: {nil, [:daemon]}
   ]
 
-  @stderr %{
-    stage: [:console, :null, :stdout],
-    process: [:console, :null, :stdout, :consume, :log],
-    run: [:capture, :stdout, :null, :console],
-    stream: [:console, :null, :stdout, :consume, :capture]
-  }
-
   alias Sluice.OptionError
-  alias Sluice.Options.Control
+  alias Sluice.Options.{Check, Rules, Spec}
 
-  @type entry :: :process | :run | :stream | :daemon | :manage | :stage
+  @typedoc "An entry point: the functions that take the same options."
+  @type entry :: :process | :worker | :run | :stream | :daemon | :manage | :stage
+
+  @entries [:manage, :stage | @all]
+
+  # The struct's own defaults are those of most entries; validate!/3 fills in the entry's
+  # (`%{run: ..., default: ...}`), for the options it does not accept too, so every field
+  # always holds what that entry means by it.
+  defstruct for {key, {default, _entries}} <- @schema,
+                do: {key, if(is_map(default), do: default.default, else: default)}
+
+  @typedoc """
+  Checked options: every option of the table, each given or its default for the entry
+  point that checked them.
+  """
+  @type t :: %__MODULE__{
+          cd: String.t() | nil,
+          env: [{String.t(), String.t() | nil}],
+          clear_env: boolean,
+          inherit_env: boolean,
+          stderr: atom | tuple,
+          kill_signal: atom | pos_integer,
+          kill_grace: non_neg_integer,
+          pipe_size: pos_integer | nil,
+          pty: Sluice.Pty.spec() | nil,
+          node: node | nil,
+          start_timeout: non_neg_integer,
+          framing: Sluice.Framing.framing(),
+          max_frame: pos_integer,
+          use_stdio: boolean,
+          stdin: :pipe | :null | {:file, String.t()},
+          stdout: atom | tuple | nil,
+          user: String.t() | non_neg_integer | nil,
+          group: String.t() | non_neg_integer | boolean | nil,
+          nice: integer | nil,
+          rlimits: [{atom, {non_neg_integer | :infinity, non_neg_integer | :infinity}}],
+          umask: non_neg_integer | nil,
+          arg0: String.t() | nil,
+          kill_command: [String.t()] | nil,
+          stop_on_owner_exit: boolean,
+          input: term,
+          input_in: :caller | :process,
+          timeout: timeout,
+          idle_timeout: timeout,
+          max_output: pos_integer | :infinity,
+          success_exit_codes: [0..255],
+          pipefail: boolean,
+          chunk_size: pos_integer,
+          exit_timeout: timeout,
+          lines: boolean,
+          max_line_length: pos_integer,
+          log: atom | false,
+          ready: Regex.t() | (String.t() -> boolean) | nil,
+          ready_timeout: non_neg_integer,
+          name: term,
+          id: term
+        }
 
   @doc """
-  Checks `opts` for `entry` and returns a map of every option that entry accepts, with
-  defaults filled in. `who` names the function in error messages.
+  Checks `opts` for `entry` and returns them as a `t:t/0` with every option, the defaults
+  filled in. `who` names the function in error messages.
 
       iex> Sluice.Options.validate!([kill_grace: 10], :run, "Sluice.run/2").stderr
       :capture
@@ -146,7 +190,7 @@ defmodule Sluice.Options do
       iex> Sluice.Options.validate!([lines: true], :run, "Sluice.run/2")
       ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :inherit_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :node, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command, :input, :input_in, :timeout, :idle_timeout, :max_output, :success_exit_codes, :pipefail
   """
-  @spec validate!(term, entry, String.t()) :: map
+  @spec validate!(term, entry, String.t()) :: t
   # No options: the precomputed defaults, allocating nothing (a spawn's set-up garbage
   # grows every caller's heap).
   def validate!([], entry, _who), do: defaults(entry)
@@ -156,7 +200,7 @@ defmodule Sluice.Options do
       OptionError.raise!(kind: :options, option: :options, value: opts, who: who)
     end
 
-    accepted = for {key, {_default, entries}} <- @schema, entry in entries, do: key
+    accepted = accepted(entry)
 
     Enum.reduce(opts, MapSet.new(), fn {key, _}, seen ->
       unless key in accepted do
@@ -177,117 +221,65 @@ defmodule Sluice.Options do
       MapSet.put(seen, key)
     end)
 
+    # In the schema's order, so that of two mistakes the same one is always named.
     accepted
-    |> Map.new(fn key ->
-      value = Keyword.get_lazy(opts, key, fn -> default(key, entry) end)
-      {key, check!(key, value, entry)}
+    |> Enum.reduce(defaults(entry), fn key, checked ->
+      case Keyword.fetch(opts, key) do
+        {:ok, value} -> %{checked | key => Check.check!(key, value, entry)}
+        :error -> checked
+      end
     end)
-    |> terminal_stderr(Keyword.has_key?(opts, :stderr))
-    |> combined!()
+    |> Rules.apply!(Keyword.has_key?(opts, :stderr) or :stderr not in accepted)
   end
 
-  # On a terminal, stderr is the terminal unless the caller sends it elsewhere.
-  defp terminal_stderr(%{pty: pty, stderr: _} = opts, false) when pty != nil,
-    do: %{opts | stderr: :stdout}
+  @doc """
+  The options `entry` accepts, in the table's order.
 
-  defp terminal_stderr(opts, _given), do: opts
+      iex> Sluice.Options.accepted(:stage)
+      [:cd, :env, :stderr]
+  """
+  @spec accepted(entry) :: [atom]
+  def accepted(entry)
 
-  # Options that depend on each other; where stdio goes is Sluice.Options.Control's.
-  defp combined!(opts), do: opts |> Control.combined!() |> combined_rest!() |> terminal_input!()
+  @doc """
+  Every option with `entry`'s defaults: what `validate!/3` returns when given none.
 
-  # Input that ends needs a terminal with an end of input: run and streams would
-  # otherwise wait for the program until their timeout (Sluice.Pty, "Input: lines and
-  # end of input").
-  defp terminal_input!(%{input: input, pty: %{} = pty} = opts) when input != nil do
-    unless Sluice.Pty.end_of_input?(pty) do
-      bad!(
-        :input,
-        "nil with a raw terminal (icanon: 0) or one whose VEOF is disabled: it has no end " <>
-          "of input; start the program with Sluice.Process.start_link/2, write to it, and end its " <>
-          "input in-band",
-        input
-      )
-    end
+      iex> Sluice.Options.defaults(:worker).framing
+      {:packet, 4}
+  """
+  @spec defaults(entry) :: t
+  def defaults(entry)
 
-    opts
-  end
+  # Every entry's accepted options and defaults, computed once at compile time.
+  for entry <- @entries do
+    accepted = for {key, {_default, entries}} <- @schema, entry in entries, do: key
 
-  defp terminal_input!(opts), do: opts
-
-  defp combined_rest!(%{use_stdio: false, pty: pty}) when pty != nil,
-    do: bad!(:pty, "nil with use_stdio: false (the data goes through fds 3 and 4)", pty)
-
-  defp combined_rest!(%{use_stdio: true, stderr: :log}),
-    do: bad!(:stderr, ":console, :null, :stdout or :consume unless use_stdio: false", :log)
-
-  defp combined_rest!(%{use_stdio: false, stderr: stderr})
-       when stderr not in @private_outputs and not is_tuple(stderr),
-       do: bad!(:stderr, "one of :console, :null, :log or a file with use_stdio: false", stderr)
-
-  defp combined_rest!(%{lines: true, framing: framing}) when framing != :raw,
-    do: bad!(:framing, ":raw with lines: true (or {:line, max} instead of lines:)", framing)
-
-  defp combined_rest!(%{clear_env: true, inherit_env: true}),
-    do:
-      bad!(:inherit_env, "false with clear_env: true (they ask for opposite environments)", true)
-
-  defp combined_rest!(opts), do: opts
-
-  # Every entry's defaults, computed once at compile time; a default may depend on the
-  # entry point (`%{run: ..., default: ...}`).
-  for entry <- [:manage, :stage | @all] do
-    defaults =
-      for {key, {default, entries}} <- @schema, entry in entries, into: %{} do
+    fields =
+      for {key, {default, _entries}} <- @schema do
         {key, if(is_map(default), do: Map.get(default, entry, default.default), else: default)}
       end
 
-    defp defaults(unquote(entry)), do: unquote(Macro.escape(defaults))
+    defaults = Map.new([{:__struct__, __MODULE__} | fields])
+
+    def accepted(unquote(entry)), do: unquote(accepted)
+    def defaults(unquote(entry)), do: unquote(Macro.escape(defaults))
   end
 
-  # Only called for options the entry accepts, which all have a precomputed default.
-  defp default(key, entry), do: Map.fetch!(defaults(entry), key)
+  @doc false
+  # The schema's options (for tests: every one a field with a default).
+  @spec keys() :: [atom]
+  def keys, do: Keyword.keys(@schema)
 
   @doc """
   Validates argv: a non-empty proper list of strings without NUL bytes, or a
   `Sluice.Pipeline` (checked when it was built).
   """
   @spec argv!(term) :: Sluice.command()
-  def argv!(%Sluice.Pipeline{} = pipeline), do: pipeline
-
-  def argv!(argv) do
-    cond do
-      not proper_list?(argv) or argv == [] ->
-        bad_argv!("a non-empty list of strings", argv)
-
-      not Enum.all?(argv, &is_binary/1) ->
-        bad_argv!("a list of strings", argv)
-
-      Enum.any?(argv, &String.contains?(&1, <<0>>)) ->
-        bad_argv!("strings without NUL bytes", argv)
-
-      hd(argv) == "" ->
-        bad_argv!("a list whose argv[0] (the program) is not empty", argv)
-
-      true ->
-        argv
-    end
-  end
-
-  @spec bad_argv!(String.t(), term) :: no_return
-  defp bad_argv!(expected, argv) do
-    OptionError.raise!(kind: :argument, option: :argv, expected: expected, value: argv)
-  end
+  defdelegate argv!(argv), to: Check
 
   @doc false
   @spec proper_list?(term) :: boolean
-  def proper_list?([]), do: true
-  def proper_list?([_ | tail]), do: proper_list?(tail)
-  def proper_list?(_), do: false
-
-  # The longest wait the VM's timers (and `receive ... after`) take: 2^32 - 1 ms, about
-  # 49.7 days. Past it they raise :timeout_value, so every timeout is checked against it
-  # before anything starts (ms/2, the one check of timeouts, options and arguments alike).
-  @max_ms 4_294_967_295
+  defdelegate proper_list?(term), to: Check
 
   @doc false
   # A wait of `ms` and `margin` more, the one way Sluice adds a margin of its own to a
@@ -296,8 +288,9 @@ defmodule Sluice.Options do
   # GenServer.call or a shutdown that long would raise :timeout_value).
   @spec with_margin(timeout, non_neg_integer) :: timeout
   def with_margin(:infinity, _margin), do: :infinity
-  def with_margin(ms, margin) when ms + margin > @max_ms, do: :infinity
-  def with_margin(ms, margin), do: ms + margin
+
+  def with_margin(ms, margin),
+    do: if(ms + margin > Check.max_ms(), do: :infinity, else: ms + margin)
 
   @doc """
   Validates a timeout argument: `:infinity` or an integer of ms from 0 to 2^32 - 1 (the
@@ -306,19 +299,11 @@ defmodule Sluice.Options do
   """
   @spec timeout!(term, atom, infinity: boolean) :: timeout
   def timeout!(t, name \\ :timeout, opts \\ []) do
-    case ms(t, Keyword.get(opts, :infinity, true)) do
+    case Check.ms(t, Keyword.get(opts, :infinity, true)) do
       {:ok, t} -> t
       {:error, expected} -> argument!(name, expected, t)
     end
   end
-
-  # The one check of a timeout (an option or an argument): `{:ok, ms}`, or what was
-  # expected.
-  @spec ms(term, boolean) :: {:ok, timeout} | {:error, String.t()}
-  defp ms(:infinity, true), do: {:ok, :infinity}
-  defp ms(t, _infinity?) when is_integer(t) and t >= 0 and t <= @max_ms, do: {:ok, t}
-  defp ms(_t, true), do: {:error, "a non-negative integer (ms) up to #{@max_ms} or :infinity"}
-  defp ms(_t, false), do: {:error, "a non-negative integer (ms) up to #{@max_ms}"}
 
   @doc "Validates a byte count argument such as `max` of a read: 1 byte to 1 GiB."
   @spec max_bytes!(term, atom) :: pos_integer
@@ -330,253 +315,27 @@ defmodule Sluice.Options do
   # A bad argument (not an option) of a public function, named by `name`: an
   # ArgumentError carrying a Sluice.OptionError.
   @spec argument!(atom, String.t(), term) :: no_return
-  def argument!(name, expected, got),
-    do: OptionError.raise!(kind: :argument, option: name, expected: expected, value: got)
+  defdelegate argument!(name, expected, got), to: Check
 
   @doc """
   The spawn spec for the helper program (docs/protocol.md). A pipeline's first stage is
   the spec's program, the others its `pipeline` key.
   """
-  @spec spawn_spec(Sluice.command(), map) :: map
-  def spawn_spec(%Sluice.Pipeline{stages: [{argv, first} | rest]} = pipeline, opts) do
-    command!(pipeline, opts)
-
-    stages =
-      Enum.map(rest, fn {argv, stage} ->
-        o = stage_opts(opts, stage)
-        %{argv: argv, env: environment(o), cd: o.cd, stderr: stage_stderr(o)}
-      end)
-
-    argv |> spawn_spec(stage_opts(opts, first)) |> Map.put(:pipeline, stages)
-  end
-
-  def spawn_spec(argv, opts) do
-    {:ok, signum} = Sluice.Signal.to_number(opts.kill_signal)
-
-    Map.merge(Control.spec(opts), %{
-      argv: argv,
-      env: environment(opts),
-      cd: opts.cd,
-      stderr: helper_stderr(Map.get(opts, :stderr, :consume)),
-      use_stdio: Map.get(opts, :use_stdio, true),
-      pipe_size: opts.pipe_size,
-      kill_signal: signum,
-      kill_grace: opts.kill_grace,
-      pty: opts.pty
-    })
-  end
+  @spec spawn_spec(Sluice.command(), t) :: map
+  defdelegate spawn_spec(argv, opts), to: Spec, as: :spawn
 
   @doc """
   Checks that checked options fit the command: a pipeline's ends are pipes (no `:pty`,
   no `use_stdio: false`). Raises `ArgumentError` naming the option.
   """
-  @spec command!(Sluice.command(), map) :: :ok
-  def command!(%Sluice.Pipeline{}, opts) do
-    if Map.get(opts, :pty) != nil, do: bad!(:pty, "nil for a pipeline", opts.pty)
-
-    if Map.get(opts, :use_stdio, true) == false,
-      do: bad!(:use_stdio, "true for a pipeline", false)
-
-    :ok
-  end
-
-  def command!(_argv, _opts), do: :ok
+  @spec command!(Sluice.command(), t) :: :ok
+  defdelegate command!(argv, opts), to: Rules
 
   @doc "The spec of a `manage` request for the helper program (docs/protocol.md)."
-  @spec manage_spec(pos_integer, map) :: map
-  def manage_spec(os_pid, opts) do
-    {:ok, signum} = Sluice.Signal.to_number(opts.kill_signal)
-
-    %{
-      os_pid: os_pid,
-      kill_signal: signum,
-      kill_grace: opts.kill_grace,
-      stop_on_owner_exit: opts.stop_on_owner_exit,
-      group: opts.group
-    }
-  end
-
-  # A stage's cd replaces the pipeline's, its env adds to it, its stderr replaces it (for
-  # that stage alone: the helper program makes the BEAM's stderr pipe when any stage
-  # writes to it, the first or a later one).
-  defp stage_opts(opts, stage) do
-    env = opts.env ++ Map.get(stage, :env, [])
-    Map.merge(%{opts | env: env}, Map.take(stage, [:cd, :stderr]))
-  end
-
-  defp stage_stderr(opts), do: helper_stderr(Map.get(opts, :stderr, :consume))
-
-  defp helper_stderr(:consume), do: :pipe
-  defp helper_stderr(:capture), do: :pipe
-  defp helper_stderr(:stdout), do: :stdout
-  defp helper_stderr(:null), do: :null
-  defp helper_stderr(:console), do: :inherit
-  defp helper_stderr(:log), do: :pipe
-  defp helper_stderr({:file, _, _} = file), do: Control.output(file)
-
-  # The program's complete environment: a base, then the overrides (a nil value unsets).
-  # The base is the VM's current environment (so System.put_env is seen), nothing with
-  # clear_env, and with a user: what a login keeps of it (the helper program adds the
-  # user's HOME, USER, LOGNAME, SHELL and PATH: Control.spec/1), or with inherit_env the
-  # VM's less RELEASE_COOKIE, the key to the node. Without options it is `:default`,
-  # resolved at the spawn (Sluice.Helper.Env).
-  defp environment(%{env: [], clear_env: false, user: nil}), do: :default
-
-  defp environment(%{env: overrides} = opts) do
-    overrides
-    |> Enum.reduce(base_environment(opts), fn
-      {name, nil}, acc -> Map.delete(acc, name)
-      {name, value}, acc -> Map.put(acc, name, value)
-    end)
-    |> Enum.map(fn {name, value} -> name <> "=" <> value end)
-  end
-
-  defp base_environment(%{clear_env: true}), do: %{}
-  defp base_environment(%{user: nil}), do: System.get_env()
-  defp base_environment(%{inherit_env: true}), do: Map.delete(System.get_env(), "RELEASE_COOKIE")
-
-  defp base_environment(_login) do
-    Map.filter(System.get_env(), fn {name, _} ->
-      name in ["LANG", "LANGUAGE", "TERM"] or String.starts_with?(name, "LC_")
-    end)
-  end
-
-  # Per-option checks. Each returns the normalised value or raises naming the option.
-
-  defp check!(:cd, nil, _), do: nil
-  defp check!(:cd, cd, _) when is_binary(cd) and cd != "", do: no_nul!(:cd, cd)
-  defp check!(:cd, cd, _), do: bad!(:cd, "a non-empty path string", cd)
-
-  defp check!(:env, env, _) when is_map(env) or is_list(env) do
-    unless is_map(env) or proper_list?(env), do: bad!(:env, "a map or a proper list", env)
-
-    Enum.map(env, fn
-      {name, value} -> {env_name!(name), env_value!(name, value)}
-      other -> bad!(:env, "{name, value} pairs", other)
-    end)
-  end
-
-  defp check!(:env, env, _), do: bad!(:env, "a map or a list of {name, value} pairs", env)
-
-  defp check!(key, value, _)
-       when key in [:clear_env, :inherit_env, :lines, :use_stdio, :pipefail] and
-              is_boolean(value),
-       do: value
-
-  defp check!(key, value, _)
-       when key in [:clear_env, :inherit_env, :lines, :use_stdio, :pipefail],
-       do: bad!(key, "a boolean", value)
-
-  defp check!(key, value, entry) when key in @control, do: Control.check!(key, value, entry)
-
-  defp check!(:framing, value, _) do
-    case Sluice.Framing.check(value) do
-      {:ok, framing} -> framing
-      :error -> bad!(:framing, ":raw, {:packet, 1 | 2 | 4} or {:line, max_bytes}", value)
-    end
-  end
-
-  defp check!(:ready, nil, _), do: nil
-  defp check!(:ready, %Regex{} = re, _), do: re
-  defp check!(:ready, fun, _) when is_function(fun, 1), do: fun
-  defp check!(:ready, value, _), do: bad!(:ready, "a Regex or a 1-arity function", value)
-
-  defp check!(:stop_on_owner_exit, value, _) do
-    if is_boolean(value), do: value, else: bad!(:stop_on_owner_exit, "a boolean", value)
-  end
-
-  defp check!(:stderr, {:file, _, _} = file, _), do: Control.stderr_file!(file)
-  defp check!(:stderr, {:file, _} = file, _), do: Control.stderr_file!(file)
-
-  defp check!(:stderr, value, entry) do
-    allowed = Map.fetch!(@stderr, entry)
-
-    if value in allowed,
-      do: value,
-      else: bad!(:stderr, "one of #{Enum.map_join(allowed, ", ", &inspect/1)} or a file", value)
-  end
-
-  defp check!(key, value, _)
-       when key in [:kill_grace, :start_timeout, :ready_timeout, :timeout, :exit_timeout] or
-              key == :idle_timeout do
-    case ms(value, key in [:timeout, :exit_timeout, :idle_timeout]) do
-      {:ok, ms} -> ms
-      {:error, expected} -> bad!(key, expected, value)
-    end
-  end
-
-  defp check!(:kill_signal, value, _) do
-    case Sluice.Signal.to_number(value) do
-      {:ok, _} -> value
-      :error -> bad!(:kill_signal, "a signal name like :sigterm or a number 1..64", value)
-    end
-  end
-
-  defp check!(:pty, value, _), do: Sluice.Pty.check!(value)
-
-  defp check!(:node, node, _) when is_atom(node) and not is_boolean(node), do: node
-  defp check!(:node, node, _), do: bad!(:node, "a node name (an atom) or nil", node)
-
-  defp check!(:pipe_size, nil, _), do: nil
-  defp check!(:pipe_size, n, _) when is_integer(n) and n >= 4096 and n <= 1_073_741_824, do: n
-  defp check!(:pipe_size, n, _), do: bad!(:pipe_size, "nil or an integer of bytes >= 4096", n)
-
-  defp check!(key, n, _) when key in [:chunk_size, :max_line_length, :max_frame] do
-    if is_integer(n) and n > 0 and n <= 1_073_741_824,
-      do: n,
-      else: bad!(key, "a positive integer of bytes up to 1 GiB", n)
-  end
-
-  defp check!(:max_output, n, _) do
-    if n == :infinity or (is_integer(n) and n > 0),
-      do: n,
-      else: bad!(:max_output, "a positive integer or :infinity", n)
-  end
-
-  defp check!(:success_exit_codes, codes, _) do
-    if proper_list?(codes) and codes != [] and
-         Enum.all?(codes, &(is_integer(&1) and &1 in 0..255)),
-       do: codes,
-       else: bad!(:success_exit_codes, "a non-empty list of integers 0..255", codes)
-  end
-
-  defp check!(:input, input, _), do: Sluice.Input.check!(input)
-
-  defp check!(:input_in, where, _) when where in [:caller, :process], do: where
-  defp check!(:input_in, where, _), do: bad!(:input_in, ":caller or :process", where)
-
-  defp check!(:log, level, _) do
-    if level == false or level in @log_levels,
-      do: level,
-      else: bad!(:log, "a Logger level or false", level)
-  end
-
-  defp check!(key, value, _) when key in [:name, :id], do: value
-
-  defp env_name!(name) when is_atom(name) and not is_nil(name) and not is_boolean(name),
-    do: env_name!(Atom.to_string(name))
-
-  defp env_name!(name) when is_binary(name) and name != "" do
-    cond do
-      String.contains?(name, "=") -> bad!(:env, "variable names without \"=\"", name)
-      String.contains?(name, <<0>>) -> bad!(:env, "variable names without NUL bytes", name)
-      true -> name
-    end
-  end
-
-  defp env_name!(name), do: bad!(:env, "non-empty string variable names", name)
-
-  defp env_value!(_name, nil), do: nil
-  defp env_value!(_name, value) when is_binary(value), do: no_nul!(:env, value)
-  defp env_value!(name, value), do: bad!(:env, "string or nil values (for #{name})", value)
-
-  defp no_nul!(key, value) do
-    if String.contains?(value, <<0>>), do: bad!(key, "a string without NUL bytes", value)
-    value
-  end
+  @spec manage_spec(pos_integer, t) :: map
+  defdelegate manage_spec(os_pid, opts), to: Spec, as: :manage
 
   @doc false
   @spec bad!(atom, String.t(), term) :: no_return
-  def bad!(key, expected, got),
-    do: OptionError.raise!(kind: :invalid, option: key, expected: expected, value: got)
+  defdelegate bad!(key, expected, got), to: Check
 end

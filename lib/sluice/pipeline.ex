@@ -42,8 +42,6 @@ defmodule Sluice.Pipeline do
   @type stage_opts :: %{optional(:cd | :env | :stderr) => term}
   @type t :: %__MODULE__{stages: [{[String.t()], stage_opts}, ...]}
 
-  @stage_options [:cd, :env, :stderr]
-
   @doc """
   Builds a pipeline from a non-empty list of stages, each an argv or `{argv, opts}`.
 
@@ -61,14 +59,16 @@ defmodule Sluice.Pipeline do
   defp stage!({argv, opts}) when is_list(opts) do
     unless Keyword.keyword?(opts), do: bad!({argv, opts})
 
+    stage_options = Options.accepted(:stage)
+
     Enum.each(opts, fn {key, _} ->
-      unless key in @stage_options do
+      unless key in stage_options do
         Sluice.OptionError.raise!(
           kind: :unknown,
           option: key,
           value: Keyword.get(opts, key),
           who: "a pipeline stage",
-          expected: @stage_options
+          expected: stage_options
         )
       end
     end)

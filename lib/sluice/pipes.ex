@@ -120,8 +120,7 @@ defmodule Sluice.Pipes do
   """
   @spec frame(t, map) :: t
   def frame(p, opts) do
-    framing = Map.get(opts, :framing, :raw)
-    %{p | decoder: Framing.decoder(framing, Map.get(opts, :max_frame, 1))}
+    %{p | decoder: Framing.decoder(opts.framing, opts.max_frame)}
   end
 
   @doc """

@@ -160,6 +160,9 @@ defmodule Sluice.Process do
   alias Sluice.{Error, Options}
   alias Sluice.Process.Starter
 
+  # A stop's grace when none is given: kill_grace's default (Sluice.Options' table).
+  @stop_grace Options.defaults(:process).kill_grace
+
   @type t :: GenServer.server()
   @type status :: non_neg_integer | {:signal, atom | pos_integer} | :unknown
   @type read_result :: {:ok, Sluice.Framing.frame()} | :eof | {:error, atom}
@@ -482,7 +485,7 @@ defmodule Sluice.Process do
       {:ok, {:signal, :sigterm}}
   """
   @spec stop(t, non_neg_integer) :: {:ok, status} | {:error, :closed | :nodedown | Error.t()}
-  def stop(p, grace_ms \\ 5_000) do
+  def stop(p, grace_ms \\ @stop_grace) do
     grace_ms = Options.timeout!(grace_ms, :grace_ms, infinity: false)
 
     case call(p, {:stop, grace_ms}, Options.with_margin(grace_ms, 5_000)) do

@@ -155,7 +155,7 @@ defmodule Sluice.Pty do
   ]
   @opcode Map.new(@opcodes)
 
-  alias Sluice.Options
+  alias Sluice.OptionError
 
   @default_rows 24
   @default_cols 80
@@ -176,11 +176,11 @@ defmodule Sluice.Pty do
   def check!(true), do: check!([])
 
   def check!(opts) when is_list(opts) do
-    unless Keyword.keyword?(opts), do: Options.bad!(:pty, "true, false or a keyword list", opts)
+    unless Keyword.keyword?(opts), do: bad!(:pty, "true, false or a keyword list", opts)
 
     Enum.each(opts, fn {key, _} ->
       unless key in [:rows, :cols, :echo, :modes] do
-        Options.bad!(
+        bad!(
           :pty,
           "a keyword of :rows, :cols, :echo and :modes (unknown key #{inspect(key)})",
           opts
@@ -192,9 +192,9 @@ defmodule Sluice.Pty do
 
     echo =
       case {Keyword.fetch(opts, :echo), Keyword.has_key?(modes, :echo)} do
-        {{:ok, _}, true} -> Options.bad!(:pty, ":echo or the :echo mode, not both", opts)
+        {{:ok, _}, true} -> bad!(:pty, ":echo or the :echo mode, not both", opts)
         {{:ok, e}, false} when is_boolean(e) -> [echo: mode_value!(:echo, e)]
-        {{:ok, e}, false} -> Options.bad!(:pty, "a boolean for :echo", e)
+        {{:ok, e}, false} -> bad!(:pty, "a boolean for :echo", e)
         {:error, true} -> []
         {:error, false} -> [echo: 0]
       end
@@ -206,7 +206,7 @@ defmodule Sluice.Pty do
     }
   end
 
-  def check!(other), do: Options.bad!(:pty, "true, false or a keyword list", other)
+  def check!(other), do: bad!(:pty, "true, false or a keyword list", other)
 
   @doc false
   # Whether a terminal made from `spec` has an end of input: canonical (`icanon` on) with
@@ -230,21 +230,21 @@ defmodule Sluice.Pty do
   def dimension!(_name, n) when dimension?(n), do: n
 
   def dimension!(name, n),
-    do: Options.argument!(name, "an integer 1..#{@max_dimension} (character cells)", n)
+    do: argument!(name, "an integer 1..#{@max_dimension} (character cells)", n)
 
   defp size!(_key, n) when dimension?(n), do: n
 
   defp size!(key, n),
-    do: Options.bad!(:pty, "an integer 1..#{@max_dimension} for #{inspect(key)}", n)
+    do: bad!(:pty, "an integer 1..#{@max_dimension} for #{inspect(key)}", n)
 
   defp modes!(modes) do
     unless is_list(modes) and Keyword.keyword?(modes) do
-      Options.bad!(:pty, "a keyword list of RFC 4254 terminal modes for :modes", modes)
+      bad!(:pty, "a keyword list of RFC 4254 terminal modes for :modes", modes)
     end
 
     Enum.map(modes, fn {name, value} ->
       unless Map.has_key?(@opcode, name) do
-        Options.bad!(
+        bad!(
           :pty,
           "RFC 4254 terminal mode names (see Sluice.Pty); unknown mode #{inspect(name)}",
           name
@@ -260,6 +260,14 @@ defmodule Sluice.Pty do
   defp mode_value!(_name, v) when is_integer(v) and v >= 0 and v <= @max_value, do: v
 
   defp mode_value!(name, v),
-    do:
-      Options.bad!(:pty, "a boolean or an integer 0..#{@max_value} for mode #{inspect(name)}", v)
+    do: bad!(:pty, "a boolean or an integer 0..#{@max_value} for mode #{inspect(name)}", v)
+
+  # Mistakes as Sluice.Options.Check raises them, without calling it (it calls in here).
+  @spec bad!(atom, String.t(), term) :: no_return
+  defp bad!(key, expected, got),
+    do: OptionError.raise!(kind: :invalid, option: key, expected: expected, value: got)
+
+  @spec argument!(atom, String.t(), term) :: no_return
+  defp argument!(name, expected, got),
+    do: OptionError.raise!(kind: :argument, option: name, expected: expected, value: got)
 end

@@ -5,7 +5,7 @@ defmodule Sluice.Run do
   # `node:`). `timeout` bounds the whole call, spawn included.
 
   alias Sluice.{Driver, Error, Options, Pipes, Result}
-  alias Sluice.Options.Control
+  alias Sluice.Options.Spec
 
   # Bytes per read: as much as a roomy output pipe holds (the NIF allocates only what is
   # there), so collecting takes a quarter of the reads that 64 KiB would.
@@ -109,7 +109,7 @@ defmodule Sluice.Run do
       %Result{
         os_pid: Driver.os_pid(pump),
         status: status,
-        stdout: if(Control.stdout_piped?(st.opts), do: IO.iodata_to_binary(st.out)),
+        stdout: if(Spec.stdout_piped?(st.opts), do: IO.iodata_to_binary(st.out)),
         stderr: if(st.opts.stderr == :capture, do: IO.iodata_to_binary(st.err))
       },
       Driver.exit_info(pump)

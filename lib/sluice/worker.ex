@@ -94,12 +94,12 @@ defmodule Sluice.Worker do
     end
 
     {argv, opts} = Keyword.pop(opts, :argv)
-    _checked = config!(argv, opts, "Sluice.Worker.child_spec/1")
+    {_argv, name, checked} = config!(argv, opts, "Sluice.Worker.child_spec/1")
 
     %{
-      id: Keyword.get(opts, :name) || {__MODULE__, argv},
+      id: name || {__MODULE__, argv},
       start: {__MODULE__, :start_link, [argv, opts]},
-      shutdown: Options.with_margin(Keyword.get(opts, :kill_grace, 5_000), 1_000)
+      shutdown: Options.with_margin(checked.kill_grace, 1_000)
     }
   end
 
@@ -140,7 +140,7 @@ defmodule Sluice.Worker do
   defp config!(argv, opts, who) do
     argv = Options.argv!(argv)
     {name, opts} = if Keyword.keyword?(opts), do: Keyword.pop(opts, :name), else: {nil, opts}
-    opts = Options.validate!(Keyword.put_new(opts, :framing, {:packet, 4}), :process, who)
+    opts = Options.validate!(opts, :worker, who)
     Options.command!(argv, opts)
 
     cond do

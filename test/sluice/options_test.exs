@@ -10,7 +10,7 @@ defmodule Sluice.OptionsTest do
   doctest Sluice.Options
   doctest Sluice.OptionError
 
-  @entries [:process, :run, :stream, :daemon]
+  @entries [:process, :worker, :run, :stream, :daemon]
 
   test "defaults, once each, per entry point" do
     assert %{stderr: :capture, kill_grace: 5_000, timeout: :infinity} =
@@ -26,6 +26,82 @@ defmodule Sluice.OptionsTest do
     for entry <- @entries do
       defaults = Options.validate!([], entry, "x")
       assert Options.validate!([kill_grace: 5_000], entry, "x") == defaults
+    end
+  end
+
+  describe "one schema, one struct" do
+    test "every option of the schema is a field of %Sluice.Options{}, with a default for every entry point" do
+      fields = Map.keys(%Options{}) -- [:__struct__]
+      assert Enum.sort(Options.keys()) == Enum.sort(fields)
+
+      for entry <- [:manage, :stage | @entries] do
+        defaults = Options.defaults(entry)
+        assert %Options{} = defaults
+        assert Options.validate!([], entry, "x") == defaults
+
+        # Every option an entry takes is a key of the schema, and its default passes its
+        # own check unchanged (validate!/3 checks only what was given).
+        for key <- Options.accepted(entry) do
+          assert key in fields
+          default = Map.fetch!(defaults, key)
+          assert Options.Check.check!(key, default, entry) == default, "#{entry} #{key}"
+        end
+      end
+    end
+
+    test "an entry's defaults differ only where the table says so" do
+      assert Options.defaults(:run).stderr == :capture
+      assert Options.defaults(:manage).group == false
+      assert Options.defaults(:worker).framing == {:packet, 4}
+      assert Options.defaults(:process).framing == :raw
+
+      # Sluice.Worker takes the options of Sluice.Process.
+      assert Options.accepted(:worker) == Options.accepted(:process)
+    end
+
+    test "the moduledoc's table has a row for every option, with the schema's default" do
+      {:docs_v1, _, _, _, %{"en" => doc}, _, _} = Code.fetch_docs(Options)
+
+      rows =
+        for "| `:" <> _ = line <- String.split(doc, "\n"),
+            [names, default | _] =
+              line |> String.split(" | ") |> Enum.map(&String.trim(&1, "| ")),
+            name <- Regex.scan(~r/`:(\w+)`/, names, capture: :all_but_first) |> List.flatten(),
+            into: %{},
+            do: {String.to_existing_atom(name), default}
+
+      assert Enum.sort(Map.keys(rows)) == Enum.sort(Options.keys())
+
+      # Where the table says more than the value (what nil means for :stdout and :cd, the
+      # entry points' own stderr), the table's words stand.
+      worded = [:cd, :stdout, :stderr, :pty]
+
+      for {key, text} <- rows, key not in worded do
+        [literal] = Regex.run(~r/^`([^`]+)`/, text, capture: :all_but_first)
+        {documented, _} = Code.eval_string(literal)
+        assert documented == Map.fetch!(%Options{}, key), "#{key}: #{text}"
+      end
+    end
+
+    test "no option is read with a default of its own outside the schema" do
+      keys = Enum.map_join(Options.keys(), "|", &Atom.to_string/1)
+
+      fallback =
+        ~r/(Map|Keyword)\.(get|get_lazy|pop)\(\w+, :(#{keys}), |Keyword\.put_new\(\w+, :(#{keys}), |Map\.get\(opts, /
+
+      # lib/mix's task reads its command line's switches, not Sluice's options.
+      files = Path.wildcard("lib/sluice/**/*.ex") ++ ["lib/sluice.ex"]
+      assert length(files) > 40
+
+      for file <- files, {line, n} <- Enum.with_index(File.stream!(file), 1) do
+        refute line =~ fallback, "#{file}:#{n}: #{String.trim(line)}"
+      end
+
+      # The Erlang face calls the Elixir API, whose defaults apply: it writes none of its own.
+      for file <- Path.wildcard("src/*.erl"),
+          {line, n} <- Enum.with_index(File.stream!(file), 1) do
+        refute line =~ ~r/-define\(DEFAULT|\b5000\b/, "#{file}:#{n}: #{String.trim(line)}"
+      end
     end
   end
 
@@ -273,7 +349,7 @@ defmodule Sluice.OptionsTest do
              opts = Options.validate!([], :manage, "manage")
 
     assert Options.validate!([group: false], :manage, "manage") == opts
-    refute Map.has_key?(opts, :cd)
+    refute :cd in Options.accepted(:manage)
 
     for {key, value} <- [stop_on_owner_exit: :yes, group: 1, kill_grace: -1] do
       assert_raise ArgumentError, ~r/option #{inspect(key)}/, fn ->

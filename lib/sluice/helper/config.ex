@@ -73,7 +73,7 @@ defmodule Sluice.Helper.Config do
   defp allowed_user(uid) when is_integer(uid) and uid >= 0, do: {:ok, uid}
 
   defp allowed_user(name) when is_binary(name) or is_list(name),
-    do: Sluice.Options.Control.text(name)
+    do: Sluice.Options.Check.text(name)
 
   defp allowed_user(_other), do: :error
 

@@ -12,6 +12,12 @@ defmodule Sluice.Input.Element do
   def chunk!(data) do
     IO.iodata_to_binary(data)
   rescue
-    ArgumentError -> Sluice.Options.bad!(:input, "elements that are iodata", data)
+    ArgumentError ->
+      Sluice.OptionError.raise!(
+        kind: :invalid,
+        option: :input,
+        expected: "elements that are iodata",
+        value: data
+      )
   end
 end

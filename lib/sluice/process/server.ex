@@ -69,7 +69,7 @@ defmodule Sluice.Process.Server do
   # `opts`: the checked options (those of Sluice.Process.manage/2 have no framing).
   def init({spec, owner, opts}) do
     deadline = Pipes.deadline(opts.start_timeout)
-    framing = Map.get(opts, :framing, :raw)
+    framing = opts.framing
 
     opened =
       case spec do

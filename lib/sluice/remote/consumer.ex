@@ -76,7 +76,7 @@ defmodule Sluice.Remote.Consumer do
         reader: reader,
         monitor: Process.monitor(reader),
         os_pid: os_pid,
-        framing: Map.get(opts, :framing, :raw),
+        framing: opts.framing,
         input: Input.new_enumerated(opts.input, opts.input_in)
       }
 

@@ -99,7 +99,17 @@ pub enum AfterClose {
 }
 
 impl Program {
-    pub fn new(id: u64, pid: i32, cgroup: Option<PathBuf>, channel: OwnedFd) -> Program {
+    /// A program just spawned, stopped with `kill_signal` and SIGKILL after `kill_grace`
+    /// when its channel closes: the spec's, as the BEAM sent them (this file has no
+    /// defaults of its own).
+    pub fn new(
+        id: u64,
+        pid: i32,
+        cgroup: Option<PathBuf>,
+        channel: OwnedFd,
+        kill_signal: i32,
+        kill_grace: Duration,
+    ) -> Program {
         Program {
             id,
             pid,
@@ -108,8 +118,8 @@ impl Program {
             leader: Leader::Running,
             phase: Phase::Running,
             descendants: Vec::new(),
-            kill_signal: libc::SIGTERM,
-            kill_grace: Duration::from_secs(5),
+            kill_signal,
+            kill_grace,
             roomy: false,
             members: vec![Member { pid, status: None }],
             rusage: Rusage::default(),
@@ -349,7 +359,14 @@ mod tests {
     /// these tests only drive the states that send none.
     fn program() -> Program {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut p = Program::new(1, i32::MAX, None, a.into());
+        let mut p = Program::new(
+            1,
+            i32::MAX,
+            None,
+            a.into(),
+            sluice_protocol::request::DEFAULT_KILL_SIGNAL,
+            Duration::from_millis(sluice_protocol::request::DEFAULT_KILL_GRACE_MS),
+        );
         p.leader = Leader::Reaped;
         p
     }

@@ -213,15 +213,21 @@ impl Programs {
 
         let key = self.next_key;
         self.next_key += 1;
-        let mut program = Program::new(id, started.pid, started.cgroup, channel);
+        let grace = Duration::from_millis(spec.kill_grace_ms.min(u32::MAX as u64));
+        let mut program = Program::new(
+            id,
+            started.pid,
+            started.cgroup,
+            channel,
+            spec.kill_signal,
+            grace,
+        );
         program.members = (started.members.iter())
             .map(|&pid| Member { pid, status: None })
             .collect();
         program.cpu_baseline = program.cgroup.as_deref().and_then(cgroup::cpu_stat);
         program.kill_command = spec.kill_command.clone();
         program.roomy = started.roomy;
-        program.kill_signal = spec.kill_signal;
-        program.kill_grace = Duration::from_millis(spec.kill_grace_ms.min(u32::MAX as u64));
         for m in &program.members {
             self.by_pid.insert(m.pid, key);
         }
