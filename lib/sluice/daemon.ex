@@ -43,7 +43,8 @@ defmodule Sluice.Daemon do
 
   require Logger
 
-  alias Sluice.{Error, Lines, Options, Pipes}
+  alias Sluice.Program.Deadline
+  alias Sluice.{Error, Lines, Options}
   alias Sluice.Process, as: P
 
   # Options of the daemon itself, not of its Sluice.Process.
@@ -187,7 +188,7 @@ defmodule Sluice.Daemon do
   defp await_ready(st, nil, _caller), do: {:ok, st}
 
   defp await_ready(st, {test, timeout}, caller),
-    do: await_ready(st, test, {Pipes.deadline(timeout), timeout}, caller)
+    do: await_ready(st, test, {Deadline.at(timeout), timeout}, caller)
 
   # The deadline is checked before each message: a program that prints non-matching lines
   # fast keeps the mailbox full, and a receive takes a waiting message before it ever
@@ -195,7 +196,7 @@ defmodule Sluice.Daemon do
   defp await_ready(st, test, {deadline, timeout} = limit, {pid, watch} = caller) do
     p = st.p
 
-    case Pipes.remaining(deadline) do
+    case Deadline.remaining(deadline) do
       0 ->
         not_ready(st, "no line of output matched :ready within #{timeout} ms")
 

@@ -1,23 +1,24 @@
 defmodule Sluice.Driver do
   @moduledoc false
   # The program of a `run` or a stream, wherever it runs: on this node a Sluice.Pump over
-  # the Sluice.Pipes the caller holds (the node-local fast path: the caller reads the fds
+  # the Sluice.Program the caller holds (the node-local fast path: the caller reads the fds
   # itself), on another node (`node:`) a Sluice.Remote.Consumer of the reader that holds
   # the pipes there. Sluice.Run and Sluice.OutputStream see one set of calls.
 
-  alias Sluice.{Error, Input, Options, Pipes, Pump, Remote}
+  alias Sluice.Program.Deadline
+  alias Sluice.{Error, Input, Options, Program, Pump, Remote}
   alias Sluice.Remote.Consumer
 
   @type t :: Pump.t() | Consumer.t()
   @type lost :: :helper_down | :nodedown
 
   @doc "Starts `argv` (checked `opts`) and its input, until `deadline`."
-  @spec open(Sluice.command(), map, Pipes.deadline()) :: {:ok, t} | {:error, Error.t()}
+  @spec open(Sluice.command(), map, Deadline.t()) :: {:ok, t} | {:error, Error.t()}
   def open(argv, opts, deadline) do
     case Remote.node_of(opts) do
       nil ->
-        with {:ok, pipes} <- Pipes.open(Options.spawn_spec(argv, opts), deadline) do
-          pipes = Pipes.frame(pipes, opts)
+        with {:ok, pipes} <- Program.open(Options.spawn_spec(argv, opts), deadline) do
+          pipes = Program.frame(pipes, opts)
           {:ok, Pump.new(pipes, Input.new(opts.input))}
         end
 
@@ -27,16 +28,16 @@ defmodule Sluice.Driver do
   end
 
   @doc "The next chunk of output (`Sluice.Pump.next/3`)."
-  @spec next(t, pos_integer, Pipes.deadline()) ::
-          {:data, Pipes.source(), binary, t} | {:eof, t} | {:error, atom, t}
+  @spec next(t, pos_integer, Deadline.t()) ::
+          {:data, Program.source(), binary, t} | {:eof, t} | {:error, atom, t}
   def next(%Pump{} = pump, max, deadline), do: Pump.next(pump, max, deadline)
   def next(%Consumer{} = c, max, deadline), do: Consumer.next(c, max, deadline)
 
   @doc "Waits for the exit status until `deadline`."
-  @spec await_exit(t, Pipes.deadline()) ::
-          {:ok, Pipes.status(), t} | {:error, :timeout | lost, t}
+  @spec await_exit(t, Deadline.t()) ::
+          {:ok, Program.status(), t} | {:error, :timeout | lost, t}
   def await_exit(%Pump{} = pump, deadline) do
-    case Pipes.await_exit(pump.pipes, deadline) do
+    case Program.await_exit(pump.pipes, deadline) do
       {:ok, status, pipes} -> {:ok, status, %{pump | pipes: pipes}}
       {:error, reason, pipes} -> {:error, reason, %{pump | pipes: pipes}}
     end
@@ -46,13 +47,13 @@ defmodule Sluice.Driver do
 
   @doc "Starts a stop: `kill_signal`, SIGKILL after `grace` ms."
   @spec stop(t, non_neg_integer) :: t
-  def stop(%Pump{} = pump, grace), do: %{pump | pipes: Pipes.stop(pump.pipes, grace)}
+  def stop(%Pump{} = pump, grace), do: %{pump | pipes: Program.stop(pump.pipes, grace)}
   def stop(%Consumer{} = c, grace), do: Consumer.stop(c, grace)
 
   @doc "Stops the program (if it runs) and waits for its status up to `grace` + 2 s."
-  @spec stop_and_await(t, non_neg_integer) :: {Pipes.status() | nil, t}
+  @spec stop_and_await(t, non_neg_integer) :: {Program.status() | nil, t}
   def stop_and_await(%Pump{} = pump, grace) do
-    {status, pipes} = Pipes.stop_and_await(pump.pipes, grace)
+    {status, pipes} = Program.stop_and_await(pump.pipes, grace)
     {status, %{pump | pipes: pipes}}
   end
 
@@ -91,7 +92,7 @@ defmodule Sluice.Driver do
 
   @doc "The error of a program lost with its helper program or its node."
   @spec lost_error(t, lost) :: Error.t()
-  def lost_error(_driver, :helper_down), do: Pipes.helper_down()
+  def lost_error(_driver, :helper_down), do: Program.helper_down()
   def lost_error(%Consumer{node: node}, :nodedown), do: Remote.nodedown(node)
   def lost_error(%Pump{}, :nodedown), do: Remote.nodedown(node())
 end

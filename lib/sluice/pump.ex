@@ -16,7 +16,8 @@ defmodule Sluice.Pump do
   # ends with `feeding: :more`: the pump takes the news already there (output, the exit,
   # without waiting), checks the deadline, and feeds on.
 
-  alias Sluice.{Input, Pipes}
+  alias Sluice.Program.Deadline
+  alias Sluice.{Input, Program}
   alias Sluice.Pump.Upstream
 
   defstruct [
@@ -41,33 +42,33 @@ defmodule Sluice.Pump do
   @pulls_per_step 64
 
   @type t :: %__MODULE__{
-          pipes: Pipes.t(),
+          pipes: Program.t(),
           input: Input.t(),
           pending: binary,
-          buffered: :queue.queue({Pipes.source(), binary}),
-          turn: [Pipes.source()],
+          buffered: :queue.queue({Program.source(), binary}),
+          turn: [Program.source()],
           feeding: feeding,
           compacted: boolean,
           input_error: atom | nil
         }
 
   @doc "A pump over a freshly opened program and its input source."
-  @spec new(Pipes.t(), Input.t()) :: t
+  @spec new(Program.t(), Input.t()) :: t
   def new(pipes, input) do
     # Arm the program channel, so that the helper program's death wakes us.
-    pipes = Pipes.control(pipes)
-    pipes = if input == :none, do: Pipes.close_stdin(pipes), else: pipes
-    %__MODULE__{pipes: pipes, input: input, turn: Pipes.open_outputs(pipes)}
+    pipes = Program.control(pipes)
+    pipes = if input == :none, do: Program.close_stdin(pipes), else: pipes
+    %__MODULE__{pipes: pipes, input: input, turn: Program.open_outputs(pipes)}
   end
 
   @doc """
   The next chunk of output, of at most `max` bytes, feeding input meanwhile:
   `{:data, source, binary, pump}`, `{:eof, pump}` once every output is at EOF, or
   `{:error, :timeout | :helper_down | :line_too_long | errno, pump}` (`:line_too_long`:
-  a terminal refused a line of the input, see `Sluice.Pipes.Terminal`).
+  a terminal refused a line of the input, see `Sluice.Program.Terminal`).
   """
-  @spec next(t, pos_integer, Pipes.deadline()) ::
-          {:data, Pipes.source(), binary, t} | {:eof, t} | {:error, atom, t}
+  @spec next(t, pos_integer, Deadline.t()) ::
+          {:data, Program.source(), binary, t} | {:eof, t} | {:error, atom, t}
   def next(pump, max, deadline) do
     case step(pump, max, deadline) do
       {:blocked, pump} -> wait(pump, max, deadline)
@@ -78,8 +79,8 @@ defmodule Sluice.Pump do
   @doc false
   # One step without waiting: a chunk, EOF, an error, or `{:blocked, pump}` with every fd
   # that could change that armed. Sluice.Pump.Upstream drives an upstream program with it.
-  @spec step(t, pos_integer, Pipes.deadline()) ::
-          {:data, Pipes.source(), binary, t} | {:eof, t} | {:blocked, t} | {:error, atom, t}
+  @spec step(t, pos_integer, Deadline.t()) ::
+          {:data, Program.source(), binary, t} | {:eof, t} | {:blocked, t} | {:error, atom, t}
   def step(pump, max, deadline) do
     case :queue.out(pump.buffered) do
       {{:value, {source, data}}, rest} ->
@@ -107,13 +108,13 @@ defmodule Sluice.Pump do
   defp answer({:data, source, data, pump}), do: {:data, source, data, rotate(pump, source)}
   defp answer({:error, reason, pump}), do: {:error, reason, pump}
 
-  defp outputs?(pump), do: Pipes.open_outputs(pump.pipes) != []
+  defp outputs?(pump), do: Program.open_outputs(pump.pipes) != []
 
   # One read attempt per open output, in turn order.
   defp read_any(pump, [], _max), do: {:blocked, pump}
 
   defp read_any(pump, [source | rest], max) do
-    case Pipes.read(pump.pipes, source, max) do
+    case Program.read(pump.pipes, source, max) do
       {:ok, data, pipes} -> {:data, source, data, %{pump | pipes: pipes}}
       {:eof, pipes} -> read_any(%{pump | pipes: pipes}, rest, max)
       {:wait, pipes} -> read_any(%{pump | pipes: pipes}, rest, max)
@@ -155,7 +156,7 @@ defmodule Sluice.Pump do
     fds = watched(pump, %{})
     more? = more_input?(pump)
 
-    case Pipes.remaining(deadline) do
+    case Deadline.remaining(deadline) do
       0 ->
         {:error, :timeout, pump}
 
@@ -193,7 +194,7 @@ defmodule Sluice.Pump do
 
   # Reads what every channel of the chain holds: exit statuses, or the helper's death.
   defp control_chain(pump) do
-    pump = %{pump | pipes: Pipes.control(pump.pipes)}
+    pump = %{pump | pipes: Program.control(pump.pipes)}
 
     chain =
       case pump.input do
@@ -222,7 +223,7 @@ defmodule Sluice.Pump do
   defp feed(%{pipes: pipes} = pump, deadline, pulls) do
     cond do
       # On a terminal, a pending end-of-input character is written first.
-      not Pipes.open?(pipes, :stdin) -> %{pump | pipes: Pipes.finish_close_stdin(pipes)}
+      not Program.open?(pipes, :stdin) -> %{pump | pipes: Program.finish_close_stdin(pipes)}
       pump.pending != "" -> write_pending(pump, deadline, pulls)
       pulls == 0 -> %{pump | feeding: :more}
       true -> pull(pump, deadline, pulls - 1)
@@ -230,7 +231,7 @@ defmodule Sluice.Pump do
   end
 
   defp write_pending(pump, deadline, pulls) do
-    case Pipes.write(pump.pipes, pump.pending) do
+    case Program.write(pump.pipes, pump.pending) do
       {:ok, "", pipes} -> feed(%{pump | pending: "", pipes: pipes}, deadline, pulls)
       {:ok, rest, pipes} -> %{pump | pending: rest, pipes: pipes}
       {:error, :line_too_long} -> %{input_done(pump) | input_error: :line_too_long}
@@ -251,28 +252,28 @@ defmodule Sluice.Pump do
         %{pump | input: {:piped, up, stream}}
 
       :done ->
-        %{pump | input: :done, pipes: Pipes.close_stdin(pump.pipes)}
+        %{pump | input: :done, pipes: Program.close_stdin(pump.pipes)}
     end
   end
 
   defp pull(pump, deadline, pulls) do
     case Input.next(pump.input) do
       {:data, data, input} -> feed(%{pump | pending: data, input: input}, deadline, pulls)
-      :done -> %{pump | input: :done, pipes: Pipes.close_stdin(pump.pipes)}
+      :done -> %{pump | input: :done, pipes: Program.close_stdin(pump.pipes)}
       {:function, fun} -> pump |> run_function(fun, deadline) |> feed(deadline, pulls)
     end
   end
 
   defp input_done(pump) do
     Input.halt(pump.input)
-    %{pump | input: :done, pending: "", pipes: Pipes.close_stdin(pump.pipes)}
+    %{pump | input: :done, pending: "", pipes: Program.close_stdin(pump.pipes)}
   end
 
   # A `fn collectable -> ... end` input runs to completion here; push/2 writes each
   # element, reading output meanwhile into `buffered`.
   defp run_function(pump, fun, deadline) do
     pump = Sluice.Stdin.run(__MODULE__, %{pump | input: :done}, deadline, fun)
-    %{pump | pipes: Pipes.close_stdin(pump.pipes)}
+    %{pump | pipes: Program.close_stdin(pump.pipes)}
   end
 
   @doc false
@@ -296,7 +297,7 @@ defmodule Sluice.Pump do
   # While stdin is full, output is read into `buffered` (the function cannot be suspended),
   # until the deadline: then the function's Enum.into ends and the caller times out.
   defp push_all(pump, data, deadline) do
-    case Pipes.write(pump.pipes, data) do
+    case Program.write(pump.pipes, data) do
       {:ok, "", pipes} ->
         {:ok, %{pump | pipes: pipes}}
 
@@ -317,7 +318,7 @@ defmodule Sluice.Pump do
   # Reads everything the outputs hold now into the buffer (the function cannot be
   # suspended, so this output must be kept until the consumer asks for it).
   defp drain_outputs(pump) do
-    case read_any(pump, Pipes.open_outputs(pump.pipes), 65_536) do
+    case read_any(pump, Program.open_outputs(pump.pipes), 65_536) do
       {:data, source, data, pump} ->
         drain_outputs(%{pump | buffered: :queue.in({source, data}, pump.buffered)})
 
@@ -333,6 +334,6 @@ defmodule Sluice.Pump do
   @spec close(t) :: :ok
   def close(pump) do
     Input.halt(pump.input)
-    Pipes.close(pump.pipes)
+    Program.close(pump.pipes)
   end
 end

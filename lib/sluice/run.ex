@@ -4,7 +4,8 @@ defmodule Sluice.Run do
   # process through a Sluice.Driver (a Sluice.Pump here, or a reader on another node with
   # `node:`). `timeout` bounds the whole call, spawn included.
 
-  alias Sluice.{Driver, Error, Options, Pipes, Result}
+  alias Sluice.Program.Deadline
+  alias Sluice.{Driver, Error, Options, Result}
   alias Sluice.Options.Control
 
   # Bytes per read: as much as a roomy output pipe holds (the NIF allocates only what is
@@ -15,7 +16,7 @@ defmodule Sluice.Run do
   def run(argv, opts) do
     argv = Options.argv!(argv)
     opts = Options.validate!(opts, :run, "Sluice.run/2")
-    deadline = Pipes.deadline(opts.timeout)
+    deadline = Deadline.at(opts.timeout)
 
     with {:ok, driver} <- Driver.open(argv, opts, deadline) do
       st = %{opts: opts, deadline: deadline, out: [], err: [], size: 0}
@@ -34,7 +35,7 @@ defmodule Sluice.Run do
   # `idle_timeout` is a deadline renewed at every chunk of output; the wait ends at the
   # nearer of the two.
   defp collect(pump, st) do
-    idle = Pipes.deadline(st.opts.idle_timeout)
+    idle = Deadline.at(st.opts.idle_timeout)
 
     # min/2: any integer deadline is nearer than :infinity.
     case Driver.next(pump, @read_max, min(st.deadline, idle)) do
@@ -62,7 +63,7 @@ defmodule Sluice.Run do
         fail(pump, st, :max_output, "output exceeded max_output (#{max} bytes)")
 
       # A producer that never pauses never makes a wait time out.
-      st.deadline != :infinity and Pipes.remaining(st.deadline) == 0 ->
+      st.deadline != :infinity and Deadline.passed?(st.deadline) ->
         fail(pump, st, :timeout, timeout_message(st))
 
       true ->

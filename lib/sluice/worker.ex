@@ -54,8 +54,9 @@ defmodule Sluice.Worker do
   """
   use GenServer
 
-  alias Sluice.{Framing, Options, Pipes}
-  alias Sluice.Pipes.Log
+  alias Sluice.Program.Deadline
+  alias Sluice.{Framing, Options, Program}
+  alias Sluice.Program.Log
 
   @type t :: GenServer.server()
 
@@ -228,14 +229,14 @@ defmodule Sluice.Worker do
   def init({spec, opts, owner}) do
     Process.flag(:trap_exit, true)
 
-    case Pipes.open(spec, Pipes.deadline(opts.start_timeout)) do
+    case Program.open(spec, Deadline.at(opts.start_timeout)) do
       {:ok, pipes} ->
         # Linked before anything of the program is read, so its exit, however early,
         # reaches the owner as the worker's exit. An owner that died meanwhile (or whose
         # node is gone) is an exit signal at once (`:noproc`, `:noconnection`): the
         # worker stops and the program with it.
         Process.link(owner)
-        pipes = Pipes.hold(pipes, opts)
+        pipes = Program.hold(pipes, opts)
         {log, pipes} = Log.drain_all(Log.new(pipes), pipes)
         {:ok, %__MODULE__{pipes: pipes, log: log}}
 
@@ -268,7 +269,7 @@ defmodule Sluice.Worker do
 
   @impl true
   def handle_info({:select, _, _, _} = msg, s) do
-    case Pipes.handle_ready(s.pipes, msg) do
+    case Program.handle_ready(s.pipes, msg) do
       {:ready, role} when role in [:log_stdout, :log_stderr] ->
         {log, pipes} = Log.drain(s.log, s.pipes, role)
         {:noreply, %{s | log: log, pipes: pipes}}
@@ -292,10 +293,10 @@ defmodule Sluice.Worker do
   def terminate(_reason, s) do
     if s.pipes.exit == :running do
       {_signal, grace} = s.pipes.kill
-      {_status, pipes} = Pipes.stop_and_await(s.pipes, grace)
-      Pipes.close(pipes)
+      {_status, pipes} = Program.stop_and_await(s.pipes, grace)
+      Program.close(pipes)
     else
-      Pipes.close(s.pipes)
+      Program.close(s.pipes)
     end
   end
 
@@ -310,7 +311,7 @@ defmodule Sluice.Worker do
   end
 
   defp advance(%{phase: {:writing, call, data}} = s) do
-    case Pipes.write(s.pipes, data) do
+    case Program.write(s.pipes, data) do
       {:ok, "", pipes} -> advance(%{s | pipes: pipes, phase: {:awaiting, call}})
       {:ok, rest, pipes} -> %{s | pipes: pipes, phase: {:writing, call, rest}}
       # The program stopped reading: it is exiting, and its exit status will answer.
@@ -319,7 +320,7 @@ defmodule Sluice.Worker do
   end
 
   defp advance(%{phase: {:awaiting, call}} = s) do
-    case Pipes.read(s.pipes, :stdout, 65_536) do
+    case Program.read(s.pipes, :stdout, 65_536) do
       {:ok, frame, pipes} ->
         respond(%{s | pipes: pipes}, call, frame)
 
@@ -343,7 +344,7 @@ defmodule Sluice.Worker do
   # At EOF it is an unfinished last line: no response, like an incomplete packet, and the
   # exit status answers the call.
   defp respond(s, call, {:noeol, _part}) do
-    if Pipes.open?(s.pipes, :stdout), do: broken(s, call), else: s
+    if Program.open?(s.pipes, :stdout), do: broken(s, call), else: s
   end
 
   defp respond(s, call, frame) do
@@ -356,7 +357,7 @@ defmodule Sluice.Worker do
   defp broken(s, call) do
     s = answer(s, call, {:error, :frame_too_large})
     {_signal, grace} = s.pipes.kill
-    pipes = if s.pipes.exit == :running, do: Pipes.stop(s.pipes, grace), else: s.pipes
+    pipes = if s.pipes.exit == :running, do: Program.stop(s.pipes, grace), else: s.pipes
     %{s | phase: :stopping, pipes: pipes}
   end
 

@@ -3,7 +3,7 @@ defmodule Sluice.Process.Active do
   # Active mode of a Sluice.Process: output pushed to the controlling process as
   # messages, only as many as were granted (so back-pressure holds), like :gen_tcp.
 
-  alias Sluice.Pipes
+  alias Sluice.Program
 
   @chunk 65_536
 
@@ -39,9 +39,9 @@ defmodule Sluice.Process.Active do
   Reads and sends as many output messages as the state grants. Returns the new state and
   pipes; sends `{:sluice_passive, p}` when a count runs out.
   """
-  @spec deliver(t, Pipes.t(), pid) :: {t, Pipes.t()}
+  @spec deliver(t, Program.t(), pid) :: {t, Program.t()}
   def deliver({:active, grant} = state, pipes, to) do
-    case ready_chunk(pipes, Pipes.open_outputs(pipes)) do
+    case ready_chunk(pipes, Program.open_outputs(pipes)) do
       {:data, source, data, pipes} ->
         tag = if source == :stdout, do: :sluice_stdout, else: :sluice_stderr
         send(to, {tag, self(), data})
@@ -57,7 +57,7 @@ defmodule Sluice.Process.Active do
   defp ready_chunk(pipes, []), do: {:blocked, pipes}
 
   defp ready_chunk(pipes, [source | rest]) do
-    case Pipes.read(pipes, source, @chunk) do
+    case Program.read(pipes, source, @chunk) do
       {:ok, data, pipes} -> {:data, source, data, pipes}
       {:eof, pipes} -> ready_chunk(pipes, rest)
       {:wait, pipes} -> ready_chunk(pipes, rest)

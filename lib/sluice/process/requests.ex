@@ -5,7 +5,7 @@ defmodule Sluice.Process.Requests do
   # written), and callers waiting for the exit. Timeouts are kept here, in the server, so
   # no data is ever read for a caller that already gave up.
 
-  alias Sluice.Pipes
+  alias Sluice.Program
 
   defstruct reads: [], writes: :queue.new(), exit_waiters: [], stop_waiters: []
 
@@ -49,7 +49,7 @@ defmodule Sluice.Process.Requests do
   Serves queued reads in order. A source that would block is skipped for the rest of the
   pass (the NIF armed enif_select on it), so one slow output never delays the other.
   """
-  @spec serve_reads(t, Pipes.t()) :: {t, Pipes.t()}
+  @spec serve_reads(t, Program.t()) :: {t, Program.t()}
   def serve_reads(%{reads: []} = r, pipes), do: {r, pipes}
 
   def serve_reads(r, pipes) do
@@ -68,11 +68,11 @@ defmodule Sluice.Process.Requests do
     {%{r | reads: Enum.reverse(kept)}, pipes}
   end
 
-  defp sources(:any, pipes), do: Enum.filter([:stdout, :stderr], &Pipes.piped?(pipes, &1))
+  defp sources(:any, pipes), do: Enum.filter([:stdout, :stderr], &Program.piped?(pipes, &1))
   defp sources(source, _pipes), do: [source]
 
   defp read_one(req, srcs, pipes, blocked) do
-    open = Enum.filter(srcs, &Pipes.open?(pipes, &1))
+    open = Enum.filter(srcs, &Program.open?(pipes, &1))
 
     case open -- blocked do
       [] when open == [] -> {:done, :eof, pipes, blocked}
@@ -82,7 +82,7 @@ defmodule Sluice.Process.Requests do
   end
 
   defp read_source(req, src, srcs, pipes, blocked) do
-    case Pipes.read(pipes, src, req.max) do
+    case Program.read(pipes, src, req.max) do
       {:ok, data, pipes} ->
         answer = if req.source == :any, do: {:ok, {src, data}}, else: {:ok, data}
         {:done, answer, pipes, blocked}
@@ -101,14 +101,14 @@ defmodule Sluice.Process.Requests do
   ## Writes
 
   @doc "Writes queued data in order, as far as stdin takes it now."
-  @spec serve_writes(t, Pipes.t()) :: {t, Pipes.t()}
+  @spec serve_writes(t, Program.t()) :: {t, Program.t()}
   def serve_writes(r, pipes) do
     case :queue.out(r.writes) do
       {:empty, _} ->
         {r, pipes}
 
       {{:value, req}, rest} ->
-        case Pipes.write(pipes, req.data) do
+        case Program.write(pipes, req.data) do
           {:ok, "", pipes} ->
             reply(req, :ok)
             serve_writes(%{r | writes: rest}, pipes)

@@ -1,6 +1,6 @@
 defmodule Sluice.Process.Server do
   @moduledoc false
-  # The GenServer behind Sluice.Process: a thin owner of one Sluice.Pipes value, which
+  # The GenServer behind Sluice.Process: a thin owner of one Sluice.Program value, which
   # serialises callers (Requests) and pushes output in active mode (Active).
   #
   # Lifecycle: once the program has exited, every output is at EOF and the status was
@@ -14,8 +14,9 @@ defmodule Sluice.Process.Server do
 
   use GenServer
 
-  alias Sluice.{Error, Framing, Pipes, Registry}
-  alias Sluice.Pipes.Log
+  alias Sluice.Program.Deadline
+  alias Sluice.{Error, Framing, Program, Registry}
+  alias Sluice.Program.Log
   alias Sluice.Process.{Active, Relay, Requests}
 
   # How much longer than the grace a stop may take before it is reported as a timeout.
@@ -52,7 +53,7 @@ defmodule Sluice.Process.Server do
   @type exit_report :: :pending | :delivered
 
   @type t :: %__MODULE__{
-          pipes: Pipes.t(),
+          pipes: Program.t(),
           owner: pid,
           controller: pid,
           info: Sluice.Process.info() | nil,
@@ -68,20 +69,20 @@ defmodule Sluice.Process.Server do
   @impl true
   # `opts`: the checked options (those of Sluice.Process.manage/2 have no framing).
   def init({spec, owner, opts}) do
-    deadline = Pipes.deadline(opts.start_timeout)
+    deadline = Deadline.at(opts.start_timeout)
     framing = Map.get(opts, :framing, :raw)
 
     opened =
       case spec do
-        {:manage, spec} -> Pipes.manage(spec, deadline, owner)
-        spec -> Pipes.open(spec, deadline, owner)
+        {:manage, spec} -> Program.manage(spec, deadline, owner)
+        spec -> Program.open(spec, deadline, owner)
       end
 
     case opened do
       {:ok, pipes} ->
         Process.monitor(owner)
         info = Registry.info(pipes.id)
-        pipes = Pipes.hold(pipes, opts)
+        pipes = Program.hold(pipes, opts)
         {log, pipes} = Log.drain_all(Log.new(pipes), pipes)
         s = %__MODULE__{pipes: pipes, owner: owner, controller: owner, info: info, log: log}
         {:ok, %{s | framing: framing}}
@@ -105,7 +106,7 @@ defmodule Sluice.Process.Server do
     do: reply({:error, :active}, s)
 
   def handle_call({:read, source, max, timeout}, from, s) do
-    if source != :any and not Pipes.piped?(s.pipes, source) do
+    if source != :any and not Program.piped?(s.pipes, source) do
       # stdout went to a file, /dev/null or the console; stderr was not consumed.
       reply({:error, if(source == :stdout, do: :not_piped, else: :not_captured)}, s)
     else
@@ -126,7 +127,7 @@ defmodule Sluice.Process.Server do
 
   # A terminal without an end of input says so, and stays open for in-band input.
   def handle_call(:close_stdin, _from, s) do
-    case Pipes.end_input(s.pipes) do
+    case Program.end_input(s.pipes) do
       {:ok, pipes} ->
         requests = Requests.fail_writes(s.requests, {:error, :closed})
         reply(:ok, %{s | pipes: pipes, requests: requests})
@@ -143,7 +144,7 @@ defmodule Sluice.Process.Server do
   # The server waits for the helper program's answer and serves nobody meanwhile: never
   # longer than @signal_timeout, whatever the caller's timeout.
   def handle_call({:stats, timeout}, from, s) do
-    {answer, pipes} = Pipes.stats(s.pipes, Pipes.deadline(min(timeout, @signal_timeout)))
+    {answer, pipes} = Program.stats(s.pipes, Deadline.at(min(timeout, @signal_timeout)))
     GenServer.reply(from, answer)
     control(%{s | pipes: pipes})
   end
@@ -152,7 +153,7 @@ defmodule Sluice.Process.Server do
   def handle_call({:signal, signum}, from, %{pipes: %{origin: :managed}} = s) do
     case s.pipes.exit do
       :running ->
-        {answer, pipes} = Pipes.signal(s.pipes, signum, Pipes.deadline(@signal_timeout))
+        {answer, pipes} = Program.signal(s.pipes, signum, Deadline.at(@signal_timeout))
         GenServer.reply(from, answer)
         control(%{s | pipes: pipes})
 
@@ -165,10 +166,11 @@ defmodule Sluice.Process.Server do
   end
 
   def handle_call({:set_window_size, rows, cols}, _from, s),
-    do: reply(Pipes.set_window_size(s.pipes, rows, cols), s)
+    do: reply(Program.set_window_size(s.pipes, rows, cols), s)
 
   def handle_call({:signal, signum}, _from, s) do
-    answer = if s.pipes.exit == :running, do: elem(Pipes.signal(s.pipes, signum, 0), 0), else: :ok
+    answer =
+      if s.pipes.exit == :running, do: elem(Program.signal(s.pipes, signum, 0), 0), else: :ok
 
     reply(answer, s)
   end
@@ -179,7 +181,7 @@ defmodule Sluice.Process.Server do
         {:stop, :normal, {:ok, status}, s}
 
       :running ->
-        s = %{close_stdin(s) | pipes: Pipes.stop(s.pipes, grace)}
+        s = %{close_stdin(s) | pipes: Program.stop(s.pipes, grace)}
 
         waiter =
           Requests.request(%{from: from}, Sluice.Options.with_margin(grace, @stop_slack), :stop)
@@ -214,10 +216,10 @@ defmodule Sluice.Process.Server do
 
   @impl true
   def handle_info({:select, _, _, _} = msg, s) do
-    case Pipes.handle_ready(s.pipes, msg) do
+    case Program.handle_ready(s.pipes, msg) do
       {:ready, :stdin} ->
         # On a terminal, a pending end-of-input character goes first.
-        noreply(serve_writes(%{s | pipes: Pipes.finish_close_stdin(s.pipes)}))
+        noreply(serve_writes(%{s | pipes: Program.finish_close_stdin(s.pipes)}))
 
       {:ready, role} when role in [:log_stdout, :log_stderr] ->
         {log, pipes} = Log.drain(s.log, s.pipes, role)
@@ -237,7 +239,7 @@ defmodule Sluice.Process.Server do
   def handle_info({:sluice_timeout, _tag, :stop}, s) do
     error = Error.new(:timeout, "the program's exit was not reported in time")
     Enum.each(s.requests.stop_waiters, &Requests.reply(&1, {:error, error}))
-    Pipes.close(s.pipes)
+    Program.close(s.pipes)
     {:stop, :normal, s}
   end
 
@@ -248,7 +250,7 @@ defmodule Sluice.Process.Server do
     # The owner's node disconnected: the program stops. A controller on this node hears
     # it here; one on another node from its relay (told to nobody across the lost link).
     if reason == :noconnection and node(s.controller) == node(), do: notify(s, :nodedown)
-    Pipes.close(s.pipes)
+    Program.close(s.pipes)
     {:stop, :normal, s}
   end
 
@@ -260,7 +262,7 @@ defmodule Sluice.Process.Server do
   defp control(%{pipes: %{helper_program: :down}} = s) do
     _ = Requests.fail_all(s.requests, {:error, :helper_down})
     notify(s, :helper_down)
-    Pipes.close(s.pipes)
+    Program.close(s.pipes)
     {:stop, {:shutdown, :helper_down}, s}
   end
 
@@ -275,7 +277,7 @@ defmodule Sluice.Process.Server do
 
       waiters ->
         Enum.each(waiters, &Requests.reply(&1, {:ok, status}))
-        Pipes.close(s.pipes)
+        Program.close(s.pipes)
         {:stop, :normal, s}
     end
   end
@@ -298,7 +300,7 @@ defmodule Sluice.Process.Server do
 
   # In active mode the status follows the output, once all of it was delivered.
   defp report_exit(%{pipes: %{exit: {:exited, status}} = pipes, exit_report: :pending} = s) do
-    if Pipes.open_outputs(pipes) == [] do
+    if Program.open_outputs(pipes) == [] do
       send(s.controller, {:sluice_exit, self(), status})
       %{s | exit_report: :delivered}
     else
@@ -309,7 +311,7 @@ defmodule Sluice.Process.Server do
   defp report_exit(s), do: s
 
   defp stop_on_frame_error(%{decoding: :sound} = s) do
-    case Pipes.frame_error(s.pipes) do
+    case Program.frame_error(s.pipes) do
       nil ->
         s
 
@@ -317,7 +319,7 @@ defmodule Sluice.Process.Server do
         notify(s, reason)
         {_signal, grace} = s.pipes.kill
         s = close_stdin(s)
-        pipes = if s.pipes.exit == :running, do: Pipes.stop(s.pipes, grace), else: s.pipes
+        pipes = if s.pipes.exit == :running, do: Program.stop(s.pipes, grace), else: s.pipes
         %{s | pipes: pipes, decoding: {:broken, reason}}
     end
   end
@@ -355,8 +357,8 @@ defmodule Sluice.Process.Server do
 
   # The status was delivered only once the program exited (`exit_report`).
   defp maybe_end(%{exit_report: :delivered, pipes: pipes} = s) do
-    if Pipes.open_outputs(pipes) == [] and s.requests.reads == [] do
-      Pipes.close(pipes)
+    if Program.open_outputs(pipes) == [] and s.requests.reads == [] do
+      Program.close(pipes)
       {:stop, :normal, s}
     else
       {:noreply, s}
@@ -366,7 +368,7 @@ defmodule Sluice.Process.Server do
   defp maybe_end(s), do: {:noreply, s}
 
   defp write(data, timeout, from, s) do
-    if Pipes.open?(s.pipes, :stdin) do
+    if Program.open?(s.pipes, :stdin) do
       req = Requests.request(%{from: from, data: data, written: 0}, timeout, :write)
       s = put_in(s.requests.writes, :queue.in(req, s.requests.writes))
       noreply(serve_writes(s))
@@ -382,6 +384,6 @@ defmodule Sluice.Process.Server do
 
   defp close_stdin(s) do
     requests = Requests.fail_writes(s.requests, {:error, :closed})
-    %{s | pipes: Pipes.close_stdin(s.pipes), requests: requests}
+    %{s | pipes: Program.close_stdin(s.pipes), requests: requests}
   end
 end

@@ -1,7 +1,7 @@
 defmodule Sluice.Remote.Reader do
   @moduledoc false
   # The holder of a `run`'s or a stream's program on the program's node, for a consumer on
-  # another node (Sluice.Remote.Consumer). It holds the Sluice.Pipes value, so the fds stay
+  # another node (Sluice.Remote.Consumer). It holds the Sluice.Program value, so the fds stay
   # on the node of the program, and it reads output only against credit the consumer
   # grants (one batch of chunks per credit, like active mode with a count): the program's output
   # crosses distribution no faster than the consumer takes it, each chunk read into one
@@ -23,7 +23,8 @@ defmodule Sluice.Remote.Reader do
   # What a frame costs beyond its bytes (a tuple, a list cell, a binary header).
   @frame_overhead 64
 
-  alias Sluice.Pipes
+  alias Sluice.Program.Deadline
+  alias Sluice.Program
 
   defstruct [
     :consumer,
@@ -44,15 +45,15 @@ defmodule Sluice.Remote.Reader do
   @typedoc "The output towards the consumer: still read, or its end (EOF, an error) sent."
   @type output :: :open | :ended
   @typedoc "A batch being filled: its output, its chunks (newest first) and their bytes."
-  @type held :: :none | {Pipes.source(), [Sluice.Framing.frame()], non_neg_integer}
+  @type held :: :none | {Program.source(), [Sluice.Framing.frame()], non_neg_integer}
   @type t :: %__MODULE__{
           consumer: pid,
-          pipes: Pipes.t(),
+          pipes: Program.t(),
           credit: non_neg_integer,
           window: pos_integer,
           max: pos_integer,
           held: held,
-          turn: [Pipes.source()],
+          turn: [Program.source()],
           pending: :queue.queue(binary),
           stdin: stdin,
           output: output,
@@ -61,12 +62,12 @@ defmodule Sluice.Remote.Reader do
 
   @impl true
   def init({spec, opts, consumer, start_ms}) do
-    case Pipes.open(spec, Pipes.deadline(start_ms), consumer) do
+    case Program.open(spec, Deadline.at(start_ms), consumer) do
       {:ok, pipes} ->
         Process.monitor(consumer)
-        pipes = Pipes.hold(pipes, opts)
-        # A quick program's exit comes as the channel's first message (Pipes.hold/2).
-        {:ok, %__MODULE__{consumer: consumer, pipes: pipes, turn: Pipes.open_outputs(pipes)}}
+        pipes = Program.hold(pipes, opts)
+        # A quick program's exit comes as the channel's first message (Program.hold/2).
+        {:ok, %__MODULE__{consumer: consumer, pipes: pipes, turn: Program.open_outputs(pipes)}}
 
       {:error, error} ->
         {:stop, {:shutdown, error}}
@@ -80,16 +81,23 @@ defmodule Sluice.Remote.Reader do
   def handle_info({:sluice_consumer, request}, s), do: request(request, s)
 
   def handle_info({:select, _, _, _} = msg, s) do
-    case Pipes.handle_ready(s.pipes, msg) do
-      {:ready, :stdin} -> {:noreply, write_input(%{s | pipes: Pipes.finish_close_stdin(s.pipes)})}
-      {:ready, _output} -> {:noreply, deliver(s)}
-      {:control, pipes} -> control(%{s | pipes: pipes})
-      :unknown -> {:noreply, s}
+    case Program.handle_ready(s.pipes, msg) do
+      {:ready, :stdin} ->
+        {:noreply, write_input(%{s | pipes: Program.finish_close_stdin(s.pipes)})}
+
+      {:ready, _output} ->
+        {:noreply, deliver(s)}
+
+      {:control, pipes} ->
+        control(%{s | pipes: pipes})
+
+      :unknown ->
+        {:noreply, s}
     end
   end
 
   def handle_info({:DOWN, _ref, :process, consumer, _reason}, %{consumer: consumer} = s) do
-    Pipes.close(s.pipes)
+    Program.close(s.pipes)
     {:stop, :normal, s}
   end
 
@@ -106,12 +114,12 @@ defmodule Sluice.Remote.Reader do
   defp request(:input_eof, s), do: {:noreply, write_input(%{s | stdin: :closing})}
 
   defp request({:stop, grace}, s) do
-    pipes = if s.pipes.exit == :running, do: Pipes.stop(s.pipes, grace), else: s.pipes
+    pipes = if s.pipes.exit == :running, do: Program.stop(s.pipes, grace), else: s.pipes
     {:noreply, %{s | pipes: pipes, stdin: :closed, pending: :queue.new()}}
   end
 
   defp request(:close, s) do
-    Pipes.close(s.pipes)
+    Program.close(s.pipes)
     {:stop, :normal, s}
   end
 
@@ -141,7 +149,7 @@ defmodule Sluice.Remote.Reader do
         s |> send_held() |> deliver()
 
       {:blocked, s} ->
-        if Pipes.open_outputs(s.pipes) == [] do
+        if Program.open_outputs(s.pipes) == [] do
           event(s, :eof)
           %{s | output: :ended}
         else
@@ -178,7 +186,7 @@ defmodule Sluice.Remote.Reader do
   end
 
   defp fill_more(s, source, chunks, bytes, room) do
-    case Pipes.read(s.pipes, source, room) do
+    case Program.read(s.pipes, source, room) do
       {:ok, data, pipes} ->
         held = {source, [data | chunks], bytes + cost(pipes, source, data)}
         fill(%{s | pipes: pipes, held: held})
@@ -205,7 +213,7 @@ defmodule Sluice.Remote.Reader do
   defp read_any(pipes, [], _max), do: {:blocked, pipes}
 
   defp read_any(pipes, [source | rest], max) do
-    case Pipes.read(pipes, source, batch_bytes(pipes, source, max)) do
+    case Program.read(pipes, source, batch_bytes(pipes, source, max)) do
       {:ok, data, pipes} -> {:data, source, data, pipes}
       {:error, :not_captured, pipes} -> read_any(pipes, rest, max)
       {:error, reason, pipes} -> {:error, reason, pipes}
@@ -216,14 +224,14 @@ defmodule Sluice.Remote.Reader do
   # A batch is `@batch_bytes` (or `max`, if larger); a read asks for the room left in it
   # (a framed read returns one frame whatever it is asked).
   defp batch_bytes(pipes, source, max),
-    do: if(Pipes.framed?(pipes, source), do: @batch_bytes, else: max(max, @batch_bytes))
+    do: if(Program.framed?(pipes, source), do: @batch_bytes, else: max(max, @batch_bytes))
 
   defp room(s, source, bytes), do: max(batch_bytes(s.pipes, source, s.max) - bytes, 0)
 
   # What a chunk costs in a batch: its bytes, and for a frame a term's worth more, so
   # that a batch of empty frames (empty lines, empty packets) is bounded too.
   defp cost(pipes, source, data) do
-    if Pipes.framed?(pipes, source),
+    if Program.framed?(pipes, source),
       do: frame_bytes(data) + @frame_overhead,
       else: byte_size(data)
   end
@@ -240,13 +248,13 @@ defmodule Sluice.Remote.Reader do
   defp write_input(s) do
     case :queue.out(s.pending) do
       {:empty, _} when s.stdin == :closing ->
-        %{s | stdin: :closed, pipes: Pipes.close_stdin(s.pipes)}
+        %{s | stdin: :closed, pipes: Program.close_stdin(s.pipes)}
 
       {:empty, _} ->
         s
 
       {{:value, data}, rest} ->
-        case Pipes.write(s.pipes, data) do
+        case Program.write(s.pipes, data) do
           {:ok, "", pipes} ->
             event(s, :taken)
             write_input(%{s | pipes: pipes, pending: rest})
@@ -257,7 +265,7 @@ defmodule Sluice.Remote.Reader do
           # The program closed its stdin (or exited): input ends quietly, as for `head`.
           {:error, _reason} ->
             event(s, :input_closed)
-            %{s | stdin: :closed, pending: :queue.new(), pipes: Pipes.close_stdin(s.pipes)}
+            %{s | stdin: :closed, pending: :queue.new(), pipes: Program.close_stdin(s.pipes)}
         end
     end
   end
@@ -266,7 +274,7 @@ defmodule Sluice.Remote.Reader do
 
   defp control(%{pipes: %{exit: :lost}} = s) do
     event(s, :helper_down)
-    Pipes.close(s.pipes)
+    Program.close(s.pipes)
     {:stop, :normal, s}
   end
 

@@ -1,4 +1,4 @@
-defmodule Sluice.Pipes do
+defmodule Sluice.Program do
   @moduledoc false
   # The process-less core (docs/architecture.md): one running program as a value held by
   # the process that started it, and the only code that reads, writes or closes its fds.
@@ -10,7 +10,7 @@ defmodule Sluice.Pipes do
   # States, explicitly:
   #   * each piped output (`:stdout`, `:stderr`) is `:open` or `:eof`;
   #   * stdin is `:open` or `:closed`, or `:closing` on a terminal while its end-of-input
-  #     character waits to be written (Sluice.Pipes.Terminal, the only code that writes
+  #     character waits to be written (Sluice.Program.Terminal, the only code that writes
   #     to a terminal);
   #   * the program is `:running`, `{:exited, status}`, or `:lost` (the helper program
   #     died first: no status will ever come);
@@ -39,7 +39,7 @@ defmodule Sluice.Pipes do
 
   alias Sluice.{Error, Framing, Native, Registry}
   alias Sluice.Helper.Protocol
-  alias Sluice.Pipes.{Start, Terminal}
+  alias Sluice.Program.{Deadline, Start, Terminal}
 
   defstruct [
     :id,
@@ -64,7 +64,6 @@ defmodule Sluice.Pipes do
   @type role :: :stdin | source | log_source
   @type status :: Protocol.status()
   @type exit_state :: :running | {:exited, status} | :lost
-  @type deadline :: integer | :infinity
   @type t :: %__MODULE__{
           id: pos_integer,
           os_pid: pos_integer,
@@ -86,14 +85,14 @@ defmodule Sluice.Pipes do
   # How much longer than the grace a stopped program's exit may take to be reported.
   @stop_slack 2_000
 
-  ## Opening (Sluice.Pipes.Start)
+  ## Opening (Sluice.Program.Start)
 
   @doc """
   Starts a program from a spawn spec (see `Sluice.Options.spawn_spec/2`) and waits for it
   to run, until `deadline` (monotonic ms). The caller holds it; `owner` (default the
   caller) is whom `Sluice.list/0` names as its owner.
   """
-  @spec open(map, deadline, pid) :: {:ok, t} | {:error, Error.t()}
+  @spec open(map, Deadline.t(), pid) :: {:ok, t} | {:error, Error.t()}
   defdelegate open(spec, deadline, owner \\ self()), to: Start
 
   @doc """
@@ -101,14 +100,14 @@ defmodule Sluice.Pipes do
   `Sluice.Options.manage_spec/2`): the helper program holds a pidfd for it. Like `open/3`
   otherwise; the result has no pipes.
   """
-  @spec manage(map, deadline, pid) :: {:ok, t} | {:error, Error.t()}
+  @spec manage(map, Deadline.t(), pid) :: {:ok, t} | {:error, Error.t()}
   defdelegate manage(spec, deadline, owner \\ self()), to: Start
 
   ## Data
 
   @doc "What the program has cost so far: see `Sluice.Process.stats/2`."
-  @spec stats(t, deadline) :: {{:ok, map} | {:error, atom}, t}
-  defdelegate stats(p, deadline), to: Sluice.Pipes.Usage
+  @spec stats(t, Deadline.t()) :: {{:ok, map} | {:error, atom}, t}
+  defdelegate stats(p, deadline), to: Sluice.Program.Usage
 
   @doc """
   Reads stdout in frames of the options' `:framing` (`:raw`, the default: as the bytes
@@ -211,7 +210,7 @@ defmodule Sluice.Pipes do
   not empty, a `:ready_output` message will come to the caller. A terminal whose program
   side is gone answers `:epipe`, like a pipe; a canonical terminal hands a line longer
   than it holds over in pieces, or refuses it with `:line_too_long` when it has no VEOF
-  to do that with (Sluice.Pipes.Terminal).
+  to do that with (Sluice.Program.Terminal).
   """
   @spec write(t, binary) :: {:ok, binary, t} | {:error, atom}
   def write(%{open: %{stdin: :open}, terminal: %Terminal{}} = p, data) do
@@ -405,7 +404,7 @@ defmodule Sluice.Pipes do
   end
 
   @doc false
-  # One decoded message of the program channel applied to the value (Sluice.Pipes.Usage).
+  # One decoded message of the program channel applied to the value (Sluice.Program.Usage).
   @spec apply_control(t, Protocol.reply() | :bad) :: t
   def apply_control(%{id: id} = p, {:exit, id, status, info}) do
     Registry.remove(id)
@@ -422,7 +421,7 @@ defmodule Sluice.Pipes do
   def apply_control(p, _other), do: p
 
   @doc "Waits until the exit status is known or `deadline`; other messages stay queued."
-  @spec await_exit(t, deadline) :: {:ok, status, t} | {:error, :timeout | :helper_down, t}
+  @spec await_exit(t, Deadline.t()) :: {:ok, status, t} | {:error, :timeout | :helper_down, t}
   def await_exit(p, deadline) do
     case control(p) do
       %{exit: {:exited, status}} = p ->
@@ -435,7 +434,7 @@ defmodule Sluice.Pipes do
         receive do
           {:select, ^ch, _, :ready_input} -> await_exit(p, deadline)
         after
-          remaining(deadline) -> {:error, :timeout, p}
+          Deadline.remaining(deadline) -> {:error, :timeout, p}
         end
     end
   end
@@ -447,7 +446,7 @@ defmodule Sluice.Pipes do
   its group with `group: true`), waits until `deadline` for the helper program's answer:
   `{:error, :esrch}` once it has exited. Returns the pipes with whatever arrived meanwhile.
   """
-  @spec signal(t, pos_integer, deadline) :: {:ok | {:error, atom}, t}
+  @spec signal(t, pos_integer, Deadline.t()) :: {:ok | {:error, atom}, t}
   def signal(%{origin: :managed} = p, signum, deadline) do
     case send_signal(p, signum) do
       :ok -> await_signaled(p, deadline)
@@ -472,7 +471,7 @@ defmodule Sluice.Pipes do
         receive do
           {:select, ch, _, :ready_input} when ch == p.channel -> await_signaled(p, deadline)
         after
-          remaining(deadline) -> {{:error, :timeout}, p}
+          Deadline.remaining(deadline) -> {{:error, :timeout}, p}
         end
 
       _eof_or_error ->
@@ -509,7 +508,7 @@ defmodule Sluice.Pipes do
   def stop_and_await(p, grace) do
     p = stop(p, grace)
 
-    case await_exit(p, deadline(Sluice.Options.with_margin(grace, @stop_slack))) do
+    case await_exit(p, Deadline.with_margin(grace, @stop_slack)) do
       {:ok, status, p} -> {status, p}
       {:error, _reason, p} -> {nil, p}
     end
@@ -545,16 +544,6 @@ defmodule Sluice.Pipes do
   end
 
   ## Helpers
-
-  @doc "Milliseconds left until `deadline`."
-  @spec remaining(deadline) :: timeout
-  def remaining(:infinity), do: :infinity
-  def remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
-
-  @doc "The deadline `ms` from now."
-  @spec deadline(timeout) :: deadline
-  def deadline(:infinity), do: :infinity
-  def deadline(ms), do: System.monotonic_time(:millisecond) + ms
 
   @doc false
   @spec helper_down() :: Error.t()

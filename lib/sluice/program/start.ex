@@ -1,22 +1,23 @@
-defmodule Sluice.Pipes.Start do
+defmodule Sluice.Program.Start do
   @moduledoc false
-  # How a Sluice.Pipes value comes to be: the spawn (or manage) request on the fd socket
+  # How a Sluice.Program value comes to be: the spawn (or manage) request on the fd socket
   # with a fresh program channel, and the reply on that channel, which brings the
   # program's fds, each with its role (docs/protocol.md). Roles become the value's: a
   # terminal's master is both `:stdin` and `:stdout`; with a private channel `:fd3` and
   # `:fd4` are the data and the program's own outputs are log sources. Until the reply,
   # the channel is the only fd, and every failure closes it.
 
-  alias Sluice.{Error, Native, Pipes, Registry}
+  alias Sluice.Program.Deadline
+  alias Sluice.{Error, Native, Program, Registry}
   alias Sluice.Helper
   alias Sluice.Helper.{Env, Protocol}
-  alias Sluice.Pipes.Terminal
+  alias Sluice.Program.Terminal
 
   # How often a full fd socket is retried, until the caller's deadline.
   @retry_ms 1
 
-  @doc "See `Sluice.Pipes.open/3`."
-  @spec open(map, Pipes.deadline(), pid) :: {:ok, Pipes.t()} | {:error, Error.t()}
+  @doc "See `Sluice.Program.open/3`."
+  @spec open(map, Deadline.t(), pid) :: {:ok, Program.t()} | {:error, Error.t()}
   def open(spec, deadline, owner) do
     id = System.unique_integer([:positive])
 
@@ -26,7 +27,7 @@ defmodule Sluice.Pipes.Start do
          {:ok, spec} <- resolve_stages(spec, conn.inherited_env),
          {:ok, request} <- Protocol.spawn_request(id, spec),
          {:ok, channel} <- send_request(conn.sock, request, deadline),
-         p = %Pipes{id: id, channel: channel, kill: kill(spec)},
+         p = %Program{id: id, channel: channel, kill: kill(spec)},
          {:ok, p, cgroup} <- await_spawned(p, deadline) do
       Registry.add(id, %{
         os_pid: p.os_pid,
@@ -61,15 +62,15 @@ defmodule Sluice.Pipes.Start do
 
   defp resolve_stages(spec, _inherited), do: {:ok, spec}
 
-  @doc "See `Sluice.Pipes.manage/3`."
-  @spec manage(map, Pipes.deadline(), pid) :: {:ok, Pipes.t()} | {:error, Error.t()}
+  @doc "See `Sluice.Program.manage/3`."
+  @spec manage(map, Deadline.t(), pid) :: {:ok, Program.t()} | {:error, Error.t()}
   def manage(spec, deadline, owner) do
     id = System.unique_integer([:positive])
     request = Protocol.manage_request(id, spec)
 
     with {:ok, conn} <- connection(),
          {:ok, channel} <- send_request(conn.sock, request, deadline),
-         p = %Pipes{id: id, channel: channel, kill: kill(spec), origin: :managed},
+         p = %Program{id: id, channel: channel, kill: kill(spec), origin: :managed},
          {:ok, p, nil} <- await_spawned(p, deadline) do
       Registry.add(id, %{
         os_pid: p.os_pid,
@@ -97,7 +98,7 @@ defmodule Sluice.Pipes.Start do
   defp connection do
     case Helper.conn() do
       {:ok, conn} -> {:ok, conn}
-      :down -> {:error, Pipes.helper_down()}
+      :down -> {:error, Program.helper_down()}
     end
   end
 
@@ -114,14 +115,14 @@ defmodule Sluice.Pipes.Start do
       # The socket's buffer is full: the helper program is busy (or stopped). Retry until
       # the deadline; nothing was sent.
       {:error, :eagain} ->
-        if Pipes.remaining(deadline) == 0 do
+        if Deadline.passed?(deadline) do
           {:error, Error.new(:timeout, "the helper program did not take the spawn request")}
         else
           receive after: (@retry_ms -> send_request(sock, request, deadline))
         end
 
       {:error, reason} when reason in [:econnreset, :epipe, :enotconn, :closed] ->
-        {:error, Pipes.helper_down()}
+        {:error, Program.helper_down()}
 
       {:error, :emfile} ->
         {:error, emfile()}
@@ -140,14 +141,14 @@ defmodule Sluice.Pipes.Start do
         receive do
           {:select, ch, _, :ready_input} when ch == p.channel -> await_spawned(p, deadline)
         after
-          Pipes.remaining(deadline) ->
+          Deadline.remaining(deadline) ->
             close_channel(p)
             {:error, Error.new(:timeout, "the program did not start in time", stage: :request)}
         end
 
       :eof ->
         close_channel(p)
-        {:error, Pipes.helper_down()}
+        {:error, Program.helper_down()}
 
       {:error, :emfile} ->
         close_channel(p)
@@ -174,7 +175,7 @@ defmodule Sluice.Pipes.Start do
 
     open = Map.new(fds, fn {role, _} -> {role, :open} end)
     terminal = if :pty in roles, do: Terminal.new()
-    now = System.monotonic_time(:millisecond)
+    now = Deadline.now()
     p = %{p | os_pid: os_pid, fds: fds, open: open, terminal: terminal, started_at: now}
     {:ok, p, cgroup}
   end
@@ -221,7 +222,7 @@ defmodule Sluice.Pipes.Start do
   # Before the program runs there is only the channel.
   defp close_channel(p) do
     Native.close(p.channel)
-    Pipes.flush_fd(p.channel)
+    Program.flush_fd(p.channel)
   end
 
   defp emfile do

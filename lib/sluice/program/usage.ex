@@ -1,15 +1,16 @@
-defmodule Sluice.Pipes.Usage do
+defmodule Sluice.Program.Usage do
   @moduledoc false
   # What a running program has cost so far (Sluice.Process.stats/2): the helper program
   # answers `{:stats, id}` on the program channel with its CPU times and process count;
   # the bytes through its pipes and its age are counted here, on the data side. Once the
   # program has exited, the usage of its exit reply is the answer.
 
-  alias Sluice.{Native, Pipes}
+  alias Sluice.Program.Deadline
+  alias Sluice.{Native, Program}
   alias Sluice.Helper.Protocol
 
-  @doc "See `Sluice.Pipes.stats/2`."
-  @spec stats(Pipes.t(), Pipes.deadline()) :: {{:ok, map} | {:error, atom}, Pipes.t()}
+  @doc "See `Sluice.Program.stats/2`."
+  @spec stats(Program.t(), Deadline.t()) :: {{:ok, map} | {:error, atom}, Program.t()}
   def stats(p, deadline) do
     case p.exit do
       {:exited, status} -> {{:ok, with_pipes(p, exited(status, p.exit_info))}, p}
@@ -21,7 +22,7 @@ defmodule Sluice.Pipes.Usage do
   defp request(p, deadline) do
     case Native.send(p.channel, Protocol.stats(p.id)) do
       :ok -> await(p, deadline)
-      {:error, _} -> {{:error, :helper_down}, Pipes.control(p)}
+      {:error, _} -> {{:error, :helper_down}, Program.control(p)}
     end
   end
 
@@ -32,19 +33,19 @@ defmodule Sluice.Pipes.Usage do
         Enum.each(fds, &Native.close/1)
 
         case Protocol.decode(payload) do
-          {:stats, ^id, stats} -> {{:ok, with_pipes(p, stats)}, Pipes.control(p)}
-          other -> p |> Pipes.apply_control(other) |> await_or_exited(deadline)
+          {:stats, ^id, stats} -> {{:ok, with_pipes(p, stats)}, Program.control(p)}
+          other -> p |> Program.apply_control(other) |> await_or_exited(deadline)
         end
 
       {:error, :eagain} ->
         receive do
           {:select, ch, _, :ready_input} when ch == p.channel -> await(p, deadline)
         after
-          Pipes.remaining(deadline) -> {{:error, :timeout}, p}
+          Deadline.remaining(deadline) -> {{:error, :timeout}, p}
         end
 
       _eof_or_error ->
-        {{:error, :helper_down}, Pipes.control(p)}
+        {{:error, :helper_down}, Program.control(p)}
     end
   end
 
@@ -64,7 +65,7 @@ defmodule Sluice.Pipes.Usage do
     Map.merge(stats, %{
       bytes_read: p.bytes_read,
       bytes_written: p.bytes_written,
-      age_ms: System.monotonic_time(:millisecond) - p.started_at
+      age_ms: Deadline.now() - p.started_at
     })
   end
 end

@@ -1,4 +1,4 @@
-defmodule Sluice.Pipes.Log do
+defmodule Sluice.Program.Log do
   @moduledoc false
   # A program's own stdout and stderr sent to Logger line by line, when its data goes
   # through fds 3 and 4 (`stdout: :log`, `stderr: :log`). Nobody asks for these pipes, so
@@ -9,32 +9,32 @@ defmodule Sluice.Pipes.Log do
 
   require Logger
 
-  alias Sluice.{Lines, Pipes}
+  alias Sluice.{Lines, Program}
 
   @chunk 65_536
   @max_line 16_384
   # Chunks read per readiness message before the holder serves anything else.
   @chunks_per_turn 4
 
-  @type t :: %{optional(Pipes.log_source()) => Lines.t()}
+  @type t :: %{optional(Program.log_source()) => Lines.t()}
 
   @doc "The line buffers of the log sources `pipes` has (none without `:log`)."
-  @spec new(Pipes.t()) :: t
+  @spec new(Program.t()) :: t
   def new(pipes) do
     for role <- [:log_stdout, :log_stderr],
-        Pipes.piped?(pipes, role),
+        Program.piped?(pipes, role),
         into: %{},
         do: {role, Lines.new(@max_line)}
   end
 
   @doc "Reads and logs what every log source holds now, arming those that are empty."
-  @spec drain_all(t, Pipes.t()) :: {t, Pipes.t()}
+  @spec drain_all(t, Program.t()) :: {t, Program.t()}
   def drain_all(log, pipes) do
     Enum.reduce(Map.keys(log), {log, pipes}, fn role, {log, pipes} -> drain(log, pipes, role) end)
   end
 
   @doc "Reads and logs what `role` holds, up to a few chunks (then it asks to be called again)."
-  @spec drain(t, Pipes.t(), Pipes.log_source()) :: {t, Pipes.t()}
+  @spec drain(t, Program.t(), Program.log_source()) :: {t, Program.t()}
   def drain(log, pipes, role), do: drain(log, pipes, role, @chunks_per_turn)
 
   defp drain(log, pipes, role, 0) do
@@ -44,7 +44,7 @@ defmodule Sluice.Pipes.Log do
   end
 
   defp drain(log, pipes, role, turns) do
-    case Pipes.read(pipes, role, @chunk) do
+    case Program.read(pipes, role, @chunk) do
       {:ok, data, pipes} ->
         {lines, buffer} = Lines.split(log[role], data)
         Enum.each(lines, &line(pipes, role, &1))
