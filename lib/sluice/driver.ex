@@ -5,7 +5,7 @@ defmodule Sluice.Driver do
   # itself), on another node (`node:`) a Sluice.Remote.Consumer of the reader that holds
   # the pipes there. Sluice.Run and Sluice.OutputStream see one set of calls.
 
-  alias Sluice.Program.Deadline
+  alias Sluice.Program.{Deadline, Errors, Output}
   alias Sluice.{Error, Input, Options, Program, Pump, Remote}
   alias Sluice.Remote.Consumer
 
@@ -18,7 +18,7 @@ defmodule Sluice.Driver do
     case Remote.node_of(opts) do
       nil ->
         with {:ok, pipes} <- Program.open(Options.spawn_spec(argv, opts), deadline) do
-          pipes = Program.frame(pipes, opts)
+          pipes = Output.frame(pipes, opts)
           {:ok, Pump.new(pipes, Input.new(opts.input))}
         end
 
@@ -66,7 +66,7 @@ defmodule Sluice.Driver do
 
   @doc "The program's OS pid (on its own node)."
   @spec os_pid(t) :: pos_integer
-  def os_pid(%Pump{pipes: pipes}), do: pipes.os_pid
+  def os_pid(%Pump{pipes: pipes}), do: Program.os_pid(pipes)
   def os_pid(%Consumer{os_pid: os_pid}), do: os_pid
 
   @doc """
@@ -75,24 +75,12 @@ defmodule Sluice.Driver do
   reader forwarded it); `nil` before the exit.
   """
   @spec exit_info(t) :: map | nil
-  def exit_info(%Pump{pipes: pipes}), do: pipes.exit_info
+  def exit_info(%Pump{pipes: pipes}), do: Program.exit_info(pipes)
   def exit_info(%Consumer{} = c), do: Consumer.exit_info(c)
-
-  @doc "The error of a failed read of the program's output, or of its input refused."
-  @spec data_error(atom) :: Sluice.Error.t()
-  def data_error(:line_too_long) do
-    Sluice.Error.new(
-      :line_too_long,
-      "a line of input is longer than the terminal holds (4,095 bytes) and the terminal's " <>
-        "VEOF, which would hand it over in pieces, is disabled"
-    )
-  end
-
-  def data_error(reason), do: Sluice.Error.new(reason, "reading output failed: #{reason}")
 
   @doc "The error of a program lost with its helper program or its node."
   @spec lost_error(t, lost) :: Error.t()
-  def lost_error(_driver, :helper_down), do: Program.helper_down()
-  def lost_error(%Consumer{node: node}, :nodedown), do: Remote.nodedown(node)
-  def lost_error(%Pump{}, :nodedown), do: Remote.nodedown(node())
+  def lost_error(_driver, :helper_down), do: Errors.helper_down()
+  def lost_error(%Consumer{node: node}, :nodedown), do: Errors.nodedown(node)
+  def lost_error(%Pump{}, :nodedown), do: Errors.nodedown(node())
 end

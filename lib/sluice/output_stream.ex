@@ -5,8 +5,8 @@ defmodule Sluice.OutputStream do
   # and the after-callback stops it however enumeration ends (done, halted, raised, or the
   # consumer killed: then the NIF closes its channel and the helper program stops it).
 
-  alias Sluice.Program.Deadline
-  alias Sluice.{Driver, Error, ExitError, Lines}
+  alias Sluice.Program.{Deadline, Errors}
+  alias Sluice.{Driver, ExitError, Lines}
 
   @stderr_tail 8_192
   @lost [:helper_down, :nodedown]
@@ -59,16 +59,13 @@ defmodule Sluice.OutputStream do
         raise_after_close(st, pump, Driver.lost_error(pump, lost))
 
       {:error, reason, pump} ->
-        raise_after_close(st, pump, Driver.data_error(reason))
+        raise_after_close(st, pump, Errors.data(reason))
     end
   end
 
-  defp exit_timeout,
-    do: Error.new(:timeout, "the program's exit was not reported after it was stopped")
+  defp exit_timeout, do: Errors.exit_not_reported_after_stop()
 
-  defp idle_error(st) do
-    Error.new(:idle_timeout, "no output for #{st.opts.idle_timeout} ms (idle_timeout)")
-  end
+  defp idle_error(st), do: Errors.idle(st.opts.idle_timeout)
 
   # Stream.resource runs close/1 after the raise.
   defp raise_after_close(_st, _pump, error), do: raise(error)

@@ -157,6 +157,7 @@ defmodule Sluice.Process do
   `docs/guarantees.md`), also when the program's status came first. Adopted processes are not
   killed: they are not the helper program's children.
   """
+  alias Sluice.Program.Errors
   alias Sluice.{Error, Options}
   alias Sluice.Process.Starter
 
@@ -483,7 +484,7 @@ defmodule Sluice.Process do
     grace_ms = Options.timeout!(grace_ms, :grace_ms, infinity: false)
 
     case call(p, {:stop, grace_ms}, Options.with_margin(grace_ms, 5_000)) do
-      {:error, :timeout} -> {:error, Error.new(:timeout, "the program's server did not answer")}
+      {:error, :timeout} -> {:error, Errors.no_answer()}
       answer -> answer
     end
   end

@@ -16,7 +16,7 @@ defmodule Sluice.Pump do
   # ends with `feeding: :more`: the pump takes the news already there (output, the exit,
   # without waiting), checks the deadline, and feeds on.
 
-  alias Sluice.Program.Deadline
+  alias Sluice.Program.{Deadline, Fds, Output}
   alias Sluice.{Input, Program}
   alias Sluice.Pump.Upstream
 
@@ -25,7 +25,6 @@ defmodule Sluice.Pump do
     :input,
     pending: "",
     buffered: :queue.new(),
-    turn: [:stdout, :stderr],
     feeding: :idle,
     compacted: false,
     input_error: nil
@@ -46,7 +45,6 @@ defmodule Sluice.Pump do
           input: Input.t(),
           pending: binary,
           buffered: :queue.queue({Program.source(), binary}),
-          turn: [Program.source()],
           feeding: feeding,
           compacted: boolean,
           input_error: atom | nil
@@ -57,8 +55,8 @@ defmodule Sluice.Pump do
   def new(pipes, input) do
     # Arm the program channel, so that the helper program's death wakes us.
     pipes = Program.control(pipes)
-    pipes = if input == :none, do: Program.close_stdin(pipes), else: pipes
-    %__MODULE__{pipes: pipes, input: input, turn: Program.open_outputs(pipes)}
+    pipes = if input == :none, do: Fds.close_stdin(pipes), else: pipes
+    %__MODULE__{pipes: pipes, input: input}
   end
 
   @doc """
@@ -87,9 +85,9 @@ defmodule Sluice.Pump do
         {:data, source, data, %{pump | buffered: rest}}
 
       {:empty, _} ->
-        case read_any(pump, pump.turn, max) do
+        case read_any(pump, max) do
           {:blocked, pump} -> pump |> feed(deadline) |> read_after_feed(max)
-          other -> answer(other)
+          other -> other
         end
     end
   end
@@ -99,32 +97,22 @@ defmodule Sluice.Pump do
     do: {:error, reason, %{pump | input_error: nil}}
 
   defp read_after_feed(pump, max) do
-    case read_any(pump, pump.turn, max) do
+    case read_any(pump, max) do
       {:blocked, pump} -> if outputs?(pump), do: {:blocked, pump}, else: {:eof, pump}
-      other -> answer(other)
+      other -> other
     end
   end
 
-  defp answer({:data, source, data, pump}), do: {:data, source, data, rotate(pump, source)}
-  defp answer({:error, reason, pump}), do: {:error, reason, pump}
+  defp outputs?(pump), do: Output.open_outputs(pump.pipes) != []
 
-  defp outputs?(pump), do: Program.open_outputs(pump.pipes) != []
-
-  # One read attempt per open output, in turn order.
-  defp read_any(pump, [], _max), do: {:blocked, pump}
-
-  defp read_any(pump, [source | rest], max) do
-    case Program.read(pump.pipes, source, max) do
-      {:ok, data, pipes} -> {:data, source, data, %{pump | pipes: pipes}}
-      {:eof, pipes} -> read_any(%{pump | pipes: pipes}, rest, max)
-      {:wait, pipes} -> read_any(%{pump | pipes: pipes}, rest, max)
-      {:error, :not_captured, pipes} -> read_any(%{pump | pipes: pipes}, rest, max)
-      {:error, reason, pipes} -> {:error, reason, %{pump | pipes: pipes}}
+  # One read attempt per open output, in Output's fair turn order.
+  defp read_any(pump, max) do
+    case Output.next(pump.pipes, [:stdout, :stderr], max) do
+      {:data, source, data, pipes} -> {:data, source, data, %{pump | pipes: pipes}}
+      {:error, _source, reason, pipes} -> {:error, reason, %{pump | pipes: pipes}}
+      {_blocked_or_eof, pipes} -> {:blocked, %{pump | pipes: pipes}}
     end
   end
-
-  # The source that just gave data goes last, so a chatty stdout cannot starve stderr.
-  defp rotate(pump, source), do: %{pump | turn: List.delete(pump.turn, source) ++ [source]}
 
   defp wait(pump, max, deadline) do
     pump = compact(pump)
@@ -179,12 +167,7 @@ defmodule Sluice.Pump do
   defp more_input?(_pump), do: false
 
   defp watched(%{pipes: pipes} = pump, acc) do
-    acc =
-      Enum.reduce(
-        pipes.fds,
-        Map.put(acc, pipes.channel, :channel),
-        &Map.put(&2, elem(&1, 1), :data)
-      )
+    acc = Map.merge(acc, Program.watched_fds(pipes))
 
     case pump.input do
       {:piped, up, _stream} -> watched(up, acc)
@@ -209,8 +192,13 @@ defmodule Sluice.Pump do
       end
 
     case chain do
-      {:ok, %{pipes: %{exit: :lost}} = pump} -> {:error, :helper_down, pump}
-      other -> other
+      {:ok, pump} ->
+        if Program.status(pump.pipes) == :lost,
+          do: {:error, :helper_down, pump},
+          else: {:ok, pump}
+
+      other ->
+        other
     end
   end
 
@@ -223,7 +211,7 @@ defmodule Sluice.Pump do
   defp feed(%{pipes: pipes} = pump, deadline, pulls) do
     cond do
       # On a terminal, a pending end-of-input character is written first.
-      not Program.open?(pipes, :stdin) -> %{pump | pipes: Program.finish_close_stdin(pipes)}
+      not Output.open?(pipes, :stdin) -> %{pump | pipes: Fds.finish_close_stdin(pipes)}
       pump.pending != "" -> write_pending(pump, deadline, pulls)
       pulls == 0 -> %{pump | feeding: :more}
       true -> pull(pump, deadline, pulls - 1)
@@ -231,7 +219,7 @@ defmodule Sluice.Pump do
   end
 
   defp write_pending(pump, deadline, pulls) do
-    case Program.write(pump.pipes, pump.pending) do
+    case Fds.write(pump.pipes, pump.pending) do
       {:ok, "", pipes} -> feed(%{pump | pending: "", pipes: pipes}, deadline, pulls)
       {:ok, rest, pipes} -> %{pump | pending: rest, pipes: pipes}
       {:error, :line_too_long} -> %{input_done(pump) | input_error: :line_too_long}
@@ -252,28 +240,28 @@ defmodule Sluice.Pump do
         %{pump | input: {:piped, up, stream}}
 
       :done ->
-        %{pump | input: :done, pipes: Program.close_stdin(pump.pipes)}
+        %{pump | input: :done, pipes: Fds.close_stdin(pump.pipes)}
     end
   end
 
   defp pull(pump, deadline, pulls) do
     case Input.next(pump.input) do
       {:data, data, input} -> feed(%{pump | pending: data, input: input}, deadline, pulls)
-      :done -> %{pump | input: :done, pipes: Program.close_stdin(pump.pipes)}
+      :done -> %{pump | input: :done, pipes: Fds.close_stdin(pump.pipes)}
       {:function, fun} -> pump |> run_function(fun, deadline) |> feed(deadline, pulls)
     end
   end
 
   defp input_done(pump) do
     Input.halt(pump.input)
-    %{pump | input: :done, pending: "", pipes: Program.close_stdin(pump.pipes)}
+    %{pump | input: :done, pending: "", pipes: Fds.close_stdin(pump.pipes)}
   end
 
   # A `fn collectable -> ... end` input runs to completion here; push/2 writes each
   # element, reading output meanwhile into `buffered`.
   defp run_function(pump, fun, deadline) do
     pump = Sluice.Stdin.run(__MODULE__, %{pump | input: :done}, deadline, fun)
-    %{pump | pipes: Program.close_stdin(pump.pipes)}
+    %{pump | pipes: Fds.close_stdin(pump.pipes)}
   end
 
   @doc false
@@ -297,7 +285,7 @@ defmodule Sluice.Pump do
   # While stdin is full, output is read into `buffered` (the function cannot be suspended),
   # until the deadline: then the function's Enum.into ends and the caller times out.
   defp push_all(pump, data, deadline) do
-    case Program.write(pump.pipes, data) do
+    case Fds.write(pump.pipes, data) do
       {:ok, "", pipes} ->
         {:ok, %{pump | pipes: pipes}}
 
@@ -318,7 +306,7 @@ defmodule Sluice.Pump do
   # Reads everything the outputs hold now into the buffer (the function cannot be
   # suspended, so this output must be kept until the consumer asks for it).
   defp drain_outputs(pump) do
-    case read_any(pump, Program.open_outputs(pump.pipes), 65_536) do
+    case read_any(pump, 65_536) do
       {:data, source, data, pump} ->
         drain_outputs(%{pump | buffered: :queue.in({source, data}, pump.buffered)})
 

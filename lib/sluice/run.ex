@@ -4,7 +4,7 @@ defmodule Sluice.Run do
   # process through a Sluice.Driver (a Sluice.Pump here, or a reader on another node with
   # `node:`). `timeout` bounds the whole call, spawn included.
 
-  alias Sluice.Program.Deadline
+  alias Sluice.Program.{Deadline, Errors}
   alias Sluice.{Driver, Error, Options, Result}
   alias Sluice.Options.Control
 
@@ -44,7 +44,7 @@ defmodule Sluice.Run do
       {:error, :timeout, pump} when idle != :infinity and idle < st.deadline -> idle(pump, st)
       {:error, :timeout, pump} -> fail(pump, st, :timeout, timeout_message(st))
       {:error, reason, pump} when reason in [:helper_down, :nodedown] -> lost(pump, st, reason)
-      {:error, reason, pump} -> fail(pump, st, reason, Driver.data_error(reason).message)
+      {:error, reason, pump} -> fail(pump, st, reason, Errors.data(reason).message)
     end
   end
 

@@ -54,9 +54,8 @@ defmodule Sluice.Worker do
   """
   use GenServer
 
-  alias Sluice.Program.Deadline
+  alias Sluice.Program.{Deadline, Fds, Log, Output}
   alias Sluice.{Framing, Options, Program}
-  alias Sluice.Program.Log
 
   @type t :: GenServer.server()
 
@@ -246,10 +245,10 @@ defmodule Sluice.Worker do
   end
 
   @impl true
-  def handle_call(:os_pid, _from, s), do: {:reply, s.pipes.os_pid, s}
+  def handle_call(:os_pid, _from, s), do: {:reply, Program.os_pid(s.pipes), s}
 
   def handle_call({:call, data, timeout}, from, s) do
-    case Framing.encode(s.pipes.decoder.framing, data) do
+    case Framing.encode(Output.framing(s.pipes), data) do
       {:ok, frame} ->
         call = %{from: from, frame: IO.iodata_to_binary(frame), tag: make_ref()}
         s = %{s | queue: :queue.in(call, s.queue), timers: start_timer(s.timers, call, timeout)}
@@ -291,9 +290,8 @@ defmodule Sluice.Worker do
 
   @impl true
   def terminate(_reason, s) do
-    if s.pipes.exit == :running do
-      {_signal, grace} = s.pipes.kill
-      {_status, pipes} = Program.stop_and_await(s.pipes, grace)
+    if Program.running?(s.pipes) do
+      {_status, pipes} = Program.stop_and_await(s.pipes, Program.kill_grace(s.pipes))
       Program.close(pipes)
     else
       Program.close(s.pipes)
@@ -311,7 +309,7 @@ defmodule Sluice.Worker do
   end
 
   defp advance(%{phase: {:writing, call, data}} = s) do
-    case Program.write(s.pipes, data) do
+    case Fds.write(s.pipes, data) do
       {:ok, "", pipes} -> advance(%{s | pipes: pipes, phase: {:awaiting, call}})
       {:ok, rest, pipes} -> %{s | pipes: pipes, phase: {:writing, call, rest}}
       # The program stopped reading: it is exiting, and its exit status will answer.
@@ -320,18 +318,18 @@ defmodule Sluice.Worker do
   end
 
   defp advance(%{phase: {:awaiting, call}} = s) do
-    case Program.read(s.pipes, :stdout, 65_536) do
-      {:ok, frame, pipes} ->
+    case Output.next(s.pipes, [:stdout], 65_536) do
+      {:data, :stdout, frame, pipes} ->
         respond(%{s | pipes: pipes}, call, frame)
 
-      {:error, :frame_too_large, pipes} ->
+      {:error, :stdout, :frame_too_large, pipes} ->
         broken(%{s | pipes: pipes}, call)
 
       # EOF or a read error: the exit status will answer.
-      {_wait_or_eof, pipes} ->
+      {:error, :stdout, _reason, pipes} ->
         %{s | pipes: pipes}
 
-      {:error, _reason, pipes} ->
+      {_blocked_or_eof, pipes} ->
         %{s | pipes: pipes}
     end
   end
@@ -344,7 +342,7 @@ defmodule Sluice.Worker do
   # At EOF it is an unfinished last line: no response, like an incomplete packet, and the
   # exit status answers the call.
   defp respond(s, call, {:noeol, _part}) do
-    if Program.open?(s.pipes, :stdout), do: broken(s, call), else: s
+    if Output.open?(s.pipes, :stdout), do: broken(s, call), else: s
   end
 
   defp respond(s, call, frame) do
@@ -356,9 +354,7 @@ defmodule Sluice.Worker do
   # its exit answers every queued call and stops the worker.
   defp broken(s, call) do
     s = answer(s, call, {:error, :frame_too_large})
-    {_signal, grace} = s.pipes.kill
-    pipes = if s.pipes.exit == :running, do: Program.stop(s.pipes, grace), else: s.pipes
-    %{s | phase: :stopping, pipes: pipes}
+    %{s | phase: :stopping, pipes: Program.stop_if_running(s.pipes)}
   end
 
   defp answer(s, %{from: from, tag: tag}, reply) do
@@ -394,19 +390,22 @@ defmodule Sluice.Worker do
 
   # The helper program is gone (died, or stopped with the application, whose SIGTERM may
   # have brought a status first): :helper_down either way.
-  defp control(%{pipes: %{helper_program: :down}} = s) do
-    fail_all(s, {:error, :helper_down})
-    {:stop, {:shutdown, :helper_down}, s}
-  end
+  defp control(s) do
+    case {Program.helper_down?(s.pipes), Program.status(s.pipes)} do
+      {true, _status} ->
+        fail_all(s, {:error, :helper_down})
+        {:stop, {:shutdown, :helper_down}, s}
 
-  defp control(%{pipes: %{exit: {:exited, status}}} = s) do
-    # A response written just before the exit still answers its call.
-    s = advance(s)
-    fail_all(s, {:error, {:exit, status}})
-    {:stop, {:program_exited, status}, s}
-  end
+      {false, {:exited, status}} ->
+        # A response written just before the exit still answers its call.
+        s = advance(s)
+        fail_all(s, {:error, {:exit, status}})
+        {:stop, {:program_exited, status}, s}
 
-  defp control(s), do: {:noreply, s}
+      {false, _running} ->
+        {:noreply, s}
+    end
+  end
 
   defp fail_all(s, reply) do
     current =

@@ -4,6 +4,7 @@ defmodule Sluice.Process.Active do
   # messages, only as many as were granted (so back-pressure holds), like :gen_tcp.
 
   alias Sluice.Program
+  alias Sluice.Program.Output
 
   @chunk 65_536
 
@@ -41,7 +42,7 @@ defmodule Sluice.Process.Active do
   """
   @spec deliver(t, Program.t(), pid) :: {t, Program.t()}
   def deliver({:active, grant} = state, pipes, to) do
-    case ready_chunk(pipes, Program.open_outputs(pipes)) do
+    case ready_chunk(pipes, [:stdout, :stderr]) do
       {:data, source, data, pipes} ->
         tag = if source == :stdout, do: :sluice_stdout, else: :sluice_stderr
         send(to, {tag, self(), data})
@@ -54,14 +55,16 @@ defmodule Sluice.Process.Active do
 
   def deliver(state, pipes, _to), do: {state, pipes}
 
+  # Fair between the outputs (Sluice.Program.Output): a flooding stdout does not starve
+  # stderr. An output whose read fails (a frame over `max_frame`: the server stops the
+  # program) is left out, and the other still delivered.
   defp ready_chunk(pipes, []), do: {:blocked, pipes}
 
-  defp ready_chunk(pipes, [source | rest]) do
-    case Program.read(pipes, source, @chunk) do
-      {:ok, data, pipes} -> {:data, source, data, pipes}
-      {:eof, pipes} -> ready_chunk(pipes, rest)
-      {:wait, pipes} -> ready_chunk(pipes, rest)
-      {:error, _reason, pipes} -> ready_chunk(pipes, rest)
+  defp ready_chunk(pipes, sources) do
+    case Output.next(pipes, sources, @chunk) do
+      {:data, source, data, pipes} -> {:data, source, data, pipes}
+      {:error, source, _reason, pipes} -> ready_chunk(pipes, List.delete(sources, source))
+      {_blocked_or_eof, pipes} -> {:blocked, pipes}
     end
   end
 

@@ -6,6 +6,7 @@ defmodule Sluice.Process.Requests do
   # no data is ever read for a caller that already gave up.
 
   alias Sluice.Program
+  alias Sluice.Program.{Fds, Output}
 
   defstruct reads: [], writes: :queue.new(), exit_waiters: [], stop_waiters: []
 
@@ -72,29 +73,28 @@ defmodule Sluice.Process.Requests do
   defp sources(source, _pipes), do: [source]
 
   defp read_one(req, srcs, pipes, blocked) do
-    open = Enum.filter(srcs, &Program.open?(pipes, &1))
+    open = Enum.filter(srcs, &Output.open?(pipes, &1))
 
     case open -- blocked do
       [] when open == [] -> {:done, :eof, pipes, blocked}
       [] -> {:wait, pipes, blocked}
-      [src | _] -> read_source(req, src, srcs, pipes, blocked)
+      ready -> read_ready(req, ready, srcs, pipes, blocked)
     end
   end
 
-  defp read_source(req, src, srcs, pipes, blocked) do
-    case Program.read(pipes, src, req.max) do
-      {:ok, data, pipes} ->
+  # Fair between the outputs, as every reader (Sluice.Program.Output).
+  defp read_ready(req, ready, srcs, pipes, blocked) do
+    case Output.next(pipes, ready, req.max) do
+      {:data, src, data, pipes} ->
         answer = if req.source == :any, do: {:ok, {src, data}}, else: {:ok, data}
         {:done, answer, pipes, blocked}
 
-      {:eof, pipes} ->
-        read_one(req, srcs, pipes, blocked)
-
-      {:wait, pipes} ->
-        read_one(req, srcs, pipes, [src | blocked])
-
-      {:error, reason, pipes} ->
+      {:error, _src, reason, pipes} ->
         {:done, {:error, reason}, pipes, blocked}
+
+      # Each of them would block, or is at its end.
+      {_blocked_or_eof, pipes} ->
+        read_one(req, srcs, pipes, ready ++ blocked)
     end
   end
 
@@ -108,7 +108,7 @@ defmodule Sluice.Process.Requests do
         {r, pipes}
 
       {{:value, req}, rest} ->
-        case Program.write(pipes, req.data) do
+        case Fds.write(pipes, req.data) do
           {:ok, "", pipes} ->
             reply(req, :ok)
             serve_writes(%{r | writes: rest}, pipes)

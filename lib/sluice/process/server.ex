@@ -14,9 +14,8 @@ defmodule Sluice.Process.Server do
 
   use GenServer
 
-  alias Sluice.Program.Deadline
-  alias Sluice.{Error, Framing, Program, Registry}
-  alias Sluice.Program.Log
+  alias Sluice.Program.{Deadline, Errors, Fds, Log, Output}
+  alias Sluice.{Framing, Program, Registry}
   alias Sluice.Process.{Active, Relay, Requests}
 
   # How much longer than the grace a stop may take before it is reported as a timeout.
@@ -29,6 +28,7 @@ defmodule Sluice.Process.Server do
     :owner,
     :controller,
     :info,
+    origin: :spawned,
     framing: :raw,
     log: %{},
     decoding: :sound,
@@ -57,6 +57,7 @@ defmodule Sluice.Process.Server do
           owner: pid,
           controller: pid,
           info: Sluice.Process.info() | nil,
+          origin: Program.origin(),
           framing: Framing.framing(),
           log: Log.t(),
           decoding: decoding,
@@ -81,10 +82,19 @@ defmodule Sluice.Process.Server do
     case opened do
       {:ok, pipes} ->
         Process.monitor(owner)
-        info = Registry.info(pipes.id)
+        info = Registry.info(Program.id(pipes))
         pipes = Program.hold(pipes, opts)
         {log, pipes} = Log.drain_all(Log.new(pipes), pipes)
-        s = %__MODULE__{pipes: pipes, owner: owner, controller: owner, info: info, log: log}
+
+        s = %__MODULE__{
+          pipes: pipes,
+          owner: owner,
+          controller: owner,
+          info: info,
+          origin: Program.origin(pipes),
+          log: log
+        }
+
         {:ok, %{s | framing: framing}}
 
       {:error, error} ->
@@ -93,11 +103,11 @@ defmodule Sluice.Process.Server do
   end
 
   @impl true
-  def handle_call(:os_pid, _from, s), do: reply(s.pipes.os_pid, s)
+  def handle_call(:os_pid, _from, s), do: reply(Program.os_pid(s.pipes), s)
   def handle_call(:info, _from, s), do: reply(s.info, s)
 
   # An adopted process has no pipes.
-  def handle_call(request, _from, %{pipes: %{origin: :managed}} = s)
+  def handle_call(request, _from, %{origin: :managed} = s)
       when (is_tuple(request) and elem(request, 0) in [:read, :write]) or
              request == :close_stdin,
       do: reply({:error, :not_piped}, s)
@@ -127,7 +137,7 @@ defmodule Sluice.Process.Server do
 
   # A terminal without an end of input says so, and stays open for in-band input.
   def handle_call(:close_stdin, _from, s) do
-    case Program.end_input(s.pipes) do
+    case Fds.end_input(s.pipes) do
       {:ok, pipes} ->
         requests = Requests.fail_writes(s.requests, {:error, :closed})
         reply(:ok, %{s | pipes: pipes, requests: requests})
@@ -138,7 +148,7 @@ defmodule Sluice.Process.Server do
   end
 
   # Only a program Sluice started has usage to tell (an adopted process's is its parent's).
-  def handle_call({:stats, _timeout}, _from, %{pipes: %{origin: :managed}} = s),
+  def handle_call({:stats, _timeout}, _from, %{origin: :managed} = s),
     do: reply({:error, :managed}, s)
 
   # The server waits for the helper program's answer and serves nobody meanwhile: never
@@ -150,8 +160,8 @@ defmodule Sluice.Process.Server do
   end
 
   # The helper program answers a signal to an adopted process: :esrch once it exited.
-  def handle_call({:signal, signum}, from, %{pipes: %{origin: :managed}} = s) do
-    case s.pipes.exit do
+  def handle_call({:signal, signum}, from, %{origin: :managed} = s) do
+    case Program.status(s.pipes) do
       :running ->
         {answer, pipes} = Program.signal(s.pipes, signum, Deadline.at(@signal_timeout))
         GenServer.reply(from, answer)
@@ -166,17 +176,17 @@ defmodule Sluice.Process.Server do
   end
 
   def handle_call({:set_window_size, rows, cols}, _from, s),
-    do: reply(Program.set_window_size(s.pipes, rows, cols), s)
+    do: reply(Fds.set_window_size(s.pipes, rows, cols), s)
 
   def handle_call({:signal, signum}, _from, s) do
     answer =
-      if s.pipes.exit == :running, do: elem(Program.signal(s.pipes, signum, 0), 0), else: :ok
+      if Program.running?(s.pipes), do: elem(Program.signal(s.pipes, signum, 0), 0), else: :ok
 
     reply(answer, s)
   end
 
   def handle_call({:stop, grace}, from, s) do
-    case s.pipes.exit do
+    case Program.status(s.pipes) do
       {:exited, status} ->
         {:stop, :normal, {:ok, status}, s}
 
@@ -191,7 +201,7 @@ defmodule Sluice.Process.Server do
   end
 
   def handle_call({:await_exit, timeout}, from, s) do
-    case s.pipes.exit do
+    case Program.status(s.pipes) do
       {:exited, status} ->
         reply({:ok, status}, %{s | exit_report: :delivered})
 
@@ -219,7 +229,7 @@ defmodule Sluice.Process.Server do
     case Program.handle_ready(s.pipes, msg) do
       {:ready, :stdin} ->
         # On a terminal, a pending end-of-input character goes first.
-        noreply(serve_writes(%{s | pipes: Program.finish_close_stdin(s.pipes)}))
+        noreply(serve_writes(%{s | pipes: Fds.finish_close_stdin(s.pipes)}))
 
       {:ready, role} when role in [:log_stdout, :log_stderr] ->
         {log, pipes} = Log.drain(s.log, s.pipes, role)
@@ -237,7 +247,7 @@ defmodule Sluice.Process.Server do
   end
 
   def handle_info({:sluice_timeout, _tag, :stop}, s) do
-    error = Error.new(:timeout, "the program's exit was not reported in time")
+    error = Errors.exit_not_reported()
     Enum.each(s.requests.stop_waiters, &Requests.reply(&1, {:error, error}))
     Program.close(s.pipes)
     {:stop, :normal, s}
@@ -259,14 +269,22 @@ defmodule Sluice.Process.Server do
   # News on the program channel: the exit status, or the helper program's end (its
   # death, or the application's stop: then the shutdown's SIGTERM may have brought a
   # status first; the server ends with :helper_down all the same, as documented).
-  defp control(%{pipes: %{helper_program: :down}} = s) do
+  defp control(s) do
+    cond do
+      Program.helper_down?(s.pipes) -> helper_down(s)
+      Program.running?(s.pipes) -> noreply(s)
+      true -> exited(s, elem(Program.status(s.pipes), 1))
+    end
+  end
+
+  defp helper_down(s) do
     _ = Requests.fail_all(s.requests, {:error, :helper_down})
     notify(s, :helper_down)
     Program.close(s.pipes)
     {:stop, {:shutdown, :helper_down}, s}
   end
 
-  defp control(%{pipes: %{exit: {:exited, status}}} = s) do
+  defp exited(s, status) do
     Enum.each(s.requests.exit_waiters, &Requests.reply(&1, {:ok, status}))
 
     case s.requests.stop_waiters do
@@ -281,8 +299,6 @@ defmodule Sluice.Process.Server do
         {:stop, :normal, s}
     end
   end
-
-  defp control(s), do: noreply(s)
 
   # Serves reads, or active deliveries (and the exit message once everything was read).
   # A frame over max_frame stops the program, once.
@@ -299,28 +315,32 @@ defmodule Sluice.Process.Server do
   end
 
   # In active mode the status follows the output, once all of it was delivered.
-  defp report_exit(%{pipes: %{exit: {:exited, status}} = pipes, exit_report: :pending} = s) do
-    if Program.open_outputs(pipes) == [] do
-      send(s.controller, {:sluice_exit, self(), status})
-      %{s | exit_report: :delivered}
-    else
-      s
+  defp report_exit(%{exit_report: :pending} = s) do
+    case Program.status(s.pipes) do
+      {:exited, status} ->
+        if Output.open_outputs(s.pipes) == [] do
+          send(s.controller, {:sluice_exit, self(), status})
+          %{s | exit_report: :delivered}
+        else
+          s
+        end
+
+      _running_or_lost ->
+        s
     end
   end
 
   defp report_exit(s), do: s
 
   defp stop_on_frame_error(%{decoding: :sound} = s) do
-    case Program.frame_error(s.pipes) do
+    case Output.frame_error(s.pipes) do
       nil ->
         s
 
       reason ->
         notify(s, reason)
-        {_signal, grace} = s.pipes.kill
         s = close_stdin(s)
-        pipes = if s.pipes.exit == :running, do: Program.stop(s.pipes, grace), else: s.pipes
-        %{s | pipes: pipes, decoding: {:broken, reason}}
+        %{s | pipes: Program.stop_if_running(s.pipes), decoding: {:broken, reason}}
     end
   end
 
@@ -357,7 +377,7 @@ defmodule Sluice.Process.Server do
 
   # The status was delivered only once the program exited (`exit_report`).
   defp maybe_end(%{exit_report: :delivered, pipes: pipes} = s) do
-    if Program.open_outputs(pipes) == [] and s.requests.reads == [] do
+    if Output.open_outputs(pipes) == [] and s.requests.reads == [] do
       Program.close(pipes)
       {:stop, :normal, s}
     else
@@ -368,7 +388,7 @@ defmodule Sluice.Process.Server do
   defp maybe_end(s), do: {:noreply, s}
 
   defp write(data, timeout, from, s) do
-    if Program.open?(s.pipes, :stdin) do
+    if Output.open?(s.pipes, :stdin) do
       req = Requests.request(%{from: from, data: data, written: 0}, timeout, :write)
       s = put_in(s.requests.writes, :queue.in(req, s.requests.writes))
       noreply(serve_writes(s))
@@ -384,6 +404,6 @@ defmodule Sluice.Process.Server do
 
   defp close_stdin(s) do
     requests = Requests.fail_writes(s.requests, {:error, :closed})
-    %{s | pipes: Program.close_stdin(s.pipes), requests: requests}
+    %{s | pipes: Fds.close_stdin(s.pipes), requests: requests}
   end
 end

@@ -10,6 +10,7 @@ defmodule Sluice.Program.Log do
   require Logger
 
   alias Sluice.{Lines, Program}
+  alias Sluice.Program.Output
 
   @chunk 65_536
   @max_line 16_384
@@ -39,12 +40,12 @@ defmodule Sluice.Program.Log do
 
   defp drain(log, pipes, role, 0) do
     # More may be waiting: come back after the holder's other messages.
-    send(self(), {:select, pipes.fds[role], :undefined, :ready_input})
+    send(self(), {:select, Program.fd(pipes, role), :undefined, :ready_input})
     {log, pipes}
   end
 
   defp drain(log, pipes, role, turns) do
-    case Program.read(pipes, role, @chunk) do
+    case Output.read(pipes, role, @chunk) do
       {:ok, data, pipes} ->
         {lines, buffer} = Lines.split(log[role], data)
         Enum.each(lines, &line(pipes, role, &1))
@@ -64,6 +65,6 @@ defmodule Sluice.Program.Log do
 
   defp line(pipes, role, text) do
     stream = if role == :log_stdout, do: :stdout, else: :stderr
-    Logger.info(text, os_pid: pipes.os_pid, stream: stream)
+    Logger.info(text, os_pid: Program.os_pid(pipes), stream: stream)
   end
 end

@@ -7,11 +7,10 @@ defmodule Sluice.Program.Start do
   # `:fd4` are the data and the program's own outputs are log sources. Until the reply,
   # the channel is the only fd, and every failure closes it.
 
-  alias Sluice.Program.Deadline
+  alias Sluice.Program.{Channel, Deadline, Errors, Fds, Terminal}
   alias Sluice.{Error, Native, Program, Registry}
   alias Sluice.Helper
   alias Sluice.Helper.{Env, Protocol}
-  alias Sluice.Program.Terminal
 
   # How often a full fd socket is retried, until the caller's deadline.
   @retry_ms 1
@@ -98,7 +97,7 @@ defmodule Sluice.Program.Start do
   defp connection do
     case Helper.conn() do
       {:ok, conn} -> {:ok, conn}
-      :down -> {:error, Program.helper_down()}
+      :down -> {:error, Errors.helper_down()}
     end
   end
 
@@ -116,47 +115,47 @@ defmodule Sluice.Program.Start do
       # the deadline; nothing was sent.
       {:error, :eagain} ->
         if Deadline.passed?(deadline) do
-          {:error, Error.new(:timeout, "the helper program did not take the spawn request")}
+          {:error, Errors.request_not_taken()}
         else
           receive after: (@retry_ms -> send_request(sock, request, deadline))
         end
 
       {:error, reason} when reason in [:econnreset, :epipe, :enotconn, :closed] ->
-        {:error, Program.helper_down()}
+        {:error, Errors.helper_down()}
 
       {:error, :emfile} ->
-        {:error, emfile()}
+        {:error, Errors.emfile()}
 
       {:error, reason} ->
-        {:error, Error.new(reason, "cannot send the spawn request: #{reason}", stage: :request)}
+        {:error, Errors.request_failed(reason)}
     end
   end
 
   defp await_spawned(p, deadline) do
-    case Native.recv(p.channel) do
-      {:ok, payload, fds} ->
-        spawned(p, Protocol.decode(payload), fds)
+    result =
+      Channel.await(p.channel, deadline, p, fn
+        {:reply, reply, fds}, p -> {:done, spawned(p, reply, fds)}
+        :empty, p -> {:wait, p}
+        {:closed, reason}, p -> {:done, lost(p, reason)}
+      end)
 
-      {:error, :eagain} ->
-        receive do
-          {:select, ch, _, :ready_input} when ch == p.channel -> await_spawned(p, deadline)
-        after
-          Deadline.remaining(deadline) ->
-            close_channel(p)
-            {:error, Error.new(:timeout, "the program did not start in time", stage: :request)}
-        end
-
-      :eof ->
+    case result do
+      {:timeout, p} ->
         close_channel(p)
-        {:error, Program.helper_down()}
+        {:error, Errors.not_started(:request)}
 
-      {:error, :emfile} ->
-        close_channel(p)
-        {:error, emfile()}
+      result ->
+        result
+    end
+  end
 
-      {:error, reason} ->
-        close_channel(p)
-        {:error, Error.new(reason, "lost the spawn reply: #{reason}", stage: :handoff)}
+  defp lost(p, reason) do
+    close_channel(p)
+
+    case reason do
+      :eof -> {:error, Errors.helper_down()}
+      :emfile -> {:error, Errors.emfile()}
+      reason -> {:error, Errors.handoff_lost(reason)}
     end
   end
 
@@ -194,14 +193,13 @@ defmodule Sluice.Program.Start do
     Enum.each(fds, &Native.close/1)
     close_channel(p)
 
-    {:error,
-     Error.new(:einval, "the helper program refused the request: #{message}", stage: :request)}
+    {:error, Errors.refused(message)}
   end
 
   defp spawned(p, other, fds) do
     Enum.each(fds, &Native.close/1)
     close_channel(p)
-    {:error, Error.new(:eproto, "unexpected spawn reply: #{inspect(other)}", stage: :handoff)}
+    {:error, Errors.unexpected_reply(other)}
   end
 
   # The program's private channel (fds 3 and 4) carries the data; its stdout and stderr,
@@ -222,12 +220,6 @@ defmodule Sluice.Program.Start do
   # Before the program runs there is only the channel.
   defp close_channel(p) do
     Native.close(p.channel)
-    Program.flush_fd(p.channel)
-  end
-
-  defp emfile do
-    Error.new(:emfile, "the VM ran out of file descriptors (EMFILE): raise `ulimit -n`",
-      stage: :pipe
-    )
+    Fds.flush_fd(p.channel)
   end
 end

@@ -5,8 +5,8 @@ defmodule Sluice.Program.Usage do
   # the bytes through its pipes and its age are counted here, on the data side. Once the
   # program has exited, the usage of its exit reply is the answer.
 
-  alias Sluice.Program.Deadline
-  alias Sluice.{Native, Program}
+  alias Sluice.Program
+  alias Sluice.Program.{Channel, Deadline}
   alias Sluice.Helper.Protocol
 
   @doc "See `Sluice.Program.stats/2`."
@@ -19,40 +19,25 @@ defmodule Sluice.Program.Usage do
     end
   end
 
-  defp request(p, deadline) do
-    case Native.send(p.channel, Protocol.stats(p.id)) do
-      :ok -> await(p, deadline)
-      {:error, _} -> {{:error, :helper_down}, Program.control(p)}
-    end
-  end
-
-  # Other messages of the channel (the exit, above all) are applied as they come.
-  defp await(%{id: id} = p, deadline) do
-    case Native.recv(p.channel) do
-      {:ok, payload, fds} ->
-        Enum.each(fds, &Native.close/1)
-
-        case Protocol.decode(payload) do
-          {:stats, ^id, stats} -> {{:ok, with_pipes(p, stats)}, Program.control(p)}
-          other -> p |> Program.apply_control(other) |> await_or_exited(deadline)
-        end
-
-      {:error, :eagain} ->
-        receive do
-          {:select, ch, _, :ready_input} when ch == p.channel -> await(p, deadline)
-        after
-          Deadline.remaining(deadline) -> {{:error, :timeout}, p}
-        end
-
-      _eof_or_error ->
-        {{:error, :helper_down}, Program.control(p)}
-    end
-  end
-
-  # An exit that came first answers too (the helper program answers stats only while it
+  # An exit that comes first answers too (the helper program answers stats only while it
   # knows the program, and a stats request after the exit may still be answered: both do).
-  defp await_or_exited(%{exit: {:exited, _}} = p, _deadline), do: stats(p, 0)
-  defp await_or_exited(p, deadline), do: await(p, deadline)
+  defp request(%{id: id} = p, deadline) do
+    answer = fn
+      {:stats, ^id, stats}, p ->
+        {:done, {:ok, with_pipes(p, stats)}}
+
+      _news, %{exit: {:exited, status}} = p ->
+        {:done, {:ok, with_pipes(p, exited(status, p.exit_info))}}
+
+      _news, _p ->
+        :wait
+    end
+
+    case Channel.request(p, Protocol.stats(id), answer, deadline) do
+      {{:error, reason}, p} when reason != :timeout -> {{:error, :helper_down}, p}
+      answered -> answered
+    end
+  end
 
   # After the exit: its usage, whether a core was dumped, and every status of a pipeline.
   defp exited(status, info) do

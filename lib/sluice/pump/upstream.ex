@@ -8,8 +8,8 @@ defmodule Sluice.Pump.Upstream do
   # status is checked against its `:success_exit_codes` (Sluice.ExitError), and it is
   # stopped when the chain ends early.
 
-  alias Sluice.Program.Deadline
-  alias Sluice.{Error, ExitError, Input, Options, Program, Pump}
+  alias Sluice.Program.{Deadline, Errors}
+  alias Sluice.{ExitError, Input, Options, Program, Pump}
 
   @doc "Starts the upstream program (in the calling process, which owns it)."
   @spec open(Sluice.Stream.t()) :: Pump.t()
@@ -41,10 +41,10 @@ defmodule Sluice.Pump.Upstream do
         finish(up, stream)
 
       {:error, :helper_down, up} ->
-        fail(up, stream, Program.helper_down())
+        fail(up, stream, Errors.helper_down())
 
       {:error, reason, up} ->
-        fail(up, stream, Error.new(reason, "reading input failed: #{reason}"))
+        fail(up, stream, Errors.input(reason))
     end
   catch
     kind, reason ->
@@ -56,9 +56,9 @@ defmodule Sluice.Pump.Upstream do
     # A pipeline's statuses come with its exit, for pipefail.
     {status, statuses} =
       case Program.await_exit(up.pipes, Deadline.at(stream.opts.exit_timeout)) do
-        {:ok, status, pipes} -> {status, (pipes.exit_info || %{})[:statuses]}
+        {:ok, status, pipes} -> {status, (Program.exit_info(pipes) || %{})[:statuses]}
         {:error, :timeout, _pipes} -> {stop(up, stream), nil}
-        {:error, :helper_down, _pipes} -> fail(up, stream, Program.helper_down())
+        {:error, :helper_down, _pipes} -> fail(up, stream, Errors.helper_down())
       end
 
     Pump.close(up)
@@ -78,7 +78,7 @@ defmodule Sluice.Pump.Upstream do
   @spec stop(Pump.t(), Sluice.Stream.t()) :: Program.status() | nil
   def stop(up, stream) do
     status =
-      if up.pipes.exit == :running,
+      if Program.running?(up.pipes),
         do: up.pipes |> Program.stop_and_await(stream.opts.kill_grace) |> elem(0)
 
     Pump.close(up)

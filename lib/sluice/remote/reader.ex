@@ -23,7 +23,7 @@ defmodule Sluice.Remote.Reader do
   # What a frame costs beyond its bytes (a tuple, a list cell, a binary header).
   @frame_overhead 64
 
-  alias Sluice.Program.Deadline
+  alias Sluice.Program.{Deadline, Fds, Output}
   alias Sluice.Program
 
   defstruct [
@@ -33,7 +33,6 @@ defmodule Sluice.Remote.Reader do
     window: 1,
     max: 65_536,
     held: :none,
-    turn: [:stdout, :stderr],
     pending: :queue.new(),
     stdin: :open,
     output: :open,
@@ -53,7 +52,6 @@ defmodule Sluice.Remote.Reader do
           window: pos_integer,
           max: pos_integer,
           held: held,
-          turn: [Program.source()],
           pending: :queue.queue(binary),
           stdin: stdin,
           output: output,
@@ -67,7 +65,7 @@ defmodule Sluice.Remote.Reader do
         Process.monitor(consumer)
         pipes = Program.hold(pipes, opts)
         # A quick program's exit comes as the channel's first message (Program.hold/2).
-        {:ok, %__MODULE__{consumer: consumer, pipes: pipes, turn: Program.open_outputs(pipes)}}
+        {:ok, %__MODULE__{consumer: consumer, pipes: pipes}}
 
       {:error, error} ->
         {:stop, {:shutdown, error}}
@@ -75,7 +73,7 @@ defmodule Sluice.Remote.Reader do
   end
 
   @impl true
-  def handle_call(:os_pid, _from, s), do: {:reply, s.pipes.os_pid, s}
+  def handle_call(:os_pid, _from, s), do: {:reply, Program.os_pid(s.pipes), s}
 
   @impl true
   def handle_info({:sluice_consumer, request}, s), do: request(request, s)
@@ -83,7 +81,7 @@ defmodule Sluice.Remote.Reader do
   def handle_info({:select, _, _, _} = msg, s) do
     case Program.handle_ready(s.pipes, msg) do
       {:ready, :stdin} ->
-        {:noreply, write_input(%{s | pipes: Program.finish_close_stdin(s.pipes)})}
+        {:noreply, write_input(%{s | pipes: Fds.finish_close_stdin(s.pipes)})}
 
       {:ready, _output} ->
         {:noreply, deliver(s)}
@@ -114,7 +112,7 @@ defmodule Sluice.Remote.Reader do
   defp request(:input_eof, s), do: {:noreply, write_input(%{s | stdin: :closing})}
 
   defp request({:stop, grace}, s) do
-    pipes = if s.pipes.exit == :running, do: Program.stop(s.pipes, grace), else: s.pipes
+    pipes = Program.stop_if_running(s.pipes, grace)
     {:noreply, %{s | pipes: pipes, stdin: :closed, pending: :queue.new()}}
   end
 
@@ -149,7 +147,7 @@ defmodule Sluice.Remote.Reader do
         s |> send_held() |> deliver()
 
       {:blocked, s} ->
-        if Program.open_outputs(s.pipes) == [] do
+        if Output.open_outputs(s.pipes) == [] do
           event(s, :eof)
           %{s | output: :ended}
         else
@@ -166,15 +164,17 @@ defmodule Sluice.Remote.Reader do
   # Reads into the held batch: more of the held output, or a new batch from whichever
   # output has data.
   defp fill(%{held: :none} = s) do
-    case read_any(s.pipes, s.turn, s.max) do
+    # Framed reads return one frame whatever they are asked: one size serves both outputs.
+    case Output.next(s.pipes, [:stdout, :stderr], max(s.max, @batch_bytes)) do
       {:data, source, data, pipes} ->
         fill(%{s | pipes: pipes, held: {source, [data], cost(pipes, source, data)}})
 
-      {:blocked, pipes} ->
-        {:blocked, %{s | pipes: pipes}}
-
-      {:error, reason, pipes} ->
+      {:error, _source, reason, pipes} ->
         {{:error, reason}, %{s | pipes: pipes}}
+
+      # Blocked, or at EOF: deliver/1 tells them apart.
+      {_blocked_or_eof, pipes} ->
+        {:blocked, %{s | pipes: pipes}}
     end
   end
 
@@ -186,7 +186,7 @@ defmodule Sluice.Remote.Reader do
   end
 
   defp fill_more(s, source, chunks, bytes, room) do
-    case Program.read(s.pipes, source, room) do
+    case Output.read(s.pipes, source, room) do
       {:ok, data, pipes} ->
         held = {source, [data | chunks], bytes + cost(pipes, source, data)}
         fill(%{s | pipes: pipes, held: held})
@@ -206,32 +206,20 @@ defmodule Sluice.Remote.Reader do
 
   defp send_held(%{held: {source, chunks, _bytes}} = s) do
     event(s, {:data, source, Enum.reverse(chunks)})
-    turn = List.delete(s.turn, source) ++ [source]
-    %{s | held: :none, credit: s.credit - 1, turn: turn}
-  end
-
-  defp read_any(pipes, [], _max), do: {:blocked, pipes}
-
-  defp read_any(pipes, [source | rest], max) do
-    case Program.read(pipes, source, batch_bytes(pipes, source, max)) do
-      {:ok, data, pipes} -> {:data, source, data, pipes}
-      {:error, :not_captured, pipes} -> read_any(pipes, rest, max)
-      {:error, reason, pipes} -> {:error, reason, pipes}
-      {_eof_or_wait, pipes} -> read_any(pipes, rest, max)
-    end
+    %{s | held: :none, credit: s.credit - 1}
   end
 
   # A batch is `@batch_bytes` (or `max`, if larger); a read asks for the room left in it
   # (a framed read returns one frame whatever it is asked).
   defp batch_bytes(pipes, source, max),
-    do: if(Program.framed?(pipes, source), do: @batch_bytes, else: max(max, @batch_bytes))
+    do: if(Output.framed?(pipes, source), do: @batch_bytes, else: max(max, @batch_bytes))
 
   defp room(s, source, bytes), do: max(batch_bytes(s.pipes, source, s.max) - bytes, 0)
 
   # What a chunk costs in a batch: its bytes, and for a frame a term's worth more, so
   # that a batch of empty frames (empty lines, empty packets) is bounded too.
   defp cost(pipes, source, data) do
-    if Program.framed?(pipes, source),
+    if Output.framed?(pipes, source),
       do: frame_bytes(data) + @frame_overhead,
       else: byte_size(data)
   end
@@ -248,13 +236,13 @@ defmodule Sluice.Remote.Reader do
   defp write_input(s) do
     case :queue.out(s.pending) do
       {:empty, _} when s.stdin == :closing ->
-        %{s | stdin: :closed, pipes: Program.close_stdin(s.pipes)}
+        %{s | stdin: :closed, pipes: Fds.close_stdin(s.pipes)}
 
       {:empty, _} ->
         s
 
       {{:value, data}, rest} ->
-        case Program.write(s.pipes, data) do
+        case Fds.write(s.pipes, data) do
           {:ok, "", pipes} ->
             event(s, :taken)
             write_input(%{s | pipes: pipes, pending: rest})
@@ -265,25 +253,28 @@ defmodule Sluice.Remote.Reader do
           # The program closed its stdin (or exited): input ends quietly, as for `head`.
           {:error, _reason} ->
             event(s, :input_closed)
-            %{s | stdin: :closed, pending: :queue.new(), pipes: Program.close_stdin(s.pipes)}
+            %{s | stdin: :closed, pending: :queue.new(), pipes: Fds.close_stdin(s.pipes)}
         end
     end
   end
 
   ## Exit
 
-  defp control(%{pipes: %{exit: :lost}} = s) do
-    event(s, :helper_down)
-    Program.close(s.pipes)
-    {:stop, :normal, s}
-  end
+  defp control(s) do
+    case {Program.status(s.pipes), s.exit} do
+      {:lost, _exit} ->
+        event(s, :helper_down)
+        Program.close(s.pipes)
+        {:stop, :normal, s}
 
-  defp control(%{pipes: %{exit: {:exited, status}}, exit: :unsent} = s) do
-    event(s, {:exit, status, s.pipes.exit_info})
-    {:noreply, deliver(%{s | exit: :sent})}
-  end
+      {{:exited, status}, :unsent} ->
+        event(s, {:exit, status, Program.exit_info(s.pipes)})
+        {:noreply, deliver(%{s | exit: :sent})}
 
-  defp control(s), do: {:noreply, s}
+      _running_or_sent ->
+        {:noreply, s}
+    end
+  end
 
   defp event(s, event), do: send(s.consumer, {:sluice_remote, self(), event})
 end
