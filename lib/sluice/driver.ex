@@ -17,9 +17,9 @@ defmodule Sluice.Driver do
   def open(argv, opts, deadline) do
     case Remote.node_of(opts) do
       nil ->
-        with {:ok, pipes} <- Program.open(Options.spawn_spec(argv, opts), deadline) do
-          pipes = Output.frame(pipes, opts)
-          {:ok, Pump.new(pipes, Input.new(opts.input))}
+        with {:ok, program} <- Program.open(Options.spawn_spec(argv, opts), deadline) do
+          program = Output.frame(program, opts)
+          {:ok, Pump.new(program, Input.new(opts.input))}
         end
 
       node ->
@@ -37,9 +37,9 @@ defmodule Sluice.Driver do
   @spec await_exit(t, Deadline.t()) ::
           {:ok, Program.status(), t} | {:error, :timeout | lost, t}
   def await_exit(%Pump{} = pump, deadline) do
-    case Program.await_exit(pump.pipes, deadline) do
-      {:ok, status, pipes} -> {:ok, status, %{pump | pipes: pipes}}
-      {:error, reason, pipes} -> {:error, reason, %{pump | pipes: pipes}}
+    case Program.await_exit(pump.program, deadline) do
+      {:ok, status, program} -> {:ok, status, %{pump | program: program}}
+      {:error, reason, program} -> {:error, reason, %{pump | program: program}}
     end
   end
 
@@ -47,14 +47,14 @@ defmodule Sluice.Driver do
 
   @doc "Starts a stop: `kill_signal`, SIGKILL after `grace` ms."
   @spec stop(t, non_neg_integer) :: t
-  def stop(%Pump{} = pump, grace), do: %{pump | pipes: Program.stop(pump.pipes, grace)}
+  def stop(%Pump{} = pump, grace), do: %{pump | program: Program.stop(pump.program, grace)}
   def stop(%Consumer{} = c, grace), do: Consumer.stop(c, grace)
 
   @doc "Stops the program (if it runs) and waits for its status up to `grace` + 2 s."
   @spec stop_and_await(t, non_neg_integer) :: {Program.status() | nil, t}
   def stop_and_await(%Pump{} = pump, grace) do
-    {status, pipes} = Program.stop_and_await(pump.pipes, grace)
-    {status, %{pump | pipes: pipes}}
+    {status, program} = Program.stop_and_await(pump.program, grace)
+    {status, %{pump | program: program}}
   end
 
   def stop_and_await(%Consumer{} = c, grace), do: Consumer.stop_and_await(c, grace)
@@ -66,7 +66,7 @@ defmodule Sluice.Driver do
 
   @doc "The program's OS pid (on its own node)."
   @spec os_pid(t) :: pos_integer
-  def os_pid(%Pump{pipes: pipes}), do: Program.os_pid(pipes)
+  def os_pid(%Pump{program: program}), do: Program.os_pid(program)
   def os_pid(%Consumer{os_pid: os_pid}), do: os_pid
 
   @doc """
@@ -75,7 +75,7 @@ defmodule Sluice.Driver do
   reader forwarded it); `nil` before the exit.
   """
   @spec exit_info(t) :: map | nil
-  def exit_info(%Pump{pipes: pipes}), do: Program.exit_info(pipes)
+  def exit_info(%Pump{program: program}), do: Program.exit_info(program)
   def exit_info(%Consumer{} = c), do: Consumer.exit_info(c)
 
   @doc "The error of a program lost with its helper program or its node."

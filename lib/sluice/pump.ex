@@ -21,7 +21,7 @@ defmodule Sluice.Pump do
   alias Sluice.Pump.Upstream
 
   defstruct [
-    :pipes,
+    :program,
     :input,
     pending: "",
     buffered: :queue.new(),
@@ -41,7 +41,7 @@ defmodule Sluice.Pump do
   @pulls_per_step 64
 
   @type t :: %__MODULE__{
-          pipes: Program.t(),
+          program: Program.t(),
           input: Input.t(),
           pending: binary,
           buffered: :queue.queue({Program.source(), binary}),
@@ -52,11 +52,11 @@ defmodule Sluice.Pump do
 
   @doc "A pump over a freshly opened program and its input source."
   @spec new(Program.t(), Input.t()) :: t
-  def new(pipes, input) do
+  def new(program, input) do
     # Arm the program channel, so that the helper program's death wakes us.
-    pipes = Program.control(pipes)
-    pipes = if input == :none, do: Fds.close_stdin(pipes), else: pipes
-    %__MODULE__{pipes: pipes, input: input}
+    program = Program.control(program)
+    program = if input == :none, do: Fds.close_stdin(program), else: program
+    %__MODULE__{program: program, input: input}
   end
 
   @doc """
@@ -103,14 +103,14 @@ defmodule Sluice.Pump do
     end
   end
 
-  defp outputs?(pump), do: Output.open_outputs(pump.pipes) != []
+  defp outputs?(pump), do: Output.open_outputs(pump.program) != []
 
   # One read attempt per open output, in Output's fair turn order.
   defp read_any(pump, max) do
-    case Output.next(pump.pipes, [:stdout, :stderr], max) do
-      {:data, source, data, pipes} -> {:data, source, data, %{pump | pipes: pipes}}
-      {:error, _source, reason, pipes} -> {:error, reason, %{pump | pipes: pipes}}
-      {_blocked_or_eof, pipes} -> {:blocked, %{pump | pipes: pipes}}
+    case Output.next(pump.program, [:stdout, :stderr], max) do
+      {:data, source, data, program} -> {:data, source, data, %{pump | program: program}}
+      {:error, _source, reason, program} -> {:error, reason, %{pump | program: program}}
+      {_blocked_or_eof, program} -> {:blocked, %{pump | program: program}}
     end
   end
 
@@ -166,8 +166,8 @@ defmodule Sluice.Pump do
   defp more_input?(%{input: {:piped, up, _stream}}), do: more_input?(up)
   defp more_input?(_pump), do: false
 
-  defp watched(%{pipes: pipes} = pump, acc) do
-    acc = Map.merge(acc, Program.watched_fds(pipes))
+  defp watched(%{program: program} = pump, acc) do
+    acc = Map.merge(acc, Program.watched_fds(program))
 
     case pump.input do
       {:piped, up, _stream} -> watched(up, acc)
@@ -177,7 +177,7 @@ defmodule Sluice.Pump do
 
   # Reads what every channel of the chain holds: exit statuses, or the helper's death.
   defp control_chain(pump) do
-    pump = %{pump | pipes: Program.control(pump.pipes)}
+    pump = %{pump | program: Program.control(pump.program)}
 
     chain =
       case pump.input do
@@ -193,7 +193,7 @@ defmodule Sluice.Pump do
 
     case chain do
       {:ok, pump} ->
-        if Program.status(pump.pipes) == :lost,
+        if Program.status(pump.program) == :lost,
           do: {:error, :helper_down, pump},
           else: {:ok, pump}
 
@@ -208,10 +208,10 @@ defmodule Sluice.Pump do
   # @pulls_per_step elements (then `feeding: :more`).
   defp feed(pump, deadline), do: feed(%{pump | feeding: :idle}, deadline, @pulls_per_step)
 
-  defp feed(%{pipes: pipes} = pump, deadline, pulls) do
+  defp feed(%{program: program} = pump, deadline, pulls) do
     cond do
       # On a terminal, a pending end-of-input character is written first.
-      not Output.open?(pipes, :stdin) -> %{pump | pipes: Fds.finish_close_stdin(pipes)}
+      not Output.open?(program, :stdin) -> %{pump | program: Fds.finish_close_stdin(program)}
       pump.pending != "" -> write_pending(pump, deadline, pulls)
       pulls == 0 -> %{pump | feeding: :more}
       true -> pull(pump, deadline, pulls - 1)
@@ -219,9 +219,9 @@ defmodule Sluice.Pump do
   end
 
   defp write_pending(pump, deadline, pulls) do
-    case Fds.write(pump.pipes, pump.pending) do
-      {:ok, "", pipes} -> feed(%{pump | pending: "", pipes: pipes}, deadline, pulls)
-      {:ok, rest, pipes} -> %{pump | pending: rest, pipes: pipes}
+    case Fds.write(pump.program, pump.pending) do
+      {:ok, "", program} -> feed(%{pump | pending: "", program: program}, deadline, pulls)
+      {:ok, rest, program} -> %{pump | pending: rest, program: program}
       {:error, :line_too_long} -> %{input_done(pump) | input_error: :line_too_long}
       # The program closed its stdin (or exited): feeding ends quietly, as for `head`.
       {:error, _} -> input_done(pump)
@@ -240,28 +240,28 @@ defmodule Sluice.Pump do
         %{pump | input: {:piped, up, stream}}
 
       :done ->
-        %{pump | input: :done, pipes: Fds.close_stdin(pump.pipes)}
+        %{pump | input: :done, program: Fds.close_stdin(pump.program)}
     end
   end
 
   defp pull(pump, deadline, pulls) do
     case Input.next(pump.input) do
       {:data, data, input} -> feed(%{pump | pending: data, input: input}, deadline, pulls)
-      :done -> %{pump | input: :done, pipes: Fds.close_stdin(pump.pipes)}
+      :done -> %{pump | input: :done, program: Fds.close_stdin(pump.program)}
       {:function, fun} -> pump |> run_function(fun, deadline) |> feed(deadline, pulls)
     end
   end
 
   defp input_done(pump) do
     Input.halt(pump.input)
-    %{pump | input: :done, pending: "", pipes: Fds.close_stdin(pump.pipes)}
+    %{pump | input: :done, pending: "", program: Fds.close_stdin(pump.program)}
   end
 
   # A `fn collectable -> ... end` input runs to completion here; push/2 writes each
   # element, reading output meanwhile into `buffered`.
   defp run_function(pump, fun, deadline) do
     pump = Sluice.Stdin.run(__MODULE__, %{pump | input: :done}, deadline, fun)
-    %{pump | pipes: Fds.close_stdin(pump.pipes)}
+    %{pump | program: Fds.close_stdin(pump.program)}
   end
 
   @doc false
@@ -285,12 +285,12 @@ defmodule Sluice.Pump do
   # While stdin is full, output is read into `buffered` (the function cannot be suspended),
   # until the deadline: then the function's Enum.into ends and the caller times out.
   defp push_all(pump, data, deadline) do
-    case Fds.write(pump.pipes, data) do
-      {:ok, "", pipes} ->
-        {:ok, %{pump | pipes: pipes}}
+    case Fds.write(pump.program, data) do
+      {:ok, "", program} ->
+        {:ok, %{pump | program: program}}
 
-      {:ok, rest, pipes} ->
-        case await_ready(%{pump | pipes: pipes}, deadline) do
+      {:ok, rest, program} ->
+        case await_ready(%{pump | program: program}, deadline) do
           {:ok, pump} -> pump |> drain_outputs() |> push_all(rest, deadline)
           {:error, _, pump} -> {:stop, pump}
         end
@@ -322,6 +322,6 @@ defmodule Sluice.Pump do
   @spec close(t) :: :ok
   def close(pump) do
     Input.halt(pump.input)
-    Program.close(pump.pipes)
+    Program.close(pump.program)
   end
 end

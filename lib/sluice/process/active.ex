@@ -38,33 +38,33 @@ defmodule Sluice.Process.Active do
 
   @doc """
   Reads and sends as many output messages as the state grants. Returns the new state and
-  pipes; sends `{:sluice_passive, p}` when a count runs out.
+  program; sends `{:sluice_passive, p}` when a count runs out.
   """
   @spec deliver(t, Program.t(), pid) :: {t, Program.t()}
-  def deliver({:active, grant} = state, pipes, to) do
-    case ready_chunk(pipes, [:stdout, :stderr]) do
-      {:data, source, data, pipes} ->
+  def deliver({:active, grant} = state, program, to) do
+    case ready_chunk(program, [:stdout, :stderr]) do
+      {:data, source, data, program} ->
         tag = if source == :stdout, do: :sluice_stdout, else: :sluice_stderr
         send(to, {tag, self(), data})
-        grant |> spend(to) |> deliver(pipes, to)
+        grant |> spend(to) |> deliver(program, to)
 
-      {:blocked, pipes} ->
-        {state, pipes}
+      {:blocked, program} ->
+        {state, program}
     end
   end
 
-  def deliver(state, pipes, _to), do: {state, pipes}
+  def deliver(state, program, _to), do: {state, program}
 
   # Fair between the outputs (Sluice.Program.Output): a flooding stdout does not starve
   # stderr. An output whose read fails (a frame over `max_frame`: the server stops the
   # program) is left out, and the other still delivered.
-  defp ready_chunk(pipes, []), do: {:blocked, pipes}
+  defp ready_chunk(program, []), do: {:blocked, program}
 
-  defp ready_chunk(pipes, sources) do
-    case Output.next(pipes, sources, @chunk) do
-      {:data, source, data, pipes} -> {:data, source, data, pipes}
-      {:error, source, _reason, pipes} -> ready_chunk(pipes, List.delete(sources, source))
-      {_blocked_or_eof, pipes} -> {:blocked, pipes}
+  defp ready_chunk(program, sources) do
+    case Output.next(program, sources, @chunk) do
+      {:data, source, data, program} -> {:data, source, data, program}
+      {:error, source, _reason, program} -> ready_chunk(program, List.delete(sources, source))
+      {_blocked_or_eof, program} -> {:blocked, program}
     end
   end
 

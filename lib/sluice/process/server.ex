@@ -24,7 +24,7 @@ defmodule Sluice.Process.Server do
   @signal_timeout 5_000
 
   defstruct [
-    :pipes,
+    :program,
     :owner,
     :controller,
     :info,
@@ -53,7 +53,7 @@ defmodule Sluice.Process.Server do
   @type exit_report :: :pending | :delivered
 
   @type t :: %__MODULE__{
-          pipes: Program.t(),
+          program: Program.t(),
           owner: pid,
           controller: pid,
           info: Sluice.Process.info() | nil,
@@ -80,18 +80,18 @@ defmodule Sluice.Process.Server do
       end
 
     case opened do
-      {:ok, pipes} ->
+      {:ok, program} ->
         Process.monitor(owner)
-        info = Registry.info(Program.id(pipes))
-        pipes = Program.hold(pipes, opts)
-        {log, pipes} = Log.drain_all(Log.new(pipes), pipes)
+        info = Registry.info(Program.id(program))
+        program = Program.hold(program, opts)
+        {log, program} = Log.drain_all(Log.new(program), program)
 
         s = %__MODULE__{
-          pipes: pipes,
+          program: program,
           owner: owner,
           controller: owner,
           info: info,
-          origin: Program.origin(pipes),
+          origin: Program.origin(program),
           log: log
         }
 
@@ -103,7 +103,7 @@ defmodule Sluice.Process.Server do
   end
 
   @impl true
-  def handle_call(:os_pid, _from, s), do: reply(Program.os_pid(s.pipes), s)
+  def handle_call(:os_pid, _from, s), do: reply(Program.os_pid(s.program), s)
   def handle_call(:info, _from, s), do: reply(s.info, s)
 
   # An adopted process has no pipes.
@@ -116,7 +116,7 @@ defmodule Sluice.Process.Server do
     do: reply({:error, :active}, s)
 
   def handle_call({:read, source, max, timeout}, from, s) do
-    if source != :any and not Program.piped?(s.pipes, source) do
+    if source != :any and not Program.piped?(s.program, source) do
       # stdout went to a file, /dev/null or the console; stderr was not consumed.
       reply({:error, if(source == :stdout, do: :not_piped, else: :not_captured)}, s)
     else
@@ -137,10 +137,10 @@ defmodule Sluice.Process.Server do
 
   # A terminal without an end of input says so, and stays open for in-band input.
   def handle_call(:close_stdin, _from, s) do
-    case Fds.end_input(s.pipes) do
-      {:ok, pipes} ->
+    case Fds.end_input(s.program) do
+      {:ok, program} ->
         requests = Requests.fail_writes(s.requests, {:error, :closed})
-        reply(:ok, %{s | pipes: pipes, requests: requests})
+        reply(:ok, %{s | program: program, requests: requests})
 
       {:error, error} ->
         reply({:error, error}, s)
@@ -154,18 +154,18 @@ defmodule Sluice.Process.Server do
   # The server waits for the helper program's answer and serves nobody meanwhile: never
   # longer than @signal_timeout, whatever the caller's timeout.
   def handle_call({:stats, timeout}, from, s) do
-    {answer, pipes} = Program.stats(s.pipes, Deadline.at(min(timeout, @signal_timeout)))
+    {answer, program} = Program.stats(s.program, Deadline.at(min(timeout, @signal_timeout)))
     GenServer.reply(from, answer)
-    control(%{s | pipes: pipes})
+    control(%{s | program: program})
   end
 
   # The helper program answers a signal to an adopted process: :esrch once it exited.
   def handle_call({:signal, signum}, from, %{origin: :managed} = s) do
-    case Program.status(s.pipes) do
+    case Program.status(s.program) do
       :running ->
-        {answer, pipes} = Program.signal(s.pipes, signum, Deadline.at(@signal_timeout))
+        {answer, program} = Program.signal(s.program, signum, Deadline.at(@signal_timeout))
         GenServer.reply(from, answer)
-        control(%{s | pipes: pipes})
+        control(%{s | program: program})
 
       {:exited, _} ->
         reply({:error, :esrch}, s)
@@ -176,22 +176,22 @@ defmodule Sluice.Process.Server do
   end
 
   def handle_call({:set_window_size, rows, cols}, _from, s),
-    do: reply(Fds.set_window_size(s.pipes, rows, cols), s)
+    do: reply(Fds.set_window_size(s.program, rows, cols), s)
 
   def handle_call({:signal, signum}, _from, s) do
     answer =
-      if Program.running?(s.pipes), do: elem(Program.signal(s.pipes, signum, 0), 0), else: :ok
+      if Program.running?(s.program), do: elem(Program.signal(s.program, signum, 0), 0), else: :ok
 
     reply(answer, s)
   end
 
   def handle_call({:stop, grace}, from, s) do
-    case Program.status(s.pipes) do
+    case Program.status(s.program) do
       {:exited, status} ->
         {:stop, :normal, {:ok, status}, s}
 
       :running ->
-        s = %{close_stdin(s) | pipes: Program.stop(s.pipes, grace)}
+        s = %{close_stdin(s) | program: Program.stop(s.program, grace)}
 
         waiter =
           Requests.request(%{from: from}, Sluice.Options.with_margin(grace, @stop_slack), :stop)
@@ -201,7 +201,7 @@ defmodule Sluice.Process.Server do
   end
 
   def handle_call({:await_exit, timeout}, from, s) do
-    case Program.status(s.pipes) do
+    case Program.status(s.program) do
       {:exited, status} ->
         reply({:ok, status}, %{s | exit_report: :delivered})
 
@@ -226,20 +226,20 @@ defmodule Sluice.Process.Server do
 
   @impl true
   def handle_info({:select, _, _, _} = msg, s) do
-    case Program.handle_ready(s.pipes, msg) do
+    case Program.handle_ready(s.program, msg) do
       {:ready, :stdin} ->
         # On a terminal, a pending end-of-input character goes first.
-        noreply(serve_writes(%{s | pipes: Fds.finish_close_stdin(s.pipes)}))
+        noreply(serve_writes(%{s | program: Fds.finish_close_stdin(s.program)}))
 
       {:ready, role} when role in [:log_stdout, :log_stderr] ->
-        {log, pipes} = Log.drain(s.log, s.pipes, role)
-        noreply(%{s | log: log, pipes: pipes})
+        {log, program} = Log.drain(s.log, s.program, role)
+        noreply(%{s | log: log, program: program})
 
       {:ready, _output} ->
         noreply(serve(s))
 
-      {:control, pipes} ->
-        control(%{s | pipes: pipes})
+      {:control, program} ->
+        control(%{s | program: program})
 
       :unknown ->
         {:noreply, s}
@@ -249,7 +249,7 @@ defmodule Sluice.Process.Server do
   def handle_info({:sluice_timeout, _tag, :stop}, s) do
     error = Errors.exit_not_reported()
     Enum.each(s.requests.stop_waiters, &Requests.reply(&1, {:error, error}))
-    Program.close(s.pipes)
+    Program.close(s.program)
     {:stop, :normal, s}
   end
 
@@ -260,7 +260,7 @@ defmodule Sluice.Process.Server do
     # The owner's node disconnected: the program stops. A controller on this node hears
     # it here; one on another node from its relay (told to nobody across the lost link).
     if reason == :noconnection and node(s.controller) == node(), do: notify(s, :nodedown)
-    Program.close(s.pipes)
+    Program.close(s.program)
     {:stop, :normal, s}
   end
 
@@ -271,16 +271,16 @@ defmodule Sluice.Process.Server do
   # status first; the server ends with :helper_down all the same, as documented).
   defp control(s) do
     cond do
-      Program.helper_down?(s.pipes) -> helper_down(s)
-      Program.running?(s.pipes) -> noreply(s)
-      true -> exited(s, elem(Program.status(s.pipes), 1))
+      Program.helper_down?(s.program) -> helper_down(s)
+      Program.running?(s.program) -> noreply(s)
+      true -> exited(s, elem(Program.status(s.program), 1))
     end
   end
 
   defp helper_down(s) do
     _ = Requests.fail_all(s.requests, {:error, :helper_down})
     notify(s, :helper_down)
-    Program.close(s.pipes)
+    Program.close(s.program)
     {:stop, {:shutdown, :helper_down}, s}
   end
 
@@ -295,7 +295,7 @@ defmodule Sluice.Process.Server do
 
       waiters ->
         Enum.each(waiters, &Requests.reply(&1, {:ok, status}))
-        Program.close(s.pipes)
+        Program.close(s.program)
         {:stop, :normal, s}
     end
   end
@@ -305,20 +305,20 @@ defmodule Sluice.Process.Server do
   defp serve(s), do: s |> serve_output() |> stop_on_frame_error()
 
   defp serve_output(%{output: {:active, _}} = s) do
-    {output, pipes} = Active.deliver(s.output, s.pipes, s.controller)
-    report_exit(%{s | output: output, pipes: pipes})
+    {output, program} = Active.deliver(s.output, s.program, s.controller)
+    report_exit(%{s | output: output, program: program})
   end
 
   defp serve_output(s) do
-    {requests, pipes} = Requests.serve_reads(s.requests, s.pipes)
-    %{s | requests: requests, pipes: pipes}
+    {requests, program} = Requests.serve_reads(s.requests, s.program)
+    %{s | requests: requests, program: program}
   end
 
   # In active mode the status follows the output, once all of it was delivered.
   defp report_exit(%{exit_report: :pending} = s) do
-    case Program.status(s.pipes) do
+    case Program.status(s.program) do
       {:exited, status} ->
-        if Output.open_outputs(s.pipes) == [] do
+        if Output.open_outputs(s.program) == [] do
           send(s.controller, {:sluice_exit, self(), status})
           %{s | exit_report: :delivered}
         else
@@ -333,14 +333,14 @@ defmodule Sluice.Process.Server do
   defp report_exit(s), do: s
 
   defp stop_on_frame_error(%{decoding: :sound} = s) do
-    case Output.frame_error(s.pipes) do
+    case Output.frame_error(s.program) do
       nil ->
         s
 
       reason ->
         notify(s, reason)
         s = close_stdin(s)
-        %{s | pipes: Program.stop_if_running(s.pipes), decoding: {:broken, reason}}
+        %{s | program: Program.stop_if_running(s.program), decoding: {:broken, reason}}
     end
   end
 
@@ -376,9 +376,9 @@ defmodule Sluice.Process.Server do
   defp noreply(s), do: {:noreply, s, {:continue, :maybe_end}}
 
   # The status was delivered only once the program exited (`exit_report`).
-  defp maybe_end(%{exit_report: :delivered, pipes: pipes} = s) do
-    if Output.open_outputs(pipes) == [] and s.requests.reads == [] do
-      Program.close(pipes)
+  defp maybe_end(%{exit_report: :delivered, program: program} = s) do
+    if Output.open_outputs(program) == [] and s.requests.reads == [] do
+      Program.close(program)
       {:stop, :normal, s}
     else
       {:noreply, s}
@@ -388,7 +388,7 @@ defmodule Sluice.Process.Server do
   defp maybe_end(s), do: {:noreply, s}
 
   defp write(data, timeout, from, s) do
-    if Output.open?(s.pipes, :stdin) do
+    if Output.open?(s.program, :stdin) do
       req = Requests.request(%{from: from, data: data, written: 0}, timeout, :write)
       s = put_in(s.requests.writes, :queue.in(req, s.requests.writes))
       noreply(serve_writes(s))
@@ -398,12 +398,12 @@ defmodule Sluice.Process.Server do
   end
 
   defp serve_writes(s) do
-    {requests, pipes} = Requests.serve_writes(s.requests, s.pipes)
-    %{s | requests: requests, pipes: pipes}
+    {requests, program} = Requests.serve_writes(s.requests, s.program)
+    %{s | requests: requests, program: program}
   end
 
   defp close_stdin(s) do
     requests = Requests.fail_writes(s.requests, {:error, :closed})
-    %{s | pipes: Fds.close_stdin(s.pipes), requests: requests}
+    %{s | program: Fds.close_stdin(s.program), requests: requests}
   end
 end

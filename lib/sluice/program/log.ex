@@ -19,52 +19,54 @@ defmodule Sluice.Program.Log do
 
   @type t :: %{optional(Program.log_source()) => Lines.t()}
 
-  @doc "The line buffers of the log sources `pipes` has (none without `:log`)."
+  @doc "The line buffers of the log sources `program` has (none without `:log`)."
   @spec new(Program.t()) :: t
-  def new(pipes) do
+  def new(program) do
     for role <- [:log_stdout, :log_stderr],
-        Program.piped?(pipes, role),
+        Program.piped?(program, role),
         into: %{},
         do: {role, Lines.new(@max_line)}
   end
 
   @doc "Reads and logs what every log source holds now, arming those that are empty."
   @spec drain_all(t, Program.t()) :: {t, Program.t()}
-  def drain_all(log, pipes) do
-    Enum.reduce(Map.keys(log), {log, pipes}, fn role, {log, pipes} -> drain(log, pipes, role) end)
+  def drain_all(log, program) do
+    Enum.reduce(Map.keys(log), {log, program}, fn role, {log, program} ->
+      drain(log, program, role)
+    end)
   end
 
   @doc "Reads and logs what `role` holds, up to a few chunks (then it asks to be called again)."
   @spec drain(t, Program.t(), Program.log_source()) :: {t, Program.t()}
-  def drain(log, pipes, role), do: drain(log, pipes, role, @chunks_per_turn)
+  def drain(log, program, role), do: drain(log, program, role, @chunks_per_turn)
 
-  defp drain(log, pipes, role, 0) do
+  defp drain(log, program, role, 0) do
     # More may be waiting: come back after the holder's other messages.
-    send(self(), {:select, Program.fd(pipes, role), :undefined, :ready_input})
-    {log, pipes}
+    send(self(), {:select, Program.fd(program, role), :undefined, :ready_input})
+    {log, program}
   end
 
-  defp drain(log, pipes, role, turns) do
-    case Output.read(pipes, role, @chunk) do
-      {:ok, data, pipes} ->
+  defp drain(log, program, role, turns) do
+    case Output.read(program, role, @chunk) do
+      {:ok, data, program} ->
         {lines, buffer} = Lines.split(log[role], data)
-        Enum.each(lines, &line(pipes, role, &1))
-        drain(%{log | role => buffer}, pipes, role, turns - 1)
+        Enum.each(lines, &line(program, role, &1))
+        drain(%{log | role => buffer}, program, role, turns - 1)
 
-      {:wait, pipes} ->
-        {log, pipes}
+      {:wait, program} ->
+        {log, program}
 
-      {_eof_or_error, pipes} ->
-        Enum.each(Lines.flush(log[role]), &line(pipes, role, &1))
-        {%{log | role => Lines.new(@max_line)}, pipes}
+      {_eof_or_error, program} ->
+        Enum.each(Lines.flush(log[role]), &line(program, role, &1))
+        {%{log | role => Lines.new(@max_line)}, program}
 
-      {:error, _reason, pipes} ->
-        {log, pipes}
+      {:error, _reason, program} ->
+        {log, program}
     end
   end
 
-  defp line(pipes, role, text) do
+  defp line(program, role, text) do
     stream = if role == :log_stdout, do: :stdout, else: :stderr
-    Logger.info(text, os_pid: Program.os_pid(pipes), stream: stream)
+    Logger.info(text, os_pid: Program.os_pid(program), stream: stream)
   end
 end

@@ -17,7 +17,7 @@ defmodule Sluice.Pump.Upstream do
     spec = Options.spawn_spec(stream.argv, stream.opts)
 
     case Program.open(spec, Deadline.at(stream.opts.start_timeout)) do
-      {:ok, pipes} -> Pump.new(pipes, Input.new(stream.opts.input))
+      {:ok, program} -> Pump.new(program, Input.new(stream.opts.input))
       {:error, error} -> raise error
     end
   end
@@ -55,8 +55,8 @@ defmodule Sluice.Pump.Upstream do
   defp finish(up, stream) do
     # A pipeline's statuses come with its exit, for pipefail.
     {status, statuses} =
-      case Program.await_exit(up.pipes, Deadline.at(stream.opts.exit_timeout)) do
-        {:ok, status, pipes} -> {status, (Program.exit_info(pipes) || %{})[:statuses]}
+      case Program.await_exit(up.program, Deadline.at(stream.opts.exit_timeout)) do
+        {:ok, status, program} -> {status, (Program.exit_info(program) || %{})[:statuses]}
         {:error, :timeout, _pipes} -> {stop(up, stream), nil}
         {:error, :helper_down, _pipes} -> fail(up, stream, Errors.helper_down())
       end
@@ -78,8 +78,8 @@ defmodule Sluice.Pump.Upstream do
   @spec stop(Pump.t(), Sluice.Stream.t()) :: Program.status() | nil
   def stop(up, stream) do
     status =
-      if Program.running?(up.pipes),
-        do: up.pipes |> Program.stop_and_await(stream.opts.kill_grace) |> elem(0)
+      if Program.running?(up.program),
+        do: up.program |> Program.stop_and_await(stream.opts.kill_grace) |> elem(0)
 
     Pump.close(up)
     status

@@ -28,7 +28,7 @@ defmodule Sluice.Remote.Reader do
 
   defstruct [
     :consumer,
-    :pipes,
+    :program,
     credit: 0,
     window: 1,
     max: 65_536,
@@ -47,7 +47,7 @@ defmodule Sluice.Remote.Reader do
   @type held :: :none | {Program.source(), [Sluice.Framing.frame()], non_neg_integer}
   @type t :: %__MODULE__{
           consumer: pid,
-          pipes: Program.t(),
+          program: Program.t(),
           credit: non_neg_integer,
           window: pos_integer,
           max: pos_integer,
@@ -61,11 +61,11 @@ defmodule Sluice.Remote.Reader do
   @impl true
   def init({spec, opts, consumer, start_ms}) do
     case Program.open(spec, Deadline.at(start_ms), consumer) do
-      {:ok, pipes} ->
+      {:ok, program} ->
         Process.monitor(consumer)
-        pipes = Program.hold(pipes, opts)
+        program = Program.hold(program, opts)
         # A quick program's exit comes as the channel's first message (Program.hold/2).
-        {:ok, %__MODULE__{consumer: consumer, pipes: pipes}}
+        {:ok, %__MODULE__{consumer: consumer, program: program}}
 
       {:error, error} ->
         {:stop, {:shutdown, error}}
@@ -73,21 +73,21 @@ defmodule Sluice.Remote.Reader do
   end
 
   @impl true
-  def handle_call(:os_pid, _from, s), do: {:reply, Program.os_pid(s.pipes), s}
+  def handle_call(:os_pid, _from, s), do: {:reply, Program.os_pid(s.program), s}
 
   @impl true
   def handle_info({:sluice_consumer, request}, s), do: request(request, s)
 
   def handle_info({:select, _, _, _} = msg, s) do
-    case Program.handle_ready(s.pipes, msg) do
+    case Program.handle_ready(s.program, msg) do
       {:ready, :stdin} ->
-        {:noreply, write_input(%{s | pipes: Fds.finish_close_stdin(s.pipes)})}
+        {:noreply, write_input(%{s | program: Fds.finish_close_stdin(s.program)})}
 
       {:ready, _output} ->
         {:noreply, deliver(s)}
 
-      {:control, pipes} ->
-        control(%{s | pipes: pipes})
+      {:control, program} ->
+        control(%{s | program: program})
 
       :unknown ->
         {:noreply, s}
@@ -95,7 +95,7 @@ defmodule Sluice.Remote.Reader do
   end
 
   def handle_info({:DOWN, _ref, :process, consumer, _reason}, %{consumer: consumer} = s) do
-    Program.close(s.pipes)
+    Program.close(s.program)
     {:stop, :normal, s}
   end
 
@@ -112,12 +112,12 @@ defmodule Sluice.Remote.Reader do
   defp request(:input_eof, s), do: {:noreply, write_input(%{s | stdin: :closing})}
 
   defp request({:stop, grace}, s) do
-    pipes = Program.stop_if_running(s.pipes, grace)
-    {:noreply, %{s | pipes: pipes, stdin: :closed, pending: :queue.new()}}
+    program = Program.stop_if_running(s.program, grace)
+    {:noreply, %{s | program: program, stdin: :closed, pending: :queue.new()}}
   end
 
   defp request(:close, s) do
-    Program.close(s.pipes)
+    Program.close(s.program)
     {:stop, :normal, s}
   end
 
@@ -147,7 +147,7 @@ defmodule Sluice.Remote.Reader do
         s |> send_held() |> deliver()
 
       {:blocked, s} ->
-        if Output.open_outputs(s.pipes) == [] do
+        if Output.open_outputs(s.program) == [] do
           event(s, :eof)
           %{s | output: :ended}
         else
@@ -165,16 +165,16 @@ defmodule Sluice.Remote.Reader do
   # output has data.
   defp fill(%{held: :none} = s) do
     # Framed reads return one frame whatever they are asked: one size serves both outputs.
-    case Output.next(s.pipes, [:stdout, :stderr], max(s.max, @batch_bytes)) do
-      {:data, source, data, pipes} ->
-        fill(%{s | pipes: pipes, held: {source, [data], cost(pipes, source, data)}})
+    case Output.next(s.program, [:stdout, :stderr], max(s.max, @batch_bytes)) do
+      {:data, source, data, program} ->
+        fill(%{s | program: program, held: {source, [data], cost(program, source, data)}})
 
-      {:error, _source, reason, pipes} ->
-        {{:error, reason}, %{s | pipes: pipes}}
+      {:error, _source, reason, program} ->
+        {{:error, reason}, %{s | program: program}}
 
       # Blocked, or at EOF: deliver/1 tells them apart.
-      {_blocked_or_eof, pipes} ->
-        {:blocked, %{s | pipes: pipes}}
+      {_blocked_or_eof, program} ->
+        {:blocked, %{s | program: program}}
     end
   end
 
@@ -186,19 +186,19 @@ defmodule Sluice.Remote.Reader do
   end
 
   defp fill_more(s, source, chunks, bytes, room) do
-    case Output.read(s.pipes, source, room) do
-      {:ok, data, pipes} ->
-        held = {source, [data | chunks], bytes + cost(pipes, source, data)}
-        fill(%{s | pipes: pipes, held: held})
+    case Output.read(s.program, source, room) do
+      {:ok, data, program} ->
+        held = {source, [data | chunks], bytes + cost(program, source, data)}
+        fill(%{s | program: program, held: held})
 
-      {:wait, pipes} ->
-        {:wait, %{s | pipes: pipes}}
+      {:wait, program} ->
+        {:wait, %{s | program: program}}
 
-      {:eof, pipes} ->
-        {:source_ended, %{s | pipes: pipes}}
+      {:eof, program} ->
+        {:source_ended, %{s | program: program}}
 
-      {:error, reason, pipes} ->
-        {{:error, reason}, %{s | pipes: pipes}}
+      {:error, reason, program} ->
+        {{:error, reason}, %{s | program: program}}
     end
   end
 
@@ -211,15 +211,15 @@ defmodule Sluice.Remote.Reader do
 
   # A batch is `@batch_bytes` (or `max`, if larger); a read asks for the room left in it
   # (a framed read returns one frame whatever it is asked).
-  defp batch_bytes(pipes, source, max),
-    do: if(Output.framed?(pipes, source), do: @batch_bytes, else: max(max, @batch_bytes))
+  defp batch_bytes(program, source, max),
+    do: if(Output.framed?(program, source), do: @batch_bytes, else: max(max, @batch_bytes))
 
-  defp room(s, source, bytes), do: max(batch_bytes(s.pipes, source, s.max) - bytes, 0)
+  defp room(s, source, bytes), do: max(batch_bytes(s.program, source, s.max) - bytes, 0)
 
   # What a chunk costs in a batch: its bytes, and for a frame a term's worth more, so
   # that a batch of empty frames (empty lines, empty packets) is bounded too.
-  defp cost(pipes, source, data) do
-    if Output.framed?(pipes, source),
+  defp cost(program, source, data) do
+    if Output.framed?(program, source),
       do: frame_bytes(data) + @frame_overhead,
       else: byte_size(data)
   end
@@ -236,24 +236,24 @@ defmodule Sluice.Remote.Reader do
   defp write_input(s) do
     case :queue.out(s.pending) do
       {:empty, _} when s.stdin == :closing ->
-        %{s | stdin: :closed, pipes: Fds.close_stdin(s.pipes)}
+        %{s | stdin: :closed, program: Fds.close_stdin(s.program)}
 
       {:empty, _} ->
         s
 
       {{:value, data}, rest} ->
-        case Fds.write(s.pipes, data) do
-          {:ok, "", pipes} ->
+        case Fds.write(s.program, data) do
+          {:ok, "", program} ->
             event(s, :taken)
-            write_input(%{s | pipes: pipes, pending: rest})
+            write_input(%{s | program: program, pending: rest})
 
-          {:ok, left, pipes} ->
-            %{s | pipes: pipes, pending: :queue.in_r(left, rest)}
+          {:ok, left, program} ->
+            %{s | program: program, pending: :queue.in_r(left, rest)}
 
           # The program closed its stdin (or exited): input ends quietly, as for `head`.
           {:error, _reason} ->
             event(s, :input_closed)
-            %{s | stdin: :closed, pending: :queue.new(), pipes: Fds.close_stdin(s.pipes)}
+            %{s | stdin: :closed, pending: :queue.new(), program: Fds.close_stdin(s.program)}
         end
     end
   end
@@ -261,14 +261,14 @@ defmodule Sluice.Remote.Reader do
   ## Exit
 
   defp control(s) do
-    case {Program.status(s.pipes), s.exit} do
+    case {Program.status(s.program), s.exit} do
       {:lost, _exit} ->
         event(s, :helper_down)
-        Program.close(s.pipes)
+        Program.close(s.program)
         {:stop, :normal, s}
 
       {{:exited, status}, :unsent} ->
-        event(s, {:exit, status, Program.exit_info(s.pipes)})
+        event(s, {:exit, status, Program.exit_info(s.program)})
         {:noreply, deliver(%{s | exit: :sent})}
 
       _running_or_sent ->
