@@ -132,8 +132,10 @@ defmodule Sluice.Process do
       follows. A controller on another node than `p` hears it from a small process
       Sluice starts on the controller's node while it uses active mode.
 
-  No more is read from the pipes than was granted, so back-pressure holds. While active,
-  `read/3` and friends return `{:error, :active}`.
+  No more is read from the pipes than was granted, so back-pressure holds. When stdout
+  and stderr both have data they take turns, so a program flooding one of them does not
+  hold back the other's messages. While active, `read/3` and friends return
+  `{:error, :active}`.
 
   ## Exit status
 
@@ -356,7 +358,7 @@ defmodule Sluice.Process do
 
   @doc """
   Reads from whichever of stdout and stderr has data first: `{:ok, {:stdout | :stderr,
-  binary}}`, or `:eof` once both are at EOF.
+  binary}}`, or `:eof` once both are at EOF. When both have data they take turns.
 
       iex> {:ok, p} = Sluice.Process.start_link(["sh", "-c", "echo out"], stderr: :consume)
       iex> Sluice.Process.read_any(p)
