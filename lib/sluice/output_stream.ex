@@ -115,10 +115,7 @@ defmodule Sluice.OutputStream do
       {:error, :timeout, pump} ->
         pump = Driver.stop(pump, st.opts.kill_grace)
 
-        case Driver.await_exit(
-               pump,
-               Deadline.with_margin(st.opts.kill_grace, 2_000)
-             ) do
+        case Driver.await_exit(pump, Deadline.after_stop(st.opts.kill_grace)) do
           {:ok, status, pump} -> {status, pump}
           {:error, :timeout, _} -> raise_after_close(st, st.pump, exit_timeout())
           {:error, lost, pump} -> raise_after_close(st, pump, Driver.lost_error(pump, lost))

@@ -90,9 +90,6 @@ defmodule Sluice.Program do
           turn: [source]
         }
 
-  # How much longer than the grace a stopped program's exit may take to be reported.
-  @stop_slack 2_000
-
   ## Opening (Sluice.Program.Start)
 
   @doc """
@@ -275,7 +272,7 @@ defmodule Sluice.Program do
   def stop_and_await(p, grace) do
     p = stop(p, grace)
 
-    case await_exit(p, Deadline.with_margin(grace, @stop_slack)) do
+    case await_exit(p, Deadline.after_stop(grace)) do
       {:ok, status, p} -> {status, p}
       {:error, _reason, p} -> {nil, p}
     end
@@ -291,6 +288,4 @@ defmodule Sluice.Program do
     Registry.remove(p.id)
     Fds.close(p)
   end
-
-  ## Helpers
 end

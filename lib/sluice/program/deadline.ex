@@ -20,6 +20,17 @@ defmodule Sluice.Program.Deadline do
   @spec with_margin(timeout, non_neg_integer) :: t
   def with_margin(ms, margin), do: at(Sluice.Options.with_margin(ms, margin))
 
+  # How much longer than its grace a stopped program's exit may take to be reported
+  # (SIGKILL comes at the grace; the report follows through the helper program).
+  @stop_slack 2_000
+
+  @doc """
+  The deadline for the exit status of a program stopped now with `grace` ms: its grace
+  and a slack for the report.
+  """
+  @spec after_stop(non_neg_integer) :: t
+  def after_stop(grace), do: with_margin(grace, @stop_slack)
+
   @doc "Milliseconds left until `deadline`, 0 once it has passed."
   @spec remaining(t) :: timeout
   def remaining(:infinity), do: :infinity

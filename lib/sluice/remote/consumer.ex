@@ -220,7 +220,7 @@ defmodule Sluice.Remote.Consumer do
     case c
          |> watch()
          |> stop(grace)
-         |> await_exit(Deadline.with_margin(grace, 2_000)) do
+         |> await_exit(Deadline.after_stop(grace)) do
       {:ok, status, c} -> {status, c}
       {:error, _reason, c} -> {nil, c}
     end
