@@ -43,7 +43,7 @@ defmodule Sluice.Daemon do
 
   require Logger
 
-  alias Sluice.Program.Deadline
+  alias Sluice.Program.{Deadline, Errors}
   alias Sluice.{Error, Lines, Options}
   alias Sluice.Process, as: P
 
@@ -198,7 +198,7 @@ defmodule Sluice.Daemon do
 
     case Deadline.remaining(deadline) do
       0 ->
-        not_ready(st, "no line of output matched :ready within #{timeout} ms")
+        not_ready(st, {:no_match, timeout})
 
       left ->
         receive do
@@ -215,7 +215,7 @@ defmodule Sluice.Daemon do
             await_ready(st, test, limit, caller)
 
           {:sluice_exit, ^p, status} ->
-            not_ready(st, "the program exited with status #{inspect(status)} before it was ready")
+            not_ready(st, {:exited, status})
 
           {:DOWN, ^watch, :process, ^pid, reason} ->
             _ = P.stop(st.p, st.grace)
@@ -229,9 +229,9 @@ defmodule Sluice.Daemon do
   defp ready?(%Regex{} = re, line), do: Regex.match?(re, line)
   defp ready?(fun, line), do: fun.(line) == true
 
-  defp not_ready(st, message) do
+  defp not_ready(st, why) do
     _ = P.stop(st.p, st.grace)
-    {:stop, {:shutdown, Error.new(:not_ready, message)}}
+    {:stop, {:shutdown, Errors.not_ready(why)}}
   end
 
   @impl true

@@ -42,9 +42,9 @@ defmodule Sluice.Run do
       {:data, source, data, pump} -> pump |> add_output(st, source, data)
       {:eof, pump} -> finish(pump, st)
       {:error, :timeout, pump} when idle != :infinity and idle < st.deadline -> idle(pump, st)
-      {:error, :timeout, pump} -> fail(pump, st, :timeout, timeout_message(st))
+      {:error, :timeout, pump} -> fail(pump, st, Errors.timed_out(st.opts.timeout))
       {:error, reason, pump} when reason in [:helper_down, :nodedown] -> lost(pump, st, reason)
-      {:error, reason, pump} -> fail(pump, st, reason, Errors.data(reason).message)
+      {:error, reason, pump} -> fail(pump, st, Errors.data(reason))
     end
   end
 
@@ -60,11 +60,11 @@ defmodule Sluice.Run do
 
     cond do
       max != :infinity and st.size > max ->
-        fail(pump, st, :max_output, "output exceeded max_output (#{max} bytes)")
+        fail(pump, st, Errors.max_output(max))
 
       # A producer that never pauses never makes a wait time out.
       st.deadline != :infinity and Deadline.passed?(st.deadline) ->
-        fail(pump, st, :timeout, timeout_message(st))
+        fail(pump, st, Errors.timed_out(st.opts.timeout))
 
       true ->
         collect(pump, st)
@@ -78,7 +78,7 @@ defmodule Sluice.Run do
         {:ok, result(pump, st, status)}
 
       {:error, :timeout, pump} ->
-        fail(pump, st, :timeout, timeout_message(st))
+        fail(pump, st, Errors.timed_out(st.opts.timeout))
 
       {:error, reason, pump} ->
         lost(pump, st, reason)
@@ -86,10 +86,10 @@ defmodule Sluice.Run do
   end
 
   # Stops the program's group (kill_signal, SIGKILL after kill_grace) before returning.
-  defp fail(pump, st, reason, message) do
+  defp fail(pump, st, error) do
     {status, pump} = Driver.stop_and_await(pump, st.opts.kill_grace)
     Driver.close(pump)
-    {:error, Error.new(reason, message, result: result(pump, st, status))}
+    {:error, %{error | result: result(pump, st, status)}}
   end
 
   defp lost(pump, st, reason) do
@@ -98,12 +98,7 @@ defmodule Sluice.Run do
     {:error, %{error | result: result(pump, st, nil)}}
   end
 
-  defp timeout_message(st), do: "timed out after #{st.opts.timeout} ms"
-
-  defp idle(pump, st) do
-    message = "no output for #{st.opts.idle_timeout} ms (idle_timeout)"
-    fail(pump, st, :idle_timeout, message)
-  end
+  defp idle(pump, st), do: fail(pump, st, Errors.idle(st.opts.idle_timeout))
 
   defp result(pump, st, status) do
     Result.with_exit(

@@ -103,6 +103,14 @@ defmodule Sluice.Program.Errors do
   @spec input(atom) :: Error.t()
   def input(reason), do: Error.new(reason, "reading input failed: #{reason}")
 
+  @doc "A `run` past its `timeout` of `ms`."
+  @spec timed_out(timeout) :: Error.t()
+  def timed_out(ms), do: Error.new(:timeout, "timed out after #{ms} ms")
+
+  @doc "A `run` whose output exceeded `max_output` (`max` bytes)."
+  @spec max_output(non_neg_integer) :: Error.t()
+  def max_output(max), do: Error.new(:max_output, "output exceeded max_output (#{max} bytes)")
+
   @doc "No output for `ms` (`idle_timeout`)."
   @spec idle(timeout) :: Error.t()
   def idle(ms), do: Error.new(:idle_timeout, "no output for #{ms} ms (idle_timeout)")
@@ -122,6 +130,21 @@ defmodule Sluice.Program.Errors do
   @doc "A program's server did not answer a call in time."
   @spec no_answer() :: Error.t()
   def no_answer, do: Error.new(:timeout, "the program's server did not answer")
+
+  @doc """
+  A daemon that did not become ready: no line matched `:ready` within `ms`
+  (`{:no_match, ms}`), or the program exited first (`{:exited, status}`).
+  """
+  @spec not_ready({:no_match, timeout} | {:exited, term}) :: Error.t()
+  def not_ready({:no_match, ms}),
+    do: Error.new(:not_ready, "no line of output matched :ready within #{ms} ms")
+
+  def not_ready({:exited, status}),
+    do:
+      Error.new(
+        :not_ready,
+        "the program exited with status #{inspect(status)} before it was ready"
+      )
 
   ## Other nodes
 
