@@ -43,7 +43,8 @@ defmodule Sluice.Daemon do
 
   require Logger
 
-  alias Sluice.{Error, Lines, Options, Pipes}
+  alias Sluice.Program.{Deadline, Errors}
+  alias Sluice.{Error, Lines, Options}
   alias Sluice.Process, as: P
 
   # Options of the daemon itself, not of its Sluice.Process.
@@ -184,7 +185,7 @@ defmodule Sluice.Daemon do
   defp await_ready(st, nil, _caller), do: {:ok, st}
 
   defp await_ready(st, {test, timeout}, caller),
-    do: await_ready(st, test, {Pipes.deadline(timeout), timeout}, caller)
+    do: await_ready(st, test, {Deadline.at(timeout), timeout}, caller)
 
   # The deadline is checked before each message: a program that prints non-matching lines
   # fast keeps the mailbox full, and a receive takes a waiting message before it ever
@@ -192,9 +193,9 @@ defmodule Sluice.Daemon do
   defp await_ready(st, test, {deadline, timeout} = limit, {pid, watch} = caller) do
     p = st.p
 
-    case Pipes.remaining(deadline) do
+    case Deadline.remaining(deadline) do
       0 ->
-        not_ready(st, "no line of output matched :ready within #{timeout} ms")
+        not_ready(st, {:no_match, timeout})
 
       left ->
         receive do
@@ -211,7 +212,7 @@ defmodule Sluice.Daemon do
             await_ready(st, test, limit, caller)
 
           {:sluice_exit, ^p, status} ->
-            not_ready(st, "the program exited with status #{inspect(status)} before it was ready")
+            not_ready(st, {:exited, status})
 
           {:DOWN, ^watch, :process, ^pid, reason} ->
             _ = P.stop(st.p, st.grace)
@@ -225,9 +226,9 @@ defmodule Sluice.Daemon do
   defp ready?(%Regex{} = re, line), do: Regex.match?(re, line)
   defp ready?(fun, line), do: fun.(line) == true
 
-  defp not_ready(st, message) do
+  defp not_ready(st, why) do
     _ = P.stop(st.p, st.grace)
-    {:stop, {:shutdown, Error.new(:not_ready, message)}}
+    {:stop, {:shutdown, Errors.not_ready(why)}}
   end
 
   @impl true

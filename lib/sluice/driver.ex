@@ -1,24 +1,25 @@
 defmodule Sluice.Driver do
   @moduledoc false
   # The program of a `run` or a stream, wherever it runs: on this node a Sluice.Pump over
-  # the Sluice.Pipes the caller holds (the node-local fast path: the caller reads the fds
+  # the Sluice.Program the caller holds (the node-local fast path: the caller reads the fds
   # itself), on another node (`node:`) a Sluice.Remote.Consumer of the reader that holds
   # the pipes there. Sluice.Run and Sluice.OutputStream see one set of calls.
 
-  alias Sluice.{Error, Input, Options, Pipes, Pump, Remote}
+  alias Sluice.Program.{Deadline, Errors, Output}
+  alias Sluice.{Error, Input, Options, Program, Pump, Remote}
   alias Sluice.Remote.Consumer
 
   @type t :: Pump.t() | Consumer.t()
   @type lost :: :helper_down | :nodedown
 
   @doc "Starts `argv` (checked `opts`) and its input, until `deadline`."
-  @spec open(Sluice.command(), map, Pipes.deadline()) :: {:ok, t} | {:error, Error.t()}
+  @spec open(Sluice.command(), map, Deadline.t()) :: {:ok, t} | {:error, Error.t()}
   def open(argv, opts, deadline) do
     case Remote.node_of(opts) do
       nil ->
-        with {:ok, pipes} <- Pipes.open(Options.spawn_spec(argv, opts), deadline) do
-          pipes = Pipes.frame(pipes, opts)
-          {:ok, Pump.new(pipes, Input.new(opts.input, opts.input_in))}
+        with {:ok, program} <- Program.open(Options.spawn_spec(argv, opts), deadline) do
+          program = Output.frame(program, opts)
+          {:ok, Pump.new(program, Input.new(opts.input, opts.input_in))}
         end
 
       node ->
@@ -27,18 +28,18 @@ defmodule Sluice.Driver do
   end
 
   @doc "The next chunk of output (`Sluice.Pump.next/3`)."
-  @spec next(t, pos_integer, Pipes.deadline()) ::
-          {:data, Pipes.source(), binary, t} | {:eof, t} | {:error, atom, t}
+  @spec next(t, pos_integer, Deadline.t()) ::
+          {:data, Program.source(), binary, t} | {:eof, t} | {:error, atom, t}
   def next(%Pump{} = pump, max, deadline), do: Pump.next(pump, max, deadline)
   def next(%Consumer{} = c, max, deadline), do: Consumer.next(c, max, deadline)
 
   @doc "Waits for the exit status until `deadline`."
-  @spec await_exit(t, Pipes.deadline()) ::
-          {:ok, Pipes.status(), t} | {:error, :timeout | lost, t}
+  @spec await_exit(t, Deadline.t()) ::
+          {:ok, Program.status(), t} | {:error, :timeout | lost, t}
   def await_exit(%Pump{} = pump, deadline) do
-    case Pipes.await_exit(pump.pipes, deadline) do
-      {:ok, status, pipes} -> {:ok, status, %{pump | pipes: pipes}}
-      {:error, reason, pipes} -> {:error, reason, %{pump | pipes: pipes}}
+    case Program.await_exit(pump.program, deadline) do
+      {:ok, status, program} -> {:ok, status, %{pump | program: program}}
+      {:error, reason, program} -> {:error, reason, %{pump | program: program}}
     end
   end
 
@@ -46,14 +47,14 @@ defmodule Sluice.Driver do
 
   @doc "Starts a stop: `kill_signal`, SIGKILL after `grace` ms."
   @spec stop(t, non_neg_integer) :: t
-  def stop(%Pump{} = pump, grace), do: %{pump | pipes: Pipes.stop(pump.pipes, grace)}
+  def stop(%Pump{} = pump, grace), do: %{pump | program: Program.stop(pump.program, grace)}
   def stop(%Consumer{} = c, grace), do: Consumer.stop(c, grace)
 
   @doc "Stops the program (if it runs) and waits for its status up to `grace` + 2 s."
-  @spec stop_and_await(t, non_neg_integer) :: {Pipes.status() | nil, t}
+  @spec stop_and_await(t, non_neg_integer) :: {Program.status() | nil, t}
   def stop_and_await(%Pump{} = pump, grace) do
-    {status, pipes} = Pipes.stop_and_await(pump.pipes, grace)
-    {status, %{pump | pipes: pipes}}
+    {status, program} = Program.stop_and_await(pump.program, grace)
+    {status, %{pump | program: program}}
   end
 
   def stop_and_await(%Consumer{} = c, grace), do: Consumer.stop_and_await(c, grace)
@@ -65,7 +66,7 @@ defmodule Sluice.Driver do
 
   @doc "The program's OS pid (on its own node)."
   @spec os_pid(t) :: pos_integer
-  def os_pid(%Pump{pipes: pipes}), do: pipes.os_pid
+  def os_pid(%Pump{program: program}), do: Program.os_pid(program)
   def os_pid(%Consumer{os_pid: os_pid}), do: os_pid
 
   @doc """
@@ -74,24 +75,12 @@ defmodule Sluice.Driver do
   reader forwarded it); `nil` before the exit.
   """
   @spec exit_info(t) :: map | nil
-  def exit_info(%Pump{pipes: pipes}), do: pipes.exit_info
+  def exit_info(%Pump{program: program}), do: Program.exit_info(program)
   def exit_info(%Consumer{} = c), do: Consumer.exit_info(c)
-
-  @doc "The error of a failed read of the program's output, or of its input refused."
-  @spec data_error(atom) :: Sluice.Error.t()
-  def data_error(:line_too_long) do
-    Sluice.Error.new(
-      :line_too_long,
-      "a line of input is longer than the terminal holds (4,095 bytes) and the terminal's " <>
-        "VEOF, which would hand it over in pieces, is disabled"
-    )
-  end
-
-  def data_error(reason), do: Sluice.Error.new(reason, "reading output failed: #{reason}")
 
   @doc "The error of a program lost with its helper program or its node."
   @spec lost_error(t, lost) :: Error.t()
-  def lost_error(_driver, :helper_down), do: Pipes.helper_down()
-  def lost_error(%Consumer{node: node}, :nodedown), do: Remote.nodedown(node)
-  def lost_error(%Pump{}, :nodedown), do: Remote.nodedown(node())
+  def lost_error(_driver, :helper_down), do: Errors.helper_down()
+  def lost_error(%Consumer{node: node}, :nodedown), do: Errors.nodedown(node)
+  def lost_error(%Pump{}, :nodedown), do: Errors.nodedown(node())
 end

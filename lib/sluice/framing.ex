@@ -2,7 +2,7 @@ defmodule Sluice.Framing do
   @moduledoc false
   # Message framing on a program's output, as a pure value (no fds, no process): the
   # decoder of `framing: {:packet, n} | {:line, max}`, and the encoder of a frame to write.
-  # Sluice.Pipes feeds it the bytes it reads and asks it how many to read next, so that no
+  # Sluice.Program feeds it the bytes it reads and asks it how many to read next, so that no
   # more is read from a pipe than it takes to complete the packet asked for; a line's end
   # is not known in advance, so line mode reads one chunk, whose further lines wait in
   # `ready` (nothing more is read until they were popped).

@@ -5,7 +5,8 @@ defmodule Sluice.OutputStream do
   # and the after-callback stops it however enumeration ends (done, halted, raised, or the
   # consumer killed: then the NIF closes its channel and the helper program stops it).
 
-  alias Sluice.{Driver, Error, ExitError, Lines, Pipes}
+  alias Sluice.Program.{Deadline, Errors}
+  alias Sluice.{Driver, ExitError, Lines}
 
   @stderr_tail 8_192
   @lost [:helper_down, :nodedown]
@@ -16,7 +17,7 @@ defmodule Sluice.OutputStream do
   end
 
   defp open(argv, opts, mode) do
-    deadline = Pipes.deadline(opts.start_timeout)
+    deadline = Deadline.at(opts.start_timeout)
 
     case Driver.open(argv, opts, deadline) do
       {:ok, driver} ->
@@ -44,7 +45,7 @@ defmodule Sluice.OutputStream do
   # The consumer's time between elements does not count: `idle_timeout` runs while this
   # waits for output.
   defp next(st) do
-    case Driver.next(st.pump, st.opts.chunk_size, Pipes.deadline(st.opts.idle_timeout)) do
+    case Driver.next(st.pump, st.opts.chunk_size, Deadline.at(st.opts.idle_timeout)) do
       {:data, source, data, pump} ->
         emit(%{st | pump: pump}, source, data)
 
@@ -58,16 +59,13 @@ defmodule Sluice.OutputStream do
         raise_after_close(st, pump, Driver.lost_error(pump, lost))
 
       {:error, reason, pump} ->
-        raise_after_close(st, pump, Driver.data_error(reason))
+        raise_after_close(st, pump, Errors.data(reason))
     end
   end
 
-  defp exit_timeout,
-    do: Error.new(:timeout, "the program's exit was not reported after it was stopped")
+  defp exit_timeout, do: Errors.exit_not_reported_after_stop()
 
-  defp idle_error(st) do
-    Error.new(:idle_timeout, "no output for #{st.opts.idle_timeout} ms (idle_timeout)")
-  end
+  defp idle_error(st), do: Errors.idle(st.opts.idle_timeout)
 
   # Stream.resource runs close/1 after the raise.
   defp raise_after_close(_st, _pump, error), do: raise(error)
@@ -110,17 +108,14 @@ defmodule Sluice.OutputStream do
   end
 
   defp exit_status(st) do
-    case Driver.await_exit(st.pump, Pipes.deadline(st.opts.exit_timeout)) do
+    case Driver.await_exit(st.pump, Deadline.at(st.opts.exit_timeout)) do
       {:ok, status, pump} ->
         {status, pump}
 
       {:error, :timeout, pump} ->
         pump = Driver.stop(pump, st.opts.kill_grace)
 
-        case Driver.await_exit(
-               pump,
-               Pipes.deadline(Sluice.Options.with_margin(st.opts.kill_grace, 2_000))
-             ) do
+        case Driver.await_exit(pump, Deadline.after_stop(st.opts.kill_grace)) do
           {:ok, status, pump} -> {status, pump}
           {:error, :timeout, _} -> raise_after_close(st, st.pump, exit_timeout())
           {:error, lost, pump} -> raise_after_close(st, pump, Driver.lost_error(pump, lost))

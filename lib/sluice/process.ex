@@ -132,8 +132,10 @@ defmodule Sluice.Process do
       follows. A controller on another node than `p` hears it from a small process
       Sluice starts on the controller's node while it uses active mode.
 
-  No more is read from the pipes than was granted, so back-pressure holds. While active,
-  `read/3` and friends return `{:error, :active}`.
+  No more is read from the pipes than was granted, so back-pressure holds. When stdout
+  and stderr both have data they take turns, so a program flooding one of them does not
+  hold back the other's messages. While active, `read/3` and friends return
+  `{:error, :active}`.
 
   ## Exit status
 
@@ -157,6 +159,7 @@ defmodule Sluice.Process do
   `docs/guarantees.md`), also when the program's status came first. Adopted processes are not
   killed: they are not the helper program's children.
   """
+  alias Sluice.Program.Errors
   alias Sluice.{Error, Options}
   alias Sluice.Process.Starter
 
@@ -361,7 +364,7 @@ defmodule Sluice.Process do
 
   @doc """
   Reads from whichever of stdout and stderr has data first: `{:ok, {:stdout | :stderr,
-  binary}}`, or `:eof` once both are at EOF.
+  binary}}`, or `:eof` once both are at EOF. When both have data they take turns.
 
       iex> {:ok, p} = Sluice.Process.start_link(["sh", "-c", "echo out"], stderr: :consume)
       iex> Sluice.Process.read_any(p)
@@ -489,7 +492,7 @@ defmodule Sluice.Process do
     grace_ms = Options.timeout!(grace_ms, :grace_ms, infinity: false)
 
     case call(p, {:stop, grace_ms}, Options.with_margin(grace_ms, 5_000)) do
-      {:error, :timeout} -> {:error, Error.new(:timeout, "the program's server did not answer")}
+      {:error, :timeout} -> {:error, Errors.no_answer()}
       answer -> answer
     end
   end

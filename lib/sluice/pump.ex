@@ -19,15 +19,15 @@ defmodule Sluice.Pump do
   # ends with `feeding: :more`: the pump takes the news already there (output, the exit,
   # without waiting), checks the deadline, and feeds on.
 
-  alias Sluice.{Input, Pipes}
+  alias Sluice.Program.{Deadline, Fds, Output}
+  alias Sluice.{Input, Program}
   alias Sluice.Pump.Upstream
 
   defstruct [
-    :pipes,
+    :program,
     :input,
     pending: "",
     buffered: :queue.new(),
-    turn: [:stdout, :stderr],
     feeding: :idle,
     compacted: false,
     input_error: nil
@@ -44,33 +44,32 @@ defmodule Sluice.Pump do
   @pulls_per_step 64
 
   @type t :: %__MODULE__{
-          pipes: Pipes.t(),
+          program: Program.t(),
           input: Input.t(),
           pending: binary,
-          buffered: :queue.queue({Pipes.source(), binary}),
-          turn: [Pipes.source()],
+          buffered: :queue.queue({Program.source(), binary}),
           feeding: feeding,
           compacted: boolean,
           input_error: atom | nil
         }
 
   @doc "A pump over a freshly opened program and its input source."
-  @spec new(Pipes.t(), Input.t()) :: t
-  def new(pipes, input) do
+  @spec new(Program.t(), Input.t()) :: t
+  def new(program, input) do
     # Arm the program channel, so that the helper program's death wakes us.
-    pipes = Pipes.control(pipes)
-    pipes = if input == :none, do: Pipes.close_stdin(pipes), else: pipes
-    %__MODULE__{pipes: pipes, input: input, turn: Pipes.open_outputs(pipes)}
+    program = Program.control(program)
+    program = if input == :none, do: Fds.close_stdin(program), else: program
+    %__MODULE__{program: program, input: input}
   end
 
   @doc """
   The next chunk of output, of at most `max` bytes, feeding input meanwhile:
   `{:data, source, binary, pump}`, `{:eof, pump}` once every output is at EOF, or
   `{:error, :timeout | :helper_down | :line_too_long | errno, pump}` (`:line_too_long`:
-  a terminal refused a line of the input, see `Sluice.Pipes.Terminal`).
+  a terminal refused a line of the input, see `Sluice.Program.Terminal`).
   """
-  @spec next(t, pos_integer, Pipes.deadline()) ::
-          {:data, Pipes.source(), binary, t} | {:eof, t} | {:error, atom, t}
+  @spec next(t, pos_integer, Deadline.t()) ::
+          {:data, Program.source(), binary, t} | {:eof, t} | {:error, atom, t}
   def next(pump, max, deadline) do
     case step(pump, max, deadline) do
       {:blocked, pump} -> wait(pump, max, deadline)
@@ -81,17 +80,17 @@ defmodule Sluice.Pump do
   @doc false
   # One step without waiting: a chunk, EOF, an error, or `{:blocked, pump}` with every fd
   # that could change that armed. Sluice.Pump.Upstream drives an upstream program with it.
-  @spec step(t, pos_integer, Pipes.deadline()) ::
-          {:data, Pipes.source(), binary, t} | {:eof, t} | {:blocked, t} | {:error, atom, t}
+  @spec step(t, pos_integer, Deadline.t()) ::
+          {:data, Program.source(), binary, t} | {:eof, t} | {:blocked, t} | {:error, atom, t}
   def step(pump, max, deadline) do
     case :queue.out(pump.buffered) do
       {{:value, {source, data}}, rest} ->
         {:data, source, data, %{pump | buffered: rest}}
 
       {:empty, _} ->
-        case read_any(pump, pump.turn, max) do
+        case read_any(pump, max) do
           {:blocked, pump} -> pump |> feed(deadline) |> read_after_feed(max)
-          other -> answer(other)
+          other -> other
         end
     end
   end
@@ -113,32 +112,22 @@ defmodule Sluice.Pump do
   end
 
   defp read_fds_after_feed(pump, max) do
-    case read_any(pump, pump.turn, max) do
+    case read_any(pump, max) do
       {:blocked, pump} -> if outputs?(pump), do: {:blocked, pump}, else: {:eof, pump}
-      other -> answer(other)
+      other -> other
     end
   end
 
-  defp answer({:data, source, data, pump}), do: {:data, source, data, rotate(pump, source)}
-  defp answer({:error, reason, pump}), do: {:error, reason, pump}
+  defp outputs?(pump), do: Output.open_outputs(pump.program) != []
 
-  defp outputs?(pump), do: Pipes.open_outputs(pump.pipes) != []
-
-  # One read attempt per open output, in turn order.
-  defp read_any(pump, [], _max), do: {:blocked, pump}
-
-  defp read_any(pump, [source | rest], max) do
-    case Pipes.read(pump.pipes, source, max) do
-      {:ok, data, pipes} -> {:data, source, data, %{pump | pipes: pipes}}
-      {:eof, pipes} -> read_any(%{pump | pipes: pipes}, rest, max)
-      {:wait, pipes} -> read_any(%{pump | pipes: pipes}, rest, max)
-      {:error, :not_captured, pipes} -> read_any(%{pump | pipes: pipes}, rest, max)
-      {:error, reason, pipes} -> {:error, reason, %{pump | pipes: pipes}}
+  # One read attempt per open output, in Output's fair turn order.
+  defp read_any(pump, max) do
+    case Output.next(pump.program, [:stdout, :stderr], max) do
+      {:data, source, data, program} -> {:data, source, data, %{pump | program: program}}
+      {:error, _source, reason, program} -> {:error, reason, %{pump | program: program}}
+      {_blocked_or_eof, program} -> {:blocked, %{pump | program: program}}
     end
   end
-
-  # The source that just gave data goes last, so a chatty stdout cannot starve stderr.
-  defp rotate(pump, source), do: %{pump | turn: List.delete(pump.turn, source) ++ [source]}
 
   defp wait(pump, max, deadline) do
     pump = compact(pump)
@@ -170,7 +159,7 @@ defmodule Sluice.Pump do
     fds = watched(pump, %{})
     more? = more_input?(pump)
 
-    case Pipes.remaining(deadline) do
+    case Deadline.remaining(deadline) do
       0 ->
         {:error, :timeout, pump}
 
@@ -199,13 +188,8 @@ defmodule Sluice.Pump do
   defp more_input?(%{input: {:piped, up, _stream}}), do: more_input?(up)
   defp more_input?(_pump), do: false
 
-  defp watched(%{pipes: pipes} = pump, acc) do
-    acc =
-      Enum.reduce(
-        pipes.fds,
-        Map.put(acc, pipes.channel, :channel),
-        &Map.put(&2, elem(&1, 1), :data)
-      )
+  defp watched(%{program: program} = pump, acc) do
+    acc = Map.merge(acc, Program.watched_fds(program))
 
     case pump.input do
       {:piped, up, _stream} -> watched(up, acc)
@@ -223,7 +207,7 @@ defmodule Sluice.Pump do
 
   # Reads what every channel of the chain holds: exit statuses, or the helper's death.
   defp control_chain(pump) do
-    pump = %{pump | pipes: Pipes.control(pump.pipes)}
+    pump = %{pump | program: Program.control(pump.program)}
 
     chain =
       case pump.input do
@@ -238,8 +222,13 @@ defmodule Sluice.Pump do
       end
 
     case chain do
-      {:ok, %{pipes: %{exit: :lost}} = pump} -> {:error, :helper_down, pump}
-      other -> other
+      {:ok, pump} ->
+        if Program.status(pump.program) == :lost,
+          do: {:error, :helper_down, pump},
+          else: {:ok, pump}
+
+      other ->
+        other
     end
   end
 
@@ -249,10 +238,10 @@ defmodule Sluice.Pump do
   # @pulls_per_step elements (then `feeding: :more`).
   defp feed(pump, deadline), do: feed(%{pump | feeding: :idle}, deadline, @pulls_per_step)
 
-  defp feed(%{pipes: pipes} = pump, deadline, pulls) do
+  defp feed(%{program: program} = pump, deadline, pulls) do
     cond do
       # On a terminal, a pending end-of-input character is written first.
-      not Pipes.open?(pipes, :stdin) -> %{pump | pipes: Pipes.finish_close_stdin(pipes)}
+      not Output.open?(program, :stdin) -> %{pump | program: Fds.finish_close_stdin(program)}
       pump.pending != "" -> write_pending(pump, deadline, pulls)
       pulls == 0 -> %{pump | feeding: :more}
       true -> pull(pump, deadline, pulls - 1)
@@ -260,9 +249,9 @@ defmodule Sluice.Pump do
   end
 
   defp write_pending(pump, deadline, pulls) do
-    case Pipes.write(pump.pipes, pump.pending) do
-      {:ok, "", pipes} -> feed(%{pump | pending: "", pipes: pipes}, deadline, pulls)
-      {:ok, rest, pipes} -> %{pump | pending: rest, pipes: pipes}
+    case Fds.write(pump.program, pump.pending) do
+      {:ok, "", program} -> feed(%{pump | pending: "", program: program}, deadline, pulls)
+      {:ok, rest, program} -> %{pump | pending: rest, program: program}
       {:error, :line_too_long} -> %{input_done(pump) | input_error: :line_too_long}
       # The program closed its stdin (or exited): feeding ends quietly, as for `head`.
       {:error, _} -> input_done(pump)
@@ -281,7 +270,7 @@ defmodule Sluice.Pump do
         %{pump | input: {:piped, up, stream}}
 
       :done ->
-        %{pump | input: :done, pipes: Pipes.close_stdin(pump.pipes)}
+        %{pump | input: :done, program: Fds.close_stdin(pump.program)}
     end
   end
 
@@ -290,21 +279,21 @@ defmodule Sluice.Pump do
       {:data, data, input} -> feed(%{pump | pending: data, input: input}, deadline, pulls)
       # Nothing sent yet by an input in its own process: await_ready waits for it.
       {:wait, input} -> %{pump | input: input}
-      :done -> %{pump | input: :done, pipes: Pipes.close_stdin(pump.pipes)}
+      :done -> %{pump | input: :done, program: Fds.close_stdin(pump.program)}
       {:function, fun} -> pump |> run_function(fun, deadline) |> feed(deadline, pulls)
     end
   end
 
   defp input_done(pump) do
     Input.halt(pump.input)
-    %{pump | input: :done, pending: "", pipes: Pipes.close_stdin(pump.pipes)}
+    %{pump | input: :done, pending: "", program: Fds.close_stdin(pump.program)}
   end
 
   # A `fn collectable -> ... end` input runs to completion here; push/2 writes each
   # element, reading output meanwhile into `buffered`.
   defp run_function(pump, fun, deadline) do
     pump = Sluice.Stdin.run(__MODULE__, %{pump | input: :done}, deadline, fun)
-    %{pump | pipes: Pipes.close_stdin(pump.pipes)}
+    %{pump | program: Fds.close_stdin(pump.program)}
   end
 
   @doc false
@@ -328,12 +317,12 @@ defmodule Sluice.Pump do
   # While stdin is full, output is read into `buffered` (the function cannot be suspended),
   # until the deadline: then the function's Enum.into ends and the caller times out.
   defp push_all(pump, data, deadline) do
-    case Pipes.write(pump.pipes, data) do
-      {:ok, "", pipes} ->
-        {:ok, %{pump | pipes: pipes}}
+    case Fds.write(pump.program, data) do
+      {:ok, "", program} ->
+        {:ok, %{pump | program: program}}
 
-      {:ok, rest, pipes} ->
-        case await_ready(%{pump | pipes: pipes}, deadline) do
+      {:ok, rest, program} ->
+        case await_ready(%{pump | program: program}, deadline) do
           {:ok, pump} -> pump |> drain_outputs() |> push_all(rest, deadline)
           {:error, _, pump} -> {:stop, pump}
         end
@@ -349,7 +338,7 @@ defmodule Sluice.Pump do
   # Reads everything the outputs hold now into the buffer (the function cannot be
   # suspended, so this output must be kept until the consumer asks for it).
   defp drain_outputs(pump) do
-    case read_any(pump, Pipes.open_outputs(pump.pipes), 65_536) do
+    case read_any(pump, 65_536) do
       {:data, source, data, pump} ->
         drain_outputs(%{pump | buffered: :queue.in({source, data}, pump.buffered)})
 
@@ -365,6 +354,6 @@ defmodule Sluice.Pump do
   @spec close(t) :: :ok
   def close(pump) do
     Input.halt(pump.input)
-    Pipes.close(pump.pipes)
+    Program.close(pump.program)
   end
 end

@@ -2,7 +2,7 @@ defmodule Sluice.Registry do
   @moduledoc false
   # Every program of this node, for Sluice.list/0 and Sluice.Process.info/1.
   #
-  # A public ETS table written by the process that holds each program (Sluice.Pipes adds a
+  # A public ETS table written by the process that holds each program (Sluice.Program adds a
   # row once the program runs or was adopted, and removes it when its exit is seen or it is
   # closed): a spawn pays one insert and sends no message. A holder can die before it
   # removes its row: `run` and streams run in the caller, which may be killed with :kill

@@ -12,6 +12,7 @@ defmodule Sluice.Remote do
   # is enumerated in the caller) and build the spawn spec there, so the environment and
   # the working directory are the remote node's.
 
+  alias Sluice.Program.Errors
   alias Sluice.{Error, Options}
 
   # Margin of the `:erpc` call over the remote start's own `start_timeout`.
@@ -33,32 +34,26 @@ defmodule Sluice.Remote do
     :erpc.call(node, __MODULE__, fun, args, margin(start_ms))
   catch
     :error, {:erpc, :noconnection} ->
-      {:error, nodedown(node)}
+      {:error, Errors.nodedown(node)}
 
     :error, {:erpc, :timeout} ->
-      {:error, Error.new(:timeout, "#{node} did not start the program in time")}
+      {:error, Errors.remote_not_started(node)}
 
     :error, {:exception, :undef, [{__MODULE__, ^fun, _, _} | _]} ->
-      {:error, nosluice(node)}
+      {:error, Errors.nosluice(node)}
 
     :error, {:erpc, reason} ->
-      {:error, Error.new(:nodedown, "cannot reach #{node}: #{inspect(reason)}")}
+      {:error, Errors.unreachable(node, reason)}
 
     :error, {:exception, reason, _stack} ->
-      {:error, Error.new(:start_failed, "#{node} could not start it: #{inspect(reason)}")}
+      {:error, Errors.remote_start_failed(node, reason)}
 
     # The remote function exited (erpc re-raises that as an exit of the caller).
     :exit, {:exception, reason} ->
-      {:error, Error.new(:start_failed, "#{node} could not start it: #{inspect(reason)}")}
+      {:error, Errors.remote_start_failed(node, reason)}
   end
 
   defp margin(ms), do: Sluice.Options.with_margin(ms, @call_margin)
-
-  @doc "The error of a node that cannot be reached or went away."
-  @spec nodedown(node) :: Error.t()
-  def nodedown(node), do: Error.new(:nodedown, "the node #{node} is not reachable")
-
-  defp nosluice(node), do: Error.new(:nosluice, "the :sluice application does not run on #{node}")
 
   ## Run on the program's node
 
@@ -75,7 +70,7 @@ defmodule Sluice.Remote do
       case GenServer.start(Sluice.Remote.Reader, init, timeout: margin(start_ms)) do
         {:ok, reader} -> reader_started(reader)
         {:error, {:shutdown, %Error{} = error}} -> {:error, error}
-        {:error, reason} -> {:error, Error.new(:start_failed, "#{inspect(reason)}")}
+        {:error, reason} -> {:error, Errors.remote_start_failed(nil, reason)}
       end
     end
   end
@@ -85,7 +80,7 @@ defmodule Sluice.Remote do
   defp reader_started(reader) do
     {:ok, {reader, GenServer.call(reader, :os_pid, 5_000)}}
   catch
-    :exit, _ -> {:error, Error.new(:helper_down, "the program was lost as it started")}
+    :exit, _ -> {:error, Errors.lost_at_start()}
   end
 
   @doc false
@@ -107,6 +102,6 @@ defmodule Sluice.Remote do
   defp running do
     if List.keymember?(Application.started_applications(), :sluice, 0),
       do: :ok,
-      else: {:error, nosluice(node())}
+      else: {:error, Errors.nosluice(node())}
   end
 end

@@ -4,7 +4,8 @@ defmodule Sluice.Run do
   # process through a Sluice.Driver (a Sluice.Pump here, or a reader on another node with
   # `node:`). `timeout` bounds the whole call, spawn included.
 
-  alias Sluice.{Driver, Error, Options, Pipes, Result}
+  alias Sluice.Program.{Deadline, Errors}
+  alias Sluice.{Driver, Error, Options, Result}
   alias Sluice.Options.Spec
 
   # Bytes per read: as much as a roomy output pipe holds (the NIF allocates only what is
@@ -15,7 +16,7 @@ defmodule Sluice.Run do
   def run(argv, opts) do
     argv = Options.argv!(argv)
     opts = Options.validate!(opts, :run, "Sluice.run/2")
-    deadline = Pipes.deadline(opts.timeout)
+    deadline = Deadline.at(opts.timeout)
 
     with {:ok, driver} <- Driver.open(argv, opts, deadline) do
       st = %{opts: opts, deadline: deadline, out: [], err: [], size: 0}
@@ -34,16 +35,16 @@ defmodule Sluice.Run do
   # `idle_timeout` is a deadline renewed at every chunk of output; the wait ends at the
   # nearer of the two.
   defp collect(pump, st) do
-    idle = Pipes.deadline(st.opts.idle_timeout)
+    idle = Deadline.at(st.opts.idle_timeout)
 
     # min/2: any integer deadline is nearer than :infinity.
     case Driver.next(pump, @read_max, min(st.deadline, idle)) do
       {:data, source, data, pump} -> pump |> add_output(st, source, data)
       {:eof, pump} -> finish(pump, st)
       {:error, :timeout, pump} when idle != :infinity and idle < st.deadline -> idle(pump, st)
-      {:error, :timeout, pump} -> fail(pump, st, :timeout, timeout_message(st))
+      {:error, :timeout, pump} -> fail(pump, st, Errors.timed_out(st.opts.timeout))
       {:error, reason, pump} when reason in [:helper_down, :nodedown] -> lost(pump, st, reason)
-      {:error, reason, pump} -> fail(pump, st, reason, Driver.data_error(reason).message)
+      {:error, reason, pump} -> fail(pump, st, Errors.data(reason))
     end
   end
 
@@ -59,11 +60,11 @@ defmodule Sluice.Run do
 
     cond do
       max != :infinity and st.size > max ->
-        fail(pump, st, :max_output, "output exceeded max_output (#{max} bytes)")
+        fail(pump, st, Errors.max_output(max))
 
       # A producer that never pauses never makes a wait time out.
-      st.deadline != :infinity and Pipes.remaining(st.deadline) == 0 ->
-        fail(pump, st, :timeout, timeout_message(st))
+      st.deadline != :infinity and Deadline.passed?(st.deadline) ->
+        fail(pump, st, Errors.timed_out(st.opts.timeout))
 
       true ->
         collect(pump, st)
@@ -77,7 +78,7 @@ defmodule Sluice.Run do
         {:ok, result(pump, st, status)}
 
       {:error, :timeout, pump} ->
-        fail(pump, st, :timeout, timeout_message(st))
+        fail(pump, st, Errors.timed_out(st.opts.timeout))
 
       {:error, reason, pump} ->
         lost(pump, st, reason)
@@ -85,10 +86,10 @@ defmodule Sluice.Run do
   end
 
   # Stops the program's group (kill_signal, SIGKILL after kill_grace) before returning.
-  defp fail(pump, st, reason, message) do
+  defp fail(pump, st, error) do
     {status, pump} = Driver.stop_and_await(pump, st.opts.kill_grace)
     Driver.close(pump)
-    {:error, Error.new(reason, message, result: result(pump, st, status))}
+    {:error, %{error | result: result(pump, st, status)}}
   end
 
   defp lost(pump, st, reason) do
@@ -97,12 +98,7 @@ defmodule Sluice.Run do
     {:error, %{error | result: result(pump, st, nil)}}
   end
 
-  defp timeout_message(st), do: "timed out after #{st.opts.timeout} ms"
-
-  defp idle(pump, st) do
-    message = "no output for #{st.opts.idle_timeout} ms (idle_timeout)"
-    fail(pump, st, :idle_timeout, message)
-  end
+  defp idle(pump, st), do: fail(pump, st, Errors.idle(st.opts.idle_timeout))
 
   defp result(pump, st, status) do
     Result.with_exit(

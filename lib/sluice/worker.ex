@@ -54,8 +54,8 @@ defmodule Sluice.Worker do
   """
   use GenServer
 
-  alias Sluice.{Framing, Options, Pipes}
-  alias Sluice.Pipes.Log
+  alias Sluice.Program.{Deadline, Fds, Log, Output}
+  alias Sluice.{Framing, Options, Program}
 
   @type t :: GenServer.server()
 
@@ -70,7 +70,7 @@ defmodule Sluice.Worker do
   """
   @type phase :: :idle | {:writing, call, binary} | {:awaiting, call} | :stopping
 
-  defstruct [:pipes, log: %{}, phase: :idle, queue: :queue.new(), timers: %{}]
+  defstruct [:program, log: %{}, phase: :idle, queue: :queue.new(), timers: %{}]
 
   @doc """
   A child spec: `{Sluice.Worker, argv: [...], name: MyApp.Python}` and any other option
@@ -228,16 +228,16 @@ defmodule Sluice.Worker do
   def init({spec, opts, owner}) do
     Process.flag(:trap_exit, true)
 
-    case Pipes.open(spec, Pipes.deadline(opts.start_timeout)) do
-      {:ok, pipes} ->
+    case Program.open(spec, Deadline.at(opts.start_timeout)) do
+      {:ok, program} ->
         # Linked before anything of the program is read, so its exit, however early,
         # reaches the owner as the worker's exit. An owner that died meanwhile (or whose
         # node is gone) is an exit signal at once (`:noproc`, `:noconnection`): the
         # worker stops and the program with it.
         Process.link(owner)
-        pipes = Pipes.hold(pipes, opts)
-        {log, pipes} = Log.drain_all(Log.new(pipes), pipes)
-        {:ok, %__MODULE__{pipes: pipes, log: log}}
+        program = Program.hold(program, opts)
+        {log, program} = Log.drain_all(Log.new(program), program)
+        {:ok, %__MODULE__{program: program, log: log}}
 
       {:error, error} ->
         {:stop, {:shutdown, error}}
@@ -245,10 +245,10 @@ defmodule Sluice.Worker do
   end
 
   @impl true
-  def handle_call(:os_pid, _from, s), do: {:reply, s.pipes.os_pid, s}
+  def handle_call(:os_pid, _from, s), do: {:reply, Program.os_pid(s.program), s}
 
   def handle_call({:call, data, timeout}, from, s) do
-    case Framing.encode(s.pipes.decoder.framing, data) do
+    case Framing.encode(Output.framing(s.program), data) do
       {:ok, frame} ->
         call = %{from: from, frame: IO.iodata_to_binary(frame), tag: make_ref()}
         s = %{s | queue: :queue.in(call, s.queue), timers: start_timer(s.timers, call, timeout)}
@@ -268,16 +268,16 @@ defmodule Sluice.Worker do
 
   @impl true
   def handle_info({:select, _, _, _} = msg, s) do
-    case Pipes.handle_ready(s.pipes, msg) do
+    case Program.handle_ready(s.program, msg) do
       {:ready, role} when role in [:log_stdout, :log_stderr] ->
-        {log, pipes} = Log.drain(s.log, s.pipes, role)
-        {:noreply, %{s | log: log, pipes: pipes}}
+        {log, program} = Log.drain(s.log, s.program, role)
+        {:noreply, %{s | log: log, program: program}}
 
       {:ready, _data} ->
         {:noreply, advance(s)}
 
-      {:control, pipes} ->
-        control(%{s | pipes: pipes})
+      {:control, program} ->
+        control(%{s | program: program})
 
       :unknown ->
         {:noreply, s}
@@ -290,12 +290,11 @@ defmodule Sluice.Worker do
 
   @impl true
   def terminate(_reason, s) do
-    if s.pipes.exit == :running do
-      {_signal, grace} = s.pipes.kill
-      {_status, pipes} = Pipes.stop_and_await(s.pipes, grace)
-      Pipes.close(pipes)
+    if Program.running?(s.program) do
+      {_status, program} = Program.stop_and_await(s.program, Program.kill_grace(s.program))
+      Program.close(program)
     else
-      Pipes.close(s.pipes)
+      Program.close(s.program)
     end
   end
 
@@ -310,28 +309,28 @@ defmodule Sluice.Worker do
   end
 
   defp advance(%{phase: {:writing, call, data}} = s) do
-    case Pipes.write(s.pipes, data) do
-      {:ok, "", pipes} -> advance(%{s | pipes: pipes, phase: {:awaiting, call}})
-      {:ok, rest, pipes} -> %{s | pipes: pipes, phase: {:writing, call, rest}}
+    case Fds.write(s.program, data) do
+      {:ok, "", program} -> advance(%{s | program: program, phase: {:awaiting, call}})
+      {:ok, rest, program} -> %{s | program: program, phase: {:writing, call, rest}}
       # The program stopped reading: it is exiting, and its exit status will answer.
       {:error, _reason} -> %{s | phase: {:awaiting, call}}
     end
   end
 
   defp advance(%{phase: {:awaiting, call}} = s) do
-    case Pipes.read(s.pipes, :stdout, 65_536) do
-      {:ok, frame, pipes} ->
-        respond(%{s | pipes: pipes}, call, frame)
+    case Output.next(s.program, [:stdout], 65_536) do
+      {:data, :stdout, frame, program} ->
+        respond(%{s | program: program}, call, frame)
 
-      {:error, :frame_too_large, pipes} ->
-        broken(%{s | pipes: pipes}, call)
+      {:error, :stdout, :frame_too_large, program} ->
+        broken(%{s | program: program}, call)
 
       # EOF or a read error: the exit status will answer.
-      {_wait_or_eof, pipes} ->
-        %{s | pipes: pipes}
+      {:error, :stdout, _reason, program} ->
+        %{s | program: program}
 
-      {:error, _reason, pipes} ->
-        %{s | pipes: pipes}
+      {_blocked_or_eof, program} ->
+        %{s | program: program}
     end
   end
 
@@ -343,7 +342,7 @@ defmodule Sluice.Worker do
   # At EOF it is an unfinished last line: no response, like an incomplete packet, and the
   # exit status answers the call.
   defp respond(s, call, {:noeol, _part}) do
-    if Pipes.open?(s.pipes, :stdout), do: broken(s, call), else: s
+    if Output.open?(s.program, :stdout), do: broken(s, call), else: s
   end
 
   defp respond(s, call, frame) do
@@ -355,9 +354,7 @@ defmodule Sluice.Worker do
   # its exit answers every queued call and stops the worker.
   defp broken(s, call) do
     s = answer(s, call, {:error, :frame_too_large})
-    {_signal, grace} = s.pipes.kill
-    pipes = if s.pipes.exit == :running, do: Pipes.stop(s.pipes, grace), else: s.pipes
-    %{s | phase: :stopping, pipes: pipes}
+    %{s | phase: :stopping, program: Program.stop_if_running(s.program)}
   end
 
   defp answer(s, %{from: from, tag: tag}, reply) do
@@ -393,19 +390,22 @@ defmodule Sluice.Worker do
 
   # The helper program is gone (died, or stopped with the application, whose SIGTERM may
   # have brought a status first): :helper_down either way.
-  defp control(%{pipes: %{helper_program: :down}} = s) do
-    fail_all(s, {:error, :helper_down})
-    {:stop, {:shutdown, :helper_down}, s}
-  end
+  defp control(s) do
+    case {Program.helper_down?(s.program), Program.status(s.program)} do
+      {true, _status} ->
+        fail_all(s, {:error, :helper_down})
+        {:stop, {:shutdown, :helper_down}, s}
 
-  defp control(%{pipes: %{exit: {:exited, status}}} = s) do
-    # A response written just before the exit still answers its call.
-    s = advance(s)
-    fail_all(s, {:error, {:exit, status}})
-    {:stop, {:program_exited, status}, s}
-  end
+      {false, {:exited, status}} ->
+        # A response written just before the exit still answers its call.
+        s = advance(s)
+        fail_all(s, {:error, {:exit, status}})
+        {:stop, {:program_exited, status}, s}
 
-  defp control(s), do: {:noreply, s}
+      {false, _running} ->
+        {:noreply, s}
+    end
+  end
 
   defp fail_all(s, reply) do
     current =

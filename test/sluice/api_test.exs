@@ -296,6 +296,21 @@ defmodule Sluice.ApiTest do
       assert {"S", _} = stat(P.os_pid(p))
     end
 
+    test "a program flooding stdout does not starve stderr: the outputs take turns" do
+      # stderr's line waits behind more stdout than two messages carry (64 KiB each), and
+      # stdout never runs dry: `yes` refills it as fast as it is read.
+      script = "head -c 150000 /dev/zero; echo err >&2; exec yes"
+      {:ok, p} = P.start_link(["sh", "-c", script], stderr: :consume)
+
+      os_pid = P.os_pid(p)
+      assert running_yes?(os_pid, 100)
+      :ok = P.set_active(p, 2)
+      assert_receive {:sluice_stdout, ^p, _}, 2_000
+      # Before, active mode read stdout first, every time: two stdout messages.
+      assert_receive {:sluice_stderr, ^p, "err\n"}, 2_000
+      assert_receive {:sluice_passive, ^p}, 2_000
+    end
+
     test "controlling_process hands the messages over" do
       {:ok, p} = P.start_link(["echo", "handed"])
       parent = self()
@@ -426,5 +441,13 @@ defmodule Sluice.ApiTest do
     send(pid, :stop)
     assert_receive {:peak, peak}, 1_000
     peak
+  end
+
+  # Whether `os_pid` has become `yes` (its earlier output all written), within `tries` x 20 ms.
+  defp running_yes?(_os_pid, 0), do: false
+
+  defp running_yes?(os_pid, tries) do
+    File.read("/proc/#{os_pid}/comm") == {:ok, "yes\n"} or
+      (Process.sleep(20) && running_yes?(os_pid, tries - 1))
   end
 end

@@ -223,7 +223,7 @@ defmodule Sluice.PtyTest do
     test "the terminal's input bytes, as the NIF reads them from its modes" do
       input = fn modes ->
         {:ok, p} = P.start_link(["sleep", "10"], pty: [modes: modes])
-        answer = Sluice.Native.terminal_input(:sys.get_state(p).pipes.fds.stdin)
+        answer = Sluice.Native.terminal_input(:sys.get_state(p).program.fds.stdin)
         P.stop(p, 0)
         answer
       end

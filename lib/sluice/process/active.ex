@@ -3,7 +3,8 @@ defmodule Sluice.Process.Active do
   # Active mode of a Sluice.Process: output pushed to the controlling process as
   # messages, only as many as were granted (so back-pressure holds), like :gen_tcp.
 
-  alias Sluice.Pipes
+  alias Sluice.Program
+  alias Sluice.Program.Output
 
   @chunk 65_536
 
@@ -37,31 +38,33 @@ defmodule Sluice.Process.Active do
 
   @doc """
   Reads and sends as many output messages as the state grants. Returns the new state and
-  pipes; sends `{:sluice_passive, p}` when a count runs out.
+  program; sends `{:sluice_passive, p}` when a count runs out.
   """
-  @spec deliver(t, Pipes.t(), pid) :: {t, Pipes.t()}
-  def deliver({:active, grant} = state, pipes, to) do
-    case ready_chunk(pipes, Pipes.open_outputs(pipes)) do
-      {:data, source, data, pipes} ->
+  @spec deliver(t, Program.t(), pid) :: {t, Program.t()}
+  def deliver({:active, grant} = state, program, to) do
+    case ready_chunk(program, [:stdout, :stderr]) do
+      {:data, source, data, program} ->
         tag = if source == :stdout, do: :sluice_stdout, else: :sluice_stderr
         send(to, {tag, self(), data})
-        grant |> spend(to) |> deliver(pipes, to)
+        grant |> spend(to) |> deliver(program, to)
 
-      {:blocked, pipes} ->
-        {state, pipes}
+      {:blocked, program} ->
+        {state, program}
     end
   end
 
-  def deliver(state, pipes, _to), do: {state, pipes}
+  def deliver(state, program, _to), do: {state, program}
 
-  defp ready_chunk(pipes, []), do: {:blocked, pipes}
+  # Fair between the outputs (Sluice.Program.Output): a flooding stdout does not starve
+  # stderr. An output whose read fails (a frame over `max_frame`: the server stops the
+  # program) is left out, and the other still delivered.
+  defp ready_chunk(program, []), do: {:blocked, program}
 
-  defp ready_chunk(pipes, [source | rest]) do
-    case Pipes.read(pipes, source, @chunk) do
-      {:ok, data, pipes} -> {:data, source, data, pipes}
-      {:eof, pipes} -> ready_chunk(pipes, rest)
-      {:wait, pipes} -> ready_chunk(pipes, rest)
-      {:error, _reason, pipes} -> ready_chunk(pipes, rest)
+  defp ready_chunk(program, sources) do
+    case Output.next(program, sources, @chunk) do
+      {:data, source, data, program} -> {:data, source, data, program}
+      {:error, source, _reason, program} -> ready_chunk(program, List.delete(sources, source))
+      {_blocked_or_eof, program} -> {:blocked, program}
     end
   end
 

@@ -5,7 +5,8 @@ defmodule Sluice.Process.Requests do
   # written), and callers waiting for the exit. Timeouts are kept here, in the server, so
   # no data is ever read for a caller that already gave up.
 
-  alias Sluice.Pipes
+  alias Sluice.Program
+  alias Sluice.Program.{Fds, Output}
 
   defstruct reads: [], writes: :queue.new(), exit_waiters: [], stop_waiters: []
 
@@ -49,82 +50,81 @@ defmodule Sluice.Process.Requests do
   Serves queued reads in order. A source that would block is skipped for the rest of the
   pass (the NIF armed enif_select on it), so one slow output never delays the other.
   """
-  @spec serve_reads(t, Pipes.t()) :: {t, Pipes.t()}
-  def serve_reads(%{reads: []} = r, pipes), do: {r, pipes}
+  @spec serve_reads(t, Program.t()) :: {t, Program.t()}
+  def serve_reads(%{reads: []} = r, program), do: {r, program}
 
-  def serve_reads(r, pipes) do
-    {kept, pipes, _blocked} =
-      Enum.reduce(r.reads, {[], pipes, []}, fn req, {kept, pipes, blocked} ->
-        case read_one(req, sources(req.source, pipes), pipes, blocked) do
-          {:done, answer, pipes, blocked} ->
+  def serve_reads(r, program) do
+    {kept, program, _blocked} =
+      Enum.reduce(r.reads, {[], program, []}, fn req, {kept, program, blocked} ->
+        case read_one(req, sources(req.source, program), program, blocked) do
+          {:done, answer, program, blocked} ->
             reply(req, answer)
-            {kept, pipes, blocked}
+            {kept, program, blocked}
 
-          {:wait, pipes, blocked} ->
-            {[req | kept], pipes, blocked}
+          {:wait, program, blocked} ->
+            {[req | kept], program, blocked}
         end
       end)
 
-    {%{r | reads: Enum.reverse(kept)}, pipes}
+    {%{r | reads: Enum.reverse(kept)}, program}
   end
 
-  defp sources(:any, pipes), do: Enum.filter([:stdout, :stderr], &Pipes.piped?(pipes, &1))
+  defp sources(:any, program), do: Enum.filter([:stdout, :stderr], &Program.piped?(program, &1))
   defp sources(source, _pipes), do: [source]
 
-  defp read_one(req, srcs, pipes, blocked) do
-    open = Enum.filter(srcs, &Pipes.open?(pipes, &1))
+  defp read_one(req, srcs, program, blocked) do
+    open = Enum.filter(srcs, &Output.open?(program, &1))
 
     case open -- blocked do
-      [] when open == [] -> {:done, :eof, pipes, blocked}
-      [] -> {:wait, pipes, blocked}
-      [src | _] -> read_source(req, src, srcs, pipes, blocked)
+      [] when open == [] -> {:done, :eof, program, blocked}
+      [] -> {:wait, program, blocked}
+      ready -> read_ready(req, ready, srcs, program, blocked)
     end
   end
 
-  defp read_source(req, src, srcs, pipes, blocked) do
-    case Pipes.read(pipes, src, req.max) do
-      {:ok, data, pipes} ->
+  # Fair between the outputs, as every reader (Sluice.Program.Output).
+  defp read_ready(req, ready, srcs, program, blocked) do
+    case Output.next(program, ready, req.max) do
+      {:data, src, data, program} ->
         answer = if req.source == :any, do: {:ok, {src, data}}, else: {:ok, data}
-        {:done, answer, pipes, blocked}
+        {:done, answer, program, blocked}
 
-      {:eof, pipes} ->
-        read_one(req, srcs, pipes, blocked)
+      {:error, _src, reason, program} ->
+        {:done, {:error, reason}, program, blocked}
 
-      {:wait, pipes} ->
-        read_one(req, srcs, pipes, [src | blocked])
-
-      {:error, reason, pipes} ->
-        {:done, {:error, reason}, pipes, blocked}
+      # Each of them would block, or is at its end.
+      {_blocked_or_eof, program} ->
+        read_one(req, srcs, program, ready ++ blocked)
     end
   end
 
   ## Writes
 
   @doc "Writes queued data in order, as far as stdin takes it now."
-  @spec serve_writes(t, Pipes.t()) :: {t, Pipes.t()}
-  def serve_writes(r, pipes) do
+  @spec serve_writes(t, Program.t()) :: {t, Program.t()}
+  def serve_writes(r, program) do
     case :queue.out(r.writes) do
       {:empty, _} ->
-        {r, pipes}
+        {r, program}
 
       {{:value, req}, rest} ->
-        case Pipes.write(pipes, req.data) do
-          {:ok, "", pipes} ->
+        case Fds.write(program, req.data) do
+          {:ok, "", program} ->
             reply(req, :ok)
-            serve_writes(%{r | writes: rest}, pipes)
+            serve_writes(%{r | writes: rest}, program)
 
-          {:ok, left, pipes} ->
+          {:ok, left, program} ->
             req = %{
               req
               | data: left,
                 written: req.written + byte_size(req.data) - byte_size(left)
             }
 
-            {%{r | writes: :queue.in_r(req, rest)}, pipes}
+            {%{r | writes: :queue.in_r(req, rest)}, program}
 
           {:error, reason} ->
             reply(req, {:error, reason})
-            serve_writes(%{r | writes: rest}, pipes)
+            serve_writes(%{r | writes: rest}, program)
         end
     end
   end

@@ -1,6 +1,6 @@
 defmodule Sluice.Process.Server do
   @moduledoc false
-  # The GenServer behind Sluice.Process: a thin owner of one Sluice.Pipes value, which
+  # The GenServer behind Sluice.Process: a thin owner of one Sluice.Program value, which
   # serialises callers (Requests) and pushes output in active mode (Active).
   #
   # Lifecycle: once the program has exited, every output is at EOF and the status was
@@ -14,8 +14,8 @@ defmodule Sluice.Process.Server do
 
   use GenServer
 
-  alias Sluice.{Error, Framing, Pipes, Registry}
-  alias Sluice.Pipes.Log
+  alias Sluice.Program.{Deadline, Errors, Fds, Log, Output}
+  alias Sluice.{Framing, Program, Registry}
   alias Sluice.Process.{Active, Relay, Requests}
 
   # How much longer than the grace a stop may take before it is reported as a timeout.
@@ -24,10 +24,11 @@ defmodule Sluice.Process.Server do
   @signal_timeout 5_000
 
   defstruct [
-    :pipes,
+    :program,
     :owner,
     :controller,
     :info,
+    origin: :spawned,
     framing: :raw,
     log: %{},
     decoding: :sound,
@@ -52,10 +53,11 @@ defmodule Sluice.Process.Server do
   @type exit_report :: :pending | :delivered
 
   @type t :: %__MODULE__{
-          pipes: Pipes.t(),
+          program: Program.t(),
           owner: pid,
           controller: pid,
           info: Sluice.Process.info() | nil,
+          origin: Program.origin(),
           framing: Framing.framing(),
           log: Log.t(),
           decoding: decoding,
@@ -68,22 +70,31 @@ defmodule Sluice.Process.Server do
   @impl true
   # `opts`: the checked options (those of Sluice.Process.manage/2 have no framing).
   def init({spec, owner, opts}) do
-    deadline = Pipes.deadline(opts.start_timeout)
+    deadline = Deadline.at(opts.start_timeout)
     framing = opts.framing
 
     opened =
       case spec do
-        {:manage, spec} -> Pipes.manage(spec, deadline, owner)
-        spec -> Pipes.open(spec, deadline, owner)
+        {:manage, spec} -> Program.manage(spec, deadline, owner)
+        spec -> Program.open(spec, deadline, owner)
       end
 
     case opened do
-      {:ok, pipes} ->
+      {:ok, program} ->
         Process.monitor(owner)
-        info = Registry.info(pipes.id)
-        pipes = Pipes.hold(pipes, opts)
-        {log, pipes} = Log.drain_all(Log.new(pipes), pipes)
-        s = %__MODULE__{pipes: pipes, owner: owner, controller: owner, info: info, log: log}
+        info = Registry.info(Program.id(program))
+        program = Program.hold(program, opts)
+        {log, program} = Log.drain_all(Log.new(program), program)
+
+        s = %__MODULE__{
+          program: program,
+          owner: owner,
+          controller: owner,
+          info: info,
+          origin: Program.origin(program),
+          log: log
+        }
+
         {:ok, %{s | framing: framing}}
 
       {:error, error} ->
@@ -92,11 +103,11 @@ defmodule Sluice.Process.Server do
   end
 
   @impl true
-  def handle_call(:os_pid, _from, s), do: reply(s.pipes.os_pid, s)
+  def handle_call(:os_pid, _from, s), do: reply(Program.os_pid(s.program), s)
   def handle_call(:info, _from, s), do: reply(s.info, s)
 
   # An adopted process has no pipes.
-  def handle_call(request, _from, %{pipes: %{origin: :managed}} = s)
+  def handle_call(request, _from, %{origin: :managed} = s)
       when (is_tuple(request) and elem(request, 0) in [:read, :write]) or
              request == :close_stdin,
       do: reply({:error, :not_piped}, s)
@@ -105,7 +116,7 @@ defmodule Sluice.Process.Server do
     do: reply({:error, :active}, s)
 
   def handle_call({:read, source, max, timeout}, from, s) do
-    if source != :any and not Pipes.piped?(s.pipes, source) do
+    if source != :any and not Program.piped?(s.program, source) do
       # stdout went to a file, /dev/null or the console; stderr was not consumed.
       reply({:error, if(source == :stdout, do: :not_piped, else: :not_captured)}, s)
     else
@@ -126,10 +137,10 @@ defmodule Sluice.Process.Server do
 
   # A terminal without an end of input says so, and stays open for in-band input.
   def handle_call(:close_stdin, _from, s) do
-    case Pipes.end_input(s.pipes) do
-      {:ok, pipes} ->
+    case Fds.end_input(s.program) do
+      {:ok, program} ->
         requests = Requests.fail_writes(s.requests, {:error, :closed})
-        reply(:ok, %{s | pipes: pipes, requests: requests})
+        reply(:ok, %{s | program: program, requests: requests})
 
       {:error, error} ->
         reply({:error, error}, s)
@@ -137,24 +148,24 @@ defmodule Sluice.Process.Server do
   end
 
   # Only a program Sluice started has usage to tell (an adopted process's is its parent's).
-  def handle_call({:stats, _timeout}, _from, %{pipes: %{origin: :managed}} = s),
+  def handle_call({:stats, _timeout}, _from, %{origin: :managed} = s),
     do: reply({:error, :managed}, s)
 
   # The server waits for the helper program's answer and serves nobody meanwhile: never
   # longer than @signal_timeout, whatever the caller's timeout.
   def handle_call({:stats, timeout}, from, s) do
-    {answer, pipes} = Pipes.stats(s.pipes, Pipes.deadline(min(timeout, @signal_timeout)))
+    {answer, program} = Program.stats(s.program, Deadline.at(min(timeout, @signal_timeout)))
     GenServer.reply(from, answer)
-    control(%{s | pipes: pipes})
+    control(%{s | program: program})
   end
 
   # The helper program answers a signal to an adopted process: :esrch once it exited.
-  def handle_call({:signal, signum}, from, %{pipes: %{origin: :managed}} = s) do
-    case s.pipes.exit do
+  def handle_call({:signal, signum}, from, %{origin: :managed} = s) do
+    case Program.status(s.program) do
       :running ->
-        {answer, pipes} = Pipes.signal(s.pipes, signum, Pipes.deadline(@signal_timeout))
+        {answer, program} = Program.signal(s.program, signum, Deadline.at(@signal_timeout))
         GenServer.reply(from, answer)
-        control(%{s | pipes: pipes})
+        control(%{s | program: program})
 
       {:exited, _} ->
         reply({:error, :esrch}, s)
@@ -165,21 +176,22 @@ defmodule Sluice.Process.Server do
   end
 
   def handle_call({:set_window_size, rows, cols}, _from, s),
-    do: reply(Pipes.set_window_size(s.pipes, rows, cols), s)
+    do: reply(Fds.set_window_size(s.program, rows, cols), s)
 
   def handle_call({:signal, signum}, _from, s) do
-    answer = if s.pipes.exit == :running, do: elem(Pipes.signal(s.pipes, signum, 0), 0), else: :ok
+    answer =
+      if Program.running?(s.program), do: elem(Program.signal(s.program, signum, 0), 0), else: :ok
 
     reply(answer, s)
   end
 
   def handle_call({:stop, grace}, from, s) do
-    case s.pipes.exit do
+    case Program.status(s.program) do
       {:exited, status} ->
         {:stop, :normal, {:ok, status}, s}
 
       :running ->
-        s = %{close_stdin(s) | pipes: Pipes.stop(s.pipes, grace)}
+        s = %{close_stdin(s) | program: Program.stop(s.program, grace)}
 
         waiter =
           Requests.request(%{from: from}, Sluice.Options.with_margin(grace, @stop_slack), :stop)
@@ -189,7 +201,7 @@ defmodule Sluice.Process.Server do
   end
 
   def handle_call({:await_exit, timeout}, from, s) do
-    case s.pipes.exit do
+    case Program.status(s.program) do
       {:exited, status} ->
         reply({:ok, status}, %{s | exit_report: :delivered})
 
@@ -214,20 +226,20 @@ defmodule Sluice.Process.Server do
 
   @impl true
   def handle_info({:select, _, _, _} = msg, s) do
-    case Pipes.handle_ready(s.pipes, msg) do
+    case Program.handle_ready(s.program, msg) do
       {:ready, :stdin} ->
         # On a terminal, a pending end-of-input character goes first.
-        noreply(serve_writes(%{s | pipes: Pipes.finish_close_stdin(s.pipes)}))
+        noreply(serve_writes(%{s | program: Fds.finish_close_stdin(s.program)}))
 
       {:ready, role} when role in [:log_stdout, :log_stderr] ->
-        {log, pipes} = Log.drain(s.log, s.pipes, role)
-        noreply(%{s | log: log, pipes: pipes})
+        {log, program} = Log.drain(s.log, s.program, role)
+        noreply(%{s | log: log, program: program})
 
       {:ready, _output} ->
         noreply(serve(s))
 
-      {:control, pipes} ->
-        control(%{s | pipes: pipes})
+      {:control, program} ->
+        control(%{s | program: program})
 
       :unknown ->
         {:noreply, s}
@@ -235,9 +247,9 @@ defmodule Sluice.Process.Server do
   end
 
   def handle_info({:sluice_timeout, _tag, :stop}, s) do
-    error = Error.new(:timeout, "the program's exit was not reported in time")
+    error = Errors.exit_not_reported()
     Enum.each(s.requests.stop_waiters, &Requests.reply(&1, {:error, error}))
-    Pipes.close(s.pipes)
+    Program.close(s.program)
     {:stop, :normal, s}
   end
 
@@ -248,7 +260,7 @@ defmodule Sluice.Process.Server do
     # The owner's node disconnected: the program stops. A controller on this node hears
     # it here; one on another node from its relay (told to nobody across the lost link).
     if reason == :noconnection and node(s.controller) == node(), do: notify(s, :nodedown)
-    Pipes.close(s.pipes)
+    Program.close(s.program)
     {:stop, :normal, s}
   end
 
@@ -257,14 +269,22 @@ defmodule Sluice.Process.Server do
   # News on the program channel: the exit status, or the helper program's end (its
   # death, or the application's stop: then the shutdown's SIGTERM may have brought a
   # status first; the server ends with :helper_down all the same, as documented).
-  defp control(%{pipes: %{helper_program: :down}} = s) do
+  defp control(s) do
+    cond do
+      Program.helper_down?(s.program) -> helper_down(s)
+      Program.running?(s.program) -> noreply(s)
+      true -> exited(s, elem(Program.status(s.program), 1))
+    end
+  end
+
+  defp helper_down(s) do
     _ = Requests.fail_all(s.requests, {:error, :helper_down})
     notify(s, :helper_down)
-    Pipes.close(s.pipes)
+    Program.close(s.program)
     {:stop, {:shutdown, :helper_down}, s}
   end
 
-  defp control(%{pipes: %{exit: {:exited, status}}} = s) do
+  defp exited(s, status) do
     Enum.each(s.requests.exit_waiters, &Requests.reply(&1, {:ok, status}))
 
     case s.requests.stop_waiters do
@@ -275,50 +295,52 @@ defmodule Sluice.Process.Server do
 
       waiters ->
         Enum.each(waiters, &Requests.reply(&1, {:ok, status}))
-        Pipes.close(s.pipes)
+        Program.close(s.program)
         {:stop, :normal, s}
     end
   end
-
-  defp control(s), do: noreply(s)
 
   # Serves reads, or active deliveries (and the exit message once everything was read).
   # A frame over max_frame stops the program, once.
   defp serve(s), do: s |> serve_output() |> stop_on_frame_error()
 
   defp serve_output(%{output: {:active, _}} = s) do
-    {output, pipes} = Active.deliver(s.output, s.pipes, s.controller)
-    report_exit(%{s | output: output, pipes: pipes})
+    {output, program} = Active.deliver(s.output, s.program, s.controller)
+    report_exit(%{s | output: output, program: program})
   end
 
   defp serve_output(s) do
-    {requests, pipes} = Requests.serve_reads(s.requests, s.pipes)
-    %{s | requests: requests, pipes: pipes}
+    {requests, program} = Requests.serve_reads(s.requests, s.program)
+    %{s | requests: requests, program: program}
   end
 
   # In active mode the status follows the output, once all of it was delivered.
-  defp report_exit(%{pipes: %{exit: {:exited, status}} = pipes, exit_report: :pending} = s) do
-    if Pipes.open_outputs(pipes) == [] do
-      send(s.controller, {:sluice_exit, self(), status})
-      %{s | exit_report: :delivered}
-    else
-      s
+  defp report_exit(%{exit_report: :pending} = s) do
+    case Program.status(s.program) do
+      {:exited, status} ->
+        if Output.open_outputs(s.program) == [] do
+          send(s.controller, {:sluice_exit, self(), status})
+          %{s | exit_report: :delivered}
+        else
+          s
+        end
+
+      _running_or_lost ->
+        s
     end
   end
 
   defp report_exit(s), do: s
 
   defp stop_on_frame_error(%{decoding: :sound} = s) do
-    case Pipes.frame_error(s.pipes) do
+    case Output.frame_error(s.program) do
       nil ->
         s
 
       reason ->
         notify(s, reason)
-        {_signal, grace} = s.pipes.kill
         s = close_stdin(s)
-        pipes = if s.pipes.exit == :running, do: Pipes.stop(s.pipes, grace), else: s.pipes
-        %{s | pipes: pipes, decoding: {:broken, reason}}
+        %{s | program: Program.stop_if_running(s.program), decoding: {:broken, reason}}
     end
   end
 
@@ -354,9 +376,9 @@ defmodule Sluice.Process.Server do
   defp noreply(s), do: {:noreply, s, {:continue, :maybe_end}}
 
   # The status was delivered only once the program exited (`exit_report`).
-  defp maybe_end(%{exit_report: :delivered, pipes: pipes} = s) do
-    if Pipes.open_outputs(pipes) == [] and s.requests.reads == [] do
-      Pipes.close(pipes)
+  defp maybe_end(%{exit_report: :delivered, program: program} = s) do
+    if Output.open_outputs(program) == [] and s.requests.reads == [] do
+      Program.close(program)
       {:stop, :normal, s}
     else
       {:noreply, s}
@@ -366,7 +388,7 @@ defmodule Sluice.Process.Server do
   defp maybe_end(s), do: {:noreply, s}
 
   defp write(data, timeout, from, s) do
-    if Pipes.open?(s.pipes, :stdin) do
+    if Output.open?(s.program, :stdin) do
       req = Requests.request(%{from: from, data: data, written: 0}, timeout, :write)
       s = put_in(s.requests.writes, :queue.in(req, s.requests.writes))
       noreply(serve_writes(s))
@@ -376,12 +398,12 @@ defmodule Sluice.Process.Server do
   end
 
   defp serve_writes(s) do
-    {requests, pipes} = Requests.serve_writes(s.requests, s.pipes)
-    %{s | requests: requests, pipes: pipes}
+    {requests, program} = Requests.serve_writes(s.requests, s.program)
+    %{s | requests: requests, program: program}
   end
 
   defp close_stdin(s) do
     requests = Requests.fail_writes(s.requests, {:error, :closed})
-    %{s | pipes: Pipes.close_stdin(s.pipes), requests: requests}
+    %{s | program: Fds.close_stdin(s.program), requests: requests}
   end
 end

@@ -3,6 +3,7 @@ defmodule Sluice.Process.Starter do
   # How a Sluice.Process comes to be: its server started for a spawn spec or an adoption,
   # with every way the start can fail turned into a Sluice.Error.
 
+  alias Sluice.Program.Errors
   alias Sluice.Error
   alias Sluice.Process.Server
 
@@ -47,10 +48,10 @@ defmodule Sluice.Process.Starter do
         {:error, error}
 
       {:error, :timeout} ->
-        {:error, Error.new(:timeout, "the program did not start in time")}
+        {:error, Errors.not_started(nil)}
 
       {:error, reason} ->
-        {:error, Error.new(:start_failed, "could not start: #{inspect(reason)}")}
+        {:error, Errors.start_failed(reason)}
     end
   end
 end

@@ -8,15 +8,16 @@ defmodule Sluice.Pump.Upstream do
   # status is checked against its `:success_exit_codes` (Sluice.ExitError), and it is
   # stopped when the chain ends early.
 
-  alias Sluice.{Error, ExitError, Input, Options, Pipes, Pump}
+  alias Sluice.Program.{Deadline, Errors}
+  alias Sluice.{ExitError, Input, Options, Program, Pump}
 
   @doc "Starts the upstream program (in the calling process, which owns it)."
   @spec open(Sluice.Stream.t()) :: Pump.t()
   def open(stream) do
     spec = Options.spawn_spec(stream.argv, stream.opts)
 
-    case Pipes.open(spec, Pipes.deadline(stream.opts.start_timeout)) do
-      {:ok, pipes} -> Pump.new(pipes, Input.new(stream.opts.input, stream.opts.input_in))
+    case Program.open(spec, Deadline.at(stream.opts.start_timeout)) do
+      {:ok, program} -> Pump.new(program, Input.new(stream.opts.input, stream.opts.input_in))
       {:error, error} -> raise error
     end
   end
@@ -26,7 +27,7 @@ defmodule Sluice.Pump.Upstream do
   `:done` once it ended well (raises Sluice.ExitError or Sluice.Error otherwise, after
   stopping it).
   """
-  @spec step(Pump.t(), Sluice.Stream.t(), Pipes.deadline()) ::
+  @spec step(Pump.t(), Sluice.Stream.t(), Deadline.t()) ::
           {:data, binary, Pump.t()} | {:blocked, Pump.t()} | :done
   def step(up, stream, deadline) do
     case Pump.step(up, stream.opts.chunk_size, deadline) do
@@ -40,10 +41,10 @@ defmodule Sluice.Pump.Upstream do
         finish(up, stream)
 
       {:error, :helper_down, up} ->
-        fail(up, stream, Pipes.helper_down())
+        fail(up, stream, Errors.helper_down())
 
       {:error, reason, up} ->
-        fail(up, stream, Error.new(reason, "reading input failed: #{reason}"))
+        fail(up, stream, Errors.input(reason))
     end
   catch
     kind, reason ->
@@ -54,10 +55,10 @@ defmodule Sluice.Pump.Upstream do
   defp finish(up, stream) do
     # A pipeline's statuses come with its exit, for pipefail.
     {status, statuses} =
-      case Pipes.await_exit(up.pipes, Pipes.deadline(stream.opts.exit_timeout)) do
-        {:ok, status, pipes} -> {status, (pipes.exit_info || %{})[:statuses]}
+      case Program.await_exit(up.program, Deadline.at(stream.opts.exit_timeout)) do
+        {:ok, status, program} -> {status, (Program.exit_info(program) || %{})[:statuses]}
         {:error, :timeout, _pipes} -> {stop(up, stream), nil}
-        {:error, :helper_down, _pipes} -> fail(up, stream, Pipes.helper_down())
+        {:error, :helper_down, _pipes} -> fail(up, stream, Errors.helper_down())
       end
 
     Pump.close(up)
@@ -74,11 +75,11 @@ defmodule Sluice.Pump.Upstream do
   end
 
   @doc "Stops the upstream (kill_signal, SIGKILL after kill_grace) and closes it."
-  @spec stop(Pump.t(), Sluice.Stream.t()) :: Pipes.status() | nil
+  @spec stop(Pump.t(), Sluice.Stream.t()) :: Program.status() | nil
   def stop(up, stream) do
     status =
-      if up.pipes.exit == :running,
-        do: up.pipes |> Pipes.stop_and_await(stream.opts.kill_grace) |> elem(0)
+      if Program.running?(up.program),
+        do: up.program |> Program.stop_and_await(stream.opts.kill_grace) |> elem(0)
 
     Pump.close(up)
     status

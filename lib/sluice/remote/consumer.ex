@@ -17,7 +17,8 @@ defmodule Sluice.Remote.Consumer do
   # batch of reads, one per grant), `:eof`, `{:exit, status, exit_info}`, `:taken`, `:input_closed`,
   # `:helper_down`, `{:error, atom}`.
 
-  alias Sluice.{Error, Input, Pipes, Remote}
+  alias Sluice.Program.Deadline
+  alias Sluice.{Error, Input, Program, Remote}
 
   # Output batches granted ahead of the consumer; input chunks in flight.
   @window 3
@@ -49,7 +50,7 @@ defmodule Sluice.Remote.Consumer do
 
   @typedoc "What is known of the program's end: `:nodedown` once the reader is gone."
   @type exit_state ::
-          :running | {:exited, Pipes.status(), map | nil} | :helper_down | :nodedown
+          :running | {:exited, Program.status(), map | nil} | :helper_down | :nodedown
   @type t :: %__MODULE__{
           node: node,
           reader: pid,
@@ -59,15 +60,15 @@ defmodule Sluice.Remote.Consumer do
           input: Input.t() | :ended,
           in_flight: non_neg_integer,
           granted: non_neg_integer,
-          buffered: :queue.queue({Pipes.source(), binary} | {:error, atom}),
+          buffered: :queue.queue({Program.source(), binary} | {:error, atom}),
           outputs: :open | :eof,
           exit: exit_state
         }
 
   @doc "Starts `argv` on `node` before `deadline`, held there by a reader, owned by the caller."
-  @spec open(node, Sluice.command(), map, Pipes.deadline()) :: {:ok, t} | {:error, Error.t()}
+  @spec open(node, Sluice.command(), map, Deadline.t()) :: {:ok, t} | {:error, Error.t()}
   def open(node, argv, opts, deadline) do
-    start_ms = Pipes.remaining(deadline)
+    start_ms = Deadline.remaining(deadline)
     args = [argv, %{opts | input: nil}, self(), start_ms]
 
     with {:ok, {reader, os_pid}} <- Remote.call(node, :open_reader, args, start_ms) do
@@ -85,8 +86,8 @@ defmodule Sluice.Remote.Consumer do
   end
 
   @doc "The next chunk of output (see `Sluice.Pump.next/3`); `{:error, :nodedown, c}` too."
-  @spec next(t, pos_integer, Pipes.deadline()) ::
-          {:data, Pipes.source(), binary, t} | {:eof, t} | {:error, atom, t}
+  @spec next(t, pos_integer, Deadline.t()) ::
+          {:data, Program.source(), binary, t} | {:eof, t} | {:error, atom, t}
   def next(c, max, deadline) do
     case :queue.out(c.buffered) do
       {{:value, {:error, reason}}, rest} -> {:error, reason, %{c | buffered: rest}}
@@ -177,7 +178,7 @@ defmodule Sluice.Remote.Consumer do
   defp receive_event(%{reader: reader, monitor: mon} = c, deadline) do
     input = input_tag(c)
 
-    case Pipes.remaining(deadline) do
+    case Deadline.remaining(deadline) do
       0 ->
         {:timeout, c}
 
@@ -217,8 +218,8 @@ defmodule Sluice.Remote.Consumer do
   def exit_info(_c), do: nil
 
   @doc "Waits for the exit status until `deadline`; output still coming is dropped."
-  @spec await_exit(t, Pipes.deadline()) ::
-          {:ok, Pipes.status(), t} | {:error, :timeout | :helper_down | :nodedown, t}
+  @spec await_exit(t, Deadline.t()) ::
+          {:ok, Program.status(), t} | {:error, :timeout | :helper_down | :nodedown, t}
   def await_exit(%{exit: {:exited, status, _info}} = c, _deadline), do: {:ok, status, c}
   def await_exit(%{exit: :running} = c, deadline), do: c |> watch() |> await_exit_event(deadline)
   def await_exit(%{exit: gone} = c, _deadline), do: {:error, gone, c}
@@ -238,12 +239,12 @@ defmodule Sluice.Remote.Consumer do
   end
 
   @doc "Stops the program and waits for its status up to `grace` + 2 s (nil if none)."
-  @spec stop_and_await(t, non_neg_integer) :: {Pipes.status() | nil, t}
+  @spec stop_and_await(t, non_neg_integer) :: {Program.status() | nil, t}
   def stop_and_await(%{exit: :running} = c, grace) do
     case c
          |> watch()
          |> stop(grace)
-         |> await_exit(Pipes.deadline(Sluice.Options.with_margin(grace, 2_000))) do
+         |> await_exit(Deadline.after_stop(grace)) do
       {:ok, status, c} -> {status, c}
       {:error, _reason, c} -> {nil, c}
     end

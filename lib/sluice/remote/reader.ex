@@ -1,7 +1,7 @@
 defmodule Sluice.Remote.Reader do
   @moduledoc false
   # The holder of a `run`'s or a stream's program on the program's node, for a consumer on
-  # another node (Sluice.Remote.Consumer). It holds the Sluice.Pipes value, so the fds stay
+  # another node (Sluice.Remote.Consumer). It holds the Sluice.Program value, so the fds stay
   # on the node of the program, and it reads output only against credit the consumer
   # grants (one batch of chunks per credit, like active mode with a count): the program's output
   # crosses distribution no faster than the consumer takes it, each chunk read into one
@@ -23,16 +23,16 @@ defmodule Sluice.Remote.Reader do
   # What a frame costs beyond its bytes (a tuple, a list cell, a binary header).
   @frame_overhead 64
 
-  alias Sluice.Pipes
+  alias Sluice.Program.{Deadline, Fds, Output}
+  alias Sluice.Program
 
   defstruct [
     :consumer,
-    :pipes,
+    :program,
     credit: 0,
     window: 1,
     max: 65_536,
     held: :none,
-    turn: [:stdout, :stderr],
     pending: :queue.new(),
     stdin: :open,
     output: :open,
@@ -44,15 +44,14 @@ defmodule Sluice.Remote.Reader do
   @typedoc "The output towards the consumer: still read, or its end (EOF, an error) sent."
   @type output :: :open | :ended
   @typedoc "A batch being filled: its output, its chunks (newest first) and their bytes."
-  @type held :: :none | {Pipes.source(), [Sluice.Framing.frame()], non_neg_integer}
+  @type held :: :none | {Program.source(), [Sluice.Framing.frame()], non_neg_integer}
   @type t :: %__MODULE__{
           consumer: pid,
-          pipes: Pipes.t(),
+          program: Program.t(),
           credit: non_neg_integer,
           window: pos_integer,
           max: pos_integer,
           held: held,
-          turn: [Pipes.source()],
           pending: :queue.queue(binary),
           stdin: stdin,
           output: output,
@@ -61,12 +60,12 @@ defmodule Sluice.Remote.Reader do
 
   @impl true
   def init({spec, opts, consumer, start_ms}) do
-    case Pipes.open(spec, Pipes.deadline(start_ms), consumer) do
-      {:ok, pipes} ->
+    case Program.open(spec, Deadline.at(start_ms), consumer) do
+      {:ok, program} ->
         Process.monitor(consumer)
-        pipes = Pipes.hold(pipes, opts)
-        # A quick program's exit comes as the channel's first message (Pipes.hold/2).
-        {:ok, %__MODULE__{consumer: consumer, pipes: pipes, turn: Pipes.open_outputs(pipes)}}
+        program = Program.hold(program, opts)
+        # A quick program's exit comes as the channel's first message (Program.hold/2).
+        {:ok, %__MODULE__{consumer: consumer, program: program}}
 
       {:error, error} ->
         {:stop, {:shutdown, error}}
@@ -74,22 +73,29 @@ defmodule Sluice.Remote.Reader do
   end
 
   @impl true
-  def handle_call(:os_pid, _from, s), do: {:reply, s.pipes.os_pid, s}
+  def handle_call(:os_pid, _from, s), do: {:reply, Program.os_pid(s.program), s}
 
   @impl true
   def handle_info({:sluice_consumer, request}, s), do: request(request, s)
 
   def handle_info({:select, _, _, _} = msg, s) do
-    case Pipes.handle_ready(s.pipes, msg) do
-      {:ready, :stdin} -> {:noreply, write_input(%{s | pipes: Pipes.finish_close_stdin(s.pipes)})}
-      {:ready, _output} -> {:noreply, deliver(s)}
-      {:control, pipes} -> control(%{s | pipes: pipes})
-      :unknown -> {:noreply, s}
+    case Program.handle_ready(s.program, msg) do
+      {:ready, :stdin} ->
+        {:noreply, write_input(%{s | program: Fds.finish_close_stdin(s.program)})}
+
+      {:ready, _output} ->
+        {:noreply, deliver(s)}
+
+      {:control, program} ->
+        control(%{s | program: program})
+
+      :unknown ->
+        {:noreply, s}
     end
   end
 
   def handle_info({:DOWN, _ref, :process, consumer, _reason}, %{consumer: consumer} = s) do
-    Pipes.close(s.pipes)
+    Program.close(s.program)
     {:stop, :normal, s}
   end
 
@@ -106,12 +112,12 @@ defmodule Sluice.Remote.Reader do
   defp request(:input_eof, s), do: {:noreply, write_input(%{s | stdin: :closing})}
 
   defp request({:stop, grace}, s) do
-    pipes = if s.pipes.exit == :running, do: Pipes.stop(s.pipes, grace), else: s.pipes
-    {:noreply, %{s | pipes: pipes, stdin: :closed, pending: :queue.new()}}
+    program = Program.stop_if_running(s.program, grace)
+    {:noreply, %{s | program: program, stdin: :closed, pending: :queue.new()}}
   end
 
   defp request(:close, s) do
-    Pipes.close(s.pipes)
+    Program.close(s.program)
     {:stop, :normal, s}
   end
 
@@ -141,7 +147,7 @@ defmodule Sluice.Remote.Reader do
         s |> send_held() |> deliver()
 
       {:blocked, s} ->
-        if Pipes.open_outputs(s.pipes) == [] do
+        if Output.open_outputs(s.program) == [] do
           event(s, :eof)
           %{s | output: :ended}
         else
@@ -158,15 +164,17 @@ defmodule Sluice.Remote.Reader do
   # Reads into the held batch: more of the held output, or a new batch from whichever
   # output has data.
   defp fill(%{held: :none} = s) do
-    case read_any(s.pipes, s.turn, s.max) do
-      {:data, source, data, pipes} ->
-        fill(%{s | pipes: pipes, held: {source, [data], cost(pipes, source, data)}})
+    # Framed reads return one frame whatever they are asked: one size serves both outputs.
+    case Output.next(s.program, [:stdout, :stderr], max(s.max, @batch_bytes)) do
+      {:data, source, data, program} ->
+        fill(%{s | program: program, held: {source, [data], cost(program, source, data)}})
 
-      {:blocked, pipes} ->
-        {:blocked, %{s | pipes: pipes}}
+      {:error, _source, reason, program} ->
+        {{:error, reason}, %{s | program: program}}
 
-      {:error, reason, pipes} ->
-        {{:error, reason}, %{s | pipes: pipes}}
+      # Blocked, or at EOF: deliver/1 tells them apart.
+      {_blocked_or_eof, program} ->
+        {:blocked, %{s | program: program}}
     end
   end
 
@@ -178,19 +186,19 @@ defmodule Sluice.Remote.Reader do
   end
 
   defp fill_more(s, source, chunks, bytes, room) do
-    case Pipes.read(s.pipes, source, room) do
-      {:ok, data, pipes} ->
-        held = {source, [data | chunks], bytes + cost(pipes, source, data)}
-        fill(%{s | pipes: pipes, held: held})
+    case Output.read(s.program, source, room) do
+      {:ok, data, program} ->
+        held = {source, [data | chunks], bytes + cost(program, source, data)}
+        fill(%{s | program: program, held: held})
 
-      {:wait, pipes} ->
-        {:wait, %{s | pipes: pipes}}
+      {:wait, program} ->
+        {:wait, %{s | program: program}}
 
-      {:eof, pipes} ->
-        {:source_ended, %{s | pipes: pipes}}
+      {:eof, program} ->
+        {:source_ended, %{s | program: program}}
 
-      {:error, reason, pipes} ->
-        {{:error, reason}, %{s | pipes: pipes}}
+      {:error, reason, program} ->
+        {{:error, reason}, %{s | program: program}}
     end
   end
 
@@ -198,32 +206,20 @@ defmodule Sluice.Remote.Reader do
 
   defp send_held(%{held: {source, chunks, _bytes}} = s) do
     event(s, {:data, source, Enum.reverse(chunks)})
-    turn = List.delete(s.turn, source) ++ [source]
-    %{s | held: :none, credit: s.credit - 1, turn: turn}
-  end
-
-  defp read_any(pipes, [], _max), do: {:blocked, pipes}
-
-  defp read_any(pipes, [source | rest], max) do
-    case Pipes.read(pipes, source, batch_bytes(pipes, source, max)) do
-      {:ok, data, pipes} -> {:data, source, data, pipes}
-      {:error, :not_captured, pipes} -> read_any(pipes, rest, max)
-      {:error, reason, pipes} -> {:error, reason, pipes}
-      {_eof_or_wait, pipes} -> read_any(pipes, rest, max)
-    end
+    %{s | held: :none, credit: s.credit - 1}
   end
 
   # A batch is `@batch_bytes` (or `max`, if larger); a read asks for the room left in it
   # (a framed read returns one frame whatever it is asked).
-  defp batch_bytes(pipes, source, max),
-    do: if(Pipes.framed?(pipes, source), do: @batch_bytes, else: max(max, @batch_bytes))
+  defp batch_bytes(program, source, max),
+    do: if(Output.framed?(program, source), do: @batch_bytes, else: max(max, @batch_bytes))
 
-  defp room(s, source, bytes), do: max(batch_bytes(s.pipes, source, s.max) - bytes, 0)
+  defp room(s, source, bytes), do: max(batch_bytes(s.program, source, s.max) - bytes, 0)
 
   # What a chunk costs in a batch: its bytes, and for a frame a term's worth more, so
   # that a batch of empty frames (empty lines, empty packets) is bounded too.
-  defp cost(pipes, source, data) do
-    if Pipes.framed?(pipes, source),
+  defp cost(program, source, data) do
+    if Output.framed?(program, source),
       do: frame_bytes(data) + @frame_overhead,
       else: byte_size(data)
   end
@@ -240,42 +236,45 @@ defmodule Sluice.Remote.Reader do
   defp write_input(s) do
     case :queue.out(s.pending) do
       {:empty, _} when s.stdin == :closing ->
-        %{s | stdin: :closed, pipes: Pipes.close_stdin(s.pipes)}
+        %{s | stdin: :closed, program: Fds.close_stdin(s.program)}
 
       {:empty, _} ->
         s
 
       {{:value, data}, rest} ->
-        case Pipes.write(s.pipes, data) do
-          {:ok, "", pipes} ->
+        case Fds.write(s.program, data) do
+          {:ok, "", program} ->
             event(s, :taken)
-            write_input(%{s | pipes: pipes, pending: rest})
+            write_input(%{s | program: program, pending: rest})
 
-          {:ok, left, pipes} ->
-            %{s | pipes: pipes, pending: :queue.in_r(left, rest)}
+          {:ok, left, program} ->
+            %{s | program: program, pending: :queue.in_r(left, rest)}
 
           # The program closed its stdin (or exited): input ends quietly, as for `head`.
           {:error, _reason} ->
             event(s, :input_closed)
-            %{s | stdin: :closed, pending: :queue.new(), pipes: Pipes.close_stdin(s.pipes)}
+            %{s | stdin: :closed, pending: :queue.new(), program: Fds.close_stdin(s.program)}
         end
     end
   end
 
   ## Exit
 
-  defp control(%{pipes: %{exit: :lost}} = s) do
-    event(s, :helper_down)
-    Pipes.close(s.pipes)
-    {:stop, :normal, s}
-  end
+  defp control(s) do
+    case {Program.status(s.program), s.exit} do
+      {:lost, _exit} ->
+        event(s, :helper_down)
+        Program.close(s.program)
+        {:stop, :normal, s}
 
-  defp control(%{pipes: %{exit: {:exited, status}}, exit: :unsent} = s) do
-    event(s, {:exit, status, s.pipes.exit_info})
-    {:noreply, deliver(%{s | exit: :sent})}
-  end
+      {{:exited, status}, :unsent} ->
+        event(s, {:exit, status, Program.exit_info(s.program)})
+        {:noreply, deliver(%{s | exit: :sent})}
 
-  defp control(s), do: {:noreply, s}
+      _running_or_sent ->
+        {:noreply, s}
+    end
+  end
 
   defp event(s, event), do: send(s.consumer, {:sluice_remote, self(), event})
 end

@@ -1,6 +1,6 @@
-defmodule Sluice.Pipes.Terminal do
+defmodule Sluice.Program.Terminal do
   @moduledoc false
-  # The BEAM's side of a program's pseudo-terminal, held by Sluice.Pipes: one master fd
+  # The BEAM's side of a program's pseudo-terminal, held by Sluice.Program: one master fd
   # is both the program's stdin and its stdout, and this module is the only code that
   # writes to it. What the terminal does with the bytes depends on its modes *now*,
   # read through the master before each write (Native.terminal_input/1), since a program

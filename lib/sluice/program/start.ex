@@ -1,22 +1,22 @@
-defmodule Sluice.Pipes.Start do
+defmodule Sluice.Program.Start do
   @moduledoc false
-  # How a Sluice.Pipes value comes to be: the spawn (or manage) request on the fd socket
+  # How a Sluice.Program value comes to be: the spawn (or manage) request on the fd socket
   # with a fresh program channel, and the reply on that channel, which brings the
   # program's fds, each with its role (docs/protocol.md). Roles become the value's: a
   # terminal's master is both `:stdin` and `:stdout`; with a private channel `:fd3` and
   # `:fd4` are the data and the program's own outputs are log sources. Until the reply,
   # the channel is the only fd, and every failure closes it.
 
-  alias Sluice.{Error, Native, Pipes, Registry}
+  alias Sluice.Program.{Channel, Deadline, Errors, Fds, Terminal}
+  alias Sluice.{Error, Native, Program, Registry}
   alias Sluice.Helper
   alias Sluice.Helper.{Env, Protocol}
-  alias Sluice.Pipes.Terminal
 
   # How often a full fd socket is retried, until the caller's deadline.
   @retry_ms 1
 
-  @doc "See `Sluice.Pipes.open/3`."
-  @spec open(map, Pipes.deadline(), pid) :: {:ok, Pipes.t()} | {:error, Error.t()}
+  @doc "See `Sluice.Program.open/3`."
+  @spec open(map, Deadline.t(), pid) :: {:ok, Program.t()} | {:error, Error.t()}
   def open(spec, deadline, owner) do
     id = System.unique_integer([:positive])
 
@@ -26,7 +26,7 @@ defmodule Sluice.Pipes.Start do
          {:ok, spec} <- resolve_stages(spec, conn.inherited_env),
          {:ok, request} <- Protocol.spawn_request(id, spec),
          {:ok, channel} <- send_request(conn.sock, request, deadline),
-         p = %Pipes{id: id, channel: channel, kill: kill(spec)},
+         p = %Program{id: id, channel: channel, kill: kill(spec)},
          {:ok, p, cgroup} <- await_spawned(p, deadline) do
       p = if cgroup, do: %{p | helper_os_pid: conn.os_pid}, else: p
 
@@ -63,15 +63,15 @@ defmodule Sluice.Pipes.Start do
 
   defp resolve_stages(spec, _inherited), do: {:ok, spec}
 
-  @doc "See `Sluice.Pipes.manage/3`."
-  @spec manage(map, Pipes.deadline(), pid) :: {:ok, Pipes.t()} | {:error, Error.t()}
+  @doc "See `Sluice.Program.manage/3`."
+  @spec manage(map, Deadline.t(), pid) :: {:ok, Program.t()} | {:error, Error.t()}
   def manage(spec, deadline, owner) do
     id = System.unique_integer([:positive])
     request = Protocol.manage_request(id, spec)
 
     with {:ok, conn} <- connection(),
          {:ok, channel} <- send_request(conn.sock, request, deadline),
-         p = %Pipes{id: id, channel: channel, kill: kill(spec), origin: :managed},
+         p = %Program{id: id, channel: channel, kill: kill(spec), origin: :managed},
          {:ok, p, nil} <- await_spawned(p, deadline) do
       Registry.add(id, %{
         os_pid: p.os_pid,
@@ -99,7 +99,7 @@ defmodule Sluice.Pipes.Start do
   defp connection do
     case Helper.conn() do
       {:ok, conn} -> {:ok, conn}
-      :down -> {:error, Pipes.helper_down()}
+      :down -> {:error, Errors.helper_down()}
     end
   end
 
@@ -116,48 +116,48 @@ defmodule Sluice.Pipes.Start do
       # The socket's buffer is full: the helper program is busy (or stopped). Retry until
       # the deadline; nothing was sent.
       {:error, :eagain} ->
-        if Pipes.remaining(deadline) == 0 do
-          {:error, Error.new(:timeout, "the helper program did not take the spawn request")}
+        if Deadline.passed?(deadline) do
+          {:error, Errors.request_not_taken()}
         else
           receive after: (@retry_ms -> send_request(sock, request, deadline))
         end
 
       {:error, reason} when reason in [:econnreset, :epipe, :enotconn, :closed] ->
-        {:error, Pipes.helper_down()}
+        {:error, Errors.helper_down()}
 
       {:error, :emfile} ->
-        {:error, emfile()}
+        {:error, Errors.emfile()}
 
       {:error, reason} ->
-        {:error, Error.new(reason, "cannot send the spawn request: #{reason}", stage: :request)}
+        {:error, Errors.request_failed(reason)}
     end
   end
 
   defp await_spawned(p, deadline) do
-    case Native.recv(p.channel) do
-      {:ok, payload, fds} ->
-        spawned(p, Protocol.decode(payload), fds)
+    result =
+      Channel.await(p.channel, deadline, p, fn
+        {:reply, reply, fds}, p -> {:done, spawned(p, reply, fds)}
+        :empty, p -> {:wait, p}
+        {:closed, reason}, p -> {:done, lost(p, reason)}
+      end)
 
-      {:error, :eagain} ->
-        receive do
-          {:select, ch, _, :ready_input} when ch == p.channel -> await_spawned(p, deadline)
-        after
-          Pipes.remaining(deadline) ->
-            close_channel(p)
-            {:error, Error.new(:timeout, "the program did not start in time", stage: :request)}
-        end
-
-      :eof ->
+    case result do
+      {:timeout, p} ->
         close_channel(p)
-        {:error, Pipes.helper_down()}
+        {:error, Errors.not_started(:request)}
 
-      {:error, :emfile} ->
-        close_channel(p)
-        {:error, emfile()}
+      result ->
+        result
+    end
+  end
 
-      {:error, reason} ->
-        close_channel(p)
-        {:error, Error.new(reason, "lost the spawn reply: #{reason}", stage: :handoff)}
+  defp lost(p, reason) do
+    close_channel(p)
+
+    case reason do
+      :eof -> {:error, Errors.helper_down()}
+      :emfile -> {:error, Errors.emfile()}
+      reason -> {:error, Errors.handoff_lost(reason)}
     end
   end
 
@@ -176,7 +176,7 @@ defmodule Sluice.Pipes.Start do
 
     open = Map.new(fds, fn {role, _} -> {role, :open} end)
     terminal = if :pty in roles, do: Terminal.new()
-    now = System.monotonic_time(:millisecond)
+    now = Deadline.now()
     p = %{p | os_pid: os_pid, fds: fds, open: open, terminal: terminal, started_at: now}
     {:ok, p, cgroup}
   end
@@ -195,14 +195,13 @@ defmodule Sluice.Pipes.Start do
     Enum.each(fds, &Native.close/1)
     close_channel(p)
 
-    {:error,
-     Error.new(:einval, "the helper program refused the request: #{message}", stage: :request)}
+    {:error, Errors.refused(message)}
   end
 
   defp spawned(p, other, fds) do
     Enum.each(fds, &Native.close/1)
     close_channel(p)
-    {:error, Error.new(:eproto, "unexpected spawn reply: #{inspect(other)}", stage: :handoff)}
+    {:error, Errors.unexpected_reply(other)}
   end
 
   # The program's private channel (fds 3 and 4) carries the data; its stdout and stderr,
@@ -223,12 +222,6 @@ defmodule Sluice.Pipes.Start do
   # Before the program runs there is only the channel.
   defp close_channel(p) do
     Native.close(p.channel)
-    Pipes.flush_fd(p.channel)
-  end
-
-  defp emfile do
-    Error.new(:emfile, "the VM ran out of file descriptors (EMFILE): raise `ulimit -n`",
-      stage: :pipe
-    )
+    Fds.flush_fd(p.channel)
   end
 end

@@ -1,0 +1,46 @@
+defmodule Sluice.Program.Deadline do
+  @moduledoc false
+  # The one clock of the core: a deadline is a point in monotonic milliseconds (or
+  # `:infinity`), made from a timeout once, where a call begins, so that every wait of
+  # that call (a start, each read, the exit) shares what is left of it instead of
+  # starting its timeout again.
+
+  @type t :: integer | :infinity
+
+  @doc "The deadline `ms` from now."
+  @spec at(timeout) :: t
+  def at(:infinity), do: :infinity
+  def at(ms), do: now() + ms
+
+  @doc """
+  The deadline `ms` plus `margin` from now: `:infinity` past the timers' range (see
+  `Sluice.Options.with_margin/2`), for the waits where Sluice adds time of its own (a
+  stop's SIGKILL comes at the grace, its report a little later).
+  """
+  @spec with_margin(timeout, non_neg_integer) :: t
+  def with_margin(ms, margin), do: at(Sluice.Options.with_margin(ms, margin))
+
+  # How much longer than its grace a stopped program's exit may take to be reported
+  # (SIGKILL comes at the grace; the report follows through the helper program).
+  @stop_slack 2_000
+
+  @doc """
+  The deadline for the exit status of a program stopped now with `grace` ms: its grace
+  and a slack for the report.
+  """
+  @spec after_stop(non_neg_integer) :: t
+  def after_stop(grace), do: with_margin(grace, @stop_slack)
+
+  @doc "Milliseconds left until `deadline`, 0 once it has passed."
+  @spec remaining(t) :: timeout
+  def remaining(:infinity), do: :infinity
+  def remaining(deadline), do: max(deadline - now(), 0)
+
+  @doc "Whether `deadline` has passed."
+  @spec passed?(t) :: boolean
+  def passed?(deadline), do: remaining(deadline) == 0
+
+  @doc "The clock's time now, in monotonic milliseconds (a program's start, its age)."
+  @spec now() :: integer
+  def now, do: System.monotonic_time(:millisecond)
+end
