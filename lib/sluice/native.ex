@@ -46,6 +46,23 @@ defmodule Sluice.Native do
   @spec write(fd, iodata) :: {:ok, non_neg_integer} | {:error, errno}
   def write(_fd, _iodata), do: :erlang.nif_error(:nif_not_loaded)
 
+  @doc """
+  Writes as much of `data` as the fd takes now: `{:ok, rest}` with what is left to
+  write when it is full (`""` when all went), or the error. The one write loop of the
+  pipes and the terminal.
+  """
+  @spec write_ready(fd, binary) :: {:ok, binary} | {:error, errno}
+  def write_ready(_fd, ""), do: {:ok, ""}
+
+  def write_ready(fd, data) do
+    case write(fd, data) do
+      {:ok, n} when n == byte_size(data) -> {:ok, ""}
+      {:ok, n} -> write_ready(fd, binary_part(data, n, byte_size(data) - n))
+      {:error, :eagain} -> {:ok, data}
+      {:error, reason} -> {:error, reason}
+    end
+  end
+
   @doc false
   @spec close(fd) :: :ok
   def close(_fd), do: :erlang.nif_error(:nif_not_loaded)

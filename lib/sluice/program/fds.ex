@@ -67,7 +67,7 @@ defmodule Sluice.Program.Fds do
   end
 
   def write(%{open: %{stdin: :open}} = p, data) do
-    case write_fd(p.fds.stdin, data) do
+    case Native.write_ready(p.fds.stdin, data) do
       {:ok, rest} ->
         {:ok, rest, %{p | bytes_written: p.bytes_written + byte_size(data) - byte_size(rest)}}
 
@@ -77,17 +77,6 @@ defmodule Sluice.Program.Fds do
   end
 
   def write(_p, _data), do: {:error, :closed}
-
-  defp write_fd(_fd, ""), do: {:ok, ""}
-
-  defp write_fd(fd, data) do
-    case Native.write(fd, data) do
-      {:ok, n} when n == byte_size(data) -> {:ok, ""}
-      {:ok, n} -> write_fd(fd, binary_part(data, n, byte_size(data) - n))
-      {:error, :eagain} -> {:ok, data}
-      {:error, reason} -> {:error, reason}
-    end
-  end
 
   @doc """
   Ends the program's input, or says why it cannot. On pipes stdin closes, so the

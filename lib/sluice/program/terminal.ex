@@ -69,7 +69,7 @@ defmodule Sluice.Program.Terminal do
   # A raw terminal holds no line: if the program goes canonical later, n_tty makes what
   # it holds one finished line.
   defp write_raw(t, fd, data) do
-    case write_fd(fd, data) do
+    case Native.write_ready(fd, data) do
       {:ok, rest} -> {:ok, rest, %{t | line: 0, last: :start, lnext: false}}
       error -> error
     end
@@ -83,7 +83,7 @@ defmodule Sluice.Program.Terminal do
         part = binary_part(data, 0, n)
         rest = binary_part(data, n, byte_size(data) - n)
 
-        case write_fd(fd, part) do
+        case Native.write_ready(fd, part) do
           {:ok, ""} ->
             write_canonical(after_n, fd, rest, mode)
 
@@ -106,17 +106,6 @@ defmodule Sluice.Program.Terminal do
 
       {:error, reason} ->
         {:error, reason}
-    end
-  end
-
-  defp write_fd(_fd, ""), do: {:ok, ""}
-
-  defp write_fd(fd, data) do
-    case Native.write(fd, data) do
-      {:ok, n} when n == byte_size(data) -> {:ok, ""}
-      {:ok, n} -> write_fd(fd, binary_part(data, n, byte_size(data) - n))
-      {:error, :eagain} -> {:ok, data}
-      {:error, reason} -> {:error, reason}
     end
   end
 
