@@ -62,6 +62,23 @@ defmodule Sluice.Holder do
   @callback owner_down(state, reason :: term) :: state
 
   @doc """
+  Starts a holder (`policy` with `arg`, unlinked: the holder links or monitors its owner
+  itself). A program that could not start is `{:error, %Sluice.Error{}}` (start/5's
+  `{:shutdown, error}`); any other failure of the start is `{:failed, reason}`, for the
+  caller to name.
+  """
+  @spec start_server(module, term, GenServer.options()) ::
+          {:ok, pid} | {:error, Sluice.Error.t()} | {:failed, term}
+  def start_server(policy, arg, gen_opts) do
+    case GenServer.start(policy, arg, gen_opts) do
+      {:ok, pid} -> {:ok, pid}
+      {:error, {:shutdown, %Sluice.Error{} = error}} -> {:error, error}
+      {:error, reason} -> {:failed, reason}
+      :ignore -> {:failed, :ignore}
+    end
+  end
+
+  @doc """
   Starts the program of a holder being initialised, for `owner`, within `start_ms`:
   opens it (or adopts it, for `{:manage, spec}`), watches the owner, takes the program on
   (`Sluice.Program.hold/2`: its news comes as messages, the first one already queued, so

@@ -171,10 +171,9 @@ defmodule Sluice.Worker do
   def start_here(argv, opts, server_opts, owner) do
     spec = Options.spawn_spec(argv, opts)
 
-    case GenServer.start(__MODULE__, {spec, opts, owner}, server_opts) do
-      {:ok, pid} -> {:ok, pid}
-      {:error, {:shutdown, error}} -> {:error, error}
-      other -> other
+    case Holder.start_server(__MODULE__, {spec, opts, owner}, server_opts) do
+      {:failed, reason} -> {:error, reason}
+      started_or_error -> started_or_error
     end
   end
 
