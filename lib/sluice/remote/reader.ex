@@ -27,7 +27,8 @@ defmodule Sluice.Remote.Reader do
   alias Sluice.Program.{Fds, Log, Output}
   alias Sluice.{Holder, Program}
 
-  # `owner`: the consumer.
+  # `owner`: the consumer. `log` stays empty (`run` and streams refuse `:log` outputs); it
+  # is there because every holder's state has one (Sluice.Holder).
   defstruct [
     :owner,
     :program,
