@@ -67,10 +67,10 @@ defmodule Sluice.Remote do
       spec = Options.spawn_spec(argv, opts)
       init = {spec, opts, consumer, start_ms}
 
-      case GenServer.start(Sluice.Remote.Reader, init, timeout: margin(start_ms)) do
+      case Sluice.Holder.start_server(Sluice.Remote.Reader, init, timeout: margin(start_ms)) do
         {:ok, reader} -> reader_started(reader)
-        {:error, {:shutdown, %Error{} = error}} -> {:error, error}
-        {:error, reason} -> {:error, Errors.remote_start_failed(nil, reason)}
+        {:error, error} -> {:error, error}
+        {:failed, reason} -> {:error, Errors.remote_start_failed(nil, reason)}
       end
     end
   end

@@ -53,9 +53,10 @@ defmodule Sluice.Worker do
   one-way messages should answer them with an empty frame, and `call/3` waits for it.
   """
   use GenServer
+  @behaviour Sluice.Holder
 
-  alias Sluice.Program.{Deadline, Fds, Log, Output}
-  alias Sluice.{Framing, Options, Program}
+  alias Sluice.Program.{Fds, Output}
+  alias Sluice.{Framing, Holder, Options, Program}
 
   @type t :: GenServer.server()
 
@@ -70,7 +71,7 @@ defmodule Sluice.Worker do
   """
   @type phase :: :idle | {:writing, call, binary} | {:awaiting, call} | :stopping
 
-  defstruct [:program, log: %{}, phase: :idle, queue: :queue.new(), timers: %{}]
+  defstruct [:program, :owner, log: %{}, phase: :idle, queue: :queue.new(), timers: %{}]
 
   @doc """
   A child spec: `{Sluice.Worker, argv: [...], name: MyApp.Python}` and any other option
@@ -170,10 +171,9 @@ defmodule Sluice.Worker do
   def start_here(argv, opts, server_opts, owner) do
     spec = Options.spawn_spec(argv, opts)
 
-    case GenServer.start(__MODULE__, {spec, opts, owner}, server_opts) do
-      {:ok, pid} -> {:ok, pid}
-      {:error, {:shutdown, error}} -> {:error, error}
-      other -> other
+    case Holder.start_server(__MODULE__, {spec, opts, owner}, server_opts) do
+      {:failed, reason} -> {:error, reason}
+      started_or_error -> started_or_error
     end
   end
 
@@ -225,22 +225,11 @@ defmodule Sluice.Worker do
   ## Server
 
   @impl true
+  # Linked to the owner before anything of the program is read (Sluice.Holder), so its
+  # exit, however early, reaches the owner as the worker's exit.
   def init({spec, opts, owner}) do
-    Process.flag(:trap_exit, true)
-
-    case Program.open(spec, Deadline.at(opts.start_timeout)) do
-      {:ok, program} ->
-        # Linked before anything of the program is read, so its exit, however early,
-        # reaches the owner as the worker's exit. An owner that died meanwhile (or whose
-        # node is gone) is an exit signal at once (`:noproc`, `:noconnection`): the
-        # worker stops and the program with it.
-        Process.link(owner)
-        program = Program.hold(program, opts)
-        {log, program} = Log.drain_all(Log.new(program), program)
-        {:ok, %__MODULE__{program: program, log: log}}
-
-      {:error, error} ->
-        {:stop, {:shutdown, error}}
+    with {:ok, program, log} <- Holder.start(spec, owner, opts, :link, opts.start_timeout) do
+      {:ok, %__MODULE__{program: program, owner: owner, log: log}}
     end
   end
 
@@ -267,35 +256,38 @@ defmodule Sluice.Worker do
   end
 
   @impl true
-  def handle_info({:select, _, _, _} = msg, s) do
-    case Program.handle_ready(s.program, msg) do
-      {:ready, role} when role in [:log_stdout, :log_stderr] ->
-        {log, program} = Log.drain(s.log, s.program, role)
-        {:noreply, %{s | log: log, program: program}}
-
-      {:ready, _data} ->
-        {:noreply, advance(s)}
-
-      {:control, program} ->
-        control(%{s | program: program})
-
-      :unknown ->
-        {:noreply, s}
-    end
-  end
-
   def handle_info({:call_timeout, tag}, s), do: {:noreply, expire(s, tag)}
-  def handle_info({:EXIT, _pid, reason}, s), do: {:stop, reason, s}
-  def handle_info(_other, s), do: {:noreply, s}
+  # The program's readiness and news, the owner's exit signal: Sluice.Holder.
+  def handle_info(msg, s), do: Holder.handle_info(__MODULE__, msg, s)
 
   @impl true
-  def terminate(_reason, s) do
-    if Program.running?(s.program) do
-      {_status, program} = Program.stop_and_await(s.program, Program.kill_grace(s.program))
-      Program.close(program)
-    else
-      Program.close(s.program)
-    end
+  # A supervisor's restart never finds the previous program still running.
+  def terminate(_reason, s), do: Holder.terminate(s, :stop_and_await)
+
+  ## The holder's policy (Sluice.Holder)
+
+  @impl Holder
+  def input_ready(s), do: advance(s)
+
+  @impl Holder
+  def output_ready(s), do: advance(s)
+
+  @impl Holder
+  # The worker ends with its owner's reason.
+  def owner_down(s, _reason), do: s
+
+  @impl Holder
+  def helper_down(s) do
+    fail_all(s, {:error, :helper_down})
+    {:stop, {:shutdown, :helper_down}, s}
+  end
+
+  @impl Holder
+  def exited(s, status) do
+    # A response written just before the exit still answers its call.
+    s = advance(s)
+    fail_all(s, {:error, {:exit, status}})
+    {:stop, {:program_exited, status}, s}
   end
 
   ## One request at a time
@@ -387,25 +379,6 @@ defmodule Sluice.Worker do
   end
 
   ## The program's end
-
-  # The helper program is gone (died, or stopped with the application, whose SIGTERM may
-  # have brought a status first): :helper_down either way.
-  defp control(s) do
-    case {Program.helper_down?(s.program), Program.status(s.program)} do
-      {true, _status} ->
-        fail_all(s, {:error, :helper_down})
-        {:stop, {:shutdown, :helper_down}, s}
-
-      {false, {:exited, status}} ->
-        # A response written just before the exit still answers its call.
-        s = advance(s)
-        fail_all(s, {:error, {:exit, status}})
-        {:stop, {:program_exited, status}, s}
-
-      {false, _running} ->
-        {:noreply, s}
-    end
-  end
 
   defp fail_all(s, reply) do
     current =

@@ -1,21 +1,23 @@
 defmodule Sluice.Process.Server do
   @moduledoc false
-  # The GenServer behind Sluice.Process: a thin owner of one Sluice.Program value, which
+  # The GenServer behind Sluice.Process: a Sluice.Holder policy (start-up, readiness,
+  # the owner's death, the program's end and the server's own are the holder's), which
   # serialises callers (Requests) and pushes output in active mode (Active).
   #
   # Lifecycle: once the program has exited, every output is at EOF and the status was
   # delivered (`exit_report`: await_exit answered, or {:sluice_exit, p, status} sent), the
-  # server closes every fd and ends with reason :normal. If the owner dies, it ends too,
-  # closing the program channel: the helper program then stops the program (an adopted
-  # process only with stop_on_owner_exit). Each concern's state is its own type:
+  # server ends with reason :normal, and its end (Sluice.Holder.terminate/2) closes every
+  # fd. If the owner dies, it ends too, closing the program channel: the helper program
+  # then stops the program (an adopted process only with stop_on_owner_exit). Each concern's state is its own type:
   # `output` (Active.t: passive, active with a grant, or paused), `decoding`,
   # `exit_report` and `relay` (who tells a controller on another node of a lost
   # connection: Sluice.Process.Relay).
 
   use GenServer
+  @behaviour Sluice.Holder
 
   alias Sluice.Program.{Deadline, Errors, Fds, Log, Output}
-  alias Sluice.{Framing, Program, Registry}
+  alias Sluice.{Framing, Holder, Program, Registry}
   alias Sluice.Process.{Active, Relay, Requests}
 
   # How much longer than the grace a stop may take before it is reported as a timeout.
@@ -70,35 +72,18 @@ defmodule Sluice.Process.Server do
   @impl true
   # `opts`: the checked options (those of Sluice.Process.manage/2 have no framing).
   def init({spec, owner, opts}) do
-    deadline = Deadline.at(opts.start_timeout)
-    framing = opts.framing
+    with {:ok, program, log} <- Holder.start(spec, owner, opts, :monitor, opts.start_timeout) do
+      s = %__MODULE__{
+        program: program,
+        owner: owner,
+        controller: owner,
+        info: Registry.info(Program.id(program)),
+        origin: Program.origin(program),
+        framing: opts.framing,
+        log: log
+      }
 
-    opened =
-      case spec do
-        {:manage, spec} -> Program.manage(spec, deadline, owner)
-        spec -> Program.open(spec, deadline, owner)
-      end
-
-    case opened do
-      {:ok, program} ->
-        Process.monitor(owner)
-        info = Registry.info(Program.id(program))
-        program = Program.hold(program, opts)
-        {log, program} = Log.drain_all(Log.new(program), program)
-
-        s = %__MODULE__{
-          program: program,
-          owner: owner,
-          controller: owner,
-          info: info,
-          origin: Program.origin(program),
-          log: log
-        }
-
-        {:ok, %{s | framing: framing}}
-
-      {:error, error} ->
-        {:stop, {:shutdown, error}}
+      {:ok, s}
     end
   end
 
@@ -225,66 +210,47 @@ defmodule Sluice.Process.Server do
   def handle_continue(:maybe_end, s), do: maybe_end(s)
 
   @impl true
-  def handle_info({:select, _, _, _} = msg, s) do
-    case Program.handle_ready(s.program, msg) do
-      {:ready, :stdin} ->
-        # On a terminal, a pending end-of-input character goes first.
-        noreply(serve_writes(%{s | program: Fds.finish_close_stdin(s.program)}))
-
-      {:ready, role} when role in [:log_stdout, :log_stderr] ->
-        {log, program} = Log.drain(s.log, s.program, role)
-        noreply(%{s | log: log, program: program})
-
-      {:ready, _output} ->
-        noreply(serve(s))
-
-      {:control, program} ->
-        control(%{s | program: program})
-
-      :unknown ->
-        {:noreply, s}
-    end
-  end
-
   def handle_info({:sluice_timeout, _tag, :stop}, s) do
     error = Errors.exit_not_reported()
     Enum.each(s.requests.stop_waiters, &Requests.reply(&1, {:error, error}))
-    Program.close(s.program)
     {:stop, :normal, s}
   end
 
   def handle_info({:sluice_timeout, tag, kind}, s),
     do: noreply(%{s | requests: Requests.expire(s.requests, tag, kind)})
 
-  def handle_info({:DOWN, _ref, :process, owner, reason}, %{owner: owner} = s) do
-    # The owner's node disconnected: the program stops. A controller on this node hears
-    # it here; one on another node from its relay (told to nobody across the lost link).
+  # The program's readiness and news, the owner's death: Sluice.Holder, with this policy.
+  def handle_info(msg, s), do: __MODULE__ |> Holder.handle_info(msg, s) |> continue()
+
+  @impl true
+  def terminate(_reason, s), do: Holder.terminate(s, :close)
+
+  ## The holder's policy (Sluice.Holder)
+
+  @impl Holder
+  # On a terminal, a pending end-of-input character went first (Sluice.Holder).
+  def input_ready(s), do: serve_writes(s)
+
+  @impl Holder
+  def output_ready(s), do: serve(s)
+
+  @impl Holder
+  # The owner's node disconnected: the program stops. A controller on this node hears
+  # it here; one on another node from its relay (told to nobody across the lost link).
+  def owner_down(s, reason) do
     if reason == :noconnection and node(s.controller) == node(), do: notify(s, :nodedown)
-    Program.close(s.program)
-    {:stop, :normal, s}
+    s
   end
 
-  def handle_info(_other, s), do: {:noreply, s}
-
-  # News on the program channel: the exit status, or the helper program's end (its
-  # death, or the application's stop: then the shutdown's SIGTERM may have brought a
-  # status first; the server ends with :helper_down all the same, as documented).
-  defp control(s) do
-    cond do
-      Program.helper_down?(s.program) -> helper_down(s)
-      Program.running?(s.program) -> noreply(s)
-      true -> exited(s, elem(Program.status(s.program), 1))
-    end
-  end
-
-  defp helper_down(s) do
+  @impl Holder
+  def helper_down(s) do
     _ = Requests.fail_all(s.requests, {:error, :helper_down})
     notify(s, :helper_down)
-    Program.close(s.program)
     {:stop, {:shutdown, :helper_down}, s}
   end
 
-  defp exited(s, status) do
+  @impl Holder
+  def exited(s, status) do
     Enum.each(s.requests.exit_waiters, &Requests.reply(&1, {:ok, status}))
 
     case s.requests.stop_waiters do
@@ -295,7 +261,6 @@ defmodule Sluice.Process.Server do
 
       waiters ->
         Enum.each(waiters, &Requests.reply(&1, {:ok, status}))
-        Program.close(s.program)
         {:stop, :normal, s}
     end
   end
@@ -375,10 +340,15 @@ defmodule Sluice.Process.Server do
   defp reply(answer, s), do: {:reply, answer, s, {:continue, :maybe_end}}
   defp noreply(s), do: {:noreply, s, {:continue, :maybe_end}}
 
+  defp continue({:noreply, s}), do: noreply(s)
+  defp continue(result), do: result
+
+  # News the server read itself (a stats or signal answer came with it).
+  defp control(s), do: __MODULE__ |> Holder.control(s) |> continue()
+
   # The status was delivered only once the program exited (`exit_report`).
   defp maybe_end(%{exit_report: :delivered, program: program} = s) do
     if Output.open_outputs(program) == [] and s.requests.reads == [] do
-      Program.close(program)
       {:stop, :normal, s}
     else
       {:noreply, s}

@@ -40,18 +40,10 @@ defmodule Sluice.Process.Starter do
   def start_server(spec, opts, owner) do
     timeout = Sluice.Options.with_margin(opts.start_timeout, 5_000)
 
-    case GenServer.start(Server, {spec, owner, opts}, timeout: timeout) do
-      {:ok, pid} ->
-        {:ok, pid}
-
-      {:error, {:shutdown, %Error{} = error}} ->
-        {:error, error}
-
-      {:error, :timeout} ->
-        {:error, Errors.not_started(nil)}
-
-      {:error, reason} ->
-        {:error, Errors.start_failed(reason)}
+    case Sluice.Holder.start_server(Server, {spec, owner, opts}, timeout: timeout) do
+      {:failed, :timeout} -> {:error, Errors.not_started(nil)}
+      {:failed, reason} -> {:error, Errors.start_failed(reason)}
+      started_or_error -> started_or_error
     end
   end
 end

@@ -9,26 +9,30 @@ defmodule Sluice.Remote.Reader do
   # (`:taken`) once the program took all of it, so the consumer keeps only a bounded
   # window in flight.
   #
-  # It monitors the consumer: when the consumer dies or its node disconnects (`:DOWN`
-  # with `:noconnection`) it closes the pipes, and the helper program stops the program
+  # A Sluice.Holder policy: the holder monitors the consumer, and when the consumer dies
+  # or its node disconnects (`:DOWN` with `:noconnection`) it closes the pipes, and the helper program stops the program
   # with `kill_signal` and SIGKILL after `kill_grace`, as for a local owner.
   #
   # Messages: from the consumer `{:sluice_consumer, request}`; to it
   # `{:sluice_remote, reader, event}` (see Sluice.Remote.Consumer for both vocabularies).
 
   use GenServer
+  @behaviour Sluice.Holder
 
   # The most bytes of one output sent as one message (see `deliver/1`).
   @batch_bytes 131_072
   # What a frame costs beyond its bytes (a tuple, a list cell, a binary header).
   @frame_overhead 64
 
-  alias Sluice.Program.{Deadline, Fds, Output}
-  alias Sluice.Program
+  alias Sluice.Program.{Fds, Log, Output}
+  alias Sluice.{Holder, Program}
 
+  # `owner`: the consumer. `log` stays empty (`run` and streams refuse `:log` outputs); it
+  # is there because every holder's state has one (Sluice.Holder).
   defstruct [
-    :consumer,
+    :owner,
     :program,
+    log: %{},
     credit: 0,
     window: 1,
     max: 65_536,
@@ -46,8 +50,9 @@ defmodule Sluice.Remote.Reader do
   @typedoc "A batch being filled: its output, its chunks (newest first) and their bytes."
   @type held :: :none | {Program.source(), [Sluice.Framing.frame()], non_neg_integer}
   @type t :: %__MODULE__{
-          consumer: pid,
+          owner: pid,
           program: Program.t(),
+          log: Log.t(),
           credit: non_neg_integer,
           window: pos_integer,
           max: pos_integer,
@@ -60,15 +65,9 @@ defmodule Sluice.Remote.Reader do
 
   @impl true
   def init({spec, opts, consumer, start_ms}) do
-    case Program.open(spec, Deadline.at(start_ms), consumer) do
-      {:ok, program} ->
-        Process.monitor(consumer)
-        program = Program.hold(program, opts)
-        # A quick program's exit comes as the channel's first message (Program.hold/2).
-        {:ok, %__MODULE__{consumer: consumer, program: program}}
-
-      {:error, error} ->
-        {:stop, {:shutdown, error}}
+    # A quick program's exit comes as the channel's first message (Program.hold/2).
+    with {:ok, program, log} <- Holder.start(spec, consumer, opts, :monitor, start_ms) do
+      {:ok, %__MODULE__{owner: consumer, program: program, log: log}}
     end
   end
 
@@ -77,29 +76,40 @@ defmodule Sluice.Remote.Reader do
 
   @impl true
   def handle_info({:sluice_consumer, request}, s), do: request(request, s)
+  # The program's readiness and news, the consumer's death: Sluice.Holder.
+  def handle_info(msg, s), do: Holder.handle_info(__MODULE__, msg, s)
 
-  def handle_info({:select, _, _, _} = msg, s) do
-    case Program.handle_ready(s.program, msg) do
-      {:ready, :stdin} ->
-        {:noreply, write_input(%{s | program: Fds.finish_close_stdin(s.program)})}
+  @impl true
+  def terminate(_reason, s), do: Holder.terminate(s, :close)
 
-      {:ready, _output} ->
-        {:noreply, deliver(s)}
+  ## The holder's policy (Sluice.Holder)
 
-      {:control, program} ->
-        control(%{s | program: program})
+  @impl Holder
+  def input_ready(s), do: write_input(s)
 
-      :unknown ->
-        {:noreply, s}
-    end
-  end
+  @impl Holder
+  def output_ready(s), do: deliver(s)
 
-  def handle_info({:DOWN, _ref, :process, consumer, _reason}, %{consumer: consumer} = s) do
-    Program.close(s.program)
+  @impl Holder
+  # The consumer is gone: nobody to tell.
+  def owner_down(s, _reason), do: s
+
+  @impl Holder
+  # Once the exit was sent, what is left of the output is still delivered.
+  def helper_down(%{exit: :sent} = s), do: {:noreply, s}
+
+  def helper_down(s) do
+    event(s, :helper_down)
     {:stop, :normal, s}
   end
 
-  def handle_info(_other, s), do: {:noreply, s}
+  @impl Holder
+  def exited(%{exit: :unsent} = s, status) do
+    event(s, {:exit, status, Program.exit_info(s.program)})
+    {:noreply, deliver(%{s | exit: :sent})}
+  end
+
+  def exited(s, _status), do: {:noreply, s}
 
   # `window`: the most batches the consumer has granted at once (all of it credit here
   # means the consumer has taken everything sent).
@@ -116,10 +126,7 @@ defmodule Sluice.Remote.Reader do
     {:noreply, %{s | program: program, stdin: :closed, pending: :queue.new()}}
   end
 
-  defp request(:close, s) do
-    Program.close(s.program)
-    {:stop, :normal, s}
-  end
+  defp request(:close, s), do: {:stop, :normal, s}
 
   ## Output
 
@@ -258,23 +265,5 @@ defmodule Sluice.Remote.Reader do
     end
   end
 
-  ## Exit
-
-  defp control(s) do
-    case {Program.status(s.program), s.exit} do
-      {:lost, _exit} ->
-        event(s, :helper_down)
-        Program.close(s.program)
-        {:stop, :normal, s}
-
-      {{:exited, status}, :unsent} ->
-        event(s, {:exit, status, Program.exit_info(s.program)})
-        {:noreply, deliver(%{s | exit: :sent})}
-
-      _running_or_sent ->
-        {:noreply, s}
-    end
-  end
-
-  defp event(s, event), do: send(s.consumer, {:sluice_remote, self(), event})
+  defp event(s, event), do: send(s.owner, {:sluice_remote, self(), event})
 end

@@ -1,0 +1,184 @@
+defmodule Sluice.Holder do
+  @moduledoc false
+  # The one mechanism of a process that holds a program (a Sluice.Process server, a
+  # Sluice.Worker, a Sluice.Remote.Reader): its start-up, the dispatch of readiness
+  # messages, the owner's death, the program's end (its exit or the helper program's) and
+  # the holder's own end are written here once. Each holder is a policy on top: what it
+  # does when stdin can take more, when output is ready, when the program exited, when the
+  # helper program is gone, and how its owner's death is told.
+  #
+  # A holder's state is a struct with at least `program` (Sluice.Program.t), `log`
+  # (Sluice.Program.Log.t) and `owner` (the pid whose death ends the holder). Its GenServer
+  # callbacks hand the messages they do not handle to handle_info/3 and end with
+  # terminate/2, which closes the program: every way a holder stops (a callback's
+  # `{:stop, ...}`, a raise) closes it there, so no stop path can forget it.
+  #
+  # How the owner is watched (`watch`):
+  #   * `:monitor` - the holder monitors the owner and ends with `:normal` at its death;
+  #     the registry names the owner as the program's owner (a Sluice.Process, a reader).
+  #   * `:link` - the holder traps exits and links the owner once the program runs, and
+  #     ends with the exit signal's reason (a Worker: its supervisor sees the reason);
+  #     the registry names the holder itself.
+
+  alias Sluice.Program
+  alias Sluice.Program.{Deadline, Fds, Log}
+
+  @typedoc "How the holder watches its owner (see above)."
+  @type watch :: :monitor | :link
+
+  @typedoc "How the holder's end treats a program still running (see `terminate/2`)."
+  @type ending :: :close | :stop_and_await
+
+  @typedoc "A holder's state: a struct with these fields and its policy's own."
+  @type state :: %{
+          required(:program) => Program.t(),
+          required(:log) => Log.t(),
+          required(:owner) => pid,
+          optional(atom) => term
+        }
+
+  @typedoc "What a GenServer callback returns."
+  @type result ::
+          {:noreply, state}
+          | {:noreply, state, {:continue, term}}
+          | {:stop, term, state}
+
+  @doc "stdin can take more (a terminal's pending end of input was written first)."
+  @callback input_ready(state) :: state
+
+  @doc "stdout or stderr has data (or reached its end)."
+  @callback output_ready(state) :: state
+
+  @doc "The program exited with `status` (the helper program still runs)."
+  @callback exited(state, Program.status()) :: result
+
+  @doc """
+  The helper program is gone (it died, or the application stopped: then a status that
+  came first changes nothing, it is `:helper_down` all the same).
+  """
+  @callback helper_down(state) :: result
+
+  @doc "The owner died with `reason`: what the holder tells before it ends."
+  @callback owner_down(state, reason :: term) :: state
+
+  @doc """
+  Starts a holder (`policy` with `arg`, unlinked: the holder links or monitors its owner
+  itself). A program that could not start is `{:error, %Sluice.Error{}}` (start/5's
+  `{:shutdown, error}`); any other failure of the start is `{:failed, reason}`, for the
+  caller to name.
+  """
+  @spec start_server(module, term, GenServer.options()) ::
+          {:ok, pid} | {:error, Sluice.Error.t()} | {:failed, term}
+  def start_server(policy, arg, gen_opts) do
+    case GenServer.start(policy, arg, gen_opts) do
+      {:ok, pid} -> {:ok, pid}
+      {:error, {:shutdown, %Sluice.Error{} = error}} -> {:error, error}
+      {:error, reason} -> {:failed, reason}
+      :ignore -> {:failed, :ignore}
+    end
+  end
+
+  @doc """
+  Starts the program of a holder being initialised, for `owner`, within `start_ms`:
+  opens it (or adopts it, for `{:manage, spec}`), watches the owner, takes the program on
+  (`Sluice.Program.hold/2`: its news comes as messages, the first one already queued, so
+  an exit during start-up is read by handle_info/3 like any later one) and logs what its
+  `:log` outputs already hold. The owner is watched before anything of the program is
+  read: its exit, however early, finds the owner watched. Returns the program and its log
+  buffers, or the init result of a start that failed.
+  """
+  @spec start(map | {:manage, map}, pid, map, watch, timeout) ::
+          {:ok, Program.t(), Log.t()} | {:stop, {:shutdown, Sluice.Error.t()}}
+  def start(spec, owner, opts, watch, start_ms) do
+    if watch == :link, do: Process.flag(:trap_exit, true)
+    listed = if watch == :link, do: self(), else: owner
+    deadline = Deadline.at(start_ms)
+
+    opened =
+      case spec do
+        {:manage, spec} -> Program.manage(spec, deadline, listed)
+        spec -> Program.open(spec, deadline, listed)
+      end
+
+    case opened do
+      {:ok, program} ->
+        # An owner that died meanwhile (or whose node is gone) is a :DOWN or an exit
+        # signal at once (`:noproc`, `:noconnection`): the holder ends, and the program.
+        _ = if watch == :link, do: Process.link(owner), else: Process.monitor(owner)
+        program = Program.hold(program, opts)
+        {log, program} = Log.drain_all(Log.new(program), program)
+        {:ok, program, log}
+
+      {:error, error} ->
+        {:stop, {:shutdown, error}}
+    end
+  end
+
+  @doc """
+  Handles a message a holder's own clauses did not: the program's readiness (dispatched
+  to the policy), its channel's news (`exited/2` or `helper_down/1`), the `:log` outputs
+  (logged here), the owner's death (`owner_down/2`, then the holder stops). Anything else
+  is dropped.
+  """
+  @spec handle_info(module, term, state) :: result
+  def handle_info(policy, {:select, _, _, _} = msg, s) do
+    case Program.handle_ready(s.program, msg) do
+      {:ready, :stdin} ->
+        {:noreply, policy.input_ready(%{s | program: Fds.finish_close_stdin(s.program)})}
+
+      {:ready, role} when role in [:log_stdout, :log_stderr] ->
+        {log, program} = Log.drain(s.log, s.program, role)
+        {:noreply, %{s | log: log, program: program}}
+
+      {:ready, _output} ->
+        {:noreply, policy.output_ready(s)}
+
+      {:control, program} ->
+        control(policy, %{s | program: program})
+
+      :unknown ->
+        {:noreply, s}
+    end
+  end
+
+  def handle_info(policy, {:DOWN, _ref, :process, owner, reason}, %{owner: owner} = s),
+    do: {:stop, :normal, policy.owner_down(s, reason)}
+
+  # Only a linked holder traps exits: the owner's exit signal, its reason the holder's.
+  def handle_info(policy, {:EXIT, _pid, reason}, s),
+    do: {:stop, reason, policy.owner_down(s, reason)}
+
+  def handle_info(_policy, _other, s), do: {:noreply, s}
+
+  @doc """
+  What the program channel's news means for the holder: nothing yet (still running), its
+  exit, or the helper program's end, which wins over a status read with it.
+  """
+  @spec control(module, state) :: result
+  def control(policy, s) do
+    cond do
+      Program.helper_down?(s.program) -> policy.helper_down(s)
+      Program.running?(s.program) -> {:noreply, s}
+      true -> policy.exited(s, elem(Program.status(s.program), 1))
+    end
+  end
+
+  @doc """
+  The holder's end, from its `terminate/2`: closes every fd and the channel, so the
+  helper program stops what is left of the program (with `kill_signal` and `kill_grace`).
+  With `:stop_and_await`, a program still running is stopped first and its exit awaited
+  (up to its grace and the report's margin), so a supervisor that restarts the holder
+  never has two programs running.
+  """
+  @spec terminate(state, ending) :: :ok
+  def terminate(s, :stop_and_await) do
+    if Program.running?(s.program) do
+      {_status, program} = Program.stop_and_await(s.program, Program.kill_grace(s.program))
+      Program.close(program)
+    else
+      Program.close(s.program)
+    end
+  end
+
+  def terminate(s, :close), do: Program.close(s.program)
+end
