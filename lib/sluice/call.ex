@@ -22,7 +22,11 @@ defmodule Sluice.Call do
   """
   @spec call(term, atom, term, timeout) :: term
   def call(server, name, request, within \\ 0) do
-    GenServer.call(server!(server, name), request, Options.with_margin(within, @answer_margin))
+    GenServer.call(
+      server!(server, name),
+      request,
+      Sluice.Program.Deadline.plus_margin(within, @answer_margin)
+    )
   catch
     :exit, {:timeout, {GenServer, :call, _}} -> {:error, :timeout}
     :exit, {{:shutdown, :helper_down}, _} -> {:error, :helper_down}

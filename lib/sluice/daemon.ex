@@ -68,7 +68,7 @@ defmodule Sluice.Daemon do
       id: checked.id || checked.name || {__MODULE__, argv},
       start: {__MODULE__, :start_link, [opts]},
       # Long enough for the program to end within its kill grace.
-      shutdown: Options.with_margin(checked.kill_grace, 1_000)
+      shutdown: Sluice.Program.Deadline.plus_margin(checked.kill_grace, 1_000)
     }
   end
 

@@ -281,17 +281,6 @@ defmodule Sluice.Options do
   @spec proper_list?(term) :: boolean
   defdelegate proper_list?(term), to: Check
 
-  @doc false
-  # A wait of `ms` and `margin` more, the one way Sluice adds a margin of its own to a
-  # timeout (a caller's wait for a server's answer, a start, a stop, a supervisor's
-  # shutdown): `:infinity` past the longest wait `receive` takes (a timer, a
-  # GenServer.call or a shutdown that long would raise :timeout_value).
-  @spec with_margin(timeout, non_neg_integer) :: timeout
-  def with_margin(:infinity, _margin), do: :infinity
-
-  def with_margin(ms, margin),
-    do: if(ms + margin > Check.max_ms(), do: :infinity, else: ms + margin)
-
   @doc """
   Validates a timeout argument: `:infinity` or an integer of ms from 0 to 2^32 - 1 (the
   longest wait of the VM's timers); with `infinity: false`, an integer only. Raises

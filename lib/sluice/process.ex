@@ -491,7 +491,7 @@ defmodule Sluice.Process do
   def stop(p, grace_ms \\ @stop_grace) do
     grace_ms = Options.timeout!(grace_ms, :grace_ms, infinity: false)
 
-    case call(p, {:stop, grace_ms}, Options.with_margin(grace_ms, 5_000)) do
+    case call(p, {:stop, grace_ms}, Sluice.Program.Deadline.plus_margin(grace_ms, 5_000)) do
       {:error, :timeout} -> {:error, Errors.no_answer()}
       answer -> answer
     end

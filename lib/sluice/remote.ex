@@ -53,7 +53,7 @@ defmodule Sluice.Remote do
       {:error, Errors.remote_start_failed(node, reason)}
   end
 
-  defp margin(ms), do: Sluice.Options.with_margin(ms, @call_margin)
+  defp margin(ms), do: Sluice.Program.Deadline.plus_margin(ms, @call_margin)
 
   ## Run on the program's node
 

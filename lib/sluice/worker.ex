@@ -100,7 +100,7 @@ defmodule Sluice.Worker do
     %{
       id: name || {__MODULE__, argv},
       start: {__MODULE__, :start_link, [argv, opts]},
-      shutdown: Options.with_margin(checked.kill_grace, 1_000)
+      shutdown: Sluice.Program.Deadline.plus_margin(checked.kill_grace, 1_000)
     }
   end
 

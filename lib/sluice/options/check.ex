@@ -26,7 +26,7 @@ defmodule Sluice.Options.Check do
   # The longest wait the VM's timers (and `receive ... after`) take: 2^32 - 1 ms, about
   # 49.7 days. Past it they raise :timeout_value, so every timeout is checked against it
   # before anything starts (ms/2, the one check of timeouts, options and arguments alike).
-  @max_ms 4_294_967_295
+  @max_ms Sluice.Program.Deadline.max_ms()
 
   @doc "The longest timeout in ms (2^32 - 1)."
   @spec max_ms() :: pos_integer

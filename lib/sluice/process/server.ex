@@ -179,7 +179,11 @@ defmodule Sluice.Process.Server do
         s = %{close_stdin(s) | program: Program.stop(s.program, grace)}
 
         waiter =
-          Requests.request(%{from: from}, Sluice.Options.with_margin(grace, @stop_slack), :stop)
+          Requests.request(
+            %{from: from},
+            Sluice.Program.Deadline.plus_margin(grace, @stop_slack),
+            :stop
+          )
 
         noreply(put_in(s.requests.stop_waiters, [waiter | s.requests.stop_waiters]))
     end

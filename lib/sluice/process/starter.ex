@@ -38,7 +38,7 @@ defmodule Sluice.Process.Starter do
   """
   @spec start_server(map | {:manage, map}, map, pid) :: {:ok, pid} | {:error, Error.t()}
   def start_server(spec, opts, owner) do
-    timeout = Sluice.Options.with_margin(opts.start_timeout, 5_000)
+    timeout = Sluice.Program.Deadline.plus_margin(opts.start_timeout, 5_000)
 
     case Sluice.Holder.start_server(Server, {spec, owner, opts}, timeout: timeout) do
       {:failed, :timeout} -> {:error, Errors.not_started(nil)}

@@ -7,6 +7,25 @@ defmodule Sluice.Program.Deadline do
 
   @type t :: integer | :infinity
 
+  # The longest wait the VM's timers take (receive's after, GenServer.call, a shutdown):
+  # 2^32 - 1 ms. Sluice.Options.Check refuses longer timeouts with it.
+  @max_ms 4_294_967_295
+
+  @doc "The longest timeout in ms the VM's timers take."
+  @spec max_ms() :: pos_integer
+  def max_ms, do: @max_ms
+
+  @doc """
+  A wait of `ms` and `margin` more, the one way Sluice adds a margin of its own to a
+  timeout (a caller's wait for a server's answer, a start, a stop, a supervisor's
+  shutdown): `:infinity` past the longest wait the timers take (a timer, a
+  GenServer.call or a shutdown that long would raise :timeout_value).
+  """
+  @spec plus_margin(timeout, non_neg_integer) :: timeout
+  def plus_margin(:infinity, _margin), do: :infinity
+  def plus_margin(ms, margin) when ms + margin > @max_ms, do: :infinity
+  def plus_margin(ms, margin), do: ms + margin
+
   @doc "The deadline `ms` from now."
   @spec at(timeout) :: t
   def at(:infinity), do: :infinity
@@ -14,11 +33,11 @@ defmodule Sluice.Program.Deadline do
 
   @doc """
   The deadline `ms` plus `margin` from now: `:infinity` past the timers' range (see
-  `Sluice.Options.with_margin/2`), for the waits where Sluice adds time of its own (a
+  `plus_margin/2`), for the waits where Sluice adds time of its own (a
   stop's SIGKILL comes at the grace, its report a little later).
   """
   @spec with_margin(timeout, non_neg_integer) :: t
-  def with_margin(ms, margin), do: at(Sluice.Options.with_margin(ms, margin))
+  def with_margin(ms, margin), do: at(plus_margin(ms, margin))
 
   # How much longer than its grace a stopped program's exit may take to be reported
   # (SIGKILL comes at the grace; the report follows through the helper program).
