@@ -86,6 +86,7 @@ defmodule Sluice.Sl19AttackTest do
   # ---------------------------------------------------------------------------------------
   # 1. Freezing the single-threaded helper through its CLONE_VFORK wait.
 
+  @tag :freeze
   test "SIGSTOP to the vfork child after setuid, before execve, freezes the helper", ctx do
     {:ok, attacker} =
       Sluice.Process.start_link([Path.join(ctx.tools, "stopper"), "40"], user: @user)
@@ -139,6 +140,7 @@ defmodule Sluice.Sl19AttackTest do
     assert result == :never_frozen
   end
 
+  @tag :freeze
   test "a write lease on a user-owned executable freezes the helper (lease-break-time)",
        ctx do
     job = Path.join(ctx.user.home, "job.sh")
