@@ -67,7 +67,7 @@ defmodule Sluice.Sl19AttackTest do
 
   defp report(what, result), do: IO.puts("ATTACK #{what}: #{inspect(result, limit: :infinity)}")
 
-  defp helper_children_state(hp \\ helper_pid()) do
+  defp helper_children_state(hp) do
     for pid <- children(hp), st = stat_line(pid), st != nil, do: {pid, st}
   end
 
@@ -450,5 +450,37 @@ defmodule Sluice.Sl19AttackTest do
       )
 
     report("pty owner", out)
+  end
+
+  # Run with the VM's stderr on a root-owned file (mix test ... 2>/tmp/x.log) or on a
+  # root terminal (test/attack/tools/tiocsti_demo.py) to see the effect.
+  @tag :console
+  test ":console: the user program writes, truncates, or types into the VM's stderr", ctx do
+    vm = File.read_link!("/proc/self/fd/2")
+
+    out =
+      cond do
+        String.starts_with?(vm, "/dev/pts/") ->
+          {Sluice.run([Path.join(ctx.tools, "tiocsti"), "2", "id > /tmp/#{@user}-pwned"],
+             user: @user,
+             stderr: :console
+           ),
+           # What the operator types at the node's terminal, read by the user's program.
+           Sluice.run(["sh", "-c", "i=0; while [ $i -lt 200 ]; do head -n 1 <&2 2>/dev/null && break; sleep 0.1; i=$((i+1)); done"],
+             user: @user,
+             stderr: :console
+           )}
+
+        String.starts_with?(vm, "/") ->
+          Sluice.run(["perl", "-e", "truncate(STDERR, 0) or die qq(no: $!); print qq(truncated)"],
+            user: @user,
+            stderr: :console
+          )
+
+        true ->
+          :not_a_file_nor_a_terminal
+      end
+
+    report(":console with #{vm}", out)
   end
 end
