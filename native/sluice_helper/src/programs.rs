@@ -218,7 +218,7 @@ impl Programs {
             .map(|&pid| Member { pid, status: None })
             .collect();
         program.cpu_baseline = program.cgroup.as_deref().and_then(cgroup::cpu_stat);
-        program.kill_command = spec.kill_command.clone();
+        program.kill_command = crate::kill_command::KillCommand::of(spec);
         program.roomy = started.roomy;
         program.kill_signal = spec.kill_signal;
         program.kill_grace = Duration::from_millis(spec.kill_grace_ms.min(u32::MAX as u64));
