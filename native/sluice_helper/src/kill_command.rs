@@ -145,3 +145,37 @@ pub fn end(killer: Killer, kids: &Children) {
         Killer::Ended(_) => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_protocol::Principal;
+
+    #[test]
+    fn child_pid_replaces_any_given() {
+        let env = [b"A=1".to_vec(), b"CHILD_PID=9".to_vec()];
+        assert_eq!(
+            with_child_pid(env.into_iter(), 42),
+            [b"A=1".to_vec(), b"CHILD_PID=42".to_vec()]
+        );
+    }
+
+    #[test]
+    fn only_a_program_of_another_user_gives_its_identity_and_environment() {
+        let mut spec = SpawnSpec {
+            kill_command: Some(vec![b"stop".to_vec()]),
+            env: Some(vec![b"APP=1".to_vec()]),
+            ..SpawnSpec::default()
+        };
+        spec.control.nice = Some(5);
+        assert_eq!(KillCommand::of(&spec).unwrap().as_program, None);
+        spec.control.user = Some(Principal::Name(b"app".to_vec()));
+        let as_program = KillCommand::of(&spec).unwrap().as_program.unwrap();
+        assert_eq!(as_program.env, spec.env);
+        assert_eq!(as_program.control.user, spec.control.user);
+        // Its user, group and groups; not the program's priority or limits.
+        assert_eq!(as_program.control.nice, None);
+        spec.kill_command = None;
+        assert_eq!(KillCommand::of(&spec), None);
+    }
+}

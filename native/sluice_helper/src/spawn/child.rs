@@ -350,7 +350,11 @@ fn exec_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
         Errno::result(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
         (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
     };
-    let write = sys::dup_at_least(write.as_fd(), 5)?;
+    // The helper program's fds 0 to 4 are taken (stdio, its port, its fd socket), so this
+    // is rare.
+    if write.as_raw_fd() < 5 {
+        return Ok((read, sys::dup_at_least(write.as_fd(), 5)?));
+    }
     Ok((read, write))
 }
 
