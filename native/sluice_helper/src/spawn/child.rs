@@ -361,8 +361,9 @@ fn exec_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
 /// Polls the exec pipe's read end until its end of file (every write end closed: the child
 /// exec'ed or died) or `deadline` (`None`: no deadline); returns whether the end of file
 /// came. The child never writes, so "readable" is the end of file. Makes only syscalls that
-/// leave errno alone when they succeed (poll fails only with EINTR, impossible with every
-/// signal blocked, or ENOMEM) and allocates nothing: see `start`'s SAFETY.
+/// leave errno alone when they succeed (poll fails only with EINTR, which needs a signal
+/// handler and the helper program installs none, or ENOMEM) and allocates nothing: see
+/// `start`'s SAFETY.
 fn await_exec(pipe: &OwnedFd, deadline: Option<Instant>) -> bool {
     loop {
         let timeout_ms = match deadline {
@@ -404,8 +405,9 @@ pub fn start(plan: &ChildPlan) -> Result<Outcome, Errno> {
     // end, poll, read the clock and send signals (`await_exec`), none of which allocates
     // or writes errno on success: the child shares our thread pointer and so our errno,
     // which it reads right after each failing call. No other thread of ours runs: the
-    // helper program has none, and takes signals through a signalfd (every signal
-    // blocked), so no handler runs on this thread either.
+    // helper program has none, and installs no signal handler (the signals it handles are
+    // blocked and read from a signalfd, the others keep their default action, SIGPIPE
+    // ignored), so no handler runs on this thread either.
     // SAFETY: as above, nothing the child uses is freed or written by us before the exec
     // pipe's end of file, and we share nothing else with it but errno, left alone.
     let pid = unsafe {
@@ -424,7 +426,8 @@ pub fn start(plan: &ChildPlan) -> Result<Outcome, Errno> {
     if !await_exec(&exec_read, Some(Instant::now() + EXEC_DEADLINE)) {
         // Stopped or held in the kernel before its exec: SIGKILL ends both (a stopped
         // process dies of it, a lease wait is interruptible). Our memory is ours again only
-        // once it has died (the end of file); a kill refused (ESRCH) means it is gone.
+        // once it has died (the end of file). The kill cannot fail: the child is ours and
+        // not reaped (only the event loop reaps, later).
         let _ = sys::kill_process(pid, libc::SIGKILL);
         await_exec(&exec_read, None);
         timed_out = true;
