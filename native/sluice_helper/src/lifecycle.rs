@@ -75,7 +75,7 @@ pub struct Program {
     /// counted earlier programs).
     pub cpu_baseline: Option<(u64, u64)>,
     /// Run instead of sending `kill_signal` on a stop, when set.
-    pub kill_command: Option<Vec<Vec<u8>>>,
+    pub kill_command: Option<kill_command::KillCommand>,
     /// The kill command, once a stop started it.
     pub killer: Option<Killer>,
 }
@@ -272,12 +272,12 @@ impl Program {
     /// The first stop of a program with a `kill_command` runs it (once); returns whether
     /// it was started (if not, the stop sends the signal).
     fn run_kill_command(&mut self) -> bool {
-        let (Some(argv), Phase::Running, Leader::Running) =
+        let (Some(command), Phase::Running, Leader::Running) =
             (&self.kill_command, self.phase, self.leader)
         else {
             return false;
         };
-        match kill_command::start(argv, self.pid, self.cgroup.as_deref()) {
+        match kill_command::start(command, self.pid, self.cgroup.as_deref()) {
             Ok(pid) => {
                 self.killer = Some(Killer::Running(pid));
                 true

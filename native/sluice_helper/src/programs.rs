@@ -226,7 +226,7 @@ impl Programs {
             .map(|&pid| Member { pid, status: None })
             .collect();
         program.cpu_baseline = program.cgroup.as_deref().and_then(cgroup::cpu_stat);
-        program.kill_command = spec.kill_command.clone();
+        program.kill_command = crate::kill_command::KillCommand::of(spec);
         program.roomy = started.roomy;
         for m in &program.members {
             self.by_pid.insert(m.pid, key);

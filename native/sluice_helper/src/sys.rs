@@ -320,6 +320,22 @@ pub fn open_no_magic_links(
     }
 }
 
+/// `open(2)` with `O_CLOEXEC` added, following magic links: only for the helper program's
+/// own paths (`/proc/self/fd/2`, the console), never for a path a caller gave.
+pub fn open_own(path: &std::ffi::CStr, flags: libc::c_int) -> Result<OwnedFd, Errno> {
+    loop {
+        // SAFETY: `path` is a NUL-terminated C string; no O_CREAT, so no mode is read; a
+        // non-negative result is a new fd owned by no one else.
+        let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
+        match Errno::result(fd) {
+            // SAFETY: `fd` was just returned by the kernel, open, and owned by no one else.
+            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The type of the filesystem an open file lives on (`fstatfs`'s `f_type`).
 pub fn filesystem_type(fd: BorrowedFd<'_>) -> Result<i64, Errno> {
     // SAFETY: statfs is plain data, valid when zeroed; fstatfs writes into it.

@@ -1,18 +1,30 @@
 //! The child between `clone` and `execve`: the one fence for the child's `unsafe`.
 //!
-//! The child is started the way posix_spawn does it, `clone(CLONE_VM | CLONE_VFORK)` on a
-//! stack of its own: nothing is copied (a fork of the helper program cost ~110 us more
-//! under virtualisation), and the parent resumes once the child has exec'ed or failed.
-//! Sharing the parent's memory, the child may only make raw syscalls on what the parent
-//! prepared ([`ChildPlan`]): no allocation, no locks. A failure before exec is written
-//! straight into the parent's memory (stage + errno), so a missing program is never
-//! exit code 127.
+//! The child is started almost the way posix_spawn does it, `clone(CLONE_VM)` on a stack
+//! of its own: nothing is copied (a fork of the helper program cost ~110 us more under
+//! virtualisation). Sharing the parent's memory, the child may only make raw syscalls on
+//! what the parent prepared ([`ChildPlan`]): no allocation, no locks. A failure before
+//! exec is written straight into the parent's memory (stage + errno), so a missing program
+//! is never exit code 127.
+//!
+//! Unlike posix_spawn, there is no `CLONE_VFORK`: the kernel would suspend the parent until
+//! the child execs or exits, *without bound*, and a child that has taken on a `user:` can
+//! be held before its exec by that user (a SIGSTOP between setuid and execve; a write
+//! lease on the executable, which makes execve wait `lease-break-time`, 45 s). The
+//! single-threaded helper program would wait as long, and every spawn and stop of the node
+//! with it. Instead the child alone holds the write end of a close-on-exec pipe (the
+//! "exec pipe"): its end of file says the child has exec'ed (the fd closes once the new
+//! program's memory has replaced ours) or exited. The parent polls it for at most
+//! [`EXEC_DEADLINE`]; past it, the child is SIGKILLed (which ends a stop and a lease wait)
+//! and the spawn fails with `:etimedout` at stage `:exec`. Until the end of file the
+//! parent touches nothing the child uses: the stack, the plan, its strings, `Shared`.
 
 use std::ffi::CStr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use sluice_protocol::Stage;
@@ -111,8 +123,9 @@ fn fail(s: &Shared, stage: u64, errno: i32) -> ! {
 /// may need the privilege the last ones drop. Async-signal-safe only.
 fn apply(s: &Shared, a: &Applied) {
     let last = Errno::last_raw;
-    // SAFETY: raw syscalls on values and arrays the parent prepared and keeps alive while
-    // it is suspended (CLONE_VFORK); nothing here allocates or locks.
+    // SAFETY: raw syscalls on values and arrays the parent prepared and keeps alive, unread
+    // and unwritten, until the exec pipe's end of file (see `start`); nothing here
+    // allocates or locks.
     unsafe {
         for (resource, limit) in &a.rlimits {
             if libc::setrlimit(*resource, limit) != 0 {
@@ -169,8 +182,9 @@ fn run(s: &Shared) -> ! {
     let p = s.plan;
     let last = Errno::last_raw;
     // SAFETY: the calls below are raw syscalls on fds and pointers prepared by the parent,
-    // which is suspended until this child execs or exits (CLONE_VFORK), so they all stay
-    // valid; nothing here allocates or locks.
+    // which keeps them alive and untouched until this child execs or exits (it waits for
+    // the exec pipe's end of file, see `start`), so they all stay valid; nothing here
+    // allocates or locks.
     unsafe {
         if p.procs_fd >= 0 && libc::write(p.procs_fd, b"0".as_ptr().cast(), 1) != 1 {
             fail(s, CGROUP, last());
@@ -288,8 +302,9 @@ const LIMITS: u64 = Stage::Limits as u64 + 1;
 /// Size of the stack the child runs on between the clone and exec.
 const CHILD_STACK: usize = 64 * 1024;
 
-/// The top of the child's stack. The parent is suspended while a child uses it
-/// (CLONE_VFORK), so one stack serves every spawn.
+/// The top of the child's stack. The parent does not return from `start` (and so starts
+/// no other child) before the child is done with it (exec'ed or dead: the exec pipe's end
+/// of file), so one stack serves every spawn.
 fn stack_top() -> *mut libc::c_void {
     static STACK: OnceLock<usize> = OnceLock::new();
     let base = *STACK.get_or_init(|| {
@@ -301,10 +316,15 @@ fn stack_top() -> *mut libc::c_void {
 }
 
 extern "C" fn entry(shared: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `shared` is the parent's `Shared`, which stays alive because the parent is
-    // suspended (CLONE_VFORK) until this child execs or exits.
+    // SAFETY: `shared` is the parent's `Shared`, which stays alive because the parent
+    // stays in `start` until this child execs or exits (the exec pipe's end of file).
     run(unsafe { &*(shared as *const Shared) })
 }
+
+/// How long a child may take from the clone to its exec. A normal exec takes well under a
+/// millisecond; a child still before exec past this is stopped (a SIGSTOP from its
+/// `user:`) or waiting in the kernel (a lease on the executable), and is SIGKILLed.
+pub const EXEC_DEADLINE: Duration = Duration::from_secs(2);
 
 /// How the clone went.
 pub enum Outcome {
@@ -316,29 +336,108 @@ pub enum Outcome {
         stage: Stage,
         errno: Errno,
     },
+    /// The child had not exec'ed at [`EXEC_DEADLINE`] and was SIGKILLed; it is still to
+    /// be reaped.
+    TimedOut(libc::pid_t),
 }
 
-/// Clones the child and returns once it has exec'ed or failed.
+/// The exec pipe: its read end, and its write end numbered 5 or above (the child `dup2`s
+/// onto 0 to 4, which must not close it), both close-on-exec.
+fn exec_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let mut fds = [-1; 2];
+    // SAFETY: pipe2 writes two new fds into a local array; we own them from here on.
+    let (read, write) = unsafe {
+        Errno::result(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
+        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+    };
+    // The helper program's fds 0 to 4 are taken (stdio, its port, its fd socket), so this
+    // is rare.
+    if write.as_raw_fd() < 5 {
+        return Ok((read, sys::dup_at_least(write.as_fd(), 5)?));
+    }
+    Ok((read, write))
+}
+
+/// Polls the exec pipe's read end until its end of file (every write end closed: the child
+/// exec'ed or died) or `deadline` (`None`: no deadline); returns whether the end of file
+/// came. The child never writes, so "readable" is the end of file. Makes only syscalls that
+/// leave errno alone when they succeed (poll fails only with EINTR, which needs a signal
+/// handler and the helper program installs none, or ENOMEM) and allocates nothing: see
+/// `start`'s SAFETY.
+fn await_exec(pipe: &OwnedFd, deadline: Option<Instant>) -> bool {
+    loop {
+        let timeout_ms = match deadline {
+            None => -1,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                // Rounded up, so the poll never wakes just before the deadline.
+                (left.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32
+            }
+        };
+        let mut p = [sys::pollfd(pipe.as_raw_fd(), libc::POLLIN)];
+        if matches!(sys::poll(&mut p, timeout_ms), Ok(n) if n > 0) && p[0].revents != 0 {
+            return true;
+        }
+    }
+}
+
+/// Clones the child and returns once it has exec'ed, failed, or been killed at
+/// [`EXEC_DEADLINE`]: never later than the deadline, except for a child the kernel keeps in
+/// an uninterruptible sleep past its SIGKILL (see `docs/architecture.md`).
 pub fn start(plan: &ChildPlan) -> Result<Outcome, Errno> {
+    let (exec_read, exec_write) = exec_pipe()?;
     let shared = Shared {
         plan,
         ignored_signals: ignored_signals(),
         failure: AtomicU64::new(0),
     };
-    // SAFETY: the child shares our memory but runs on its own stack, while we are
-    // suspended; it only reads the plan, makes raw syscalls and writes `shared.failure`.
+    // The child shares our memory but runs on its own stack (`stack_top`); it only
+    // reads the plan (and what it points to), makes raw syscalls and writes
+    // `shared.failure`. All of it lives in this frame or our caller's, and this function
+    // does not return, nor write any of it, before the exec pipe's end of file: the child's
+    // copy of the write end (close-on-exec, numbered above the fds it dup2s onto, never
+    // closed by it otherwise) closes only once the child has exec'ed (after the kernel
+    // switched it to the new program's memory) or exited (after it released ours), so from
+    // then on it uses none of our memory. Meanwhile we only close our copy of the write
+    // end, poll, read the clock and send signals (`await_exec`), none of which allocates
+    // or writes errno on success: the child shares our thread pointer and so our errno,
+    // which it reads right after each failing call. No other thread of ours runs: the
+    // helper program has none, and installs no signal handler (the signals it handles are
+    // blocked and read from a signalfd, the others keep their default action, SIGPIPE
+    // ignored), so no handler runs on this thread either.
+    // SAFETY: as above, nothing the child uses is freed or written by us before the exec
+    // pipe's end of file, and we share nothing else with it but errno, left alone.
     let pid = unsafe {
         libc::clone(
             entry,
             stack_top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            libc::CLONE_VM | libc::SIGCHLD,
             &shared as *const Shared as *mut libc::c_void,
         )
     };
-    let pid = Errno::result(pid)?;
+    let pid = Errno::result(pid);
+    // Only the child holds the write end now (or nobody, if the clone failed).
+    drop(exec_write);
+    let pid = pid?;
+    let mut timed_out = false;
+    if !await_exec(&exec_read, Some(Instant::now() + EXEC_DEADLINE)) {
+        // Stopped or held in the kernel before its exec: SIGKILL ends both (a stopped
+        // process dies of it, a lease wait is interruptible). Our memory is ours again only
+        // once it has died (the end of file). The kill cannot fail: the child is ours and
+        // not reaped (only the event loop reaps, later).
+        let _ = sys::kill_process(pid, libc::SIGKILL);
+        await_exec(&exec_read, None);
+        timed_out = true;
+    }
     let failure = shared.failure.load(Ordering::SeqCst);
     if failure == 0 {
-        return Ok(Outcome::Running(pid));
+        return Ok(match timed_out {
+            true => Outcome::TimedOut(pid),
+            false => Outcome::Running(pid),
+        });
     }
     let code = (failure >> 32) as usize;
     Ok(Outcome::Failed {

@@ -129,6 +129,18 @@ impl Command {
     }
 
     /// The detail of a failure the child reported.
+    /// The text of a child killed because it had not exec'ed by `deadline`.
+    pub fn timeout_text(&self, deadline: std::time::Duration) -> String {
+        format!(
+            "{:?} could not start within {} ms: its process was stopped (SIGSTOP) or held in \
+             the kernel (a lease on the executable) before its exec, and was killed; the \
+             helper program never waits for a program to start ({})",
+            self.program,
+            deadline.as_millis(),
+            errno_name(Errno::ETIMEDOUT)
+        )
+    }
+
     pub fn failure_text(&self, stage: Stage, errno: Errno) -> String {
         let program = &self.program;
         let what = match stage {

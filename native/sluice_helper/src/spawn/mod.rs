@@ -169,6 +169,18 @@ pub fn spawn(
                 });
                 break;
             }
+            Ok(Outcome::TimedOut(pid)) => {
+                failure = Some(SpawnFailure {
+                    errno: Errno::ETIMEDOUT,
+                    reason: None,
+                    stage: Stage::Exec,
+                    detail: command.timeout_text(child::EXEC_DEADLINE),
+                    pid: Some(pid),
+                    cgroup: None,
+                    also_reap: Vec::new(),
+                });
+                break;
+            }
             Err(e) => {
                 failure = Some(SpawnFailure::before_fork(e, Stage::Fork, "clone failed"));
                 break;

@@ -57,7 +57,15 @@ impl Links {
             fds[2] = match &stage.stderr {
                 StderrMode::Stdout => fds[1],
                 StderrMode::Pipe => shared_pipe.unwrap_or(-1),
-                StderrMode::Inherit => -1,
+                StderrMode::Inherit => match redirect::open_console(Stage::Stderr, who)? {
+                    None => -1,
+                    Some(fd) => {
+                        let fd = stdio::above_targets(fd)?;
+                        let raw = fd.as_raw_fd();
+                        owned.push(fd);
+                        raw
+                    }
+                },
                 StderrMode::Null => {
                     let fd = stdio::above_targets(stdio::dev_null(true)?)?;
                     let raw = fd.as_raw_fd();

@@ -48,8 +48,18 @@ fn failure(errno: Errno, stage: Stage, path: &Path) -> SpawnFailure {
     SpawnFailure::before_fork(errno, stage, &what)
 }
 
-/// Opens `path` as `who` runs, without following magic links or waiting, and refuses a
-/// file on /proc.
+/// How a path is opened.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Through {
+    /// A caller's path: never through a magic link.
+    NoMagicLinks,
+    /// The helper program's own `/proc/self/fd/N`: through that one magic link, which is
+    /// the point (the console).
+    OwnFd,
+}
+
+/// Opens `path` as `who` runs, without following magic links (unless `through` says it is
+/// the helper program's own fd) or waiting, and refuses a file on /proc.
 fn open(
     path: &[u8],
     cd: Option<&[u8]>,
@@ -57,9 +67,13 @@ fn open(
     mode: u32,
     stage: Stage,
     who: &Applied,
+    through: Through,
 ) -> Result<OwnedFd, SpawnFailure> {
     let path = resolve(path, cd);
-    let fail = |e| failure(e, stage, &path);
+    let fail = |e| match through {
+        Through::NoMagicLinks => failure(e, stage, &path),
+        Through::OwnFd => console_failure(e, stage),
+    };
     let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| fail(Errno::EINVAL))?;
     let flags = flags | libc::O_NONBLOCK | libc::O_NOCTTY;
     let fd = {
@@ -79,7 +93,11 @@ fn open(
                 )
             }
         };
-        sys::open_no_magic_links(&c_path, flags, mode).map_err(fail)?
+        match through {
+            Through::NoMagicLinks => sys::open_no_magic_links(&c_path, flags, mode),
+            Through::OwnFd => sys::open_own(&c_path, flags),
+        }
+        .map_err(fail)?
     };
     if sys::filesystem_type(fd.as_fd()).map_err(fail)? == PROC_SUPER_MAGIC {
         let what = format!(
@@ -96,7 +114,15 @@ fn open(
 /// Opens the file a program reads as stdin. A FIFO opens at once: with no writer yet, the
 /// program reads end of file.
 pub fn open_input(path: &[u8], cd: Option<&[u8]>, who: &Applied) -> Result<OwnedFd, SpawnFailure> {
-    open(path, cd, libc::O_RDONLY, 0, Stage::Stdin, who)
+    open(
+        path,
+        cd,
+        libc::O_RDONLY,
+        0,
+        Stage::Stdin,
+        who,
+        Through::NoMagicLinks,
+    )
 }
 
 /// Opens (creating with `mode`, truncating unless `append`) a file a program writes to.
@@ -111,7 +137,73 @@ pub fn open_output(
         false => libc::O_TRUNC,
     };
     let flags = libc::O_WRONLY | libc::O_CREAT | how;
-    open(&file.path, cd, flags, file.mode, stage, who)
+    open(
+        &file.path,
+        cd,
+        flags,
+        file.mode,
+        stage,
+        who,
+        Through::NoMagicLinks,
+    )
+}
+
+fn console_failure(errno: Errno, stage: Stage) -> SpawnFailure {
+    let (name, choices) = match stage {
+        Stage::Stderr => ("stderr", ":null, a file, :stdout or :capture"),
+        _ => ("stdout", ":null, a file, :capture or :consume"),
+    };
+    let what = format!(
+        "{name}: :console with user: or group: is the VM's stderr opened afresh with the \
+         program's user's rights, and that user may not open it (a terminal or file of the \
+         node's user, or a socket, which is never shared); use {choices}"
+    );
+    SpawnFailure::before_fork(errno, stage, &what)
+}
+
+/// The console (the helper program's stderr, the VM's) for a program's `stage` (stdout or
+/// stderr) that runs as `who`; `None` when it runs as the helper program does, which then
+/// shares the helper program's own open file, as always.
+///
+/// A program of another user (`user:` or `group:`) gets nothing its user could not open
+/// itself: a shared open file description would let it `ftruncate` a root-only log,
+/// read what the operator types on a root terminal, or push input into it (TIOCSTI).
+/// * a regular file or a device (a terminal): opened afresh, as `who`, through
+///   `/proc/self/fd/2` (the helper program's own fd: the one magic link allowed), write
+///   only and `O_APPEND`, without becoming a controlling terminal; EACCES when `who` may
+///   not open it;
+/// * a pipe: shared, as before: a pipe's write end can only write (and the program could
+///   not reopen it otherwise: /proc would give it the same pipe);
+/// * a socket (journald's stream): refused (EACCES): a shared socket lets the program
+///   `shutdown()` the VM's log stream or read from it, and a socket cannot be reopened.
+pub fn open_console(stage: Stage, who: &Applied) -> Result<Option<OwnedFd>, SpawnFailure> {
+    if who.uid.is_none() && who.gid.is_none() {
+        return Ok(None);
+    }
+    let stderr = std::io::stderr();
+    let kind = nix::sys::stat::fstat(stderr.as_fd())
+        .map_err(|e| console_failure(e, stage))?
+        .st_mode
+        & libc::S_IFMT;
+    match kind {
+        libc::S_IFIFO => sys::dup_at_least(stderr.as_fd(), 0)
+            .map(Some)
+            .map_err(|e| console_failure(e, stage)),
+        libc::S_IFSOCK => Err(console_failure(Errno::EACCES, stage)),
+        _ => {
+            let flags = libc::O_WRONLY | libc::O_APPEND;
+            let fd = open(
+                b"/proc/self/fd/2",
+                None,
+                flags,
+                0,
+                stage,
+                who,
+                Through::OwnFd,
+            )?;
+            Ok(Some(fd))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -108,11 +108,14 @@ fn output(
             (w, roomy)
         }
         StdoutMode::Null => (dev_null(true)?, false),
-        StdoutMode::Inherit => {
-            let fd = sys::dup_at_least(std::io::stderr().as_fd(), 0)
-                .map_err(|e| SpawnFailure::before_fork(e, Stage::Pipe, "cannot dup stderr"))?;
-            (fd, false)
-        }
+        StdoutMode::Inherit => match redirect::open_console(Stage::Stdout, who)? {
+            Some(fd) => (fd, false),
+            None => {
+                let fd = sys::dup_at_least(std::io::stderr().as_fd(), 0)
+                    .map_err(|e| SpawnFailure::before_fork(e, Stage::Pipe, "cannot dup stderr"))?;
+                (fd, false)
+            }
+        },
         StdoutMode::File(f) => {
             let fd = redirect::open_output(f, spec.cd.as_deref(), Stage::Stdout, who)?;
             (fd, false)
@@ -202,7 +205,10 @@ impl Stdio {
             }
             StderrMode::Null => Some(dev_null(true)?),
             StderrMode::File(f) => Some(redirect::open_output(f, cd, Stage::Stderr, who)?),
-            StderrMode::Stdout | StderrMode::Inherit => None,
+            StderrMode::Stdout => None,
+            // The helper program's own (kept by the child), or the console as `who` may
+            // open it.
+            StderrMode::Inherit => redirect::open_console(Stage::Stderr, who)?,
         };
         // A stage's own stderr wins for that stage only: with the first stage's elsewhere,
         // the later stages that read theirs back still share one pipe to the BEAM.
