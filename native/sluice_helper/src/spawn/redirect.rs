@@ -156,7 +156,7 @@ fn console_failure(errno: Errno, stage: Stage) -> SpawnFailure {
     let what = format!(
         "{name}: :console with user: or group: is the VM's stderr opened afresh with the \
          program's user's rights, and that user may not open it (a terminal or file of the \
-         node's user, or a socket, which is never shared); use {choices}"
+         node's user); use {choices}"
     );
     SpawnFailure::before_fork(errno, stage, &what)
 }
@@ -174,8 +174,11 @@ fn console_failure(errno: Errno, stage: Stage) -> SpawnFailure {
 ///   not open it;
 /// * a pipe: shared, as before: a pipe's write end can only write (and the program could
 ///   not reopen it otherwise: /proc would give it the same pipe);
-/// * a socket (journald's stream): refused (EACCES): a shared socket lets the program
-///   `shutdown()` the VM's log stream or read from it, and a socket cannot be reopened.
+/// * a socket (journald's stream under systemd, where most nodes run): shared too, as a
+///   socket cannot be reopened and refusing it would refuse `:console` (the default
+///   `stderr:` of `Sluice.Process`) on those nodes. What the program can do with it is
+///   write, or `shutdown()` the VM's log stream: a loss of logs, no access (journald
+///   sends nothing to read).
 pub fn open_console(stage: Stage, who: &Applied) -> Result<Option<OwnedFd>, SpawnFailure> {
     if who.uid.is_none() && who.gid.is_none() {
         return Ok(None);
@@ -186,10 +189,9 @@ pub fn open_console(stage: Stage, who: &Applied) -> Result<Option<OwnedFd>, Spaw
         .st_mode
         & libc::S_IFMT;
     match kind {
-        libc::S_IFIFO => sys::dup_at_least(stderr.as_fd(), 0)
+        libc::S_IFIFO | libc::S_IFSOCK => sys::dup_at_least(stderr.as_fd(), 0)
             .map(Some)
             .map_err(|e| console_failure(e, stage)),
-        libc::S_IFSOCK => Err(console_failure(Errno::EACCES, stage)),
         _ => {
             let flags = libc::O_WRONLY | libc::O_APPEND;
             let fd = open(
