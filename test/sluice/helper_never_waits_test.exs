@@ -79,7 +79,10 @@ defmodule Sluice.HelperNeverWaitsTest do
       %{user: user, tools: tools} = ctx
 
       {:ok, attacker} =
-        Sluice.Process.start_link([Path.join(tools, "stopper"), "120"], user: user.name)
+        Sluice.Process.start_link([Path.join(tools, "stopper"), "120"],
+          user: user.name,
+          stderr: :null
+        )
 
       assert {:ok, "started\n"} = Sluice.Process.read(attacker, 100, 5_000)
 
@@ -114,7 +117,10 @@ defmodule Sluice.HelperNeverWaitsTest do
       as_user("printf '#!/bin/sh\\necho job\\n' > #{job} && chmod 755 #{job}", user)
 
       {:ok, holder} =
-        Sluice.Process.start_link([Path.join(tools, "lease"), job, "120"], user: user.name)
+        Sluice.Process.start_link([Path.join(tools, "lease"), job, "120"],
+          user: user.name,
+          stderr: :null
+        )
 
       assert {:ok, "leased\n"} = Sluice.Process.read(holder, 100, 5_000)
 
@@ -229,7 +235,9 @@ defmodule Sluice.HelperNeverWaitsTest do
       Sluice.Process.start_link(["sh", "-c", "echo ready; exec sleep 60"],
         user: user.name,
         env: [{"SL19_PROGRAM", "mine"}],
-        kill_command: command
+        kill_command: command,
+        # The VM's stderr may be a file only root may write (CI's log).
+        stderr: :null
       )
 
     assert {:ok, "ready\n"} = Sluice.Process.read(p, 100, 5_000)
