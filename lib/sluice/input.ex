@@ -46,7 +46,7 @@ defmodule Sluice.Input do
   @doc """
   The input source for a checked `:input` option, enumerated where `input_in` says: iodata
   needs no enumeration, so it stays in the caller. (A Sluice stream is enumerated like any
-  input here: the local source drives a pipeable one itself, see `Sluice.Pump.input/1`.)
+  input here: the local source, Sluice.Pump, drives a pipeable one itself.)
   """
   @spec new(term, input_in) :: t
   def new(input, :caller), do: new(input)

@@ -71,23 +71,21 @@ defmodule Sluice.Pump do
     end
   end
 
-  @doc """
-  The input source of checked options: a pipeable Sluice stream (`Sluice.Stream.pipeable?/1`)
-  is driven with its consumer and never makes it wait, so it stays in the caller whatever
-  `input_in` says; any other input is enumerated where `input_in` says.
-  """
+  # The input source of checked options: a pipeable Sluice stream (`Sluice.Stream.pipeable?/1`)
+  # is driven with its consumer and never makes it wait, so it stays in the caller whatever
+  # `input_in` says; any other input is enumerated where `input_in` says.
   @spec input(Sluice.Options.t()) :: input
-  def input(%{input: %Sluice.Stream{} = stream} = opts) do
+  defp input(%{input: %Sluice.Stream{} = stream} = opts) do
     if Sluice.Stream.pipeable?(stream),
       do: {:upstream, stream},
       else: Input.new(stream, opts.input_in)
   end
 
-  def input(opts), do: Input.new(opts.input, opts.input_in)
+  defp input(opts), do: Input.new(opts.input, opts.input_in)
 
-  @doc "A pump over a freshly opened program and its input source."
+  # A pump over a freshly opened program and its input source.
   @spec new(Program.t(), input) :: t
-  def new(program, input) do
+  defp new(program, input) do
     # Arm the program channel, so that the helper program's death wakes us.
     program = Program.control(program)
     program = if input == :none, do: Fds.close_stdin(program), else: program
