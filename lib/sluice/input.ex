@@ -19,8 +19,6 @@ defmodule Sluice.Input do
           | {:unstarted, Enumerable.t()}
           | {:enum, Enumerable.continuation()}
           | {:function, fun}
-          | {:upstream, Sluice.Stream.t()}
-          | {:piped, Sluice.Pump.t(), Sluice.Stream.t()}
           | {:process, Feeder.t()}
           | :done
 
@@ -47,17 +45,12 @@ defmodule Sluice.Input do
 
   @doc """
   The input source for a checked `:input` option, enumerated where `input_in` says: iodata
-  needs no enumeration, and a Sluice stream that is driven with its consumer
-  (`Sluice.Pump.Upstream`) never makes it wait, so both stay in the caller.
+  needs no enumeration, so it stays in the caller. (A Sluice stream is enumerated like any
+  input here: the local source, Sluice.Pump, drives a pipeable one itself.)
   """
   @spec new(term, input_in) :: t
   def new(input, :caller), do: new(input)
   def new(input, :process), do: input |> new() |> in_process()
-
-  @doc "The input source of a program on another node (`new_enumerated/1`), where `input_in` says."
-  @spec new_enumerated(term, input_in) :: t
-  def new_enumerated(input, :caller), do: new_enumerated(input)
-  def new_enumerated(input, :process), do: input |> new_enumerated() |> in_process()
 
   defp in_process({:unstarted, enumerable}), do: {:process, Feeder.start(enumerable)}
   defp in_process({:function, fun}), do: {:process, Feeder.start(fun)}
@@ -69,24 +62,11 @@ defmodule Sluice.Input do
   def new(input) when is_binary(input), do: {:data, input}
   def new(input) when is_function(input, 1), do: {:function, input}
 
-  # A Sluice stream is driven together with its consumer (Sluice.Pump.Upstream).
-  def new(%Sluice.Stream{} = stream) do
-    if Sluice.Stream.pipeable?(stream), do: {:upstream, stream}, else: enum(stream)
-  end
-
   def new(input) when is_list(input) do
     if iodata?(input), do: {:data, IO.iodata_to_binary(input)}, else: enum(input)
   end
 
   def new(input), do: enum(input)
-
-  @doc """
-  The input source of a program on another node: like `new/1`, but a Sluice stream is
-  enumerated like any other input (its program runs here, in the caller).
-  """
-  @spec new_enumerated(term) :: t
-  def new_enumerated(%Sluice.Stream{} = stream), do: enum(stream)
-  def new_enumerated(input), do: new(input)
 
   # Not reduced until the first chunk is wanted: halting a stream that never started must
   # not start it (Stream.resource runs its start function even to halt).
@@ -143,11 +123,6 @@ defmodule Sluice.Input do
   end
 
   def halt({:process, feeder}), do: Feeder.halt(feeder)
-
-  def halt({:piped, up, stream}) do
-    _ = Sluice.Pump.Upstream.stop(up, stream)
-    :ok
-  end
 
   def halt(_input), do: :ok
 

@@ -4,9 +4,11 @@ defmodule Sluice.OutputStream do
   # the program starts when enumeration starts, in the enumerating process (its owner),
   # and the after-callback stops it however enumeration ends (done, halted, raised, or the
   # consumer killed: then the NIF closes its channel and the helper program stops it).
+  # The program is driven through a Sluice.Source. The Enumerable implementation of
+  # Sluice.Stream is here too, so that the public struct's module depends on nothing.
 
   alias Sluice.Program.{Deadline, Errors}
-  alias Sluice.{Driver, ExitError, Lines}
+  alias Sluice.{ExitError, Lines, Source}
 
   @stderr_tail 8_192
   @lost [:helper_down, :nodedown]
@@ -19,13 +21,13 @@ defmodule Sluice.OutputStream do
   defp open(argv, opts, mode) do
     deadline = Deadline.at(opts.start_timeout)
 
-    case Driver.open(argv, opts, deadline) do
-      {:ok, driver} ->
+    case Source.Pick.open(argv, opts, deadline) do
+      {:ok, src} ->
         lines = if opts.lines, do: Lines.new(opts.max_line_length)
 
         %{
           argv: argv,
-          pump: driver,
+          src: src,
           mode: mode,
           opts: opts,
           lines: %{stdout: lines, stderr: lines},
@@ -45,21 +47,21 @@ defmodule Sluice.OutputStream do
   # The consumer's time between elements does not count: `idle_timeout` runs while this
   # waits for output.
   defp next(st) do
-    case Driver.next(st.pump, st.opts.chunk_size, Deadline.at(st.opts.idle_timeout)) do
-      {:data, source, data, pump} ->
-        emit(%{st | pump: pump}, source, data)
+    case Source.next(st.src, st.opts.chunk_size, Deadline.at(st.opts.idle_timeout)) do
+      {:data, source, data, src} ->
+        emit(%{st | src: src}, source, data)
 
-      {:eof, pump} ->
-        finish(%{st | pump: pump})
+      {:eof, src} ->
+        finish(%{st | src: src})
 
-      {:error, :timeout, pump} ->
-        raise_after_close(st, pump, idle_error(st))
+      {:error, :timeout, src} ->
+        raise_after_close(st, src, idle_error(st))
 
-      {:error, lost, pump} when lost in @lost ->
-        raise_after_close(st, pump, Driver.lost_error(pump, lost))
+      {:error, lost, src} when lost in @lost ->
+        raise_after_close(st, src, Source.lost_error(src, lost))
 
-      {:error, reason, pump} ->
-        raise_after_close(st, pump, Errors.data(reason))
+      {:error, reason, src} ->
+        raise_after_close(st, src, Errors.data(reason))
     end
   end
 
@@ -88,15 +90,15 @@ defmodule Sluice.OutputStream do
         do: Enum.flat_map([:stdout, :stderr], &tag(Lines.flush(st.lines[&1]), &1, st)),
         else: []
 
-    {status, pump} = exit_status(st)
-    st = %{st | done: true, pump: pump}
+    {status, src} = exit_status(st)
+    st = %{st | done: true, src: src}
 
     case st.mode do
       :exit_element ->
         {flushed ++ [{:exit, status}], st}
 
       :raise ->
-        statuses = (Driver.exit_info(st.pump) || %{})[:statuses]
+        statuses = (Source.exit_info(st.src) || %{})[:statuses]
         stderr = if st.opts.stderr == :capture, do: st.stderr_tail
 
         case ExitError.check(st.argv, status, statuses, st.opts, stderr: stderr) do
@@ -108,21 +110,21 @@ defmodule Sluice.OutputStream do
   end
 
   defp exit_status(st) do
-    case Driver.await_exit(st.pump, Deadline.at(st.opts.exit_timeout)) do
-      {:ok, status, pump} ->
-        {status, pump}
+    case Source.await_exit(st.src, Deadline.at(st.opts.exit_timeout)) do
+      {:ok, status, src} ->
+        {status, src}
 
-      {:error, :timeout, pump} ->
-        pump = Driver.stop(pump, st.opts.kill_grace)
+      {:error, :timeout, src} ->
+        src = Source.stop(src, st.opts.kill_grace)
 
-        case Driver.await_exit(pump, Deadline.after_stop(st.opts.kill_grace)) do
-          {:ok, status, pump} -> {status, pump}
-          {:error, :timeout, _} -> raise_after_close(st, st.pump, exit_timeout())
-          {:error, lost, pump} -> raise_after_close(st, pump, Driver.lost_error(pump, lost))
+        case Source.await_exit(src, Deadline.after_stop(st.opts.kill_grace)) do
+          {:ok, status, src} -> {status, src}
+          {:error, :timeout, _} -> raise_after_close(st, st.src, exit_timeout())
+          {:error, lost, src} -> raise_after_close(st, src, Source.lost_error(src, lost))
         end
 
-      {:error, lost, pump} ->
-        raise_after_close(st, pump, Driver.lost_error(pump, lost))
+      {:error, lost, src} ->
+        raise_after_close(st, src, Source.lost_error(src, lost))
     end
   end
 
@@ -134,12 +136,19 @@ defmodule Sluice.OutputStream do
   # guarantees say. Afterwards closing the channel makes the helper program clean up what
   # is left; a halted input stream stops its own program the same way.
   defp close(%{done: false} = st) do
-    {_status, pump} = Driver.stop_and_await(st.pump, st.opts.kill_grace)
-    Driver.close(pump)
+    {_status, src} = Source.stop_and_await(st.src, st.opts.kill_grace)
+    Source.close(src)
   end
 
-  defp close(st), do: Driver.close(st.pump)
+  defp close(st), do: Source.close(st.src)
 
   defp tail(bin) when byte_size(bin) <= @stderr_tail, do: bin
   defp tail(bin), do: binary_part(bin, byte_size(bin) - @stderr_tail, @stderr_tail)
+end
+
+defimpl Enumerable, for: Sluice.Stream do
+  def reduce(s, acc, fun), do: Sluice.OutputStream.new(s.argv, s.opts, s.mode).(acc, fun)
+  def count(_s), do: {:error, __MODULE__}
+  def member?(_s, _element), do: {:error, __MODULE__}
+  def slice(_s), do: {:error, __MODULE__}
 end

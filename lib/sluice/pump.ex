@@ -1,9 +1,13 @@
 defmodule Sluice.Pump do
   @moduledoc false
-  # Drives one program from the calling process, for Sluice.run and streams: writes the
-  # `:input` into stdin when stdin can take it, and reads whichever output has data, all in
-  # one process with enif_select (docs/architecture.md). Nothing is read that nobody asked
-  # for: `next/3` reads one chunk.
+  # The local Sluice.Source: drives one program on this node from the calling process, for
+  # Sluice.run and streams: writes the `:input` into stdin when stdin can take it, and reads
+  # whichever output has data, all in one process with enif_select (docs/architecture.md).
+  # Nothing is read that nobody asked for: `next/3` reads one chunk.
+  #
+  # A pipeable Sluice stream given as `:input` is no input to enumerate: its program is
+  # opened here as a pump of its own and driven with this one (`{:upstream, stream}`, then
+  # `{:piped, up, stream}`; see "An upstream Sluice stream" below).
   #
   # Output that is ready is returned before more input is pulled, but pulling the next
   # input element runs the input's own code: an element that takes long to come (a slow
@@ -19,9 +23,10 @@ defmodule Sluice.Pump do
   # ends with `feeding: :more`: the pump takes the news already there (output, the exit,
   # without waiting), checks the deadline, and feeds on.
 
-  alias Sluice.Program.{Deadline, Fds, Output}
-  alias Sluice.{Input, Program}
-  alias Sluice.Pump.Upstream
+  @behaviour Sluice.Source
+
+  alias Sluice.Program.{Deadline, Errors, Fds, Output}
+  alias Sluice.{Error, ExitError, Input, Options, Program}
 
   defstruct [
     :program,
@@ -40,12 +45,18 @@ defmodule Sluice.Pump do
   """
   @type feeding :: :idle | :more
 
+  @typedoc """
+  The input: one enumerated (`Sluice.Input`), or an upstream Sluice stream, not yet
+  started or driven with this pump.
+  """
+  @type input :: Input.t() | {:upstream, Sluice.Stream.t()} | {:piped, t, Sluice.Stream.t()}
+
   # Input elements pulled in one step at most.
   @pulls_per_step 64
 
   @type t :: %__MODULE__{
           program: Program.t(),
-          input: Input.t(),
+          input: input,
           pending: binary,
           buffered: :queue.queue({Program.source(), binary}),
           feeding: feeding,
@@ -53,9 +64,28 @@ defmodule Sluice.Pump do
           input_error: atom | nil
         }
 
-  @doc "A pump over a freshly opened program and its input source."
-  @spec new(Program.t(), Input.t()) :: t
-  def new(program, input) do
+  @impl Sluice.Source
+  def open(argv, opts, deadline) do
+    with {:ok, program} <- Program.open(Options.spawn_spec(argv, opts), deadline) do
+      {:ok, new(Output.frame(program, opts), input(opts))}
+    end
+  end
+
+  # The input source of checked options: a pipeable Sluice stream (`Sluice.Stream.pipeable?/1`)
+  # is driven with its consumer and never makes it wait, so it stays in the caller whatever
+  # `input_in` says; any other input is enumerated where `input_in` says.
+  @spec input(Sluice.Options.t()) :: input
+  defp input(%{input: %Sluice.Stream{} = stream} = opts) do
+    if Sluice.Stream.pipeable?(stream),
+      do: {:upstream, stream},
+      else: Input.new(stream, opts.input_in)
+  end
+
+  defp input(opts), do: Input.new(opts.input, opts.input_in)
+
+  # A pump over a freshly opened program and its input source.
+  @spec new(Program.t(), input) :: t
+  defp new(program, input) do
     # Arm the program channel, so that the helper program's death wakes us.
     program = Program.control(program)
     program = if input == :none, do: Fds.close_stdin(program), else: program
@@ -68,8 +98,7 @@ defmodule Sluice.Pump do
   `{:error, :timeout | :helper_down | :line_too_long | errno, pump}` (`:line_too_long`:
   a terminal refused a line of the input, see `Sluice.Program.Terminal`).
   """
-  @spec next(t, pos_integer, Deadline.t()) ::
-          {:data, Program.source(), binary, t} | {:eof, t} | {:error, atom, t}
+  @impl Sluice.Source
   def next(pump, max, deadline) do
     case step(pump, max, deadline) do
       {:blocked, pump} -> wait(pump, max, deadline)
@@ -77,12 +106,11 @@ defmodule Sluice.Pump do
     end
   end
 
-  @doc false
   # One step without waiting: a chunk, EOF, an error, or `{:blocked, pump}` with every fd
-  # that could change that armed. Sluice.Pump.Upstream drives an upstream program with it.
+  # that could change that armed. An upstream program is driven with it too.
   @spec step(t, pos_integer, Deadline.t()) ::
           {:data, Program.source(), binary, t} | {:eof, t} | {:blocked, t} | {:error, atom, t}
-  def step(pump, max, deadline) do
+  defp step(pump, max, deadline) do
     case :queue.out(pump.buffered) do
       {{:value, {source, data}}, rest} ->
         {:data, source, data, %{pump | buffered: rest}}
@@ -259,10 +287,10 @@ defmodule Sluice.Pump do
   end
 
   defp pull(%{input: {:upstream, stream}} = pump, deadline, pulls),
-    do: pull(%{pump | input: {:piped, Upstream.open(stream), stream}}, deadline, pulls)
+    do: pull(%{pump | input: {:piped, open_upstream(stream), stream}}, deadline, pulls)
 
   defp pull(%{input: {:piped, up, stream}} = pump, deadline, pulls) do
-    case Upstream.step(up, stream, deadline) do
+    case step_upstream(up, stream, deadline) do
       {:data, data, up} ->
         feed(%{pump | pending: data, input: {:piped, up, stream}}, deadline, pulls)
 
@@ -285,7 +313,7 @@ defmodule Sluice.Pump do
   end
 
   defp input_done(pump) do
-    Input.halt(pump.input)
+    halt_input(pump.input)
     %{pump | input: :done, pending: "", program: Fds.close_stdin(pump.program)}
   end
 
@@ -296,10 +324,8 @@ defmodule Sluice.Pump do
     %{pump | program: Fds.close_stdin(pump.program)}
   end
 
-  @doc false
-  # Called by Sluice.Stdin: writes `data` completely, reading output while stdin is full.
-  # Throws when the program no longer takes input (the function's `Enum.into` ends).
-  @spec push(term, binary) :: :ok
+  # Writes `data` completely, reading output while stdin is full.
+  @impl Sluice.Source
   def push(key, data) do
     {pump, deadline} = Process.get(key) || throw({__MODULE__, :input_done})
 
@@ -350,10 +376,131 @@ defmodule Sluice.Pump do
     end
   end
 
-  @doc "Stops the input (halting a suspended Enumerable) and closes the program's fds."
-  @spec close(t) :: :ok
+  ## The program's end
+
+  @impl Sluice.Source
+  def await_exit(pump, deadline) do
+    case Program.await_exit(pump.program, deadline) do
+      {:ok, status, program} -> {:ok, status, %{pump | program: program}}
+      {:error, reason, program} -> {:error, reason, %{pump | program: program}}
+    end
+  end
+
+  @impl Sluice.Source
+  def stop(pump, grace), do: %{pump | program: Program.stop(pump.program, grace)}
+
+  @impl Sluice.Source
+  def stop_and_await(pump, grace) do
+    {status, program} = Program.stop_and_await(pump.program, grace)
+    {status, %{pump | program: program}}
+  end
+
+  @impl Sluice.Source
+  def os_pid(pump), do: Program.os_pid(pump.program)
+
+  @impl Sluice.Source
+  def exit_info(pump), do: Program.exit_info(pump.program)
+
+  @impl Sluice.Source
+  @spec lost_error(t, Sluice.Source.lost()) :: Error.t()
+  def lost_error(_pump, :helper_down), do: Errors.helper_down()
+  def lost_error(_pump, :nodedown), do: Errors.nodedown(node())
+
+  # Stops the input (halting a suspended Enumerable, stopping an upstream program) and
+  # closes the program's fds.
+  @impl Sluice.Source
   def close(pump) do
-    Input.halt(pump.input)
+    halt_input(pump.input)
     Program.close(pump.program)
+  end
+
+  defp halt_input({:piped, up, stream}) do
+    _status = stop_upstream(up, stream)
+    :ok
+  end
+
+  defp halt_input(input), do: Input.halt(input)
+
+  ## An upstream Sluice stream
+
+  # A `Sluice.stream!/2` given as another program's `:input`, driven as part of the
+  # consumer's pump rather than enumerated: its output goes into the downstream program's
+  # stdin as it comes, while the pump waits on both programs' fds at once, so the
+  # downstream's output is never held back by a quiet upstream, and the caller's deadline
+  # covers the whole chain. What stream!/2 guarantees still holds: the upstream's exit
+  # status is checked against its `:success_exit_codes` (Sluice.ExitError), and it is
+  # stopped when the chain ends early.
+
+  # Starts the upstream program (in the calling process, which owns it).
+  @spec open_upstream(Sluice.Stream.t()) :: t
+  defp open_upstream(stream) do
+    spec = Options.spawn_spec(stream.argv, stream.opts)
+
+    case Program.open(spec, Deadline.at(stream.opts.start_timeout)) do
+      {:ok, program} -> new(program, input(stream.opts))
+      {:error, error} -> raise error
+    end
+  end
+
+  # One step of the upstream without waiting: `{:data, binary, up}`, `{:blocked, up}`, or
+  # `:done` once it ended well (raises Sluice.ExitError or Sluice.Error otherwise, after
+  # stopping it).
+  @spec step_upstream(t, Sluice.Stream.t(), Deadline.t()) ::
+          {:data, binary, t} | {:blocked, t} | :done
+  defp step_upstream(up, stream, deadline) do
+    case step(up, stream.opts.chunk_size, deadline) do
+      {:data, _stdout, data, up} ->
+        {:data, data, up}
+
+      {:blocked, up} ->
+        {:blocked, up}
+
+      {:eof, up} ->
+        finish_upstream(up, stream)
+
+      {:error, :helper_down, up} ->
+        fail_upstream(up, stream, Errors.helper_down())
+
+      {:error, reason, up} ->
+        fail_upstream(up, stream, Errors.input(reason))
+    end
+  catch
+    kind, reason ->
+      _status = stop_upstream(up, stream)
+      :erlang.raise(kind, reason, __STACKTRACE__)
+  end
+
+  defp finish_upstream(up, stream) do
+    # A pipeline's statuses come with its exit, for pipefail.
+    {status, statuses} =
+      case Program.await_exit(up.program, Deadline.at(stream.opts.exit_timeout)) do
+        {:ok, status, program} -> {status, (Program.exit_info(program) || %{})[:statuses]}
+        {:error, :timeout, _program} -> {stop_upstream(up, stream), nil}
+        {:error, :helper_down, _program} -> fail_upstream(up, stream, Errors.helper_down())
+      end
+
+    close(up)
+
+    case ExitError.check(stream.argv, status, statuses, stream.opts) do
+      :ok -> :done
+      {:error, error} -> raise error
+    end
+  end
+
+  @spec fail_upstream(t, Sluice.Stream.t(), Error.t()) :: no_return
+  defp fail_upstream(up, stream, error) do
+    _status = stop_upstream(up, stream)
+    raise error
+  end
+
+  # Stops the upstream (kill_signal, SIGKILL after kill_grace) and closes it.
+  @spec stop_upstream(t, Sluice.Stream.t()) :: Program.status() | nil
+  defp stop_upstream(up, stream) do
+    status =
+      if Program.running?(up.program),
+        do: up.program |> Program.stop_and_await(stream.opts.kill_grace) |> elem(0)
+
+    close(up)
+    status
   end
 end

@@ -1,11 +1,11 @@
 defmodule Sluice.Run do
   @moduledoc false
   # Sluice.run/2: the program, its input and its output, all driven from the calling
-  # process through a Sluice.Driver (a Sluice.Pump here, or a reader on another node with
-  # `node:`). `timeout` bounds the whole call, spawn included.
+  # process through a Sluice.Source (a Sluice.Pump here, or with `node:` a
+  # Sluice.Remote.Consumer of a reader on another node). `timeout` bounds the whole call, spawn included.
 
   alias Sluice.Program.{Deadline, Errors}
-  alias Sluice.{Driver, Error, Options, Result}
+  alias Sluice.{Error, Options, Result, Source}
   alias Sluice.Options.Spec
 
   # Bytes per read: as much as a roomy output pipe holds (the NIF allocates only what is
@@ -18,15 +18,15 @@ defmodule Sluice.Run do
     opts = Options.validate!(opts, :run, "Sluice.run/2")
     deadline = Deadline.at(opts.timeout)
 
-    with {:ok, driver} <- Driver.open(argv, opts, deadline) do
+    with {:ok, src} <- Source.Pick.open(argv, opts, deadline) do
       st = %{opts: opts, deadline: deadline, out: [], err: [], size: 0}
 
       try do
-        collect(driver, st)
+        collect(src, st)
       catch
         kind, reason ->
           # The input raised: the program is stopped by the helper once its channel closes.
-          Driver.close(driver)
+          Source.close(src)
           :erlang.raise(kind, reason, __STACKTRACE__)
       end
     end
@@ -34,21 +34,21 @@ defmodule Sluice.Run do
 
   # `idle_timeout` is a deadline renewed at every chunk of output; the wait ends at the
   # nearer of the two.
-  defp collect(pump, st) do
+  defp collect(src, st) do
     idle = Deadline.at(st.opts.idle_timeout)
 
     # min/2: any integer deadline is nearer than :infinity.
-    case Driver.next(pump, @read_max, min(st.deadline, idle)) do
-      {:data, source, data, pump} -> pump |> add_output(st, source, data)
-      {:eof, pump} -> finish(pump, st)
-      {:error, :timeout, pump} when idle != :infinity and idle < st.deadline -> idle(pump, st)
-      {:error, :timeout, pump} -> fail(pump, st, Errors.timed_out(st.opts.timeout))
-      {:error, reason, pump} when reason in [:helper_down, :nodedown] -> lost(pump, st, reason)
-      {:error, reason, pump} -> fail(pump, st, Errors.data(reason))
+    case Source.next(src, @read_max, min(st.deadline, idle)) do
+      {:data, source, data, src} -> src |> add_output(st, source, data)
+      {:eof, src} -> finish(src, st)
+      {:error, :timeout, src} when idle != :infinity and idle < st.deadline -> idle(src, st)
+      {:error, :timeout, src} -> fail(src, st, Errors.timed_out(st.opts.timeout))
+      {:error, reason, src} when reason in [:helper_down, :nodedown] -> lost(src, st, reason)
+      {:error, reason, src} -> fail(src, st, Errors.data(reason))
     end
   end
 
-  defp add_output(pump, st, source, data) do
+  defp add_output(src, st, source, data) do
     st =
       case source do
         :stdout -> %{st | out: [st.out, data]}
@@ -60,55 +60,55 @@ defmodule Sluice.Run do
 
     cond do
       max != :infinity and st.size > max ->
-        fail(pump, st, Errors.max_output(max))
+        fail(src, st, Errors.max_output(max))
 
       # A producer that never pauses never makes a wait time out.
       st.deadline != :infinity and Deadline.passed?(st.deadline) ->
-        fail(pump, st, Errors.timed_out(st.opts.timeout))
+        fail(src, st, Errors.timed_out(st.opts.timeout))
 
       true ->
-        collect(pump, st)
+        collect(src, st)
     end
   end
 
-  defp finish(pump, st) do
-    case Driver.await_exit(pump, st.deadline) do
-      {:ok, status, pump} ->
-        Driver.close(pump)
-        {:ok, result(pump, st, status)}
+  defp finish(src, st) do
+    case Source.await_exit(src, st.deadline) do
+      {:ok, status, src} ->
+        Source.close(src)
+        {:ok, result(src, st, status)}
 
-      {:error, :timeout, pump} ->
-        fail(pump, st, Errors.timed_out(st.opts.timeout))
+      {:error, :timeout, src} ->
+        fail(src, st, Errors.timed_out(st.opts.timeout))
 
-      {:error, reason, pump} ->
-        lost(pump, st, reason)
+      {:error, reason, src} ->
+        lost(src, st, reason)
     end
   end
 
   # Stops the program's group (kill_signal, SIGKILL after kill_grace) before returning.
-  defp fail(pump, st, error) do
-    {status, pump} = Driver.stop_and_await(pump, st.opts.kill_grace)
-    Driver.close(pump)
-    {:error, %{error | result: result(pump, st, status)}}
+  defp fail(src, st, error) do
+    {status, src} = Source.stop_and_await(src, st.opts.kill_grace)
+    Source.close(src)
+    {:error, %{error | result: result(src, st, status)}}
   end
 
-  defp lost(pump, st, reason) do
-    Driver.close(pump)
-    error = Driver.lost_error(pump, reason)
-    {:error, %{error | result: result(pump, st, nil)}}
+  defp lost(src, st, reason) do
+    Source.close(src)
+    error = Source.lost_error(src, reason)
+    {:error, %{error | result: result(src, st, nil)}}
   end
 
-  defp idle(pump, st), do: fail(pump, st, Errors.idle(st.opts.idle_timeout))
+  defp idle(src, st), do: fail(src, st, Errors.idle(st.opts.idle_timeout))
 
-  defp result(pump, st, status) do
+  defp result(src, st, status) do
     Result.with_exit(
       %Result{
-        os_pid: Driver.os_pid(pump),
+        os_pid: Source.os_pid(src),
         status: status,
         stdout: if(Spec.stdout_piped?(st.opts), do: IO.iodata_to_binary(st.out)),
         stderr: if(st.opts.stderr == :capture, do: IO.iodata_to_binary(st.err))
       },
-      Driver.exit_info(pump)
+      Source.exit_info(src)
     )
   end
 end

@@ -19,10 +19,10 @@ defmodule Sluice.Stdin do
   @type t :: %__MODULE__{key: term}
 
   @doc false
-  # Runs `fun` with a Sluice.Stdin for `driver` (Sluice.Pump, Sluice.Remote.Consumer): the
-  # driver's state and deadline live in the process dictionary under the key while it
-  # runs, for `driver.push/2`, which throws `{driver, :input_done}` once stdin is gone.
-  # Returns the driver's state as the function left it.
+  # Runs `fun` with a Sluice.Stdin for the Sluice.Source implementation `driver`
+  # (Sluice.Pump, Sluice.Remote.Consumer): the source's state and deadline live in the
+  # process dictionary under the key while it runs, for its `push/2` callback, which throws
+  # `{driver, :input_done}` once stdin is gone. Returns the source as the function left it.
   @spec run(module, state, integer | :infinity, (t -> term)) :: state when state: term
   def run(driver, state, deadline, fun) do
     key = {driver, make_ref()}
@@ -44,8 +44,8 @@ defmodule Sluice.Stdin do
   end
 
   defimpl Collectable do
-    # The key names the module driving the program (Sluice.Pump, or for a program on
-    # another node Sluice.Remote.Consumer).
+    # The key names the Sluice.Source implementation driving the program (Sluice.Pump, or
+    # for a program on another node Sluice.Remote.Consumer).
     def into(%{key: {driver, _} = key} = stdin) do
       collector = fn
         :ok, {:cont, data} -> driver.push(key, Sluice.Input.Element.chunk!(data))

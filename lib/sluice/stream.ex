@@ -17,17 +17,13 @@ defmodule Sluice.Stream do
   @type t :: %__MODULE__{argv: Sluice.command(), opts: map, mode: :raise | :exit_element}
 
   @doc false
-  # Whether another program may drive this one directly as its input (see above).
+  # Whether another program may drive this one directly as its input (see above; the local
+  # Sluice.Source, Sluice.Pump, does).
   @spec pipeable?(t) :: boolean
   def pipeable?(%__MODULE__{mode: :raise, opts: opts}),
     do: not opts.lines and opts.framing == :raw and opts.stderr in [:console, :null, :stdout]
 
   def pipeable?(_stream), do: false
 
-  defimpl Enumerable do
-    def reduce(s, acc, fun), do: Sluice.OutputStream.new(s.argv, s.opts, s.mode).(acc, fun)
-    def count(_s), do: {:error, __MODULE__}
-    def member?(_s, _element), do: {:error, __MODULE__}
-    def slice(_s), do: {:error, __MODULE__}
-  end
+  # Its Enumerable implementation is in Sluice.OutputStream, which runs the program.
 end

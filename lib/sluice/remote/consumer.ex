@@ -1,8 +1,8 @@
 defmodule Sluice.Remote.Consumer do
   @moduledoc false
-  # The calling side of a `run` or a stream whose program runs on another node: the same
-  # calls as a Sluice.Pump (`next/3`, `await_exit/2`, `stop/2`, `close/1`), over messages
-  # to the Sluice.Remote.Reader that holds the program there.
+  # The remote Sluice.Source: the calling side of a `run` or a stream whose program runs on
+  # another node (`node:`), the same callbacks as Sluice.Pump over messages to the
+  # Sluice.Remote.Reader that holds the program there.
   #
   # Back-pressure across distribution: at most `@window` batches of output are granted and
   # not yet taken by `next/3`, and at most `@input_window` chunks of input are sent and not
@@ -17,8 +17,10 @@ defmodule Sluice.Remote.Consumer do
   # batch of reads, one per grant), `:eof`, `{:exit, status, exit_info}`, `:taken`, `:input_closed`,
   # `:helper_down`, `{:error, atom}`.
 
-  alias Sluice.Program.Deadline
-  alias Sluice.{Error, Input, Program, Remote}
+  @behaviour Sluice.Source
+
+  alias Sluice.Program.{Deadline, Errors}
+  alias Sluice.{Input, Program, Remote}
 
   # Output batches granted ahead of the consumer; input chunks in flight.
   @window 3
@@ -65,9 +67,11 @@ defmodule Sluice.Remote.Consumer do
           exit: exit_state
         }
 
-  @doc "Starts `argv` on `node` before `deadline`, held there by a reader, owned by the caller."
-  @spec open(node, Sluice.command(), map, Deadline.t()) :: {:ok, t} | {:error, Error.t()}
-  def open(node, argv, opts, deadline) do
+  # Starts `argv` on the `node:` of `opts` before `deadline`, held there by a reader, owned
+  # by the caller.
+  @impl Sluice.Source
+  def open(argv, opts, deadline) do
+    node = Remote.node_of(opts)
     start_ms = Deadline.remaining(deadline)
     args = [argv, %{opts | input: nil}, self(), start_ms]
 
@@ -78,16 +82,14 @@ defmodule Sluice.Remote.Consumer do
         monitor: Process.monitor(reader),
         os_pid: os_pid,
         framing: opts.framing,
-        input: Input.new_enumerated(opts.input, opts.input_in)
+        input: Input.new(opts.input, opts.input_in)
       }
 
       {:ok, c}
     end
   end
 
-  @doc "The next chunk of output (see `Sluice.Pump.next/3`); `{:error, :nodedown, c}` too."
-  @spec next(t, pos_integer, Deadline.t()) ::
-          {:data, Program.source(), binary, t} | {:eof, t} | {:error, atom, t}
+  @impl Sluice.Source
   def next(c, max, deadline) do
     case :queue.out(c.buffered) do
       {{:value, {:error, reason}}, rest} -> {:error, reason, %{c | buffered: rest}}
@@ -212,14 +214,13 @@ defmodule Sluice.Remote.Consumer do
 
   ## The program's end
 
-  @doc "What the exit reply said beside the status (see `Sluice.Driver.exit_info/1`)."
-  @spec exit_info(t) :: map | nil
+  # As the reader forwarded it.
+  @impl Sluice.Source
   def exit_info(%{exit: {:exited, _status, info}}), do: info
   def exit_info(_c), do: nil
 
-  @doc "Waits for the exit status until `deadline`; output still coming is dropped."
-  @spec await_exit(t, Deadline.t()) ::
-          {:ok, Program.status(), t} | {:error, :timeout | :helper_down | :nodedown, t}
+  # Output still coming is dropped.
+  @impl Sluice.Source
   def await_exit(%{exit: {:exited, status, _info}} = c, _deadline), do: {:ok, status, c}
   def await_exit(%{exit: :running} = c, deadline), do: c |> watch() |> await_exit_event(deadline)
   def await_exit(%{exit: gone} = c, _deadline), do: {:error, gone, c}
@@ -231,15 +232,14 @@ defmodule Sluice.Remote.Consumer do
     end
   end
 
-  @doc "Asks the reader to stop the program (kill_signal, SIGKILL after `grace`)."
-  @spec stop(t, non_neg_integer) :: t
+  # Asks the reader to stop the program (kill_signal, SIGKILL after `grace`).
+  @impl Sluice.Source
   def stop(c, grace) do
     request(c, {:stop, grace})
     halt_input(c)
   end
 
-  @doc "Stops the program and waits for its status up to `grace` + 2 s (nil if none)."
-  @spec stop_and_await(t, non_neg_integer) :: {Program.status() | nil, t}
+  @impl Sluice.Source
   def stop_and_await(%{exit: :running} = c, grace) do
     case c
          |> watch()
@@ -255,12 +255,17 @@ defmodule Sluice.Remote.Consumer do
   defp exit_status(%{exit: {:exited, status, _info}}), do: status
   defp exit_status(_c), do: nil
 
-  @doc """
-  Halts the input and lets the reader go: it closes the pipes (the helper program there
-  stops what is left of the program). Waits for the reader to end, then drops its
-  messages still queued here.
-  """
-  @spec close(t) :: :ok
+  @impl Sluice.Source
+  def os_pid(c), do: c.os_pid
+
+  @impl Sluice.Source
+  def lost_error(_c, :helper_down), do: Errors.helper_down()
+  def lost_error(c, :nodedown), do: Errors.nodedown(c.node)
+
+  # Halts the input and lets the reader go: it closes the pipes (the helper program there
+  # stops what is left of the program). Waits for the reader to end, then drops its
+  # messages still queued here.
+  @impl Sluice.Source
   def close(c) do
     %{reader: reader, monitor: mon} = c = c |> halt_input() |> watch()
     request(c, :close)
@@ -312,10 +317,8 @@ defmodule Sluice.Remote.Consumer do
     c
   end
 
-  @doc false
-  # Called by Sluice.Stdin: sends `data` and returns once the input window has room.
-  # Throws when the program no longer takes input (the function's `Enum.into` ends).
-  @spec push(term, binary) :: :ok
+  # Sends `data` and returns once the input window has room.
+  @impl Sluice.Source
   def push(key, data) do
     {c, deadline} = Process.get(key) || throw({__MODULE__, :input_done})
     request(c, {:input, data})
