@@ -25,31 +25,28 @@ defmodule Sluice.Program.Output do
   `{:eof, p}`: none is open any more.
   """
   @spec next(Program.t(), [Program.source()], pos_integer) :: next
-  def next(p, sources, max) do
-    turn = Enum.filter(p.turn, &(&1 in sources))
-    next(p, turn, turn, max)
-  end
+  def next(p, sources, max), do: next(p, p.turn, sources, max, false)
 
-  defp next(p, [], sources, _max) do
-    if Enum.any?(sources, &open?(p, &1)), do: {:blocked, p}, else: {:eof, p}
-  end
+  # Walks the turn order once (this runs for every chunk: no list is built on the way);
+  # `waiting` is whether a source that is still open would block.
+  defp next(p, [], _sources, _max, waiting), do: if(waiting, do: {:blocked, p}, else: {:eof, p})
 
-  defp next(p, [source | rest], sources, max) do
-    if open?(p, source) do
+  defp next(p, [source | rest], sources, max, waiting) do
+    if :lists.member(source, sources) and open?(p, source) do
       case read(p, source, max) do
-        {:ok, data, p} ->
-          {:data, source, data, %{p | turn: List.delete(p.turn, source) ++ [source]}}
-
-        {:error, reason, p} ->
-          {:error, source, reason, p}
-
-        {_eof_or_wait, p} ->
-          next(p, rest, sources, max)
+        {:ok, data, p} -> {:data, source, data, last_turn(p, source)}
+        {:error, reason, p} -> {:error, source, reason, p}
+        {:wait, p} -> next(p, rest, sources, max, true)
+        {:eof, p} -> next(p, rest, sources, max, waiting)
       end
     else
-      next(p, rest, sources, max)
+      next(p, rest, sources, max, waiting)
     end
   end
+
+  # The source that gave data goes last.
+  defp last_turn(%{turn: [source, other]} = p, source), do: %{p | turn: [other, source]}
+  defp last_turn(p, _source), do: p
 
   @doc """
   Reads stdout in frames of the options' `:framing` (`:raw`, the default: as the bytes
@@ -115,9 +112,9 @@ defmodule Sluice.Program.Output do
   @doc "Whether `source` is piped and not at EOF."
   @spec open?(Program.t(), Program.role()) :: boolean
   def open?(%{decoder: %Framing{} = d} = p, :stdout),
-    do: Map.get(p.open, :stdout) == :open or Framing.ready?(d)
+    do: match?(%{stdout: :open}, p.open) or Framing.ready?(d)
 
-  def open?(p, role), do: Map.get(p.open, role) == :open
+  def open?(%{open: open}, role), do: match?(%{^role => :open}, open)
 
   @doc "The outputs still open, stdout first."
   @spec open_outputs(Program.t()) :: [Program.source()]
