@@ -21,6 +21,7 @@ defmodule Sluice do
   """
 
   alias Sluice.{Error, ExitError, Options, Result}
+  alias Sluice.Options.Command
 
   @typedoc """
   What to run: an argv (the program, then its arguments; executed directly, no shell), or
@@ -234,7 +235,7 @@ defmodule Sluice do
 
   defp build_stream(argv, opts, mode, who) do
     # Validate eagerly, so mistakes raise where the stream is built.
-    argv = Options.argv!(argv)
+    argv = Command.argv!(argv)
     %Sluice.Stream{argv: argv, opts: Options.validate!(opts, :stream, who), mode: mode}
   end
 end

@@ -45,6 +45,7 @@ defmodule Sluice.Daemon do
 
   alias Sluice.Program.{Deadline, Errors}
   alias Sluice.{Error, Lines, Options}
+  alias Sluice.Options.Command
   alias Sluice.Process, as: P
 
   # Options of the daemon itself, not of its Sluice.Process.
@@ -116,7 +117,7 @@ defmodule Sluice.Daemon do
     end
 
     {argv, opts} = Keyword.pop(opts, :argv)
-    argv = Options.argv!(argv)
+    argv = Command.argv!(argv)
 
     if Keyword.has_key?(opts, :stderr) do
       Sluice.OptionError.raise!(
@@ -129,7 +130,7 @@ defmodule Sluice.Daemon do
     end
 
     checked = Options.validate!(opts, :daemon, who)
-    Options.command!(argv, checked)
+    Command.command!(argv, checked)
     {argv, opts, checked}
   end
 

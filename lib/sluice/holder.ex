@@ -21,7 +21,7 @@ defmodule Sluice.Holder do
   #     the registry names the holder itself.
 
   alias Sluice.Program
-  alias Sluice.Program.{Deadline, Fds, Log}
+  alias Sluice.Program.{Deadline, Fds, Log, Start}
 
   @typedoc "How the holder watches its owner (see above)."
   @type watch :: :monitor | :link
@@ -96,8 +96,8 @@ defmodule Sluice.Holder do
 
     opened =
       case spec do
-        {:manage, spec} -> Program.manage(spec, deadline, listed)
-        spec -> Program.open(spec, deadline, listed)
+        {:manage, spec} -> Start.manage(spec, deadline, listed)
+        spec -> Start.open(spec, deadline, listed)
       end
 
     case opened do

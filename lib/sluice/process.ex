@@ -161,6 +161,7 @@ defmodule Sluice.Process do
   """
   alias Sluice.Program.Errors
   alias Sluice.{Error, Options}
+  alias Sluice.Options.Command
   alias Sluice.Process.Starter
 
   # A stop's grace when none is given: kill_grace's default (Sluice.Options' table).
@@ -239,11 +240,11 @@ defmodule Sluice.Process do
   def start(argv, opts \\ []), do: start(argv, opts, "Sluice.Process.start/2")
 
   defp start(argv, opts, who) do
-    argv = Options.argv!(argv)
+    argv = Command.argv!(argv)
     opts = Options.validate!(opts, :process, who)
 
     case Sluice.Remote.node_of(opts) do
-      nil -> Starter.start_server(Options.spawn_spec(argv, opts), opts, self())
+      nil -> Starter.start_server(Command.spawn_spec(argv, opts), opts, self())
       node -> Sluice.Remote.call(node, :start_process, [argv, opts, self()], opts.start_timeout)
     end
   end

@@ -42,9 +42,9 @@ defmodule Sluice.Program do
   # `:fd4`: they are this value's `:stdin` and `:stdout`, and the program's own stdout and
   # stderr, when piped (to be logged), are `:log_stdout` and `:log_stderr`.
 
-  alias Sluice.{Error, Framing, Native, Registry}
+  alias Sluice.{Framing, Native, Registry}
   alias Sluice.Helper.Protocol
-  alias Sluice.Program.{Channel, Deadline, Fds, Output, Start, Terminal}
+  alias Sluice.Program.{Channel, Deadline, Fds, Output, Terminal}
 
   defstruct [
     :id,
@@ -94,23 +94,8 @@ defmodule Sluice.Program do
           turn: [source]
         }
 
-  ## Opening (Sluice.Program.Start)
-
-  @doc """
-  Starts a program from a spawn spec (see `Sluice.Options.spawn_spec/2`) and waits for it
-  to run, until `deadline` (monotonic ms). The caller holds it; `owner` (default the
-  caller) is whom `Sluice.list/0` names as its owner.
-  """
-  @spec open(map, Deadline.t(), pid) :: {:ok, t} | {:error, Error.t()}
-  defdelegate open(spec, deadline, owner \\ self()), to: Start
-
-  @doc """
-  Adopts a running process Sluice did not start, from a manage spec (see
-  `Sluice.Options.manage_spec/2`): the helper program holds a pidfd for it. Like `open/3`
-  otherwise; the result has no pipes.
-  """
-  @spec manage(map, Deadline.t(), pid) :: {:ok, t} | {:error, Error.t()}
-  defdelegate manage(spec, deadline, owner \\ self()), to: Start
+  # Opening: Sluice.Program.Start.open/3 and manage/3 build this value (Start sits above
+  # this module: it makes the struct, and this module never calls it).
 
   ## Data
 

@@ -25,8 +25,9 @@ defmodule Sluice.Pump do
 
   @behaviour Sluice.Source
 
-  alias Sluice.Program.{Deadline, Errors, Fds, Output}
-  alias Sluice.{Error, ExitError, Input, Options, Program}
+  alias Sluice.Program.{Deadline, Errors, Fds, Output, Start}
+  alias Sluice.{Error, ExitError, Input, Program}
+  alias Sluice.Options.Command
 
   defstruct [
     :program,
@@ -66,7 +67,7 @@ defmodule Sluice.Pump do
 
   @impl Sluice.Source
   def open(argv, opts, deadline) do
-    with {:ok, program} <- Program.open(Options.spawn_spec(argv, opts), deadline) do
+    with {:ok, program} <- Start.open(Command.spawn_spec(argv, opts), deadline) do
       {:ok, new(Output.frame(program, opts), input(opts))}
     end
   end
@@ -434,9 +435,9 @@ defmodule Sluice.Pump do
   # Starts the upstream program (in the calling process, which owns it).
   @spec open_upstream(Sluice.Stream.t()) :: t
   defp open_upstream(stream) do
-    spec = Options.spawn_spec(stream.argv, stream.opts)
+    spec = Command.spawn_spec(stream.argv, stream.opts)
 
-    case Program.open(spec, Deadline.at(stream.opts.start_timeout)) do
+    case Start.open(spec, Deadline.at(stream.opts.start_timeout)) do
       {:ok, program} -> new(program, input(stream.opts))
       {:error, error} -> raise error
     end

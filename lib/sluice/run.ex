@@ -6,6 +6,7 @@ defmodule Sluice.Run do
 
   alias Sluice.Program.{Deadline, Errors}
   alias Sluice.{Error, Options, Result, Source}
+  alias Sluice.Options.Command
   alias Sluice.Options.Spec
 
   # Bytes per read: as much as a roomy output pipe holds (the NIF allocates only what is
@@ -14,7 +15,7 @@ defmodule Sluice.Run do
 
   @spec run(Sluice.command(), keyword) :: {:ok, Result.t()} | {:error, Error.t()}
   def run(argv, opts) do
-    argv = Options.argv!(argv)
+    argv = Command.argv!(argv)
     opts = Options.validate!(opts, :run, "Sluice.run/2")
     deadline = Deadline.at(opts.timeout)
 

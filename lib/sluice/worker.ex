@@ -56,7 +56,8 @@ defmodule Sluice.Worker do
   @behaviour Sluice.Holder
 
   alias Sluice.Program.{Fds, Output}
-  alias Sluice.{Framing, Holder, Options, Program}
+  alias Sluice.{Framing, Holder, Options, Program, Remote}
+  alias Sluice.Options.Command
 
   @type t :: GenServer.server()
 
@@ -119,14 +120,15 @@ defmodule Sluice.Worker do
     server_opts = if name, do: [name: name], else: []
 
     result =
-      case Sluice.Remote.node_of(opts) do
+      case Remote.node_of(opts) do
         nil ->
           start_here(argv, opts, server_opts, self())
 
         node ->
-          Sluice.Remote.call(
+          Remote.call(
             node,
-            :start_worker,
+            __MODULE__,
+            :start_remote,
             [argv, opts, server_opts, self()],
             opts.start_timeout
           )
@@ -139,10 +141,10 @@ defmodule Sluice.Worker do
   # The worker's options checked (ArgumentError naming the mistake, for `who`): argv, the
   # name, and the checked options of its Sluice.Process.
   defp config!(argv, opts, who) do
-    argv = Options.argv!(argv)
+    argv = Command.argv!(argv)
     {name, opts} = if Keyword.keyword?(opts), do: Keyword.pop(opts, :name), else: {nil, opts}
     opts = Options.validate!(opts, :worker, who)
-    Options.command!(argv, opts)
+    Command.command!(argv, opts)
 
     cond do
       opts.framing == :raw ->
@@ -152,12 +154,19 @@ defmodule Sluice.Worker do
         Options.bad!(:stderr, ":console, :null, :stdout or :log for a worker", :consume)
 
       # A name registered on the worker's node would not be found here: only global ones.
-      Sluice.Remote.node_of(opts) != nil and is_atom(name) and name != nil ->
+      Remote.node_of(opts) != nil and is_atom(name) and name != nil ->
         Options.bad!(:name, "{:global, term} or {:via, module, term} with :node", name)
 
       true ->
         {argv, name, opts}
     end
+  end
+
+  @doc false
+  # Run on the worker's node for a caller on another node (Sluice.Remote.call/5).
+  @spec start_remote(Sluice.command(), map, keyword, pid) :: {:ok, pid} | {:error, term}
+  def start_remote(argv, opts, server_opts, owner) do
+    with :ok <- Remote.running(), do: start_here(argv, opts, server_opts, owner)
   end
 
   @doc false
@@ -169,7 +178,7 @@ defmodule Sluice.Worker do
   # start, the worker could be gone first: a `:noproc` in place of its reason).
   @spec start_here(Sluice.command(), map, keyword, pid) :: {:ok, pid} | {:error, term}
   def start_here(argv, opts, server_opts, owner) do
-    spec = Options.spawn_spec(argv, opts)
+    spec = Command.spawn_spec(argv, opts)
 
     case Holder.start_server(__MODULE__, {spec, opts, owner}, server_opts) do
       {:failed, reason} -> {:error, reason}

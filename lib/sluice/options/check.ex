@@ -6,6 +6,7 @@ defmodule Sluice.Options.Check do
   # Sluice.Options'. Also the checks of values that are not options but share their
   # rules: argv, timeouts.
 
+  alias Sluice.Helper.Protocol
   alias Sluice.OptionError
 
   @log_levels [:emergency, :alert, :critical, :error, :warning, :warn, :notice, :info, :debug]
@@ -177,17 +178,12 @@ defmodule Sluice.Options.Check do
 
   def check!(:arg0, nil, _), do: nil
 
-  def check!(:arg0, name, _) when is_binary(name) or is_list(name) do
-    case chars(name) do
-      {:ok, name} when name != "" ->
-        if String.contains?(name, <<0>>), do: bad_arg0(name), else: name
-
-      _ ->
-        bad_arg0(name)
+  def check!(:arg0, name, _) do
+    case Protocol.text(name) do
+      {:ok, name} -> name
+      :error -> bad_arg0(name)
     end
   end
-
-  def check!(:arg0, name, _), do: bad_arg0(name)
 
   def check!(:kill_command, nil, _), do: nil
 
@@ -195,9 +191,6 @@ defmodule Sluice.Options.Check do
     argv!(argv)
   rescue
     ArgumentError -> bad!(:kill_command, "nil or an argv (a non-empty list of strings)", argv)
-  else
-    %Sluice.Pipeline{} -> bad!(:kill_command, "an argv, not a pipeline", argv)
-    argv -> argv
   end
 
   def check!(:rlimits, limits, _) when is_list(limits) do
@@ -238,12 +231,10 @@ defmodule Sluice.Options.Check do
   defp stderr_file!(file), do: file!(:stderr, file)
 
   @doc """
-  Checks argv: a non-empty proper list of strings without NUL bytes, or a
-  `Sluice.Pipeline` (checked when it was built).
+  Checks argv: a non-empty proper list of strings without NUL bytes (a command that may
+  be a pipeline: Sluice.Options.Command.argv!/1).
   """
-  @spec argv!(term) :: Sluice.command()
-  def argv!(%Sluice.Pipeline{} = pipeline), do: pipeline
-
+  @spec argv!(term) :: [String.t()]
   def argv!(argv) do
     cond do
       not proper_list?(argv) or argv == [] ->
@@ -284,21 +275,6 @@ defmodule Sluice.Options.Check do
   def ms(_t, true), do: {:error, "a non-negative integer (ms) up to #{@max_ms} or :infinity"}
   def ms(_t, false), do: {:error, "a non-negative integer (ms) up to #{@max_ms}"}
 
-  @doc """
-  A name or a path as the helper takes it: non-empty, without NUL bytes, given as a binary
-  or (by Erlang callers and `sys.config`) a charlist.
-  """
-  @spec text(term) :: {:ok, String.t()} | :error
-  def text(value) do
-    case chars(value) do
-      {:ok, text} when text != "" ->
-        if String.contains?(text, <<0>>), do: :error, else: {:ok, text}
-
-      _ ->
-        :error
-    end
-  end
-
   defp file!(key, {:file, path, opts}) do
     unless is_list(opts) and Keyword.keyword?(opts),
       do: bad!(key, "{:file, path, opts} with a keyword list of :append and :mode", opts)
@@ -314,14 +290,14 @@ defmodule Sluice.Options.Check do
   end
 
   defp path!(key, path) do
-    case text(path) do
+    case Protocol.text(path) do
       {:ok, path} -> path
       :error -> bad!(key, "{:file, path} with a non-empty path without NUL bytes", path)
     end
   end
 
   defp name!(key, name) do
-    case text(name) do
+    case Protocol.text(name) do
       {:ok, name} ->
         name
 
@@ -329,19 +305,6 @@ defmodule Sluice.Options.Check do
         bad!(key, "a non-empty name without NUL bytes or an integer id 0..#{@max_id}", name)
     end
   end
-
-  defp chars(value) when is_binary(value), do: {:ok, value}
-
-  defp chars(value) when is_list(value) do
-    case :unicode.characters_to_binary(value) do
-      binary when is_binary(binary) -> {:ok, binary}
-      _ -> :error
-    end
-  rescue
-    ArgumentError -> :error
-  end
-
-  defp chars(_value), do: :error
 
   defp limit!(n) when is_integer(n) and n in 0..@max_limit, do: {n, n}
   defp limit!(:infinity), do: {:infinity, :infinity}
