@@ -69,7 +69,7 @@ defmodule Sluice.Daemon do
       id: checked.id || checked.name || {__MODULE__, argv},
       start: {__MODULE__, :start_link, [opts]},
       # Long enough for the program to end within its kill grace.
-      shutdown: Sluice.Program.Deadline.plus_margin(checked.kill_grace, 1_000)
+      shutdown: Deadline.plus_margin(checked.kill_grace, 1_000)
     }
   end
 

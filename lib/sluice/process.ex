@@ -159,13 +159,10 @@ defmodule Sluice.Process do
   `docs/guarantees.md`), also when the program's status came first. Adopted processes are not
   killed: they are not the helper program's children.
   """
-  alias Sluice.Program.Errors
+  alias Sluice.Program.{Deadline, Errors}
   alias Sluice.{Error, Options}
   alias Sluice.Options.Command
   alias Sluice.Process.Starter
-
-  # A stop's grace when none is given: kill_grace's default (Sluice.Options' table).
-  @stop_grace Options.defaults(:process).kill_grace
 
   @type t :: GenServer.server()
   @type status :: non_neg_integer | {:signal, atom | pos_integer} | :unknown
@@ -479,6 +476,13 @@ defmodule Sluice.Process do
   end
 
   @doc """
+  Stops the program and this server as `stop/2` does, with the default of the
+  `kill_grace` option as `grace_ms` (`Sluice.Options`).
+  """
+  @spec stop(t) :: {:ok, status} | {:error, :closed | :nodedown | Error.t()}
+  def stop(p), do: stop(p, Options.defaults(:process).kill_grace)
+
+  @doc """
   Stops the program and this server: closes stdin, sends `kill_signal` (default SIGTERM) to
   the process group, SIGKILL after `grace_ms`, and returns the exit status. If the exit is
   not reported within `grace_ms` + 5 s (the helper program is stuck), returns
@@ -489,10 +493,10 @@ defmodule Sluice.Process do
       {:ok, {:signal, :sigterm}}
   """
   @spec stop(t, non_neg_integer) :: {:ok, status} | {:error, :closed | :nodedown | Error.t()}
-  def stop(p, grace_ms \\ @stop_grace) do
+  def stop(p, grace_ms) do
     grace_ms = Options.timeout!(grace_ms, :grace_ms, infinity: false)
 
-    case call(p, {:stop, grace_ms}, Sluice.Program.Deadline.plus_margin(grace_ms, 5_000)) do
+    case call(p, {:stop, grace_ms}, Deadline.plus_margin(grace_ms, 5_000)) do
       {:error, :timeout} -> {:error, Errors.no_answer()}
       answer -> answer
     end

@@ -13,7 +13,7 @@ defmodule Sluice.Remote do
   # is enumerated in the caller) and build the spawn spec there, so the environment and
   # the working directory are the remote node's.
 
-  alias Sluice.Program.Errors
+  alias Sluice.Program.{Deadline, Errors}
   alias Sluice.Error
   alias Sluice.Options.Command
 
@@ -56,7 +56,7 @@ defmodule Sluice.Remote do
       {:error, Errors.remote_start_failed(node, reason)}
   end
 
-  defp margin(ms), do: Sluice.Program.Deadline.plus_margin(ms, @call_margin)
+  defp margin(ms), do: Deadline.plus_margin(ms, @call_margin)
 
   ## Run on the program's node
 

@@ -55,7 +55,7 @@ defmodule Sluice.Worker do
   use GenServer
   @behaviour Sluice.Holder
 
-  alias Sluice.Program.{Fds, Output}
+  alias Sluice.Program.{Deadline, Fds, Output}
   alias Sluice.{Framing, Holder, Options, Program, Remote}
   alias Sluice.Options.Command
 
@@ -101,7 +101,7 @@ defmodule Sluice.Worker do
     %{
       id: name || {__MODULE__, argv},
       start: {__MODULE__, :start_link, [argv, opts]},
-      shutdown: Sluice.Program.Deadline.plus_margin(checked.kill_grace, 1_000)
+      shutdown: Deadline.plus_margin(checked.kill_grace, 1_000)
     }
   end
 

@@ -7,6 +7,7 @@ defmodule Sluice.Options.Check do
   # rules: argv, timeouts.
 
   alias Sluice.Helper.Protocol
+  alias Sluice.Program.Deadline
   alias Sluice.OptionError
 
   @log_levels [:emergency, :alert, :critical, :error, :warning, :warn, :notice, :info, :debug]
@@ -24,15 +25,6 @@ defmodule Sluice.Options.Check do
   @max_id 4_294_967_294
   # rlim_t is 64 bits, and 2^64 - 1 is RLIM_INFINITY (:infinity says it).
   @max_limit 18_446_744_073_709_551_614
-  # The longest wait the VM's timers (and `receive ... after`) take: 2^32 - 1 ms, about
-  # 49.7 days. Past it they raise :timeout_value, so every timeout is checked against it
-  # before anything starts (ms/2, the one check of timeouts, options and arguments alike).
-  @max_ms Sluice.Program.Deadline.max_ms()
-
-  @doc "The longest timeout in ms (2^32 - 1)."
-  @spec max_ms() :: pos_integer
-  def max_ms, do: @max_ms
-
   @doc "Checks one option's value for `entry` and returns it normalised."
   @spec check!(atom, term, Sluice.Options.entry()) :: term
   def check!(:cd, nil, _), do: nil
@@ -270,10 +262,21 @@ defmodule Sluice.Options.Check do
   expected; `:infinity` only when `infinity?`.
   """
   @spec ms(term, boolean) :: {:ok, timeout} | {:error, String.t()}
+  # The limit is the longest wait the VM's timers (and `receive ... after`) take: 2^32 - 1
+  # ms, about 49.7 days (Deadline.max_ms/0, the one clock's range). Past it they raise
+  # :timeout_value, so every timeout is checked against it before anything starts. Read
+  # at run time, not into an attribute: this module then needs Deadline only at run time.
   def ms(:infinity, true), do: {:ok, :infinity}
-  def ms(t, _infinity?) when is_integer(t) and t >= 0 and t <= @max_ms, do: {:ok, t}
-  def ms(_t, true), do: {:error, "a non-negative integer (ms) up to #{@max_ms} or :infinity"}
-  def ms(_t, false), do: {:error, "a non-negative integer (ms) up to #{@max_ms}"}
+
+  def ms(t, infinity?) when is_integer(t) and t >= 0,
+    do: if(t <= Deadline.max_ms(), do: {:ok, t}, else: ms_error(infinity?))
+
+  def ms(_t, infinity?), do: ms_error(infinity?)
+
+  defp ms_error(true),
+    do: {:error, "a non-negative integer (ms) up to #{Deadline.max_ms()} or :infinity"}
+
+  defp ms_error(false), do: {:error, "a non-negative integer (ms) up to #{Deadline.max_ms()}"}
 
   defp file!(key, {:file, path, opts}) do
     unless is_list(opts) and Keyword.keyword?(opts),

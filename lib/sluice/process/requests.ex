@@ -10,6 +10,10 @@ defmodule Sluice.Process.Requests do
 
   defstruct reads: [], writes: :queue.new(), exit_waiters: [], stop_waiters: []
 
+  @doc "No pending work."
+  @spec new() :: t
+  def new, do: %__MODULE__{}
+
   @type timer :: {reference, reference} | nil
   @type read :: %{
           from: GenServer.from(),

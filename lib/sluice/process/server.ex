@@ -30,14 +30,16 @@ defmodule Sluice.Process.Server do
     :owner,
     :controller,
     :info,
+    # Requests.new/0 in init/1 (a struct default here would make this module depend on
+    # Requests at compile time).
+    :requests,
     origin: :spawned,
     framing: :raw,
     log: %{},
     decoding: :sound,
     output: :passive,
     exit_report: :pending,
-    relay: :none,
-    requests: %Requests{}
+    relay: :none
   ]
 
   @typedoc """
@@ -80,7 +82,8 @@ defmodule Sluice.Process.Server do
         info: Registry.info(Program.id(program)),
         origin: Program.origin(program),
         framing: opts.framing,
-        log: log
+        log: log,
+        requests: Requests.new()
       }
 
       {:ok, s}
@@ -181,7 +184,7 @@ defmodule Sluice.Process.Server do
         waiter =
           Requests.request(
             %{from: from},
-            Sluice.Program.Deadline.plus_margin(grace, @stop_slack),
+            Deadline.plus_margin(grace, @stop_slack),
             :stop
           )
 

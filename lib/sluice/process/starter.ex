@@ -3,7 +3,7 @@ defmodule Sluice.Process.Starter do
   # How a Sluice.Process comes to be: its server started for a spawn spec or an adoption,
   # with every way the start can fail turned into a Sluice.Error.
 
-  alias Sluice.Program.Errors
+  alias Sluice.Program.{Deadline, Errors}
   alias Sluice.Error
   alias Sluice.Process.Server
 
@@ -38,7 +38,7 @@ defmodule Sluice.Process.Starter do
   """
   @spec start_server(map | {:manage, map}, map, pid) :: {:ok, pid} | {:error, Error.t()}
   def start_server(spec, opts, owner) do
-    timeout = Sluice.Program.Deadline.plus_margin(opts.start_timeout, 5_000)
+    timeout = Deadline.plus_margin(opts.start_timeout, 5_000)
 
     case Sluice.Holder.start_server(Server, {spec, owner, opts}, timeout: timeout) do
       {:failed, :timeout} -> {:error, Errors.not_started(nil)}
