@@ -43,9 +43,9 @@ defmodule Sluice.Daemon do
 
   require Logger
 
-  alias Sluice.Program.{Deadline, Errors}
-  alias Sluice.{Error, Lines, Options}
+  alias Sluice.{Error, Options}
   alias Sluice.Options.Command
+  alias Sluice.Program.{Deadline, Errors, Lines}
   alias Sluice.Process, as: P
 
   # Options of the daemon itself, not of its Sluice.Process.
@@ -145,7 +145,7 @@ defmodule Sluice.Daemon do
       :ok
   """
   @spec os_pid(GenServer.server()) :: pos_integer | {:error, :closed | :nodedown | :timeout}
-  def os_pid(daemon), do: Sluice.Call.call(daemon, :daemon, :os_pid)
+  def os_pid(daemon), do: Sluice.Holder.Call.call(daemon, :daemon, :os_pid)
 
   @impl true
   def init({caller, argv, log, max_line, grace, ready, opts}) do

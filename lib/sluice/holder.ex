@@ -1,7 +1,7 @@
 defmodule Sluice.Holder do
   @moduledoc false
   # The one mechanism of a process that holds a program (a Sluice.Process server, a
-  # Sluice.Worker, a Sluice.Remote.Reader): its start-up, the dispatch of readiness
+  # Sluice.Worker, a Sluice.Holder.RemoteReader): its start-up, the dispatch of readiness
   # messages, the owner's death, the program's end (its exit or the helper program's) and
   # the holder's own end are written here once. Each holder is a policy on top: what it
   # does when stdin can take more, when output is ready, when the program exited, when the

@@ -149,7 +149,7 @@ defmodule Sluice.Options do
           pty: Sluice.Pty.spec() | nil,
           node: node | nil,
           start_timeout: non_neg_integer,
-          framing: Sluice.Framing.framing(),
+          framing: Sluice.Program.Framing.framing(),
           max_frame: pos_integer,
           use_stdio: boolean,
           stdin: :pipe | :null | {:file, String.t()},

@@ -159,14 +159,14 @@ defmodule Sluice.Process do
   `docs/guarantees.md`), also when the program's status came first. Adopted processes are not
   killed: they are not the helper program's children.
   """
-  alias Sluice.Program.{Deadline, Errors}
   alias Sluice.{Error, Options}
+  alias Sluice.Holder.Process.Starter
   alias Sluice.Options.Command
-  alias Sluice.Process.Starter
+  alias Sluice.Program.{Deadline, Errors}
 
   @type t :: GenServer.server()
   @type status :: non_neg_integer | {:signal, atom | pos_integer} | :unknown
-  @type read_result :: {:ok, Sluice.Framing.frame()} | :eof | {:error, atom}
+  @type read_result :: {:ok, Sluice.Program.Framing.frame()} | :eof | {:error, atom}
 
   @typedoc """
   One program of this node, as `Sluice.list/0` and `info/1` show it:
@@ -240,9 +240,12 @@ defmodule Sluice.Process do
     argv = Command.argv!(argv)
     opts = Options.validate!(opts, :process, who)
 
-    case Sluice.Remote.node_of(opts) do
-      nil -> Starter.start_server(Command.spawn_spec(argv, opts), opts, self())
-      node -> Sluice.Remote.call(node, :start_process, [argv, opts, self()], opts.start_timeout)
+    case Sluice.Holder.Remote.node_of(opts) do
+      nil ->
+        Starter.start_server(Command.spawn_spec(argv, opts), opts, self())
+
+      node ->
+        Sluice.Holder.Remote.call(node, :start_process, [argv, opts, self()], opts.start_timeout)
     end
   end
 
@@ -550,5 +553,5 @@ defmodule Sluice.Process do
   def controlling_process(_p, pid),
     do: Options.argument!(:pid, "a pid (the new controlling process)", pid)
 
-  defp call(p, request, within \\ 0), do: Sluice.Call.call(p, :process, request, within)
+  defp call(p, request, within \\ 0), do: Sluice.Holder.Call.call(p, :process, request, within)
 end

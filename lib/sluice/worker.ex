@@ -55,9 +55,10 @@ defmodule Sluice.Worker do
   use GenServer
   @behaviour Sluice.Holder
 
-  alias Sluice.Program.{Deadline, Fds, Output}
-  alias Sluice.{Framing, Holder, Options, Program, Remote}
+  alias Sluice.{Holder, Options, Program}
+  alias Sluice.Holder.Remote
   alias Sluice.Options.Command
+  alias Sluice.Program.{Deadline, Fds, Framing, Output}
 
   @type t :: GenServer.server()
 
@@ -163,7 +164,7 @@ defmodule Sluice.Worker do
   end
 
   @doc false
-  # Run on the worker's node for a caller on another node (Sluice.Remote.call/5).
+  # Run on the worker's node for a caller on another node (Sluice.Holder.Remote.call/5).
   @spec start_remote(Sluice.command(), map, keyword, pid) :: {:ok, pid} | {:error, term}
   def start_remote(argv, opts, server_opts, owner) do
     with :ok <- Remote.running(), do: start_here(argv, opts, server_opts, owner)
@@ -211,10 +212,10 @@ defmodule Sluice.Worker do
       end
 
     # The worker answers every call within its timeout (its own timer, from the call's
-    # arrival), so the caller waits that and a margin (Sluice.Call): a worker that cannot
+    # arrival), so the caller waits that and a margin (Sluice.Holder.Call): a worker that cannot
     # answer (its node stopped but still connected) is :timeout, one that is gone
     # :closed, one whose node went away :nodedown.
-    case Sluice.Call.call(worker, :worker, {:call, data, timeout}, timeout) do
+    case Sluice.Holder.Call.call(worker, :worker, {:call, data, timeout}, timeout) do
       {:bad_frame, expected, size} -> Options.argument!(:request, expected, size)
       answer -> answer
     end
@@ -229,7 +230,7 @@ defmodule Sluice.Worker do
       true
   """
   @spec os_pid(t) :: pos_integer | {:error, :closed | :nodedown | :timeout}
-  def os_pid(worker), do: Sluice.Call.call(worker, :worker, :os_pid)
+  def os_pid(worker), do: Sluice.Holder.Call.call(worker, :worker, :os_pid)
 
   ## Server
 

@@ -6,9 +6,9 @@ defmodule Sluice.Options.Check do
   # Sluice.Options'. Also the checks of values that are not options but share their
   # rules: argv, timeouts.
 
-  alias Sluice.Helper.Protocol
-  alias Sluice.Program.Deadline
   alias Sluice.OptionError
+  alias Sluice.Control.Protocol
+  alias Sluice.Program.Deadline
 
   @log_levels [:emergency, :alert, :critical, :error, :warning, :warn, :notice, :info, :debug]
   # The stderr values each entry point takes (files: every one but a pipeline stage's).
@@ -52,7 +52,7 @@ defmodule Sluice.Options.Check do
       do: bad!(key, "a boolean", value)
 
   def check!(:framing, value, _) do
-    case Sluice.Framing.check(value) do
+    case Sluice.Program.Framing.check(value) do
       {:ok, framing} -> framing
       :error -> bad!(:framing, ":raw, {:packet, 1 | 2 | 4} or {:line, max_bytes}", value)
     end
@@ -122,7 +122,7 @@ defmodule Sluice.Options.Check do
        else: bad!(:success_exit_codes, "a non-empty list of integers 0..255", codes)
   end
 
-  def check!(:input, input, _), do: Sluice.Input.check!(input)
+  def check!(:input, input, _), do: Sluice.Caller.Input.check!(input)
   def check!(:input_in, where, _) when where in [:caller, :process], do: where
   def check!(:input_in, where, _), do: bad!(:input_in, ":caller or :process", where)
 

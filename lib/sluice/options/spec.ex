@@ -81,7 +81,7 @@ defmodule Sluice.Options.Spec do
   # clear_env, and with a user: what a login keeps of it (the helper program adds the
   # user's HOME, USER, LOGNAME, SHELL and PATH: control/1), or with inherit_env the
   # VM's less RELEASE_COOKIE, the key to the node. Without options it is `:default`,
-  # resolved at the spawn (Sluice.Helper.Env).
+  # resolved at the spawn (Sluice.Control.Env).
   defp environment(%{env: [], clear_env: false, user: nil}), do: :default
 
   defp environment(%{env: overrides} = opts) do
@@ -118,7 +118,7 @@ defmodule Sluice.Options.Spec do
       user: user,
       group: opts.group,
       login_env: if(user, do: login_env(opts), else: []),
-      allowed_users: if(user, do: Sluice.Helper.Config.allowed_users!()),
+      allowed_users: if(user, do: Sluice.Control.Config.allowed_users!()),
       nice: opts.nice,
       rlimits: for({r, {soft, hard}} <- opts.rlimits, do: {r, soft, hard}),
       umask: opts.umask,

@@ -7,10 +7,9 @@ defmodule Sluice.Program.Start do
   # `:fd4` are the data and the program's own outputs are log sources. Until the reply,
   # the channel is the only fd, and every failure closes it.
 
+  alias Sluice.{Error, Helper, Native, Program}
+  alias Sluice.Control.{Env, Protocol, Registry}
   alias Sluice.Program.{Channel, Deadline, Errors, Fds, Terminal}
-  alias Sluice.{Error, Native, Program, Registry}
-  alias Sluice.Helper
-  alias Sluice.Helper.{Env, Protocol}
 
   # How often a full fd socket is retried, until the caller's deadline.
   @retry_ms 1

@@ -1,4 +1,4 @@
-defmodule Sluice.Call do
+defmodule Sluice.Holder.Call do
   @moduledoc false
   # A call of a process that holds a program (Sluice.Process's server, Sluice.Worker,
   # Sluice.Daemon), written once: the server argument checked (ArgumentError naming it,

@@ -1,4 +1,4 @@
-defmodule Sluice.Process.Requests do
+defmodule Sluice.Holder.Process.Requests do
   @moduledoc false
   # The pending work of a Sluice.Process server, as a typed value: queued reads (served in
   # order, each from its own source), queued writes (in order, the head possibly half

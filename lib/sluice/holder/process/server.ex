@@ -1,4 +1,4 @@
-defmodule Sluice.Process.Server do
+defmodule Sluice.Holder.Process.Server do
   @moduledoc false
   # The GenServer behind Sluice.Process: a Sluice.Holder policy (start-up, readiness,
   # the owner's death, the program's end and the server's own are the holder's), which
@@ -11,14 +11,15 @@ defmodule Sluice.Process.Server do
   # then stops the program (an adopted process only with stop_on_owner_exit). Each concern's state is its own type:
   # `output` (Active.t: passive, active with a grant, or paused), `decoding`,
   # `exit_report` and `relay` (who tells a controller on another node of a lost
-  # connection: Sluice.Process.Relay).
+  # connection: Sluice.Holder.Process.Relay).
 
   use GenServer
   @behaviour Sluice.Holder
 
-  alias Sluice.Program.{Deadline, Errors, Fds, Log, Output}
-  alias Sluice.{Framing, Holder, Program, Registry}
-  alias Sluice.Process.{Active, Relay, Requests}
+  alias Sluice.{Holder, Program}
+  alias Sluice.Control.Registry
+  alias Sluice.Holder.Process.{Active, Relay, Requests}
+  alias Sluice.Program.{Deadline, Errors, Fds, Framing, Log, Output}
 
   # How much longer than the grace a stop may take before it is reported as a timeout.
   @stop_slack 5_000

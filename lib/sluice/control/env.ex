@@ -1,10 +1,10 @@
-defmodule Sluice.Helper.Env do
+defmodule Sluice.Control.Env do
   @moduledoc false
   # What a spawn request says about the environment and the working directory, resolved
   # in the calling process at the moment of the spawn, as Port.open does.
 
   alias Sluice.Error
-  alias Sluice.Helper.EnvServer
+  alias Sluice.Control.EnvServer
 
   @doc """
   `:default` (no environment options) becomes `:inherit` while the VM's environment still

@@ -1,8 +1,8 @@
-defmodule Sluice.Remote do
+defmodule Sluice.Holder.Remote do
   @moduledoc false
   # Programs on other nodes (`node:`), the entry points on both sides (docs/architecture.md,
   # "Other nodes"). The caller's node asks the program's node through `:erpc` to start the
-  # process that will hold the program there: a Sluice.Remote.Reader for `run` and
+  # process that will hold the program there: a Sluice.Holder.RemoteReader for `run` and
   # streams, a Sluice.Process server for `Sluice.Process.start/2` (a Sluice.Worker starts
   # itself there, through `call/5`). Whatever holds the program on the remote node
   # monitors its owner here, so the owner's death and a disconnection stop it like a local
@@ -13,9 +13,9 @@ defmodule Sluice.Remote do
   # is enumerated in the caller) and build the spawn spec there, so the environment and
   # the working directory are the remote node's.
 
-  alias Sluice.Program.{Deadline, Errors}
   alias Sluice.Error
   alias Sluice.Options.Command
+  alias Sluice.Program.{Deadline, Errors}
 
   # Margin of the `:erpc` call over the remote start's own `start_timeout`.
   @call_margin 5_000
@@ -61,7 +61,7 @@ defmodule Sluice.Remote do
   ## Run on the program's node
 
   @doc false
-  # Starts a Sluice.Remote.Reader for `consumer`, the program started within `start_ms`:
+  # Starts a Sluice.Holder.RemoteReader for `consumer`, the program started within `start_ms`:
   # `{:ok, {reader, os_pid}}`.
   @spec open_reader(Sluice.command(), map, pid, timeout) ::
           {:ok, {pid, pos_integer}} | {:error, Error.t()}
@@ -70,7 +70,7 @@ defmodule Sluice.Remote do
       spec = Command.spawn_spec(argv, opts)
       init = {spec, opts, consumer, start_ms}
 
-      case Sluice.Holder.start_server(Sluice.Remote.Reader, init, timeout: margin(start_ms)) do
+      case Sluice.Holder.start_server(Sluice.Holder.RemoteReader, init, timeout: margin(start_ms)) do
         {:ok, reader} -> reader_started(reader)
         {:error, error} -> {:error, error}
         {:failed, reason} -> {:error, Errors.remote_start_failed(nil, reason)}
@@ -91,7 +91,7 @@ defmodule Sluice.Remote do
   @spec start_process(Sluice.command(), map, pid) :: {:ok, pid} | {:error, Error.t()}
   def start_process(argv, opts, owner) do
     with :ok <- running() do
-      Sluice.Process.Starter.start_server(Command.spawn_spec(argv, opts), opts, owner)
+      Sluice.Holder.Process.Starter.start_server(Command.spawn_spec(argv, opts), opts, owner)
     end
   end
 

@@ -1,4 +1,4 @@
-defmodule Sluice.Helper.EnvServer do
+defmodule Sluice.Control.EnvServer do
   @moduledoc false
   # Answers "is the VM's environment still the one the helper program inherited?" for
   # every spawn with the default environment.

@@ -1,4 +1,4 @@
-defmodule Sluice.Helper.Protocol do
+defmodule Sluice.Control.Protocol do
   @moduledoc false
   # The Elixir twin of native/sluice_protocol (see docs/protocol.md): spawn requests,
   # channel requests and the replies on a program channel. Every atom the helper may send

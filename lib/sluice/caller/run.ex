@@ -1,13 +1,14 @@
-defmodule Sluice.Run do
+defmodule Sluice.Caller.Run do
   @moduledoc false
   # Sluice.run/2: the program, its input and its output, all driven from the calling
-  # process through a Sluice.Source (a Sluice.Pump here, or with `node:` a
-  # Sluice.Remote.Consumer of a reader on another node). `timeout` bounds the whole call, spawn included.
+  # process through a Sluice.Caller.Source (a Sluice.Caller.Pump here, or with `node:` a
+  # Sluice.Caller.RemoteConsumer of a reader on another node). `timeout` bounds the whole
+  # call, spawn included.
 
+  alias Sluice.{Error, Options, Result}
+  alias Sluice.Caller.Source
+  alias Sluice.Options.{Command, Spec}
   alias Sluice.Program.{Deadline, Errors}
-  alias Sluice.{Error, Options, Result, Source}
-  alias Sluice.Options.Command
-  alias Sluice.Options.Spec
 
   # Bytes per read: as much as a roomy output pipe holds (the NIF allocates only what is
   # there), so collecting takes a quarter of the reads that 64 KiB would.

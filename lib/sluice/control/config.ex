@@ -1,4 +1,4 @@
-defmodule Sluice.Helper.Config do
+defmodule Sluice.Control.Config do
   @moduledoc false
   # The application environment of :sluice, checked once when the helper server starts:
   # a bad value stops the application start with an error that names the key and value.
@@ -73,7 +73,7 @@ defmodule Sluice.Helper.Config do
   defp allowed_user(uid) when is_integer(uid) and uid >= 0, do: {:ok, uid}
 
   defp allowed_user(name) when is_binary(name) or is_list(name),
-    do: Sluice.Helper.Protocol.text(name)
+    do: Sluice.Control.Protocol.text(name)
 
   defp allowed_user(_other), do: :error
 
