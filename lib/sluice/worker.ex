@@ -53,10 +53,10 @@ defmodule Sluice.Worker do
   one-way messages should answer them with an empty frame, and `call/3` waits for it.
   """
   use GenServer
-  @behaviour Sluice.Holder
+  @behaviour Sluice.Holder.Policy
 
   alias Sluice.{Holder, Options, Program}
-  alias Sluice.Holder.Remote
+  alias Sluice.Holder.{Policy, Remote}
   alias Sluice.Options.Command
   alias Sluice.Program.{Deadline, Fds, Framing, Output}
 
@@ -276,23 +276,23 @@ defmodule Sluice.Worker do
 
   ## The holder's policy (Sluice.Holder)
 
-  @impl Holder
+  @impl Policy
   def input_ready(s), do: advance(s)
 
-  @impl Holder
+  @impl Policy
   def output_ready(s), do: advance(s)
 
-  @impl Holder
+  @impl Policy
   # The worker ends with its owner's reason.
   def owner_down(s, _reason), do: s
 
-  @impl Holder
+  @impl Policy
   def helper_down(s) do
     fail_all(s, {:error, :helper_down})
     {:stop, {:shutdown, :helper_down}, s}
   end
 
-  @impl Holder
+  @impl Policy
   def exited(s, status) do
     # A response written just before the exit still answers its call.
     s = advance(s)

@@ -17,7 +17,7 @@ defmodule Sluice.Holder.RemoteReader do
   # `{:sluice_remote, reader, event}` (see Sluice.Caller.RemoteConsumer for both vocabularies).
 
   use GenServer
-  @behaviour Sluice.Holder
+  @behaviour Sluice.Holder.Policy
 
   # The most bytes of one output sent as one message (see `deliver/1`).
   @batch_bytes 131_072
@@ -25,6 +25,7 @@ defmodule Sluice.Holder.RemoteReader do
   @frame_overhead 64
 
   alias Sluice.{Holder, Program}
+  alias Sluice.Holder.Policy
   alias Sluice.Program.{Fds, Log, Output}
 
   # `owner`: the consumer. `log` stays empty (`run` and streams refuse `:log` outputs); it
@@ -84,17 +85,17 @@ defmodule Sluice.Holder.RemoteReader do
 
   ## The holder's policy (Sluice.Holder)
 
-  @impl Holder
+  @impl Policy
   def input_ready(s), do: write_input(s)
 
-  @impl Holder
+  @impl Policy
   def output_ready(s), do: deliver(s)
 
-  @impl Holder
+  @impl Policy
   # The consumer is gone: nobody to tell.
   def owner_down(s, _reason), do: s
 
-  @impl Holder
+  @impl Policy
   # Once the exit was sent, what is left of the output is still delivered.
   def helper_down(%{exit: :sent} = s), do: {:noreply, s}
 
@@ -103,7 +104,7 @@ defmodule Sluice.Holder.RemoteReader do
     {:stop, :normal, s}
   end
 
-  @impl Holder
+  @impl Policy
   def exited(%{exit: :unsent} = s, status) do
     event(s, {:exit, status, Program.exit_info(s.program)})
     {:noreply, deliver(%{s | exit: :sent})}

@@ -14,9 +14,10 @@ defmodule Sluice.Holder.Process.Server do
   # connection: Sluice.Holder.Process.Relay).
 
   use GenServer
-  @behaviour Sluice.Holder
+  @behaviour Sluice.Holder.Policy
 
   alias Sluice.{Holder, Program}
+  alias Sluice.Holder.Policy
   alias Sluice.Control.Registry
   alias Sluice.Holder.Process.{Active, Relay, Requests}
   alias Sluice.Program.{Deadline, Errors, Fds, Framing, Log, Output}
@@ -235,14 +236,14 @@ defmodule Sluice.Holder.Process.Server do
 
   ## The holder's policy (Sluice.Holder)
 
-  @impl Holder
+  @impl Policy
   # On a terminal, a pending end-of-input character went first (Sluice.Holder).
   def input_ready(s), do: serve_writes(s)
 
-  @impl Holder
+  @impl Policy
   def output_ready(s), do: serve(s)
 
-  @impl Holder
+  @impl Policy
   # The owner's node disconnected: the program stops. A controller on this node hears
   # it here; one on another node from its relay (told to nobody across the lost link).
   def owner_down(s, reason) do
@@ -250,14 +251,14 @@ defmodule Sluice.Holder.Process.Server do
     s
   end
 
-  @impl Holder
+  @impl Policy
   def helper_down(s) do
     _ = Requests.fail_all(s.requests, {:error, :helper_down})
     notify(s, :helper_down)
     {:stop, {:shutdown, :helper_down}, s}
   end
 
-  @impl Holder
+  @impl Policy
   def exited(s, status) do
     Enum.each(s.requests.exit_waiters, &Requests.reply(&1, {:ok, status}))
 
