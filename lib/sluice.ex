@@ -21,6 +21,7 @@ defmodule Sluice do
   """
 
   alias Sluice.{Error, ExitError, Options, Result}
+  alias Sluice.Options.Command
 
   @typedoc """
   What to run: an argv (the program, then its arguments; executed directly, no shell), or
@@ -99,7 +100,7 @@ defmodule Sluice do
       iex> {:error, %Sluice.Error{reason: :timeout}} = Sluice.run(["sleep", "10"], timeout: 100)
   """
   @spec run(command, keyword) :: {:ok, Result.t()} | {:error, Error.t()}
-  def run(argv, opts \\ []), do: Sluice.Run.run(argv, opts)
+  def run(argv, opts \\ []), do: Sluice.Caller.Run.run(argv, opts)
 
   @doc """
   Like `run/2`, but returns the result, or raises: `Sluice.ExitError` when the status is
@@ -213,7 +214,7 @@ defmodule Sluice do
       true
   """
   @spec list() :: [Sluice.Process.info()]
-  def list, do: Sluice.Registry.list()
+  def list, do: Sluice.Control.Registry.list()
 
   @doc """
   A kernel pipeline (`Sluice.Pipeline`): each stage's stdout feeds the next one's stdin
@@ -234,7 +235,7 @@ defmodule Sluice do
 
   defp build_stream(argv, opts, mode, who) do
     # Validate eagerly, so mistakes raise where the stream is built.
-    argv = Options.argv!(argv)
+    argv = Command.argv!(argv)
     %Sluice.Stream{argv: argv, opts: Options.validate!(opts, :stream, who), mode: mode}
   end
 end

@@ -21,6 +21,12 @@ echo "==> cargo test"
 echo "==> mix compile, dialyzer"
 mix compile --warnings-as-errors
 MIX_ENV=dev mix compile --warnings-as-errors
+echo "==> no module cycles (dependencies point one way, docs/architecture.md)"
+cycles=$(mix xref graph --format cycles)
+if ! grep -q '^No cycles found' <<<"$cycles"; then
+  echo "$cycles"
+  exit 1
+fi
 bash scripts/dialyzer.sh
 echo "==> mix test"
 mix test --include external_vm

@@ -43,8 +43,9 @@ defmodule Sluice.Daemon do
 
   require Logger
 
-  alias Sluice.Program.{Deadline, Errors}
-  alias Sluice.{Error, Lines, Options}
+  alias Sluice.{Error, Options}
+  alias Sluice.Options.Command
+  alias Sluice.Program.{Deadline, Errors, Lines}
   alias Sluice.Process, as: P
 
   # Options of the daemon itself, not of its Sluice.Process.
@@ -68,7 +69,7 @@ defmodule Sluice.Daemon do
       id: checked.id || checked.name || {__MODULE__, argv},
       start: {__MODULE__, :start_link, [opts]},
       # Long enough for the program to end within its kill grace.
-      shutdown: Sluice.Program.Deadline.plus_margin(checked.kill_grace, 1_000)
+      shutdown: Deadline.plus_margin(checked.kill_grace, 1_000)
     }
   end
 
@@ -116,7 +117,7 @@ defmodule Sluice.Daemon do
     end
 
     {argv, opts} = Keyword.pop(opts, :argv)
-    argv = Options.argv!(argv)
+    argv = Command.argv!(argv)
 
     if Keyword.has_key?(opts, :stderr) do
       Sluice.OptionError.raise!(
@@ -129,7 +130,7 @@ defmodule Sluice.Daemon do
     end
 
     checked = Options.validate!(opts, :daemon, who)
-    Options.command!(argv, checked)
+    Command.command!(argv, checked)
     {argv, opts, checked}
   end
 
@@ -144,7 +145,7 @@ defmodule Sluice.Daemon do
       :ok
   """
   @spec os_pid(GenServer.server()) :: pos_integer | {:error, :closed | :nodedown | :timeout}
-  def os_pid(daemon), do: Sluice.Call.call(daemon, :daemon, :os_pid)
+  def os_pid(daemon), do: Sluice.Holder.Call.call(daemon, :daemon, :os_pid)
 
   @impl true
   def init({caller, argv, log, max_line, grace, ready, opts}) do

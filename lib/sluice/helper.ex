@@ -22,8 +22,8 @@ defmodule Sluice.Helper do
 
   require Logger
 
-  alias Sluice.Helper.{Config, PortFrames, Protocol}
   alias Sluice.Native
+  alias Sluice.Control.{Config, PortFrames, Protocol}
 
   @conn {__MODULE__, :conn}
   # Restart backoff: none for the first death, then doubling up to the cap (a helper

@@ -1,11 +1,12 @@
 defmodule Sluice.Holder do
   @moduledoc false
   # The one mechanism of a process that holds a program (a Sluice.Process server, a
-  # Sluice.Worker, a Sluice.Remote.Reader): its start-up, the dispatch of readiness
+  # Sluice.Worker, a Sluice.Holder.RemoteReader): its start-up, the dispatch of readiness
   # messages, the owner's death, the program's end (its exit or the helper program's) and
-  # the holder's own end are written here once. Each holder is a policy on top: what it
-  # does when stdin can take more, when output is ready, when the program exited, when the
-  # helper program is gone, and how its owner's death is told.
+  # the holder's own end are written here once. Each holder is a policy on top
+  # (Sluice.Holder.Policy): what it does when stdin can take more, when output is ready,
+  # when the program exited, when the helper program is gone, and how its owner's death is
+  # told.
   #
   # A holder's state is a struct with at least `program` (Sluice.Program.t), `log`
   # (Sluice.Program.Log.t) and `owner` (the pid whose death ends the holder). Its GenServer
@@ -20,8 +21,9 @@ defmodule Sluice.Holder do
   #     ends with the exit signal's reason (a Worker: its supervisor sees the reason);
   #     the registry names the holder itself.
 
+  alias Sluice.Holder.Policy
   alias Sluice.Program
-  alias Sluice.Program.{Deadline, Fds, Log}
+  alias Sluice.Program.{Deadline, Fds, Log, Start}
 
   @typedoc "How the holder watches its owner (see above)."
   @type watch :: :monitor | :link
@@ -29,37 +31,9 @@ defmodule Sluice.Holder do
   @typedoc "How the holder's end treats a program still running (see `terminate/2`)."
   @type ending :: :close | :stop_and_await
 
-  @typedoc "A holder's state: a struct with these fields and its policy's own."
-  @type state :: %{
-          required(:program) => Program.t(),
-          required(:log) => Log.t(),
-          required(:owner) => pid,
-          optional(atom) => term
-        }
-
-  @typedoc "What a GenServer callback returns."
-  @type result ::
-          {:noreply, state}
-          | {:noreply, state, {:continue, term}}
-          | {:stop, term, state}
-
-  @doc "stdin can take more (a terminal's pending end of input was written first)."
-  @callback input_ready(state) :: state
-
-  @doc "stdout or stderr has data (or reached its end)."
-  @callback output_ready(state) :: state
-
-  @doc "The program exited with `status` (the helper program still runs)."
-  @callback exited(state, Program.status()) :: result
-
-  @doc """
-  The helper program is gone (it died, or the application stopped: then a status that
-  came first changes nothing, it is `:helper_down` all the same).
-  """
-  @callback helper_down(state) :: result
-
-  @doc "The owner died with `reason`: what the holder tells before it ends."
-  @callback owner_down(state, reason :: term) :: state
+  # A holder's state and what its callbacks return: Sluice.Holder.Policy's types.
+  @type state :: Policy.state()
+  @type result :: Policy.result()
 
   @doc """
   Starts a holder (`policy` with `arg`, unlinked: the holder links or monitors its owner
@@ -96,8 +70,8 @@ defmodule Sluice.Holder do
 
     opened =
       case spec do
-        {:manage, spec} -> Program.manage(spec, deadline, listed)
-        spec -> Program.open(spec, deadline, listed)
+        {:manage, spec} -> Start.manage(spec, deadline, listed)
+        spec -> Start.open(spec, deadline, listed)
       end
 
     case opened do

@@ -149,7 +149,7 @@ defmodule Sluice.Options do
           pty: Sluice.Pty.spec() | nil,
           node: node | nil,
           start_timeout: non_neg_integer,
-          framing: Sluice.Framing.framing(),
+          framing: Sluice.Program.Framing.framing(),
           max_frame: pos_integer,
           use_stdio: boolean,
           stdin: :pipe | :null | {:file, String.t()},
@@ -271,10 +271,10 @@ defmodule Sluice.Options do
   def keys, do: Keyword.keys(@schema)
 
   @doc """
-  Validates argv: a non-empty proper list of strings without NUL bytes, or a
-  `Sluice.Pipeline` (checked when it was built).
+  Validates argv: a non-empty proper list of strings without NUL bytes. A command that
+  may also be a `Sluice.Pipeline` is checked by `Sluice.Options.Command.argv!/1`.
   """
-  @spec argv!(term) :: Sluice.command()
+  @spec argv!(term) :: [String.t()]
   defdelegate argv!(argv), to: Check
 
   @doc false
@@ -305,20 +305,6 @@ defmodule Sluice.Options do
   # ArgumentError carrying a Sluice.OptionError.
   @spec argument!(atom, String.t(), term) :: no_return
   defdelegate argument!(name, expected, got), to: Check
-
-  @doc """
-  The spawn spec for the helper program (docs/protocol.md). A pipeline's first stage is
-  the spec's program, the others its `pipeline` key.
-  """
-  @spec spawn_spec(Sluice.command(), t) :: map
-  defdelegate spawn_spec(argv, opts), to: Spec, as: :spawn
-
-  @doc """
-  Checks that checked options fit the command: a pipeline's ends are pipes (no `:pty`,
-  no `use_stdio: false`). Raises `ArgumentError` naming the option.
-  """
-  @spec command!(Sluice.command(), t) :: :ok
-  defdelegate command!(argv, opts), to: Rules
 
   @doc "The spec of a `manage` request for the helper program (docs/protocol.md)."
   @spec manage_spec(pos_integer, t) :: map

@@ -159,16 +159,14 @@ defmodule Sluice.Process do
   `docs/guarantees.md`), also when the program's status came first. Adopted processes are not
   killed: they are not the helper program's children.
   """
-  alias Sluice.Program.Errors
   alias Sluice.{Error, Options}
-  alias Sluice.Process.Starter
-
-  # A stop's grace when none is given: kill_grace's default (Sluice.Options' table).
-  @stop_grace Options.defaults(:process).kill_grace
+  alias Sluice.Holder.Process.Starter
+  alias Sluice.Options.Command
+  alias Sluice.Program.{Deadline, Errors}
 
   @type t :: GenServer.server()
   @type status :: non_neg_integer | {:signal, atom | pos_integer} | :unknown
-  @type read_result :: {:ok, Sluice.Framing.frame()} | :eof | {:error, atom}
+  @type read_result :: {:ok, Sluice.Program.Framing.frame()} | :eof | {:error, atom}
 
   @typedoc """
   One program of this node, as `Sluice.list/0` and `info/1` show it:
@@ -239,12 +237,15 @@ defmodule Sluice.Process do
   def start(argv, opts \\ []), do: start(argv, opts, "Sluice.Process.start/2")
 
   defp start(argv, opts, who) do
-    argv = Options.argv!(argv)
+    argv = Command.argv!(argv)
     opts = Options.validate!(opts, :process, who)
 
-    case Sluice.Remote.node_of(opts) do
-      nil -> Starter.start_server(Options.spawn_spec(argv, opts), opts, self())
-      node -> Sluice.Remote.call(node, :start_process, [argv, opts, self()], opts.start_timeout)
+    case Sluice.Holder.Remote.node_of(opts) do
+      nil ->
+        Starter.start_server(Command.spawn_spec(argv, opts), opts, self())
+
+      node ->
+        Sluice.Holder.Remote.call(node, :start_process, [argv, opts, self()], opts.start_timeout)
     end
   end
 
@@ -478,6 +479,13 @@ defmodule Sluice.Process do
   end
 
   @doc """
+  Stops the program and this server as `stop/2` does, with the default of the
+  `kill_grace` option as `grace_ms` (`Sluice.Options`).
+  """
+  @spec stop(t) :: {:ok, status} | {:error, :closed | :nodedown | Error.t()}
+  def stop(p), do: stop(p, Options.defaults(:process).kill_grace)
+
+  @doc """
   Stops the program and this server: closes stdin, sends `kill_signal` (default SIGTERM) to
   the process group, SIGKILL after `grace_ms`, and returns the exit status. If the exit is
   not reported within `grace_ms` + 5 s (the helper program is stuck), returns
@@ -488,10 +496,10 @@ defmodule Sluice.Process do
       {:ok, {:signal, :sigterm}}
   """
   @spec stop(t, non_neg_integer) :: {:ok, status} | {:error, :closed | :nodedown | Error.t()}
-  def stop(p, grace_ms \\ @stop_grace) do
+  def stop(p, grace_ms) do
     grace_ms = Options.timeout!(grace_ms, :grace_ms, infinity: false)
 
-    case call(p, {:stop, grace_ms}, Sluice.Program.Deadline.plus_margin(grace_ms, 5_000)) do
+    case call(p, {:stop, grace_ms}, Deadline.plus_margin(grace_ms, 5_000)) do
       {:error, :timeout} -> {:error, Errors.no_answer()}
       answer -> answer
     end
@@ -545,5 +553,5 @@ defmodule Sluice.Process do
   def controlling_process(_p, pid),
     do: Options.argument!(:pid, "a pid (the new controlling process)", pid)
 
-  defp call(p, request, within \\ 0), do: Sluice.Call.call(p, :process, request, within)
+  defp call(p, request, within \\ 0), do: Sluice.Holder.Call.call(p, :process, request, within)
 end

@@ -10,7 +10,7 @@ defmodule Sluice.Program do
   #
   #   * Start: the spawn or manage request and its reply, roles mapped to fds;
   #   * Channel: the program channel's news and the one request/await loop on it;
-  #   * Output: the one fair output reader, framing through Sluice.Framing;
+  #   * Output: the one fair output reader, framing through Sluice.Program.Framing;
   #   * Fds: the only code that reads, writes and closes the fds; the input writer;
   #   * Terminal: the only writer to a pseudo-terminal; Log: outputs sent to Logger;
   #   * Usage: `stats/2`; Deadline: the clock; Errors: every error the core returns.
@@ -31,7 +31,7 @@ defmodule Sluice.Program do
   #   * `turn`: the order in which Output tries the outputs next (the last to give data
   #     goes last).
   #
-  # Each running program has a row in Sluice.Registry (for Sluice.list/0) while its holder
+  # Each running program has a row in Sluice.Control.Registry (for Sluice.list/0) while its holder
   # has not seen its exit nor closed it.
   #
   # On a pseudo-terminal (the `:pty` role) one master fd is both `:stdin` and `:stdout`:
@@ -42,9 +42,9 @@ defmodule Sluice.Program do
   # `:fd4`: they are this value's `:stdin` and `:stdout`, and the program's own stdout and
   # stderr, when piped (to be logged), are `:log_stdout` and `:log_stderr`.
 
-  alias Sluice.{Error, Framing, Native, Registry}
-  alias Sluice.Helper.Protocol
-  alias Sluice.Program.{Channel, Deadline, Fds, Output, Start, Terminal}
+  alias Sluice.Native
+  alias Sluice.Control.{Protocol, Registry}
+  alias Sluice.Program.{Channel, Deadline, Fds, Framing, Output, Terminal}
 
   defstruct [
     :id,
@@ -94,23 +94,8 @@ defmodule Sluice.Program do
           turn: [source]
         }
 
-  ## Opening (Sluice.Program.Start)
-
-  @doc """
-  Starts a program from a spawn spec (see `Sluice.Options.spawn_spec/2`) and waits for it
-  to run, until `deadline` (monotonic ms). The caller holds it; `owner` (default the
-  caller) is whom `Sluice.list/0` names as its owner.
-  """
-  @spec open(map, Deadline.t(), pid) :: {:ok, t} | {:error, Error.t()}
-  defdelegate open(spec, deadline, owner \\ self()), to: Start
-
-  @doc """
-  Adopts a running process Sluice did not start, from a manage spec (see
-  `Sluice.Options.manage_spec/2`): the helper program holds a pidfd for it. Like `open/3`
-  otherwise; the result has no pipes.
-  """
-  @spec manage(map, Deadline.t(), pid) :: {:ok, t} | {:error, Error.t()}
-  defdelegate manage(spec, deadline, owner \\ self()), to: Start
+  # Opening: Sluice.Program.Start.open/3 and manage/3 build this value (Start sits above
+  # this module: it makes the struct, and this module never calls it).
 
   ## Data
 
@@ -161,7 +146,7 @@ defmodule Sluice.Program do
   @spec helper_down?(t) :: boolean
   def helper_down?(p), do: p.helper_program == :down
 
-  @doc "The program's id (its row in Sluice.Registry, its name on the channel)."
+  @doc "The program's id (its row in Sluice.Control.Registry, its name on the channel)."
   @spec id(t) :: pos_integer
   def id(p), do: p.id
 
@@ -183,7 +168,7 @@ defmodule Sluice.Program do
 
   @doc """
   Every fd whose readiness concerns the holder: the data fds (`:data`) and the channel
-  (`:channel`), for a caller that waits on several programs at once (Sluice.Pump).
+  (`:channel`), for a caller that waits on several programs at once (Sluice.Caller.Pump).
   """
   @spec watched_fds(t) :: %{Native.fd() => :data | :channel}
   def watched_fds(p),

@@ -36,7 +36,7 @@ defmodule Sluice.Result do
         }
 
   @doc false
-  # The exit's details the program's pipes hold (Sluice.Helper.Protocol), into the result.
+  # The exit's details the program's pipes hold (Sluice.Control.Protocol), into the result.
   @spec with_exit(t, map | nil) :: t
   def with_exit(%__MODULE__{status: nil} = result, _info), do: result
   def with_exit(result, nil), do: %{result | statuses: [result.status]}

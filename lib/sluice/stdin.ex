@@ -19,9 +19,9 @@ defmodule Sluice.Stdin do
   @type t :: %__MODULE__{key: term}
 
   @doc false
-  # Runs `fun` with a Sluice.Stdin for the Sluice.Source implementation `driver`
-  # (Sluice.Pump, Sluice.Remote.Consumer): the source's state and deadline live in the
-  # process dictionary under the key while it runs, for its `push/2` callback, which throws
+  # Runs `fun` with a Sluice.Stdin for the Sluice.Caller.Source implementation `driver`
+  # (Sluice.Caller.Pump, Sluice.Caller.RemoteConsumer): the source's state and deadline
+  # live in the process dictionary under the key while it runs, for its `push/2` callback, which throws
   # `{driver, :input_done}` once stdin is gone. Returns the source as the function left it.
   @spec run(module, state, integer | :infinity, (t -> term)) :: state when state: term
   def run(driver, state, deadline, fun) do
@@ -44,11 +44,11 @@ defmodule Sluice.Stdin do
   end
 
   defimpl Collectable do
-    # The key names the Sluice.Source implementation driving the program (Sluice.Pump, or
-    # for a program on another node Sluice.Remote.Consumer).
+    # The key names the Sluice.Caller.Source implementation driving the program
+    # (Sluice.Caller.Pump, or for a program on another node Sluice.Caller.RemoteConsumer).
     def into(%{key: {driver, _} = key} = stdin) do
       collector = fn
-        :ok, {:cont, data} -> driver.push(key, Sluice.Input.Element.chunk!(data))
+        :ok, {:cont, data} -> driver.push(key, Sluice.Caller.Input.Element.chunk!(data))
         :ok, :done -> stdin
         :ok, :halt -> :ok
       end

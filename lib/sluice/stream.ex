@@ -18,12 +18,12 @@ defmodule Sluice.Stream do
 
   @doc false
   # Whether another program may drive this one directly as its input (see above; the local
-  # Sluice.Source, Sluice.Pump, does).
+  # Sluice.Caller.Source, Sluice.Caller.Pump, does).
   @spec pipeable?(t) :: boolean
   def pipeable?(%__MODULE__{mode: :raise, opts: opts}),
     do: not opts.lines and opts.framing == :raw and opts.stderr in [:console, :null, :stdout]
 
   def pipeable?(_stream), do: false
 
-  # Its Enumerable implementation is in Sluice.OutputStream, which runs the program.
+  # Its Enumerable implementation is in Sluice.Caller.OutputStream, which runs the program.
 end

@@ -53,10 +53,12 @@ defmodule Sluice.Worker do
   one-way messages should answer them with an empty frame, and `call/3` waits for it.
   """
   use GenServer
-  @behaviour Sluice.Holder
+  @behaviour Sluice.Holder.Policy
 
-  alias Sluice.Program.{Fds, Output}
-  alias Sluice.{Framing, Holder, Options, Program}
+  alias Sluice.{Holder, Options, Program}
+  alias Sluice.Holder.{Policy, Remote}
+  alias Sluice.Options.Command
+  alias Sluice.Program.{Deadline, Fds, Framing, Output}
 
   @type t :: GenServer.server()
 
@@ -100,7 +102,7 @@ defmodule Sluice.Worker do
     %{
       id: name || {__MODULE__, argv},
       start: {__MODULE__, :start_link, [argv, opts]},
-      shutdown: Sluice.Program.Deadline.plus_margin(checked.kill_grace, 1_000)
+      shutdown: Deadline.plus_margin(checked.kill_grace, 1_000)
     }
   end
 
@@ -119,14 +121,15 @@ defmodule Sluice.Worker do
     server_opts = if name, do: [name: name], else: []
 
     result =
-      case Sluice.Remote.node_of(opts) do
+      case Remote.node_of(opts) do
         nil ->
           start_here(argv, opts, server_opts, self())
 
         node ->
-          Sluice.Remote.call(
+          Remote.call(
             node,
-            :start_worker,
+            __MODULE__,
+            :start_remote,
             [argv, opts, server_opts, self()],
             opts.start_timeout
           )
@@ -139,10 +142,10 @@ defmodule Sluice.Worker do
   # The worker's options checked (ArgumentError naming the mistake, for `who`): argv, the
   # name, and the checked options of its Sluice.Process.
   defp config!(argv, opts, who) do
-    argv = Options.argv!(argv)
+    argv = Command.argv!(argv)
     {name, opts} = if Keyword.keyword?(opts), do: Keyword.pop(opts, :name), else: {nil, opts}
     opts = Options.validate!(opts, :worker, who)
-    Options.command!(argv, opts)
+    Command.command!(argv, opts)
 
     cond do
       opts.framing == :raw ->
@@ -152,12 +155,19 @@ defmodule Sluice.Worker do
         Options.bad!(:stderr, ":console, :null, :stdout or :log for a worker", :consume)
 
       # A name registered on the worker's node would not be found here: only global ones.
-      Sluice.Remote.node_of(opts) != nil and is_atom(name) and name != nil ->
+      Remote.node_of(opts) != nil and is_atom(name) and name != nil ->
         Options.bad!(:name, "{:global, term} or {:via, module, term} with :node", name)
 
       true ->
         {argv, name, opts}
     end
+  end
+
+  @doc false
+  # Run on the worker's node for a caller on another node (Sluice.Holder.Remote.call/5).
+  @spec start_remote(Sluice.command(), map, keyword, pid) :: {:ok, pid} | {:error, term}
+  def start_remote(argv, opts, server_opts, owner) do
+    with :ok <- Remote.running(), do: start_here(argv, opts, server_opts, owner)
   end
 
   @doc false
@@ -169,7 +179,7 @@ defmodule Sluice.Worker do
   # start, the worker could be gone first: a `:noproc` in place of its reason).
   @spec start_here(Sluice.command(), map, keyword, pid) :: {:ok, pid} | {:error, term}
   def start_here(argv, opts, server_opts, owner) do
-    spec = Options.spawn_spec(argv, opts)
+    spec = Command.spawn_spec(argv, opts)
 
     case Holder.start_server(__MODULE__, {spec, opts, owner}, server_opts) do
       {:failed, reason} -> {:error, reason}
@@ -202,10 +212,10 @@ defmodule Sluice.Worker do
       end
 
     # The worker answers every call within its timeout (its own timer, from the call's
-    # arrival), so the caller waits that and a margin (Sluice.Call): a worker that cannot
+    # arrival), so the caller waits that and a margin (Sluice.Holder.Call): a worker that cannot
     # answer (its node stopped but still connected) is :timeout, one that is gone
     # :closed, one whose node went away :nodedown.
-    case Sluice.Call.call(worker, :worker, {:call, data, timeout}, timeout) do
+    case Sluice.Holder.Call.call(worker, :worker, {:call, data, timeout}, timeout) do
       {:bad_frame, expected, size} -> Options.argument!(:request, expected, size)
       answer -> answer
     end
@@ -220,7 +230,7 @@ defmodule Sluice.Worker do
       true
   """
   @spec os_pid(t) :: pos_integer | {:error, :closed | :nodedown | :timeout}
-  def os_pid(worker), do: Sluice.Call.call(worker, :worker, :os_pid)
+  def os_pid(worker), do: Sluice.Holder.Call.call(worker, :worker, :os_pid)
 
   ## Server
 
@@ -266,23 +276,23 @@ defmodule Sluice.Worker do
 
   ## The holder's policy (Sluice.Holder)
 
-  @impl Holder
+  @impl Policy
   def input_ready(s), do: advance(s)
 
-  @impl Holder
+  @impl Policy
   def output_ready(s), do: advance(s)
 
-  @impl Holder
+  @impl Policy
   # The worker ends with its owner's reason.
   def owner_down(s, _reason), do: s
 
-  @impl Holder
+  @impl Policy
   def helper_down(s) do
     fail_all(s, {:error, :helper_down})
     {:stop, {:shutdown, :helper_down}, s}
   end
 
-  @impl Holder
+  @impl Policy
   def exited(s, status) do
     # A response written just before the exit still answers its call.
     s = advance(s)

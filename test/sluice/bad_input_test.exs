@@ -272,7 +272,7 @@ defmodule Sluice.BadInputTest do
     case Sluice.Native.recv(channel) do
       {:ok, payload, fds} ->
         Enum.each(fds, &Sluice.Native.close/1)
-        {:answered, Sluice.Helper.Protocol.decode(payload)}
+        {:answered, Sluice.Control.Protocol.decode(payload)}
 
       :eof ->
         {:answered, :closed}

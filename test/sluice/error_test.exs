@@ -6,7 +6,7 @@ defmodule Sluice.ErrorTest do
   """
   use ExUnit.Case, async: true
 
-  alias Sluice.Helper.Protocol
+  alias Sluice.Control.Protocol
 
   # Stages the BEAM side names itself (it receives the program's fds).
   @beam_stages [:handoff]

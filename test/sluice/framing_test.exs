@@ -3,7 +3,7 @@ defmodule Sluice.FramingTest do
 
   import ExUnit.CaptureLog
 
-  alias Sluice.Framing
+  alias Sluice.Program.Framing
   alias Sluice.Process, as: P
 
   @frames Path.expand("../fixtures/frames.py", __DIR__)

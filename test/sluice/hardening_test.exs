@@ -390,10 +390,10 @@ defmodule Sluice.HardeningTest do
 
     test "invalid values name the key and the value" do
       Application.put_env(:sluice, :cgroup, true)
-      assert_raise ArgumentError, ~r/:cgroup.*got: true/, &Sluice.Helper.Config.load!/0
+      assert_raise ArgumentError, ~r/:cgroup.*got: true/, &Sluice.Control.Config.load!/0
       Application.put_env(:sluice, :cgroup, :auto)
       Application.put_env(:sluice, :shutdown_grace, -1)
-      assert_raise ArgumentError, ~r/:shutdown_grace.*got: -1/, &Sluice.Helper.Config.load!/0
+      assert_raise ArgumentError, ~r/:shutdown_grace.*got: -1/, &Sluice.Control.Config.load!/0
     end
 
     test "allowed_users: checked at start, names (charlists from sys.config) and uids" do
@@ -402,14 +402,14 @@ defmodule Sluice.HardeningTest do
 
         assert_raise ArgumentError,
                      ~r/config :sluice, :allowed_users: expected :any or a list.*got: /,
-                     &Sluice.Helper.Config.load!/0
+                     &Sluice.Control.Config.load!/0
       end
 
       Application.put_env(:sluice, :allowed_users, ["root", ~c"daemon", 0, 1001])
-      assert %{cgroup: _} = Sluice.Helper.Config.load!()
-      assert Sluice.Helper.Config.allowed_users!() == ["root", "daemon", 0, 1001]
+      assert %{cgroup: _} = Sluice.Control.Config.load!()
+      assert Sluice.Control.Config.allowed_users!() == ["root", "daemon", 0, 1001]
       Application.put_env(:sluice, :allowed_users, :any)
-      assert Sluice.Helper.Config.allowed_users!() == nil
+      assert Sluice.Control.Config.allowed_users!() == nil
     end
 
     @tag :external_vm
@@ -429,16 +429,16 @@ defmodule Sluice.HardeningTest do
 
     test "a cgroup path from sys.config (a charlist) is read as a path" do
       Application.put_env(:sluice, :cgroup, ~c"/sys/fs/cgroup/sluice")
-      assert %{cgroup: "/sys/fs/cgroup/sluice"} = Sluice.Helper.Config.load!()
+      assert %{cgroup: "/sys/fs/cgroup/sluice"} = Sluice.Control.Config.load!()
       Application.put_env(:sluice, :cgroup, ~c"relative")
-      assert_raise ArgumentError, ~r/:cgroup.*absolute/, &Sluice.Helper.Config.load!/0
+      assert_raise ArgumentError, ~r/:cgroup.*absolute/, &Sluice.Control.Config.load!/0
     end
 
     test "an explicit cgroup path the helper cannot use is an error" do
       config = %{cgroup: "/nonexistent/sluice", shutdown_grace: 1_000}
 
       assert {:error, {:invalid_config, :cgroup, "/nonexistent/sluice", _}} =
-               Sluice.Helper.Config.check_cgroup(config, nil)
+               Sluice.Control.Config.check_cgroup(config, nil)
     end
   end
 

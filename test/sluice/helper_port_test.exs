@@ -37,7 +37,7 @@ defmodule Sluice.HelperPortTest do
   end
 
   test "PortFrames cuts frames however the bytes come, and skips an oversize one unbuffered" do
-    alias Sluice.Helper.PortFrames
+    alias Sluice.Control.PortFrames
     a = frame(:a)
     big = PortFrames.max_frame() + 1
     stream = a <> <<big::32>> <> :binary.copy("x", big) <> a <> a

@@ -309,8 +309,8 @@ defmodule Sluice.ManageTest do
     {:ok, :unknown} = P.stop(managed, 1_000)
     assert eventually(fn -> mine() == [] end)
     # The killed callers' rows are gone from the table too once swept.
-    Sluice.Registry.sweep()
-    holders = for row <- :ets.tab2list(Sluice.Registry), do: elem(row, 1)
+    Sluice.Control.Registry.sweep()
+    holders = for row <- :ets.tab2list(Sluice.Control.Registry), do: elem(row, 1)
     refute runner in holders or streamer in holders
   end
 

@@ -123,7 +123,7 @@ defmodule Sluice.NodesTest do
     assert grown_b < 2_000_000, "B grew by #{grown_b} bytes"
     # What waits here is the rest of the window: batches of at most 128 KiB.
     {:messages, queued} = Process.info(self(), :messages)
-    assert length(queued) <= Sluice.Remote.Consumer.window() - 1
+    assert length(queued) <= Sluice.Caller.RemoteConsumer.window() - 1
     batches = for {:sluice_remote, _, {:data, :stdout, batch}} <- queued, do: batch
     assert length(batches) == length(queued)
     assert batches |> List.flatten() |> IO.iodata_length() <= length(batches) * 131_072

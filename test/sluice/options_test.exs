@@ -192,7 +192,7 @@ defmodule Sluice.OptionsTest do
     end
 
     spec =
-      Options.spawn_spec(
+      Options.Command.spawn_spec(
         ["x"],
         Options.validate!([use_stdio: false, stdout: :log], :process, "p")
       )
@@ -200,7 +200,7 @@ defmodule Sluice.OptionsTest do
     assert %{use_stdio: false, stdout: :pipe, stderr: :inherit} = spec
 
     assert %{use_stdio: true, stdout: :pipe} =
-             Options.spawn_spec(["x"], Options.validate!([], :run, "r"))
+             Options.Command.spawn_spec(["x"], Options.validate!([], :run, "r"))
   end
 
   test "each bad value names its option" do
@@ -379,10 +379,12 @@ defmodule Sluice.OptionsTest do
   end
 
   test "the spawn spec" do
-    spec = Options.spawn_spec(["true"], Options.validate!([], :run, "run"))
+    spec = Options.Command.spawn_spec(["true"], Options.validate!([], :run, "run"))
     assert %{argv: ["true"], env: :default, stderr: :pipe, kill_signal: 15} = spec
 
-    spec = Options.spawn_spec(["true"], Options.validate!([env: %{"A" => "1"}], :run, "run"))
+    spec =
+      Options.Command.spawn_spec(["true"], Options.validate!([env: %{"A" => "1"}], :run, "run"))
+
     assert "A=1" in spec.env
   end
 
@@ -403,7 +405,7 @@ defmodule Sluice.OptionsTest do
     end
 
     opts = Options.validate!([node: :"b@127.0.0.1"], :run, "run")
-    refute Map.has_key?(Options.spawn_spec(["true"], opts), :node)
+    refute Map.has_key?(Options.Command.spawn_spec(["true"], opts), :node)
   end
 
   describe "pty" do
@@ -416,9 +418,9 @@ defmodule Sluice.OptionsTest do
         assert %{pty: nil} = Options.validate!([], entry, "x")
       end
 
-      spec = Options.spawn_spec(["sh"], Options.validate!([pty: true], :run, "run"))
+      spec = Options.Command.spawn_spec(["sh"], Options.validate!([pty: true], :run, "run"))
       assert spec.pty == defaults
-      assert Options.spawn_spec(["sh"], Options.validate!([], :run, "run")).pty == nil
+      assert Options.Command.spawn_spec(["sh"], Options.validate!([], :run, "run")).pty == nil
     end
 
     test "size, echo and modes become opcodes in order, after echo" do

@@ -7,6 +7,8 @@ defmodule Sluice.Options.Check do
   # rules: argv, timeouts.
 
   alias Sluice.OptionError
+  alias Sluice.Control.Protocol
+  alias Sluice.Program.Deadline
 
   @log_levels [:emergency, :alert, :critical, :error, :warning, :warn, :notice, :info, :debug]
   # The stderr values each entry point takes (files: every one but a pipeline stage's).
@@ -23,15 +25,6 @@ defmodule Sluice.Options.Check do
   @max_id 4_294_967_294
   # rlim_t is 64 bits, and 2^64 - 1 is RLIM_INFINITY (:infinity says it).
   @max_limit 18_446_744_073_709_551_614
-  # The longest wait the VM's timers (and `receive ... after`) take: 2^32 - 1 ms, about
-  # 49.7 days. Past it they raise :timeout_value, so every timeout is checked against it
-  # before anything starts (ms/2, the one check of timeouts, options and arguments alike).
-  @max_ms Sluice.Program.Deadline.max_ms()
-
-  @doc "The longest timeout in ms (2^32 - 1)."
-  @spec max_ms() :: pos_integer
-  def max_ms, do: @max_ms
-
   @doc "Checks one option's value for `entry` and returns it normalised."
   @spec check!(atom, term, Sluice.Options.entry()) :: term
   def check!(:cd, nil, _), do: nil
@@ -59,7 +52,7 @@ defmodule Sluice.Options.Check do
       do: bad!(key, "a boolean", value)
 
   def check!(:framing, value, _) do
-    case Sluice.Framing.check(value) do
+    case Sluice.Program.Framing.check(value) do
       {:ok, framing} -> framing
       :error -> bad!(:framing, ":raw, {:packet, 1 | 2 | 4} or {:line, max_bytes}", value)
     end
@@ -129,7 +122,7 @@ defmodule Sluice.Options.Check do
        else: bad!(:success_exit_codes, "a non-empty list of integers 0..255", codes)
   end
 
-  def check!(:input, input, _), do: Sluice.Input.check!(input)
+  def check!(:input, input, _), do: Sluice.Caller.Input.check!(input)
   def check!(:input_in, where, _) when where in [:caller, :process], do: where
   def check!(:input_in, where, _), do: bad!(:input_in, ":caller or :process", where)
 
@@ -177,17 +170,12 @@ defmodule Sluice.Options.Check do
 
   def check!(:arg0, nil, _), do: nil
 
-  def check!(:arg0, name, _) when is_binary(name) or is_list(name) do
-    case chars(name) do
-      {:ok, name} when name != "" ->
-        if String.contains?(name, <<0>>), do: bad_arg0(name), else: name
-
-      _ ->
-        bad_arg0(name)
+  def check!(:arg0, name, _) do
+    case Protocol.text(name) do
+      {:ok, name} -> name
+      :error -> bad_arg0(name)
     end
   end
-
-  def check!(:arg0, name, _), do: bad_arg0(name)
 
   def check!(:kill_command, nil, _), do: nil
 
@@ -195,9 +183,6 @@ defmodule Sluice.Options.Check do
     argv!(argv)
   rescue
     ArgumentError -> bad!(:kill_command, "nil or an argv (a non-empty list of strings)", argv)
-  else
-    %Sluice.Pipeline{} -> bad!(:kill_command, "an argv, not a pipeline", argv)
-    argv -> argv
   end
 
   def check!(:rlimits, limits, _) when is_list(limits) do
@@ -238,12 +223,10 @@ defmodule Sluice.Options.Check do
   defp stderr_file!(file), do: file!(:stderr, file)
 
   @doc """
-  Checks argv: a non-empty proper list of strings without NUL bytes, or a
-  `Sluice.Pipeline` (checked when it was built).
+  Checks argv: a non-empty proper list of strings without NUL bytes (a command that may
+  be a pipeline: Sluice.Options.Command.argv!/1).
   """
-  @spec argv!(term) :: Sluice.command()
-  def argv!(%Sluice.Pipeline{} = pipeline), do: pipeline
-
+  @spec argv!(term) :: [String.t()]
   def argv!(argv) do
     cond do
       not proper_list?(argv) or argv == [] ->
@@ -279,25 +262,21 @@ defmodule Sluice.Options.Check do
   expected; `:infinity` only when `infinity?`.
   """
   @spec ms(term, boolean) :: {:ok, timeout} | {:error, String.t()}
+  # The limit is the longest wait the VM's timers (and `receive ... after`) take: 2^32 - 1
+  # ms, about 49.7 days (Deadline.max_ms/0, the one clock's range). Past it they raise
+  # :timeout_value, so every timeout is checked against it before anything starts. Read
+  # at run time, not into an attribute: this module then needs Deadline only at run time.
   def ms(:infinity, true), do: {:ok, :infinity}
-  def ms(t, _infinity?) when is_integer(t) and t >= 0 and t <= @max_ms, do: {:ok, t}
-  def ms(_t, true), do: {:error, "a non-negative integer (ms) up to #{@max_ms} or :infinity"}
-  def ms(_t, false), do: {:error, "a non-negative integer (ms) up to #{@max_ms}"}
 
-  @doc """
-  A name or a path as the helper takes it: non-empty, without NUL bytes, given as a binary
-  or (by Erlang callers and `sys.config`) a charlist.
-  """
-  @spec text(term) :: {:ok, String.t()} | :error
-  def text(value) do
-    case chars(value) do
-      {:ok, text} when text != "" ->
-        if String.contains?(text, <<0>>), do: :error, else: {:ok, text}
+  def ms(t, infinity?) when is_integer(t) and t >= 0,
+    do: if(t <= Deadline.max_ms(), do: {:ok, t}, else: ms_error(infinity?))
 
-      _ ->
-        :error
-    end
-  end
+  def ms(_t, infinity?), do: ms_error(infinity?)
+
+  defp ms_error(true),
+    do: {:error, "a non-negative integer (ms) up to #{Deadline.max_ms()} or :infinity"}
+
+  defp ms_error(false), do: {:error, "a non-negative integer (ms) up to #{Deadline.max_ms()}"}
 
   defp file!(key, {:file, path, opts}) do
     unless is_list(opts) and Keyword.keyword?(opts),
@@ -314,14 +293,14 @@ defmodule Sluice.Options.Check do
   end
 
   defp path!(key, path) do
-    case text(path) do
+    case Protocol.text(path) do
       {:ok, path} -> path
       :error -> bad!(key, "{:file, path} with a non-empty path without NUL bytes", path)
     end
   end
 
   defp name!(key, name) do
-    case text(name) do
+    case Protocol.text(name) do
       {:ok, name} ->
         name
 
@@ -329,19 +308,6 @@ defmodule Sluice.Options.Check do
         bad!(key, "a non-empty name without NUL bytes or an integer id 0..#{@max_id}", name)
     end
   end
-
-  defp chars(value) when is_binary(value), do: {:ok, value}
-
-  defp chars(value) when is_list(value) do
-    case :unicode.characters_to_binary(value) do
-      binary when is_binary(binary) -> {:ok, binary}
-      _ -> :error
-    end
-  rescue
-    ArgumentError -> :error
-  end
-
-  defp chars(_value), do: :error
 
   defp limit!(n) when is_integer(n) and n in 0..@max_limit, do: {n, n}
   defp limit!(:infinity), do: {:infinity, :infinity}

@@ -24,11 +24,11 @@ defmodule Sluice.Options.Rules do
   end
 
   @doc """
-  Checks that checked options fit the command: a pipeline's ends are pipes (no `:pty`,
-  no `use_stdio: false`). Raises `ArgumentError` naming the option.
+  Checks that checked options fit a pipeline: its ends are pipes (no `:pty`, no
+  `use_stdio: false`). Raises `ArgumentError` naming the option.
   """
-  @spec command!(Sluice.command(), Sluice.Options.t()) :: :ok
-  def command!(%Sluice.Pipeline{}, opts) do
+  @spec pipeline!(Sluice.Options.t()) :: :ok
+  def pipeline!(opts) do
     if opts.pty != nil, do: bad!(:pty, "nil for a pipeline", opts.pty)
 
     if opts.use_stdio == false,
@@ -36,8 +36,6 @@ defmodule Sluice.Options.Rules do
 
     :ok
   end
-
-  def command!(_argv, _opts), do: :ok
 
   # On a terminal, stderr is the terminal unless the caller sends it elsewhere (or the
   # entry has no stderr of its own).

@@ -4,20 +4,17 @@ defmodule Sluice.Options.Spec do
   # the spec of a spawn and of a manage (docs/protocol.md), the program's environment,
   # and what the options say of where its output goes.
 
-  alias Sluice.Options.Rules
-
   # What a login sets from the user's passwd entry (PATH: login.defs' default), unless
   # env: sets it; with inherit_env the VM's PATH stays.
   @login_vars ~w(HOME USER LOGNAME SHELL PATH)
 
   @doc """
-  The spawn spec for the helper program (docs/protocol.md). A pipeline's first stage is
-  the spec's program, the others its `pipeline` key.
+  The spawn spec of a pipeline's stages for the helper program (docs/protocol.md): the
+  first stage is the spec's program, the others its `pipeline` key. See
+  Sluice.Options.Command.spawn_spec/2, which applies the pipeline's rules first.
   """
-  @spec spawn(Sluice.command(), Sluice.Options.t()) :: map
-  def spawn(%Sluice.Pipeline{stages: [{argv, first} | rest]} = pipeline, opts) do
-    Rules.command!(pipeline, opts)
-
+  @spec stages([{[String.t()], map}, ...], Sluice.Options.t()) :: map
+  def stages([{argv, first} | rest], opts) do
     stages =
       Enum.map(rest, fn {argv, stage} ->
         o = stage_opts(opts, stage)
@@ -27,6 +24,8 @@ defmodule Sluice.Options.Spec do
     argv |> spawn(stage_opts(opts, first)) |> Map.put(:pipeline, stages)
   end
 
+  @doc "The spawn spec of one program (an argv) for the helper program (docs/protocol.md)."
+  @spec spawn([String.t()], Sluice.Options.t()) :: map
   def spawn(argv, opts) do
     {:ok, signum} = Sluice.Signal.to_number(opts.kill_signal)
 
@@ -82,7 +81,7 @@ defmodule Sluice.Options.Spec do
   # clear_env, and with a user: what a login keeps of it (the helper program adds the
   # user's HOME, USER, LOGNAME, SHELL and PATH: control/1), or with inherit_env the
   # VM's less RELEASE_COOKIE, the key to the node. Without options it is `:default`,
-  # resolved at the spawn (Sluice.Helper.Env).
+  # resolved at the spawn (Sluice.Control.Env).
   defp environment(%{env: [], clear_env: false, user: nil}), do: :default
 
   defp environment(%{env: overrides} = opts) do
@@ -119,7 +118,7 @@ defmodule Sluice.Options.Spec do
       user: user,
       group: opts.group,
       login_env: if(user, do: login_env(opts), else: []),
-      allowed_users: if(user, do: Sluice.Helper.Config.allowed_users!()),
+      allowed_users: if(user, do: Sluice.Control.Config.allowed_users!()),
       nice: opts.nice,
       rlimits: for({r, {soft, hard}} <- opts.rlimits, do: {r, soft, hard}),
       umask: opts.umask,

@@ -11,8 +11,8 @@ defmodule Sluice.Program.Channel do
 
   require Logger
 
-  alias Sluice.{Helper, Native, Registry}
-  alias Sluice.Helper.Protocol
+  alias Sluice.{Helper, Native}
+  alias Sluice.Control.{Protocol, Registry}
   alias Sluice.Program.Deadline
 
   @typedoc "What one look at the channel found."

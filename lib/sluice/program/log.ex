@@ -9,8 +9,8 @@ defmodule Sluice.Program.Log do
 
   require Logger
 
-  alias Sluice.{Lines, Program}
-  alias Sluice.Program.Output
+  alias Sluice.Program
+  alias Sluice.Program.{Lines, Output}
 
   @chunk 65_536
   @max_line 16_384

@@ -1,15 +1,15 @@
 defmodule Sluice.Program.Output do
   @moduledoc false
-  # The one reader of a program's output, for every holder and caller (Sluice.Pump under
+  # The one reader of a program's output, for every holder and caller (Sluice.Caller.Pump under
   # `run` and streams, Sluice.Process's active mode and pending reads, Sluice.Worker,
-  # Sluice.Remote.Reader, Sluice.Program.Log). `next/3` is fair: the source that gave the
+  # Sluice.Holder.RemoteReader, Sluice.Program.Log). `next/3` is fair: the source that gave the
   # last chunk goes last (the turn order lives in the program value), so a chatty stdout
   # cannot starve stderr whoever reads. With a framing other than `:raw` (`frame/2`),
-  # stdout is read through a Sluice.Framing decoder: a read returns one whole frame, and
+  # stdout is read through a Sluice.Program.Framing decoder: a read returns one whole frame, and
   # reads only what completes it. The bytes themselves come from Sluice.Program.Fds.
 
-  alias Sluice.{Framing, Program}
-  alias Sluice.Program.Fds
+  alias Sluice.Program
+  alias Sluice.Program.{Fds, Framing}
 
   @typedoc "What `next/3` found: a chunk (or frame), nothing for now, the end, or an error."
   @type next ::

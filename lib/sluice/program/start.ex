@@ -7,17 +7,20 @@ defmodule Sluice.Program.Start do
   # `:fd4` are the data and the program's own outputs are log sources. Until the reply,
   # the channel is the only fd, and every failure closes it.
 
+  alias Sluice.{Error, Helper, Native, Program}
+  alias Sluice.Control.{Env, Protocol, Registry}
   alias Sluice.Program.{Channel, Deadline, Errors, Fds, Terminal}
-  alias Sluice.{Error, Native, Program, Registry}
-  alias Sluice.Helper
-  alias Sluice.Helper.{Env, Protocol}
 
   # How often a full fd socket is retried, until the caller's deadline.
   @retry_ms 1
 
-  @doc "See `Sluice.Program.open/3`."
+  @doc """
+  Starts a program from a spawn spec (see `Sluice.Options.Command.spawn_spec/2`) and waits for it
+  to run, until `deadline` (monotonic ms). The caller holds it; `owner` (default the
+  caller) is whom `Sluice.list/0` names as its owner.
+  """
   @spec open(map, Deadline.t(), pid) :: {:ok, Program.t()} | {:error, Error.t()}
-  def open(spec, deadline, owner) do
+  def open(spec, deadline, owner \\ self()) do
     id = System.unique_integer([:positive])
 
     with {:ok, conn} <- connection(),
@@ -63,9 +66,13 @@ defmodule Sluice.Program.Start do
 
   defp resolve_stages(spec, _inherited), do: {:ok, spec}
 
-  @doc "See `Sluice.Program.manage/3`."
+  @doc """
+  Adopts a running process Sluice did not start, from a manage spec (see
+  `Sluice.Options.manage_spec/2`): the helper program holds a pidfd for it. Like `open/3`
+  otherwise; the result has no pipes.
+  """
   @spec manage(map, Deadline.t(), pid) :: {:ok, Program.t()} | {:error, Error.t()}
-  def manage(spec, deadline, owner) do
+  def manage(spec, deadline, owner \\ self()) do
     id = System.unique_integer([:positive])
     request = Protocol.manage_request(id, spec)
 

@@ -6,8 +6,8 @@ defmodule Sluice.Program.Usage do
   # program has exited, the usage of its exit reply is the answer.
 
   alias Sluice.Program
+  alias Sluice.Control.Protocol
   alias Sluice.Program.{Channel, Deadline}
-  alias Sluice.Helper.Protocol
 
   @doc "See `Sluice.Program.stats/2`."
   @spec stats(Program.t(), Deadline.t()) :: {{:ok, map} | {:error, atom}, Program.t()}

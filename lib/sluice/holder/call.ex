@@ -1,4 +1,4 @@
-defmodule Sluice.Call do
+defmodule Sluice.Holder.Call do
   @moduledoc false
   # A call of a process that holds a program (Sluice.Process's server, Sluice.Worker,
   # Sluice.Daemon), written once: the server argument checked (ArgumentError naming it,
@@ -7,6 +7,7 @@ defmodule Sluice.Call do
   # holder it is.
 
   alias Sluice.Options
+  alias Sluice.Program.Deadline
 
   # The server answers within the request's own time (its own timer), `within` ms: the
   # caller waits that plus a margin longer than the server ever blocks (a `stats` or a
@@ -25,7 +26,7 @@ defmodule Sluice.Call do
     GenServer.call(
       server!(server, name),
       request,
-      Sluice.Program.Deadline.plus_margin(within, @answer_margin)
+      Deadline.plus_margin(within, @answer_margin)
     )
   catch
     :exit, {:timeout, {GenServer, :call, _}} -> {:error, :timeout}

@@ -1,4 +1,4 @@
-defmodule Sluice.Framing do
+defmodule Sluice.Program.Framing do
   @moduledoc false
   # Message framing on a program's output, as a pure value (no fds, no process): the
   # decoder of `framing: {:packet, n} | {:line, max}`, and the encoder of a frame to write.

@@ -1,4 +1,4 @@
-defmodule Sluice.Process.Requests do
+defmodule Sluice.Holder.Process.Requests do
   @moduledoc false
   # The pending work of a Sluice.Process server, as a typed value: queued reads (served in
   # order, each from its own source), queued writes (in order, the head possibly half
@@ -9,6 +9,10 @@ defmodule Sluice.Process.Requests do
   alias Sluice.Program.{Fds, Output}
 
   defstruct reads: [], writes: :queue.new(), exit_waiters: [], stop_waiters: []
+
+  @doc "No pending work."
+  @spec new() :: t
+  def new, do: %__MODULE__{}
 
   @type timer :: {reference, reference} | nil
   @type read :: %{

@@ -1,4 +1,4 @@
-defmodule Sluice.Input do
+defmodule Sluice.Caller.Input do
   @moduledoc false
   # The `:input` of run and streams, enumerated in the calling process: no hidden process,
   # so an input may read the process dictionary, receive the caller's messages, or be a
@@ -7,11 +7,11 @@ defmodule Sluice.Input do
   # stdin can take more: input has back-pressure too.
   #
   # With `input_in: :process` an Enumerable or a collectable function is enumerated in a
-  # process of its own instead (Sluice.Input.Feeder), which sends its chunks here: the
+  # process of its own instead (Sluice.Caller.Input.Feeder), which sends its chunks here: the
   # caller still writes them, through the same pump, but never waits inside the input's
   # code (`next/1` answers `{:wait, input}` until a chunk came).
 
-  alias Sluice.Input.{Element, Feeder}
+  alias Sluice.Caller.Input.{Element, Feeder}
 
   @type t ::
           :none
@@ -46,7 +46,7 @@ defmodule Sluice.Input do
   @doc """
   The input source for a checked `:input` option, enumerated where `input_in` says: iodata
   needs no enumeration, so it stays in the caller. (A Sluice stream is enumerated like any
-  input here: the local source, Sluice.Pump, drives a pipeable one itself.)
+  input here: the local source, Sluice.Caller.Pump, drives a pipeable one itself.)
   """
   @spec new(term, input_in) :: t
   def new(input, :caller), do: new(input)

@@ -1,8 +1,8 @@
-defmodule Sluice.Remote.Reader do
+defmodule Sluice.Holder.RemoteReader do
   @moduledoc false
   # The holder of a `run`'s or a stream's program on the program's node, for a consumer on
-  # another node (Sluice.Remote.Consumer). It holds the Sluice.Program value, so the fds stay
-  # on the node of the program, and it reads output only against credit the consumer
+  # another node (Sluice.Caller.RemoteConsumer). It holds the Sluice.Program value, so the
+  # fds stay on the node of the program, and it reads output only against credit the consumer
   # grants (one batch of chunks per credit, like active mode with a count): the program's output
   # crosses distribution no faster than the consumer takes it, each chunk read into one
   # binary and sent once. Input comes from the consumer in chunks; each is acknowledged
@@ -14,18 +14,19 @@ defmodule Sluice.Remote.Reader do
   # with `kill_signal` and SIGKILL after `kill_grace`, as for a local owner.
   #
   # Messages: from the consumer `{:sluice_consumer, request}`; to it
-  # `{:sluice_remote, reader, event}` (see Sluice.Remote.Consumer for both vocabularies).
+  # `{:sluice_remote, reader, event}` (see Sluice.Caller.RemoteConsumer for both vocabularies).
 
   use GenServer
-  @behaviour Sluice.Holder
+  @behaviour Sluice.Holder.Policy
 
   # The most bytes of one output sent as one message (see `deliver/1`).
   @batch_bytes 131_072
   # What a frame costs beyond its bytes (a tuple, a list cell, a binary header).
   @frame_overhead 64
 
-  alias Sluice.Program.{Fds, Log, Output}
   alias Sluice.{Holder, Program}
+  alias Sluice.Holder.Policy
+  alias Sluice.Program.{Fds, Log, Output}
 
   # `owner`: the consumer. `log` stays empty (`run` and streams refuse `:log` outputs); it
   # is there because every holder's state has one (Sluice.Holder).
@@ -48,7 +49,7 @@ defmodule Sluice.Remote.Reader do
   @typedoc "The output towards the consumer: still read, or its end (EOF, an error) sent."
   @type output :: :open | :ended
   @typedoc "A batch being filled: its output, its chunks (newest first) and their bytes."
-  @type held :: :none | {Program.source(), [Sluice.Framing.frame()], non_neg_integer}
+  @type held :: :none | {Program.source(), [Sluice.Program.Framing.frame()], non_neg_integer}
   @type t :: %__MODULE__{
           owner: pid,
           program: Program.t(),
@@ -84,17 +85,17 @@ defmodule Sluice.Remote.Reader do
 
   ## The holder's policy (Sluice.Holder)
 
-  @impl Holder
+  @impl Policy
   def input_ready(s), do: write_input(s)
 
-  @impl Holder
+  @impl Policy
   def output_ready(s), do: deliver(s)
 
-  @impl Holder
+  @impl Policy
   # The consumer is gone: nobody to tell.
   def owner_down(s, _reason), do: s
 
-  @impl Holder
+  @impl Policy
   # Once the exit was sent, what is left of the output is still delivered.
   def helper_down(%{exit: :sent} = s), do: {:noreply, s}
 
@@ -103,7 +104,7 @@ defmodule Sluice.Remote.Reader do
     {:stop, :normal, s}
   end
 
-  @impl Holder
+  @impl Policy
   def exited(%{exit: :unsent} = s, status) do
     event(s, {:exit, status, Program.exit_info(s.program)})
     {:noreply, deliver(%{s | exit: :sent})}

@@ -1,8 +1,8 @@
-defmodule Sluice.Input.Element do
+defmodule Sluice.Caller.Input.Element do
   @moduledoc false
   # An element of an `:input` as the binary written to stdin, wherever the input is
-  # enumerated: in the caller (Sluice.Input), in an input process of its own
-  # (Sluice.Input.Feeder), or given to a collectable function's Sluice.Stdin. Its own
+  # enumerated: in the caller (Sluice.Caller.Input), in an input process of its own
+  # (Sluice.Caller.Input.Feeder), or given to a collectable function's Sluice.Stdin. Its own
   # module, so that each of those depends on it and none on another.
 
   @doc "An input element as a binary; `ArgumentError` if it is not iodata."

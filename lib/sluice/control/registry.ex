@@ -1,4 +1,4 @@
-defmodule Sluice.Registry do
+defmodule Sluice.Control.Registry do
   @moduledoc false
   # Every program of this node, for Sluice.list/0 and Sluice.Process.info/1.
   #

@@ -1,14 +1,15 @@
-defmodule Sluice.OutputStream do
+defmodule Sluice.Caller.OutputStream do
   @moduledoc false
   # The Enumerable behind Sluice.stream!/2 and Sluice.stream/2, built on Stream.resource:
   # the program starts when enumeration starts, in the enumerating process (its owner),
   # and the after-callback stops it however enumeration ends (done, halted, raised, or the
   # consumer killed: then the NIF closes its channel and the helper program stops it).
-  # The program is driven through a Sluice.Source. The Enumerable implementation of
+  # The program is driven through a Sluice.Caller.Source. The Enumerable implementation of
   # Sluice.Stream is here too, so that the public struct's module depends on nothing.
 
-  alias Sluice.Program.{Deadline, Errors}
-  alias Sluice.{ExitError, Lines, Source}
+  alias Sluice.ExitError
+  alias Sluice.Caller.Source
+  alias Sluice.Program.{Deadline, Errors, Lines}
 
   @stderr_tail 8_192
   @lost [:helper_down, :nodedown]
@@ -147,7 +148,7 @@ defmodule Sluice.OutputStream do
 end
 
 defimpl Enumerable, for: Sluice.Stream do
-  def reduce(s, acc, fun), do: Sluice.OutputStream.new(s.argv, s.opts, s.mode).(acc, fun)
+  def reduce(s, acc, fun), do: Sluice.Caller.OutputStream.new(s.argv, s.opts, s.mode).(acc, fun)
   def count(_s), do: {:error, __MODULE__}
   def member?(_s, _element), do: {:error, __MODULE__}
   def slice(_s), do: {:error, __MODULE__}

@@ -1,9 +1,10 @@
-defmodule Sluice.Helper.Env do
+defmodule Sluice.Control.Env do
   @moduledoc false
   # What a spawn request says about the environment and the working directory, resolved
   # in the calling process at the moment of the spawn, as Port.open does.
 
   alias Sluice.Error
+  alias Sluice.Control.EnvServer
 
   @doc """
   `:default` (no environment options) becomes `:inherit` while the VM's environment still
@@ -11,18 +12,8 @@ defmodule Sluice.Helper.Env do
   list, so `System.put_env/2` is seen by the next spawn.
   """
   @spec resolve(:default | [binary], [{charlist, charlist}]) :: :inherit | [binary]
-  def resolve(:default, inherited), do: Sluice.Helper.EnvServer.resolve(inherited)
+  def resolve(:default, inherited), do: EnvServer.resolve(inherited)
   def resolve(list, _inherited) when is_list(list), do: list
-
-  @doc false
-  # The comparison itself; Sluice.Helper.EnvServer runs it.
-  @spec compare([{charlist, charlist}]) :: :inherit | [binary]
-  def compare(inherited) do
-    case :os.env() do
-      ^inherited -> :inherit
-      raw -> Enum.map(raw, fn {name, value} -> IO.chardata_to_string([name, ?=, value]) end)
-    end
-  end
 
   @doc """
   The program's working directory as an absolute path: the VM's current directory, or

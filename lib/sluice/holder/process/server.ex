@@ -1,4 +1,4 @@
-defmodule Sluice.Process.Server do
+defmodule Sluice.Holder.Process.Server do
   @moduledoc false
   # The GenServer behind Sluice.Process: a Sluice.Holder policy (start-up, readiness,
   # the owner's death, the program's end and the server's own are the holder's), which
@@ -11,14 +11,16 @@ defmodule Sluice.Process.Server do
   # then stops the program (an adopted process only with stop_on_owner_exit). Each concern's state is its own type:
   # `output` (Active.t: passive, active with a grant, or paused), `decoding`,
   # `exit_report` and `relay` (who tells a controller on another node of a lost
-  # connection: Sluice.Process.Relay).
+  # connection: Sluice.Holder.Process.Relay).
 
   use GenServer
-  @behaviour Sluice.Holder
+  @behaviour Sluice.Holder.Policy
 
-  alias Sluice.Program.{Deadline, Errors, Fds, Log, Output}
-  alias Sluice.{Framing, Holder, Program, Registry}
-  alias Sluice.Process.{Active, Relay, Requests}
+  alias Sluice.{Holder, Program}
+  alias Sluice.Holder.Policy
+  alias Sluice.Control.Registry
+  alias Sluice.Holder.Process.{Active, Relay, Requests}
+  alias Sluice.Program.{Deadline, Errors, Fds, Framing, Log, Output}
 
   # How much longer than the grace a stop may take before it is reported as a timeout.
   @stop_slack 5_000
@@ -30,14 +32,16 @@ defmodule Sluice.Process.Server do
     :owner,
     :controller,
     :info,
+    # Requests.new/0 in init/1 (a struct default here would make this module depend on
+    # Requests at compile time).
+    :requests,
     origin: :spawned,
     framing: :raw,
     log: %{},
     decoding: :sound,
     output: :passive,
     exit_report: :pending,
-    relay: :none,
-    requests: %Requests{}
+    relay: :none
   ]
 
   @typedoc """
@@ -80,7 +84,8 @@ defmodule Sluice.Process.Server do
         info: Registry.info(Program.id(program)),
         origin: Program.origin(program),
         framing: opts.framing,
-        log: log
+        log: log,
+        requests: Requests.new()
       }
 
       {:ok, s}
@@ -181,7 +186,7 @@ defmodule Sluice.Process.Server do
         waiter =
           Requests.request(
             %{from: from},
-            Sluice.Program.Deadline.plus_margin(grace, @stop_slack),
+            Deadline.plus_margin(grace, @stop_slack),
             :stop
           )
 
@@ -231,14 +236,14 @@ defmodule Sluice.Process.Server do
 
   ## The holder's policy (Sluice.Holder)
 
-  @impl Holder
+  @impl Policy
   # On a terminal, a pending end-of-input character went first (Sluice.Holder).
   def input_ready(s), do: serve_writes(s)
 
-  @impl Holder
+  @impl Policy
   def output_ready(s), do: serve(s)
 
-  @impl Holder
+  @impl Policy
   # The owner's node disconnected: the program stops. A controller on this node hears
   # it here; one on another node from its relay (told to nobody across the lost link).
   def owner_down(s, reason) do
@@ -246,14 +251,14 @@ defmodule Sluice.Process.Server do
     s
   end
 
-  @impl Holder
+  @impl Policy
   def helper_down(s) do
     _ = Requests.fail_all(s.requests, {:error, :helper_down})
     notify(s, :helper_down)
     {:stop, {:shutdown, :helper_down}, s}
   end
 
-  @impl Holder
+  @impl Policy
   def exited(s, status) do
     Enum.each(s.requests.exit_waiters, &Requests.reply(&1, {:ok, status}))
 

@@ -1,4 +1,4 @@
-defmodule Sluice.Process.Relay do
+defmodule Sluice.Holder.Process.Relay do
   @moduledoc false
   # How an active-mode controller on another node than its Sluice.Process server hears
   # that the connection between them was lost: `{:sluice_error, p, :nodedown}`. The

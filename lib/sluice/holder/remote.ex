@@ -1,19 +1,21 @@
-defmodule Sluice.Remote do
+defmodule Sluice.Holder.Remote do
   @moduledoc false
   # Programs on other nodes (`node:`), the entry points on both sides (docs/architecture.md,
   # "Other nodes"). The caller's node asks the program's node through `:erpc` to start the
-  # process that will hold the program there: a Sluice.Remote.Reader for `run` and
-  # streams, a Sluice.Process server for `Sluice.Process.start/2`. Whatever holds the
-  # program on the remote node monitors its owner here, so the owner's death and a
-  # disconnection stop it like a local owner's death; the caller monitors the holder, so
-  # the remote node's death is `:nodedown` here.
+  # process that will hold the program there: a Sluice.Holder.RemoteReader for `run` and
+  # streams, a Sluice.Process server for `Sluice.Process.start/2` (a Sluice.Worker starts
+  # itself there, through `call/5`). Whatever holds the program on the remote node
+  # monitors its owner here, so the owner's death and a disconnection stop it like a local
+  # owner's death; the caller monitors the holder, so the remote node's death is
+  # `:nodedown` here.
   #
   # The functions the remote node runs take only checked options without `:input` (input
   # is enumerated in the caller) and build the spawn spec there, so the environment and
   # the working directory are the remote node's.
 
-  alias Sluice.Program.Errors
-  alias Sluice.{Error, Options}
+  alias Sluice.Error
+  alias Sluice.Options.Command
+  alias Sluice.Program.{Deadline, Errors}
 
   # Margin of the `:erpc` call over the remote start's own `start_timeout`.
   @call_margin 5_000
@@ -24,14 +26,15 @@ defmodule Sluice.Remote do
   def node_of(_opts), do: nil
 
   @doc """
-  Calls `fun` of this module on `node`, within `start_ms` (the remote start's own bound)
-  and a margin; maps the failures of distribution to `Sluice.Error`s: `:nodedown`
-  (unreachable, or it went away), `:nosluice` (Sluice's code or application is not
-  there), `:timeout`.
+  Calls `fun` of `module` (default this module) on `node`, within `start_ms` (the remote
+  start's own bound) and a margin; maps the failures of distribution to `Sluice.Error`s:
+  `:nodedown` (unreachable, or it went away), `:nosluice` (Sluice's code or application is
+  not there), `:timeout`. A module above this one (Sluice.Worker) names itself, so this
+  module never calls up into it.
   """
-  @spec call(node, atom, [term], timeout) :: {:ok, term} | {:error, Error.t()}
-  def call(node, fun, args, start_ms) do
-    :erpc.call(node, __MODULE__, fun, args, margin(start_ms))
+  @spec call(node, module, atom, [term], timeout) :: {:ok, term} | {:error, Error.t()}
+  def call(node, module \\ __MODULE__, fun, args, start_ms) do
+    :erpc.call(node, module, fun, args, margin(start_ms))
   catch
     :error, {:erpc, :noconnection} ->
       {:error, Errors.nodedown(node)}
@@ -39,7 +42,7 @@ defmodule Sluice.Remote do
     :error, {:erpc, :timeout} ->
       {:error, Errors.remote_not_started(node)}
 
-    :error, {:exception, :undef, [{__MODULE__, ^fun, _, _} | _]} ->
+    :error, {:exception, :undef, [{^module, ^fun, _, _} | _]} ->
       {:error, Errors.nosluice(node)}
 
     :error, {:erpc, reason} ->
@@ -53,21 +56,21 @@ defmodule Sluice.Remote do
       {:error, Errors.remote_start_failed(node, reason)}
   end
 
-  defp margin(ms), do: Sluice.Program.Deadline.plus_margin(ms, @call_margin)
+  defp margin(ms), do: Deadline.plus_margin(ms, @call_margin)
 
   ## Run on the program's node
 
   @doc false
-  # Starts a Sluice.Remote.Reader for `consumer`, the program started within `start_ms`:
+  # Starts a Sluice.Holder.RemoteReader for `consumer`, the program started within `start_ms`:
   # `{:ok, {reader, os_pid}}`.
   @spec open_reader(Sluice.command(), map, pid, timeout) ::
           {:ok, {pid, pos_integer}} | {:error, Error.t()}
   def open_reader(argv, opts, consumer, start_ms) do
     with :ok <- running() do
-      spec = Options.spawn_spec(argv, opts)
+      spec = Command.spawn_spec(argv, opts)
       init = {spec, opts, consumer, start_ms}
 
-      case Sluice.Holder.start_server(Sluice.Remote.Reader, init, timeout: margin(start_ms)) do
+      case Sluice.Holder.start_server(Sluice.Holder.RemoteReader, init, timeout: margin(start_ms)) do
         {:ok, reader} -> reader_started(reader)
         {:error, error} -> {:error, error}
         {:failed, reason} -> {:error, Errors.remote_start_failed(nil, reason)}
@@ -88,18 +91,15 @@ defmodule Sluice.Remote do
   @spec start_process(Sluice.command(), map, pid) :: {:ok, pid} | {:error, Error.t()}
   def start_process(argv, opts, owner) do
     with :ok <- running() do
-      Sluice.Process.Starter.start_server(Options.spawn_spec(argv, opts), opts, owner)
+      Sluice.Holder.Process.Starter.start_server(Command.spawn_spec(argv, opts), opts, owner)
     end
   end
 
   @doc false
-  # Starts a Sluice.Worker linked to `owner` (on another node).
-  @spec start_worker(Sluice.command(), map, keyword, pid) :: {:ok, pid} | {:error, term}
-  def start_worker(argv, opts, server_opts, owner) do
-    with :ok <- running(), do: Sluice.Worker.start_here(argv, opts, server_opts, owner)
-  end
-
-  defp running do
+  # `:ok` when the Sluice application runs on this node (a remote start can begin), else
+  # the `:nosluice` error.
+  @spec running() :: :ok | {:error, Error.t()}
+  def running do
     if List.keymember?(Application.started_applications(), :sluice, 0),
       do: :ok,
       else: {:error, Errors.nosluice(node())}

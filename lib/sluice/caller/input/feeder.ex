@@ -1,4 +1,4 @@
-defmodule Sluice.Input.Feeder do
+defmodule Sluice.Caller.Input.Feeder do
   @moduledoc false
   # The `:input` of run and streams with `input_in: :process`: enumerated in a process of
   # its own (the feeder), linked to the caller, which sends the chunks to the caller. The
@@ -26,7 +26,7 @@ defmodule Sluice.Input.Feeder do
   # To the feeder: `{:sluice_input_tag, tag}` from the guard, once it watches (the
   # feeder starts on the input then), and `{:sluice_input_credit, tag}` from the caller.
 
-  alias Sluice.Input.Element
+  alias Sluice.Caller.Input.Element
 
   # Chunks sent and not yet pulled by the caller, as the remote consumer's input window.
   @in_flight 2

@@ -1,4 +1,4 @@
-defmodule Sluice.Helper.EnvServer do
+defmodule Sluice.Control.EnvServer do
   @moduledoc false
   # Answers "is the VM's environment still the one the helper program inherited?" for
   # every spawn with the default environment.
@@ -11,8 +11,6 @@ defmodule Sluice.Helper.EnvServer do
   # is read after the request arrived.
 
   use GenServer
-
-  alias Sluice.Helper.Env
 
   @call_timeout 5_000
 
@@ -28,7 +26,7 @@ defmodule Sluice.Helper.EnvServer do
   def resolve(inherited) do
     GenServer.call(__MODULE__, {:resolve, inherited}, @call_timeout)
   catch
-    :exit, _ -> Env.compare(inherited)
+    :exit, _ -> compare(inherited)
   end
 
   @impl true
@@ -39,9 +37,18 @@ defmodule Sluice.Helper.EnvServer do
     # Every request already queued was sent before the environment is read below, so
     # whatever System.put_env/2 its sender did first is seen.
     waiting = [from | queued(inherited, [])]
-    answer = Env.compare(inherited)
+    answer = compare(inherited)
     Enum.each(waiting, &GenServer.reply(&1, answer))
     {:noreply, state}
+  end
+
+  # The comparison itself, run here or, without the server, in the caller.
+  @spec compare([{charlist, charlist}]) :: :inherit | [binary]
+  defp compare(inherited) do
+    case :os.env() do
+      ^inherited -> :inherit
+      raw -> Enum.map(raw, fn {name, value} -> IO.chardata_to_string([name, ?=, value]) end)
+    end
   end
 
   defp queued(inherited, acc) do

@@ -1,4 +1,4 @@
-defmodule Sluice.Process.Active do
+defmodule Sluice.Holder.Process.Active do
   @moduledoc false
   # Active mode of a Sluice.Process: output pushed to the controlling process as
   # messages, only as many as were granted (so back-pressure holds), like :gen_tcp.

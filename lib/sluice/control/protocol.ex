@@ -1,4 +1,4 @@
-defmodule Sluice.Helper.Protocol do
+defmodule Sluice.Control.Protocol do
   @moduledoc false
   # The Elixir twin of native/sluice_protocol (see docs/protocol.md): spawn requests,
   # channel requests and the replies on a program channel. Every atom the helper may send
@@ -36,6 +36,35 @@ defmodule Sluice.Helper.Protocol do
           | {:exit, pos_integer, status, exit_info}
           | {:error, pos_integer | nil, binary}
           | {:stats, pos_integer, %{usage: map | nil, pids_current: non_neg_integer}}
+
+  @doc """
+  A name or a path as the helper program takes it (a C string): non-empty, without NUL
+  bytes, given as a binary or (by Erlang callers and `sys.config`) a charlist. The one
+  check of such text, for the options and for the application's configuration.
+  """
+  @spec text(term) :: {:ok, String.t()} | :error
+  def text(value) do
+    case chars(value) do
+      {:ok, text} when text != "" ->
+        if String.contains?(text, <<0>>), do: :error, else: {:ok, text}
+
+      _ ->
+        :error
+    end
+  end
+
+  defp chars(value) when is_binary(value), do: {:ok, value}
+
+  defp chars(value) when is_list(value) do
+    case :unicode.characters_to_binary(value) do
+      binary when is_binary(binary) -> {:ok, binary}
+      _ -> :error
+    end
+  rescue
+    ArgumentError -> :error
+  end
+
+  defp chars(_value), do: :error
 
   @doc "Whether a request of this many bytes needs the memfd path."
   @spec large?(binary) :: boolean

@@ -1,6 +1,6 @@
-defmodule Sluice.Pump do
+defmodule Sluice.Caller.Pump do
   @moduledoc false
-  # The local Sluice.Source: drives one program on this node from the calling process, for
+  # The local Sluice.Caller.Source: drives one program on this node from the calling process, for
   # Sluice.run and streams: writes the `:input` into stdin when stdin can take it, and reads
   # whichever output has data, all in one process with enif_select (docs/architecture.md).
   # Nothing is read that nobody asked for: `next/3` reads one chunk.
@@ -13,7 +13,7 @@ defmodule Sluice.Pump do
   # input element runs the input's own code: an element that takes long to come (a slow
   # upstream program) delays reading output until it comes. By default the input runs in
   # the caller (its process dictionary, a transaction). With `input_in: :process` the
-  # input's code runs in a process of its own (Sluice.Input.Feeder) and the pump pulls only
+  # input's code runs in a process of its own (Sluice.Caller.Input.Feeder) and the pump pulls only
   # the chunks it already sent: until one comes, the pump waits for it together with the
   # fds (its messages are one more thing `await_ready` watches).
   #
@@ -23,10 +23,12 @@ defmodule Sluice.Pump do
   # ends with `feeding: :more`: the pump takes the news already there (output, the exit,
   # without waiting), checks the deadline, and feeds on.
 
-  @behaviour Sluice.Source
+  @behaviour Sluice.Caller.Source
 
-  alias Sluice.Program.{Deadline, Errors, Fds, Output}
-  alias Sluice.{Error, ExitError, Input, Options, Program}
+  alias Sluice.{Error, ExitError, Program}
+  alias Sluice.Caller.Input
+  alias Sluice.Options.Command
+  alias Sluice.Program.{Deadline, Errors, Fds, Output, Start}
 
   defstruct [
     :program,
@@ -46,7 +48,7 @@ defmodule Sluice.Pump do
   @type feeding :: :idle | :more
 
   @typedoc """
-  The input: one enumerated (`Sluice.Input`), or an upstream Sluice stream, not yet
+  The input: one enumerated (`Sluice.Caller.Input`), or an upstream Sluice stream, not yet
   started or driven with this pump.
   """
   @type input :: Input.t() | {:upstream, Sluice.Stream.t()} | {:piped, t, Sluice.Stream.t()}
@@ -64,9 +66,9 @@ defmodule Sluice.Pump do
           input_error: atom | nil
         }
 
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def open(argv, opts, deadline) do
-    with {:ok, program} <- Program.open(Options.spawn_spec(argv, opts), deadline) do
+    with {:ok, program} <- Start.open(Command.spawn_spec(argv, opts), deadline) do
       {:ok, new(Output.frame(program, opts), input(opts))}
     end
   end
@@ -98,7 +100,7 @@ defmodule Sluice.Pump do
   `{:error, :timeout | :helper_down | :line_too_long | errno, pump}` (`:line_too_long`:
   a terminal refused a line of the input, see `Sluice.Program.Terminal`).
   """
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def next(pump, max, deadline) do
     case step(pump, max, deadline) do
       {:blocked, pump} -> wait(pump, max, deadline)
@@ -325,7 +327,7 @@ defmodule Sluice.Pump do
   end
 
   # Writes `data` completely, reading output while stdin is full.
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def push(key, data) do
     {pump, deadline} = Process.get(key) || throw({__MODULE__, :input_done})
 
@@ -378,7 +380,7 @@ defmodule Sluice.Pump do
 
   ## The program's end
 
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def await_exit(pump, deadline) do
     case Program.await_exit(pump.program, deadline) do
       {:ok, status, program} -> {:ok, status, %{pump | program: program}}
@@ -386,29 +388,29 @@ defmodule Sluice.Pump do
     end
   end
 
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def stop(pump, grace), do: %{pump | program: Program.stop(pump.program, grace)}
 
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def stop_and_await(pump, grace) do
     {status, program} = Program.stop_and_await(pump.program, grace)
     {status, %{pump | program: program}}
   end
 
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def os_pid(pump), do: Program.os_pid(pump.program)
 
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def exit_info(pump), do: Program.exit_info(pump.program)
 
-  @impl Sluice.Source
-  @spec lost_error(t, Sluice.Source.lost()) :: Error.t()
+  @impl Sluice.Caller.Source
+  @spec lost_error(t, Sluice.Caller.Source.lost()) :: Error.t()
   def lost_error(_pump, :helper_down), do: Errors.helper_down()
   def lost_error(_pump, :nodedown), do: Errors.nodedown(node())
 
   # Stops the input (halting a suspended Enumerable, stopping an upstream program) and
   # closes the program's fds.
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def close(pump) do
     halt_input(pump.input)
     Program.close(pump.program)
@@ -434,9 +436,9 @@ defmodule Sluice.Pump do
   # Starts the upstream program (in the calling process, which owns it).
   @spec open_upstream(Sluice.Stream.t()) :: t
   defp open_upstream(stream) do
-    spec = Options.spawn_spec(stream.argv, stream.opts)
+    spec = Command.spawn_spec(stream.argv, stream.opts)
 
-    case Program.open(spec, Deadline.at(stream.opts.start_timeout)) do
+    case Start.open(spec, Deadline.at(stream.opts.start_timeout)) do
       {:ok, program} -> new(program, input(stream.opts))
       {:error, error} -> raise error
     end

@@ -1,4 +1,4 @@
-defmodule Sluice.Helper.PortFrames do
+defmodule Sluice.Control.PortFrames do
   @moduledoc false
   # The frames on the helper program's port, cut here rather than by the port driver.
   # With `{:packet, 4}` the driver allocates whatever a length prefix announces before a

@@ -1,12 +1,14 @@
-defmodule Sluice.Run do
+defmodule Sluice.Caller.Run do
   @moduledoc false
   # Sluice.run/2: the program, its input and its output, all driven from the calling
-  # process through a Sluice.Source (a Sluice.Pump here, or with `node:` a
-  # Sluice.Remote.Consumer of a reader on another node). `timeout` bounds the whole call, spawn included.
+  # process through a Sluice.Caller.Source (a Sluice.Caller.Pump here, or with `node:` a
+  # Sluice.Caller.RemoteConsumer of a reader on another node). `timeout` bounds the whole
+  # call, spawn included.
 
+  alias Sluice.{Error, Options, Result}
+  alias Sluice.Caller.Source
+  alias Sluice.Options.{Command, Spec}
   alias Sluice.Program.{Deadline, Errors}
-  alias Sluice.{Error, Options, Result, Source}
-  alias Sluice.Options.Spec
 
   # Bytes per read: as much as a roomy output pipe holds (the NIF allocates only what is
   # there), so collecting takes a quarter of the reads that 64 KiB would.
@@ -14,7 +16,7 @@ defmodule Sluice.Run do
 
   @spec run(Sluice.command(), keyword) :: {:ok, Result.t()} | {:error, Error.t()}
   def run(argv, opts) do
-    argv = Options.argv!(argv)
+    argv = Command.argv!(argv)
     opts = Options.validate!(opts, :run, "Sluice.run/2")
     deadline = Deadline.at(opts.timeout)
 

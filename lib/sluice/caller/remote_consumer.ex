@@ -1,14 +1,14 @@
-defmodule Sluice.Remote.Consumer do
+defmodule Sluice.Caller.RemoteConsumer do
   @moduledoc false
-  # The remote Sluice.Source: the calling side of a `run` or a stream whose program runs on
-  # another node (`node:`), the same callbacks as Sluice.Pump over messages to the
-  # Sluice.Remote.Reader that holds the program there.
+  # The remote Sluice.Caller.Source: the calling side of a `run` or a stream whose program runs on
+  # another node (`node:`), the same callbacks as Sluice.Caller.Pump over messages to the
+  # Sluice.Holder.RemoteReader that holds the program there.
   #
   # Back-pressure across distribution: at most `@window` batches of output are granted and
   # not yet taken by `next/3`, and at most `@input_window` chunks of input are sent and not
   # yet taken by the program. The input is enumerated here, in the calling process, as for
   # a local program, or with `input_in: :process` in a process of its own here
-  # (Sluice.Input.Feeder), whose messages `receive_event` takes too. The reader is
+  # (Sluice.Caller.Input.Feeder), whose messages `receive_event` takes too. The reader is
   # monitored: its death, or its node's, is `:nodedown`.
   #
   # To the reader: `{:sluice_consumer, request}` with request `{:demand, n, max, window}`,
@@ -17,10 +17,12 @@ defmodule Sluice.Remote.Consumer do
   # batch of reads, one per grant), `:eof`, `{:exit, status, exit_info}`, `:taken`, `:input_closed`,
   # `:helper_down`, `{:error, atom}`.
 
-  @behaviour Sluice.Source
+  @behaviour Sluice.Caller.Source
 
+  alias Sluice.Program
+  alias Sluice.Caller.Input
+  alias Sluice.Holder.Remote
   alias Sluice.Program.{Deadline, Errors}
-  alias Sluice.{Input, Program, Remote}
 
   # Output batches granted ahead of the consumer; input chunks in flight.
   @window 3
@@ -58,7 +60,7 @@ defmodule Sluice.Remote.Consumer do
           reader: pid,
           monitor: reference,
           os_pid: pos_integer,
-          framing: Sluice.Framing.framing(),
+          framing: Sluice.Program.Framing.framing(),
           input: Input.t() | :ended,
           in_flight: non_neg_integer,
           granted: non_neg_integer,
@@ -69,7 +71,7 @@ defmodule Sluice.Remote.Consumer do
 
   # Starts `argv` on the `node:` of `opts` before `deadline`, held there by a reader, owned
   # by the caller.
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def open(argv, opts, deadline) do
     node = Remote.node_of(opts)
     start_ms = Deadline.remaining(deadline)
@@ -89,7 +91,7 @@ defmodule Sluice.Remote.Consumer do
     end
   end
 
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def next(c, max, deadline) do
     case :queue.out(c.buffered) do
       {{:value, {:error, reason}}, rest} -> {:error, reason, %{c | buffered: rest}}
@@ -129,7 +131,7 @@ defmodule Sluice.Remote.Consumer do
     end
   end
 
-  # Bytes come in batches of up to 128 KiB (see Sluice.Remote.Reader): they are handed
+  # Bytes come in batches of up to 128 KiB (see Sluice.Holder.RemoteReader): they are handed
   # out `max` at a time, the rest kept first in line (sub-binaries, no copy). Frames are
   # handed out whole.
   defp take(c, source, data, max)
@@ -215,12 +217,12 @@ defmodule Sluice.Remote.Consumer do
   ## The program's end
 
   # As the reader forwarded it.
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def exit_info(%{exit: {:exited, _status, info}}), do: info
   def exit_info(_c), do: nil
 
   # Output still coming is dropped.
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def await_exit(%{exit: {:exited, status, _info}} = c, _deadline), do: {:ok, status, c}
   def await_exit(%{exit: :running} = c, deadline), do: c |> watch() |> await_exit_event(deadline)
   def await_exit(%{exit: gone} = c, _deadline), do: {:error, gone, c}
@@ -233,13 +235,13 @@ defmodule Sluice.Remote.Consumer do
   end
 
   # Asks the reader to stop the program (kill_signal, SIGKILL after `grace`).
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def stop(c, grace) do
     request(c, {:stop, grace})
     halt_input(c)
   end
 
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def stop_and_await(%{exit: :running} = c, grace) do
     case c
          |> watch()
@@ -255,17 +257,17 @@ defmodule Sluice.Remote.Consumer do
   defp exit_status(%{exit: {:exited, status, _info}}), do: status
   defp exit_status(_c), do: nil
 
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def os_pid(c), do: c.os_pid
 
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def lost_error(_c, :helper_down), do: Errors.helper_down()
   def lost_error(c, :nodedown), do: Errors.nodedown(c.node)
 
   # Halts the input and lets the reader go: it closes the pipes (the helper program there
   # stops what is left of the program). Waits for the reader to end, then drops its
   # messages still queued here.
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def close(c) do
     %{reader: reader, monitor: mon} = c = c |> halt_input() |> watch()
     request(c, :close)
@@ -318,7 +320,7 @@ defmodule Sluice.Remote.Consumer do
   end
 
   # Sends `data` and returns once the input window has room.
-  @impl Sluice.Source
+  @impl Sluice.Caller.Source
   def push(key, data) do
     {c, deadline} = Process.get(key) || throw({__MODULE__, :input_done})
     request(c, {:input, data})

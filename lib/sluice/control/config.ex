@@ -1,4 +1,4 @@
-defmodule Sluice.Helper.Config do
+defmodule Sluice.Control.Config do
   @moduledoc false
   # The application environment of :sluice, checked once when the helper server starts:
   # a bad value stops the application start with an error that names the key and value.
@@ -58,7 +58,7 @@ defmodule Sluice.Helper.Config do
   defp check!(:allowed_users, :any), do: nil
 
   defp check!(:allowed_users, users) when is_list(users) do
-    unless Sluice.Options.proper_list?(users), do: bad_allowed_users!(users)
+    if List.improper?(users), do: bad_allowed_users!(users)
 
     Enum.map(users, fn user ->
       case allowed_user(user) do
@@ -73,7 +73,7 @@ defmodule Sluice.Helper.Config do
   defp allowed_user(uid) when is_integer(uid) and uid >= 0, do: {:ok, uid}
 
   defp allowed_user(name) when is_binary(name) or is_list(name),
-    do: Sluice.Options.Check.text(name)
+    do: Sluice.Control.Protocol.text(name)
 
   defp allowed_user(_other), do: :error
 

@@ -1,21 +1,21 @@
-defmodule Sluice.Source do
+defmodule Sluice.Caller.Source do
   @moduledoc false
   # The program of a `run` or a stream, driven from the calling process wherever it runs:
-  # the behaviour Sluice.Run and Sluice.OutputStream call, and its two implementations,
-  # Sluice.Pump (this node: the caller holds the Sluice.Program and reads its fds itself,
-  # the fast path) and Sluice.Remote.Consumer (`node:`: messages to the Sluice.Remote.Reader
-  # that holds the program there).
+  # the behaviour Sluice.Caller.Run and Sluice.Caller.OutputStream call, and its two
+  # implementations, Sluice.Caller.Pump (this node: the caller holds the Sluice.Program and
+  # reads its fds itself, the fast path) and Sluice.Caller.RemoteConsumer (`node:`:
+  # messages to the Sluice.Holder.RemoteReader that holds the program there).
   #
   # A source is a struct whose module is its implementation: the functions below call that
-  # module, with no case over the kind. Sluice.Source.Pick.open/3 is the one place that
+  # module, with no case over the kind. Sluice.Caller.Source.Pick.open/3 is the one place that
   # picks it (apart, so that this module names no implementation: they depend on it).
   # Sluice.Stdin calls `push/2` of the module it was given (a collectable function's input,
   # written element by element).
 
-  alias Sluice.Program.Deadline
   alias Sluice.{Error, Program}
+  alias Sluice.Program.Deadline
 
-  @typedoc "An open source: a `Sluice.Pump` or a `Sluice.Remote.Consumer`."
+  @typedoc "An open source: a `Sluice.Caller.Pump` or a `Sluice.Caller.RemoteConsumer`."
   @type t :: struct
 
   @typedoc "How a program can be lost: with its helper program, or with its node."
@@ -53,7 +53,7 @@ defmodule Sluice.Source do
   @callback os_pid(t) :: pos_integer
 
   @doc """
-  What the exit reply said beside the status (`Sluice.Helper.Protocol.exit_info/0`: core
+  What the exit reply said beside the status (`Sluice.Control.Protocol.exit_info/0`: core
   dumped, every status of a pipeline, the usage); `nil` before the exit.
   """
   @callback exit_info(t) :: map | nil

@@ -1,4 +1,4 @@
-defmodule Sluice.Lines do
+defmodule Sluice.Program.Lines do
   @moduledoc false
   # Splits a byte stream into lines. A partial line is kept as iodata (linear time for a
   # long line), and never more than `max` bytes of it: a longer line is emitted in pieces

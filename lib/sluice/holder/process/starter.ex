@@ -1,11 +1,11 @@
-defmodule Sluice.Process.Starter do
+defmodule Sluice.Holder.Process.Starter do
   @moduledoc false
   # How a Sluice.Process comes to be: its server started for a spawn spec or an adoption,
   # with every way the start can fail turned into a Sluice.Error.
 
-  alias Sluice.Program.Errors
   alias Sluice.Error
-  alias Sluice.Process.Server
+  alias Sluice.Holder.Process.Server
+  alias Sluice.Program.{Deadline, Errors}
 
   @doc "Checks a pid to adopt: never pid 1, the VM or the helper program."
   @spec adoptable!(term) :: pos_integer
@@ -33,12 +33,12 @@ defmodule Sluice.Process.Starter do
 
   @doc """
   Starts the server of a program owned by `owner` (on this node, or on another one when
-  called by Sluice.Remote). The server bounds the spawn by start_timeout; the margin
+  called by Sluice.Holder.Remote). The server bounds the spawn by start_timeout; the margin
   covers its own start.
   """
   @spec start_server(map | {:manage, map}, map, pid) :: {:ok, pid} | {:error, Error.t()}
   def start_server(spec, opts, owner) do
-    timeout = Sluice.Program.Deadline.plus_margin(opts.start_timeout, 5_000)
+    timeout = Deadline.plus_margin(opts.start_timeout, 5_000)
 
     case Sluice.Holder.start_server(Server, {spec, owner, opts}, timeout: timeout) do
       {:failed, :timeout} -> {:error, Errors.not_started(nil)}
