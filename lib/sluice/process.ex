@@ -487,7 +487,8 @@ defmodule Sluice.Process do
 
   @doc """
   Stops the program and this server: closes stdin, sends `kill_signal` (default SIGTERM) to
-  the process group, SIGKILL after `grace_ms`, and returns the exit status. If the exit is
+  the process group, SIGKILL after `grace_ms`, and returns the exit status once the server
+  has ended. If the exit is
   not reported within `grace_ms` + 5 s (the helper program is stuck), returns
   `{:error, %Sluice.Error{reason: :timeout}}`.
 
@@ -501,9 +502,24 @@ defmodule Sluice.Process do
 
     case call(p, {:stop, grace_ms}, Deadline.plus_margin(grace_ms, 5_000)) do
       {:error, :timeout} -> {:error, Errors.no_answer()}
+      {:ok, _status} = stopped -> await_end(p, stopped)
       answer -> answer
     end
   end
+
+  # The server answers a stop just before it ends: once stop/2 returns, it has ended (a
+  # caller's `Process.alive?/1` or a monitor sees it gone), within the answer margin.
+  defp await_end(p, answer) when is_pid(p) do
+    ref = Process.monitor(p)
+
+    receive do
+      {:DOWN, ^ref, :process, _, _} -> answer
+    after
+      5_000 -> Process.demonitor(ref, [:flush]) && answer
+    end
+  end
+
+  defp await_end(_name, answer), do: answer
 
   @doc """
   Waits for the program to exit and returns its status, or `{:error, :timeout}`.
