@@ -23,6 +23,7 @@ mod signals;
 mod socket;
 mod spawn;
 mod sys;
+mod unmanageable;
 
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
