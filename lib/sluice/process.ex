@@ -515,7 +515,9 @@ defmodule Sluice.Process do
     receive do
       {:DOWN, ^ref, :process, _, _} -> answer
     after
-      5_000 -> Process.demonitor(ref, [:flush]) && answer
+      5_000 ->
+        Process.demonitor(ref, [:flush])
+        answer
     end
   end
 
