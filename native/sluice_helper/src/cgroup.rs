@@ -4,6 +4,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -153,19 +154,19 @@ impl Cgroups {
         })
     }
 
-    /// Takes an empty program cgroup from the pool, or creates one, and opens its
-    /// `cgroup.procs` for the child to join. The first process in a freshly made cgroup
-    /// costs 150-300 us more than in one that existed before: hence the pool.
+    /// Takes an empty program cgroup from the pool, or creates one, and opens its directory
+    /// for the child to be born in (`spawn/clone.rs`). The first process in a freshly made
+    /// cgroup costs 150-300 us more than in one that existed before: hence the pool.
     pub fn create_program(&mut self) -> io::Result<(PathBuf, OwnedFd)> {
         while let Some(dir) = self.free.pop() {
-            if let Ok(fd) = open_procs(&dir) {
+            if let Ok(fd) = open_dir(&dir) {
                 return Ok((dir, fd));
             }
         }
         let dir = self.dir.join(format!("c{}", self.next));
         self.next += 1;
         fs::create_dir(&dir)?;
-        match open_procs(&dir) {
+        match open_dir(&dir) {
             Ok(fd) => Ok((dir, fd)),
             Err(e) => {
                 let _ = fs::remove_dir(&dir);
@@ -196,7 +197,7 @@ impl Cgroups {
 }
 
 /// The cgroup a program's kill command runs in: `kill` inside the program's own, created
-/// if needed, with its `cgroup.procs` open for the child to join. Inside, so that the
+/// if needed, with its directory open for the child to be born in. Inside, so that the
 /// program's `cgroup.kill` at the deadline reaches the command and everything it started
 /// (setsid children included), its members count while the program's cgroup is populated,
 /// and they are not the program's own escapees (`procs` of the program's cgroup lists
@@ -207,15 +208,18 @@ pub fn kill_command_cgroup(program: &Path) -> io::Result<(PathBuf, OwnedFd)> {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
         _ => {}
     }
-    let fd = open_procs(&dir)?;
+    let fd = open_dir(&dir)?;
     Ok((dir, fd))
 }
 
-/// Opens a cgroup's `cgroup.procs` for writing (std opens with O_CLOEXEC).
-fn open_procs(dir: &Path) -> io::Result<OwnedFd> {
+/// Opens a cgroup's directory, as `clone3` wants it (`O_RDONLY | O_DIRECTORY`; std adds
+/// `O_CLOEXEC`). Checks nothing the clone will not: a cgroup the helper program may not
+/// move a child into fails the spawn at stage `:cgroup` either way.
+fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
     let f = OpenOptions::new()
-        .write(true)
-        .open(dir.join("cgroup.procs"))?;
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)?;
     Ok(f.into())
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use sluice_protocol::{ExitStatus, Request};
 
 mod common;
-use common::{dead, read_line, spec, wait_dead, wait_until, Beam};
+use common::{dead, helper_command, read_all, read_line, spec, wait_dead, wait_until, Beam};
 
 fn program_cgroups(hdir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(hdir)
@@ -162,4 +162,73 @@ fn next_helper_sweeps_a_killed_helpers_cgroup() {
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(p.pid), None);
     assert!(!hdir.exists());
     assert!(h2.stop().success());
+}
+
+/// A seccomp filter that makes `clone3` fail with ENOSYS, as some container runtimes'
+/// default profiles do; every other call is allowed.
+fn refuse_clone3() -> std::io::Result<()> {
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    let insn = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        // seccomp_data.nr
+        insn(LD_W_ABS, 0, 0, 0),
+        insn(JEQ_K, 0, 1, libc::SYS_clone3 as u32),
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: prctl reads `prog` and the filter it points to, both alive for the call.
+    let r = unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    match r {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+#[test]
+fn where_clone3_is_refused_children_join_their_cgroup_themselves() {
+    use std::os::unix::process::CommandExt;
+    let mut command = helper_command("auto", 500);
+    // SAFETY: the closure runs in the forked child before exec and only makes prctl calls.
+    unsafe { command.pre_exec(refuse_clone3) };
+    let h = Beam::start_child(command.spawn().expect("start sluice_helper"));
+    let Some(hdir) = helper_cgroup(&h) else {
+        return;
+    };
+    // The program's first act sees it in its own cgroup, with and without a pool reuse,
+    // and after a cgroup.kill'ed one was replaced.
+    for id in 70..73 {
+        let p = h.spawn(id, spec(&["cat", "/proc/self/cgroup"]));
+        let out = String::from_utf8(read_all(p.stdout.unwrap())).unwrap();
+        let own = out.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+        let hname = hdir.file_name().unwrap().to_str().unwrap();
+        assert!(own.contains(&format!("/{hname}/c")), "{out}");
+        p.channel.expect_exit(id);
+    }
+    let p = h.spawn(73, spec(&["sh", "-c", "setsid sleep 100 & echo $!; wait"]));
+    let escapee: i32 = read_line(p.stdout.as_ref().unwrap())
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(cgroup_of(&hdir, escapee).is_some());
+    p.channel.send(&Request::Kill {
+        id: 73,
+        signum: 9,
+        grace_ms: 0,
+    });
+    p.channel.expect_exit(73);
+    assert!(wait_dead(escapee));
+    assert!(h.stop().success());
 }

@@ -22,13 +22,14 @@
 use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use sluice_protocol::Stage;
 
+use super::clone;
 use super::credentials::{Applied, RlimitResource};
 use crate::sys;
 
@@ -46,8 +47,8 @@ pub enum Grouping {
 
 /// Everything the child needs, prepared before the clone.
 pub struct ChildPlan<'a> {
-    /// The program cgroup's `cgroup.procs`, or -1.
-    pub procs_fd: RawFd,
+    /// The directory of the cgroup the child is born in (or joins, see `clone.rs`), or -1.
+    pub cgroup_fd: RawFd,
     /// What goes on fds 0 to 4 (-1: nothing; for 2, keep the helper program's). Every
     /// source is above 4, so no dup2 clobbers another source.
     pub stdio: [RawFd; 5],
@@ -70,6 +71,8 @@ pub struct ChildPlan<'a> {
 struct Shared<'a> {
     plan: &'a ChildPlan<'a>,
     ignored_signals: &'a [libc::c_int],
+    /// The child was not cloned into its cgroup and joins it itself (`clone.rs`).
+    join_by_write: AtomicBool,
     failure: AtomicU64,
 }
 
@@ -186,8 +189,16 @@ fn run(s: &Shared) -> ! {
     // the exec pipe's end of file, see `start`), so they all stay valid; nothing here
     // allocates or locks.
     unsafe {
-        if p.procs_fd >= 0 && libc::write(p.procs_fd, b"0".as_ptr().cast(), 1) != 1 {
-            fail(s, CGROUP, last());
+        if p.cgroup_fd >= 0 && s.join_by_write.load(Ordering::Relaxed) {
+            let procs = libc::openat(
+                p.cgroup_fd,
+                c"cgroup.procs".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            if procs < 0 || libc::write(procs, b"0".as_ptr().cast(), 1) != 1 {
+                fail(s, CGROUP, last());
+            }
+            libc::close(procs);
         }
         // Own session and process group (or the pipeline's): the group is what signals
         // target.
@@ -392,6 +403,7 @@ pub fn start(plan: &ChildPlan) -> Result<Outcome, Errno> {
     let shared = Shared {
         plan,
         ignored_signals: ignored_signals(),
+        join_by_write: AtomicBool::new(true),
         failure: AtomicU64::new(0),
     };
     // The child shares our memory but runs on its own stack (`stack_top`); it only
@@ -408,17 +420,23 @@ pub fn start(plan: &ChildPlan) -> Result<Outcome, Errno> {
     // helper program has none, and installs no signal handler (the signals it handles are
     // blocked and read from a signalfd, the others keep their default action, SIGPIPE
     // ignored), so no handler runs on this thread either.
-    // SAFETY: as above, nothing the child uses is freed or written by us before the exec
-    // pipe's end of file, and we share nothing else with it but errno, left alone.
-    let pid = unsafe {
-        libc::clone(
-            entry,
-            stack_top(),
-            libc::CLONE_VM | libc::SIGCHLD,
-            &shared as *const Shared as *mut libc::c_void,
-        )
-    };
-    let pid = Errno::result(pid);
+    // The child is born in its cgroup where it can be (`clone.rs`), else joins it itself.
+    let arg = &shared as *const Shared as *mut libc::c_void;
+    let mut pid = Err(Errno::ENOSYS);
+    if plan.cgroup_fd >= 0 && clone::into_cgroup_available() {
+        shared.join_by_write.store(false, Ordering::Relaxed);
+        // SAFETY: as above, nothing the child uses is freed or written by us before the
+        // exec pipe's end of file, and we share nothing else with it but errno, left alone.
+        pid = unsafe { clone::into_cgroup(entry, stack_top(), CHILD_STACK, arg, plan.cgroup_fd) };
+        // Refused (or a cgroup error, which the child's join by write then reports at
+        // stage `:cgroup`): no child exists, clone the usual way.
+        shared.join_by_write.store(pid.is_err(), Ordering::Relaxed);
+    }
+    if pid.is_err() {
+        // SAFETY: as for `clone::into_cgroup` just above.
+        let raw = unsafe { libc::clone(entry, stack_top(), libc::CLONE_VM | libc::SIGCHLD, arg) };
+        pid = Errno::result(raw);
+    }
     // Only the child holds the write end now (or nobody, if the clone failed).
     drop(exec_write);
     let pid = pid?;

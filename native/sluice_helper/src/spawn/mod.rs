@@ -4,6 +4,7 @@
 //! of a failure before exec.
 
 mod child;
+mod clone;
 mod command;
 mod credentials;
 mod modes;
@@ -121,7 +122,7 @@ pub fn spawn(
         let what = format!("cannot create a cgroup in {}", dir.display());
         SpawnFailure::before_fork(errno, Stage::Cgroup, &what)
     };
-    let (cgroup, procs) = match placement {
+    let (cgroup, cgroup_dir) = match placement {
         Placement::Program(Some(cg)) => match cg.create_program() {
             Ok((dir, fd)) => (Some(dir), Some(fd)),
             Err(e) => return Err(cgroup_failure(e, &cg.dir)),
@@ -137,7 +138,7 @@ pub fn spawn(
     let mut failure = None;
     for (i, command) in commands.iter().enumerate() {
         let plan = ChildPlan {
-            procs_fd: procs.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            cgroup_fd: cgroup_dir.as_ref().map_or(-1, |f| f.as_raw_fd()),
             stdio: links
                 .as_ref()
                 .map_or_else(|| stdio.child_fds(), |l| l.stage_fds(i)),
@@ -187,7 +188,7 @@ pub fn spawn(
             }
         }
     }
-    drop(procs);
+    drop(cgroup_dir);
     drop(links);
     // The child's ends close here, or EOFs would never arrive.
     let beam_fds = stdio.into_beam_ends();

@@ -27,7 +27,15 @@ pub const TERM_IGNORED: &str = "trap '' TERM; echo ready; exec sleep 100";
 
 /// Starts `sluice_helper` with this test process as its "BEAM".
 pub fn start_helper(cgroup: &str, shutdown_grace_ms: u32) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice_helper"))
+    helper_command(cgroup, shutdown_grace_ms)
+        .spawn()
+        .expect("start sluice_helper")
+}
+
+/// The command that starts `sluice_helper`, for a test to adjust before spawning it.
+pub fn helper_command(cgroup: &str, shutdown_grace_ms: u32) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice_helper"));
+    command
         .args([
             "--beam-pid",
             &std::process::id().to_string(),
@@ -37,9 +45,8 @@ pub fn start_helper(cgroup: &str, shutdown_grace_ms: u32) -> Child {
             &shutdown_grace_ms.to_string(),
         ])
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start sluice_helper")
+        .stdout(Stdio::piped());
+    command
 }
 
 /// Reads one `{packet, 4}` frame from the helper program's stdout; `None` at EOF.
@@ -253,7 +260,11 @@ pub struct Beam {
 
 impl Beam {
     pub fn start(cgroup: &str, shutdown_grace_ms: u32) -> Beam {
-        let mut child = start_helper(cgroup, shutdown_grace_ms);
+        Beam::start_child(start_helper(cgroup, shutdown_grace_ms))
+    }
+
+    /// Plays the BEAM for a helper program started by the caller.
+    pub fn start_child(mut child: Child) -> Beam {
         let mut stdout = child.stdout.take().unwrap();
         let (tx, rx) = channel();
         std::thread::spawn(move || {
