@@ -2,7 +2,11 @@
 # `Port.open({:spawn_executable, "/bin/true"}, [:binary, :exit_status])` and of a native
 # posix_spawn loop (`sluice_bench spawn N std`), as medians over N sequential spawns.
 #
-#     MIX_ENV=prod mix run bench/breakdown.exs [--n 200] [--out PATH]
+#     MIX_ENV=prod mix run bench/breakdown.exs [--n 200] [--gap MS] [--out PATH]
+#
+# `--gap MS` pauses MS ms (untimed) before each spawn of the BEAM contenders, as an
+# application that spawns now and then does: costs that only show after an idle spell
+# (the kernel's per-cpu locks, caches, CPU wake-ups) land in the figures.
 #
 # Needs root and `perf` (linux-perf): the OS milestones (clone, exec, exit, reaped, the
 # spawner reading the request) are kernel tracepoints recorded system-wide with
@@ -21,8 +25,9 @@ defmodule Bench.Breakdown do
   @warmup 50
 
   def main(argv) do
-    {opts, _} = OptionParser.parse!(argv, strict: [n: :integer, out: :string])
+    {opts, _} = OptionParser.parse!(argv, strict: [n: :integer, gap: :integer, out: :string])
     n = opts[:n] || 200
+    Process.put(:gap, opts[:gap] || 0)
     perf = System.find_executable("perf") || raise "perf not found (apt-get install linux-perf)"
     native = Bench.Native.build!()
     {:ok, _} = Application.ensure_all_started(:sluice)
@@ -89,8 +94,13 @@ defmodule Bench.Breakdown do
     end
   end
 
+  # The untimed pause before each spawn (`--gap`); kept in the process dictionary of the
+  # script's process, and handed to the traced worker.
+  defp pause, do: Process.sleep(Process.get(:gap, 0))
+
   defp plain(n, fun) do
     for _ <- 1..n do
+      pause()
       t0 = System.monotonic_time()
       fun.()
       System.monotonic_time() - t0
@@ -113,12 +123,16 @@ defmodule Bench.Breakdown do
     tracer = spawn(fn -> collect([]) end)
     parent = self()
 
+    gap = Process.get(:gap, 0)
+
     worker =
       spawn(fn ->
+        Process.put(:gap, gap)
         receive do: (:go -> :ok)
 
         windows =
           for _ <- 1..n do
+            pause()
             c0 = :erlang.monotonic_time()
             extra = fun.()
             %{c0: c0, c1: :erlang.monotonic_time(), extra: extra}
@@ -594,6 +608,7 @@ defmodule Bench.Breakdown do
 
     [
       "Medians over #{n} sequential spawns of `/bin/true` after #{@warmup} warm-up spawns, ",
+      gap_text(Process.get(:gap, 0)),
       "Erlang tracing and `perf record` on.\n\n",
       "### `Sluice.run([\"/bin/true\"])`\n\n",
       step_table.(sluice),
@@ -617,6 +632,9 @@ defmodule Bench.Breakdown do
   end
 
   # ---------------------------------------------------------------- helpers
+
+  defp gap_text(0), do: "back to back, "
+  defp gap_text(ms), do: "each after #{ms} ms without a spawn (the native loop: back to back), "
 
   defp median([]), do: nil
 
