@@ -8,7 +8,7 @@
 
 # One module per file (bench/support/NAME.ex), loaded dependencies first.
 ~w(section target format stats memory os_procs interleave ports native machine report config
-   spawn throughput concurrent output input unread ticker footprint pty worker nodes pipeline main)
+   spawn throughput concurrent output input unread ticker footprint pty worker nodes pipeline cmd main)
 |> Enum.each(&Code.require_file("support/#{&1}.ex", __DIR__))
 
 Bench.Main.run(System.argv())

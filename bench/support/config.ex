@@ -14,7 +14,8 @@ defmodule Bench.Config do
     :pty,
     :worker,
     :nodes,
-    :pipeline
+    :pipeline,
+    :cmd
   ]
 
   @full %{
@@ -39,7 +40,17 @@ defmodule Bench.Config do
     # Streamed from a second node; :erpc + System.cmd holds it all in memory.
     nodes_bytes: 1_073_741_824,
     # Through three stages (gzip -1 and gzip -dc of zeros).
-    pipeline_bytes: 1_073_741_824
+    pipeline_bytes: 1_073_741_824,
+    # Sluice.run against System.cmd: repetitions and runs per repetition of the ~40 ms sh
+    # loop (more, shorter repetitions: load drift spreads better), the idle gaps (ms) and
+    # the calls after a gap per repetition, the many callers, the collected output.
+    cmd_cpu_reps: 10,
+    cmd_cpu_runs: 5,
+    cmd_gaps: [60, 200],
+    cmd_gap_calls: 30,
+    cmd_callers: 60,
+    cmd_per_caller: 10,
+    cmd_bytes: 268_435_456
   }
 
   # Tiny sizes and one repetition: only checks that every measurement works.
@@ -61,7 +72,14 @@ defmodule Bench.Config do
     pty_bytes: 4_194_304,
     worker_calls: 200,
     nodes_bytes: 8_388_608,
-    pipeline_bytes: 8_388_608
+    pipeline_bytes: 8_388_608,
+    cmd_cpu_reps: 1,
+    cmd_cpu_runs: 3,
+    cmd_gaps: [5],
+    cmd_gap_calls: 3,
+    cmd_callers: 10,
+    cmd_per_caller: 2,
+    cmd_bytes: 1_048_576
   }
 
   @doc "The measurement sections, in the order they run."

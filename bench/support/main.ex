@@ -17,7 +17,8 @@ defmodule Bench.Main do
     pty: Bench.Pty,
     worker: Bench.Worker,
     nodes: Bench.Nodes,
-    pipeline: Bench.Pipeline
+    pipeline: Bench.Pipeline,
+    cmd: Bench.Cmd
   }
 
   def run(argv) do
