@@ -88,12 +88,11 @@ defmodule Bench.Cmd do
           "callers, filling the new helper program's cgroup pool) and a pause; the section " <>
           "restores the original setting at its end.",
         "Idle gap: each timed call follows a `Process.sleep(gap)` with no spawn by this " <>
-          "VM, for every contender. Writing a pid into a `cgroup.procs` takes the " <>
-          "kernel's cgroup threadgroup rwsem for writing; after an idle period that waits " <>
-          "for an RCU grace period (~6-8 ms on a quiet machine, longer under load: 5-27 ms " <>
-          "seen with strace at a load average of 4-6), which back-to-back spawns hide. " <>
-          "Programs joining cgroups elsewhere on the machine during the gap (another VM " <>
-          "running Sluice) may hide it too.",
+          "VM, for every contender. Such gaps are why the helper clones a child straight " <>
+          "into its cgroup (`clone3` with `CLONE_INTO_CGROUP`): a child that moved itself " <>
+          "in by writing `cgroup.procs` took the kernel's cgroup threadgroup rwsem for " <>
+          "writing, whose first writer after an idle spell waits for an RCU grace period " <>
+          "(6-8 ms on a quiet machine, 5-27 ms under load), which back-to-back spawns hide.",
         "Port.open rows: `Port.open({:spawn_executable, \"/bin/true\"}, [:binary, " <>
           ":exit_status])` until `exit_status`. Collected output: `Sluice.run(argv)` " <>
           "(`max_output:` defaults to `:infinity`) against `System.cmd(exe, args)` " <>
