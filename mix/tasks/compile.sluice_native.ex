@@ -282,8 +282,8 @@ defmodule Mix.Tasks.Compile.SluiceNative do
       if why == "#{priv} is not built yet" do
         "cargo not found (on PATH, nor in #{home_bin})"
       else
-        "#{priv} is out of date (#{why}), and cargo, to rebuild it, is not found (on PATH, " <>
-          "nor in #{home_bin})"
+        "Sluice's NIF and helper program need a rebuild (#{why}), and cargo is not found " <>
+          "(on PATH, nor in #{home_bin})"
       end
 
     """

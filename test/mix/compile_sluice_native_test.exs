@@ -199,8 +199,8 @@ defmodule Mix.Tasks.Compile.SluiceNativeTest do
       end
 
     assert message.message =~
-             "#{ctx.priv} is out of date (the native sources changed since #{ctx.priv} " <>
-               "was built), and cargo, to rebuild it, is not found (on PATH, nor in "
+             "Sluice's NIF and helper program need a rebuild (the native sources changed " <>
+               "since #{ctx.priv} was built), and cargo is not found (on PATH, nor in "
 
     assert message.message =~ "Rust >= 1.91"
     assert message.message =~ "https://sh.rustup.rs"
