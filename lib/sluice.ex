@@ -153,7 +153,7 @@ defmodule Sluice do
       once the stream is done or halted. See `run/2`'s `:input_in` for when to choose
       which.
     * `:chunk_size` - the most bytes per read (default `65_536`).
-    * `:lines` - emit whole lines without their `"\\n"`; the last partial line is
+    * `:lines` - emit whole lines without their newline; the last partial line is
       flushed at EOF (default `false`). A line longer than `:max_line_length` comes in
       pieces of that length, so memory stays bounded.
     * `:max_line_length` - with `:lines`, the longest piece of a line (default

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Sluice needs to build on Debian 12 (run as root): Erlang/Elixir from Debian's
-# packages when mix is missing, and checks for a Rust toolchain with clippy and rustfmt.
+# packages when mix is missing, and Rust with rustup when there is neither rustup nor a
+# cargo as recent as native/Cargo.toml's rust-version (with clippy and rustfmt).
 set -euo pipefail
 
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -14,9 +15,38 @@ if ! command -v mix >/dev/null 2>&1 || ! [ -d /usr/lib/erlang/usr/include ] ||
   apt-get install -y -qq elixir erlang-dev erlang-xmerl erlang-dialyzer erlang-eunit python3 >/dev/null
 fi
 
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "cargo not found: Sluice needs Rust >= 1.91 (rustup), with clippy and rustfmt" >&2
-  exit 1
+# Rust: at least native/Cargo.toml's rust-version, with clippy and rustfmt (scripts/test.sh).
+# Debian's own cargo package is too old (1.65): without rustup, install it.
+rust_min=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$(dirname "$0")/../native/Cargo.toml")
+cargo_version() { { cargo --version 2>/dev/null || true; } | sed -n 's/^cargo \([0-9.]*\).*/\1/p'; }
+new_enough() { [ -n "$1" ] && [ "$(printf '%s\n%s\n' "$rust_min" "$1" | sort -V | head -1)" = "$rust_min" ]; }
+if ! new_enough "$(cargo_version)"; then
+  found=$(cargo_version)
+  if command -v rustup >/dev/null 2>&1; then
+    echo "Sluice needs Rust >= $rust_min, found ${found:-no cargo}: run \`rustup update stable\`" >&2
+    exit 1
+  fi
+  echo "==> installing Rust (stable, with clippy and rustfmt) with rustup: found ${found:-no cargo}, Sluice needs >= $rust_min"
+  if ! command -v curl >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq curl ca-certificates >/dev/null
+  fi
+  if ! curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+    sh -s -- -y --profile minimal --component clippy,rustfmt >/dev/null; then
+    echo "installing Rust with rustup failed: install Rust >= $rust_min (https://rustup.rs)" >&2
+    exit 1
+  fi
+  export PATH="$HOME/.cargo/bin:$PATH"
+  new_enough "$(cargo_version)" || { echo "rustup did not give Rust >= $rust_min" >&2; exit 1; }
+fi
+if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+  if command -v rustup >/dev/null 2>&1; then
+    rustup component add clippy rustfmt
+  else
+    echo "cargo clippy and cargo fmt are needed (scripts/test.sh): install Rust with rustup" >&2
+    exit 1
+  fi
 fi
 
 # Elixir's own build tools, without hex.

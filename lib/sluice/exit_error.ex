@@ -97,7 +97,8 @@ defmodule Sluice.ExitError do
          statuses: statuses,
          stage: i
        })
-       when is_list(statuses) and length(statuses) == length(stages) and i in 1..length(stages) do
+       when is_list(statuses) and length(statuses) == length(stages) and is_integer(i) and
+              i >= 1 and i <= length(stages) do
     {argv, _} = Enum.at(stages, i - 1)
 
     "#{Sluice.Pipeline.describe(pipeline)} failed: stage #{i} (#{Enum.join(argv, " ")}) " <>

@@ -57,7 +57,7 @@ defmodule Sluice.Pty do
       `Sluice.Process.close_stdin/1` returns
       `{:error, %Sluice.Error{reason: :raw_terminal}}` (`:no_eof` when `VEOF` is
       disabled) and stdin stays open, for the caller to tell the program in-band: a
-      quit command, or `"\\x04"` (`^D`) for a line editor, which takes it as end of
+      quit command, or the byte 4 (`^D`) for a line editor, which takes it as end of
       input at an empty prompt. `run/2` and streams refuse `input:` with a terminal the
       options make raw or without `VEOF` (`ArgumentError`), and without `input:` write
       nothing to such a terminal. If the program itself has made its terminal raw by the time their

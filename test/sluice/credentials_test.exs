@@ -120,9 +120,9 @@ defmodule Sluice.CredentialsTest do
   end
 
   @tag :external_vm
-  @tag :tmp_dir
+  @tag :temp_dir
   test "an unprivileged node: user:, group: and a negative nice are :eperm, and it carries on",
-       %{tmp_dir: dir} do
+       %{temp_dir: dir} do
     # The tests run as root, who may do all of it: a second VM run as nobody has a helper
     # program without the privilege.
     code =

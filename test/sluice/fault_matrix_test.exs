@@ -17,8 +17,8 @@ defmodule Sluice.FaultMatrixTest do
   end
 
   for row <- M.rows(), kind <- M.programs() do
-    @tag :tmp_dir
-    test "#{row} x #{kind}", %{tmp_dir: dir, cgroups?: cgroups?} do
+    @tag :temp_dir
+    test "#{row} x #{kind}", %{temp_dir: dir, cgroups?: cgroups?} do
       row = unquote(row)
       kind = unquote(kind)
       cell = M.run_cell(row, kind, dir, @grace)
@@ -49,9 +49,9 @@ defmodule Sluice.FaultMatrixTest do
   end
 
   describe "kill escalation" do
-    @tag :tmp_dir
+    @tag :temp_dir
     test "a program that ignores SIGTERM dies by SIGKILL after kill_grace, not before",
-         %{tmp_dir: dir} do
+         %{temp_dir: dir} do
       pidfile = M.pidfile(dir, :ignore_term)
       {:ok, p} = P.start(M.argv(:ignore_term, pidfile), kill_grace: 1_000, stderr: :null)
       procs = M.await_ready(:ignore_term, pidfile, helper_pid())
@@ -62,8 +62,8 @@ defmodule Sluice.FaultMatrixTest do
       assert M.left_at(procs, t + 1_000 + 500) == []
     end
 
-    @tag :tmp_dir
-    test "the default kill_grace is 5 s", %{tmp_dir: dir} do
+    @tag :temp_dir
+    test "the default kill_grace is 5 s", %{temp_dir: dir} do
       pidfile = M.pidfile(dir, :ignore_term)
       {:ok, p} = P.start(M.argv(:ignore_term, pidfile), stderr: :null)
       procs = M.await_ready(:ignore_term, pidfile, helper_pid())

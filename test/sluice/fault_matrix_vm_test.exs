@@ -18,8 +18,8 @@ defmodule Sluice.FaultMatrixVmTest do
   @shutdown_grace 1_000
 
   for mode <- [:auto, :off], row <- [:vm_stop, :vm_kill, :helper_kill] do
-    @tag :tmp_dir
-    test "#{mode}: #{row}", %{tmp_dir: dir} do
+    @tag :temp_dir
+    test "#{mode}: #{row}", %{temp_dir: dir} do
       run_row(unquote(row), unquote(mode), dir)
     end
   end
@@ -30,9 +30,9 @@ defmodule Sluice.FaultMatrixVmTest do
   # everything is gone all the same.
   # The separate VM's cgroup root is its own: no helper program of another VM (whose
   # start-up sweeps every dead helper program's cgroup under its root) can clean up for it.
-  @tag :tmp_dir
+  @tag :temp_dir
   @tag :cgroup
-  test "auto: helper_kill and the VM halts at once", %{tmp_dir: dir} do
+  test "auto: helper_kill and the VM halts at once", %{temp_dir: dir} do
     kinds = M.programs()
     pidfiles = Map.new(kinds, &{&1, M.pidfile(dir, &1)})
     mount = Path.dirname(Sluice.Helper.info().cgroup_root)

@@ -105,9 +105,9 @@ defmodule Sluice.HelperPortTest do
   # the helper program, which may open /proc/HELPER/fd/1 (the port) and /proc/HELPER/mem
   # unless the helper program is not dumpable. Root, here, may always (CAP_SYS_PTRACE).
   @tag :external_vm
-  @tag :tmp_dir
+  @tag :temp_dir
   test "a program of a node that is not root cannot reach the helper program's fds",
-       %{tmp_dir: dir} do
+       %{temp_dir: dir} do
     code =
       Sluice.ChildVM.start_sluice() <>
         Sluice.ChildVM.reporter() <>

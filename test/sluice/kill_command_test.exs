@@ -18,8 +18,8 @@ defmodule Sluice.KillCommandTest do
     p
   end
 
-  @tag :tmp_dir
-  test "a TERM-ignoring program obeys the kill command, which sees CHILD_PID", %{tmp_dir: dir} do
+  @tag :temp_dir
+  test "a TERM-ignoring program obeys the kill command, which sees CHILD_PID", %{temp_dir: dir} do
     seen = Path.join(dir, "child_pid")
     command = ["sh", "-c", "echo $CHILD_PID > #{seen}; kill -USR1 $CHILD_PID"]
     p = start_ready(["sh", "-c", @stubborn], kill_command: command, kill_grace: 10_000)
@@ -76,10 +76,10 @@ defmodule Sluice.KillCommandTest do
       assert {:ok, {:signal, :sigkill}} = P.stop(p, grace)
     end
 
-    @tag :tmp_dir
+    @tag :temp_dir
     @tag :cgroup
     test "with cgroups: background and setsid children, the command ended or not",
-         %{tmp_dir: dir} do
+         %{temp_dir: dir} do
       for wait <- [false, true] do
         pidfile = Path.join(dir, "kill-#{wait}.pids")
         stop_with(leaving_children(pidfile, wait), 500)
@@ -90,11 +90,11 @@ defmodule Sluice.KillCommandTest do
       end
     end
 
-    @tag :tmp_dir
+    @tag :temp_dir
     @tag :cgroup
     test "with cgroups: a program that ends early still has its kill command's children " <>
            "stopped at the deadline",
-         %{tmp_dir: dir} do
+         %{temp_dir: dir} do
       pidfile = Path.join(dir, "kill.pids")
 
       command = [
@@ -112,8 +112,8 @@ defmodule Sluice.KillCommandTest do
       assert eventually(fn -> not Enum.any?(children, &alive?/1) end, 2_000)
     end
 
-    @tag :tmp_dir
-    test "without cgroups: its group, and its descendants while it runs", %{tmp_dir: dir} do
+    @tag :temp_dir
+    test "without cgroups: its group, and its descendants while it runs", %{temp_dir: dir} do
       Sluice.Case.restart_helper(false)
       on_exit(fn -> Sluice.Case.restart_helper(:auto) end)
 
@@ -144,8 +144,8 @@ defmodule Sluice.KillCommandTest do
              )
   end
 
-  @tag :tmp_dir
-  test "a core dump is reported beside the status", %{tmp_dir: dir} do
+  @tag :temp_dir
+  test "a core dump is reported beside the status", %{temp_dir: dir} do
     assert {:ok, result} =
              Sluice.run(["sh", "-c", "kill -SEGV $$"], rlimits: [core: :infinity], cd: dir)
 

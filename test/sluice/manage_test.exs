@@ -206,8 +206,8 @@ defmodule Sluice.ManageTest do
   end
 
   @tag :external_vm
-  @tag :tmp_dir
-  test "eperm: a node that may not signal the process is refused", %{tmp_dir: dir} do
+  @tag :temp_dir
+  test "eperm: a node that may not signal the process is refused", %{temp_dir: dir} do
     # Root may signal anyone, so the refusal needs a node that is not root: a separate VM
     # run as nobody (setpriv), whose own helper program tries to adopt our sleep.
     pid = background("sleep 300")

@@ -19,8 +19,8 @@ defmodule Sluice.NoCgroupTest do
   end
 
   for row <- M.rows(), kind <- M.programs() do
-    @tag :tmp_dir
-    test "without cgroups: #{row} x #{kind}", %{tmp_dir: dir} do
+    @tag :temp_dir
+    test "without cgroups: #{row} x #{kind}", %{temp_dir: dir} do
       row = unquote(row)
       kind = unquote(kind)
       assert %{cgroup_root: nil} = Sluice.Helper.info()

@@ -11,9 +11,9 @@ defmodule Sluice.PipelineTest do
 
   @mib 1_048_576
 
-  @tag :tmp_dir
+  @tag :temp_dir
   test "a three-stage pipeline of 100 MiB is byte-identical, with every status",
-       %{tmp_dir: dir} do
+       %{temp_dir: dir} do
     source = Path.join(dir, "source")
     {_, 0} = System.cmd("sh", ["-c", "head -c #{100 * @mib} /dev/urandom > #{source}"])
 

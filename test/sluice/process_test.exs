@@ -228,8 +228,8 @@ defmodule Sluice.ProcessTest do
       assert {:ok, {:signal, :sigterm}} = P.await_exit(r)
     end
 
-    @tag :tmp_dir
-    test "stop gives a child that left the process group the kill signal too", %{tmp_dir: dir} do
+    @tag :temp_dir
+    test "stop gives a child that left the process group the kill signal too", %{temp_dir: dir} do
       marker = Path.join(dir, "graceful")
 
       escapee = "trap 'echo got-term > #{marker}; exit 0' TERM; echo ready; sleep 30 & wait"
@@ -263,8 +263,8 @@ defmodule Sluice.ProcessTest do
       assert {:error, %Sluice.Error{reason: :enoent}} = P.start_link(["/nonexistent/prog"])
     end
 
-    @tag :tmp_dir
-    test "non-executable file and a directory", %{tmp_dir: dir} do
+    @tag :temp_dir
+    test "non-executable file and a directory", %{temp_dir: dir} do
       file = Path.join(dir, "plain.txt")
       File.write!(file, "echo hi\n")
       File.chmod!(file, 0o644)

@@ -262,9 +262,9 @@ defmodule Sluice.PtyTest do
   end
 
   describe "a program that changes its terminal's modes itself" do
-    @tag :tmp_dir
+    @tag :temp_dir
     test "run fails with :line_too_long when the program disabled VEOF before a long line",
-         %{tmp_dir: dir} do
+         %{temp_dir: dir} do
       marker = Path.join(dir, "veof-off")
 
       script = """

@@ -7,10 +7,10 @@ defmodule Sluice.RedirectTest do
 
   alias Sluice.Process, as: P
 
-  @moduletag :tmp_dir
+  @moduletag :temp_dir
 
   test "stdout truncates by default, appends with append: true, and run gives stdout: nil",
-       %{tmp_dir: dir} do
+       %{temp_dir: dir} do
     out = Path.join(dir, "out")
     File.write!(out, "old content that is longer\n")
 
@@ -25,7 +25,7 @@ defmodule Sluice.RedirectTest do
   end
 
   test "a created file gets the mode (under the umask), relative paths follow cd",
-       %{tmp_dir: dir} do
+       %{temp_dir: dir} do
     assert {:ok, %{status: 0}} =
              Sluice.run(["echo", "x"], cd: dir, stdout: {:file, "made", mode: 0o640})
 
@@ -36,7 +36,7 @@ defmodule Sluice.RedirectTest do
     assert Bitwise.band(File.stat!(Path.join(dir, "default")).mode, 0o777) == 0o644
   end
 
-  test "stdout and stderr into one file keep their order", %{tmp_dir: dir} do
+  test "stdout and stderr into one file keep their order", %{temp_dir: dir} do
     both = Path.join(dir, "both")
     script = "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done"
 
@@ -54,7 +54,7 @@ defmodule Sluice.RedirectTest do
     assert File.read!(both) == expected
   end
 
-  test "stderr alone into a file, stdout still captured", %{tmp_dir: dir} do
+  test "stderr alone into a file, stdout still captured", %{temp_dir: dir} do
     err = Path.join(dir, "err")
 
     assert {:ok, %{stdout: "out\n", stderr: nil}} =
@@ -63,7 +63,7 @@ defmodule Sluice.RedirectTest do
     assert File.read!(err) == "err\n"
   end
 
-  test "stdin from a file and from /dev/null", %{tmp_dir: dir} do
+  test "stdin from a file and from /dev/null", %{temp_dir: dir} do
     input = Path.join(dir, "in")
     File.write!(input, "from a file\n")
     assert {:ok, %{stdout: "from a file\n"}} = Sluice.run(["cat"], stdin: {:file, input})
@@ -108,7 +108,7 @@ defmodule Sluice.RedirectTest do
     refute vm.stderr =~ "piped-marker"
   end
 
-  test "a missing directory and a read-only file are errors of their stage", %{tmp_dir: dir} do
+  test "a missing directory and a read-only file are errors of their stage", %{temp_dir: dir} do
     missing = Path.join([dir, "no", "such", "dir", "out"])
 
     assert {:error, %Sluice.Error{reason: :enoent, stage: :stdout}} =

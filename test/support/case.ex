@@ -27,6 +27,20 @@ defmodule Sluice.Case do
     :ok
   end
 
+  # `@tag :temp_dir`: a fresh directory under the system's temp dir as `temp_dir`, removed
+  # after the test. (ExUnit's own `:tmp_dir` writes under the project's tmp/, and what it
+  # leaves there could end up in a commit.)
+  setup context do
+    if context[:temp_dir] do
+      dir = Path.join(System.tmp_dir!(), "sluice-test-#{System.unique_integer([:positive])}")
+      File.mkdir_p!(dir)
+      on_exit(fn -> File.rm_rf!(dir) end)
+      %{temp_dir: dir}
+    else
+      :ok
+    end
+  end
+
   @doc "Waits until the helper program runs (a test before may have killed it)."
   @spec await_helper() :: :ok
   def await_helper do
