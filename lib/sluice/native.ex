@@ -8,6 +8,8 @@ defmodule Sluice.Native do
 
   @typedoc "An fd resource: a pipe end, a program channel or the helper's socket."
   @type fd :: reference
+  @typedoc "A collector resource: output read into one growing binary (`read_into/3`)."
+  @type collector :: reference
   @type errno :: atom
 
   @doc false
@@ -41,6 +43,23 @@ defmodule Sluice.Native do
   @doc false
   @spec read(fd, pos_integer) :: {:ok, binary} | :eof | {:error, errno}
   def read(_fd, _max), do: :erlang.nif_error(:nif_not_loaded)
+
+  @doc false
+  # A new, empty collector: output read into it with read_into/3 stays in one binary,
+  # handed over by collected/1 without a copy.
+  @spec collector() :: collector
+  def collector, do: :erlang.nif_error(:nif_not_loaded)
+
+  @doc false
+  # One non-blocking read of at most `max` bytes onto the end of the collector: the
+  # number of bytes read; otherwise as read/2.
+  @spec read_into(fd, collector, pos_integer) :: {:ok, pos_integer} | :eof | {:error, errno}
+  def read_into(_fd, _collector, _max), do: :erlang.nif_error(:nif_not_loaded)
+
+  @doc false
+  # Every byte read into the collector, as one binary; the collector is empty afterwards.
+  @spec collected(collector) :: binary
+  def collected(_collector), do: :erlang.nif_error(:nif_not_loaded)
 
   @doc false
   @spec write(fd, iodata) :: {:ok, non_neg_integer} | {:error, errno}
