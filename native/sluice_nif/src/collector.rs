@@ -130,6 +130,11 @@ impl Buffer {
     /// Reads at most `max` bytes of the fd onto the end: the bytes read, 0 at end of file,
     /// or the errno (ENOMEM when the binary cannot grow).
     fn read_from(&mut self, st: &FdState, max: usize) -> Result<usize, libc::c_int> {
+        // Nothing collected yet: most likely nothing to read either (the other output's
+        // turn, a program that has not written), so straight to the probe.
+        if self.bin.is_none() {
+            return self.probe(st, max);
+        }
         let room = self.capacity() - self.len;
         if room < max.min(MIN_ROOM) {
             match buffered(st) {

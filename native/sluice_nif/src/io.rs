@@ -121,11 +121,20 @@ pub(crate) fn charge_timeslice(env: Env, bytes: usize) {
     unsafe { rustler::sys::enif_consume_timeslice(env.as_c_arg(), percent) };
 }
 
-/// How many bytes to allocate for a read of at most `max`: what the pipe holds
-/// (`FIONREAD`), so a large `max` does not page in and unmap a fresh block per read. When
-/// nothing is buffered the read will say EOF or EAGAIN, unless data arrives in between: a
-/// small buffer is enough then.
+/// Reads of at most this many bytes allocate `max` at once, without asking the fd: the
+/// block comes from the allocator's multi-block carriers and shrinks in place to what was
+/// read, which costs less than the `FIONREAD` (and its second lock of the pipe against the
+/// writer).
+const ALLOC_MAX_AT_ONCE: usize = 64 * 1024;
+
+/// How many bytes to allocate for a read of at most `max`: up to 64 KiB `max` itself, past
+/// it what the pipe holds (`FIONREAD`), so a large `max` does not page in and unmap a fresh
+/// block per read. When nothing is buffered the read will say EOF or EAGAIN, unless data
+/// arrives in between: a small buffer is enough then.
 fn read_size(st: &FdState, max: usize) -> usize {
+    if max <= ALLOC_MAX_AT_ONCE {
+        return max;
+    }
     match buffered(st) {
         Some(0) => max.min(4096),
         Some(n) => n.min(max),
