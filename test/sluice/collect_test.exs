@@ -95,6 +95,19 @@ defmodule Sluice.CollectTest do
     assert {:ok, %{stdout: ^expected}} = Sluice.run(["cat"], input: input)
   end
 
+  test "max_output with a function input: output kept while it ran is cut at the limit too" do
+    # cat echoes the input while the function still writes: stdin full, the pump reads
+    # output into its queue in 64 KiB chunks, past the limit.
+    chunks = for i <- 1..64, do: :crypto.strong_rand_bytes(32_768) <> <<i>>
+    input = fn collectable -> Enum.into(chunks, collectable) end
+    expected = binary_part(IO.iodata_to_binary(chunks), 0, 100_001)
+
+    assert {:error, %Sluice.Error{reason: :max_output, result: result}} =
+             Sluice.run(["cat"], input: input, max_output: 100_000)
+
+    assert result.stdout == expected
+  end
+
   test "a timeout keeps what was collected until then" do
     script = "head -c 100000 /dev/zero; sleep 10"
 

@@ -24,7 +24,7 @@ defmodule Sluice.Caller.Run do
 
     with {:ok, src} <- Source.Pick.open(argv, opts, deadline) do
       src = Source.collect(src)
-      st = %{opts: opts, deadline: deadline, size: 0}
+      st = %{opts: opts, deadline: deadline, size: 0, taken: %{stdout: 0, stderr: 0}}
 
       try do
         collect(src, st)
@@ -44,7 +44,7 @@ defmodule Sluice.Caller.Run do
 
     # min/2: any integer deadline is nearer than :infinity.
     case Source.next(src, read_max(st), min(st.deadline, idle)) do
-      {:data, _source, bytes, src} -> src |> add_output(st, bytes)
+      {:data, source, bytes, src} -> src |> add_output(st, source, bytes)
       {:eof, src} -> finish(src, st)
       {:error, :timeout, src} when idle != :infinity and idle < st.deadline -> idle(src, st)
       {:error, :timeout, src} -> fail(src, st, Errors.timed_out(st.opts.timeout))
@@ -53,14 +53,17 @@ defmodule Sluice.Caller.Run do
     end
   end
 
-  # With `max_output`, no read goes further than one byte past it: the partial result of
-  # an output that exceeded it holds `max_output + 1` bytes (stdout and stderr together).
+  # With `max_output`, no read goes further than one byte past it, and no more is taken
+  # (output read while a function `:input` ran comes in chunks of its own): the partial
+  # result of an output that exceeded it holds its first `max_output + 1` bytes (stdout
+  # and stderr together, in the order they were read).
   defp read_max(%{opts: %{max_output: :infinity}}), do: @read_max
   defp read_max(%{opts: %{max_output: max}, size: size}), do: min(@read_max, max - size + 1)
 
-  defp add_output(src, st, bytes) do
-    st = %{st | size: st.size + bytes}
+  defp add_output(src, st, source, bytes) do
     max = st.opts.max_output
+    bytes = if max == :infinity, do: bytes, else: min(bytes, max + 1 - st.size)
+    st = %{st | size: st.size + bytes, taken: Map.update!(st.taken, source, &(&1 + bytes))}
 
     cond do
       max != :infinity and st.size > max ->
@@ -104,13 +107,22 @@ defmodule Sluice.Caller.Run do
 
   defp idle(src, st), do: fail(src, st, Errors.idle(st.opts.idle_timeout))
 
+  # What the source kept of an output, up to what this module took of it: the same unless
+  # the call ended with output still queued in the source (read while a function input
+  # ran), which a result never had.
+  defp taken(src, st, source) do
+    bytes = Source.collected(src, source)
+    taken = st.taken[source]
+    if byte_size(bytes) == taken, do: bytes, else: binary_part(bytes, 0, taken)
+  end
+
   defp result(src, st, status) do
     Result.with_exit(
       %Result{
         os_pid: Source.os_pid(src),
         status: status,
-        stdout: if(Spec.stdout_piped?(st.opts), do: Source.collected(src, :stdout)),
-        stderr: if(st.opts.stderr == :capture, do: Source.collected(src, :stderr))
+        stdout: if(Spec.stdout_piped?(st.opts), do: taken(src, st, :stdout)),
+        stderr: if(st.opts.stderr == :capture, do: taken(src, st, :stderr))
       },
       Source.exit_info(src)
     )
