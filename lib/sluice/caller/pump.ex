@@ -367,7 +367,8 @@ defmodule Sluice.Caller.Pump do
   end
 
   # Reads everything the outputs hold now into the buffer (the function cannot be
-  # suspended, so this output must be kept until the consumer asks for it).
+  # suspended, so this output must be kept until the consumer asks for it). Outputs read
+  # into collectors are there already: the buffer keeps their counts, in order.
   defp drain_outputs(pump) do
     case read_any(pump, 65_536) do
       {:data, source, data, pump} ->
