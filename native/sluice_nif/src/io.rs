@@ -90,15 +90,16 @@ pub(crate) fn read_fd(st: &FdState, buf: &mut [u8]) -> Result<usize, libc::c_int
 /// kernel's refusal changes nothing.
 pub(crate) fn prefault(region: &mut [u8]) {
     const PAGE: usize = 4096;
-    let start = region.as_mut_ptr() as usize;
-    let first = start & !(PAGE - 1);
-    let end = start + region.len();
     if region.is_empty() {
         return;
     }
-    // SAFETY: the pages from `first` to `end` are all mapped and writable: they hold
-    // `region` (or the memory just before it, on its first page, which the same allocation
-    // holds), and populating writes no byte, it only faults the pages in.
+    let start = region.as_mut_ptr() as usize;
+    let first = start & !(PAGE - 1);
+    let end = start + region.len();
+    // SAFETY: every page from `first` to `end` holds some of `region`, writable memory of
+    // ours, and protection is per page, so all of them are mapped and writable; populating
+    // writes no byte (whatever else shares the first and last page is left as it is), it
+    // only faults the pages in.
     unsafe {
         libc::madvise(
             first as *mut libc::c_void,
