@@ -45,15 +45,12 @@ defmodule Sluice.Native do
   def read(_fd, _max), do: :erlang.nif_error(:nif_not_loaded)
 
   @doc false
-  # A new, empty collector: output read into it with read_into/3 stays in one binary,
-  # handed over by collected/1 without a copy.
-  @spec collector() :: collector
-  def collector, do: :erlang.nif_error(:nif_not_loaded)
-
-  @doc false
-  # One non-blocking read of at most `max` bytes onto the end of the collector: the
-  # number of bytes read; otherwise as read/2.
-  @spec read_into(fd, collector, pos_integer) :: {:ok, pos_integer} | :eof | {:error, errno}
+  # One non-blocking read of at most `max` bytes onto the end of the collector (output
+  # read into it stays in one binary, handed over by collected/1 without a copy): the
+  # number of bytes read; otherwise as read/2. Given `nil`, a read that brings bytes makes
+  # the collector and returns it too; one that does not allocates nothing.
+  @spec read_into(fd, collector | nil, pos_integer) ::
+          {:ok, pos_integer} | {:ok, pos_integer, collector} | :eof | {:error, errno}
   def read_into(_fd, _collector, _max), do: :erlang.nif_error(:nif_not_loaded)
 
   @doc false

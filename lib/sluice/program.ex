@@ -96,7 +96,7 @@ defmodule Sluice.Program do
           terminal: Terminal.t() | nil,
           helper_os_pid: pos_integer | nil,
           turn: [source],
-          collectors: %{optional(source) => Native.collector()}
+          collectors: %{optional(source) => Native.collector() | nil}
         }
 
   # Opening: Sluice.Program.Start.open/3 and manage/3 build this value (Start sits above

@@ -25,8 +25,7 @@ defmodule Sluice.Program.Fds do
     case p.open do
       %{^source => :open} ->
         case read_fd(p, source, max) do
-          {:ok, n} when is_integer(n) -> {:ok, n, %{p | bytes_read: p.bytes_read + n}}
-          {:ok, data} -> {:ok, data, %{p | bytes_read: p.bytes_read + byte_size(data)}}
+          {:ok, _data, _p} = ok -> ok
           :eof -> {:eof, close_role(p, source, :eof)}
           {:error, :eagain} -> {:wait, p}
           # A terminal's end: no slave fd open anywhere and nothing left to read.
@@ -46,10 +45,28 @@ defmodule Sluice.Program.Fds do
     end
   end
 
-  defp read_fd(%{collectors: collectors} = p, source, max) when is_map_key(collectors, source),
-    do: Native.read_into(p.fds[source], collectors[source], max)
+  # A collected output's collector is made by its first read that brings bytes.
+  defp read_fd(%{collectors: collectors} = p, source, max)
+       when is_map_key(collectors, source) do
+    case Native.read_into(p.fds[source], collectors[source], max) do
+      {:ok, n} ->
+        {:ok, n, %{p | bytes_read: p.bytes_read + n}}
 
-  defp read_fd(p, source, max), do: Native.read(p.fds[source], max)
+      {:ok, n, collector} ->
+        collectors = %{collectors | source => collector}
+        {:ok, n, %{p | bytes_read: p.bytes_read + n, collectors: collectors}}
+
+      other ->
+        other
+    end
+  end
+
+  defp read_fd(p, source, max) do
+    case Native.read(p.fds[source], max) do
+      {:ok, data} -> {:ok, data, %{p | bytes_read: p.bytes_read + byte_size(data)}}
+      other -> other
+    end
+  end
 
   @doc """
   From now on the piped stdout and stderr are read into collectors of the program's own
@@ -59,20 +76,21 @@ defmodule Sluice.Program.Fds do
   """
   @spec collect(Program.t()) :: Program.t()
   def collect(p) do
-    collectors =
-      for source <- [:stdout, :stderr],
-          Map.has_key?(p.fds, source) and not (source == :stdout and p.decoder != nil),
-          into: %{},
-          do: {source, Native.collector()}
-
-    %{p | collectors: collectors}
+    stdout? = Map.has_key?(p.fds, :stdout) and p.decoder == nil
+    %{p | collectors: collectors(stdout?, Map.has_key?(p.fds, :stderr))}
   end
+
+  # Literals, nothing on the heap: no collector exists before its output has bytes.
+  defp collectors(true, true), do: %{stdout: nil, stderr: nil}
+  defp collectors(true, false), do: %{stdout: nil}
+  defp collectors(false, true), do: %{stderr: nil}
+  defp collectors(false, false), do: %{}
 
   @doc "Every byte collected from `source` so far (`\"\"` when it is not collected)."
   @spec collected(Program.t(), Program.source()) :: binary
   def collected(%{collectors: collectors}, source) do
     case collectors do
-      %{^source => collector} -> Native.collected(collector)
+      %{^source => collector} when collector != nil -> Native.collected(collector)
       _ -> ""
     end
   end

@@ -1,12 +1,13 @@
-//! `collector/0`, `read_into/3` and `collected/1`: output read straight into one growing
-//! binary (`Sluice.run` collecting stdout and stderr) and handed over whole at the end, so
-//! each byte is copied once, by the kernel, from the pipe into the binary the caller gets.
+//! `read_into/3` and `collected/1`: output read straight into one growing binary
+//! (`Sluice.run` collecting stdout and stderr) and handed over whole at the end, so each
+//! byte is copied once, by the kernel, from the pipe into the binary the caller gets.
 //!
 //! The binary grows by doubling with `enif_realloc_binary`; past the allocator's
 //! single-block threshold (512 KiB) that is `mremap`, which moves no byte. Nothing is
-//! allocated before the program has written something: an empty pipe is read into a small
-//! buffer on the stack (the read answers EAGAIN or end of file), so a `run` waiting on a
-//! silent program costs no more than before.
+//! allocated before the program has written something, not even the collector: the first
+//! read is given `nil`, goes into a small buffer on the stack (an empty pipe answers
+//! EAGAIN or end of file), and only a read that brought bytes makes the collector, so a
+//! `run` waiting on a silent program costs no more than before.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -60,22 +61,15 @@ const PREFAULT_MIN: usize = 64 * 1024;
 /// of file, unless bytes arrived since the pipe was asked.
 const PROBE: usize = 4096;
 
-/// `collector()`: a new, empty collector, owned by whoever holds the term.
-#[rustler::nif(name = "collector")]
-fn nif_collector() -> ResourceArc<Collector> {
-    ResourceArc::new(Collector {
-        buf: Mutex::new(Buffer::default()),
-    })
-}
-
 /// `read_into(fd, collector, max)`: one non-blocking read of at most `max` bytes onto the
 /// end of the collector: `{:ok, bytes}`, `:eof`, or `{:error, :eagain}` after arming the
-/// caller for a `:ready_input` message, as `read/2`.
+/// caller for a `:ready_input` message, as `read/2`. With `nil` for the collector, a read
+/// that brings bytes makes one: `{:ok, bytes, collector}`.
 #[rustler::nif(name = "read_into")]
 fn nif_read_into<'a>(
     env: Env<'a>,
     fd: Term<'a>,
-    collector: ResourceArc<Collector>,
+    collector: Option<ResourceArc<Collector>>,
     max: u64,
 ) -> NifResult<Term<'a>> {
     let max = usize::try_from(max).map_err(|_| Error::BadArg)?;
@@ -87,12 +81,27 @@ fn nif_read_into<'a>(
     if st.closing {
         return Ok(env.error_tuple(atoms::closed()));
     }
-    let result = collector.lock().read_from(&st, max);
+    let (result, made) = match &collector {
+        Some(collector) => (collector.lock().read_from(&st, max), None),
+        None => {
+            let mut buf = Buffer::default();
+            let result = buf.read_from(&st, max);
+            let made = buf.bin.is_some().then(|| {
+                ResourceArc::new(Collector {
+                    buf: Mutex::new(buf),
+                })
+            });
+            (result, made)
+        }
+    };
     match result {
         Ok(0) => Ok(atoms::eof().encode(env)),
         Ok(n) => {
             charge_timeslice(env, n);
-            Ok((atoms::ok(), n as u64).encode(env))
+            match made {
+                Some(collector) => Ok((atoms::ok(), n as u64, collector).encode(env)),
+                None => Ok((atoms::ok(), n as u64).encode(env)),
+            }
         }
         Err(libc::EAGAIN) => {
             if fd.arm(&st, false) {
