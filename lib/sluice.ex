@@ -74,7 +74,9 @@ defmodule Sluice do
       `ArgumentError` before the program starts.
     * `:stderr` - `:capture` (default, into `result.stderr`), `:stdout` (merged in order),
       `:null` or `:console`.
-    * `:max_output` - bytes of stdout + stderr to accept (default `:infinity`).
+    * `:max_output` - bytes of stdout + stderr to accept (default `:infinity`). Nothing
+      is read past the first byte over it: the program is stopped, and the partial
+      result holds the first `max_output + 1` bytes (stdout and stderr together).
     * `:pty` - run on a pseudo-terminal (`Sluice.Pty`): the output is the terminal's
       (stderr included unless `:stderr` is given), and the end of `:input` (or its absence)
       is the terminal's EOF character.

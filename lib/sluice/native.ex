@@ -8,6 +8,8 @@ defmodule Sluice.Native do
 
   @typedoc "An fd resource: a pipe end, a program channel or the helper's socket."
   @type fd :: reference
+  @typedoc "A collector resource: output read into one growing binary (`read_into/3`)."
+  @type collector :: reference
   @type errno :: atom
 
   @doc false
@@ -41,6 +43,20 @@ defmodule Sluice.Native do
   @doc false
   @spec read(fd, pos_integer) :: {:ok, binary} | :eof | {:error, errno}
   def read(_fd, _max), do: :erlang.nif_error(:nif_not_loaded)
+
+  @doc false
+  # One non-blocking read of at most `max` bytes onto the end of the collector (output
+  # read into it stays in one binary, handed over by collected/1 without a copy): the
+  # number of bytes read; otherwise as read/2. Given `nil`, a read that brings bytes makes
+  # the collector and returns it too; one that does not allocates nothing.
+  @spec read_into(fd, collector | nil, pos_integer) ::
+          {:ok, pos_integer} | {:ok, pos_integer, collector} | :eof | {:error, errno}
+  def read_into(_fd, _collector, _max), do: :erlang.nif_error(:nif_not_loaded)
+
+  @doc false
+  # Every byte read into the collector, as one binary; the collector is empty afterwards.
+  @spec collected(collector) :: binary
+  def collected(_collector), do: :erlang.nif_error(:nif_not_loaded)
 
   @doc false
   @spec write(fd, iodata) :: {:ok, non_neg_integer} | {:error, errno}

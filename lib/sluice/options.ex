@@ -287,7 +287,12 @@ defmodule Sluice.Options do
   `ArgumentError` naming the argument.
   """
   @spec timeout!(term, atom, infinity: boolean) :: timeout
-  def timeout!(t, name \\ :timeout, opts \\ []) do
+  def timeout!(t, name \\ :timeout, opts \\ [])
+
+  # The common case of every call, first.
+  def timeout!(:infinity, _name, []), do: :infinity
+
+  def timeout!(t, name, opts) do
     case Check.ms(t, Keyword.get(opts, :infinity, true)) do
       {:ok, t} -> t
       {:error, expected} -> argument!(name, expected, t)

@@ -29,7 +29,9 @@ defmodule Sluice.Program do
   #   * its origin is `:spawned`, or `:managed`: a process Sluice did not start, adopted
   #     by the helper program (no pipes; its status may be `:unknown`);
   #   * `turn`: the order in which Output tries the outputs next (the last to give data
-  #     goes last).
+  #     goes last);
+  #   * `collectors`: the outputs whose bytes are kept in the program's own buffers
+  #     (`run`, through Sluice.Program.Fds.collect/1): reads of them return byte counts.
   #
   # Each running program has a row in Sluice.Control.Registry (for Sluice.list/0) while its holder
   # has not seen its exit nor closed it.
@@ -65,7 +67,9 @@ defmodule Sluice.Program do
     bytes_read: 0,
     bytes_written: 0,
     started_at: nil,
-    turn: [:stdout, :stderr]
+    turn: [:stdout, :stderr],
+    # Outputs read into collectors (Sluice.Program.Fds.collect/1), by role.
+    collectors: %{}
   ]
 
   @type source :: :stdout | :stderr
@@ -91,7 +95,8 @@ defmodule Sluice.Program do
           origin: origin,
           terminal: Terminal.t() | nil,
           helper_os_pid: pos_integer | nil,
-          turn: [source]
+          turn: [source],
+          collectors: %{optional(source) => Native.collector() | nil}
         }
 
   # Opening: Sluice.Program.Start.open/3 and manage/3 build this value (Start sits above

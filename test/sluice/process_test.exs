@@ -82,6 +82,21 @@ defmodule Sluice.ProcessTest do
       assert IO.iodata_to_binary(got) == expected
     end
 
+    test "a read's binary holds what was read, not the room asked for" do
+      # Up to 64 KiB the NIF allocates `max` at once and shrinks it to the bytes read.
+      {:ok, p} = P.start_link(["cat"])
+
+      for size <- [100, 1_000, 10_000] do
+        :ok = P.write(p, :binary.copy("x", size))
+        assert {:ok, data} = P.read(p, 65_536, 5_000)
+        assert byte_size(data) == size
+        assert :binary.referenced_byte_size(data) == size
+      end
+
+      :ok = P.close_stdin(p)
+      assert read_all(p) == ""
+    end
+
     test "read_any splits 1000 stdout and 1000 stderr lines" do
       script = "i=1; while [ $i -le 1000 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done"
       {:ok, p} = P.start_link(["sh", "-c", script], stderr: :consume)

@@ -60,7 +60,7 @@ defmodule Sluice.Caller.Pump do
           program: Program.t(),
           input: input,
           pending: binary,
-          buffered: :queue.queue({Program.source(), binary}),
+          buffered: :queue.queue({Program.source(), binary | pos_integer}),
           feeding: feeding,
           compacted: boolean,
           input_error: atom | nil
@@ -111,7 +111,10 @@ defmodule Sluice.Caller.Pump do
   # One step without waiting: a chunk, EOF, an error, or `{:blocked, pump}` with every fd
   # that could change that armed. An upstream program is driven with it too.
   @spec step(t, pos_integer, Deadline.t()) ::
-          {:data, Program.source(), binary, t} | {:eof, t} | {:blocked, t} | {:error, atom, t}
+          {:data, Program.source(), binary | pos_integer, t}
+          | {:eof, t}
+          | {:blocked, t}
+          | {:error, atom, t}
   defp step(pump, max, deadline) do
     case :queue.out(pump.buffered) do
       {{:value, {source, data}}, rest} ->
@@ -364,7 +367,8 @@ defmodule Sluice.Caller.Pump do
   end
 
   # Reads everything the outputs hold now into the buffer (the function cannot be
-  # suspended, so this output must be kept until the consumer asks for it).
+  # suspended, so this output must be kept until the consumer asks for it). Outputs read
+  # into collectors are there already: the buffer keeps their counts, in order.
   defp drain_outputs(pump) do
     case read_any(pump, 65_536) do
       {:data, source, data, pump} ->
@@ -377,6 +381,16 @@ defmodule Sluice.Caller.Pump do
         pump
     end
   end
+
+  ## Collecting
+
+  # The program's outputs go into collectors it holds: each byte is copied once, from the
+  # pipe into the binary `collected/2` returns.
+  @impl Sluice.Caller.Source
+  def collect(pump), do: %{pump | program: Fds.collect(pump.program)}
+
+  @impl Sluice.Caller.Source
+  def collected(pump, source), do: Fds.collected(pump.program, source)
 
   ## The program's end
 

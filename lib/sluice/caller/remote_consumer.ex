@@ -49,7 +49,8 @@ defmodule Sluice.Caller.RemoteConsumer do
     granted: 0,
     buffered: :queue.new(),
     outputs: :open,
-    exit: :running
+    exit: :running,
+    collected: nil
   ]
 
   @typedoc "What is known of the program's end: `:nodedown` once the reader is gone."
@@ -66,7 +67,8 @@ defmodule Sluice.Caller.RemoteConsumer do
           granted: non_neg_integer,
           buffered: :queue.queue({Program.source(), binary} | {:error, atom}),
           outputs: :open | :eof,
-          exit: exit_state
+          exit: exit_state,
+          collected: %{optional(Program.source()) => iodata} | nil
         }
 
   # Starts `argv` on the `node:` of `opts` before `deadline`, held there by a reader, owned
@@ -92,7 +94,28 @@ defmodule Sluice.Caller.RemoteConsumer do
   end
 
   @impl Sluice.Caller.Source
+  def next(%{collected: nil} = c, max, deadline), do: next_chunk(c, max, deadline)
+
   def next(c, max, deadline) do
+    case next_chunk(c, max, deadline) do
+      {:data, source, data, c} ->
+        collected = Map.update(c.collected, source, data, &[&1 | data])
+        {:data, source, byte_size(data), %{c | collected: collected}}
+
+      other ->
+        other
+    end
+  end
+
+  # The chunks crossed distribution as binaries of their own: kept as they came, they are
+  # copied once, into the binary `collected/2` makes.
+  @impl Sluice.Caller.Source
+  def collect(c), do: %{c | collected: %{}}
+
+  @impl Sluice.Caller.Source
+  def collected(c, source), do: IO.iodata_to_binary(Map.get(c.collected || %{}, source, ""))
+
+  defp next_chunk(c, max, deadline) do
     case :queue.out(c.buffered) do
       {{:value, {:error, reason}}, rest} -> {:error, reason, %{c | buffered: rest}}
       {{:value, {source, data}}, rest} -> take(%{c | buffered: rest}, source, data, max)
@@ -106,7 +129,7 @@ defmodule Sluice.Caller.RemoteConsumer do
   defp await_after_feed(c, max, deadline) do
     if :queue.is_empty(c.buffered),
       do: await_chunk(c, max, deadline),
-      else: next(c, max, deadline)
+      else: next_chunk(c, max, deadline)
   end
 
   defp await_chunk(%{exit: gone} = c, _max, _deadline) when gone in [:nodedown, :helper_down],

@@ -10,8 +10,10 @@ defmodule Sluice.Caller.Run do
   alias Sluice.Options.{Command, Spec}
   alias Sluice.Program.{Deadline, Errors}
 
-  # Bytes per read: as much as a roomy output pipe holds (the NIF allocates only what is
-  # there), so collecting takes a quarter of the reads that 64 KiB would.
+  # Bytes per read at most: as much as a roomy output pipe holds, so collecting takes a
+  # quarter of the reads that 64 KiB would. The source keeps the output (Source.collect/1:
+  # on this node the bytes are read straight into the binaries the result gets); this
+  # module counts them.
   @read_max 262_144
 
   @spec run(Sluice.command(), keyword) :: {:ok, Result.t()} | {:error, Error.t()}
@@ -21,7 +23,8 @@ defmodule Sluice.Caller.Run do
     deadline = Deadline.at(opts.timeout)
 
     with {:ok, src} <- Source.Pick.open(argv, opts, deadline) do
-      st = %{opts: opts, deadline: deadline, out: [], err: [], size: 0}
+      src = Source.collect(src)
+      st = %{opts: opts, deadline: deadline, size: 0, taken: %{stdout: 0, stderr: 0}}
 
       try do
         collect(src, st)
@@ -40,8 +43,8 @@ defmodule Sluice.Caller.Run do
     idle = Deadline.at(st.opts.idle_timeout)
 
     # min/2: any integer deadline is nearer than :infinity.
-    case Source.next(src, @read_max, min(st.deadline, idle)) do
-      {:data, source, data, src} -> src |> add_output(st, source, data)
+    case Source.next(src, read_max(st), min(st.deadline, idle)) do
+      {:data, source, bytes, src} -> src |> add_output(st, source, bytes)
       {:eof, src} -> finish(src, st)
       {:error, :timeout, src} when idle != :infinity and idle < st.deadline -> idle(src, st)
       {:error, :timeout, src} -> fail(src, st, Errors.timed_out(st.opts.timeout))
@@ -50,15 +53,17 @@ defmodule Sluice.Caller.Run do
     end
   end
 
-  defp add_output(src, st, source, data) do
-    st =
-      case source do
-        :stdout -> %{st | out: [st.out, data]}
-        :stderr -> %{st | err: [st.err, data]}
-      end
+  # With `max_output`, no read goes further than one byte past it, and no more is taken
+  # (output read while a function `:input` ran comes in chunks of its own): the partial
+  # result of an output that exceeded it holds its first `max_output + 1` bytes (stdout
+  # and stderr together, in the order they were read).
+  defp read_max(%{opts: %{max_output: :infinity}}), do: @read_max
+  defp read_max(%{opts: %{max_output: max}, size: size}), do: min(@read_max, max - size + 1)
 
-    st = %{st | size: st.size + byte_size(data)}
+  defp add_output(src, st, source, bytes) do
     max = st.opts.max_output
+    bytes = if max == :infinity, do: bytes, else: min(bytes, max + 1 - st.size)
+    st = %{st | size: st.size + bytes, taken: Map.update!(st.taken, source, &(&1 + bytes))}
 
     cond do
       max != :infinity and st.size > max ->
@@ -102,13 +107,22 @@ defmodule Sluice.Caller.Run do
 
   defp idle(src, st), do: fail(src, st, Errors.idle(st.opts.idle_timeout))
 
+  # What the source kept of an output, up to what this module took of it: the same unless
+  # the call ended with output still queued in the source (read while a function input
+  # ran), which a result never had.
+  defp taken(src, st, source) do
+    bytes = Source.collected(src, source)
+    taken = st.taken[source]
+    if byte_size(bytes) == taken, do: bytes, else: binary_part(bytes, 0, taken)
+  end
+
   defp result(src, st, status) do
     Result.with_exit(
       %Result{
         os_pid: Source.os_pid(src),
         status: status,
-        stdout: if(Spec.stdout_piped?(st.opts), do: IO.iodata_to_binary(st.out)),
-        stderr: if(st.opts.stderr == :capture, do: IO.iodata_to_binary(st.err))
+        stdout: if(Spec.stdout_piped?(st.opts), do: taken(src, st, :stdout)),
+        stderr: if(st.opts.stderr == :capture, do: taken(src, st, :stderr))
       },
       Source.exit_info(src)
     )

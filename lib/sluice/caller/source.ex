@@ -21,9 +21,11 @@ defmodule Sluice.Caller.Source do
   @typedoc "How a program can be lost: with its helper program, or with its node."
   @type lost :: :helper_down | :nodedown
 
-  @typedoc "What `next/3` returns."
+  @typedoc "What `next/3` returns: a chunk, or once `collect/1` was called its byte count."
   @type next ::
-          {:data, Program.source(), binary, t} | {:eof, t} | {:error, :timeout | atom, t}
+          {:data, Program.source(), binary | pos_integer, t}
+          | {:eof, t}
+          | {:error, :timeout | atom, t}
 
   @doc "Starts `argv` (checked options) and its input, until the deadline."
   @callback open(Sluice.command(), Sluice.Options.t(), Deadline.t()) ::
@@ -35,6 +37,15 @@ defmodule Sluice.Caller.Source do
   (`:timeout`, `:helper_down`, `:nodedown`, `:line_too_long`, an errno).
   """
   @callback next(t, pos_integer, Deadline.t()) :: next
+
+  @doc """
+  From now on the source keeps the output itself: `next/3` returns the byte count of each
+  chunk, and `collected/2` all the bytes of an output as one binary (`Sluice.run`).
+  """
+  @callback collect(t) :: t
+
+  @doc "Every byte of `source` kept since `collect/1` (`\"\"` when none)."
+  @callback collected(t, Program.source()) :: binary
 
   @doc "Waits for the exit status until the deadline."
   @callback await_exit(t, Deadline.t()) ::
@@ -71,6 +82,14 @@ defmodule Sluice.Caller.Source do
   @doc "See the callback."
   @spec next(t, pos_integer, Deadline.t()) :: next
   def next(%module{} = source, max, deadline), do: module.next(source, max, deadline)
+
+  @doc "See the callback."
+  @spec collect(t) :: t
+  def collect(%module{} = source), do: module.collect(source)
+
+  @doc "See the callback."
+  @spec collected(t, Program.source()) :: binary
+  def collected(%module{} = source, output), do: module.collected(source, output)
 
   @doc "See the callback."
   @spec await_exit(t, Deadline.t()) :: {:ok, Program.status(), t} | {:error, :timeout | lost, t}

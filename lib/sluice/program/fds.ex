@@ -13,18 +13,19 @@ defmodule Sluice.Program.Fds do
 
   @doc """
   One non-blocking read of at most `max` bytes from `source`. `{:wait, p}` means the pipe
-  is empty and a `:ready_input` message will come to the caller.
+  is empty and a `:ready_input` message will come to the caller. An output that is
+  collected (`collect/1`) returns the number of bytes read, kept in its collector.
   """
   @spec read(Program.t(), Program.source() | Program.log_source(), pos_integer) ::
-          {:ok, binary, Program.t()}
+          {:ok, binary | pos_integer, Program.t()}
           | {:eof, Program.t()}
           | {:wait, Program.t()}
           | {:error, atom, Program.t()}
   def read(p, source, max) do
     case p.open do
       %{^source => :open} ->
-        case Native.read(p.fds[source], max) do
-          {:ok, data} -> {:ok, data, %{p | bytes_read: p.bytes_read + byte_size(data)}}
+        case read_fd(p, source, max) do
+          {:ok, _data, _p} = ok -> ok
           :eof -> {:eof, close_role(p, source, :eof)}
           {:error, :eagain} -> {:wait, p}
           # A terminal's end: no slave fd open anywhere and nothing left to read.
@@ -41,6 +42,56 @@ defmodule Sluice.Program.Fds do
 
       _ ->
         {:error, :not_captured, p}
+    end
+  end
+
+  # A collected output's collector is made by its first read that brings bytes.
+  defp read_fd(%{collectors: collectors} = p, source, max)
+       when is_map_key(collectors, source) do
+    case Native.read_into(p.fds[source], collectors[source], max) do
+      {:ok, n} ->
+        {:ok, n, %{p | bytes_read: p.bytes_read + n}}
+
+      {:ok, n, collector} ->
+        collectors = %{collectors | source => collector}
+        {:ok, n, %{p | bytes_read: p.bytes_read + n, collectors: collectors}}
+
+      other ->
+        other
+    end
+  end
+
+  defp read_fd(p, source, max) do
+    case Native.read(p.fds[source], max) do
+      {:ok, data} -> {:ok, data, %{p | bytes_read: p.bytes_read + byte_size(data)}}
+      other -> other
+    end
+  end
+
+  @doc """
+  From now on the piped stdout and stderr are read into collectors of the program's own
+  (a stdout read in frames is not): each read returns its byte count, and `collected/2`
+  hands over all the bytes as one binary. The bytes are copied once, from the pipe into
+  that binary (`Sluice.run`, which keeps the whole output).
+  """
+  @spec collect(Program.t()) :: Program.t()
+  def collect(p) do
+    stdout? = Map.has_key?(p.fds, :stdout) and p.decoder == nil
+    %{p | collectors: collectors(stdout?, Map.has_key?(p.fds, :stderr))}
+  end
+
+  # Literals, nothing on the heap: no collector exists before its output has bytes.
+  defp collectors(true, true), do: %{stdout: nil, stderr: nil}
+  defp collectors(true, false), do: %{stdout: nil}
+  defp collectors(false, true), do: %{stderr: nil}
+  defp collectors(false, false), do: %{}
+
+  @doc "Every byte collected from `source` so far (`\"\"` when it is not collected)."
+  @spec collected(Program.t(), Program.source()) :: binary
+  def collected(%{collectors: collectors}, source) do
+    case collectors do
+      %{^source => collector} when collector != nil -> Native.collected(collector)
+      _ -> ""
     end
   end
 

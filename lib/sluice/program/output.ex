@@ -11,9 +11,12 @@ defmodule Sluice.Program.Output do
   alias Sluice.Program
   alias Sluice.Program.{Fds, Framing}
 
-  @typedoc "What `next/3` found: a chunk (or frame), nothing for now, the end, or an error."
+  @typedoc """
+  What `next/3` found: a chunk (or frame; of a collected output, its byte count: see
+  `Sluice.Program.Fds.collect/1`), nothing for now, the end, or an error.
+  """
   @type next ::
-          {:data, Program.source(), Framing.frame(), Program.t()}
+          {:data, Program.source(), Framing.frame() | pos_integer, Program.t()}
           | {:blocked, Program.t()}
           | {:eof, Program.t()}
           | {:error, Program.source(), atom, Program.t()}
@@ -77,7 +80,7 @@ defmodule Sluice.Program.Output do
   is empty and a `:ready_input` message will come to the caller.
   """
   @spec read(Program.t(), Program.source() | Program.log_source(), pos_integer) ::
-          {:ok, Framing.frame(), Program.t()}
+          {:ok, Framing.frame() | pos_integer, Program.t()}
           | {:eof, Program.t()}
           | {:wait, Program.t()}
           | {:error, atom, Program.t()}

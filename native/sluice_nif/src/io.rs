@@ -7,7 +7,7 @@ use rustler::{Binary, Encoder, Env, Error, NifResult, OwnedBinary, Term};
 
 use crate::atoms;
 use crate::errno;
-use crate::fd_resource::FdRef;
+use crate::fd_resource::{FdRef, FdState};
 
 /// A fresh binary of `size` bytes, or `None` when the allocation fails.
 pub(crate) fn alloc_binary(size: usize) -> Option<OwnedBinary> {
@@ -39,23 +39,10 @@ fn read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>) -> NifResult<Term<'a>> {
     if st.closing {
         return Ok(env.error_tuple(atoms::closed()));
     }
-    let Some(mut buf) = alloc_binary(read_size(st.fd, max)) else {
+    let Some(mut buf) = alloc_binary(read_size(&st, max)) else {
         return Ok(env.error_tuple(atoms::enomem()));
     };
-    let n = loop {
-        let slice = buf.as_mut_slice();
-        // SAFETY: the fd is open while the state is locked and not closing; the buffer is
-        // `slice.len()` writable bytes.
-        let n = unsafe { libc::read(st.fd, slice.as_mut_ptr().cast(), slice.len()) };
-        if n >= 0 {
-            break Ok(n as usize);
-        }
-        match errno::last() {
-            libc::EINTR => continue,
-            e => break Err(e),
-        }
-    };
-    match n {
+    match read_fd(&st, buf.as_mut_slice()) {
         Ok(0) => Ok(atoms::eof().encode(env)),
         Ok(n) => {
             if n < buf.len() && !buf.realloc(n) {
@@ -80,6 +67,48 @@ fn read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>) -> NifResult<Term<'a>> {
     }
 }
 
+/// One `read(2)` of the fd into `buf` (retried on EINTR): the bytes read, 0 at end of
+/// file, or the errno. Call with the state locked and not closing.
+pub(crate) fn read_fd(st: &FdState, buf: &mut [u8]) -> Result<usize, libc::c_int> {
+    loop {
+        // SAFETY: the fd is open while the state is locked and not closing; `buf` is
+        // `buf.len()` writable bytes.
+        let n = unsafe { libc::read(st.fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        match errno::last() {
+            libc::EINTR => continue,
+            e => return Err(e),
+        }
+    }
+}
+
+/// Faults in the pages of `region` for writing (`MADV_POPULATE_WRITE`, Linux 5.14), in one
+/// call rather than one page fault per page during a later read: those faults would be
+/// taken inside `read(2)`, with the pipe locked against its writer. Best effort: an older
+/// kernel's refusal changes nothing.
+pub(crate) fn prefault(region: &mut [u8]) {
+    const PAGE: usize = 4096;
+    if region.is_empty() {
+        return;
+    }
+    let start = region.as_mut_ptr() as usize;
+    let first = start & !(PAGE - 1);
+    let end = start + region.len();
+    // SAFETY: every page from `first` to `end` holds some of `region`, writable memory of
+    // ours, and protection is per page, so all of them are mapped and writable; populating
+    // writes no byte (whatever else shares the first and last page is left as it is), it
+    // only faults the pages in.
+    unsafe {
+        libc::madvise(
+            first as *mut libc::c_void,
+            end - first,
+            libc::MADV_POPULATE_WRITE,
+        );
+    }
+}
+
 /// Bytes moved that count as a whole timeslice of the calling process.
 const BYTES_PER_TIMESLICE: usize = 64 * 1024;
 
@@ -87,25 +116,44 @@ const BYTES_PER_TIMESLICE: usize = 64 * 1024;
 /// speed yields to the others every few chunks (a NIF call otherwise costs about one
 /// reduction, and 200 busy readers would each run a whole timeslice of copying while
 /// everything else on the scheduler waits).
-fn charge_timeslice(env: Env, bytes: usize) {
+pub(crate) fn charge_timeslice(env: Env, bytes: usize) {
     let percent = (bytes * 100 / BYTES_PER_TIMESLICE).clamp(1, 100) as libc::c_int;
     // SAFETY: the env is the calling process's, valid for the duration of this NIF call.
     unsafe { rustler::sys::enif_consume_timeslice(env.as_c_arg(), percent) };
 }
 
-/// How many bytes to allocate for a read of at most `max`: what the pipe holds
-/// (`FIONREAD`), so a large `max` does not page in and unmap a fresh block per read. When
-/// nothing is buffered the read will say EOF or EAGAIN, unless data arrives in between: a
-/// small buffer is enough then.
-fn read_size(fd: libc::c_int, max: usize) -> usize {
+/// Reads of at most this many bytes allocate `max` at once, without asking the fd: the
+/// block comes from the allocator's multi-block carriers and shrinks in place to what was
+/// read, which costs less than the `FIONREAD` (and its second lock of the pipe against the
+/// writer).
+const ALLOC_MAX_AT_ONCE: usize = 64 * 1024;
+
+/// How many bytes to allocate for a read of at most `max`: up to 64 KiB `max` itself, past
+/// it what the pipe holds (`FIONREAD`), so a large `max` does not page in and unmap a fresh
+/// block per read. When nothing is buffered the read will say EOF or EAGAIN, unless data
+/// arrives in between: a small buffer is enough then.
+fn read_size(st: &FdState, max: usize) -> usize {
+    if max <= ALLOC_MAX_AT_ONCE {
+        return max;
+    }
+    match buffered(st) {
+        Some(0) => max.min(4096),
+        Some(n) => n.min(max),
+        // Not a pipe or socket (FIONREAD unsupported): fall back to `max`.
+        None => max,
+    }
+}
+
+/// The bytes a pipe, socket or terminal holds now (`FIONREAD`), or `None` when the fd
+/// cannot say. Call with the state locked and not closing.
+pub(crate) fn buffered(st: &FdState) -> Option<usize> {
     let mut avail: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int through the pointer; the fd is open (state locked).
-    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut avail) };
-    match usize::try_from(avail) {
-        Ok(n) if r == 0 && n > 0 => n.min(max),
-        // Not a pipe or socket (FIONREAD unsupported): fall back to `max`.
-        _ if r != 0 => max,
-        _ => max.min(4096),
+    let r = unsafe { libc::ioctl(st.fd, libc::FIONREAD, &mut avail) };
+    if r == 0 {
+        usize::try_from(avail).ok()
+    } else {
+        None
     }
 }
 

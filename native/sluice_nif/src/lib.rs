@@ -4,6 +4,7 @@
 //! Every NIF is a regular (non-dirty) NIF and never blocks: all fds are `O_NONBLOCK`.
 
 mod channel;
+mod collector;
 mod errno;
 mod fd_resource;
 mod io;
@@ -26,7 +27,7 @@ mod atoms {
 }
 
 fn load(env: rustler::Env, _info: rustler::Term) -> bool {
-    fd_resource::register(env)
+    fd_resource::register(env) && collector::register(env)
 }
 
 rustler::init!("Elixir.Sluice.Native", load = load);

@@ -73,6 +73,20 @@ defmodule Sluice.Holder.Process.Requests do
     {%{r | reads: Enum.reverse(kept)}, program}
   end
 
+  @doc """
+  A read of `source` tried at once, for when no read waits before it: `{:done, answer,
+  program}` when its output had data, or is at its end (or failed), else `{:wait,
+  program}`, every output it may come from armed.
+  """
+  @spec read_now(Program.t(), :stdout | :stderr | :any, pos_integer) ::
+          {:done, term, Program.t()} | {:wait, Program.t()}
+  def read_now(program, source, max) do
+    case read_one(%{source: source, max: max}, sources(source, program), program, []) do
+      {:done, answer, program, _blocked} -> {:done, answer, program}
+      {:wait, program, _blocked} -> {:wait, program}
+    end
+  end
+
   defp sources(:any, program), do: Enum.filter([:stdout, :stderr], &Program.piped?(program, &1))
   defp sources(source, _pipes), do: [source]
 

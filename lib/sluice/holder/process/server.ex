@@ -106,14 +106,32 @@ defmodule Sluice.Holder.Process.Server do
     do: reply({:error, :active}, s)
 
   def handle_call({:read, source, max, timeout}, from, s) do
-    if source != :any and not Program.piped?(s.program, source) do
-      # stdout went to a file, /dev/null or the console; stderr was not consumed.
-      reply({:error, if(source == :stdout, do: :not_piped, else: :not_captured)}, s)
-    else
-      req = Requests.request(%{from: from, source: source, max: max}, timeout, :read)
-      s = put_in(s.requests.reads, s.requests.reads ++ [req])
-      # A read that found EOF after the status was delivered ends the server.
-      noreply(serve(s))
+    cond do
+      source != :any and not Program.piped?(s.program, source) ->
+        # stdout went to a file, /dev/null or the console; stderr was not consumed.
+        reply({:error, if(source == :stdout, do: :not_piped, else: :not_captured)}, s)
+
+      # No read waits before this one: it is answered at once if its output has data (or
+      # is at its end), with no request record, timer or pass over the queue; otherwise
+      # it waits, armed, as every queued read does.
+      s.requests.reads == [] ->
+        case Requests.read_now(s.program, source, max) do
+          {:done, answer, program} ->
+            reply(answer, stop_on_frame_error(%{s | program: program}))
+
+          {:wait, program} ->
+            req = Requests.request(%{from: from, source: source, max: max}, timeout, :read)
+
+            noreply(
+              stop_on_frame_error(%{s | program: program, requests: %{s.requests | reads: [req]}})
+            )
+        end
+
+      true ->
+        req = Requests.request(%{from: from, source: source, max: max}, timeout, :read)
+        s = put_in(s.requests.reads, s.requests.reads ++ [req])
+        # A read that found EOF after the status was delivered ends the server.
+        noreply(serve(s))
     end
   end
 
@@ -346,7 +364,10 @@ defmodule Sluice.Holder.Process.Server do
   # read that timed out, the last output read). So every reply and every state change
   # goes through maybe_end/1, whichever callback made it, rather than the paths someone
   # remembered.
+  # Until the status was delivered maybe_end/1 has nothing to do, and is skipped.
+  defp reply(answer, %{exit_report: :pending} = s), do: {:reply, answer, s}
   defp reply(answer, s), do: {:reply, answer, s, {:continue, :maybe_end}}
+  defp noreply(%{exit_report: :pending} = s), do: {:noreply, s}
   defp noreply(s), do: {:noreply, s, {:continue, :maybe_end}}
 
   defp continue({:noreply, s}), do: noreply(s)
