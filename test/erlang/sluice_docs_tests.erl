@@ -11,6 +11,12 @@ erlang_md_test_() ->
 readme_test_() ->
     snippets("README.md", 1).
 
+% The docs chunk built from src/sluice.erl's edoc comments came with the library:
+% h(sluice, run) works in erl.
+docs_chunk_test() ->
+    {ok, {docs_v1, _, erlang, _, #{<<"en">> := _}, _, Docs}} = code:get_doc(sluice),
+    [_ | _] = [Doc || {{function, run, 2}, _, _, #{<<"en">> := Doc}, _} <- Docs].
+
 snippets(Doc, AtLeast) ->
     {ok, Markdown} = file:read_file(Doc),
     Blocks = blocks(binary_to_list(Markdown)),
