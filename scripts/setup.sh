@@ -16,6 +16,19 @@ if ! command -v mix >/dev/null 2>&1 || ! [ -d /usr/lib/erlang/usr/include ] ||
   apt-get install -y -qq elixir erlang-dev erlang-xmerl erlang-dialyzer erlang-eunit erlang-edoc python3 >/dev/null
 fi
 
+# Programs the tests of the docs run: rebar3 (docs/erlang.md's rebar3 project) and ffmpeg
+# (the README's examples, test/sluice/docs_examples_test.exs).
+missing=()
+for tool in rebar3 ffmpeg; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "==> installing ${missing[*]} from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: Sluice needs Rust >= 1.91 (rustup), with clippy and rustfmt" >&2
   exit 1

@@ -27,9 +27,11 @@ defmodule Sluice.ErlangDocsTest do
   end
 
   test "h(sluice) and h(sluice, run) show the edoc text in the shell" do
-    out = erl!("c:h(sluice), c:h(sluice, run)")
+    out = erl!("c:h(sluice), c:h(sluice, run), c:ht(sluice, argv)")
     assert out =~ "Run external OS programs from Erlang, safely and fast."
     assert out =~ "-spec run(Argv :: command()) -> {ok, result()} | {error, error_map()}."
     assert out =~ "Runs Argv (or a pipeline/1) to completion and collects its"
+    # A type's edoc comment follows it (one before it would document the type above).
+    assert out =~ ~r/-type argv\(\) :: .*\n\n  A program and its arguments/s
   end
 end
