@@ -25,7 +25,8 @@ defmodule Sluice.MixProject do
           "docs/architecture.md",
           "docs/protocol.md",
           "docs/guarantees.md",
-          "docs/erlang.md"
+          "docs/erlang.md",
+          "docs/production.md"
         ]
       ]
     ]
