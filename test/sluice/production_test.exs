@@ -3,7 +3,8 @@ defmodule Sluice.ProductionTest do
   # cgroup (its own cgroup's `sluice`) and runs programs there; a cgroup only chown'ed
   # is found but every spawn is :eacces; without a writable cgroup the start-up warning
   # is logged, and `cgroup: false` silences it; a `mix release` carries the native
-  # artifacts (the commands of the page, run as written); the systemd unit is valid.
+  # artifacts (the commands of the page, run as written) and its programs inherit
+  # RELEASE_COOKIE unless env: unsets it; the systemd unit is valid.
   #
   # The VMs "not root" are separate VMs run as nobody (setpriv) and moved first into a
   # cgroup made here, as systemd moves a service into its own before it starts it.
@@ -89,6 +90,20 @@ defmodule Sluice.ProductionTest do
     assert out =~ ~r/^Linux$/m, out
     assert out =~ ~r/^libsluice_nif.so\nsluice_helper$/m, out
     assert File.read!(@doc_path) =~ "The `eval` prints `Linux`"
+
+    # A release exports RELEASE_COOKIE: programs inherit it, unless env: unsets it.
+    printenv = ~S"""
+    {:ok, _} = Application.ensure_all_started(:sluice)
+    {:ok, %{status: 0, stdout: cookie}} = Sluice.run(["printenv", "RELEASE_COOKIE"])
+    true = byte_size(cookie) > 1
+    {:ok, %{status: 1, stdout: ""}} = Sluice.run(["printenv", "RELEASE_COOKIE"], env: %{"RELEASE_COOKIE" => nil})
+    IO.puts("cookie checked")
+    """
+
+    assert {"cookie checked\n", 0} =
+             System.cmd(Path.expand("_build/prod/rel/sluice/bin/sluice"), ["eval", printenv],
+               stderr_to_stdout: true
+             )
   end
 
   test "the systemd unit has no key systemd does not know", %{tmp_dir: dir} do
