@@ -1,5 +1,7 @@
 # The Rust crates are built by a Mix compiler that lives in the project itself (no hex deps).
 Code.require_file("mix/tasks/compile.sluice_native.ex", __DIR__)
+# The docs chunk of the Erlang module `sluice`, for `h(sluice)` in erl (edoc, no hex deps).
+Code.require_file("mix/tasks/compile.sluice_erlang_docs.ex", __DIR__)
 
 defmodule Sluice.MixProject do
   use Mix.Project
@@ -10,7 +12,7 @@ defmodule Sluice.MixProject do
       version: "0.1.0",
       elixir: "~> 1.14",
       start_permanent: Mix.env() == :prod,
-      compilers: [:sluice_native | Mix.compilers()],
+      compilers: [:sluice_native | Mix.compilers()] ++ [:sluice_erlang_docs],
       elixirc_paths: elixirc_paths(Mix.env()),
       deps: [],
       aliases: aliases(),
@@ -23,7 +25,8 @@ defmodule Sluice.MixProject do
           "docs/architecture.md",
           "docs/protocol.md",
           "docs/guarantees.md",
-          "docs/erlang.md"
+          "docs/erlang.md",
+          "docs/production.md"
         ]
       ]
     ]

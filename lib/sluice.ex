@@ -82,7 +82,10 @@ defmodule Sluice do
       is the terminal's EOF character.
     * `:idle_timeout` - ms without any output (default `:infinity`): then the program is
       stopped and `run` returns `{:error, %Sluice.Error{reason: :idle_timeout, result:
-      partial}}`, the output so far in `result`.
+      partial}}`, the output so far in `result`. Output counts when it reaches the pipe: a
+      program that block-buffers its stdout (Python's `print()` without `-u`) looks idle
+      while it works; see the README's
+      [Output buffering](README.md#output-buffering).
     * `:node` - run the program on another node, by that node's helper program (`:sluice`
       must run there, else reason `:nosluice`; `:nodedown` if it cannot be reached or goes
       away); the output comes here with back-pressure. See the README's "Running programs
@@ -170,7 +173,8 @@ defmodule Sluice do
       raises `Sluice.Error` with reason `:frame_too_large` and stops the program.
     * `:idle_timeout` - ms without any output while the stream waits for it (the
       consumer's own time does not count; default `:infinity`): the program is stopped and
-      `Sluice.Error` with reason `:idle_timeout` is raised.
+      `Sluice.Error` with reason `:idle_timeout` is raised. Output a program keeps in its
+      buffer does not count: see the README's [Output buffering](README.md#output-buffering).
     * `:node` - run the program on another node (`:sluice` must run there): its output
       crosses distribution only as fast as the stream is consumed, and `Sluice.Error` with
       reason `:nosluice` or `:nodedown` is raised if that node lacks Sluice or goes away.

@@ -19,6 +19,8 @@ mkdir -p "$dest/sluice-$version"
 cp -r _build/prod/lib/sluice/ebin "$dest/sluice-$version/"
 # priv is a symlink into the project under _build: copy what it points to.
 cp -rL _build/prod/lib/sluice/priv "$dest/sluice-$version/"
+# doc/chunks/sluice.chunk: h(sluice) in erl (mix/tasks/compile.sluice_erlang_docs.ex).
+cp -r _build/prod/lib/sluice/doc "$dest/sluice-$version/"
 
 for app in elixir logger; do
   dir=$(elixir -e "IO.write(:code.lib_dir(:$app))")

@@ -47,13 +47,17 @@
 -export_type([argv/0, command/0, pipeline/0, options/0, status/0, result/0, error_map/0]).
 -export_type([element/0, program_info/0, stats/0]).
 
+% An edoc comment follows the type it documents.
 -type argv() :: [string() | binary(), ...].
-% What pipeline/1 returns; it goes wherever argv goes.
+%% A program and its arguments, executed directly (no shell).
 -type pipeline() :: 'Elixir.Sluice.Pipeline':t().
+%% What `pipeline/1' returns; it goes wherever argv goes.
 -type command() :: argv() | pipeline().
 -type option() :: atom() | {atom(), term()}.
 -type options() :: [option()] | #{atom() => term()}.
+%% A proplist, where a bare atom means `true', or a map.
 -type status() :: non_neg_integer() | {signal, atom() | pos_integer()}.
+%% An exit code, or the signal that ended the program.
 -type result() :: #{
     status := status(),
     stdout := binary() | undefined,
@@ -63,6 +67,10 @@
     core_dumped := boolean(),
     usage := map() | undefined
 }.
+%% What `run/2' returns: the exit `status' (of a pipeline, the last stage's), every
+%% stage's in `statuses', the output (`undefined' when not captured), `os_pid',
+%% `core_dumped', and `usage': `#{source := cgroup | rusage, cpu_user_us, cpu_system_us,
+%% max_rss_kb}' (`undefined' when the program's end was not seen). See docs/erlang.md.
 -type error_map() :: #{
     reason := atom(),
     message := binary(),
@@ -70,12 +78,16 @@
     result => result(),
     acc => term()
 }.
-% What fold/4 and foreach/3 pass to their fun: a chunk of stdout; a line with `lines'; a
-% frame with `{framing, {line, Max}}' (or `{packet, N}'); tagged with `{stderr, consume}'.
+%% A runtime failure: `reason' and `message' (see `format_error/1'), with `stage' (where a
+%% spawn failed), `result' (the partial result of a `timeout', `max_output' or
+%% `idle_timeout') and `acc' (the accumulator of `fold/4' as it stood) when they apply.
 -type element() ::
     binary()
     | {eol | noeol, binary()}
     | {stdout | stderr, binary() | {eol | noeol, binary()}}.
+%% What `fold/4' and `foreach/3' pass to their fun: a chunk of stdout; a line with
+%% `lines'; a frame with `{framing, {line, Max}}' (or `{packet, N}'); tagged with
+%% `{stderr, consume}'.
 -type stats() :: #{
     usage := #{source := cgroup | rusage, atom() => non_neg_integer()} | undefined,
     pids_current := non_neg_integer(),
@@ -85,6 +97,8 @@
     core_dumped => boolean(),
     statuses => [status()]
 }.
+%% What `stats/2' returns: the cost so far (`usage'), the processes of the program
+%% (`pids_current'), the bytes through its pipes and its age.
 -type process() :: pid() | atom().
 -type program_info() :: #{
     pid := pid(),
@@ -96,6 +110,7 @@
     managed := boolean(),
     cgroup := binary() | undefined
 }.
+%% One program of the node, as `list/0' and `info/1' show it (`started_at' in Unix ms).
 
 -define(ELIXIR_PROCESS, 'Elixir.Sluice.Process').
 

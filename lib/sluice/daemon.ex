@@ -26,7 +26,10 @@ defmodule Sluice.Daemon do
       1 MiB), so a program that never writes a newline cannot grow memory without bound.
     * `:ready` - a `Regex` or a function of one line returning a boolean: `start_link/1`
       returns only once a line of output (stdout or stderr) matches, so the supervisor
-      starts the next child once this program is ready to serve.
+      starts the next child once this program is ready to serve. The line must reach the
+      pipe: a program that block-buffers its stdout keeps it (`python3 -m http.server`
+      needs `python3 -u` for `ready: ~r/Serving HTTP/`); see the README's
+      [Output buffering](README.md#output-buffering).
     * `:ready_timeout` - ms to wait for that line (default `30_000`), however much else
       the program prints meanwhile; then the program is stopped and `start_link/1` returns
       `{:error, %Sluice.Error{reason: :not_ready}}` (also when the program exits before a

@@ -11,6 +11,10 @@ defmodule Sluice.Worker do
   once the previous response has arrived, so a program that handles one request at a time
   needs no request ids.
 
+  The program must flush each response: most programs buffer a pipe (Python's `print()`
+  without `python3 -u`), and a response kept in the buffer is a `{:error, :timeout}`. See
+  the README's [Output buffering](README.md#output-buffering) for the fixes.
+
   ## Options
 
   Every option of `Sluice.Process` (see `Sluice.Options`), with `:framing` defaulting to

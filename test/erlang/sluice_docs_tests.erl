@@ -11,6 +11,12 @@ erlang_md_test_() ->
 readme_test_() ->
     snippets("README.md", 1).
 
+% The docs chunk built from src/sluice.erl's edoc comments came with the library:
+% h(sluice, run) works in erl.
+docs_chunk_test() ->
+    {ok, {docs_v1, _, erlang, _, #{<<"en">> := _}, _, Docs}} = code:get_doc(sluice),
+    [_ | _] = [Doc || {{function, run, 2}, _, _, #{<<"en">> := Doc}, _} <- Docs].
+
 snippets(Doc, AtLeast) ->
     {ok, Markdown} = file:read_file(Doc),
     Blocks = blocks(binary_to_list(Markdown)),
@@ -22,7 +28,9 @@ snippets(Doc, AtLeast) ->
 block_name(Doc, Line) ->
     lists:flatten(io_lib:format("~s, the erlang block at line ~b", [Doc, Line])).
 
-% {FirstLine, Code} of every ```erlang block.
+% {FirstLine, Code} of every ```erlang block, but the files of an example project: those
+% start with a comment naming the file (`%% my_app/rebar.config') and are built as a
+% project by test/sluice/erlang_project_test.exs.
 blocks(Markdown) ->
     Lines = string:split(Markdown, "\n", all),
     blocks(Lines, 1, []).
@@ -31,9 +39,15 @@ blocks([], _N, Acc) ->
     lists:reverse(Acc);
 blocks(["```erlang" | Rest], N, Acc) ->
     {Code, After} = lists:splitwith(fun(L) -> L =/= "```" end, Rest),
-    blocks(tl(After), N + length(Code) + 2, [{N, lists:flatten(lists:join("\n", Code))} | Acc]);
+    Block = [{N, lists:flatten(lists:join("\n", Code))} || not project_file(Code)],
+    blocks(tl(After), N + length(Code) + 2, lists:reverse(Block, Acc));
 blocks([_ | Rest], N, Acc) ->
     blocks(Rest, N + 1, Acc).
+
+project_file(["%% " ++ Path | _]) ->
+    re:run(Path, "^[a-z_0-9]+/[^ ]+$", [{capture, none}]) =:= match;
+project_file(_) ->
+    false.
 
 run_block("-module(" ++ _ = Code) ->
     compile_module(Code);
