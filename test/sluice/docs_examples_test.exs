@@ -73,7 +73,7 @@ defmodule Sluice.DocsExamplesTest do
 
   alias Sluice.{DocsExamples, Nodes}
 
-  @moduletag :tmp_dir
+  @moduletag :temp_dir
   @moduletag :capture_log
   @moduletag timeout: 180_000
 
@@ -99,7 +99,9 @@ defmodule Sluice.DocsExamplesTest do
     "config :sluice, allowed_users:" =>
       {:config, "a config file: evaluated by Config.Reader, checked by Sluice's config check"},
     "config :sluice, shutdown_grace:" =>
-      {:config, "a config file: evaluated by Config.Reader, checked by Sluice's config check"}
+      {:config, "a config file: evaluated by Config.Reader, checked by Sluice's config check"},
+    "defp deps do" =>
+      {:mix_project, "a mix.exs excerpt: compiled inside a module, its deps/0 checked"}
   }
 
   @peer_node ~s(:"gpu1@10.0.0.7")
@@ -187,9 +189,25 @@ defmodule Sluice.DocsExamplesTest do
 
     case Enum.find(@not_run, fn {key, _} -> String.contains?(code, key) end) do
       {_key, {:config, _reason}} -> config!(doc, code)
+      {_key, {:mix_project, _reason}} -> mix_project!(quoted)
       {_key, {:parse_only, _reason}} -> :ok
       nil -> in_directory(context, fn dir -> evaluate!(context, dir, code, quoted) end)
     end
+  end
+
+  # A mix.exs excerpt: its functions compiled in a module; deps/0 must name :sluice.
+  defp mix_project!(quoted) do
+    name = Module.concat(__MODULE__, "MixProject#{System.unique_integer([:positive])}")
+
+    body =
+      quote do:
+              (
+                unquote(quoted)
+                def deps!, do: deps()
+              )
+
+    Module.create(name, body, Macro.Env.location(__ENV__))
+    assert [{:sluice, _} | _] = name.deps!()
   end
 
   # Config files: evaluated as config/config.exs would be, then checked by Sluice.
@@ -208,7 +226,7 @@ defmodule Sluice.DocsExamplesTest do
   end
 
   # The block's directory is the VM's working directory (and the peer's) while it runs.
-  defp in_directory(%{tmp_dir: dir} = context, fun) do
+  defp in_directory(%{temp_dir: dir} = context, fun) do
     prepare!(dir, context.code)
     cwd = File.cwd!()
     File.cd!(dir)

@@ -3,16 +3,16 @@ defmodule Sluice.ErlangProjectTest do
   # with a comment naming a file, `%% my_app/rebar.config') are written to a fresh
   # directory, the libraries are built by scripts/erlang_lib.sh, and the ```sh block that
   # runs rebar3 is run line by line in bash, with /opt/sluice/lib that directory.
-  use ExUnit.Case, async: false
+  use Sluice.Case, async: false
 
   @moduletag :external_vm
-  @moduletag :tmp_dir
+  @moduletag :temp_dir
   @moduletag timeout: 600_000
 
   @doc_path "docs/erlang.md"
 
   test "the rebar3 project of docs/erlang.md builds, tests and releases as written",
-       %{tmp_dir: dir} do
+       %{temp_dir: dir} do
     rebar3 = System.find_executable("rebar3")
     assert rebar3, "rebar3 is missing: scripts/setup.sh installs it (apt-get install rebar3)"
 

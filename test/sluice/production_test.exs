@@ -11,7 +11,7 @@ defmodule Sluice.ProductionTest do
   use Sluice.Case, async: false
 
   @moduletag :external_vm
-  @moduletag :tmp_dir
+  @moduletag :temp_dir
   @moduletag timeout: 300_000
 
   @nobody 65_534
@@ -26,7 +26,7 @@ defmodule Sluice.ProductionTest do
     @describetag :cgroup
 
     test "delegated as Delegate=yes does: :auto finds OWN/sluice and programs run there",
-         %{tmp_dir: dir} do
+         %{temp_dir: dir} do
       service = service_cgroup!(["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"])
 
       out =
@@ -44,7 +44,7 @@ defmodule Sluice.ProductionTest do
     end
 
     test "a cgroup directory only chown'ed is found, and every spawn is :eacces",
-         %{tmp_dir: dir} do
+         %{temp_dir: dir} do
       service = service_cgroup!([])
 
       out =
@@ -60,7 +60,7 @@ defmodule Sluice.ProductionTest do
   end
 
   test "the start-up warning without a writable cgroup, and cgroup: false silences it",
-       %{tmp_dir: dir} do
+       %{temp_dir: dir} do
     # As nobody, in a cgroup of this node's helper (root's): nothing is writable.
     start = ~S"""
     {:ok, _} = Application.ensure_all_started(:sluice)
@@ -106,7 +106,7 @@ defmodule Sluice.ProductionTest do
              )
   end
 
-  test "the systemd unit has no key systemd does not know", %{tmp_dir: dir} do
+  test "the systemd unit has no key systemd does not know", %{temp_dir: dir} do
     [unit] = for block <- blocks("ini"), block =~ "[Service]", do: block
     assert unit =~ "Delegate=yes" and unit =~ "KillMode=mixed"
 
