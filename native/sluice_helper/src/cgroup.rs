@@ -81,12 +81,7 @@ pub fn auto_candidates(mount: &Path, mount_root: &str, own: Option<&str>) -> Vec
     let mut out = vec![mount.join("sluice")];
     if let Some(own) = own {
         // Our cgroup path is relative to the namespace root; the mount shows `mount_root`.
-        let rel = if mount_root != "/" {
-            own.strip_prefix(mount_root).unwrap_or(own)
-        } else {
-            own
-        };
-        let rel = rel.trim_start_matches('/');
+        let rel = relative(own, mount_root);
         if !rel.is_empty() {
             out.push(mount.join(rel).join("sluice"));
         }
@@ -94,8 +89,13 @@ pub fn auto_candidates(mount: &Path, mount_root: &str, own: Option<&str>) -> Vec
     out
 }
 
-/// `mkdir -p root` succeeds and a test child gets a `cgroup.kill` file.
-fn usable(root: &Path) -> bool {
+/// `mkdir -p root` succeeds, a test child gets a `cgroup.kill` file, and we may place a
+/// process there: cgroup v2 wants write access to `cgroup.procs` of the destination and of
+/// the nearest cgroup holding both it and the helper program's own (`own`, when known). A
+/// directory only chown'ed to a user that is not root (not delegated with its
+/// `cgroup.procs`, as systemd's `Delegate=yes` does) would pass the first checks and then
+/// fail every spawn with EACCES.
+fn usable(root: &Path, own: Option<&Path>) -> bool {
     if fs::create_dir_all(root).is_err() {
         return false;
     }
@@ -105,17 +105,74 @@ fn usable(root: &Path) -> bool {
             return false;
         }
     }
-    let ok = probe.join("cgroup.kill").exists();
+    let writable = |dir: &Path| {
+        OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+            .is_ok()
+    };
+    let ok = probe.join("cgroup.kill").exists()
+        && writable(&probe)
+        && own.is_none_or(|own| writable(&common_ancestor(own, &probe)));
     let _ = fs::remove_dir(&probe);
     ok
 }
 
+/// The deepest directory that holds both `a` and `b`.
+fn common_ancestor(a: &Path, b: &Path) -> PathBuf {
+    a.components()
+        .zip(b.components())
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x)
+        .collect()
+}
+
+/// The cgroup2 mount, the mount's root, and this process's cgroup path.
+struct Hierarchy {
+    mount: PathBuf,
+    mount_root: String,
+    own: Option<String>,
+}
+
+impl Hierarchy {
+    fn read() -> Option<Hierarchy> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let (mount, mount_root) = parse_mountinfo(&mountinfo)?;
+        let own = fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|s| parse_own_cgroup(&s));
+        Some(Hierarchy {
+            mount,
+            mount_root,
+            own,
+        })
+    }
+
+    /// Our own cgroup's directory under the mount.
+    fn own_dir(&self) -> Option<PathBuf> {
+        let own = self.own.as_deref()?;
+        Some(self.mount.join(relative(own, &self.mount_root)))
+    }
+}
+
+/// A cgroup path (relative to the namespace's root) under a mount showing `mount_root`.
+fn relative<'a>(path: &'a str, mount_root: &str) -> &'a str {
+    let rel = if mount_root != "/" {
+        path.strip_prefix(mount_root).unwrap_or(path)
+    } else {
+        path
+    };
+    rel.trim_start_matches('/')
+}
+
 /// Picks the cgroup root for `mode`, or `None` to run without cgroups.
 pub fn detect(mode: &CgroupMode) -> Option<PathBuf> {
+    let hierarchy = Hierarchy::read();
+    let own = hierarchy.as_ref().and_then(Hierarchy::own_dir);
     match mode {
         CgroupMode::Off => None,
         CgroupMode::Path(p) => {
-            if usable(p) {
+            if usable(p, own.as_deref()) {
                 Some(p.clone())
             } else {
                 eprintln!(
@@ -126,14 +183,10 @@ pub fn detect(mode: &CgroupMode) -> Option<PathBuf> {
             }
         }
         CgroupMode::Auto => {
-            let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-            let (mount, mount_root) = parse_mountinfo(&mountinfo)?;
-            let own = fs::read_to_string("/proc/self/cgroup")
-                .ok()
-                .and_then(|s| parse_own_cgroup(&s));
-            auto_candidates(&mount, &mount_root, own.as_deref())
+            let h = hierarchy?;
+            auto_candidates(&h.mount, &h.mount_root, h.own.as_deref())
                 .into_iter()
-                .find(|c| usable(c))
+                .find(|c| usable(c, own.as_deref()))
         }
     }
 }
@@ -387,6 +440,22 @@ mod tests {
         assert_eq!(
             auto_candidates(m, "/ns", Some("/ns/a"))[1],
             PathBuf::from("/sys/fs/cgroup/a/sluice")
+        );
+    }
+
+    #[test]
+    fn the_nearest_cgroup_holding_both() {
+        let m = Path::new("/sys/fs/cgroup/system.slice/app.service");
+        assert_eq!(
+            common_ancestor(
+                m,
+                Path::new("/sys/fs/cgroup/system.slice/app.service/sluice/p")
+            ),
+            m
+        );
+        assert_eq!(
+            common_ancestor(m, Path::new("/sys/fs/cgroup/sluice/probe-1")),
+            Path::new("/sys/fs/cgroup")
         );
     }
 
