@@ -9,6 +9,15 @@ use sluice_protocol::{ExitStatus, Request};
 mod common;
 use common::{dead, helper_command, read_all, read_line, spec, wait_dead, wait_until, Beam};
 
+/// The tests here run one at a time: a helper program starting up sweeps the cgroups of
+/// dead ones, which would kill what `next_helper_sweeps_a_killed_helpers_cgroup` checks is
+/// still alive after its helper's death.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn program_cgroups(hdir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(hdir)
         .map(|rd| {
@@ -45,6 +54,7 @@ fn helper_cgroup(h: &Beam) -> Option<PathBuf> {
 
 #[test]
 fn cgroup_kill_catches_escapees() {
+    let _serial = serial();
     let h = Beam::start("auto", 500);
     let Some(hdir) = helper_cgroup(&h) else {
         return;
@@ -114,6 +124,7 @@ fn cgroup_kill_catches_escapees() {
 
 #[test]
 fn channel_close_releases_a_finished_programs_cgroup() {
+    let _serial = serial();
     let h = Beam::start("auto", 500);
     let Some(hdir) = helper_cgroup(&h) else {
         return;
@@ -135,6 +146,7 @@ fn channel_close_releases_a_finished_programs_cgroup() {
 
 #[test]
 fn next_helper_sweeps_a_killed_helpers_cgroup() {
+    let _serial = serial();
     // The escapee is orphaned when its helper program dies: adopt it so it is reaped here
     // rather than left as a zombie under an init that may not reap.
     nix::sys::prctl::set_child_subreaper(true).unwrap();
@@ -199,6 +211,7 @@ fn refuse_clone3() -> std::io::Result<()> {
 
 #[test]
 fn where_clone3_is_refused_children_join_their_cgroup_themselves() {
+    let _serial = serial();
     use std::os::unix::process::CommandExt;
     let mut command = helper_command("auto", 500);
     // SAFETY: the closure runs in the forked child before exec and only makes prctl calls.
