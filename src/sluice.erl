@@ -340,7 +340,8 @@ close_stdin(P) ->
 signal(P, Signal) ->
     ?CHECKED([P, Signal], ?ELIXIR_PROCESS:signal(P, Signal)).
 
-%% @doc Stops the program with a grace of 5 seconds; see `stop/2'.
+%% @doc Stops the program with its own grace (its `kill_grace' option, 5 seconds by
+%% default); see `stop/2'.
 -spec stop(process()) -> {ok, status()} | {error, closed | error_map()}.
 stop(P) ->
     sluice_terms:reply(?CHECKED([P], ?ELIXIR_PROCESS:stop(P))).

@@ -479,11 +479,23 @@ defmodule Sluice.Process do
   end
 
   @doc """
-  Stops the program and this server as `stop/2` does, with the default of the
-  `kill_grace` option as `grace_ms` (`Sluice.Options`).
+  Stops the program and this server as `stop/2` does, with the program's own
+  `kill_grace` (the option given to `start/2`, `start_link/2` or `manage/2`; default
+  `5_000`) as `grace_ms`, as erlexec's `exec:stop/1` uses the start's `kill_timeout`.
+
+      iex> {:ok, p} = Sluice.Process.start_link(["sleep", "10"], kill_grace: 100)
+      iex> Sluice.Process.stop(p)
+      {:ok, {:signal, :sigterm}}
   """
-  @spec stop(t) :: {:ok, status} | {:error, :closed | :nodedown | Error.t()}
-  def stop(p), do: stop(p, Options.defaults(:process).kill_grace)
+  @spec stop(t) :: {:ok, status} | {:error, :closed | :nodedown | :timeout | Error.t()}
+  def stop(p) do
+    # The grace is the server's (it may be on another node): asked first, then used as
+    # stop/2's, so the wait stays bounded by it.
+    case call(p, :kill_grace) do
+      grace when is_integer(grace) -> stop(p, grace)
+      {:error, _} = error -> error
+    end
+  end
 
   @doc """
   Stops the program and this server: closes stdin, sends `kill_signal` (default SIGTERM) to

@@ -95,6 +95,7 @@ defmodule Sluice.Holder.Process.Server do
   @impl true
   def handle_call(:os_pid, _from, s), do: reply(Program.os_pid(s.program), s)
   def handle_call(:info, _from, s), do: reply(s.info, s)
+  def handle_call(:kill_grace, _from, s), do: reply(Program.kill_grace(s.program), s)
 
   # An adopted process has no pipes.
   def handle_call(request, _from, %{origin: :managed} = s)
