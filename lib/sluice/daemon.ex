@@ -43,7 +43,7 @@ defmodule Sluice.Daemon do
 
   require Logger
 
-  alias Sluice.{Error, Options}
+  alias Sluice.{Error, Holder, Options}
   alias Sluice.Options.Command
   alias Sluice.Program.{Deadline, Errors, Lines}
   alias Sluice.Process, as: P
@@ -233,25 +233,29 @@ defmodule Sluice.Daemon do
   end
 
   @impl true
-  def handle_call(:os_pid, _from, st), do: {:reply, st.os_pid, st}
+  def handle_call(request, from, st), do: Holder.guard(st, fn -> on_call(request, from, st) end)
+
+  defp on_call(:os_pid, _from, st), do: {:reply, st.os_pid, st}
 
   @impl true
-  def handle_info({:sluice_stdout, p, data}, %{p: p} = st), do: {:noreply, log(st, :stdout, data)}
-  def handle_info({:sluice_stderr, p, data}, %{p: p} = st), do: {:noreply, log(st, :stderr, data)}
+  def handle_info(msg, st), do: Holder.guard(st, fn -> on_info(msg, st) end)
 
-  def handle_info({:sluice_passive, p}, %{p: p} = st) do
+  defp on_info({:sluice_stdout, p, data}, %{p: p} = st), do: {:noreply, log(st, :stdout, data)}
+  defp on_info({:sluice_stderr, p, data}, %{p: p} = st), do: {:noreply, log(st, :stderr, data)}
+
+  defp on_info({:sluice_passive, p}, %{p: p} = st) do
     :ok = P.set_active(p, @grant)
     {:noreply, st}
   end
 
-  def handle_info({:sluice_exit, p, status}, %{p: p} = st) do
+  defp on_info({:sluice_exit, p, status}, %{p: p} = st) do
     st = Enum.reduce([:stdout, :stderr], st, &flush/2)
     {:stop, {:program_exited, status}, st}
   end
 
-  def handle_info({:EXIT, p, reason}, %{p: p} = st), do: {:stop, reason, st}
-  def handle_info({:EXIT, _other, reason}, st), do: {:stop, reason, st}
-  def handle_info(_other, st), do: {:noreply, st}
+  defp on_info({:EXIT, p, reason}, %{p: p} = st), do: {:stop, reason, st}
+  defp on_info({:EXIT, _other, reason}, st), do: {:stop, reason, st}
+  defp on_info(_other, st), do: {:noreply, st}
 
   @impl true
   def terminate(_reason, st) do
@@ -262,6 +266,15 @@ defmodule Sluice.Daemon do
   catch
     :exit, _ -> :ok
   end
+
+  # OTP calls format_status/1 from 25.0; Elixir's GenServer declares it as a callback
+  # only from 1.17 on (before, `@impl` on it would warn; after, its absence would).
+  if {:format_status, 1} in GenServer.behaviour_info(:callbacks), do: @impl(true)
+  @doc false
+  # Crash reports and :sys.get_status/1 show no output: no partial line, no message's data.
+  @spec format_status(map) :: map
+  def format_status(status),
+    do: Holder.format_status(status, &%{process: &1.p, os_pid: &1.os_pid})
 
   defp log(st, stream, data), do: st |> log_lines(stream, data) |> elem(1)
 
