@@ -468,9 +468,12 @@ info(P) ->
 
 %% @doc A child spec for a long-lived program under a supervisor: each line it writes
 %% goes to `logger' (`{log, Level | false}'), and when it exits the daemon exits with
-%% `{program_exited, Status}', so the supervisor restarts it. Options: those of
-%% `start_link/2' except `stderr', plus `{name, Name | {local, Name}}', `{id, Id}',
-%% `{log, Level}' and `{max_line_length, Bytes}'. They are checked here: a mistake is a
+%% `normal' after exit 0, else `{program_exited, Status}', so the supervisor restarts it
+%% (a `transient' child only after a failure). Options: those of `start_link/2' except
+%% `stderr', plus `{name, Name | {local, Name}}', `{id, Id}', `{log, Level}' (or
+%% `[{stdout, Level}, {stderr, Level}]'), `{log_prefix, Binary}', `{log_metadata, List}',
+%% `{log_transform, Fun}', `{exit_reason, Fun}' and `{max_line_length, Bytes}' (see
+%% `Sluice.Daemon'). They are checked here: a mistake is a
 %% `badarg' naming the option now, not a failure when the supervisor starts the child.
 -spec daemon_spec(command(), options()) -> supervisor:child_spec().
 daemon_spec(Argv, Opts) ->

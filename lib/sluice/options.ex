@@ -41,7 +41,11 @@ defmodule Sluice.Options do
   | `:exit_timeout` | `:infinity` | stream |
   | `:lines` | `false` | stream |
   | `:max_line_length` | `1_048_576` | stream, daemon |
-  | `:log` | `:info` | daemon |
+  | `:log` | `:info`; a Logger level for both streams, `false`, or `[stdout: level, stderr: level]` (a stream left out, or `false`, is not logged) | daemon |
+  | `:log_prefix` | `""`: text put before each logged line | daemon |
+  | `:log_metadata` | `[]`: Logger metadata added to each logged line's `os_pid` and `stream` | daemon |
+  | `:log_transform` | `nil`; `fn line -> text \\| nil \\| false end` (or `fn line, stream -> ... end`): the text logged, `nil`/`false` drops the line | daemon |
+  | `:exit_reason` | `nil`: exit 0 stops the daemon `:normal`, any other status `{:program_exited, status}`; or `fn status -> reason end` | daemon |
   | `:ready` | `nil`; a `Regex` or `fn line -> boolean end`: start returns once a line matches | daemon |
   | `:ready_timeout` | `30_000` ms, then `{:error, %Sluice.Error{reason: :not_ready}}` | daemon |
   | `:name`, `:id` | `nil` | daemon |
@@ -113,6 +117,10 @@ defmodule Sluice.Options do
     lines: {false, [:stream]},
     max_line_length: {1_048_576, [:stream, :daemon]},
     log: {:info, [:daemon]},
+    log_prefix: {"", [:daemon]},
+    log_metadata: {[], [:daemon]},
+    log_transform: {nil, [:daemon]},
+    exit_reason: {nil, [:daemon]},
     ready: {nil, [:daemon]},
     ready_timeout: {30_000, [:daemon]},
     name: {nil, [:daemon]},
@@ -173,7 +181,11 @@ defmodule Sluice.Options do
           exit_timeout: timeout,
           lines: boolean,
           max_line_length: pos_integer,
-          log: atom | false,
+          log: atom | false | [stdout: atom | false, stderr: atom | false],
+          log_prefix: String.t(),
+          log_metadata: keyword,
+          log_transform: (String.t() -> term) | (String.t(), :stdout | :stderr -> term) | nil,
+          exit_reason: (Sluice.Process.status() -> term) | nil,
           ready: Regex.t() | (String.t() -> boolean) | nil,
           ready_timeout: non_neg_integer,
           name: term,
