@@ -439,6 +439,34 @@ defmodule Sluice.Process do
   def close_stdin(p), do: call(p, :close_stdin)
 
   @doc """
+  Stops reading `output` (`:stdout` or `:stderr`) and closes it, as Exile's
+  `close_stdout`/`close_stderr` do: the program's next write to it fails with `EPIPE`,
+  which kills it with SIGPIPE unless it ignores that signal (then its write returns the
+  error, and it may carry on). What was read from that output and not yet taken (frames
+  waiting under a `:framing`) is dropped; reads of it, and waiting ones, return `:eof`,
+  and active mode sends no more of it. The other output and stdin are untouched, and
+  `await_exit/2` still gives the status.
+
+  Returns `:ok` (also for an output already at its end), `{:error, :not_piped}` for a
+  stdout that is not piped (redirected, or an adopted process) and
+  `{:error, :not_captured}` for a stderr that is not `:consume`d, as reads answer, and
+  `{:error, :terminal}` for the stdout of a program on a terminal (`pty:`): the terminal
+  is its stdin too, and closing it would hang it up. With `use_stdio: false`, `:stdout`
+  is fd 4.
+
+      iex> {:ok, p} = Sluice.Process.start_link(["yes"])
+      iex> Sluice.Process.close_output(p, :stdout)
+      :ok
+      iex> Sluice.Process.await_exit(p)
+      {:ok, {:signal, :sigpipe}}
+  """
+  @spec close_output(t, :stdout | :stderr) :: :ok | {:error, atom}
+  def close_output(p, output) when output in [:stdout, :stderr],
+    do: call(p, {:close_output, output})
+
+  def close_output(_p, output), do: Options.argument!(:output, ":stdout or :stderr", output)
+
+  @doc """
   Sets the window size of a program's terminal (`pty:`), in character cells; the kernel
   sends SIGWINCH to the terminal's foreground process group. Returns
   `{:error, :not_a_terminal}` for a program on pipes, and `{:error, :closed}` once the

@@ -19,6 +19,78 @@ defmodule Sluice.ControlsTest do
     end
   end
 
+  describe "Sluice.Process.close_output/2" do
+    defp read_to_eof(p, fun, acc \\ "") do
+      case fun.(p) do
+        {:ok, data} -> read_to_eof(p, fun, acc <> data)
+        :eof -> acc
+      end
+    end
+
+    test "the program gets EPIPE on its next write, and carries on if it ignores SIGPIPE" do
+      script = ~S(trap "" PIPE; while echo x; do :; done; echo gone >&2)
+      {:ok, p} = P.start_link(["sh", "-c", script], stderr: :consume)
+      assert {:ok, "x\n" <> _} = P.read(p)
+      assert :ok = P.close_output(p, :stdout)
+      assert :eof = P.read(p)
+      assert read_to_eof(p, &P.read_stderr(&1, 65_536, 5_000)) =~ "gone\n"
+      assert {:ok, 0} = P.await_exit(p, 5_000)
+    end
+
+    test "a program that does not ignore SIGPIPE dies of it; stderr can be closed too" do
+      {:ok, p} = P.start_link(["sh", "-c", "while echo x >&2; do :; done"], stderr: :consume)
+      assert {:ok, "x\n" <> _} = P.read_stderr(p)
+      assert :ok = P.close_output(p, :stderr)
+      assert :ok = P.close_output(p, :stderr)
+      assert :eof = P.read_stderr(p)
+      assert {:ok, {:signal, :sigpipe}} = P.await_exit(p, 5_000)
+    end
+
+    test "a read waiting for the output gets :eof; frames already read are dropped" do
+      {:ok, p} =
+        P.start_link(["sh", "-c", "printf 'a\\nb\\nc\\n'; exec sleep 60"], framing: {:line, 100})
+
+      assert {:ok, {:eol, "a"}} = P.read(p)
+      # The other lines came with the first, most likely, and wait in the decoder.
+      {:ok, {:eol, "b"}} = P.read(p)
+      waiting = Task.async(fn -> P.read(p, 100, 5_000) end)
+      Process.sleep(50)
+      assert :ok = P.close_output(p, :stdout)
+      assert Task.await(waiting) in [:eof, {:ok, {:eol, "c"}}]
+      assert :eof = P.read(p)
+      assert {:ok, {:signal, :sigterm}} = P.stop(p, 1_000)
+    end
+
+    test "in active mode no more of it is sent, and the exit still is" do
+      {:ok, p} =
+        P.start_link(["sh", "-c", "echo one; sleep 0.2; echo done >&2; echo two"],
+          stderr: :consume
+        )
+
+      :ok = P.set_active(p, :once)
+      assert_receive {:sluice_stdout, ^p, "one\n"}, 5_000
+      assert :ok = P.close_output(p, :stdout)
+      :ok = P.set_active(p, 10)
+      assert_receive {:sluice_stderr, ^p, "done\n"}, 5_000
+      assert_receive {:sluice_exit, ^p, {:signal, :sigpipe}}, 5_000
+      refute_received {:sluice_stdout, ^p, _}
+    end
+
+    test "what cannot be closed says why" do
+      {:ok, t} = P.start_link(["sleep", "60"], pty: true)
+      assert {:error, :terminal} = P.close_output(t, :stdout)
+      assert {:error, :not_captured} = P.close_output(t, :stderr)
+      {:ok, n} = P.start_link(["sleep", "60"], stdout: :null)
+      assert {:error, :not_piped} = P.close_output(n, :stdout)
+
+      assert_raise ArgumentError, ~r/^output must be :stdout or :stderr/, fn ->
+        P.close_output(n, :stdin)
+      end
+
+      Enum.each([t, n], &P.stop(&1, 1_000))
+    end
+  end
+
   describe "crash reports and :sys.get_status/1" do
     import ExUnit.CaptureLog
 

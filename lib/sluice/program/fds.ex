@@ -32,7 +32,8 @@ defmodule Sluice.Program.Fds do
           {:error, reason} -> {:error, reason, p}
         end
 
-      %{^source => :eof} ->
+      # At its end, or closed by the holder (close_output/2).
+      %{^source => state} when state in [:eof, :closed] ->
         {:eof, p}
 
       # stdout went to a file, /dev/null or the console.
@@ -114,6 +115,26 @@ defmodule Sluice.Program.Fds do
     case end_input(p) do
       {:ok, p} -> p
       {:error, _no_eof} -> close_role(p, :stdin, :closed)
+    end
+  end
+
+  @doc """
+  Closes output `source` before its end, for a holder that reads no more of it: the
+  program's next write to it fails with EPIPE (SIGPIPE, unless the program ignores it),
+  and reads of it answer `:eof`. Idempotent. A terminal's stdout is its master, stdin
+  too, and closing it would hang the terminal up: `{:error, :terminal}`. An output that
+  is not piped: `:not_piped` (stdout) or `:not_captured` (stderr), as reads answer.
+  """
+  @spec close_output(Program.t(), Program.source()) ::
+          {:ok, Program.t()} | {:error, :terminal | :not_piped | :not_captured}
+  def close_output(%{terminal: %Terminal{}}, :stdout), do: {:error, :terminal}
+
+  def close_output(p, source) do
+    case p.open do
+      %{^source => :open} -> {:ok, close_role(p, source, :closed)}
+      %{^source => _ended} -> {:ok, p}
+      _ when source == :stdout -> {:error, :not_piped}
+      _ -> {:error, :not_captured}
     end
   end
 

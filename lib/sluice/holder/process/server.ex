@@ -101,7 +101,7 @@ defmodule Sluice.Holder.Process.Server do
 
   # An adopted process has no pipes.
   defp on_call(request, _from, %{origin: :managed} = s)
-       when (is_tuple(request) and elem(request, 0) in [:read, :write]) or
+       when (is_tuple(request) and elem(request, 0) in [:read, :write, :close_output]) or
               request == :close_stdin,
        do: reply({:error, :not_piped}, s)
 
@@ -137,6 +137,14 @@ defmodule Sluice.Holder.Process.Server do
 
       {:error, error} ->
         reply({:error, error}, s)
+    end
+  end
+
+  # Reads waiting for that output now find its end; active mode sends no more of it.
+  defp on_call({:close_output, source}, _from, s) do
+    case Output.close_output(s.program, source) do
+      {:ok, program} -> reply(:ok, serve(%{s | program: program}))
+      {:error, reason} -> reply({:error, reason}, s)
     end
   end
 
