@@ -91,6 +91,65 @@ defmodule Sluice.ControlsTest do
     end
   end
 
+  describe "Sluice.stop/2" do
+    # The list entry of the program `holder` holds, once it runs.
+    defp entry_of(holder) do
+      eventually(fn -> Enum.find(Sluice.list(), &(&1.pid == holder)) end)
+    end
+
+    test "stops a run of another process, which gets its result at once" do
+      caller = Task.async(fn -> Sluice.run(["sleep", "60"]) end)
+      entry = entry_of(caller.pid)
+      assert %{argv: ["sleep", "60"]} = entry
+      {micros, :ok} = :timer.tc(fn -> Sluice.stop(entry) end)
+      assert micros < 100_000
+      assert {:ok, %Sluice.Result{status: {:signal, :sigterm}}} = Task.await(caller, 2_000)
+      assert {:error, :not_found} = Sluice.stop(entry)
+    end
+
+    test "stops a stream of another process" do
+      caller = Task.async(fn -> Sluice.stream(["sleep", "60"]) |> Enum.to_list() end)
+      assert :ok = Sluice.stop(entry_of(caller.pid), kill_signal: :sigint)
+      assert Task.await(caller, 2_000) == [{:exit, {:signal, :sigint}}]
+    end
+
+    @tag :temp_dir
+    test "uses the program's own kill_grace, or the one given; an OS pid names it too",
+         %{temp_dir: dir} do
+      # A program that ignores SIGTERM, and says so once it does.
+      stubborn = fn name, opts ->
+        file = Path.join(dir, name)
+        script = ~s(trap '' TERM; : > "$0"; exec sleep 60)
+        task = Task.async(fn -> Sluice.run(["sh", "-c", script, file], opts) end)
+        assert eventually(fn -> File.exists?(file) end)
+        {task, entry_of(task.pid)}
+      end
+
+      {own, entry} = stubborn.("own", kill_grace: 200)
+      {micros, :ok} = :timer.tc(fn -> Sluice.stop(entry) end)
+      assert {:ok, %{status: {:signal, :sigkill}}} = Task.await(own, 2_000)
+      assert micros < 100_000
+
+      {given, entry} = stubborn.("given", [])
+      :ok = Sluice.stop(entry.os_pid, kill_grace: 100)
+      assert {:ok, %{status: {:signal, :sigkill}}} = Task.await(given, 2_000)
+    end
+
+    test "a Sluice.Process hears of the exit as of any other" do
+      {:ok, p} = P.start_link(["sleep", "60"])
+      assert :ok = Sluice.stop(P.info(p))
+      assert {:ok, {:signal, :sigterm}} = P.await_exit(p, 5_000)
+    end
+
+    test "nothing to stop, and bad arguments" do
+      assert {:error, :not_found} = Sluice.stop(2_000_000_000)
+      assert_raise ArgumentError, ~r/^program must be an entry/, fn -> Sluice.stop(:x) end
+      assert_raise ArgumentError, ~r/^program must be an entry/, fn -> Sluice.stop(0) end
+      assert_raise ArgumentError, ~r/unknown option :bogus/, fn -> Sluice.stop(1, bogus: 1) end
+      assert_raise ArgumentError, ~r/:kill_grace/, fn -> Sluice.stop(1, kill_grace: -1) end
+    end
+  end
+
   describe "crash reports and :sys.get_status/1" do
     import ExUnit.CaptureLog
 
