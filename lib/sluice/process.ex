@@ -487,6 +487,45 @@ defmodule Sluice.Process do
   end
 
   @doc """
+  Changes the modes of a program's terminal (`pty:`) while it runs, as erlexec's
+  `pty_opts/2` does: `modes` is a keyword of RFC 4254 mode names and values, as in
+  `pty: [modes: ...]` (see `Sluice.Pty`: flags `0`/`1` or a boolean, control characters
+  a byte, `255` disabling one), applied in order over the terminal's current modes, at
+  once (input the program has not read yet is then treated under the new modes). The
+  program may change them again itself; what the terminal does with later writes and
+  `close_stdin/1` follows the modes at the time of each (they are read from the terminal
+  every time).
+
+  Returns `:ok`, `{:error, :not_a_terminal}` for a program on pipes, `{:error, :closed}`
+  once the terminal has reached its end, or `{:error, %Sluice.Error{reason: :einval}}`
+  naming a mode Linux has no place for (a speed it does not have, a control character
+  over 255: nothing is set) or one the terminal did not take (parity on a
+  pseudo-terminal: the other modes are set). An unknown mode name or a bad value raises
+  `ArgumentError` naming `modes`.
+
+      iex> argv = ["sh", "-c", "read x; stty -a | grep -o -e -isig"]
+      iex> {:ok, p} = Sluice.Process.start_link(argv, pty: true)
+      iex> Sluice.Process.set_terminal_modes(p, isig: false)
+      :ok
+      iex> Sluice.Process.write(p, "\\n")
+      :ok
+      iex> Sluice.Process.read(p, 65_536, 5_000)
+      {:ok, "-isig\\r\\n"}
+  """
+  @spec set_terminal_modes(t, keyword) :: :ok | {:error, atom | Error.t()}
+  def set_terminal_modes(p, modes) do
+    modes = Sluice.Pty.modes_argument!(modes)
+
+    case call(p, {:set_terminal_modes, modes}) do
+      {:error, {kind, opcode, value}} ->
+        {:error, Errors.terminal_mode(kind, Sluice.Pty.mode_name(opcode), value)}
+
+      answer ->
+        answer
+    end
+  end
+
+  @doc """
   Sends a signal (an atom like `:sigterm` or a number) to the program's process group.
   For an adopted process (`manage/2`), to the process (and its group with `group: true`),
   and the answer is the helper program's: `{:error, :esrch}` once it has exited (nothing

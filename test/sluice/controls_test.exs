@@ -19,6 +19,60 @@ defmodule Sluice.ControlsTest do
     end
   end
 
+  describe "Sluice.Process.set_terminal_modes/2" do
+    # Reads until the output ends with `tail`; everything read.
+    defp read_until(p, tail, acc \\ "") do
+      {:ok, data} = P.read(p, 65_536, 5_000)
+      acc = acc <> data
+      if String.ends_with?(acc, tail), do: acc, else: read_until(p, tail, acc)
+    end
+
+    test "echo turned on and off again while the program runs" do
+      {:ok, p} = P.start_link(["sh", "-c", ~S(while read l; do echo "got:$l"; done)], pty: true)
+      :ok = P.write(p, "one\n")
+      assert read_until(p, "got:one\r\n") == "got:one\r\n"
+
+      assert :ok = P.set_terminal_modes(p, echo: true)
+      :ok = P.write(p, "two\n")
+      assert read_until(p, "got:two\r\n") == "two\r\ngot:two\r\n"
+
+      assert :ok = P.set_terminal_modes(p, echo: 0, vintr: 3)
+      :ok = P.write(p, "three\n")
+      assert read_until(p, "got:three\r\n") == "got:three\r\n"
+
+      # Raw: the terminal has no end of input any more, and says so.
+      assert :ok = P.set_terminal_modes(p, icanon: false)
+      assert {:error, %Sluice.Error{reason: :raw_terminal}} = P.close_stdin(p)
+      assert :ok = P.set_terminal_modes(p, icanon: true)
+      assert :ok = P.close_stdin(p)
+      assert {:ok, 0} = P.await_exit(p, 5_000)
+    end
+
+    test "modes Linux or the terminal do not take, pipes, and bad modes" do
+      {:ok, p} = P.start_link(["sleep", "60"], pty: true)
+
+      assert {:error, %Sluice.Error{reason: :einval, message: message}} =
+               P.set_terminal_modes(p, echo: true, tty_op_ospeed: 12_345)
+
+      assert message =~ "tty_op_ospeed = 12345 is not supported"
+
+      assert {:error, %Sluice.Error{reason: :einval, message: message}} =
+               P.set_terminal_modes(p, veof: 256)
+
+      assert message =~ "veof = 256"
+
+      assert_raise ArgumentError, ~r/^modes must be .*unknown mode :bogus/, fn ->
+        P.set_terminal_modes(p, bogus: 1)
+      end
+
+      assert_raise ArgumentError, ~r/^modes must be/, fn -> P.set_terminal_modes(p, :echo) end
+
+      {:ok, q} = P.start_link(["sleep", "60"])
+      assert {:error, :not_a_terminal} = P.set_terminal_modes(q, echo: true)
+      Enum.each([p, q], &P.stop(&1, 1_000))
+    end
+  end
+
   describe "Sluice.Process.close_output/2" do
     defp read_to_eof(p, fun, acc \\ "") do
       case fun.(p) do

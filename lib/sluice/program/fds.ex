@@ -176,6 +176,18 @@ defmodule Sluice.Program.Fds do
   def set_window_size(p, rows, cols), do: Native.set_window_size(p.fds.stdout, rows, cols)
 
   @doc """
+  Sets a terminal's modes (RFC 4254 `{opcode, value}` pairs, in order, over its current
+  ones, at once) and reads them back: `:ok`, `{:error, {:unsupported | :rejected, opcode,
+  value}}` for a mode Linux or the terminal does not take, `{:error, :not_a_terminal}` on
+  pipes, `{:error, :closed}` once the terminal reached its end.
+  """
+  @spec set_terminal_modes(Program.t(), [{0..255, non_neg_integer}]) ::
+          :ok | {:error, atom | {:unsupported | :rejected, 0..255, non_neg_integer}}
+  def set_terminal_modes(%{terminal: nil}, _modes), do: {:error, :not_a_terminal}
+  def set_terminal_modes(%{open: %{stdout: :eof}}, _modes), do: {:error, :closed}
+  def set_terminal_modes(p, modes), do: Native.set_terminal_modes(p.fds.stdout, modes)
+
+  @doc """
   Closes every fd and the channel, and drops the readiness messages already queued for
   them (see `Sluice.Program.close/1`).
   """

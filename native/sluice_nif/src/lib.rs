@@ -22,6 +22,8 @@ mod atoms {
         select_failed,
         raw,
         canonical,
+        unsupported,
+        rejected,
     }
 }
 

@@ -179,6 +179,9 @@ defmodule Sluice.Holder.Process.Server do
   defp on_call({:set_window_size, rows, cols}, _from, s),
     do: reply(Fds.set_window_size(s.program, rows, cols), s)
 
+  defp on_call({:set_terminal_modes, modes}, _from, s),
+    do: reply(Fds.set_terminal_modes(s.program, modes), s)
+
   defp on_call({:signal, signum}, _from, s) do
     answer =
       if Program.running?(s.program), do: elem(Program.signal(s.program, signum, 0), 0), else: :ok
