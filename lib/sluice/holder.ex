@@ -193,16 +193,23 @@ defmodule Sluice.Holder do
     exception -> {:stop, {without_values(exception), Enum.map(__STACKTRACE__, &arity/1)}, s}
   end
 
-  # An exception's message stays, and so do its atoms and numbers (a module, a function,
-  # an arity, a key); the terms it names (what a match or case did not match, a map
-  # without a key, the original of an Erlang error) may be the state or data.
+  # An exception's message stays, and so do its plain terms (atoms and numbers, in tuples
+  # and lists: a module, an arity, a key, `{:error, :closed}`); any other term it names
+  # (what a match or case did not match, a map without a key, the original of an Erlang
+  # error) may be the state or data.
   defp without_values(exception) do
     Map.new(Map.from_struct(exception), fn
-      {key, value} when key == :message or is_atom(value) or is_number(value) -> {key, value}
-      {key, _value} -> {key, :redacted}
+      {:message, message} -> {:message, message}
+      {key, value} -> {key, if(plain?(value), do: value, else: :redacted)}
     end)
     |> Map.put(:__struct__, exception.__struct__)
   end
+
+  defp plain?(term) when is_atom(term) or is_number(term), do: true
+  defp plain?(term) when is_tuple(term), do: term |> Tuple.to_list() |> plain?()
+  defp plain?([head | tail]), do: plain?(head) and plain?(tail)
+  defp plain?([]), do: true
+  defp plain?(_term), do: false
 
   @doc """
   What every holder's status shows of its program (see `format_status/2`): its OS pid,

@@ -263,6 +263,24 @@ defmodule Sluice.ControlsTest do
     end
   end
 
+  test "a raising callback stops its holder with plain terms only" do
+    state = %{secret: "SECRET"}
+
+    assert {:stop, {%MatchError{term: {:error, :closed}}, [{_, _, arity, _} | _]}, ^state} =
+             Sluice.Holder.guard(state, fn -> {:ok, _} = closed(state) end)
+
+    assert is_integer(arity)
+
+    assert {:stop, {%MatchError{term: :redacted}, _stack}, ^state} =
+             Sluice.Holder.guard(state, fn -> {:ok, _} = failed(state) end)
+
+    assert {:stop, {%FunctionClauseError{function: :closed, arity: 1}, _}, ^state} =
+             Sluice.Holder.guard(state, fn -> closed(:not_a_map) end)
+  end
+
+  defp closed(%{}), do: {:error, :closed}
+  defp failed(state), do: {:error, state}
+
   # The status summary of a Sluice.Process server's state.
   defp summary(state), do: Sluice.Holder.Process.Server.format_status(%{state: state}).state
 end
