@@ -141,6 +141,7 @@ defmodule Sluice.DaemonTest do
 
       assert logged(@script, log: false) == ""
       assert logged(@script, log: [stdout: false, stderr: false]) == ""
+      assert logged(@script, log: []) == ""
     end
 
     test "log: :warn is :warning for both streams" do

@@ -128,7 +128,7 @@ defmodule Sluice.Options.Check do
 
   # A level for both streams, or a keyword of the streams' (a stream left out: false);
   # `:warn` is Logger's old name of `:warning`.
-  def check!(:log, streams, _) when is_list(streams) and streams != [] do
+  def check!(:log, streams, _) when is_list(streams) do
     unless Keyword.keyword?(streams), do: bad_log(streams)
 
     Enum.each(streams, fn {stream, _} ->
