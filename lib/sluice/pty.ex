@@ -190,7 +190,7 @@ defmodule Sluice.Pty do
       end
     end)
 
-    modes = modes!(Keyword.get(opts, :modes, []), &bad!(:pty, &1, &2))
+    modes = modes!(Keyword.get(opts, :modes, []), :option)
 
     echo =
       case {Keyword.fetch(opts, :echo), Keyword.has_key?(modes, :echo)} do
@@ -245,7 +245,7 @@ defmodule Sluice.Pty do
   @spec modes_argument!(term) :: [{0..255, non_neg_integer}]
   def modes_argument!(modes) do
     modes
-    |> modes!(&argument!(:modes, &1, &2))
+    |> modes!(:argument)
     |> Enum.map(fn {name, v} -> {Map.fetch!(@opcode, name), v} end)
   end
 
@@ -256,30 +256,35 @@ defmodule Sluice.Pty do
     Enum.find_value(@opcodes, opcode, fn {name, code} -> if code == opcode, do: name end)
   end
 
-  # `fail.(expected, got)` raises the mistake, naming the option or argument.
-  defp modes!(modes, fail) do
+  # Checked as the `:pty` option's `:modes` (`:option`) or as the argument `modes`.
+  defp modes!(modes, as) do
     unless is_list(modes) and Keyword.keyword?(modes) do
-      fail.("a keyword list of RFC 4254 terminal modes for :modes", modes)
+      fail!(as, "a keyword list of RFC 4254 terminal modes for :modes", modes)
     end
 
     Enum.map(modes, fn {name, value} ->
       unless Map.has_key?(@opcode, name) do
-        fail.(
+        fail!(
+          as,
           "RFC 4254 terminal mode names (see Sluice.Pty); unknown mode #{inspect(name)}",
           name
         )
       end
 
-      {name, mode_value!(name, value, fail)}
+      {name, mode_value!(name, value, as)}
     end)
   end
 
-  defp mode_value!(_name, true, _fail), do: 1
-  defp mode_value!(_name, false, _fail), do: 0
-  defp mode_value!(_name, v, _fail) when is_integer(v) and v >= 0 and v <= @max_value, do: v
+  defp mode_value!(_name, true, _as), do: 1
+  defp mode_value!(_name, false, _as), do: 0
+  defp mode_value!(_name, v, _as) when is_integer(v) and v >= 0 and v <= @max_value, do: v
 
-  defp mode_value!(name, v, fail),
-    do: fail.("a boolean or an integer 0..#{@max_value} for mode #{inspect(name)}", v)
+  defp mode_value!(name, v, as),
+    do: fail!(as, "a boolean or an integer 0..#{@max_value} for mode #{inspect(name)}", v)
+
+  @spec fail!(:option | :argument, String.t(), term) :: no_return
+  defp fail!(:option, expected, got), do: bad!(:pty, expected, got)
+  defp fail!(:argument, expected, got), do: argument!(:modes, expected, got)
 
   # Mistakes as Sluice.Options.Check raises them, without calling it (it calls in here).
   @spec bad!(atom, String.t(), term) :: no_return
