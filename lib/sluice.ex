@@ -223,6 +223,61 @@ defmodule Sluice do
   def list, do: Sluice.Control.Registry.list()
 
   @doc """
+  Stops a program of this node from any process, as Rambo's `kill` does: `program` is an
+  entry of `list/0` (its `:os_pid` and `:pid` name it), or an OS pid (the newest listed
+  program with that pid). Whatever holds it (a `run/2` or a stream in another process, a
+  `Sluice.Process`, a `Sluice.Daemon`, a `Sluice.Worker`, an adopted process), the helper
+  program stops it as that holder's own stop would: `kill_signal` to its process group
+  (and cgroup), SIGKILL after `kill_grace`, both the program's own (its start options)
+  unless given here. The holder then hears of the exit as of any other: `run/2` returns
+  its result, `{:ok, %Sluice.Result{status: {:signal, :sigterm}}}` (`run!/2` and
+  `stream!/2` raise `Sluice.ExitError`), a `Sluice.Process` answers `await_exit/2`, a
+  `Sluice.Daemon` or `Sluice.Worker` stops with `{:program_exited, {:signal, :sigterm}}`
+  (and its supervisor restarts it).
+
+  Returns `:ok` once the helper program has the request, without waiting for the exit,
+  or `{:error, :not_found}` when no listed program matches (it has ended, or its entry is
+  another node's: call `stop/2` on that node, for example with
+  `:erpc.call(node(entry.pid), Sluice, :stop, [entry])`). Like `Sluice.Process.stop/2`
+  and `signal/2`, any process of the node may stop any of the node's programs: there is
+  no owner check.
+
+  ## Options
+
+    * `:kill_signal` - the signal that starts the stop (default: the program's own,
+      `:sigterm` unless its start said otherwise).
+    * `:kill_grace` - ms until SIGKILL (default: the program's own, `5_000` unless its
+      start said otherwise).
+
+  Bad options, or a `program` that is neither an entry nor an OS pid, raise
+  `ArgumentError` naming them.
+
+      caller = Task.async(fn -> Sluice.run(["sleep", "60"]) end)
+      # ... later, from another process:
+      entry = Enum.find(Sluice.list(), &(&1.pid == caller.pid))
+      :ok = Sluice.stop(entry, kill_grace: 1_000)
+      {:ok, %Sluice.Result{status: {:signal, :sigterm}}} = Task.await(caller)
+  """
+  @spec stop(Sluice.Process.info() | pos_integer, keyword) :: :ok | {:error, :not_found}
+  def stop(program, opts \\ []) do
+    checked = Options.validate!(opts, :stop, "Sluice.stop/2")
+
+    signal =
+      if Keyword.has_key?(opts, :kill_signal),
+        do: elem(Sluice.Signal.to_number(checked.kill_signal), 1)
+
+    grace = if Keyword.has_key?(opts, :kill_grace), do: checked.kill_grace
+
+    case program do
+      %{os_pid: os_pid, pid: pid} when is_integer(os_pid) and is_pid(pid) -> :ok
+      os_pid when is_integer(os_pid) and os_pid > 0 -> :ok
+      other -> Options.argument!(:program, "an entry of Sluice.list/0 or an OS pid", other)
+    end
+
+    Sluice.Control.Registry.stop(program, signal, grace)
+  end
+
+  @doc """
   A kernel pipeline (`Sluice.Pipeline`): each stage's stdout feeds the next one's stdin
   through a pipe the helper program makes; no byte passes through the BEAM between stages
   and no shell is involved. Give it to `run/2`, `run!/2`, `stream!/2`, `stream/2` or

@@ -355,7 +355,8 @@ close_stdin(P) ->
 signal(P, Signal) ->
     ?CHECKED([P, Signal], ?ELIXIR_PROCESS:signal(P, Signal)).
 
-%% @doc Stops the program with a grace of 5 seconds; see `stop/2'.
+%% @doc Stops the program with its own grace (its `kill_grace' option, 5 seconds by
+%% default); see `stop/2'.
 -spec stop(process()) -> {ok, status()} | {error, closed | error_map()}.
 stop(P) ->
     sluice_terms:reply(?CHECKED([P], ?ELIXIR_PROCESS:stop(P))).
@@ -482,9 +483,12 @@ info(P) ->
 
 %% @doc A child spec for a long-lived program under a supervisor: each line it writes
 %% goes to `logger' (`{log, Level | false}'), and when it exits the daemon exits with
-%% `{program_exited, Status}', so the supervisor restarts it. Options: those of
-%% `start_link/2' except `stderr', plus `{name, Name | {local, Name}}', `{id, Id}',
-%% `{log, Level}' and `{max_line_length, Bytes}'. They are checked here: a mistake is a
+%% `normal' after exit 0, else `{program_exited, Status}', so the supervisor restarts it
+%% (a `transient' child only after a failure). Options: those of `start_link/2' except
+%% `stderr', plus `{name, Name | {local, Name}}', `{id, Id}', `{log, Level}' (or
+%% `[{stdout, Level}, {stderr, Level}]'), `{log_prefix, Binary}', `{log_metadata, List}',
+%% `{log_transform, Fun}', `{exit_reason, Fun}' and `{max_line_length, Bytes}' (see
+%% `Sluice.Daemon'). They are checked here: a mistake is a
 %% `badarg' naming the option now, not a failure when the supervisor starts the child.
 -spec daemon_spec(command(), options()) -> supervisor:child_spec().
 daemon_spec(Argv, Opts) ->

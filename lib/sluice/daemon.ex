@@ -7,10 +7,20 @@ defmodule Sluice.Daemon do
       ]
 
   Each line the program writes (stdout and stderr) goes to `Logger` at the `:log` level,
-  with metadata `os_pid` and `stream`. When the program exits, the daemon exits with reason
-  `{:program_exited, status}`, so its supervisor restarts it. Stopping the daemon (or its
-  supervisor) stops the program's process group: `kill_signal`, then SIGKILL after
-  `kill_grace`.
+  with metadata `os_pid` and `stream`. When the program exits, the daemon stops: with
+  reason `:normal` when it exited 0, else `{:program_exited, status}` (see `:exit_reason`),
+  so a supervisor restarts a `:permanent` daemon whatever the status, and a `:transient`
+  one only after a failure:
+
+      children = [
+        Supervisor.child_spec(
+          {Sluice.Daemon, argv: ["./nightly-job.sh"], log_prefix: "job: ", name: MyApp.Job},
+          restart: :transient
+        )
+      ]
+
+  Stopping the daemon (or its supervisor) stops the program's process group:
+  `kill_signal`, then SIGKILL after `kill_grace`.
 
   The daemon ends when its program has exited and its output reached EOF: a background
   child that keeps the program's stdout or stderr open keeps the daemon (and the program's
@@ -20,8 +30,30 @@ defmodule Sluice.Daemon do
 
     * `:argv` (required) - the program and its arguments.
     * `:name` - a name to register the daemon under.
-    * `:log` - a Logger level (default `:info`; `:warn` means `:warning`), or `false` to
-      discard output.
+    * `:log` - which lines go to `Logger`, at which level: a level for both streams
+      (default `:info`; `:warn` means `:warning`), `false` for neither, or each stream's,
+      `[stdout: :info, stderr: :warning]`, where a stream left out (or `false`) is not
+      logged. A stream not logged is still read (and its lines dropped), so the program
+      never blocks on it, and `:ready` sees its lines.
+    * `:log_prefix` - text put before each logged line (default `""`), such as
+      `"redis: "`.
+    * `:log_metadata` - a keyword list of `Logger` metadata added to each logged line
+      (default `[]`), besides `os_pid` and `stream`, which are Sluice's and win over keys
+      of the same name.
+    * `:log_transform` - a function applied to each line before it is logged (default
+      `nil`: lines as they are): `fn line -> ... end`, or `fn line, stream -> ... end`
+      with `stream` `:stdout` or `:stderr`. The line comes without its newline (a line
+      longer than `:max_line_length` in pieces). It returns the text to log (a string or
+      iodata; the prefix goes before it), or `nil` or `false` to drop the line. It runs in
+      the daemon, only for logged streams, and never changes what `:ready` sees; a
+      function that raises, or returns anything else (an `ArgumentError` then), stops the
+      daemon, and its supervisor restarts it.
+    * `:exit_reason` - a function of the program's exit status (`0..255` or
+      `{:signal, name}`) returning the daemon's exit reason, for a supervisor to judge
+      (default `nil`: `0` is `:normal`, any other status `{:program_exited, status}`).
+      `:normal`, `:shutdown` and `{:shutdown, term}` stop a `:transient` daemon for good;
+      anything else restarts it. For example, `fn 0 -> :normal; 3 -> {:shutdown, :done};
+      s -> {:program_exited, s} end`.
     * `:max_line_length` - a longer line is logged in pieces of this many bytes (default
       1 MiB), so a program that never writes a newline cannot grow memory without bound.
     * `:ready` - a `Regex` or a function of one line returning a boolean: `start_link/1`
@@ -46,14 +78,44 @@ defmodule Sluice.Daemon do
 
   require Logger
 
-  alias Sluice.{Error, Options}
+  alias Sluice.{Error, Holder, Options}
   alias Sluice.Options.Command
   alias Sluice.Program.{Deadline, Errors, Lines}
   alias Sluice.Process, as: P
 
   # Options of the daemon itself, not of its Sluice.Process.
-  @own [:log, :name, :id, :max_line_length, :ready, :ready_timeout]
+  @own [
+    :log,
+    :log_prefix,
+    :log_metadata,
+    :log_transform,
+    :exit_reason,
+    :name,
+    :id,
+    :max_line_length,
+    :ready,
+    :ready_timeout
+  ]
   @grant 64
+
+  @typedoc "Where each output's lines go: a Logger level, or `false` (read and dropped)."
+  @type levels :: %{stdout: Logger.level() | false, stderr: Logger.level() | false}
+
+  # The daemon's state: its Sluice.Process and the program's OS pid, how lines are logged
+  # (levels, prefix, the metadata of each stream, the transform), the exit's reason, the
+  # grace of a stop, and each output's unfinished line.
+  @typep state :: %{
+           p: pid,
+           os_pid: pos_integer,
+           log: levels,
+           prefix: String.t(),
+           metadata: %{stdout: keyword, stderr: keyword},
+           transform: (String.t() -> term) | (String.t(), atom -> term) | nil,
+           exit_reason: (P.status() -> term) | nil,
+           grace: non_neg_integer,
+           max_line: pos_integer,
+           lines: %{stdout: Lines.t(), stderr: Lines.t()}
+         }
 
   @doc """
   A child spec; `:restart` and `:shutdown` may be overridden like for any GenServer. The
@@ -92,10 +154,20 @@ defmodule Sluice.Daemon do
     # Validate in the caller, so mistakes raise here rather than crash the daemon.
     {argv, opts, checked} = config!(opts, "Sluice.Daemon.start_link/1")
     process_opts = [{:stderr, :consume} | Keyword.drop(opts, @own)]
-    log = if checked.log == :warn, do: :warning, else: checked.log
     server_opts = if checked.name, do: [name: checked.name], else: []
     ready = if checked.ready, do: {checked.ready, checked.ready_timeout}
-    args = {self(), argv, log, checked.max_line_length, checked.kill_grace, ready, process_opts}
+
+    config = %{
+      log: levels(checked.log),
+      prefix: checked.log_prefix,
+      metadata: checked.log_metadata,
+      transform: checked.log_transform,
+      exit_reason: checked.exit_reason,
+      grace: checked.kill_grace,
+      max_line: checked.max_line_length
+    }
+
+    args = {self(), argv, config, ready, process_opts}
 
     # Started unlinked, and linked by the daemon itself once it is ready (see init/1): a
     # program that fails to start (or to get ready) is an error return, not an exit
@@ -151,7 +223,7 @@ defmodule Sluice.Daemon do
   def os_pid(daemon), do: Sluice.Holder.Call.call(daemon, :daemon, :os_pid)
 
   @impl true
-  def init({caller, argv, log, max_line, grace, ready, opts}) do
+  def init({caller, argv, config, ready, opts}) do
     Process.flag(:trap_exit, true)
     # The caller waits in start_link/1 while the program starts and gets ready: if it dies
     # meanwhile, nobody would ever link to this daemon, so it stops (and its program).
@@ -161,14 +233,17 @@ defmodule Sluice.Daemon do
       {:ok, p} ->
         :ok = P.set_active(p, @grant)
 
-        st = %{
-          p: p,
-          os_pid: P.os_pid(p),
-          log: log,
-          grace: grace,
-          max_line: max_line,
-          lines: %{stdout: Lines.new(max_line), stderr: Lines.new(max_line)}
-        }
+        os_pid = P.os_pid(p)
+        # Sluice's keys win: they say which program and which stream a line is from.
+        metadata = &Keyword.merge(config.metadata, os_pid: os_pid, stream: &1)
+
+        st =
+          Map.merge(config, %{
+            p: p,
+            os_pid: os_pid,
+            metadata: %{stdout: metadata.(:stdout), stderr: metadata.(:stderr)},
+            lines: %{stdout: Lines.new(config.max_line), stderr: Lines.new(config.max_line)}
+          })
 
         with {:ok, st} <- await_ready(st, ready, {caller, watch}) do
           # Linked from here, before start_link/1 returns: no moment when the caller's
@@ -236,25 +311,29 @@ defmodule Sluice.Daemon do
   end
 
   @impl true
-  def handle_call(:os_pid, _from, st), do: {:reply, st.os_pid, st}
+  def handle_call(request, from, st), do: Holder.guard(st, fn -> on_call(request, from, st) end)
+
+  defp on_call(:os_pid, _from, st), do: {:reply, st.os_pid, st}
 
   @impl true
-  def handle_info({:sluice_stdout, p, data}, %{p: p} = st), do: {:noreply, log(st, :stdout, data)}
-  def handle_info({:sluice_stderr, p, data}, %{p: p} = st), do: {:noreply, log(st, :stderr, data)}
+  def handle_info(msg, st), do: Holder.guard(st, fn -> on_info(msg, st) end)
 
-  def handle_info({:sluice_passive, p}, %{p: p} = st) do
+  defp on_info({:sluice_stdout, p, data}, %{p: p} = st), do: {:noreply, log(st, :stdout, data)}
+  defp on_info({:sluice_stderr, p, data}, %{p: p} = st), do: {:noreply, log(st, :stderr, data)}
+
+  defp on_info({:sluice_passive, p}, %{p: p} = st) do
     :ok = P.set_active(p, @grant)
     {:noreply, st}
   end
 
-  def handle_info({:sluice_exit, p, status}, %{p: p} = st) do
+  defp on_info({:sluice_exit, p, status}, %{p: p} = st) do
     st = Enum.reduce([:stdout, :stderr], st, &flush/2)
-    {:stop, {:program_exited, status}, st}
+    {:stop, exit_reason(st.exit_reason, status), st}
   end
 
-  def handle_info({:EXIT, p, reason}, %{p: p} = st), do: {:stop, reason, st}
-  def handle_info({:EXIT, _other, reason}, st), do: {:stop, reason, st}
-  def handle_info(_other, st), do: {:noreply, st}
+  defp on_info({:EXIT, p, reason}, %{p: p} = st), do: {:stop, reason, st}
+  defp on_info({:EXIT, _other, reason}, st), do: {:stop, reason, st}
+  defp on_info(_other, st), do: {:noreply, st}
 
   @impl true
   def terminate(_reason, st) do
@@ -265,6 +344,15 @@ defmodule Sluice.Daemon do
   catch
     :exit, _ -> :ok
   end
+
+  # OTP calls format_status/1 from 25.0; Elixir's GenServer declares it as a callback
+  # only from 1.17 on (before, `@impl` on it would warn; after, its absence would).
+  if {:format_status, 1} in GenServer.behaviour_info(:callbacks), do: @impl(true)
+  @doc false
+  # Crash reports and :sys.get_status/1 show no output: no partial line, no message's data.
+  @spec format_status(map) :: map
+  def format_status(status),
+    do: Holder.format_status(status, &%{process: &1.p, os_pid: &1.os_pid})
 
   defp log(st, stream, data), do: st |> log_lines(stream, data) |> elem(1)
 
@@ -279,9 +367,39 @@ defmodule Sluice.Daemon do
     put_in(st.lines[stream], Lines.new(st.max_line))
   end
 
-  defp log_line(%{log: false}, _stream, _line), do: :ok
-
+  @spec log_line(state, :stdout | :stderr, String.t()) :: :ok
   defp log_line(st, stream, line) do
-    Logger.log(st.log, line, os_pid: st.os_pid, stream: stream)
+    case st.log do
+      %{^stream => false} ->
+        :ok
+
+      %{^stream => level} ->
+        case transform(st.transform, line, stream) do
+          dropped when dropped in [nil, false] -> :ok
+          text -> Logger.log(level, [st.prefix | text], st.metadata[stream])
+        end
+    end
   end
+
+  defp transform(nil, line, _stream), do: line
+  defp transform(fun, line, _stream) when is_function(fun, 1), do: text!(fun.(line))
+  defp transform(fun, line, stream), do: text!(fun.(line, stream))
+
+  defp text!(text) when is_binary(text) or is_list(text) or text in [nil, false], do: text
+
+  defp text!(other) do
+    raise ArgumentError,
+          "the :log_transform of Sluice.Daemon must return a string, iodata, nil or " <>
+            "false, got: #{inspect(other)}"
+  end
+
+  # A level for both streams (false: neither), or each stream's (Sluice.Options.Check).
+  defp levels(level) when is_atom(level), do: %{stdout: level, stderr: level}
+  defp levels(streams), do: Map.new(streams)
+
+  # The daemon's exit reason for the program's status: by default, exit 0 is `:normal`
+  # (a `:transient` daemon is not restarted), any other status a failure.
+  defp exit_reason(nil, 0), do: :normal
+  defp exit_reason(nil, status), do: {:program_exited, status}
+  defp exit_reason(fun, status), do: fun.(status)
 end

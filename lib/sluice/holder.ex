@@ -155,4 +155,90 @@ defmodule Sluice.Holder do
   end
 
   def terminate(s, :close), do: Program.close(s.program)
+
+  @doc """
+  The status of a process that holds a program, or of a `Sluice.Daemon`, as its
+  `format_status/1` gives it to crash reports and `:sys.get_status/1`: its state
+  replaced by `summary` (made by the holder from its state: no fds, no buffered data, no
+  request's bytes), every binary of the last message and of the `sys` log shown as its
+  size (`{:binary, bytes}`: output, a write's or a call's data), and every stack frame of
+  the reason with its arity in place of its arguments (a `FunctionClauseError` in a
+  callback would show the state there).
+  """
+  @spec format_status(map, (term -> map)) :: map
+  def format_status(status, summary) do
+    Map.new(status, fn
+      {:state, state} -> {:state, summary.(state)}
+      {:message, message} -> {:message, redact(message)}
+      {:log, events} when is_list(events) -> {:log, Enum.map(events, &redact/1)}
+      {:reason, reason} -> {:reason, reason |> without_arguments() |> redact()}
+      other -> other
+    end)
+  end
+
+  @doc """
+  Runs a GenServer callback of a holder (or of a `Sluice.Daemon`) on state `s`: what it
+  returns, or, when it raises, `{:stop, {exception, stacktrace}, s}` with the values left
+  out (the stacktrace's arguments as their arity, the exception's terms as `:redacted`).
+  OTP adds a raising callback's stacktrace to the crash report after `format_status/1`,
+  and a `FunctionClauseError` there carries the callback's arguments, the state with its
+  fds and buffered data among them; this stop, reported without a stacktrace, carries
+  none. The holder ends as after any other stop: its `terminate/2` closes the program.
+  A `throw` (a callback's return value for `gen_server`) and an exit pass through.
+  """
+  @spec guard(state, (() -> tuple)) :: tuple
+  def guard(s, callback) do
+    callback.()
+  rescue
+    exception -> {:stop, {without_values(exception), Enum.map(__STACKTRACE__, &arity/1)}, s}
+  end
+
+  # An exception's message stays, and so do its plain terms (atoms and numbers, in tuples
+  # and lists: a module, an arity, a key, `{:error, :closed}`); any other term it names
+  # (what a match or case did not match, a map without a key, the original of an Erlang
+  # error) may be the state or data.
+  defp without_values(exception) do
+    Map.new(Map.from_struct(exception), fn
+      {:message, message} -> {:message, message}
+      {key, value} -> {key, if(plain?(value), do: value, else: :redacted)}
+    end)
+    |> Map.put(:__struct__, exception.__struct__)
+  end
+
+  defp plain?(term) when is_atom(term) or is_number(term), do: true
+  defp plain?(term) when is_tuple(term), do: term |> Tuple.to_list() |> plain?()
+  defp plain?([head | tail]), do: plain?(head) and plain?(tail)
+  defp plain?([]), do: true
+  defp plain?(_term), do: false
+
+  @doc """
+  What every holder's status shows of its program (see `format_status/2`): its OS pid,
+  whether it runs (`:running`, `{:exited, status}`, `:lost`), and the owner.
+  """
+  @spec summary(state) :: %{os_pid: pos_integer, program: Program.exit_state(), owner: pid}
+  def summary(s),
+    do: %{os_pid: Program.os_pid(s.program), program: Program.status(s.program), owner: s.owner}
+
+  defp redact(data) when is_binary(data), do: {:binary, byte_size(data)}
+
+  defp redact(data) when is_tuple(data),
+    do: data |> Tuple.to_list() |> redact() |> List.to_tuple()
+
+  defp redact(data) when is_map(data) and not is_struct(data), do: Map.new(data, &redact/1)
+  defp redact(data) when is_list(data), do: redact_list(data)
+  defp redact(data), do: data
+
+  # Improper lists too (iodata).
+  defp redact_list([head | tail]), do: [redact(head) | redact_list(tail)]
+  defp redact_list([]), do: []
+  defp redact_list(tail), do: redact(tail)
+
+  defp without_arguments({error, [{_m, _f, _a, _loc} | _] = stack}) when is_list(stack),
+    do: {without_arguments(error), Enum.map(stack, &arity/1)}
+
+  defp without_arguments({error, reason}), do: {error, without_arguments(reason)}
+  defp without_arguments(reason), do: reason
+
+  defp arity({m, f, args, loc}) when is_list(args), do: {m, f, length(args), loc}
+  defp arity(frame), do: frame
 end

@@ -93,6 +93,14 @@ defmodule Sluice.Native do
   def set_window_size(_fd, _rows, _cols), do: :erlang.nif_error(:nif_not_loaded)
 
   @doc false
+  # Applies RFC 4254 `{opcode, value}` modes to a pseudo-terminal (through its master) at
+  # once, and reads them back: `{:unsupported, opcode, value}` when Linux has no place for
+  # a value (nothing set), `{:rejected, opcode, value}` when the terminal did not take it.
+  @spec set_terminal_modes(fd, [{0..255, non_neg_integer}]) ::
+          :ok | {:error, {:unsupported | :rejected, 0..255, non_neg_integer} | errno}
+  def set_terminal_modes(_fd, _modes), do: :erlang.nif_error(:nif_not_loaded)
+
+  @doc false
   # How the terminal treats input now: `:raw` (ICANON off), or canonical with its VEOF
   # (0: disabled), the bytes of an unfinished line it surely keeps, the bytes after which
   # the line is empty again, those that take no room in it, and those that quote the

@@ -21,8 +21,8 @@ defmodule Sluice.Options do
   | `:arg0` | `nil`; the name the program sees as `argv[0]` | all |
   | `:kill_command` | `nil`; an argv the helper program runs (with `CHILD_PID`) instead of sending `kill_signal` | all |
   | `:pipefail` | `true`: `success_exit_codes` applies to every stage of a pipeline; `false`: to the last | run, stream |
-  | `:kill_signal` | `:sigterm` | all, manage |
-  | `:kill_grace` | `5_000` ms | all, manage |
+  | `:kill_signal` | `:sigterm` (`Sluice.stop/2`: the program's own) | all, manage, stop |
+  | `:kill_grace` | `5_000` ms (`Sluice.stop/2`: the program's own) | all, manage, stop |
   | `:pipe_size` | `nil`: stdout 256 KiB for up to 64 running programs, else the system's 64 KiB | all |
   | `:pty` | `false`; `true` or `[rows:, cols:, echo:, modes:]` runs on a terminal (`Sluice.Pty`) | all |
   | `:node` | `nil` (this node); another node's name runs the program there (`:sluice` must run on it) | all |
@@ -41,7 +41,11 @@ defmodule Sluice.Options do
   | `:exit_timeout` | `:infinity` | stream |
   | `:lines` | `false` | stream |
   | `:max_line_length` | `1_048_576` | stream, daemon |
-  | `:log` | `:info` | daemon |
+  | `:log` | `:info`; a Logger level for both streams, `false`, or `[stdout: level, stderr: level]` (a stream left out, or `false`, is not logged) | daemon |
+  | `:log_prefix` | `""`: text put before each logged line | daemon |
+  | `:log_metadata` | `[]`: Logger metadata added to each logged line's `os_pid` and `stream` | daemon |
+  | `:log_transform` | `nil`; `fn line -> text \\| nil \\| false end` (or `fn line, stream -> ... end`): the text logged, `nil`/`false` drops the line | daemon |
+  | `:exit_reason` | `nil`: exit 0 stops the daemon `:normal`, any other status `{:program_exited, status}`; or `fn status -> reason end` | daemon |
   | `:ready` | `nil`; a `Regex` or `fn line -> boolean end`: start returns once a line matches | daemon |
   | `:ready_timeout` | `30_000` ms, then `{:error, %Sluice.Error{reason: :not_ready}}` | daemon |
   | `:name`, `:id` | `nil` | daemon |
@@ -69,6 +73,7 @@ defmodule Sluice.Options do
   timers); a longer one is an `ArgumentError` naming it, raised before anything starts.
 
   "all" is every function that starts a program; "manage" is `Sluice.Process.manage/2`;
+  "stop" is `Sluice.stop/2`;
   "stage" is a stage of `Sluice.pipeline/1` (with `:cd` and `:env`).
   """
 
@@ -82,8 +87,8 @@ defmodule Sluice.Options do
     clear_env: {false, @all},
     inherit_env: {false, @all},
     stderr: {%{run: :capture, default: :console}, [:stage, :process, :worker, :run, :stream]},
-    kill_signal: {:sigterm, [:manage | @all]},
-    kill_grace: {5_000, [:manage | @all]},
+    kill_signal: {:sigterm, [:manage, :stop | @all]},
+    kill_grace: {5_000, [:manage, :stop | @all]},
     pipe_size: {nil, @all},
     pty: {nil, @all},
     node: {nil, @all},
@@ -113,6 +118,10 @@ defmodule Sluice.Options do
     lines: {false, [:stream]},
     max_line_length: {1_048_576, [:stream, :daemon]},
     log: {:info, [:daemon]},
+    log_prefix: {"", [:daemon]},
+    log_metadata: {[], [:daemon]},
+    log_transform: {nil, [:daemon]},
+    exit_reason: {nil, [:daemon]},
     ready: {nil, [:daemon]},
     ready_timeout: {30_000, [:daemon]},
     name: {nil, [:daemon]},
@@ -123,9 +132,9 @@ defmodule Sluice.Options do
   alias Sluice.Options.{Check, Rules, Spec}
 
   @typedoc "An entry point: the functions that take the same options."
-  @type entry :: :process | :worker | :run | :stream | :daemon | :manage | :stage
+  @type entry :: :process | :worker | :run | :stream | :daemon | :manage | :stage | :stop
 
-  @entries [:manage, :stage | @all]
+  @entries [:manage, :stage, :stop | @all]
 
   # The struct's own defaults are those of most entries; validate!/3 fills in the entry's
   # (`%{run: ..., default: ...}`), for the options it does not accept too, so every field
@@ -173,7 +182,11 @@ defmodule Sluice.Options do
           exit_timeout: timeout,
           lines: boolean,
           max_line_length: pos_integer,
-          log: atom | false,
+          log: atom | false | [stdout: atom | false, stderr: atom | false],
+          log_prefix: String.t(),
+          log_metadata: keyword,
+          log_transform: (String.t() -> term) | (String.t(), :stdout | :stderr -> term) | nil,
+          exit_reason: (Sluice.Process.status() -> term) | nil,
           ready: Regex.t() | (String.t() -> boolean) | nil,
           ready_timeout: non_neg_integer,
           name: term,

@@ -439,6 +439,34 @@ defmodule Sluice.Process do
   def close_stdin(p), do: call(p, :close_stdin)
 
   @doc """
+  Stops reading `output` (`:stdout` or `:stderr`) and closes it, as Exile's
+  `close_stdout`/`close_stderr` do: the program's next write to it fails with `EPIPE`,
+  which kills it with SIGPIPE unless it ignores that signal (then its write returns the
+  error, and it may carry on). What was read from that output and not yet taken (frames
+  waiting under a `:framing`) is dropped; reads of it, and waiting ones, return `:eof`,
+  and active mode sends no more of it. The other output and stdin are untouched, and
+  `await_exit/2` still gives the status.
+
+  Returns `:ok` (also for an output already at its end), `{:error, :not_piped}` for a
+  stdout that is not piped (redirected, or an adopted process) and
+  `{:error, :not_captured}` for a stderr that is not `:consume`d, as reads answer, and
+  `{:error, :terminal}` for the stdout of a program on a terminal (`pty:`): the terminal
+  is its stdin too, and closing it would hang it up. With `use_stdio: false`, `:stdout`
+  is fd 4.
+
+      iex> {:ok, p} = Sluice.Process.start_link(["yes"])
+      iex> Sluice.Process.close_output(p, :stdout)
+      :ok
+      iex> Sluice.Process.await_exit(p)
+      {:ok, {:signal, :sigpipe}}
+  """
+  @spec close_output(t, :stdout | :stderr) :: :ok | {:error, atom}
+  def close_output(p, output) when output in [:stdout, :stderr],
+    do: call(p, {:close_output, output})
+
+  def close_output(_p, output), do: Options.argument!(:output, ":stdout or :stderr", output)
+
+  @doc """
   Sets the window size of a program's terminal (`pty:`), in character cells; the kernel
   sends SIGWINCH to the terminal's foreground process group. Returns
   `{:error, :not_a_terminal}` for a program on pipes, and `{:error, :closed}` once the
@@ -456,6 +484,45 @@ defmodule Sluice.Process do
     rows = Sluice.Pty.dimension!(:rows, rows)
     cols = Sluice.Pty.dimension!(:cols, cols)
     call(p, {:set_window_size, rows, cols})
+  end
+
+  @doc """
+  Changes the modes of a program's terminal (`pty:`) while it runs, as erlexec's
+  `pty_opts/2` does: `modes` is a keyword of RFC 4254 mode names and values, as in
+  `pty: [modes: ...]` (see `Sluice.Pty`: flags `0`/`1` or a boolean, control characters
+  a byte, `255` disabling one), applied in order over the terminal's current modes, at
+  once (input the program has not read yet is then treated under the new modes). The
+  program may change them again itself; what the terminal does with later writes and
+  `close_stdin/1` follows the modes at the time of each (they are read from the terminal
+  every time).
+
+  Returns `:ok`, `{:error, :not_a_terminal}` for a program on pipes, `{:error, :closed}`
+  once the terminal has reached its end, or `{:error, %Sluice.Error{reason: :einval}}`
+  naming a mode Linux has no place for (a speed it does not have, a control character
+  over 255: nothing is set) or one the terminal did not take (parity on a
+  pseudo-terminal: the other modes are set). An unknown mode name or a bad value raises
+  `ArgumentError` naming `modes`.
+
+      iex> argv = ["sh", "-c", "read x; stty -a | grep -o -e -isig"]
+      iex> {:ok, p} = Sluice.Process.start_link(argv, pty: true)
+      iex> Sluice.Process.set_terminal_modes(p, isig: false)
+      :ok
+      iex> Sluice.Process.write(p, "\\n")
+      :ok
+      iex> Sluice.Process.read(p, 65_536, 5_000)
+      {:ok, "-isig\\r\\n"}
+  """
+  @spec set_terminal_modes(t, keyword) :: :ok | {:error, atom | Error.t()}
+  def set_terminal_modes(p, modes) do
+    modes = Sluice.Pty.modes_argument!(modes)
+
+    case call(p, {:set_terminal_modes, modes}) do
+      {:error, {kind, opcode, value}} ->
+        {:error, Errors.terminal_mode(kind, Sluice.Pty.mode_name(opcode), value)}
+
+      answer ->
+        answer
+    end
   end
 
   @doc """
@@ -479,11 +546,23 @@ defmodule Sluice.Process do
   end
 
   @doc """
-  Stops the program and this server as `stop/2` does, with the default of the
-  `kill_grace` option as `grace_ms` (`Sluice.Options`).
+  Stops the program and this server as `stop/2` does, with the program's own
+  `kill_grace` (the option given to `start/2`, `start_link/2` or `manage/2`; default
+  `5_000`) as `grace_ms`, as erlexec's `exec:stop/1` uses the start's `kill_timeout`.
+
+      iex> {:ok, p} = Sluice.Process.start_link(["sleep", "10"], kill_grace: 100)
+      iex> Sluice.Process.stop(p)
+      {:ok, {:signal, :sigterm}}
   """
-  @spec stop(t) :: {:ok, status} | {:error, :closed | :nodedown | Error.t()}
-  def stop(p), do: stop(p, Options.defaults(:process).kill_grace)
+  @spec stop(t) :: {:ok, status} | {:error, :closed | :nodedown | :timeout | Error.t()}
+  def stop(p) do
+    # The grace is the server's (it may be on another node): asked first, then used as
+    # stop/2's, so the wait stays bounded by it.
+    case call(p, :kill_grace) do
+      grace when is_integer(grace) -> stop(p, grace)
+      {:error, _} = error -> error
+    end
+  end
 
   @doc """
   Stops the program and this server: closes stdin, sends `kill_signal` (default SIGTERM) to

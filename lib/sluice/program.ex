@@ -16,7 +16,9 @@ defmodule Sluice.Program do
   #   * Usage: `stats/2`; Deadline: the clock; Errors: every error the core returns.
   #
   # States, explicitly:
-  #   * each piped output (`:stdout`, `:stderr`) is `:open` or `:eof`;
+  #   * each piped output (`:stdout`, `:stderr`) is `:open`, `:eof`, or `:closed` when its
+  #     holder closed it before its end (Sluice.Process.close_output/2: the program's
+  #     writes to it fail with EPIPE, and reads answer `:eof`);
   #   * stdin is `:open` or `:closed`, or `:closing` on a terminal while its end-of-input
   #     character waits to be written (Sluice.Program.Terminal, the only code that writes
   #     to a terminal);

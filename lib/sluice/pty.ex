@@ -18,6 +18,7 @@ defmodule Sluice.Pty do
       applied in order over the kernel's defaults: flags take `0`/`1` (or a boolean),
       control characters a byte (`255` disables one), speeds bits per second. For
       example `[vintr: 3, icanon: 1, isig: 1, opost: 0, tty_op_ospeed: 38_400]`.
+      Change them later with `Sluice.Process.set_terminal_modes/2`.
 
   The program is a session leader whose controlling terminal is the pty: its stdin and
   stdout are the terminal, and so is its stderr unless `:stderr` sends it elsewhere (on a
@@ -93,8 +94,9 @@ defmodule Sluice.Pty do
   `:pty`. An unknown name raises `ArgumentError`.
   """
 
-  # RFC 4254 section 8 (and RFC 8160 for iutf8): name => opcode. The helper program maps
-  # the opcodes to termios (native/sluice_helper/src/spawn/modes.rs).
+  # RFC 4254 section 8 (and RFC 8160 for iutf8): name => opcode. The opcodes are mapped to
+  # termios by native/sluice_protocol/src/modes.rs: in the helper program for a new
+  # terminal, in the NIF for a running one (Sluice.Process.set_terminal_modes/2).
   @opcodes [
     vintr: 1,
     vquit: 2,
@@ -188,12 +190,12 @@ defmodule Sluice.Pty do
       end
     end)
 
-    modes = modes!(Keyword.get(opts, :modes, []))
+    modes = modes!(Keyword.get(opts, :modes, []), :option)
 
     echo =
       case {Keyword.fetch(opts, :echo), Keyword.has_key?(modes, :echo)} do
         {{:ok, _}, true} -> bad!(:pty, ":echo or the :echo mode, not both", opts)
-        {{:ok, e}, false} when is_boolean(e) -> [echo: mode_value!(:echo, e)]
+        {{:ok, e}, false} when is_boolean(e) -> [echo: if(e, do: 1, else: 0)]
         {{:ok, e}, false} -> bad!(:pty, "a boolean for :echo", e)
         {:error, true} -> []
         {:error, false} -> [echo: 0]
@@ -237,30 +239,52 @@ defmodule Sluice.Pty do
   defp size!(key, n),
     do: bad!(:pty, "an integer 1..#{@max_dimension} for #{inspect(key)}", n)
 
-  defp modes!(modes) do
+  @doc false
+  # The modes argument of Sluice.Process.set_terminal_modes/2, checked as `pty: [modes:]`
+  # is: `{opcode, value}` pairs, in order.
+  @spec modes_argument!(term) :: [{0..255, non_neg_integer}]
+  def modes_argument!(modes) do
+    modes
+    |> modes!(:argument)
+    |> Enum.map(fn {name, v} -> {Map.fetch!(@opcode, name), v} end)
+  end
+
+  @doc false
+  # The name of an opcode, for messages.
+  @spec mode_name(0..255) :: atom
+  def mode_name(opcode) do
+    Enum.find_value(@opcodes, opcode, fn {name, code} -> if code == opcode, do: name end)
+  end
+
+  # Checked as the `:pty` option's `:modes` (`:option`) or as the argument `modes`.
+  defp modes!(modes, as) do
     unless is_list(modes) and Keyword.keyword?(modes) do
-      bad!(:pty, "a keyword list of RFC 4254 terminal modes for :modes", modes)
+      fail!(as, "a keyword list of RFC 4254 terminal modes for :modes", modes)
     end
 
     Enum.map(modes, fn {name, value} ->
       unless Map.has_key?(@opcode, name) do
-        bad!(
-          :pty,
+        fail!(
+          as,
           "RFC 4254 terminal mode names (see Sluice.Pty); unknown mode #{inspect(name)}",
           name
         )
       end
 
-      {name, mode_value!(name, value)}
+      {name, mode_value!(name, value, as)}
     end)
   end
 
-  defp mode_value!(_name, true), do: 1
-  defp mode_value!(_name, false), do: 0
-  defp mode_value!(_name, v) when is_integer(v) and v >= 0 and v <= @max_value, do: v
+  defp mode_value!(_name, true, _as), do: 1
+  defp mode_value!(_name, false, _as), do: 0
+  defp mode_value!(_name, v, _as) when is_integer(v) and v >= 0 and v <= @max_value, do: v
 
-  defp mode_value!(name, v),
-    do: bad!(:pty, "a boolean or an integer 0..#{@max_value} for mode #{inspect(name)}", v)
+  defp mode_value!(name, v, as),
+    do: fail!(as, "a boolean or an integer 0..#{@max_value} for mode #{inspect(name)}", v)
+
+  @spec fail!(:option | :argument, String.t(), term) :: no_return
+  defp fail!(:option, expected, got), do: bad!(:pty, expected, got)
+  defp fail!(:argument, expected, got), do: argument!(:modes, expected, got)
 
   # Mistakes as Sluice.Options.Check raises them, without calling it (it calls in here).
   @spec bad!(atom, String.t(), term) :: no_return

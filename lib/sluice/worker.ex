@@ -248,9 +248,11 @@ defmodule Sluice.Worker do
   end
 
   @impl true
-  def handle_call(:os_pid, _from, s), do: {:reply, Program.os_pid(s.program), s}
+  def handle_call(request, from, s), do: Holder.guard(s, fn -> on_call(request, from, s) end)
 
-  def handle_call({:call, data, timeout}, from, s) do
+  defp on_call(:os_pid, _from, s), do: {:reply, Program.os_pid(s.program), s}
+
+  defp on_call({:call, data, timeout}, from, s) do
     case Framing.encode(Output.framing(s.program), data) do
       {:ok, frame} ->
         call = %{from: from, frame: IO.iodata_to_binary(frame), tag: make_ref()}
@@ -270,13 +272,28 @@ defmodule Sluice.Worker do
   end
 
   @impl true
-  def handle_info({:call_timeout, tag}, s), do: {:noreply, expire(s, tag)}
+  def handle_info(msg, s), do: Holder.guard(s, fn -> on_info(msg, s) end)
+
+  defp on_info({:call_timeout, tag}, s), do: {:noreply, expire(s, tag)}
   # The program's readiness and news, the owner's exit signal: Sluice.Holder.
-  def handle_info(msg, s), do: Holder.handle_info(__MODULE__, msg, s)
+  defp on_info(msg, s), do: Holder.handle_info(__MODULE__, msg, s)
 
   @impl true
   # A supervisor's restart never finds the previous program still running.
   def terminate(_reason, s), do: Holder.terminate(s, :stop_and_await)
+
+  # OTP calls format_status/1 from 25.0; Elixir's GenServer declares it as a callback
+  # only from 1.17 on (before, `@impl` on it would warn; after, its absence would).
+  if {:format_status, 1} in GenServer.behaviour_info(:callbacks), do: @impl(true)
+  @doc false
+  # Crash reports and :sys.get_status/1 show no fds and no request or response data.
+  @spec format_status(map) :: map
+  def format_status(status), do: Holder.format_status(status, &status_summary/1)
+
+  defp status_summary(%__MODULE__{} = s) do
+    phase = if is_tuple(s.phase), do: elem(s.phase, 0), else: s.phase
+    Map.merge(Holder.summary(s), %{phase: phase, queued: :queue.len(s.queue)})
+  end
 
   ## The holder's policy (Sluice.Holder)
 

@@ -10,6 +10,12 @@ defmodule Sluice.Control.Registry do
   # dead holder are never listed, and this server, the table's owner, deletes them every
   # few seconds: none accumulates.
   #
+  # A row also keeps the program's channel and its kill signal and grace, so that any
+  # process may stop the program (Sluice.stop/2) with the very `kill` request its holder
+  # would send: a socket message any process may send on a channel it did not open. The
+  # holder owns the channel: once it closed it (the program ended, or the holder died),
+  # such a send fails, and the program is not found.
+  #
   # The table lives as long as this server, that is as long as the :sluice application;
   # holders do not: a Sluice.Process (or a caller of `run`) outlives an application that
   # stops under it, and learns of it when its program channel reaches EOF. So every
@@ -17,6 +23,9 @@ defmodule Sluice.Control.Registry do
   # row is a no-op (the rows went with the table).
 
   use GenServer
+
+  alias Sluice.Native
+  alias Sluice.Control.Protocol
 
   @table __MODULE__
   @sweep_ms 5_000
@@ -35,13 +44,66 @@ defmodule Sluice.Control.Registry do
   @spec start_link(keyword) :: GenServer.on_start()
   def start_link(_opts \\ []), do: GenServer.start_link(__MODULE__, [], name: __MODULE__)
 
-  @doc "Adds the calling process's program `id` (the caller holds its channel)."
-  @spec add(pos_integer, program) :: true
-  def add(id, program) do
+  @typedoc """
+  How any process of the node may stop the program (`stop/2`): its channel (any process
+  may send on it; the holder owns it, and its close makes sends fail), and its
+  `{kill_signal, kill_grace}`.
+  """
+  @type control :: {Native.fd(), {pos_integer, non_neg_integer}}
+
+  @doc """
+  Adds the calling process's program `id` (the caller holds its channel, given with the
+  program's kill signal and grace as `control`).
+  """
+  @spec add(pos_integer, program, control) :: true
+  def add(id, program, control) do
     without_table(true, fn ->
-      :ets.insert(@table, {id, self(), System.os_time(:millisecond), program})
+      :ets.insert(@table, {id, self(), System.os_time(:millisecond), program, control})
     end)
   end
+
+  @doc """
+  Stops a program of this node for any process (`Sluice.stop/2`): the one `target` names
+  (an entry of `list/0`, or an OS pid: the newest program with that pid), with its own
+  kill signal and grace unless `signal` or `grace` say otherwise. The `kill` request goes
+  on the program's channel, as its holder's own stop would send it: the helper program
+  stops the program, and the holder hears of the exit as usual. `{:error, :not_found}`
+  when no listed program matches, or its holder has closed it meanwhile.
+  """
+  @spec stop(Sluice.Process.info() | pos_integer, pos_integer | nil, non_neg_integer | nil) ::
+          :ok | {:error, :not_found}
+  def stop(target, signal, grace) do
+    case find(target) do
+      {id, {channel, {kill_signal, kill_grace}}} ->
+        request = Protocol.stop(id, signal || kill_signal, grace || kill_grace)
+
+        case Native.send(channel, request) do
+          :ok -> :ok
+          {:error, _closed} -> {:error, :not_found}
+        end
+
+      nil ->
+        {:error, :not_found}
+    end
+  end
+
+  # The row `target` names among those whose holder lives, newest first.
+  defp find(target) do
+    without_table([], fn -> :ets.tab2list(@table) end)
+    |> Enum.filter(fn {_id, holder, _started, program, _control} ->
+      names?(target, holder, program) and Process.alive?(holder)
+    end)
+    |> Enum.max_by(&elem(&1, 2), fn -> nil end)
+    |> case do
+      nil -> nil
+      {id, _holder, _started, _program, control} -> {id, control}
+    end
+  end
+
+  defp names?(os_pid, _holder, program) when is_integer(os_pid), do: program.os_pid == os_pid
+
+  defp names?(%{os_pid: os_pid, pid: pid}, holder, program),
+    do: program.os_pid == os_pid and holder == pid
 
   @doc "Removes program `id` (idempotent; a no-op once the application stopped)."
   @spec remove(pos_integer) :: true
@@ -75,7 +137,7 @@ defmodule Sluice.Control.Registry do
       if :ets.whereis(@table) == :undefined, do: default, else: reraise(e, __STACKTRACE__)
   end
 
-  defp entry({_id, holder, started, program}) do
+  defp entry({_id, holder, started, program, _control}) do
     Map.merge(program, %{pid: holder, started_at: DateTime.from_unix!(started, :millisecond)})
   end
 
@@ -98,7 +160,7 @@ defmodule Sluice.Control.Registry do
   @spec sweep() :: :ok
   def sweep do
     @table
-    |> :ets.select([{{:"$1", :"$2", :_, :_}, [], [{{:"$1", :"$2"}}]}])
+    |> :ets.select([{{:"$1", :"$2", :_, :_, :_}, [], [{{:"$1", :"$2"}}]}])
     |> Enum.each(fn {id, holder} -> unless Process.alive?(holder), do: remove(id) end)
   end
 

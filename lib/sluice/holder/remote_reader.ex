@@ -73,15 +73,37 @@ defmodule Sluice.Holder.RemoteReader do
   end
 
   @impl true
-  def handle_call(:os_pid, _from, s), do: {:reply, Program.os_pid(s.program), s}
+  def handle_call(request, from, s), do: Holder.guard(s, fn -> on_call(request, from, s) end)
+
+  defp on_call(:os_pid, _from, s), do: {:reply, Program.os_pid(s.program), s}
 
   @impl true
-  def handle_info({:sluice_consumer, request}, s), do: request(request, s)
+  def handle_info(msg, s), do: Holder.guard(s, fn -> on_info(msg, s) end)
+
+  defp on_info({:sluice_consumer, request}, s), do: request(request, s)
   # The program's readiness and news, the consumer's death: Sluice.Holder.
-  def handle_info(msg, s), do: Holder.handle_info(__MODULE__, msg, s)
+  defp on_info(msg, s), do: Holder.handle_info(__MODULE__, msg, s)
 
   @impl true
   def terminate(_reason, s), do: Holder.terminate(s, :close)
+
+  # OTP calls format_status/1 from 25.0; Elixir's GenServer declares it as a callback
+  # only from 1.17 on (before, `@impl` on it would warn; after, its absence would).
+  if {:format_status, 1} in GenServer.behaviour_info(:callbacks), do: @impl(true)
+  @doc false
+  # Crash reports and :sys.get_status/1 show no fds and no output or input data.
+  @spec format_status(map) :: map
+  def format_status(status), do: Holder.format_status(status, &status_summary/1)
+
+  defp status_summary(%__MODULE__{} = s) do
+    Map.merge(Holder.summary(s), %{
+      credit: s.credit,
+      stdin: s.stdin,
+      output: s.output,
+      exit: s.exit,
+      pending: :queue.len(s.pending)
+    })
+  end
 
   ## The holder's policy (Sluice.Holder)
 

@@ -126,11 +126,41 @@ defmodule Sluice.Options.Check do
   def check!(:input_in, where, _) when where in [:caller, :process], do: where
   def check!(:input_in, where, _), do: bad!(:input_in, ":caller or :process", where)
 
-  def check!(:log, level, _) do
-    if level == false or level in @log_levels,
-      do: level,
-      else: bad!(:log, "a Logger level or false", level)
+  # A level for both streams, or a keyword of the streams' (a stream left out: false);
+  # `:warn` is Logger's old name of `:warning`.
+  def check!(:log, streams, _) when is_list(streams) do
+    unless Keyword.keyword?(streams), do: bad_log(streams)
+
+    Enum.each(streams, fn {stream, _} ->
+      unless stream in [:stdout, :stderr], do: bad_log(streams)
+    end)
+
+    for stream <- [:stdout, :stderr],
+        do: {stream, log_level!(Keyword.get(streams, stream, false))}
   end
+
+  def check!(:log, level, _), do: log_level!(level)
+
+  def check!(:log_prefix, prefix, _) when is_binary(prefix), do: prefix
+  def check!(:log_prefix, prefix, _), do: bad!(:log_prefix, "a string", prefix)
+
+  def check!(:log_metadata, metadata, _) do
+    if is_list(metadata) and Keyword.keyword?(metadata),
+      do: metadata,
+      else: bad!(:log_metadata, "a keyword list (Logger metadata)", metadata)
+  end
+
+  def check!(:log_transform, fun, _)
+      when fun == nil or is_function(fun, 1) or is_function(fun, 2),
+      do: fun
+
+  def check!(:log_transform, fun, _),
+    do: bad!(:log_transform, "nil or a function of a line (and its stream)", fun)
+
+  def check!(:exit_reason, fun, _) when fun == nil or is_function(fun, 1), do: fun
+
+  def check!(:exit_reason, fun, _),
+    do: bad!(:exit_reason, "nil or a function of the exit status", fun)
 
   def check!(key, value, _) when key in [:name, :id], do: value
 
@@ -195,6 +225,17 @@ defmodule Sluice.Options.Check do
   end
 
   def check!(:rlimits, limits, _), do: bad_rlimits(limits)
+
+  defp log_level!(false), do: false
+  defp log_level!(:warn), do: :warning
+  defp log_level!(level) when level in @log_levels, do: level
+
+  defp log_level!(level),
+    do: bad!(:log, "a Logger level, false, or [stdout: level, stderr: level]", level)
+
+  @spec bad_log(term) :: no_return
+  defp bad_log(streams),
+    do: bad!(:log, "a Logger level, false, or [stdout: level, stderr: level]", streams)
 
   defp env_name!(name) when is_atom(name) and not is_nil(name) and not is_boolean(name),
     do: env_name!(Atom.to_string(name))

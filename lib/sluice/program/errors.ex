@@ -87,6 +87,22 @@ defmodule Sluice.Program.Errors do
     )
   end
 
+  @doc """
+  A terminal mode `Sluice.Process.set_terminal_modes/2` could not set: Linux has no place
+  for its value (`:unsupported`: nothing was set), or the terminal did not take it
+  (`:rejected`: the other modes were set).
+  """
+  @spec terminal_mode(:unsupported | :rejected, atom, non_neg_integer) :: Error.t()
+  def terminal_mode(:unsupported, name, value),
+    do: Error.new(:einval, "terminal mode #{name} = #{value} is not supported; nothing was set")
+
+  def terminal_mode(:rejected, name, value) do
+    Error.new(
+      :einval,
+      "the terminal rejected mode #{name} = #{value}; the other modes given were set"
+    )
+  end
+
   @doc "The error of a failed read of the program's output, or of its input refused."
   @spec data(atom) :: Error.t()
   def data(:line_too_long) do

@@ -33,7 +33,8 @@ defmodule Sluice.Program.Fds do
           {:error, reason} -> {:error, reason, p}
         end
 
-      %{^source => :eof} ->
+      # At its end, or closed by the holder (close_output/2).
+      %{^source => state} when state in [:eof, :closed] ->
         {:eof, p}
 
       # stdout went to a file, /dev/null or the console.
@@ -168,6 +169,26 @@ defmodule Sluice.Program.Fds do
     end
   end
 
+  @doc """
+  Closes output `source` before its end, for a holder that reads no more of it: the
+  program's next write to it fails with EPIPE (SIGPIPE, unless the program ignores it),
+  and reads of it answer `:eof`. Idempotent. A terminal's stdout is its master, stdin
+  too, and closing it would hang the terminal up: `{:error, :terminal}`. An output that
+  is not piped: `:not_piped` (stdout) or `:not_captured` (stderr), as reads answer.
+  """
+  @spec close_output(Program.t(), Program.source()) ::
+          {:ok, Program.t()} | {:error, :terminal | :not_piped | :not_captured}
+  def close_output(%{terminal: %Terminal{}}, :stdout), do: {:error, :terminal}
+
+  def close_output(p, source) do
+    case p.open do
+      %{^source => :open} -> {:ok, close_role(p, source, :closed)}
+      %{^source => _ended} -> {:ok, p}
+      _ when source == :stdout -> {:error, :not_piped}
+      _ -> {:error, :not_captured}
+    end
+  end
+
   @doc "Writes the rest of a terminal's pending EOF character, if any."
   @spec finish_close_stdin(Program.t()) :: Program.t()
   def finish_close_stdin(%{open: %{stdin: :closing}} = p) do
@@ -204,6 +225,18 @@ defmodule Sluice.Program.Fds do
   def set_window_size(%{terminal: nil}, _rows, _cols), do: {:error, :not_a_terminal}
   def set_window_size(%{open: %{stdout: :eof}}, _rows, _cols), do: {:error, :closed}
   def set_window_size(p, rows, cols), do: Native.set_window_size(p.fds.stdout, rows, cols)
+
+  @doc """
+  Sets a terminal's modes (RFC 4254 `{opcode, value}` pairs, in order, over its current
+  ones, at once) and reads them back: `:ok`, `{:error, {:unsupported | :rejected, opcode,
+  value}}` for a mode Linux or the terminal does not take, `{:error, :not_a_terminal}` on
+  pipes, `{:error, :closed}` once the terminal reached its end.
+  """
+  @spec set_terminal_modes(Program.t(), [{0..255, non_neg_integer}]) ::
+          :ok | {:error, atom | {:unsupported | :rejected, 0..255, non_neg_integer}}
+  def set_terminal_modes(%{terminal: nil}, _modes), do: {:error, :not_a_terminal}
+  def set_terminal_modes(%{open: %{stdout: :eof}}, _modes), do: {:error, :closed}
+  def set_terminal_modes(p, modes), do: Native.set_terminal_modes(p.fds.stdout, modes)
 
   @doc """
   Closes every fd and the channel, and drops the readiness messages already queued for

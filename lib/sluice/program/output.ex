@@ -112,6 +112,24 @@ defmodule Sluice.Program.Output do
     end
   end
 
+  @doc """
+  Closes output `source` before its end (`Sluice.Program.Fds.close_output/2`), dropping
+  what was read of it and not yet taken: the frames stdout's decoder holds.
+  """
+  @spec close_output(Program.t(), Program.source()) ::
+          {:ok, Program.t()} | {:error, :terminal | :not_piped | :not_captured}
+  def close_output(p, source) do
+    with {:ok, p} <- Fds.close_output(p, source) do
+      case p.decoder do
+        %Framing{} = d when source == :stdout ->
+          {:ok, %{p | decoder: Framing.decoder(d.framing, d.max_frame)}}
+
+        _ ->
+          {:ok, p}
+      end
+    end
+  end
+
   @doc "Whether `source` is piped and not at EOF."
   @spec open?(Program.t(), Program.role()) :: boolean
   def open?(%{decoder: %Framing{} = d} = p, :stdout),

@@ -33,14 +33,18 @@ defmodule Sluice.Program.Start do
          {:ok, p, cgroup} <- await_spawned(p, deadline) do
       p = if cgroup, do: %{p | helper_os_pid: conn.os_pid}, else: p
 
-      Registry.add(id, %{
-        os_pid: p.os_pid,
-        owner: owner,
-        argv: spec.argv,
-        pipeline: stages(spec),
-        managed: false,
-        cgroup: cgroup
-      })
+      Registry.add(
+        id,
+        %{
+          os_pid: p.os_pid,
+          owner: owner,
+          argv: spec.argv,
+          pipeline: stages(spec),
+          managed: false,
+          cgroup: cgroup
+        },
+        {channel, p.kill}
+      )
 
       {:ok, p}
     end
@@ -80,14 +84,18 @@ defmodule Sluice.Program.Start do
          {:ok, channel} <- send_request(conn.sock, request, deadline),
          p = %Program{id: id, channel: channel, kill: kill(spec), origin: :managed},
          {:ok, p, nil} <- await_spawned(p, deadline) do
-      Registry.add(id, %{
-        os_pid: p.os_pid,
-        owner: owner,
-        argv: cmdline(p.os_pid),
-        pipeline: nil,
-        managed: true,
-        cgroup: nil
-      })
+      Registry.add(
+        id,
+        %{
+          os_pid: p.os_pid,
+          owner: owner,
+          argv: cmdline(p.os_pid),
+          pipeline: nil,
+          managed: true,
+          cgroup: nil
+        },
+        {channel, p.kill}
+      )
 
       {:ok, p}
     end

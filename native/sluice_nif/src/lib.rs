@@ -23,6 +23,8 @@ mod atoms {
         select_failed,
         raw,
         canonical,
+        unsupported,
+        rejected,
     }
 }
 

@@ -1,14 +1,64 @@
 //! Terminal ioctls on a pseudo-terminal's master, at the syscall boundary:
-//! `set_window_size/3` (`TIOCSWINSZ`) and `terminal_input/1` (whether the line
-//! discipline is canonical and, if so, which input bytes end or edit a line, read with
-//! `TCGETS`). On Linux both act on the slave's settings through the master, so they see
-//! what the program set, at the time of the call.
+//! `set_window_size/3` (`TIOCSWINSZ`), `set_terminal_modes/2` (RFC 4254 modes, through
+//! `sluice_protocol::modes`, the helper program's table) and `terminal_input/1` (whether
+//! the line discipline is canonical and, if so, which input bytes end or edit a line,
+//! read with `TCGETS`). On Linux they act on the slave's settings through the master, so
+//! they see what the program set, at the time of the call.
 
 use rustler::{Binary, Encoder, Env, NewBinary, NifResult, Term};
+use sluice_protocol::modes;
 
 use crate::atoms;
 use crate::errno;
 use crate::fd_resource::FdRef;
+
+/// `set_terminal_modes(fd, [{opcode, value}])`: applies the modes, in order, over the
+/// terminal's current ones, at once (`TCSANOW`: `TCSADRAIN` would wait for the program
+/// to read its output), then reads them back. `:ok`; `{:error, {:unsupported, opcode,
+/// value}}` for a value Linux has no place for (nothing is set then); `{:error,
+/// {:rejected, opcode, value}}` for a mode the terminal did not take (the others it took
+/// stay set); `{:error, errno}`.
+#[rustler::nif(name = "set_terminal_modes")]
+fn nif_set_terminal_modes<'a>(
+    env: Env<'a>,
+    fd: Term<'a>,
+    wanted: Vec<(u8, u32)>,
+) -> NifResult<Term<'a>> {
+    let fd = FdRef::get(env, fd)?;
+    let st = fd.lock();
+    if st.closing {
+        return Ok(env.error_tuple(atoms::closed()));
+    }
+    // SAFETY: termios is plain data, all zeros is a valid value; tcgetattr fills it from
+    // an fd that is open while the state is locked and not closing.
+    let (r, mut t) = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        (libc::tcgetattr(st.fd, &mut t), t)
+    };
+    if r != 0 {
+        return Ok(errno::error_tuple(env, errno::last()));
+    }
+    if let Err((opcode, value)) = modes::apply_all(&mut t, &wanted) {
+        return Ok(env.error_tuple((atoms::unsupported(), opcode, value)));
+    }
+    // SAFETY: the fd is open (locked, not closing); tcsetattr reads one termios through a
+    // valid pointer and never waits with TCSANOW.
+    if unsafe { libc::tcsetattr(st.fd, libc::TCSANOW, &t) } != 0 {
+        return Ok(errno::error_tuple(env, errno::last()));
+    }
+    // SAFETY: as the first tcgetattr above.
+    let (r, applied) = unsafe {
+        let mut a: libc::termios = std::mem::zeroed();
+        (libc::tcgetattr(st.fd, &mut a), a)
+    };
+    if r != 0 {
+        return Ok(errno::error_tuple(env, errno::last()));
+    }
+    match modes::not_held(&applied, &wanted) {
+        None => Ok(atoms::ok().encode(env)),
+        Some((opcode, value)) => Ok(env.error_tuple((atoms::rejected(), opcode, value))),
+    }
+}
 
 /// `set_window_size(fd, rows, cols)`: the kernel sends SIGWINCH to the terminal's
 /// foreground process group when the size changes.

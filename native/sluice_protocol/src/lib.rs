@@ -6,7 +6,9 @@
 //! * [`request`]: BEAM → helper program (`spawn` and `manage` on the fd socket,
 //!   `signal`/`kill` on a program channel); [`manage`]: the spec of `manage`.
 //! * [`reply`]: helper program → BEAM (`hello` on the port, the rest on a program channel).
-//! * [`pty`]: the `pty` key of a spawn spec (size and RFC 4254 terminal modes).
+//! * [`pty`]: the `pty` key of a spawn spec (size and RFC 4254 terminal modes);
+//!   [`modes`]: what each mode's opcode changes in a termios, for the helper program
+//!   (a new terminal) and the NIF (a running program's terminal), syscalls left to them.
 //! * [`redirect`]: files and `/dev/null` for stdin, stdout and stderr; [`control`]: the
 //!   credentials, priority and limits a program runs with.
 //! * [`usage`]: the details of an exit (every status of a pipeline, the usage).
@@ -21,6 +23,7 @@ pub mod control;
 pub mod etf;
 pub mod framing;
 pub mod manage;
+pub mod modes;
 pub mod pipeline;
 pub mod pty;
 pub mod redirect;

@@ -93,19 +93,22 @@ defmodule Sluice.Holder.Process.Server do
   end
 
   @impl true
-  def handle_call(:os_pid, _from, s), do: reply(Program.os_pid(s.program), s)
-  def handle_call(:info, _from, s), do: reply(s.info, s)
+  def handle_call(request, from, s), do: Holder.guard(s, fn -> on_call(request, from, s) end)
+
+  defp on_call(:os_pid, _from, s), do: reply(Program.os_pid(s.program), s)
+  defp on_call(:info, _from, s), do: reply(s.info, s)
+  defp on_call(:kill_grace, _from, s), do: reply(Program.kill_grace(s.program), s)
 
   # An adopted process has no pipes.
-  def handle_call(request, _from, %{origin: :managed} = s)
-      when (is_tuple(request) and elem(request, 0) in [:read, :write]) or
-             request == :close_stdin,
-      do: reply({:error, :not_piped}, s)
+  defp on_call(request, _from, %{origin: :managed} = s)
+       when (is_tuple(request) and elem(request, 0) in [:read, :write, :close_output]) or
+              request == :close_stdin,
+       do: reply({:error, :not_piped}, s)
 
-  def handle_call({:read, _source, _max, _timeout}, _from, %{output: {:active, _}} = s),
+  defp on_call({:read, _source, _max, _timeout}, _from, %{output: {:active, _}} = s),
     do: reply({:error, :active}, s)
 
-  def handle_call({:read, source, max, timeout}, from, s) do
+  defp on_call({:read, source, max, timeout}, from, s) do
     cond do
       source != :any and not Program.piped?(s.program, source) ->
         # stdout went to a file, /dev/null or the console; stderr was not consumed.
@@ -135,7 +138,7 @@ defmodule Sluice.Holder.Process.Server do
     end
   end
 
-  def handle_call({:write, data, timeout}, from, s) do
+  defp on_call({:write, data, timeout}, from, s) do
     case Framing.encode(s.framing, data) do
       {:ok, frame} -> write(IO.iodata_to_binary(frame), timeout, from, s)
       # The caller raises it as an ArgumentError (Sluice.Process.write/3).
@@ -144,7 +147,7 @@ defmodule Sluice.Holder.Process.Server do
   end
 
   # A terminal without an end of input says so, and stays open for in-band input.
-  def handle_call(:close_stdin, _from, s) do
+  defp on_call(:close_stdin, _from, s) do
     case Fds.end_input(s.program) do
       {:ok, program} ->
         requests = Requests.fail_writes(s.requests, {:error, :closed})
@@ -155,20 +158,28 @@ defmodule Sluice.Holder.Process.Server do
     end
   end
 
+  # Reads waiting for that output now find its end; active mode sends no more of it.
+  defp on_call({:close_output, source}, _from, s) do
+    case Output.close_output(s.program, source) do
+      {:ok, program} -> reply(:ok, serve(%{s | program: program}))
+      {:error, reason} -> reply({:error, reason}, s)
+    end
+  end
+
   # Only a program Sluice started has usage to tell (an adopted process's is its parent's).
-  def handle_call({:stats, _timeout}, _from, %{origin: :managed} = s),
+  defp on_call({:stats, _timeout}, _from, %{origin: :managed} = s),
     do: reply({:error, :managed}, s)
 
   # The server waits for the helper program's answer and serves nobody meanwhile: never
   # longer than @signal_timeout, whatever the caller's timeout.
-  def handle_call({:stats, timeout}, from, s) do
+  defp on_call({:stats, timeout}, from, s) do
     {answer, program} = Program.stats(s.program, Deadline.at(min(timeout, @signal_timeout)))
     GenServer.reply(from, answer)
     control(%{s | program: program})
   end
 
   # The helper program answers a signal to an adopted process: :esrch once it exited.
-  def handle_call({:signal, signum}, from, %{origin: :managed} = s) do
+  defp on_call({:signal, signum}, from, %{origin: :managed} = s) do
     case Program.status(s.program) do
       :running ->
         {answer, program} = Program.signal(s.program, signum, Deadline.at(@signal_timeout))
@@ -183,17 +194,20 @@ defmodule Sluice.Holder.Process.Server do
     end
   end
 
-  def handle_call({:set_window_size, rows, cols}, _from, s),
+  defp on_call({:set_window_size, rows, cols}, _from, s),
     do: reply(Fds.set_window_size(s.program, rows, cols), s)
 
-  def handle_call({:signal, signum}, _from, s) do
+  defp on_call({:set_terminal_modes, modes}, _from, s),
+    do: reply(Fds.set_terminal_modes(s.program, modes), s)
+
+  defp on_call({:signal, signum}, _from, s) do
     answer =
       if Program.running?(s.program), do: elem(Program.signal(s.program, signum, 0), 0), else: :ok
 
     reply(answer, s)
   end
 
-  def handle_call({:stop, grace}, from, s) do
+  defp on_call({:stop, grace}, from, s) do
     case Program.status(s.program) do
       {:exited, status} ->
         {:stop, :normal, {:ok, status}, s}
@@ -212,7 +226,7 @@ defmodule Sluice.Holder.Process.Server do
     end
   end
 
-  def handle_call({:await_exit, timeout}, from, s) do
+  defp on_call({:await_exit, timeout}, from, s) do
     case Program.status(s.program) do
       {:exited, status} ->
         reply({:ok, status}, %{s | exit_report: :delivered})
@@ -223,34 +237,58 @@ defmodule Sluice.Holder.Process.Server do
     end
   end
 
-  def handle_call({:set_active, mode}, _from, s) do
+  defp on_call({:set_active, mode}, _from, s) do
     reply(:ok, serve(relay(%{s | output: Active.set(s.output, mode)})))
   end
 
-  def handle_call({:controlling_process, pid}, {caller, _}, s) do
+  defp on_call({:controlling_process, pid}, {caller, _}, s) do
     if caller == s.controller,
       do: reply(:ok, relay(%{s | controller: pid})),
       else: reply({:error, :not_owner}, s)
   end
 
   @impl true
-  def handle_continue(:maybe_end, s), do: maybe_end(s)
+  def handle_continue(continue, s), do: Holder.guard(s, fn -> on_continue(continue, s) end)
+
+  defp on_continue(:maybe_end, s), do: maybe_end(s)
 
   @impl true
-  def handle_info({:sluice_timeout, _tag, :stop}, s) do
+  def handle_info(msg, s), do: Holder.guard(s, fn -> on_info(msg, s) end)
+
+  defp on_info({:sluice_timeout, _tag, :stop}, s) do
     error = Errors.exit_not_reported()
     Enum.each(s.requests.stop_waiters, &Requests.reply(&1, {:error, error}))
     {:stop, :normal, s}
   end
 
-  def handle_info({:sluice_timeout, tag, kind}, s),
+  defp on_info({:sluice_timeout, tag, kind}, s),
     do: noreply(%{s | requests: Requests.expire(s.requests, tag, kind)})
 
   # The program's readiness and news, the owner's death: Sluice.Holder, with this policy.
-  def handle_info(msg, s), do: __MODULE__ |> Holder.handle_info(msg, s) |> continue()
+  defp on_info(msg, s), do: __MODULE__ |> Holder.handle_info(msg, s) |> continue()
 
   @impl true
   def terminate(_reason, s), do: Holder.terminate(s, :close)
+
+  # OTP calls format_status/1 from 25.0; Elixir's GenServer declares it as a callback
+  # only from 1.17 on (before, `@impl` on it would warn; after, its absence would).
+  if {:format_status, 1} in GenServer.behaviour_info(:callbacks), do: @impl(true)
+  @doc false
+  # Crash reports and :sys.get_status/1 show no fds, no buffered output, no write's data.
+  @spec format_status(map) :: map
+  def format_status(status), do: Holder.format_status(status, &status_summary/1)
+
+  defp status_summary(%__MODULE__{} = s) do
+    Map.merge(Holder.summary(s), %{
+      origin: s.origin,
+      controller: s.controller,
+      output: s.output,
+      decoding: s.decoding,
+      exit_report: s.exit_report,
+      reads: length(s.requests.reads),
+      writes: :queue.len(s.requests.writes)
+    })
+  end
 
   ## The holder's policy (Sluice.Holder)
 

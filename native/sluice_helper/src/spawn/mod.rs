@@ -1,5 +1,5 @@
 //! Starting one program or a kernel pipeline of them ([`pipeline`]): the command ([`command`]), its stdio ([`stdio`], with a
-//! pseudo-terminal from [`pty`] whose modes [`modes`] maps), its cgroup, and
+//! pseudo-terminal from [`pty`], whose modes `sluice_protocol::modes` maps), its cgroup, and
 //! the child between clone and exec ([`child`]), with the precise report (stage + errno)
 //! of a failure before exec.
 
@@ -7,7 +7,6 @@ mod child;
 mod clone;
 mod command;
 mod credentials;
-mod modes;
 mod pipeline;
 mod pty;
 mod redirect;

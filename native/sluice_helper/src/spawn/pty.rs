@@ -14,9 +14,8 @@ use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
 use nix::sys::stat::{fchmod, Mode};
 use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
 use nix::unistd::{fchown, Gid, Group, Uid};
-use sluice_protocol::{PtySpec, Stage};
+use sluice_protocol::{modes, PtySpec, Stage};
 
-use super::modes;
 use super::SpawnFailure;
 use crate::sys;
 
@@ -113,15 +112,13 @@ fn set_modes(slave: BorrowedFd<'_>, wanted: &[(u8, u32)]) -> Result<(), SpawnFai
     }
     let current = tcgetattr(slave).map_err(|e| failure(e, "cannot read the terminal modes"))?;
     let mut raw: libc::termios = current.into();
-    for &(opcode, value) in wanted {
-        modes::apply(&mut raw, opcode, value).map_err(|m| {
-            let what = format!(
-                "terminal mode {} = {value} is not supported",
-                modes::name(m.0)
-            );
-            failure(Errno::EINVAL, &what)
-        })?;
-    }
+    modes::apply_all(&mut raw, wanted).map_err(|(opcode, value)| {
+        let what = format!(
+            "terminal mode {} = {value} is not supported",
+            modes::name(opcode)
+        );
+        failure(Errno::EINVAL, &what)
+    })?;
     let rejected = |e| {
         let names: Vec<String> = wanted.iter().map(|m| modes::name(m.0)).collect();
         failure(
@@ -131,18 +128,16 @@ fn set_modes(slave: BorrowedFd<'_>, wanted: &[(u8, u32)]) -> Result<(), SpawnFai
     };
     tcsetattr(slave, SetArg::TCSANOW, &Termios::from(raw)).map_err(rejected)?;
     let applied: libc::termios = tcgetattr(slave).map_err(rejected)?.into();
-    // Only the last value given for an opcode counts.
-    for (i, &(opcode, value)) in wanted.iter().enumerate() {
-        let last = !wanted[i + 1..].iter().any(|m| m.0 == opcode);
-        if last && !modes::holds(&applied, opcode, value) {
+    match modes::not_held(&applied, wanted) {
+        None => Ok(()),
+        Some((opcode, value)) => {
             let what = format!(
                 "the terminal rejected mode {} = {value}",
                 modes::name(opcode)
             );
-            return Err(failure(Errno::EINVAL, &what));
+            Err(failure(Errno::EINVAL, &what))
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

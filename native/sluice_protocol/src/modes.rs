@@ -1,6 +1,9 @@
 //! RFC 4254 (section 8) terminal modes → Linux termios: the one table of what each
 //! opcode changes. The BEAM maps mode names to opcodes (`Sluice.Pty`); this maps opcodes
-//! to a control character, a flag bit or a speed.
+//! to a control character, a flag bit or a speed. Pure: the helper program (the modes of
+//! a new terminal, `spawn/pty.rs`) and the NIF (a running program's, `terminal.rs`) read
+//! and write the termios themselves, and both check it with [`apply_all`] and
+//! [`not_held`].
 //!
 //! Every opcode of the RFC is accepted. Three have no Linux equivalent and are accepted
 //! but change nothing: VDSUSP (11), VFLUSH (15) and VSTATUS (17). IUTF8 (42) is the
@@ -185,6 +188,24 @@ pub fn apply(t: &mut termios, opcode: u8, value: u32) -> Result<(), BadMode> {
     Ok(())
 }
 
+/// Applies every `(opcode, value)` to `t`, in order: the first one that cannot be is the
+/// error (nothing is set on a terminal yet).
+pub fn apply_all(t: &mut termios, wanted: &[(u8, u32)]) -> Result<(), (u8, u32)> {
+    wanted
+        .iter()
+        .try_for_each(|&(opcode, value)| apply(t, opcode, value).map_err(|_| (opcode, value)))
+}
+
+/// The first mode of `wanted` that `actual` (read back after setting them) does not hold,
+/// counting only the last value given for each opcode: the terminal refused it (a
+/// `tcsetattr` succeeds when any change took).
+pub fn not_held(actual: &termios, wanted: &[(u8, u32)]) -> Option<(u8, u32)> {
+    wanted.iter().enumerate().find_map(|(i, &(opcode, value))| {
+        let last = !wanted[i + 1..].iter().any(|m| m.0 == opcode);
+        (last && !holds(actual, opcode, value)).then_some((opcode, value))
+    })
+}
+
 /// Whether `actual` (read back from the terminal) holds what `(opcode, value)` asked for.
 pub fn holds(actual: &termios, opcode: u8, value: u32) -> bool {
     let mut wanted = *actual;
@@ -251,6 +272,16 @@ mod tests {
         assert!(holds(&t, 129, 9600) && !holds(&t, 129, 38_400));
         apply(&mut t, 11, 1).unwrap();
         assert!(holds(&t, 11, 1));
+    }
+
+    #[test]
+    fn applies_in_order_and_checks_the_last_value_of_each() {
+        let mut t = zero();
+        apply_all(&mut t, &[(53, 1), (1, 3), (53, 0)]).unwrap();
+        assert_eq!(t.c_lflag & libc::ECHO, 0);
+        assert_eq!(not_held(&t, &[(53, 1), (1, 3), (53, 0)]), None);
+        assert_eq!(not_held(&t, &[(53, 0), (1, 4)]), Some((1, 4)));
+        assert_eq!(apply_all(&mut t, &[(53, 1), (1, 256)]), Err((1, 256)));
     }
 
     #[test]
