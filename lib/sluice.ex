@@ -30,6 +30,10 @@ defmodule Sluice do
   """
   @type command :: [String.t()] | Sluice.Pipeline.t()
 
+  # A command written as one string (`"echo hi"`, `'echo hi'`): a mistake whose message
+  # shows the argv to write (Sluice.Options.Command.one_string!/3).
+  defguardp is_string(argv) when is_binary(argv) or (is_list(argv) and is_integer(hd(argv)))
+
   @doc """
   Runs `argv` (or a `pipeline/1`) to completion and collects its output.
 
@@ -102,7 +106,9 @@ defmodule Sluice do
       iex> {:error, %Sluice.Error{reason: :timeout}} = Sluice.run(["sleep", "10"], timeout: 100)
   """
   @spec run(command, keyword) :: {:ok, Result.t()} | {:error, Error.t()}
-  def run(argv, opts \\ []), do: Sluice.Caller.Run.run(argv, opts)
+  def run(argv, opts \\ [])
+  def run(argv, opts) when is_string(argv), do: Command.one_string!(argv, opts, "Sluice.run")
+  def run(argv, opts), do: Sluice.Caller.Run.run(argv, opts)
 
   @doc """
   Like `run/2`, but returns the result, or raises: `Sluice.ExitError` when the status is
@@ -115,7 +121,10 @@ defmodule Sluice do
       1
   """
   @spec run!(command, keyword) :: Result.t()
-  def run!(argv, opts \\ []) do
+  def run!(argv, opts \\ [])
+  def run!(argv, opts) when is_string(argv), do: Command.one_string!(argv, opts, "Sluice.run!")
+
+  def run!(argv, opts) do
     case run(argv, opts) do
       {:ok, %Result{status: status} = result} ->
         checked = Options.validate!(opts, :run, "Sluice.run!/2")
@@ -189,7 +198,12 @@ defmodule Sluice do
       "1000\\n"
   """
   @spec stream!(command, keyword) :: Enumerable.t()
-  def stream!(argv, opts \\ []), do: build_stream(argv, opts, :raise, "Sluice.stream!/2")
+  def stream!(argv, opts \\ [])
+
+  def stream!(argv, opts) when is_string(argv),
+    do: Command.one_string!(argv, opts, "Sluice.stream!")
+
+  def stream!(argv, opts), do: build_stream(argv, opts, :raise, "Sluice.stream!/2")
 
   @doc """
   Like `stream!/2`, but ends with an `{:exit, status}` element and never raises on an exit
@@ -199,7 +213,12 @@ defmodule Sluice do
       ["hi\\n", {:exit, 2}]
   """
   @spec stream(command, keyword) :: Enumerable.t()
-  def stream(argv, opts \\ []), do: build_stream(argv, opts, :exit_element, "Sluice.stream/2")
+  def stream(argv, opts \\ [])
+
+  def stream(argv, opts) when is_string(argv),
+    do: Command.one_string!(argv, opts, "Sluice.stream")
+
+  def stream(argv, opts), do: build_stream(argv, opts, :exit_element, "Sluice.stream/2")
 
   @doc """
   Every program of this node that runs (or whose end its holder has not seen yet), oldest
