@@ -55,7 +55,8 @@ defmodule Sluice.Options.Command do
   @spec one_string!(String.t() | charlist, term, String.t() | nil) :: no_return
   def one_string!(argv, rest, call) do
     line = text(argv)
-    if String.trim(line) == "", do: Check.argv!(argv)
+    # Not a command at all (blank, not text): the usual message.
+    _ = if String.trim(line) == "", do: Check.argv!(argv)
 
     args = if is_list(rest) and rest != [] and Enum.all?(rest, &is_binary/1), do: rest
     show = fn argv -> if call, do: "#{call}(#{inspect(argv)})", else: inspect(argv) end
