@@ -30,6 +30,10 @@ defmodule Sluice do
   """
   @type command :: [String.t()] | Sluice.Pipeline.t()
 
+  # A command written as one string (`"echo hi"`, `'echo hi'`): a mistake whose message
+  # shows the argv to write (Sluice.Options.Command.one_string!/3).
+  defguardp is_string(argv) when is_binary(argv) or (is_list(argv) and is_integer(hd(argv)))
+
   @doc """
   Runs `argv` (or a `pipeline/1`) to completion and collects its output.
 
@@ -77,6 +81,15 @@ defmodule Sluice do
     * `:max_output` - bytes of stdout + stderr to accept (default `:infinity`). Nothing
       is read past the first byte over it: the program is stopped, and the partial
       result holds the first `max_output + 1` bytes (stdout and stderr together).
+    * `:into` - a `Collectable` that gets stdout chunk by chunk as it is read, in the
+      calling process (a slow collectable slows the program: back-pressure); then
+      `result.stdout` is its final value (its `:done`): a list of chunks for `[]`, the
+      stream for `IO.stream()` or `File.stream!/1`, and so on; `nil` (default) and `""`
+      collect a binary. On a failure (`:timeout`, `:max_output`, ...) the collectable is
+      halted (its `:halt`) and the partial result's `stdout` is `nil`. `into:
+      IO.stream()` (`IO.binstream()` for bytes that are not UTF-8) writes the output to
+      the caller's group leader as it comes, which is the VM's stdout in a script, a Mix
+      task or IEx (`stdout: :console` is the VM's stderr, written by the program itself).
     * `:pty` - run on a pseudo-terminal (`Sluice.Pty`): the output is the terminal's
       (stderr included unless `:stderr` is given), and the end of `:input` (or its absence)
       is the terminal's EOF character.
@@ -105,7 +118,71 @@ defmodule Sluice do
       iex> {:error, %Sluice.Error{reason: :timeout}} = Sluice.run(["sleep", "10"], timeout: 100)
   """
   @spec run(command, keyword) :: {:ok, Result.t()} | {:error, Error.t()}
-  def run(argv, opts \\ []), do: Sluice.Caller.Run.run(argv, opts)
+  def run(argv, opts \\ [])
+  def run(argv, opts) when is_string(argv), do: Command.one_string!(argv, opts, "Sluice.run")
+  def run(argv, opts), do: Sluice.Caller.Run.run(argv, opts)
+
+  @doc ~S"""
+  `System.cmd/3` with Sluice underneath: runs `command` with `args` and returns
+  `{collectable, exit_status}` as `System.cmd/3` does for the same arguments, and the
+  program cannot outlive the caller (it is stopped when the caller exits or is killed, or
+  when the VM ends, as every program of Sluice).
+
+      iex> Sluice.cmd("echo", ["hello"])
+      {"hello\n", 0}
+
+      iex> Sluice.cmd("sh", ["-c", "echo a; echo b; exit 3"], into: [], lines: 1024)
+      {["a", "b"], 3}
+
+  As `System.cmd/3`:
+
+    * `command` is an absolute path, or looked up with `System.find_executable/1` in the
+      VM's `PATH` (a relative path with a slash too); when it is not found,
+      `ErlangError` `:enoent` is raised. It is `argv[0]` (the path found) unless `:arg0`.
+    * The exit status is an integer: a program killed by a signal is 128 + the signal's
+      number. A program that cannot be executed raises `ErlangError` with the errno
+      (`:eacces`, `:enoent`, ...).
+    * stderr goes to the VM's stderr, unless `stderr_to_stdout: true`.
+
+  ## Options
+
+  `System.cmd/3`'s:
+
+    * `:into` - the `Collectable` the output goes into, chunk by chunk as it is read
+      (default `""`). `IO.stream()` (or `IO.binstream()` for bytes that are not UTF-8)
+      writes it to the caller's group leader as it comes: in a script, a Mix task or
+      IEx, the VM's stdout.
+    * `:lines` - a positive integer (System.cmd's buffer size; Elixir 1.15+, given here
+      on every version): the collectable gets each line without its `"\n"`, whole
+      whatever its length, the last one at EOF even without a newline.
+    * `:cd`, `:env` (a value `nil` unsets the variable), `:arg0`, `:stderr_to_stdout`.
+    * `:use_stdio` - `false`: the program's stdout and stderr are the VM's console (its
+      stderr, as `stdout: :console`), its stdin `/dev/null`, and the collectable gets
+      nothing. Unlike a Port's `:nouse_stdio` the program has neither the VM's stdin and
+      stdout nor fds 3 and 4; `stderr_to_stdout: true` is refused with it, as
+      `System.cmd/3` refuses it.
+    * `:parallelism` - a boolean, accepted and without effect: it tunes the scheduling
+      of a Port's tasks, and there is no Port here.
+
+  Sluice's, as for `run/2`: `:timeout`, `:idle_timeout`, `:max_output`, `:input` and
+  `:input_in`, `:clear_env`, `:inherit_env`, `:kill_signal`, `:kill_grace`,
+  `:kill_command`, `:user`, `:group`, `:nice`, `:rlimits`, `:umask`, `:pipe_size`,
+  `:pty`. Refused, with a message saying what to use: `:stderr`, `:stdout`, `:stdin`,
+  `:success_exit_codes`, `:pipefail` and `:node` (use `run/2`).
+
+  ## Differences
+
+    * stdin: without `:input` the program's stdin is at EOF at once (`System.cmd/3`
+      leaves it an open pipe, so a program that reads it waits for ever).
+    * A failure of Sluice raises `Sluice.Error`: `:timeout`, `:idle_timeout` and
+      `:max_output` (the program stopped, a collectable given as `:into` halted), a
+      `:cd` that does not exist (`System.cmd/3` lets the Port print `Could not cd` and
+      returns status 2), `:helper_down`.
+    * Mistakes raise `ArgumentError` naming the option (an unknown option suggests the
+      nearest known one), an invalid `:into` included.
+  """
+  @spec cmd(String.t(), [String.t()], keyword) :: {Collectable.t(), non_neg_integer}
+  def cmd(command, args, opts \\ []), do: Sluice.Caller.Cmd.cmd(command, args, opts)
 
   @doc """
   Like `run/2`, but returns the result, or raises: `Sluice.ExitError` when the status is
@@ -118,7 +195,10 @@ defmodule Sluice do
       1
   """
   @spec run!(command, keyword) :: Result.t()
-  def run!(argv, opts \\ []) do
+  def run!(argv, opts \\ [])
+  def run!(argv, opts) when is_string(argv), do: Command.one_string!(argv, opts, "Sluice.run!")
+
+  def run!(argv, opts) do
     case run(argv, opts) do
       {:ok, %Result{status: status} = result} ->
         checked = Options.validate!(opts, :run, "Sluice.run!/2")
@@ -141,7 +221,8 @@ defmodule Sluice do
 
   Elements are stdout chunks (binaries), or `{:stdout | :stderr, binary}` with
   `stderr: :consume`. When the exit status is not in `:success_exit_codes`, it raises
-  `Sluice.ExitError` after the last element.
+  `Sluice.ExitError` after the last element. A stream needs no `:into`: `Enum.into/2` or
+  `Stream.into/2` puts it into any collectable (`IO.stream()` for the VM's stdout).
 
   Halting early (`Enum.take/2`, `Enum.find/2`, an exception in the consumer) stops the
   program's process group and the input writer and raises nothing of its own.
@@ -193,7 +274,12 @@ defmodule Sluice do
       "1000\\n"
   """
   @spec stream!(command, keyword) :: Enumerable.t()
-  def stream!(argv, opts \\ []), do: build_stream(argv, opts, :raise, "Sluice.stream!/2")
+  def stream!(argv, opts \\ [])
+
+  def stream!(argv, opts) when is_string(argv),
+    do: Command.one_string!(argv, opts, "Sluice.stream!")
+
+  def stream!(argv, opts), do: build_stream(argv, opts, :raise, "Sluice.stream!/2")
 
   @doc """
   Like `stream!/2`, but ends with an `{:exit, status}` element and never raises on an exit
@@ -203,7 +289,12 @@ defmodule Sluice do
       ["hi\\n", {:exit, 2}]
   """
   @spec stream(command, keyword) :: Enumerable.t()
-  def stream(argv, opts \\ []), do: build_stream(argv, opts, :exit_element, "Sluice.stream/2")
+  def stream(argv, opts \\ [])
+
+  def stream(argv, opts) when is_string(argv),
+    do: Command.one_string!(argv, opts, "Sluice.stream")
+
+  def stream(argv, opts), do: build_stream(argv, opts, :exit_element, "Sluice.stream/2")
 
   @doc """
   Every program of this node that runs (or whose end its holder has not seen yet), oldest

@@ -53,8 +53,13 @@ erlang_message(#{kind := Kind, option := Option, value := Value, expected := Exp
                     [Option, Expected, Value, 10]);
             unknown ->
                 Known = lists:join(", ", [atom_to_binary(Key) || Key <- Expected]),
-                io_lib:format("unknown option ~ts for ~ts; known options: ~ts",
-                    [Option, Who, Known]);
+                Hint =
+                    case 'Elixir.Sluice.OptionError':suggestion(Option, Expected) of
+                        nil -> "";
+                        Near -> io_lib:format(" did you mean ~ts?", [Near])
+                    end,
+                io_lib:format("unknown option ~ts for ~ts;~ts known options: ~ts",
+                    [Option, Who, Hint, Known]);
             duplicate ->
                 io_lib:format("option ~ts given more than once to ~ts", [Option, Who]);
             refused ->
@@ -79,10 +84,33 @@ erlang_message(#{kind := Kind, option := Option, value := Value, expected := Exp
 argv(#{'__struct__' := 'Elixir.Sluice.Pipeline'} = Pipeline) ->
     Pipeline;
 argv(Argv) when is_list(Argv), Argv =/= [] ->
+    % One string ("echo hi"): argv is a list of them, one per argument.
+    io_lib:printable_unicode_list(Argv) andalso badarg(argv, one_string(Argv)),
     Args = proper_list(argv, Argv, <<"argv must be a non-empty proper list of strings or binaries">>),
     [chars(argv, Arg) || Arg <- Args];
 argv(_Argv) ->
     badarg(argv, <<"argv must be a non-empty list of strings or binaries">>).
+
+% The message of an argv written as one string: the argv to write instead.
+one_string(Line) ->
+    Words = string:lexemes(Line, " \t\n"),
+    Shell = lists:any(fun(C) -> lists:member(C, "|&;<>()$`\\\"'*?[#\n") end, Line),
+    Text =
+        case {Words, Shell} of
+            {[], _} ->
+                "argv is a list of strings, one per argument, not one string";
+            {_, true} ->
+                io_lib:format(
+                    "argv is a list of strings, one per argument, not one string (no shell "
+                    "splits it); for a shell command line, run a shell: [\"sh\", \"-c\", ~0tp]",
+                    [Line]);
+            {_, false} ->
+                io_lib:format(
+                    "argv is a list of strings, one per argument, not one string (no shell "
+                    "splits it): ~ts",
+                    [["[", lists:join(", ", [io_lib:format("~0tp", [W]) || W <- Words]), "]"]])
+        end,
+    unicode:characters_to_binary(Text).
 
 chars(_What, Chars) when is_binary(Chars) ->
     Chars;

@@ -11,7 +11,7 @@ defmodule Sluice.ExitError do
 
       iex> pipeline = Sluice.pipeline([["sh", "-c", "exit 1"], ["cat"]])
       iex> Exception.message(Sluice.ExitError.new(pipeline, 0, nil, statuses: [1, 0], stage: 1))
-      "sh -c exit 1 | cat failed: stage 1 (sh -c exit 1) exited with status 1; statuses [1, 0]"
+      ~s{sh -c "exit 1" | cat failed: stage 1 (sh -c "exit 1") exited with status 1; statuses [1, 0]}
   """
   defexception [:argv, :status, :stderr_tail, :result, :statuses, :stage]
 
@@ -101,14 +101,15 @@ defmodule Sluice.ExitError do
               i >= 1 and i <= length(stages) do
     {argv, _} = Enum.at(stages, i - 1)
 
-    "#{Sluice.Pipeline.describe(pipeline)} failed: stage #{i} (#{Enum.join(argv, " ")}) " <>
+    "#{Sluice.Pipeline.describe(pipeline)} failed: stage #{i} (#{Sluice.Pipeline.command_line(argv)}) " <>
       "#{describe(Enum.at(statuses, i - 1))}; statuses #{inspect(statuses)}"
   end
 
   defp failure(%Sluice.Pipeline{} = pipeline, status, _error),
     do: "#{Sluice.Pipeline.describe(pipeline)} #{describe(status)}"
 
-  defp failure(argv, status, _error), do: "#{Enum.join(argv, " ")} #{describe(status)}"
+  defp failure(argv, status, _error),
+    do: "#{Sluice.Pipeline.command_line(argv)} #{describe(status)}"
 
   defp describe({:signal, sig}), do: "was killed by #{sig}"
   defp describe(code), do: "exited with status #{code}"

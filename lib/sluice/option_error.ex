@@ -50,10 +50,16 @@ defmodule Sluice.OptionError do
   def message(%{kind: :invalid, option: option, expected: expected, value: value}),
     do: "invalid value for option #{inspect(option)}: expected #{expected}, got: #{show(value)}"
 
-  def message(%{kind: :unknown, option: option, who: who, expected: known}),
-    do:
-      "unknown option #{inspect(option)} for #{who}; known options: " <>
-        Enum.map_join(known, ", ", &inspect/1)
+  def message(%{kind: :unknown, option: option, who: who, expected: known}) do
+    hint =
+      case suggestion(option, known) do
+        nil -> ""
+        near -> " did you mean #{inspect(near)}?"
+      end
+
+    "unknown option #{inspect(option)} for #{who};#{hint} known options: " <>
+      Enum.map_join(known, ", ", &inspect/1)
+  end
 
   def message(%{kind: :duplicate, option: option, who: who}),
     do: "option #{inspect(option)} given more than once to #{who}"
@@ -75,6 +81,32 @@ defmodule Sluice.OptionError do
       "invalid value for config :sluice, #{inspect(key)}: expected #{expected}, got: #{show(value)}"
 
   defp show(value), do: inspect(value, limit: 10, printable_limit: 100)
+
+  # As Elixir's own "did you mean" (UndefinedFunctionError): the nearest name by Jaro
+  # distance, if it is near enough.
+  @threshold 0.77
+
+  @doc """
+  The known option nearest to an unknown one, by `String.jaro_distance/2` as Elixir's
+  own suggestions, or `nil` when none is near enough.
+
+      iex> Sluice.OptionError.suggestion(:timout, [:cd, :timeout, :idle_timeout])
+      :timeout
+      iex> Sluice.OptionError.suggestion(:bogus, [:cd, :timeout])
+      nil
+  """
+  @spec suggestion(term, [atom]) :: atom | nil
+  def suggestion(option, known) when is_atom(option) and is_list(known) do
+    name = Atom.to_string(option)
+
+    known
+    |> Enum.map(&{String.jaro_distance(name, Atom.to_string(&1)), &1})
+    |> Enum.filter(fn {distance, _} -> distance >= @threshold end)
+    |> Enum.max_by(&elem(&1, 0), fn -> {nil, nil} end)
+    |> elem(1)
+  end
+
+  def suggestion(_option, _known), do: nil
 
   @doc """
   Raises the mistake described by `fields` (those of `t:t/0`) as an `ArgumentError` with

@@ -36,6 +36,7 @@ defmodule Sluice.Options do
   | `:timeout` | `:infinity` | run |
   | `:idle_timeout` | `:infinity`: ms without any output before the program is stopped | run, stream |
   | `:max_output` | `:infinity` | run |
+  | `:into` | `nil`: stdout into `result.stdout` as a binary; any `Collectable` (`[]`, `IO.stream()`, `File.stream!/1`) gets it chunk by chunk, and `result.stdout` is its final value | run |
   | `:success_exit_codes` | `[0]` | run, stream |
   | `:chunk_size` | `65_536` | stream |
   | `:exit_timeout` | `:infinity` | stream |
@@ -111,6 +112,7 @@ defmodule Sluice.Options do
     timeout: {:infinity, [:run]},
     idle_timeout: {:infinity, [:run, :stream]},
     max_output: {:infinity, [:run]},
+    into: {nil, [:run]},
     success_exit_codes: {[0], [:run, :stream]},
     pipefail: {true, [:run, :stream]},
     chunk_size: {65_536, [:stream]},
@@ -176,6 +178,7 @@ defmodule Sluice.Options do
           timeout: timeout,
           idle_timeout: timeout,
           max_output: pos_integer | :infinity,
+          into: Collectable.t() | nil,
           success_exit_codes: [0..255],
           pipefail: boolean,
           chunk_size: pos_integer,
@@ -201,7 +204,7 @@ defmodule Sluice.Options do
       :capture
 
       iex> Sluice.Options.validate!([lines: true], :run, "Sluice.run/2")
-      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :inherit_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :node, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command, :input, :input_in, :timeout, :idle_timeout, :max_output, :success_exit_codes, :pipefail
+      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :inherit_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :node, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command, :input, :input_in, :timeout, :idle_timeout, :max_output, :into, :success_exit_codes, :pipefail
   """
   @spec validate!(term, entry, String.t()) :: t
   # No options: the precomputed defaults, allocating nothing (a spawn's set-up garbage

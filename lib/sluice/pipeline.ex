@@ -88,7 +88,29 @@ defmodule Sluice.Pipeline do
   @doc "The pipeline as a shell would show it, for messages: `a | b | c`."
   @spec describe(t) :: String.t()
   def describe(%__MODULE__{stages: stages}),
-    do: Enum.map_join(stages, " | ", fn {argv, _} -> Enum.join(argv, " ") end)
+    do: Enum.map_join(stages, " | ", fn {argv, _} -> command_line(argv) end)
+
+  @doc """
+  An argv as a shell command line that runs it, for messages: each argument that needs
+  it quoted (in double quotes when that is enough, else in single quotes).
+
+      iex> Sluice.Pipeline.command_line(["sh", "-c", "echo a; exit 3"])
+      ~s(sh -c "echo a; exit 3")
+      iex> Sluice.Pipeline.command_line(["printf", "%s$x", "it's", ""])
+      ~s(printf '%s$x' "it's" "")
+  """
+  @spec command_line([String.t()]) :: String.t()
+  def command_line(argv), do: Enum.map_join(argv, " ", &shell_word/1)
+
+  defp shell_word(""), do: ~s("")
+
+  defp shell_word(arg) do
+    cond do
+      arg =~ ~r{\A[A-Za-z0-9_@%+=:,./^-]+\z} -> arg
+      not String.contains?(arg, ["\"", "$", "`", "\\", "!"]) -> ~s("#{arg}")
+      true -> "'" <> String.replace(arg, "'", ~S('\'')) <> "'"
+    end
+  end
 
   @doc false
   # The stage (1-based) whose status makes an exit a failure, or nil for a success: with

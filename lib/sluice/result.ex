@@ -4,7 +4,9 @@ defmodule Sluice.Result do
   everything the program wrote to `stdout` and `stderr`, and its `os_pid`.
 
   `stderr` is `nil` unless it was captured (`stderr: :capture`, the default of `Sluice.run/2`);
-  `stdout` is `nil` when it was not piped (`stdout: :null`, `:console` or a file).
+  `stdout` is `nil` when it was not piped (`stdout: :null`, `:console` or a file). With
+  `into:` a collectable, `stdout` is the collectable's final value (`nil` in the partial
+  result of a failure, the collectable halted).
 
   * `core_dumped` - `true` when the program was killed by a signal and dumped a core.
   * `statuses` - for a `Sluice.pipeline/1`, every stage's status in order (like a shell's
@@ -29,7 +31,7 @@ defmodule Sluice.Result do
           status: Sluice.Process.status() | nil,
           statuses: [Sluice.Process.status()] | nil,
           os_pid: pos_integer | nil,
-          stdout: binary | nil,
+          stdout: binary | Collectable.t() | nil,
           stderr: binary | nil,
           core_dumped: boolean,
           usage: usage | nil

@@ -62,7 +62,9 @@ defmodule Sluice.Worker do
   alias Sluice.{Holder, Options, Program}
   alias Sluice.Holder.{Policy, Remote}
   alias Sluice.Options.Command
-  alias Sluice.Program.{Deadline, Fds, Framing, Output}
+  alias Sluice.Program.{Deadline, Errors, Fds, Framing, Output}
+
+  require Logger
 
   @type t :: GenServer.server()
 
@@ -77,7 +79,17 @@ defmodule Sluice.Worker do
   """
   @type phase :: :idle | {:writing, call, binary} | {:awaiting, call} | :stopping
 
-  defstruct [:program, :owner, log: %{}, phase: :idle, queue: :queue.new(), timers: %{}]
+  # `responded`: whether the program ever answered; its first timeout before that logs
+  # the hint about output buffering (then `:hinted`).
+  defstruct [
+    :program,
+    :owner,
+    log: %{},
+    phase: :idle,
+    queue: :queue.new(),
+    timers: %{},
+    responded: false
+  ]
 
   @doc """
   A child spec: `{Sluice.Worker, argv: [...], name: MyApp.Python}` and any other option
@@ -369,7 +381,7 @@ defmodule Sluice.Worker do
   end
 
   defp respond(s, call, frame) do
-    s = answer(s, call, {:ok, frame})
+    s = answer(%{s | responded: true}, call, {:ok, frame})
     advance(%{s | phase: :idle})
   end
 
@@ -379,6 +391,20 @@ defmodule Sluice.Worker do
     s = answer(s, call, {:error, :frame_too_large})
     %{s | phase: :stopping, program: Program.stop_if_running(s.program)}
   end
+
+  # A program that never answered, whose first call timed out: most often its response
+  # waits in its own output buffer. Said once per worker, in the log (the caller gets
+  # `{:error, :timeout}`).
+  defp hint(%{responded: false} = s) do
+    Logger.warning(
+      "Sluice.Worker #{inspect(self())}: a call timed out before the program answered " <>
+        "any; " <> Errors.buffering()
+    )
+
+    %{s | responded: :hinted}
+  end
+
+  defp hint(s), do: s
 
   defp answer(s, %{from: from, tag: tag}, reply) do
     {ref, timers} = Map.pop(s.timers, tag)
@@ -398,11 +424,11 @@ defmodule Sluice.Worker do
     case s.phase do
       {:writing, %{tag: ^tag} = call, rest} ->
         GenServer.reply(call.from, {:error, :timeout})
-        %{s | phase: {:writing, %{call | from: :abandoned}, rest}}
+        %{hint(s) | phase: {:writing, %{call | from: :abandoned}, rest}}
 
       {:awaiting, %{tag: ^tag} = call} ->
         GenServer.reply(call.from, {:error, :timeout})
-        %{s | phase: {:awaiting, %{call | from: :abandoned}}}
+        %{hint(s) | phase: {:awaiting, %{call | from: :abandoned}}}
 
       _other ->
         s

@@ -418,6 +418,16 @@ bad_arguments_name_the_option() ->
     ?assertError({badarg, env, _}, sluice:run(["true"], [{env, [not_a_pair]}])),
     ?assertError({badarg, cd, _}, sluice:run(["true"], [{cd, 42}])),
     ?assertError({badarg, argv, _}, sluice:run("true", [])),
+    % One string: the message shows the argv to write.
+    ?assertError({badarg, argv, <<"argv is a list of strings, one per argument, not one string"
+        " (no shell splits it): [\"echo\", \"hi\"]">>}, sluice:run("echo hi")),
+    ?assertError({badarg, argv, <<"argv is a list of strings, one per argument, not one string"
+        " (no shell splits it); for a shell command line, run a shell: "
+        "[\"sh\", \"-c\", \"echo a; exit 3\"]">>}, sluice:run("echo a; exit 3")),
+    % An unknown option near a known one is named.
+    ?assertError({badarg, timout, <<"unknown option timout for sluice:run/2; "
+        "did you mean timeout? known options: ", _/binary>>},
+        sluice:run(["true"], [{timout, 5}])),
     ?assertError({badarg, argv, _}, sluice:run([], [])),
     ?assertError({badarg, argv, _}, sluice:run([true], [])),
     ?assertError({badarg, options, _}, sluice:run(["true"], not_options)),

@@ -31,7 +31,8 @@ defmodule Sluice.BadInputTest do
   # {description, function, expected message}
   defp bad_calls do
     [
-      {"argv not a list", fn -> P.start("cat") end, ~r/argv must be a non-empty list/},
+      {"argv not a list", fn -> P.start("cat") end,
+       ~r/argv must be a list of strings, one per argument.*\["cat"\]/},
       {"argv empty", fn -> Sluice.run([]) end, ~r/argv must be a non-empty list/},
       {"argv[0] empty", fn -> P.start([""]) end, ~r/argv\[0\] \(the program\) is not empty/},
       {"non-binary element", fn -> P.start(["echo", 1]) end, ~r/argv must be a list of strings/},

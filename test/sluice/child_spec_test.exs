@@ -20,7 +20,7 @@ defmodule Sluice.ChildSpecTest do
       {[argv: ["sleep", "1"], ready: "up"], ~r/option :ready/},
       {[argv: ["sleep", "1"], lines: true], ~r/unknown option :lines/},
       {[argv: @pipeline, pty: true], ~r/option :pty: expected nil for a pipeline/},
-      {[argv: "sleep 1"], ~r/argv must be a non-empty list/},
+      {[argv: "sleep 1"], ~r/argv must be a list of strings, one per argument.*\["sleep", "1"\]/},
       {[name: :d], ~r/needs the option :argv/},
       {:not_a_list, ~r/needs the option :argv/}
     ]

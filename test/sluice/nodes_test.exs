@@ -51,6 +51,12 @@ defmodule Sluice.NodesTest do
 
     # The node itself is treated as local.
     assert %{stdout: "here\n"} = Sluice.run!(["echo", "here"], node: node())
+
+    # into: a collectable here, fed as the output comes from there.
+    assert {:ok, %{stdout: chunks, stderr: "e\n", status: 0}} =
+             Sluice.run(["sh", "-c", "seq 1 30000; echo e >&2"], node: b, into: [])
+
+    assert IO.iodata_to_binary(chunks) == Enum.map_join(1..30_000, &"#{&1}\n")
   end
 
   test "a remote run's result has what a local one has: statuses, pipefail, usage", %{b: b} do

@@ -60,7 +60,7 @@ defmodule Sluice.PipelineTest do
     pipeline = Sluice.pipeline([["sh", "-c", "exit 1"], ["cat"]])
 
     message =
-      "sh -c exit 1 | cat failed: stage 1 (sh -c exit 1) exited with status 1; " <>
+      ~s{sh -c "exit 1" | cat failed: stage 1 (sh -c "exit 1") exited with status 1; } <>
         "statuses [1, 0]"
 
     error = assert_raise Sluice.ExitError, message, fn -> Sluice.run!(pipeline) end
@@ -84,7 +84,7 @@ defmodule Sluice.PipelineTest do
     last = Sluice.pipeline([["true"], ["sh", "-c", "exit 3"]])
 
     assert_raise Sluice.ExitError,
-                 "true | sh -c exit 3 failed: stage 2 (sh -c exit 3) exited with status 3; " <>
+                 ~s{true | sh -c "exit 3" failed: stage 2 (sh -c "exit 3") exited with status 3; } <>
                    "statuses [0, 3]",
                  fn -> Sluice.run!(last, pipefail: false) end
 
@@ -92,7 +92,7 @@ defmodule Sluice.PipelineTest do
     killed = Sluice.pipeline([["sh", "-c", "kill -KILL $$"], ["sh", "-c", "exit 2"]])
 
     assert_raise Sluice.ExitError,
-                 "sh -c kill -KILL $$ | sh -c exit 2 failed: stage 1 (sh -c kill -KILL $$) " <>
+                 ~s{sh -c 'kill -KILL $$' | sh -c "exit 2" failed: stage 1 (sh -c 'kill -KILL $$') } <>
                    "was killed by sigkill; statuses [{:signal, :sigkill}, 2]",
                  fn -> Sluice.run!(killed) end
   end

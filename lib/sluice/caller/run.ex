@@ -6,7 +6,7 @@ defmodule Sluice.Caller.Run do
   # call, spawn included.
 
   alias Sluice.{Error, Options, Result}
-  alias Sluice.Caller.Source
+  alias Sluice.Caller.{Into, Source}
   alias Sluice.Options.{Command, Spec}
   alias Sluice.Program.{Deadline, Errors}
 
@@ -21,19 +21,27 @@ defmodule Sluice.Caller.Run do
     argv = Command.argv!(argv)
     opts = Options.validate!(opts, :run, "Sluice.run/2")
     deadline = Deadline.at(opts.timeout)
+    # `into:` a collectable (Sluice.Caller.Into), opened first as System.cmd/3 does.
+    into = Into.open(opts.into)
 
     with {:ok, src} <- Source.Pick.open(argv, opts, deadline) do
-      src = Source.collect(src)
-      st = %{opts: opts, deadline: deadline, size: 0, taken: %{stdout: 0, stderr: 0}}
+      src = if into, do: src, else: Source.collect(src)
+      st = %{opts: opts, deadline: deadline, size: 0, taken: %{stdout: 0, stderr: 0}, into: into}
 
       try do
         collect(src, st)
       catch
         kind, reason ->
-          # The input raised: the program is stopped by the helper once its channel closes.
+          # The input (or the collectable) raised: the program is stopped by the helper
+          # once its channel closes.
           Source.close(src)
+          if into, do: Into.halt(into)
           :erlang.raise(kind, reason, __STACKTRACE__)
       end
+    else
+      error ->
+        if into, do: Into.halt(into)
+        error
     end
   end
 
@@ -60,10 +68,17 @@ defmodule Sluice.Caller.Run do
   defp read_max(%{opts: %{max_output: :infinity}}), do: @read_max
   defp read_max(%{opts: %{max_output: max}, size: size}), do: min(@read_max, max - size + 1)
 
-  defp add_output(src, st, source, bytes) do
+  # `data`: what was read (with `into:`) or its byte count (collected by the source).
+  defp add_output(src, st, source, data) do
     max = st.opts.max_output
+    bytes = if is_binary(data), do: byte_size(data), else: data
     bytes = if max == :infinity, do: bytes, else: min(bytes, max + 1 - st.size)
     st = %{st | size: st.size + bytes, taken: Map.update!(st.taken, source, &(&1 + bytes))}
+
+    st =
+      if st.into,
+        do: %{st | into: Into.put(st.into, source, binary_part(data, 0, bytes))},
+        else: st
 
     cond do
       max != :infinity and st.size > max ->
@@ -96,13 +111,13 @@ defmodule Sluice.Caller.Run do
   defp fail(src, st, error) do
     {status, src} = Source.stop_and_await(src, st.opts.kill_grace)
     Source.close(src)
-    {:error, %{error | result: result(src, st, status)}}
+    {:error, %{error | result: result(src, st, status, :halt)}}
   end
 
   defp lost(src, st, reason) do
     Source.close(src)
     error = Source.lost_error(src, reason)
-    {:error, %{error | result: result(src, st, nil)}}
+    {:error, %{error | result: result(src, st, nil, :halt)}}
   end
 
   defp idle(src, st), do: fail(src, st, Errors.idle(st.opts.idle_timeout))
@@ -116,15 +131,25 @@ defmodule Sluice.Caller.Run do
     if byte_size(bytes) == taken, do: bytes, else: binary_part(bytes, 0, taken)
   end
 
-  defp result(src, st, status) do
+  # `ending`: `:done` gives a collectable's value as stdout, `:halt` (a failure) halts it
+  # and gives `nil`.
+  defp result(src, st, status, ending \\ :done) do
     Result.with_exit(
       %Result{
         os_pid: Source.os_pid(src),
         status: status,
-        stdout: if(Spec.stdout_piped?(st.opts), do: taken(src, st, :stdout)),
-        stderr: if(st.opts.stderr == :capture, do: taken(src, st, :stderr))
+        stdout:
+          if(Spec.stdout_piped?(st.opts) or st.opts.into != nil,
+            do: output(src, st, :stdout, ending)
+          ),
+        stderr: if(st.opts.stderr == :capture, do: output(src, st, :stderr, ending))
       },
       Source.exit_info(src)
     )
   end
+
+  defp output(src, %{into: nil} = st, source, _ending), do: taken(src, st, source)
+  defp output(_src, %{into: into}, :stderr, _ending), do: Into.stderr(into)
+  defp output(_src, %{into: into}, :stdout, :done), do: Into.done(into)
+  defp output(_src, %{into: into}, :stdout, :halt), do: Into.halt(into)
 end

@@ -123,6 +123,12 @@ defmodule Sluice.Options.Check do
   end
 
   def check!(:input, input, _), do: Sluice.Caller.Input.check!(input)
+  def check!(:into, nil, _), do: nil
+
+  def check!(:into, into, _) do
+    if Collectable.impl_for(into), do: into, else: bad!(:into, "a Collectable or nil", into)
+  end
+
   def check!(:input_in, where, _) when where in [:caller, :process], do: where
   def check!(:input_in, where, _), do: bad!(:input_in, ":caller or :process", where)
 

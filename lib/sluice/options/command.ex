@@ -6,6 +6,7 @@ defmodule Sluice.Options.Command do
   # Sluice.Options, so nothing that Sluice.Options reaches may name Sluice.Pipeline (the
   # dependencies point one way: Command -> Pipeline -> Options).
 
+  alias Sluice.OptionError
   alias Sluice.Options.{Check, Rules, Spec}
   alias Sluice.Pipeline
 
@@ -15,6 +16,10 @@ defmodule Sluice.Options.Command do
   """
   @spec argv!(term) :: Sluice.command()
   def argv!(%Pipeline{} = pipeline), do: pipeline
+
+  def argv!(argv) when is_binary(argv) or (is_list(argv) and is_integer(hd(argv))),
+    do: one_string!(argv, nil, nil)
+
   def argv!(argv), do: Check.argv!(argv)
 
   @doc """
@@ -36,4 +41,50 @@ defmodule Sluice.Options.Command do
   end
 
   def spawn_spec(argv, opts), do: Spec.spawn(argv, opts)
+
+  # Characters that mean a shell command line, not a program and its arguments.
+  @shell ["|", "&", ";", "<", ">", "(", ")", "$", "`", "\\", "\"", "'", "*", "?", "[", "#", "\n"]
+
+  @doc """
+  The mistake of a command written as one string (`"echo hi"`, `'echo hi'`), or as a
+  program and its arguments apart (`run("echo", ["hi"])`: `rest` is what came second):
+  raises `ArgumentError` showing the argv to write, as a call of `call` when given
+  (`"Sluice.run"`). A string that is not a command (blank, not text) is checked as any
+  argv.
+  """
+  @spec one_string!(String.t() | charlist, term, String.t() | nil) :: no_return
+  def one_string!(argv, rest, call) do
+    line = text(argv)
+    # Not a command at all (blank, not text): the usual message.
+    _ = if String.trim(line) == "", do: Check.argv!(argv)
+
+    args = if is_list(rest) and rest != [] and Enum.all?(rest, &is_binary/1), do: rest
+    show = fn argv -> if call, do: "#{call}(#{inspect(argv)})", else: inspect(argv) end
+
+    expected =
+      cond do
+        args != nil ->
+          "a list of strings, the program first and then its arguments: " <>
+            show.([line | args])
+
+        String.contains?(line, @shell) ->
+          "a list of strings, one per argument (no shell splits a string); for a shell " <>
+            "command line, run a shell: " <> show.(["sh", "-c", line])
+
+        true ->
+          "a list of strings, one per argument (no shell splits a string): " <>
+            show.(String.split(line))
+      end
+
+    OptionError.raise!(kind: :argument, option: :argv, expected: expected, value: argv)
+  end
+
+  defp text(argv) do
+    case :unicode.characters_to_binary(argv) do
+      line when is_binary(line) -> line
+      _ -> ""
+    end
+  rescue
+    ArgumentError -> ""
+  end
 end

@@ -13,6 +13,24 @@ defmodule Sluice.Program.Errors do
   @spec helper_down() :: Error.t()
   def helper_down, do: Error.new(:helper_down, "the Sluice helper program is not running")
 
+  @doc """
+  No helper program to ask for a spawn: it is down, or the `:sluice` application was
+  never started (no `Sluice.Supervisor`), which the message then says, with the fix.
+  """
+  @spec no_helper() :: Error.t()
+  def no_helper do
+    if Process.whereis(Sluice.Supervisor) do
+      helper_down()
+    else
+      Error.new(
+        :helper_down,
+        "the :sluice application is not started, so its helper program does not run (a " <>
+          "Mix task, `mix run --no-start` or a script starts no application by itself): " <>
+          "call Application.ensure_all_started(:sluice) first"
+      )
+    end
+  end
+
   @doc "A program lost as it started, on the node that ran it."
   @spec lost_at_start() :: Error.t()
   def lost_at_start, do: Error.new(:helper_down, "the program was lost as it started")
@@ -153,7 +171,11 @@ defmodule Sluice.Program.Errors do
   """
   @spec not_ready({:no_match, timeout} | {:exited, term}) :: Error.t()
   def not_ready({:no_match, ms}),
-    do: Error.new(:not_ready, "no line of output matched :ready within #{ms} ms")
+    do:
+      Error.new(
+        :not_ready,
+        "no line of output matched :ready within #{ms} ms; " <> buffering()
+      )
 
   def not_ready({:exited, status}),
     do:
@@ -161,6 +183,17 @@ defmodule Sluice.Program.Errors do
         :not_ready,
         "the program exited with status #{inspect(status)} before it was ready"
       )
+
+  @doc """
+  The sentence about output buffering, for the failures it most often explains (a
+  daemon never ready, a worker's call timed out).
+  """
+  @spec buffering() :: String.t()
+  def buffering do
+    "a program whose output is a pipe (not a terminal) often keeps what it writes in a " <>
+      "buffer until the buffer fills or it exits: make it flush each line " <>
+      "(python3 -u, stdbuf -oL) or run it with pty: true"
+  end
 
   ## Other nodes
 

@@ -114,7 +114,7 @@ defmodule Sluice.Program.Start do
   defp connection do
     case Helper.conn() do
       {:ok, conn} -> {:ok, conn}
-      :down -> {:error, Errors.helper_down()}
+      :down -> {:error, Errors.no_helper()}
     end
   end
 
