@@ -6,10 +6,10 @@
 //! 2. a tmpfs on `/tmp` becomes the root (`pivot_root`), the host's root underneath it at
 //!    `/oldroot` (whose `/tmp` is the host's again: the tmpfs moved);
 //! 3. the view is assembled in `/newroot`: the host read-only (a recursive bind made
-//!    read-only with `mount_setattr(AT_RECURSIVE)`), or a tmpfs with only the chosen paths
-//!    bound read-only; a private tmpfs (or the host's) on `/tmp`; a new `proc`; a tmpfs
-//!    `/dev` with `null`, `zero`, `full`, `random`, `urandom` and `tty` bound from the
-//!    host (and `pts` with a terminal); the writable paths bound read-write;
+//!    read-only with `mount_setattr(AT_RECURSIVE)`), or an empty tmpfs; a private tmpfs
+//!    (or the host's) on `/tmp`; a new `proc`; a tmpfs `/dev` with `null`, `zero`,
+//!    `full`, `random`, `urandom` and `tty` bound from the host (and `pts` with a
+//!    terminal); then the chosen paths, read-only, and the writable ones, read-write;
 //! 4. `/newroot` becomes the root and the rest is detached (`pivot_root(".", ".")`).
 //!
 //! Every path is prepared as a C string by the helper program before the clone; the init
@@ -334,9 +334,6 @@ pub fn build(s: &Shared, v: &View) {
             Some(c"mode=0755"),
         );
     }
-    for b in v.binds.iter().filter(|b| !b.writable) {
-        bind_path(s, b);
-    }
     mkdir(s, c"/newroot/tmp", 0o1777);
     match v.private_tmp {
         true => mount(
@@ -370,7 +367,9 @@ pub fn build(s: &Shared, v: &View) {
         None,
     );
     devices(s, v.terminal);
-    for b in v.binds.iter().filter(|b| b.writable) {
+    // After /tmp, /proc and /dev, so that a path under /tmp is not hidden by the tmpfs;
+    // the read-only paths first, so that a writable one inside them wins.
+    for b in v.binds.iter() {
         bind_path(s, b);
     }
     if !v.host {
