@@ -25,7 +25,7 @@ defmodule Sluice.Options do
   | `:kill_grace` | `5_000` ms | all, manage |
   | `:pipe_size` | `nil`: stdout 256 KiB for up to 64 running programs, else the system's 64 KiB | all |
   | `:pty` | `false`; `true` or `[rows:, cols:, echo:, modes:]` runs on a terminal (`Sluice.Pty`) | all |
-  | `:sandbox` | `false`; `true` or `[network:, read_only:, writable:, tmp:, processes:, seccomp:]` runs in a sandbox (`Sluice.Sandbox`; a pipeline's every stage in one of its own) | all |
+  | `:sandbox` | `nil` (or `false`); `true` or `[network:, read_only:, writable:, tmp:, processes:, seccomp:]` runs in a sandbox (`Sluice.Sandbox`; a pipeline's every stage in one of its own) | all |
   | `:node` | `nil` (this node); another node's name runs the program there (`:sluice` must run on it) | all |
   | `:start_timeout` | `10_000` ms | process, stream, daemon, manage |
   | `:stop_on_owner_exit` | `true` | manage |

@@ -29,6 +29,7 @@ defmodule Sluice.Sandbox do
   """
 
   alias Sluice.Control.Protocol
+  alias Sluice.OptionError
 
   @settings [:network, :read_only, :writable, :tmp, :processes, :seccomp]
   @system ~w(/usr /bin /sbin /lib /lib32 /lib64 /libx32 /etc)
@@ -102,7 +103,7 @@ defmodule Sluice.Sandbox do
   defp read_only!(:host), do: :host
 
   defp read_only!(list) when is_list(list) do
-    unless Sluice.Options.proper_list?(list),
+    unless proper_list?(list),
       do: bad!("read_only: :host or a list of absolute paths and :system", list)
 
     list
@@ -117,7 +118,7 @@ defmodule Sluice.Sandbox do
     do: bad!("read_only: :host or a list of absolute paths and :system", other)
 
   defp paths!(key, list) when is_list(list) do
-    unless Sluice.Options.proper_list?(list),
+    unless proper_list?(list),
       do: bad!("#{key}: a list of absolute paths", list)
 
     paths = Enum.map(list, &path!(key, &1))
@@ -136,5 +137,10 @@ defmodule Sluice.Sandbox do
     end
   end
 
-  defp bad!(expected, got), do: Sluice.Options.bad!(:sandbox, expected, got)
+  defp proper_list?([]), do: true
+  defp proper_list?([_ | tail]), do: proper_list?(tail)
+  defp proper_list?(_), do: false
+
+  defp bad!(expected, got),
+    do: OptionError.raise!(kind: :invalid, option: :sandbox, expected: expected, value: got)
 end
