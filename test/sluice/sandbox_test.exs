@@ -402,3 +402,38 @@ defmodule Sluice.SandboxTest do
     end
   end
 end
+
+defmodule Sluice.SandboxNodeTest do
+  @moduledoc "`sandbox:` with `node:`: the program is sandboxed on its node."
+  use Sluice.Case, async: false
+
+  alias Sluice.Nodes
+
+  setup_all do
+    started = Nodes.distribute!()
+    {peer, node} = Nodes.start_peer!("sluice_sandbox")
+
+    on_exit(fn ->
+      :peer.stop(peer)
+      if started, do: Node.stop()
+    end)
+
+    %{peer: peer, node: node}
+  end
+
+  test "a node: program is sandboxed on its node", %{peer: peer, node: node} do
+    assert {:ok, %{status: 0, stdout: out}} =
+             Sluice.run(["sh", "-c", "hostname; ls /proc | grep -c '^[0-9]'"],
+               node: node,
+               sandbox: true
+             )
+
+    assert [host, count] = String.split(out)
+    assert host == "sandbox" and String.to_integer(count) < 10
+
+    assert ["sandbox\n"] =
+             Sluice.stream!(["hostname"], node: node, sandbox: true) |> Enum.to_list()
+
+    Nodes.assert_peer_clean(peer)
+  end
+end
