@@ -223,9 +223,6 @@ fn bind_path(s: &Shared, b: &Bind) {
             }
             return;
         }
-        if libc::stat(b.source.as_ptr(), &mut st) != 0 {
-            refused(s);
-        }
     }
     match st_is_dir(s, &b.source) {
         true => mkdir(s, &b.target, 0o755),
