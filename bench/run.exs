@@ -8,7 +8,8 @@
 
 # One module per file (bench/support/NAME.ex), loaded dependencies first.
 ~w(section target format stats memory os_procs interleave ports native machine report config
-   spawn throughput concurrent output input unread ticker footprint pty worker nodes pipeline cmd main)
+   spawn throughput concurrent output input unread ticker footprint pty worker nodes pipeline cmd
+   sandbox main)
 |> Enum.each(&Code.require_file("support/#{&1}.ex", __DIR__))
 
 Bench.Main.run(System.argv())

@@ -18,10 +18,11 @@ if ! command -v mix >/dev/null 2>&1 || ! [ -d /usr/lib/erlang/usr/include ] ||
 fi
 
 # Programs the tests of the docs run: rebar3 (docs/erlang.md's rebar3 project) and ffmpeg
-# (the README's examples, test/sluice/docs_examples_test.exs).
+# (the README's examples, test/sluice/docs_examples_test.exs); ImageMagick, curl and
+# procps (test/sluice/sandbox_test.exs) and bubblewrap (bench section 14).
 missing=()
-for tool in rebar3 ffmpeg; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+for tool in rebar3 ffmpeg convert:imagemagick curl ps:procps bwrap:bubblewrap; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "==> installing ${missing[*]} from Debian's packages"

@@ -15,7 +15,8 @@ defmodule Bench.Config do
     :worker,
     :nodes,
     :pipeline,
-    :cmd
+    :cmd,
+    :sandbox
   ]
 
   @full %{
@@ -44,6 +45,8 @@ defmodule Bench.Config do
     # Sluice.run against System.cmd: repetitions and runs per repetition of the ~40 ms sh
     # loop (more, shorter repetitions: load drift spreads better), the idle gaps (ms) and
     # the calls after a gap per repetition, the many callers, the collected output.
+    # Sandboxed /bin/true: repetitions of this many runs per contender.
+    sandbox_runs: 100,
     cmd_cpu_reps: 10,
     cmd_cpu_runs: 5,
     cmd_gaps: [60, 200],
@@ -73,6 +76,7 @@ defmodule Bench.Config do
     worker_calls: 200,
     nodes_bytes: 8_388_608,
     pipeline_bytes: 8_388_608,
+    sandbox_runs: 5,
     cmd_cpu_reps: 1,
     cmd_cpu_runs: 3,
     cmd_gaps: [5],

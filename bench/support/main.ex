@@ -18,7 +18,8 @@ defmodule Bench.Main do
     worker: Bench.Worker,
     nodes: Bench.Nodes,
     pipeline: Bench.Pipeline,
-    cmd: Bench.Cmd
+    cmd: Bench.Cmd,
+    sandbox: Bench.Sandbox
   }
 
   def run(argv) do

@@ -47,7 +47,8 @@ defmodule Sluice.Error do
   terminal mode it refused), `:cgroup`, `:fork`, `:credentials` (`user:`, `group:`),
   `:priority` (`nice:`), `:limits` (`rlimits:`, `umask:`; also `:ebadf` when the
   `nofile` limit leaves the program no fd for its own stdio, as with `nofile: 0`),
-  `:setup` (the child's set-up before exec), `:exec`, `:request` (the spawn request itself: refused, or not answered
+  `:sandbox` (`sandbox:`: a namespace, mount, capability drop or the seccomp filter
+  refused, or a writable path missing), `:setup` (the child's set-up before exec), `:exec`, `:request` (the spawn request itself: refused, or not answered
   within `:start_timeout`), `:handoff` (receiving the program's fds), and `:manage` for
   `Sluice.Process.manage/2`. `nil` for failures that are not a spawn's.
 
@@ -81,6 +82,7 @@ defmodule Sluice.Error do
           | :credentials
           | :priority
           | :limits
+          | :sandbox
           | :setup
           | :exec
           | :request

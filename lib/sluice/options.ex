@@ -25,6 +25,7 @@ defmodule Sluice.Options do
   | `:kill_grace` | `5_000` ms (`Sluice.stop/2`: the program's own) | all, manage, stop |
   | `:pipe_size` | `nil`: stdout 256 KiB for up to 64 running programs, else the system's 64 KiB | all |
   | `:pty` | `false`; `true` or `[rows:, cols:, echo:, modes:]` runs on a terminal (`Sluice.Pty`) | all |
+  | `:sandbox` | `nil` (or `false`); `true` or `[network:, read_only:, writable:, tmp:, processes:, seccomp:]` runs in a sandbox (`Sluice.Sandbox`; a pipeline's every stage in one of its own) | all |
   | `:node` | `nil` (this node); another node's name runs the program there (`:sluice` must run on it) | all |
   | `:start_timeout` | `10_000` ms | process, stream, daemon, manage |
   | `:stop_on_owner_exit` | `true` | manage |
@@ -92,6 +93,7 @@ defmodule Sluice.Options do
     kill_grace: {5_000, [:manage, :stop | @all]},
     pipe_size: {nil, @all},
     pty: {nil, @all},
+    sandbox: {nil, @all},
     node: {nil, @all},
     start_timeout: {10_000, [:manage | @spawning]},
     framing: {%{worker: {:packet, 4}, default: :raw}, [:process, :worker, :stream]},
@@ -158,6 +160,7 @@ defmodule Sluice.Options do
           kill_grace: non_neg_integer,
           pipe_size: pos_integer | nil,
           pty: Sluice.Pty.spec() | nil,
+          sandbox: Sluice.Sandbox.t() | nil,
           node: node | nil,
           start_timeout: non_neg_integer,
           framing: Sluice.Program.Framing.framing(),
@@ -204,7 +207,7 @@ defmodule Sluice.Options do
       :capture
 
       iex> Sluice.Options.validate!([lines: true], :run, "Sluice.run/2")
-      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :inherit_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :node, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command, :input, :input_in, :timeout, :idle_timeout, :max_output, :into, :success_exit_codes, :pipefail
+      ** (ArgumentError) unknown option :lines for Sluice.run/2; known options: :cd, :env, :clear_env, :inherit_env, :stderr, :kill_signal, :kill_grace, :pipe_size, :pty, :sandbox, :node, :stdin, :stdout, :user, :group, :nice, :rlimits, :umask, :arg0, :kill_command, :input, :input_in, :timeout, :idle_timeout, :max_output, :into, :success_exit_codes, :pipefail
   """
   @spec validate!(term, entry, String.t()) :: t
   # No options: the precomputed defaults, allocating nothing (a spawn's set-up garbage

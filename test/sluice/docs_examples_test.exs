@@ -263,6 +263,12 @@ defmodule Sluice.DocsExamplesTest do
 
     File.write!(Path.join(dir, "access.log.gz"), :zlib.gzip(log))
 
+    if code =~ "avatar.png" do
+      File.mkdir_p!(Path.join(dir, "uploads"))
+      File.mkdir_p!(Path.join(dir, "thumbs"))
+      {_, 0} = System.cmd("convert", ~w(-size 640x480 xc:teal uploads/avatar.png), cd: dir)
+    end
+
     if code =~ "in.ts" do
       {_, 0} =
         System.cmd("ffmpeg", ~w(-nostdin -loglevel error -f lavfi -i testsrc=size=64x48:rate=10

@@ -10,7 +10,17 @@ defmodule Sluice.FaultMatrix do
 
   import ExUnit.Assertions
 
-  @programs [:sleep, :ignore_term, :group, :setsid, :double_fork, :stopped, :closed_stdout, :pty]
+  @programs [
+    :sleep,
+    :ignore_term,
+    :group,
+    :setsid,
+    :double_fork,
+    :stopped,
+    :closed_stdout,
+    :pty,
+    :sandbox
+  ]
 
   @tags %{
     sleep: [:leader],
@@ -20,7 +30,8 @@ defmodule Sluice.FaultMatrix do
     double_fork: [:daemon, :leader],
     stopped: [:leader],
     closed_stdout: [:leader],
-    pty: [:child, :leader]
+    pty: [:child, :leader],
+    sandbox: [:child, :daemon, :leader]
   }
 
   @doc "The programs (columns), in the order of `docs/guarantees.md`."
@@ -38,9 +49,13 @@ defmodule Sluice.FaultMatrix do
   @doc "argv of program `kind` reporting to `pidfile`."
   def argv(kind, pidfile), do: ["/bin/sh", fixture(), Atom.to_string(kind), pidfile]
 
-  @doc "The options `kind` needs besides the row's: the pty column runs on a terminal."
-  def options(:pty), do: [pty: true]
-  def options(_kind), do: []
+  @doc """
+  The options `kind` needs besides the row's: the pty column runs on a terminal, the
+  sandbox column in a sandbox that may write its pidfile.
+  """
+  def options(:pty, _pidfile), do: [pty: true]
+  def options(:sandbox, pidfile), do: [sandbox: [writable: [Path.dirname(pidfile)]]]
+  def options(_kind, _pidfile), do: []
 
   @doc "A fresh pidfile path under `dir`."
   def pidfile(dir, kind) do
@@ -58,7 +73,7 @@ defmodule Sluice.FaultMatrix do
     ready =
       Sluice.OsProbe.eventually(
         fn ->
-          with procs when is_list(procs) <- read_pidfile(pidfile),
+          with procs when is_list(procs) <- read_pidfile(pidfile, kind, reaper),
                true <- Enum.sort(Enum.map(procs, &elem(&1, 0))) == Enum.sort(tags(kind)),
                true <- steady?(kind, procs, reaper) do
             procs
@@ -73,19 +88,43 @@ defmodule Sluice.FaultMatrix do
     ready
   end
 
-  defp read_pidfile(path) do
+  defp read_pidfile(path, kind, reaper) do
     case File.read(path) do
       {:ok, text} ->
         procs =
           for line <- String.split(text, "\n", trim: true),
               [tag, pid] = String.split(line),
-              pid = String.to_integer(pid),
-              do: {String.to_existing_atom(tag), pid, start_time(pid)}
+              pid = host_pid(kind, String.to_integer(pid), reaper),
+              do: {String.to_existing_atom(tag), pid, pid && start_time(pid)}
 
         if Enum.all?(procs, fn {_, _, st} -> st != nil end), do: procs, else: false
 
       _ ->
         false
+    end
+  end
+
+  # A sandbox's pids are those of its pid namespace: the host's pid of the process whose
+  # innermost pid is `pid`, in the namespace of a sandbox's init (the child of a child of
+  # the helper program `reaper`).
+  defp host_pid(:sandbox, pid, reaper) do
+    inits = for m <- Sluice.OsProbe.children(reaper), i <- Sluice.OsProbe.children(m), do: i
+    namespaces = MapSet.new(inits, &File.read_link("/proc/#{&1}/ns/pid"))
+
+    Enum.find(Sluice.OsProbe.descendants(reaper), fn host ->
+      MapSet.member?(namespaces, File.read_link("/proc/#{host}/ns/pid")) and
+        innermost_pid(host) == pid
+    end)
+  end
+
+  defp host_pid(_kind, pid, _reaper), do: pid
+
+  defp innermost_pid(host) do
+    with {:ok, status} <- File.read("/proc/#{host}/status"),
+         [_, pids] <- Regex.run(~r/^NSpid:\s+(.*)$/m, status) do
+      pids |> String.split() |> List.last() |> String.to_integer()
+    else
+      _ -> nil
     end
   end
 
@@ -159,7 +198,7 @@ defmodule Sluice.FaultMatrix do
   """
   def run_cell(row, kind, dir, grace) do
     pidfile = pidfile(dir, kind)
-    opts = [kill_grace: grace, stderr: :null] ++ options(kind)
+    opts = [kill_grace: grace, stderr: :null] ++ options(kind, pidfile)
     reaper = Sluice.OsProbe.helper_pid()
     {procs, t_fault, status} = fault(row, argv(kind, pidfile), opts, kind, pidfile, reaper)
     left = left_at(procs, t_fault + grace + 1_000)
@@ -223,9 +262,13 @@ defmodule Sluice.FaultMatrix do
   The tags expected to survive `row` for `kind`, with or without cgroups: the claims of
   `docs/guarantees.md`. With cgroups nothing survives. Without them, a double-forked daemon
   escapes the in-VM rows (it is no longer a descendant of the program, and not in its
-  group), and when the helper is SIGKILLed only the direct child dies (by PDEATHSIG).
+  group), and when the helper is SIGKILLed only the direct child dies (by PDEATHSIG); a
+  sandbox's processes die with its pid namespace.
   """
   def expected_survivors(_row, _kind, true = _cgroups?), do: []
+  # A sandbox's processes all live in its pid namespace, which the kernel empties when its
+  # init dies: nothing escapes, cgroups or not.
+  def expected_survivors(_row, :sandbox, false), do: []
   def expected_survivors(row, :double_fork, false) when row in @rows, do: [:daemon]
   def expected_survivors(row, _kind, false) when row in @rows, do: []
   def expected_survivors(row, _kind, false) when row in [:vm_stop, :vm_kill], do: []

@@ -14,7 +14,7 @@ defmodule Sluice.Control.Protocol do
   @inline_max 64 * 1024
 
   @stages ~w(argv env chdir spec pipe pty cgroup fork setup exec request handoff id manage stdin
-              stdout stderr credentials priority limits)a
+              stdout stderr credentials priority limits sandbox)a
   @errnos ~w(eperm enoent esrch eintr eio enxio e2big enoexec ebadf echild eagain enomem
              eacces efault ebusy eexist exdev enodev enotdir eisdir einval enfile emfile
              enotty etxtbsy efbig enospc espipe erofs emlink epipe erange enametoolong

@@ -95,6 +95,7 @@ defmodule Sluice.Options.Check do
   end
 
   def check!(:pty, value, _), do: Sluice.Pty.check!(value)
+  def check!(:sandbox, value, _), do: Sluice.Sandbox.check!(value)
 
   def check!(:node, node, _) when is_atom(node) and not is_boolean(node), do: node
   def check!(:node, node, _), do: bad!(:node, "a node name (an atom) or nil", node)

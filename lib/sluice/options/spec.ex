@@ -38,7 +38,8 @@ defmodule Sluice.Options.Spec do
       pipe_size: opts.pipe_size,
       kill_signal: signum,
       kill_grace: opts.kill_grace,
-      pty: opts.pty
+      pty: opts.pty,
+      sandbox: Sluice.Sandbox.spec(opts.sandbox, opts.cd)
     })
   end
 

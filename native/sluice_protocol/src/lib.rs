@@ -13,6 +13,7 @@
 //!   credentials, priority and limits a program runs with.
 //! * [`usage`]: the details of an exit (every status of a pipeline, the usage).
 //! * [`pipeline`]: the later stages of a kernel pipeline.
+//! * [`sandbox`]: the `sandbox` key: namespaces, the filesystem view, the filters.
 //! * [`stage`]: the stage names of `spawn_error`.
 //! * [`framing`]: `{packet, 4}` frames on the port.
 //!
@@ -29,6 +30,7 @@ pub mod pty;
 pub mod redirect;
 pub mod reply;
 pub mod request;
+pub mod sandbox;
 pub mod stage;
 pub mod term;
 pub mod usage;
@@ -41,6 +43,7 @@ pub use pty::PtySpec;
 pub use redirect::{FileOutput, StdinMode};
 pub use reply::{ExitStatus, Reply, Role};
 pub use request::{Request, SpawnSpec, StderrMode, StdoutMode};
+pub use sandbox::{ReadOnly, SandboxSpec};
 pub use stage::Stage;
 pub use term::DecodeError;
 pub use usage::{ExitDetails, Usage, UsageSource};

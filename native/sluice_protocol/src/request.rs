@@ -10,6 +10,7 @@ use crate::manage::ManageSpec;
 use crate::pipeline::StageSpec;
 use crate::pty::PtySpec;
 use crate::redirect::{output_file, FileOutput, StdinMode};
+use crate::sandbox::SandboxSpec;
 use crate::stage::Stage;
 use crate::term::{
     as_bytes, as_i128, as_i32, as_list, as_u64, atom_name, is_nil, tagged, DecodeError,
@@ -88,6 +89,8 @@ pub struct SpawnSpec {
     pub kill_command: Option<Vec<Vec<u8>>>,
     /// The stages after this first one: each reads what the one before wrote.
     pub pipeline: Vec<StageSpec>,
+    /// Run in a sandbox (every stage of a pipeline in one of its own); `None` = not.
+    pub sandbox: Option<SandboxSpec>,
 }
 
 impl Default for SpawnSpec {
@@ -107,6 +110,7 @@ impl Default for SpawnSpec {
             control: Control::default(),
             kill_command: None,
             pipeline: Vec::new(),
+            sandbox: None,
         }
     }
 }
@@ -279,6 +283,7 @@ impl SpawnSpec {
                     .filter(|argv| !argv.is_empty()),
             },
             pipeline: StageSpec::list(get("pipeline"))?,
+            sandbox: SandboxSpec::from_term(get("sandbox"))?,
         })
     }
 }

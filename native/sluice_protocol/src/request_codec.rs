@@ -81,6 +81,9 @@ impl SpawnSpec {
         if let Some(pty) = &self.pty {
             map.insert(atom("pty"), pty.to_term());
         }
+        if let Some(sandbox) = &self.sandbox {
+            map.insert(atom("sandbox"), sandbox.to_term());
+        }
         Term::Map(Map::from(map))
     }
 }

@@ -47,6 +47,10 @@ fn spec() -> SpawnSpec {
             cd: Some(b"/".to_vec()),
             stderr: StderrMode::Stdout,
         }],
+        sandbox: Some(crate::sandbox::SandboxSpec {
+            writable: vec![b"/srv/out".to_vec()],
+            ..Default::default()
+        }),
     }
 }
 
@@ -119,6 +123,8 @@ fn decodes_erlang_spawn() {
                 control: crate::control::Control::default(),
                 kill_command: None,
                 pipeline: Vec::new(),
+                // no sandbox key: not sandboxed
+                sandbox: None,
             })
         }
     );

@@ -47,11 +47,15 @@ pub enum Stage {
     /// `rlimits` or `umask`: a bad value, `setrlimit` failed in the child, or the spec's fd
     /// limit left no room for the program's own stdio (`EBADF` from `dup2`).
     Limits,
+    /// The sandbox (`sandbox:`): a namespace, mount, seccomp filter or capability drop
+    /// the kernel refused (no user namespaces, no seccomp), or a path of the view that
+    /// cannot be bound.
+    Sandbox,
 }
 
 impl Stage {
     /// Every stage, in the order of the protocol description.
-    pub const ALL: [Stage; 18] = [
+    pub const ALL: [Stage; 19] = [
         Stage::Argv,
         Stage::Env,
         Stage::Chdir,
@@ -70,6 +74,7 @@ impl Stage {
         Stage::Credentials,
         Stage::Priority,
         Stage::Limits,
+        Stage::Sandbox,
     ];
 
     /// The name on the wire.
@@ -93,6 +98,7 @@ impl Stage {
             Stage::Credentials => "credentials",
             Stage::Priority => "priority",
             Stage::Limits => "limits",
+            Stage::Sandbox => "sandbox",
         }
     }
 

@@ -22,7 +22,7 @@
 use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use sluice_protocol::Stage;
 
 use super::clone;
 use super::credentials::{Applied, RlimitResource};
+use super::sandbox;
 use crate::sys;
 
 /// The session and process group of a child.
@@ -65,15 +66,30 @@ pub struct ChildPlan<'a> {
     /// NULL-terminated.
     pub envp: &'a [*const libc::c_char],
     pub candidates: &'a [*const libc::c_char],
+    /// Run in a sandbox (`sandbox/`), prepared before the clone.
+    pub sandbox: Option<&'a sandbox::Prepared>,
 }
 
 /// What the child reported: `(stage index + 1) << 32 | errno`, 0 when exec succeeded.
-struct Shared<'a> {
-    plan: &'a ChildPlan<'a>,
+pub(super) struct Shared<'a> {
+    pub(super) plan: &'a ChildPlan<'a>,
     ignored_signals: &'a [libc::c_int],
     /// The child was not cloned into its cgroup and joins it itself (`clone.rs`).
     join_by_write: AtomicBool,
     failure: AtomicU64,
+    /// A sandbox's processes share no memory with the helper program: they write the
+    /// failure into the exec pipe, whose write end this is (-1: not sandboxed).
+    report: RawFd,
+    /// The parent the program checks it still has after `PR_SET_PDEATHSIG`: the helper
+    /// program, or a sandbox's init.
+    parent: AtomicI32,
+}
+
+impl Shared<'_> {
+    /// The init of a sandbox, in its own copy, before forking the program.
+    pub(super) fn set_parent(&self, pid: libc::pid_t) {
+        self.parent.store(pid, Ordering::Relaxed);
+    }
 }
 
 /// The signals the helper program ignores (SIGPIPE, and whatever it inherited as ignored):
@@ -114,12 +130,18 @@ pub fn raise_fd_limit() {
 }
 
 /// Reports a failure to the suspended parent and exits. Async-signal-safe only.
-fn fail(s: &Shared, stage: u64, errno: i32) -> ! {
-    s.failure
-        .store(stage << 32 | u64::from(errno as u32), Ordering::SeqCst);
-    // SAFETY: _exit ends the child only (it is its own process) without running any of
-    // the parent's at-exit code.
-    unsafe { libc::_exit(127) }
+pub(super) fn fail(s: &Shared, stage: u64, errno: i32) -> ! {
+    let code = stage << 32 | u64::from(errno as u32);
+    s.failure.store(code, Ordering::SeqCst);
+    // SAFETY: 8 bytes from a local into the exec pipe (atomic: under PIPE_BUF), then
+    // _exit ends the child only (it is its own process) without running any of the
+    // parent's at-exit code.
+    unsafe {
+        if s.report >= 0 {
+            libc::write(s.report, (&code as *const u64).cast(), 8);
+        }
+        libc::_exit(127)
+    }
 }
 
 /// Limits, priority, umask, then groups, group and user, in that order: the earlier steps
@@ -180,40 +202,75 @@ fn privilege_errno(errno: i32) -> i32 {
     }
 }
 
-/// Runs in the child: only async-signal-safe calls, no allocation, no locks.
-fn run(s: &Shared) -> ! {
-    let p = s.plan;
-    let last = Errno::last_raw;
-    // SAFETY: the calls below are raw syscalls on fds and pointers prepared by the parent,
-    // which keeps them alive and untouched until this child execs or exits (it waits for
-    // the exec pipe's end of file, see `start`), so they all stay valid; nothing here
-    // allocates or locks.
-    unsafe {
-        if p.cgroup_fd >= 0 && s.join_by_write.load(Ordering::Relaxed) {
+impl Shared<'_> {
+    /// Joins the cgroup by a write to its `cgroup.procs`, if the clone did not place the
+    /// child there. Async-signal-safe.
+    pub(super) fn join_cgroup(&self) {
+        let p = self.plan;
+        if p.cgroup_fd < 0 || !self.join_by_write.load(Ordering::Relaxed) {
+            return;
+        }
+        // SAFETY: raw syscalls on the cgroup's directory fd, kept open by the parent.
+        unsafe {
             let procs = libc::openat(
                 p.cgroup_fd,
                 c"cgroup.procs".as_ptr(),
                 libc::O_WRONLY | libc::O_CLOEXEC,
             );
             if procs < 0 || libc::write(procs, b"0".as_ptr().cast(), 1) != 1 {
-                fail(s, CGROUP, last());
+                fail(self, CGROUP, Errno::last_raw());
             }
             libc::close(procs);
         }
-        // Own session and process group (or the pipeline's): the group is what signals
-        // target.
-        let grouped = match p.group {
-            Grouping::Session => libc::setsid(),
-            Grouping::Group => libc::setpgid(0, 0),
-            Grouping::Join(leader) => libc::setpgid(0, leader),
+    }
+
+    /// Own session and process group (or the pipeline's): the group is what signals
+    /// target. Async-signal-safe.
+    pub(super) fn take_group(&self) {
+        // SAFETY: setsid and setpgid take plain numbers.
+        let grouped = unsafe {
+            match self.plan.group {
+                Grouping::Session => libc::setsid(),
+                Grouping::Group => libc::setpgid(0, 0),
+                Grouping::Join(leader) => libc::setpgid(0, leader),
+            }
         };
         if grouped < 0 {
+            fail(self, SETUP, Errno::last_raw());
+        }
+    }
+}
+
+/// The program in a sandbox (`sandbox/init.rs`): forked by the sandbox's init.
+pub(super) fn run_program(s: &Shared) -> ! {
+    run(s, true)
+}
+
+/// Runs in the child: only async-signal-safe calls, no allocation, no locks. `sandboxed`:
+/// the program of a sandbox, a session of its own in its namespaces (its monitor took the
+/// plan's group and cgroup).
+fn run(s: &Shared, sandboxed: bool) -> ! {
+    let p = s.plan;
+    let last = Errno::last_raw;
+    if !sandboxed {
+        s.join_cgroup();
+        s.take_group();
+    }
+    // SAFETY: the calls below are raw syscalls on fds and pointers prepared by the parent,
+    // which keeps them alive and untouched until this child execs or exits (it waits for
+    // the exec pipe's end of file, see `start`), so they all stay valid; nothing here
+    // allocates or locks.
+    unsafe {
+        if sandboxed && libc::setsid() < 0 {
             fail(s, SETUP, last());
         }
         // The program gets the fd limit the helper program started with, not the one it
         // raised for itself (rlimits survive exec); then the spec's limits.
         if let Some(limit) = NOFILE.get() {
             libc::setrlimit(libc::RLIMIT_NOFILE, limit);
+        }
+        if sandboxed {
+            sandbox::drop_bounding_set(s);
         }
         apply(s, p.applied);
         // After the credentials: a change of them clears the parent-death signal.
@@ -228,7 +285,7 @@ fn run(s: &Shared) -> ! {
             fail(s, SETUP, last());
         }
         // The helper program may have died before PDEATHSIG was armed.
-        if libc::getppid() != p.helper_pid {
+        if libc::getppid() != s.parent.load(Ordering::Relaxed) {
             libc::_exit(1);
         }
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -273,9 +330,14 @@ fn run(s: &Shared) -> ! {
             libc::CLOSE_RANGE_CLOEXEC,
         );
         if let Some(cd) = p.cd {
-            if libc::chdir(cd.as_ptr()) != 0 {
+            // A sandbox whose view lacks the VM's directory (no `cd:` given) starts in /.
+            let fallback = p.sandbox.is_some_and(|sb| sb.default_cd);
+            if libc::chdir(cd.as_ptr()) != 0 && !(fallback && libc::chdir(c"/".as_ptr()) == 0) {
                 fail(s, CHDIR, last());
             }
+        }
+        if let Some(sb) = p.sandbox {
+            sandbox::lock_down(s, sb);
         }
         // execvp's rules: EACCES wins if seen, ENOENT-like errors move on, anything else
         // stops the search.
@@ -302,7 +364,8 @@ fn run(s: &Shared) -> ! {
 // The stage codes the child reports: a stage's position in `Stage::ALL`, plus one (0 is
 // "no failure").
 const CGROUP: u64 = Stage::Cgroup as u64 + 1;
-const SETUP: u64 = Stage::Setup as u64 + 1;
+pub(super) const SETUP: u64 = Stage::Setup as u64 + 1;
+pub(super) const SANDBOX: u64 = Stage::Sandbox as u64 + 1;
 const PTY: u64 = Stage::Pty as u64 + 1;
 const CHDIR: u64 = Stage::Chdir as u64 + 1;
 const EXEC: u64 = Stage::Exec as u64 + 1;
@@ -326,10 +389,20 @@ fn stack_top() -> *mut libc::c_void {
     (base + CHILD_STACK) as *mut libc::c_void
 }
 
+extern "C" fn sandbox_entry(shared: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `shared` is our copy of the parent's `Shared` (a fork: no CLONE_VM), alive
+    // for as long as this process.
+    let s = unsafe { &*(shared as *const Shared) };
+    match s.plan.sandbox {
+        Some(sb) => sandbox::monitor(s, sb),
+        None => run(s, false),
+    }
+}
+
 extern "C" fn entry(shared: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `shared` is the parent's `Shared`, which stays alive because the parent
     // stays in `start` until this child execs or exits (the exec pipe's end of file).
-    run(unsafe { &*(shared as *const Shared) })
+    run(unsafe { &*(shared as *const Shared) }, false)
 }
 
 /// How long a child may take from the clone to its exec. A normal exec takes well under a
@@ -400,11 +473,24 @@ fn await_exec(pipe: &OwnedFd, deadline: Option<Instant>) -> bool {
 /// an uninterruptible sleep past its SIGKILL (see `docs/architecture.md`).
 pub fn start(plan: &ChildPlan) -> Result<Outcome, Errno> {
     let (exec_read, exec_write) = exec_pipe()?;
+    // A sandbox's monitor is a copy-on-write fork (`sandbox/init.rs`): it outlives the
+    // exec, so it must not share our memory; it reports through the exec pipe.
+    let sandboxed = plan.sandbox.is_some();
     let shared = Shared {
         plan,
         ignored_signals: ignored_signals(),
         join_by_write: AtomicBool::new(true),
         failure: AtomicU64::new(0),
+        report: if sandboxed {
+            exec_write.as_raw_fd()
+        } else {
+            -1
+        },
+        parent: AtomicI32::new(plan.helper_pid),
+    };
+    let (entry, vm): (clone::Entry, libc::c_int) = match sandboxed {
+        true => (sandbox_entry, 0),
+        false => (entry, libc::CLONE_VM),
     };
     // The child shares our memory but runs on its own stack (`stack_top`); it only
     // reads the plan (and what it points to), makes raw syscalls and writes
@@ -427,14 +513,15 @@ pub fn start(plan: &ChildPlan) -> Result<Outcome, Errno> {
         shared.join_by_write.store(false, Ordering::Relaxed);
         // SAFETY: as above, nothing the child uses is freed or written by us before the
         // exec pipe's end of file, and we share nothing else with it but errno, left alone.
-        pid = unsafe { clone::into_cgroup(entry, stack_top(), CHILD_STACK, arg, plan.cgroup_fd) };
+        pid =
+            unsafe { clone::into_cgroup(entry, vm, stack_top(), CHILD_STACK, arg, plan.cgroup_fd) };
         // Refused (or a cgroup error, which the child's join by write then reports at
         // stage `:cgroup`): no child exists, clone the usual way.
         shared.join_by_write.store(pid.is_err(), Ordering::Relaxed);
     }
     if pid.is_err() {
         // SAFETY: as for `clone::into_cgroup` just above.
-        let raw = unsafe { libc::clone(entry, stack_top(), libc::CLONE_VM | libc::SIGCHLD, arg) };
+        let raw = unsafe { libc::clone(entry, stack_top(), vm | libc::SIGCHLD, arg) };
         pid = Errno::result(raw);
     }
     // Only the child holds the write end now (or nobody, if the clone failed).
@@ -447,10 +534,21 @@ pub fn start(plan: &ChildPlan) -> Result<Outcome, Errno> {
         // once it has died (the end of file). The kill cannot fail: the child is ours and
         // not reaped (only the event loop reaps, later).
         let _ = sys::kill_process(pid, libc::SIGKILL);
-        await_exec(&exec_read, None);
+        // A sandbox shares none of our memory, and its init and program may hold the
+        // pipe a little longer (they die of the monitor's death).
+        if !sandboxed {
+            await_exec(&exec_read, None);
+        }
         timed_out = true;
     }
-    let failure = shared.failure.load(Ordering::SeqCst);
+    let mut failure = shared.failure.load(Ordering::SeqCst);
+    if sandboxed && !timed_out {
+        // Every write end is closed: the read does not wait.
+        let mut code = [0u8; 8];
+        if sys::read_fd(exec_read.as_raw_fd(), &mut code) == Ok(8) {
+            failure = u64::from_ne_bytes(code);
+        }
+    }
     if failure == 0 {
         return Ok(match timed_out {
             true => Outcome::TimedOut(pid),

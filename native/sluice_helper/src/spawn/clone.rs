@@ -50,7 +50,8 @@ pub fn into_cgroup_available() -> bool {
     cfg!(target_arch = "x86_64") && !CLONE3_REFUSED.load(Ordering::Relaxed)
 }
 
-/// Clones a child sharing our memory, running `entry(arg)` on the stack ending at
+/// Clones a child sharing our memory (`vm`: `CLONE_VM`; 0 for a copy, a sandbox's
+/// monitor), running `entry(arg)` on the stack ending at
 /// `stack_top` (16-byte aligned, `stack_size` bytes), born in the cgroup whose directory
 /// is `cgroup` (an `O_RDONLY | O_DIRECTORY` fd). Returns the child's pid. On `ENOSYS`,
 /// remembers that `clone3` is refused, so [`into_cgroup_available`] says no from then on.
@@ -61,13 +62,14 @@ pub fn into_cgroup_available() -> bool {
 /// and the stack must be unused by anyone else meanwhile.
 pub unsafe fn into_cgroup(
     entry: Entry,
+    vm: libc::c_int,
     stack_top: *mut libc::c_void,
     stack_size: usize,
     arg: *mut libc::c_void,
     cgroup: RawFd,
 ) -> Result<libc::pid_t, Errno> {
     let args = CloneArgs {
-        flags: libc::CLONE_VM as u64 | CLONE_INTO_CGROUP,
+        flags: vm as u64 | CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
         stack: stack_top as u64 - stack_size as u64,
         stack_size: stack_size as u64,

@@ -10,6 +10,7 @@ mod credentials;
 mod pipeline;
 mod pty;
 mod redirect;
+mod sandbox;
 mod stdio;
 
 pub use child::raise_fd_limit;
@@ -116,6 +117,10 @@ pub fn spawn(
         false => Some(pipeline::Links::open(spec, &stdio, &applied)?),
     };
     let roomy = stdio.roomy;
+    let sandbox = match &spec.sandbox {
+        Some(sb) => Some(sandbox::Prepared::prepare(sb, stdio.terminal)?),
+        None => None,
+    };
     let cgroup_failure = |e: std::io::Error, dir: &std::path::Path| {
         let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
         let what = format!("cannot create a cgroup in {}", dir.display());
@@ -154,6 +159,7 @@ pub fn spawn(
             argv: &command.argv,
             envp: &command.envp,
             candidates: &command.candidates,
+            sandbox: sandbox.as_ref(),
         };
         match child::start(&plan) {
             Ok(Outcome::Running(pid)) => members.push(pid),
