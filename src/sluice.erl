@@ -37,7 +37,8 @@
 -export([start/1, start/2, start_link/1, start_link/2]).
 -export([send/2, send/3, recv/2, recv/3, recv_stderr/3, close_stdin/1]).
 -export([signal/2, stop/1, stop/2, await_exit/1, await_exit/2, os_pid/1, stats/1, stats/2]).
--export([setopts/2, controlling_process/2, set_window_size/3]).
+-export([setopts/2, controlling_process/2, set_window_size/3, set_terminal_modes/2]).
+-export([close_output/2, stop_program/1, stop_program/2]).
 -export([daemon_spec/2, start_daemon/2]).
 -export([manage/1, manage/2, list/0, info/1]).
 -export([start_worker/2, worker_spec/2, call/2, call/3]).
@@ -442,6 +443,24 @@ controlling_process_checked(_P, _Pid) ->
 set_window_size(P, Rows, Cols) ->
     ?CHECKED([P, Rows, Cols], ?ELIXIR_PROCESS:set_window_size(P, Rows, Cols)).
 
+%% @doc Changes the modes of a program's terminal (`pty') while it runs, with the names
+%% of the `pty' option's `modes' (`[{echo, 0}, {icanon, 1}]'), at once (`TCSANOW'). A
+%% mode the terminal refuses is `{error, Map}' naming it (the others stay set);
+%% `{error, not_a_terminal}' for a program on pipes, `{error, closed}' once the terminal
+%% has reached its end.
+-spec set_terminal_modes(process(), [{atom(), non_neg_integer()}]) ->
+    ok | {error, atom() | error_map()}.
+set_terminal_modes(P, Modes) ->
+    ?CHECKED([P, Modes], sluice_terms:reply(?ELIXIR_PROCESS:set_terminal_modes(P, Modes))).
+
+%% @doc Stops reading one output (`stdout' or `stderr') and closes it before its end: the
+%% program's next write there fails with EPIPE (SIGPIPE, unless it ignores it). Later
+%% reads of it give `eof'. `{error, not_piped | not_captured}' for an output that is no
+%% pipe, `{error, terminal}' for a terminal's output (closing it would hang it up).
+-spec close_output(process(), stdout | stderr) -> ok | {error, atom()}.
+close_output(P, Output) ->
+    ?CHECKED([P, Output], ?ELIXIR_PROCESS:close_output(P, Output)).
+
 %%% Adopting and listing
 
 %% @doc Adopts an OS process that Sluice did not start; see `manage/2'.
@@ -470,6 +489,23 @@ manage(OsPid, Opts) ->
 -spec list() -> [program_info()].
 list() ->
     [sluice_terms:program_info(Entry) || Entry <- 'Elixir.Sluice':list()].
+
+%% @doc Stops a program of this node from any process: `Program' is an entry of `list/0'
+%% or an OS pid. See `stop_program/2'.
+-spec stop_program(program_info() | pos_integer()) -> ok | {error, not_found}.
+stop_program(Program) ->
+    stop_program(Program, []).
+
+%% @doc Stops a program of this node from any process, the way its owner's own stop
+%% would: its `kill_signal', SIGKILL after its `kill_grace' (`Opts' may give
+%% `{kill_signal, Sig}' and `{kill_grace, Ms}' instead). Returns without waiting for the
+%% exit; the owner gets its usual answer (for `run/2', a status by signal). `Program' is
+%% an entry of `list/0' or an OS pid (the newest program with that pid);
+%% `{error, not_found}' when no running program matches.
+-spec stop_program(program_info() | pos_integer(), options()) -> ok | {error, not_found}.
+stop_program(Program, Opts) ->
+    Args = [Program, Opts],
+    ?CHECKED(Args, 'Elixir.Sluice':stop(Program, sluice_terms:options(Opts))).
 
 %% @doc What `list/0' shows for one program.
 -spec info(process()) -> program_info() | {error, closed | nodedown | timeout}.

@@ -38,6 +38,9 @@ sluice_test_() ->
         fun daemon_restarted_by_its_supervisor/0,
         fun child_specs_check_their_options/0,
         fun on_a_terminal/0,
+        fun terminal_modes_while_running/0,
+        fun close_one_output/0,
+        fun stop_a_program_from_another_process/0,
         fun manage_an_external_process/0,
         fun list_shows_every_program/0,
         fun configured_from_sys_config/0,
@@ -599,6 +602,50 @@ child_specs_check_their_options() ->
     receive {'DOWN', Ref, process, Sup, _} -> ok end,
     ?assertNot(sluice_probe:alive(Daemon)).
 
+terminal_modes_while_running() ->
+    {ok, P} = sluice:start_link(["cat"], [{pty, [echo]}]),
+    ok = sluice:set_terminal_modes(P, [{echo, 0}]),
+    ok = sluice:send(P, "quiet\n"),
+    % Echo off: only cat's own copy comes back.
+    ?assertEqual(<<"quiet\r\n">>, recv_bytes(P, 7, <<>>)),
+    ?assertError({badarg, _, _}, sluice:set_terminal_modes(P, [{bogus, 1}])),
+    {ok, _} = sluice:stop(P, 1000),
+    {ok, Q} = sluice:start_link(["cat"]),
+    ?assertEqual({error, not_a_terminal}, sluice:set_terminal_modes(Q, [{echo, 0}])),
+    {ok, _} = sluice:stop(Q, 1000).
+
+close_one_output() ->
+    Loop = "trap '' PIPE; while echo x 2>/dev/null; do :; done; echo gone >&2",
+    {ok, P} = sluice:start_link(["sh", "-c", Loop], [{stderr, consume}]),
+    {ok, _} = sluice:recv(P, 0, 5000),
+    ok = sluice:close_output(P, stdout),
+    ?assertEqual(eof, sluice:recv(P, 0, 5000)),
+    ?assertEqual(<<"gone\n">>, recv_stderr_bytes(P, 5, <<>>)),
+    ?assertEqual({ok, 0}, sluice:await_exit(P, 5000)),
+    ?assertError(_, sluice:close_output(P, stdin)).
+
+stop_a_program_from_another_process() ->
+    Self = self(),
+    Runner = spawn(fun() -> Self ! {ran, sluice:run(["sleep", "60"])} end),
+    OsPid = await_listed(Runner, 100),
+    ok = sluice:stop_program(OsPid, [{kill_grace, 1000}]),
+    receive
+        {ran, {ok, #{status := Status}}} -> ?assertEqual({signal, sigterm}, Status)
+    after 5000 -> error(not_stopped)
+    end,
+    ?assertEqual({error, not_found}, sluice:stop_program(OsPid)).
+
+await_listed(_Pid, 0) ->
+    error(never_listed);
+await_listed(Pid, N) ->
+    case [E || #{pid := P} = E <- sluice:list(), P =:= Pid] of
+        [#{os_pid := OsPid}] ->
+            OsPid;
+        [] ->
+            timer:sleep(20),
+            await_listed(Pid, N - 1)
+    end.
+
 on_a_terminal() ->
     {ok, #{stdout := <<"40 100\r\n">>}} =
         sluice:run(["stty", "size"], [{pty, [{rows, 40}, {cols, 100}]}]),
@@ -635,6 +682,11 @@ recv_bytes(_P, 0, Acc) -> Acc;
 recv_bytes(P, Left, Acc) ->
     {ok, Data} = sluice:recv(P, Left, 5000),
     recv_bytes(P, Left - byte_size(Data), <<Acc/binary, Data/binary>>).
+
+recv_stderr_bytes(_P, 0, Acc) -> Acc;
+recv_stderr_bytes(P, Left, Acc) ->
+    {ok, Data} = sluice:recv_stderr(P, Left, 5000),
+    recv_stderr_bytes(P, Left - byte_size(Data), <<Acc/binary, Data/binary>>).
 
 manage_an_external_process() ->
     OsPid = list_to_integer(string:trim(os:cmd("sleep 300 > /dev/null 2>&1 & echo $!"))),
