@@ -87,6 +87,11 @@ defmodule Sluice.Native do
   def terminal_input(_fd), do: :erlang.nif_error(:nif_not_loaded)
 
   @doc false
+  # The VM's current working directory (getcwd), on the calling scheduler.
+  @spec cwd() :: {:ok, binary} | {:error, errno}
+  def cwd, do: :erlang.nif_error(:nif_not_loaded)
+
+  @doc false
   @spec fileno(fd) :: integer
   def fileno(_fd), do: :erlang.nif_error(:nif_not_loaded)
 end
