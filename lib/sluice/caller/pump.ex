@@ -88,8 +88,8 @@ defmodule Sluice.Caller.Pump do
   # A pump over a freshly opened program and its input source.
   @spec new(Program.t(), input) :: t
   defp new(program, input) do
-    # Arm the program channel, so that the helper program's death wakes us.
-    program = Program.control(program)
+    # The program channel is armed (Sluice.Program.Start leaves it so): its news, the
+    # helper program's death included, wakes us.
     program = if input == :none, do: Fds.close_stdin(program), else: program
     %__MODULE__{program: program, input: input}
   end

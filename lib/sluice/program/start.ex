@@ -140,9 +140,11 @@ defmodule Sluice.Program.Start do
     end
   end
 
+  # The channel stays armed after the reply (Channel.await_reply/4): its holder hears of
+  # whatever follows, a quick program's exit included, as a readiness message.
   defp await_spawned(p, deadline) do
     result =
-      Channel.await(p.channel, deadline, p, fn
+      Channel.await_reply(p.channel, deadline, p, fn
         {:reply, reply, fds}, p -> {:done, spawned(p, reply, fds)}
         :empty, p -> {:wait, p}
         {:closed, reason}, p -> {:done, lost(p, reason)}
