@@ -119,9 +119,20 @@ defmodule Sluice.Caller.Pump do
 
       {:empty, _} ->
         case read_any(pump, max) do
-          {:blocked, pump} -> pump |> feed(deadline) |> read_after_feed(max)
+          {:blocked, pump} -> after_reads(pump, max, deadline)
           other -> other
         end
+    end
+  end
+
+  # Every output would block: feed input, then read again what the feeding may have let
+  # the program write. Once stdin is closed (no input left, no terminal's end of input
+  # pending) feeding changes nothing, and the reads just tried are not tried again.
+  defp after_reads(pump, max, deadline) do
+    cond do
+      Fds.stdin_in_use?(pump.program) -> pump |> feed(deadline) |> read_after_feed(max)
+      outputs?(pump) -> {:blocked, pump}
+      true -> {:eof, pump}
     end
   end
 
