@@ -30,6 +30,9 @@ pub struct FdState {
     pub fd: RawFd,
     /// A close was requested: no more I/O, and `enif_select(STOP)` was (or is being) called.
     pub closing: bool,
+    /// The last read filled its buffer: more may be waiting, so the next read asks how
+    /// much first (`io::read`). False for a fresh fd and after EAGAIN, EOF or a short read.
+    pub warm: bool,
     /// The owner monitor set by `monitor/1`.
     monitor: Option<ErlNifMonitor>,
 }
@@ -220,6 +223,7 @@ pub fn make<'a>(env: Env<'a>, fd: RawFd) -> Option<Term<'a>> {
         state: Mutex::new(FdState {
             fd,
             closing: false,
+            warm: false,
             monitor: None,
         }),
     };

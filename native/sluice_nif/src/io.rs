@@ -36,49 +36,92 @@ fn read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>) -> NifResult<Term<'a>> {
     if max == 0 {
         return Err(Error::BadArg);
     }
-    let st = fd.lock();
+    let mut st = fd.lock();
     if st.closing {
         return Ok(env.error_tuple(atoms::closed()));
     }
-    let Some(mut buf) = alloc_binary(read_size(st.fd, max)) else {
+    // A warm fd is asked how much it holds (FIONREAD), so a large `max` does not page in
+    // and unmap a fresh block per read. A cold one (fresh, or last found empty) is read
+    // into a small buffer first: it is empty (EAGAIN), at its end, or holds little, and
+    // one read answers all three without the ioctl; a full buffer then asks for the rest.
+    let first = if st.warm {
+        read_size(st.fd, max)
+    } else {
+        max.min(COLD_READ)
+    };
+    let Some(mut buf) = alloc_binary(first) else {
         return Ok(env.error_tuple(atoms::enomem()));
     };
-    let n = loop {
-        let slice = buf.as_mut_slice();
-        // SAFETY: the fd is open while the state is locked and not closing; the buffer is
-        // `slice.len()` writable bytes.
-        let n = unsafe { libc::read(st.fd, slice.as_mut_ptr().cast(), slice.len()) };
-        if n >= 0 {
-            break Ok(n as usize);
+    let n = match read_into(st.fd, buf.as_mut_slice()) {
+        Ok(0) => {
+            st.warm = false;
+            return Ok(atoms::eof().encode(env));
         }
-        match errno::last() {
-            libc::EINTR => continue,
-            e => break Err(e),
-        }
-    };
-    match n {
-        Ok(0) => Ok(atoms::eof().encode(env)),
-        Ok(n) => {
-            if n < buf.len() && !buf.realloc(n) {
-                let mut exact = match alloc_binary(n) {
-                    Some(exact) => exact,
-                    None => return Ok(env.error_tuple(atoms::enomem())),
-                };
-                exact.as_mut_slice().copy_from_slice(&buf.as_slice()[..n]);
-                buf = exact;
-            }
-            charge_timeslice(env, n);
-            Ok((atoms::ok(), buf.release(env)).encode(env))
-        }
+        Ok(n) => n,
         Err(libc::EAGAIN) => {
-            if fd.arm(&st, false) {
+            st.warm = false;
+            return if fd.arm(&st, false) {
                 Ok(env.error_tuple(atoms::eagain()))
             } else {
                 Ok(env.error_tuple(atoms::select_failed()))
+            };
+        }
+        Err(e) => return Ok(errno::error_tuple(env, e)),
+    };
+    let mut total = n;
+    if !st.warm && n == first && first < max {
+        let more = pending_bytes(st.fd).min(max - first);
+        if more > 0 {
+            if let Some(grown) = resized(buf, first + more) {
+                buf = grown;
+                // What the pipe held a moment ago is there: a failure here is no loss,
+                // the next read meets it again.
+                total += read_into(st.fd, &mut buf.as_mut_slice()[first..]).unwrap_or(0);
+            } else {
+                return Ok(env.error_tuple(atoms::enomem()));
             }
         }
-        Err(e) => Ok(errno::error_tuple(env, e)),
     }
+    st.warm = total == buf.len();
+    drop(st);
+    if total < buf.len() {
+        let Some(exact) = resized(buf, total) else {
+            return Ok(env.error_tuple(atoms::enomem()));
+        };
+        buf = exact;
+    }
+    charge_timeslice(env, total);
+    Ok((atoms::ok(), buf.release(env)).encode(env))
+}
+
+/// Bytes a cold read takes without asking FIONREAD first.
+const COLD_READ: usize = 4096;
+
+/// One `read` into `buf`, retried on EINTR; the errno on failure.
+fn read_into(fd: libc::c_int, buf: &mut [u8]) -> Result<usize, i32> {
+    loop {
+        // SAFETY: the caller holds the fd's state locked and not closing, so the fd is
+        // open; `buf` is `buf.len()` writable bytes.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        match errno::last() {
+            libc::EINTR => continue,
+            e => return Err(e),
+        }
+    }
+}
+
+/// `bin` with `len` bytes (its first bytes kept), or `None` when memory ran out.
+fn resized(mut bin: OwnedBinary, len: usize) -> Option<OwnedBinary> {
+    if bin.realloc(len) {
+        return Some(bin);
+    }
+    let mut copy = alloc_binary(len)?;
+    let keep = len.min(bin.len());
+    copy.as_mut_slice()[..keep].copy_from_slice(&bin.as_slice()[..keep]);
+    Some(copy)
 }
 
 /// Bytes moved that count as a whole timeslice of the calling process.
@@ -99,15 +142,25 @@ fn charge_timeslice(env: Env, bytes: usize) {
 /// nothing is buffered the read will say EOF or EAGAIN, unless data arrives in between: a
 /// small buffer is enough then.
 fn read_size(fd: libc::c_int, max: usize) -> usize {
+    match fionread(fd) {
+        Some(n) if n > 0 => n.min(max),
+        // Not a pipe or socket (FIONREAD unsupported): fall back to `max`.
+        None => max,
+        Some(_) => max.min(COLD_READ),
+    }
+}
+
+/// What FIONREAD says the fd holds, or `None` when it is no pipe or socket.
+fn fionread(fd: libc::c_int) -> Option<usize> {
     let mut avail: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int through the pointer; the fd is open (state locked).
     let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut avail) };
-    match usize::try_from(avail) {
-        Ok(n) if r == 0 && n > 0 => n.min(max),
-        // Not a pipe or socket (FIONREAD unsupported): fall back to `max`.
-        _ if r != 0 => max,
-        _ => max.min(4096),
-    }
+    (r == 0).then(|| usize::try_from(avail).unwrap_or(0))
+}
+
+/// Bytes waiting in the fd, 0 when unknown.
+fn pending_bytes(fd: libc::c_int) -> usize {
+    fionread(fd).unwrap_or(0)
 }
 
 /// `write(fd, iodata)`: one non-blocking write; may be partial.
