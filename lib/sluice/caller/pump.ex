@@ -68,9 +68,21 @@ defmodule Sluice.Caller.Pump do
 
   @impl Sluice.Caller.Source
   def open(argv, opts, deadline) do
-    with {:ok, program} <- Start.open(Command.spawn_spec(argv, opts), deadline) do
+    with {:ok, program} <- Start.open(spawn_spec(argv, opts), deadline) do
       {:ok, new(Output.frame(program, opts), input(opts))}
     end
+  end
+
+  # Without input, stdin's pipe is closed from the start (`stdin: :closed`, closed by the
+  # helper program): the program reads EOF as when the pump closed it at once, with no fd
+  # sent to the BEAM only to be closed (a receive, a close, an fd resource and its owner
+  # monitor per program). A terminal is stdin and stdout at once and stays as it is.
+  defp spawn_spec(argv, opts) do
+    spec = Command.spawn_spec(argv, opts)
+
+    if opts.input == nil and spec.stdin == :pipe and spec.pty == nil,
+      do: %{spec | stdin: :closed},
+      else: spec
   end
 
   # The input source of checked options: a pipeable Sluice stream (`Sluice.Stream.pipeable?/1`)
@@ -447,7 +459,7 @@ defmodule Sluice.Caller.Pump do
   # Starts the upstream program (in the calling process, which owns it).
   @spec open_upstream(Sluice.Stream.t()) :: t
   defp open_upstream(stream) do
-    spec = Command.spawn_spec(stream.argv, stream.opts)
+    spec = spawn_spec(stream.argv, stream.opts)
 
     case Start.open(spec, Deadline.at(stream.opts.start_timeout)) do
       {:ok, program} -> new(program, input(stream.opts))
