@@ -191,16 +191,12 @@ defmodule Sluice.Caller.Pump do
     end
   end
 
-  # At the first wait, a small heap is compacted: the garbage of starting a program would
-  # otherwise stay in every waiting caller (500 concurrent `run`s: 3 KB each). Once per
-  # program, and only small heaps, where a full collection costs a few microseconds; a
-  # caller with a large heap keeps its own garbage collection rhythm.
-  @compact_below 4_096
+  # At the first wait, a small heap is compacted (Start.compact/0): the garbage of taking
+  # the program on would otherwise stay in every waiting caller. Once per program.
   defp compact(%{compacted: true} = pump), do: pump
 
   defp compact(pump) do
-    {:total_heap_size, words} = Process.info(self(), :total_heap_size)
-    if words > 400 and words < @compact_below, do: :erlang.garbage_collect()
+    :ok = Start.compact()
     %{pump | compacted: true}
   end
 
