@@ -272,7 +272,8 @@ defmodule Sluice.Program do
   """
   @spec close(t) :: :ok
   def close(p) do
-    Registry.remove(p.id)
+    # The row went when the exit (or the helper program's end) was seen.
+    if p.exit == :running, do: Registry.remove(p.id)
     Fds.close(p)
   end
 end

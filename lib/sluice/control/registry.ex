@@ -38,9 +38,12 @@ defmodule Sluice.Control.Registry do
   @doc "Adds the calling process's program `id` (the caller holds its channel)."
   @spec add(pos_integer, program) :: true
   def add(id, program) do
-    without_table(true, fn ->
-      :ets.insert(@table, {id, self(), System.os_time(:millisecond), program})
-    end)
+    # A flat row, not the map: ETS would copy the map's keys into every row.
+    %{os_pid: pid, owner: owner, argv: argv, pipeline: stages, managed: managed, cgroup: cg} =
+      program
+
+    row = {id, self(), System.os_time(:millisecond), pid, owner, argv, stages, managed, cg}
+    without_table(true, fn -> :ets.insert(@table, row) end)
   end
 
   @doc "Removes program `id` (idempotent; a no-op once the application stopped)."
@@ -75,8 +78,17 @@ defmodule Sluice.Control.Registry do
       if :ets.whereis(@table) == :undefined, do: default, else: reraise(e, __STACKTRACE__)
   end
 
-  defp entry({_id, holder, started, program}) do
-    Map.merge(program, %{pid: holder, started_at: DateTime.from_unix!(started, :millisecond)})
+  defp entry({_id, holder, started, os_pid, owner, argv, pipeline, managed, cgroup}) do
+    %{
+      os_pid: os_pid,
+      owner: owner,
+      argv: argv,
+      pipeline: pipeline,
+      managed: managed,
+      cgroup: cgroup,
+      pid: holder,
+      started_at: DateTime.from_unix!(started, :millisecond)
+    }
   end
 
   @impl true
@@ -98,7 +110,7 @@ defmodule Sluice.Control.Registry do
   @spec sweep() :: :ok
   def sweep do
     @table
-    |> :ets.select([{{:"$1", :"$2", :_, :_}, [], [{{:"$1", :"$2"}}]}])
+    |> :ets.select([{{:"$1", :"$2", :_, :_, :_, :_, :_, :_, :_}, [], [{{:"$1", :"$2"}}]}])
     |> Enum.each(fn {id, holder} -> unless Process.alive?(holder), do: remove(id) end)
   end
 
