@@ -455,11 +455,12 @@ defmodule Bench.Breakdown do
   defp classify(:caller, :call, {Sluice.Native, f, _}, _) when f in [:spawn, :spawn_large],
     do: :request_sent
 
-  defp classify(:caller, :return_from, {Sluice.Native, :recv, 1}, {:ok, payload, _fds})
+  defp classify(:caller, :return_from, {Sluice.Native, :recv, 2}, {:ok, payload, _fds})
        when is_binary(payload) do
     case :erlang.binary_to_term(payload) do
       {:spawned, _, _, _, _} -> [:spawned_beam, :holds]
-      {:exit, _, _} -> [:exit_beam, :status_caller]
+      # With its details (usage, statuses) or without.
+      exit when elem(exit, 0) == :exit -> [:exit_beam, :status_caller]
       _ -> nil
     end
   end

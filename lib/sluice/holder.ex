@@ -55,8 +55,8 @@ defmodule Sluice.Holder do
   @doc """
   Starts the program of a holder being initialised, for `owner`, within `start_ms`:
   opens it (or adopts it, for `{:manage, spec}`), watches the owner, takes the program on
-  (`Sluice.Program.hold/2`: its news comes as messages, the first one already queued, so
-  an exit during start-up is read by handle_info/3 like any later one) and logs what its
+  (`Sluice.Program.hold/2`: its news comes as messages, the channel being armed since the
+  start, so an exit during start-up is read by handle_info/3 like any later one) and logs what its
   `:log` outputs already hold. The owner is watched before anything of the program is
   read: its exit, however early, finds the owner watched. Returns the program and its log
   buffers, or the init result of a start that failed.

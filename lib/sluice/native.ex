@@ -24,7 +24,8 @@ defmodule Sluice.Native do
   def connect(_path), do: :erlang.nif_error(:nif_not_loaded)
 
   @doc false
-  # Sends a spawn request with a new program channel; the caller owns the channel.
+  # Sends a spawn request with a new program channel; the caller owns the channel, armed
+  # for it: the reply comes as a readiness message.
   @spec spawn(fd, binary) :: {:ok, fd} | {:error, errno}
   def spawn(_sock, _request), do: :erlang.nif_error(:nif_not_loaded)
 
@@ -33,8 +34,10 @@ defmodule Sluice.Native do
   def spawn_large(_sock, _request), do: :erlang.nif_error(:nif_not_loaded)
 
   @doc false
-  @spec recv(fd) :: {:ok, binary, [fd]} | :eof | {:error, errno}
-  def recv(_channel), do: :erlang.nif_error(:nif_not_loaded)
+  # One message of a program channel; `{:error, :eagain}` arms the channel, and so does a
+  # message when `rearm` is true.
+  @spec recv(fd, boolean) :: {:ok, binary, [fd]} | :eof | {:error, errno}
+  def recv(_channel, _rearm), do: :erlang.nif_error(:nif_not_loaded)
 
   @doc false
   @spec send(fd, binary) :: :ok | {:error, errno}
@@ -109,6 +112,11 @@ defmodule Sluice.Native do
           {:ok, :raw | {:canonical, byte, pos_integer, binary, binary, binary}}
           | {:error, errno}
   def terminal_input(_fd), do: :erlang.nif_error(:nif_not_loaded)
+
+  @doc false
+  # The VM's current working directory (getcwd), on the calling scheduler.
+  @spec cwd() :: {:ok, binary} | {:error, errno}
+  def cwd, do: :erlang.nif_error(:nif_not_loaded)
 
   @doc false
   @spec fileno(fd) :: integer

@@ -117,16 +117,14 @@ defmodule Sluice.Program do
 
   Nothing is read from the channel here. The program may have exited already (`false`,
   or `cat` of a missing file, exits before its holder's start-up is over), and news read
-  now would reach no code of the holder's: no message would follow it. So the holder gets
-  one readiness message for the channel instead, and whatever the channel holds (an exit,
-  the helper program's death, or nothing yet) is read where every later piece of news is,
-  by the holder's dispatch of `handle_ready/2`, which arms the channel again.
+  now would reach no code of the holder's: no message would follow it. It needs no read:
+  `Sluice.Program.Start` leaves the channel armed for the holder, so whatever it holds (an
+  exit, the helper program's death) comes as a readiness message, read where every later
+  piece of news is, by the holder's dispatch of `handle_ready/2`, which arms the channel
+  again.
   """
   @spec hold(t, map) :: t
-  def hold(p, opts) do
-    send(self(), {:select, p.channel, :undefined, :ready_input})
-    Output.frame(p, opts)
-  end
+  def hold(p, opts), do: Output.frame(p, opts)
 
   @doc "Whether `role` is piped at all."
   @spec piped?(t, role) :: boolean
@@ -281,7 +279,8 @@ defmodule Sluice.Program do
   """
   @spec close(t) :: :ok
   def close(p) do
-    Registry.remove(p.id)
+    # The row went when the exit (or the helper program's end) was seen.
+    if p.exit == :running, do: Registry.remove(p.id)
     Fds.close(p)
   end
 end

@@ -270,7 +270,7 @@ defmodule Sluice.BadInputTest do
   end
 
   defp await_answer(channel) do
-    case Sluice.Native.recv(channel) do
+    case Sluice.Native.recv(channel, false) do
       {:ok, payload, fds} ->
         Enum.each(fds, &Sluice.Native.close/1)
         {:answered, Sluice.Control.Protocol.decode(payload)}

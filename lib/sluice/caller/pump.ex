@@ -68,9 +68,21 @@ defmodule Sluice.Caller.Pump do
 
   @impl Sluice.Caller.Source
   def open(argv, opts, deadline) do
-    with {:ok, program} <- Start.open(Command.spawn_spec(argv, opts), deadline) do
+    with {:ok, program} <- Start.open(spawn_spec(argv, opts), deadline) do
       {:ok, new(Output.frame(program, opts), input(opts))}
     end
+  end
+
+  # Without input, stdin's pipe is closed from the start (`stdin: :closed`, closed by the
+  # helper program): the program reads EOF as when the pump closed it at once, with no fd
+  # sent to the BEAM only to be closed (a receive, a close, an fd resource and its owner
+  # monitor per program). A terminal is stdin and stdout at once and stays as it is.
+  defp spawn_spec(argv, opts) do
+    spec = Command.spawn_spec(argv, opts)
+
+    if opts.input == nil and spec.stdin == :pipe and spec.pty == nil,
+      do: %{spec | stdin: :closed},
+      else: spec
   end
 
   # The input source of checked options: a pipeable Sluice stream (`Sluice.Stream.pipeable?/1`)
@@ -88,8 +100,8 @@ defmodule Sluice.Caller.Pump do
   # A pump over a freshly opened program and its input source.
   @spec new(Program.t(), input) :: t
   defp new(program, input) do
-    # Arm the program channel, so that the helper program's death wakes us.
-    program = Program.control(program)
+    # The program channel is armed (Sluice.Program.Start leaves it so): its news, the
+    # helper program's death included, wakes us.
     program = if input == :none, do: Fds.close_stdin(program), else: program
     %__MODULE__{program: program, input: input}
   end
@@ -122,9 +134,20 @@ defmodule Sluice.Caller.Pump do
 
       {:empty, _} ->
         case read_any(pump, max) do
-          {:blocked, pump} -> pump |> feed(deadline) |> read_after_feed(max)
+          {:blocked, pump} -> after_reads(pump, max, deadline)
           other -> other
         end
+    end
+  end
+
+  # Every output would block: feed input, then read again what the feeding may have let
+  # the program write. Once stdin is closed (no input left, no terminal's end of input
+  # pending) feeding changes nothing, and the reads just tried are not tried again.
+  defp after_reads(pump, max, deadline) do
+    cond do
+      Fds.stdin_in_use?(pump.program) -> pump |> feed(deadline) |> read_after_feed(max)
+      outputs?(pump) -> {:blocked, pump}
+      true -> {:eof, pump}
     end
   end
 
@@ -171,16 +194,12 @@ defmodule Sluice.Caller.Pump do
     end
   end
 
-  # At the first wait, a small heap is compacted: the garbage of starting a program would
-  # otherwise stay in every waiting caller (500 concurrent `run`s: 3 KB each). Once per
-  # program, and only small heaps, where a full collection costs a few microseconds; a
-  # caller with a large heap keeps its own garbage collection rhythm.
-  @compact_below 4_096
+  # At the first wait, a small heap is compacted (Start.compact/0): the garbage of taking
+  # the program on would otherwise stay in every waiting caller. Once per program.
   defp compact(%{compacted: true} = pump), do: pump
 
   defp compact(pump) do
-    {:total_heap_size, words} = Process.info(self(), :total_heap_size)
-    if words > 400 and words < @compact_below, do: :erlang.garbage_collect()
+    :ok = Start.compact()
     %{pump | compacted: true}
   end
 
@@ -450,7 +469,7 @@ defmodule Sluice.Caller.Pump do
   # Starts the upstream program (in the calling process, which owns it).
   @spec open_upstream(Sluice.Stream.t()) :: t
   defp open_upstream(stream) do
-    spec = Command.spawn_spec(stream.argv, stream.opts)
+    spec = spawn_spec(stream.argv, stream.opts)
 
     case Start.open(spec, Deadline.at(stream.opts.start_timeout)) do
       {:ok, program} -> new(program, input(stream.opts))

@@ -3,7 +3,7 @@ defmodule Sluice.Control.Env do
   # What a spawn request says about the environment and the working directory, resolved
   # in the calling process at the moment of the spawn, as Port.open does.
 
-  alias Sluice.Error
+  alias Sluice.{Error, Native}
   alias Sluice.Control.EnvServer
 
   @doc """
@@ -17,13 +17,14 @@ defmodule Sluice.Control.Env do
 
   @doc """
   The program's working directory as an absolute path: the VM's current directory, or
-  `cd` resolved against it.
+  `cd` resolved against it. Read through the NIF (`getcwd` on the caller's scheduler):
+  `:prim_file.get_cwd/0` runs on a dirty I/O scheduler, and every spawn paid the trip
+  there and back.
   """
   @spec cwd(String.t() | nil) :: {:ok, String.t()} | {:error, Error.t()}
   def cwd(cd) do
-    case :prim_file.get_cwd() do
+    case Native.cwd() do
       {:ok, dir} ->
-        dir = IO.chardata_to_string(dir)
         {:ok, if(cd, do: Path.expand(cd, dir), else: dir)}
 
       {:error, reason} ->

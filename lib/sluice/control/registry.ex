@@ -57,9 +57,14 @@ defmodule Sluice.Control.Registry do
   """
   @spec add(pos_integer, program, control) :: true
   def add(id, program, control) do
-    without_table(true, fn ->
-      :ets.insert(@table, {id, self(), System.os_time(:millisecond), program, control})
-    end)
+    # A flat row, not the map: ETS would copy the map's keys into every row.
+    %{os_pid: pid, owner: owner, argv: argv, pipeline: stages, managed: managed, cgroup: cg} =
+      program
+
+    row =
+      {id, self(), System.os_time(:millisecond), pid, owner, argv, stages, managed, cg, control}
+
+    without_table(true, fn -> :ets.insert(@table, row) end)
   end
 
   @doc """
@@ -90,20 +95,18 @@ defmodule Sluice.Control.Registry do
   # The row `target` names among those whose holder lives, newest first.
   defp find(target) do
     without_table([], fn -> :ets.tab2list(@table) end)
-    |> Enum.filter(fn {_id, holder, _started, program, _control} ->
-      names?(target, holder, program) and Process.alive?(holder)
-    end)
+    |> Enum.filter(fn row -> names?(target, row) and Process.alive?(elem(row, 1)) end)
     |> Enum.max_by(&elem(&1, 2), fn -> nil end)
     |> case do
       nil -> nil
-      {id, _holder, _started, _program, control} -> {id, control}
+      row -> {elem(row, 0), elem(row, 9)}
     end
   end
 
-  defp names?(os_pid, _holder, program) when is_integer(os_pid), do: program.os_pid == os_pid
+  defp names?(os_pid, row) when is_integer(os_pid), do: elem(row, 3) == os_pid
 
-  defp names?(%{os_pid: os_pid, pid: pid}, holder, program),
-    do: program.os_pid == os_pid and holder == pid
+  defp names?(%{os_pid: os_pid, pid: pid}, row),
+    do: elem(row, 3) == os_pid and elem(row, 1) == pid
 
   @doc "Removes program `id` (idempotent; a no-op once the application stopped)."
   @spec remove(pos_integer) :: true
@@ -137,8 +140,17 @@ defmodule Sluice.Control.Registry do
       if :ets.whereis(@table) == :undefined, do: default, else: reraise(e, __STACKTRACE__)
   end
 
-  defp entry({_id, holder, started, program, _control}) do
-    Map.merge(program, %{pid: holder, started_at: DateTime.from_unix!(started, :millisecond)})
+  defp entry({_id, holder, started, os_pid, owner, argv, pipeline, managed, cgroup, _control}) do
+    %{
+      os_pid: os_pid,
+      owner: owner,
+      argv: argv,
+      pipeline: pipeline,
+      managed: managed,
+      cgroup: cgroup,
+      pid: holder,
+      started_at: DateTime.from_unix!(started, :millisecond)
+    }
   end
 
   @impl true
@@ -160,7 +172,7 @@ defmodule Sluice.Control.Registry do
   @spec sweep() :: :ok
   def sweep do
     @table
-    |> :ets.select([{{:"$1", :"$2", :_, :_, :_}, [], [{{:"$1", :"$2"}}]}])
+    |> :ets.select([{{:"$1", :"$2", :_, :_, :_, :_, :_, :_, :_, :_}, [], [{{:"$1", :"$2"}}]}])
     |> Enum.each(fn {id, holder} -> unless Process.alive?(holder), do: remove(id) end)
   end
 

@@ -66,7 +66,8 @@ defmodule Sluice.Holder.RemoteReader do
 
   @impl true
   def init({spec, opts, consumer, start_ms}) do
-    # A quick program's exit comes as the channel's first message (Program.hold/2).
+    # A quick program's exit comes as a readiness message of the channel, armed since the
+    # start (Program.hold/2).
     with {:ok, program, log} <- Holder.start(spec, consumer, opts, :monitor, start_ms) do
       {:ok, %__MODULE__{owner: consumer, program: program, log: log}}
     end

@@ -28,19 +28,33 @@ defmodule Sluice.Options.Spec do
   @spec spawn([String.t()], Sluice.Options.t()) :: map
   def spawn(argv, opts) do
     {:ok, signum} = Sluice.Signal.to_number(opts.kill_signal)
+    user = opts.user
 
-    Map.merge(control(opts), %{
+    # One map, its keys a literal: a spawn builds no partial ones to merge.
+    %{
       argv: argv,
       env: environment(opts),
       cd: opts.cd,
+      stdin: stdin(opts.stdin),
+      stdout: stdout(opts.stdout),
       stderr: helper_stderr(opts.stderr),
       use_stdio: opts.use_stdio,
       pipe_size: opts.pipe_size,
+      pty: opts.pty,
+      # What the program runs as and with, and how it is stopped.
+      user: user,
+      group: opts.group,
+      login_env: if(user, do: login_env(opts), else: []),
+      allowed_users: if(user, do: Sluice.Control.Config.allowed_users!()),
+      nice: opts.nice,
+      rlimits: for({r, {soft, hard}} <- opts.rlimits, do: {r, soft, hard}),
+      umask: opts.umask,
+      arg0: opts.arg0,
+      kill_command: opts.kill_command,
       kill_signal: signum,
       kill_grace: opts.kill_grace,
-      pty: opts.pty,
       sandbox: Sluice.Sandbox.spec(opts.sandbox, opts.cd)
-    })
+    }
   end
 
   @doc "The spec of a `manage` request for the helper program (docs/protocol.md)."
@@ -80,7 +94,7 @@ defmodule Sluice.Options.Spec do
   # The program's complete environment: a base, then the overrides (a nil value unsets).
   # The base is the VM's current environment (so System.put_env is seen), nothing with
   # clear_env, and with a user: what a login keeps of it (the helper program adds the
-  # user's HOME, USER, LOGNAME, SHELL and PATH: control/1), or with inherit_env the
+  # user's HOME, USER, LOGNAME, SHELL and PATH: `login_env`), or with inherit_env the
   # VM's less RELEASE_COOKIE, the key to the node. Without options it is `:default`,
   # resolved at the spawn (Sluice.Control.Env).
   defp environment(%{env: [], clear_env: false, user: nil}), do: :default
@@ -107,26 +121,6 @@ defmodule Sluice.Options.Spec do
   @doc "Whether the program's stdout comes to the BEAM."
   @spec stdout_piped?(Sluice.Options.t()) :: boolean
   def stdout_piped?(opts), do: opts.stdout in [:pipe, :log, nil]
-
-  # The spec keys of where stdio goes when not to the BEAM, what the program runs as and
-  # with, and how it is stopped.
-  defp control(opts) do
-    user = opts.user
-
-    %{
-      stdin: stdin(opts.stdin),
-      stdout: stdout(opts.stdout),
-      user: user,
-      group: opts.group,
-      login_env: if(user, do: login_env(opts), else: []),
-      allowed_users: if(user, do: Sluice.Control.Config.allowed_users!()),
-      nice: opts.nice,
-      rlimits: for({r, {soft, hard}} <- opts.rlimits, do: {r, soft, hard}),
-      umask: opts.umask,
-      arg0: opts.arg0,
-      kill_command: opts.kill_command
-    }
-  end
 
   # A stdout or stderr value as the spec carries it.
   defp output({:file, path, opts}), do: {:file, path, opts[:append], opts[:mode]}

@@ -38,22 +38,32 @@ defmodule Sluice.Program.Channel do
   @spec await(Native.fd(), Deadline.t(), acc, (event, acc -> step(acc, result))) ::
           result | {:timeout, acc}
         when acc: term, result: term
-  def await(channel, deadline, acc, handle) do
-    case Native.recv(channel) do
+  def await(channel, deadline, acc, handle), do: read(channel, deadline, acc, handle, false)
+
+  @doc """
+  `await/4` for the reply to the request a channel was sent with: `Sluice.Native.spawn/2`
+  armed it, so the wait starts with its readiness message rather than with a read that
+  could only find it empty, and every message read arms it again, so that the channel is
+  armed when the wait ends: news already queued behind the reply (a quick program's exit)
+  comes to its holder as a readiness message.
+  """
+  @spec await_reply(Native.fd(), Deadline.t(), acc, (event, acc -> step(acc, result))) ::
+          result | {:timeout, acc}
+        when acc: term, result: term
+  def await_reply(channel, deadline, acc, handle), do: wait(channel, deadline, acc, handle, true)
+
+  defp read(channel, deadline, acc, handle, rearm) do
+    case Native.recv(channel, rearm) do
       {:ok, payload, fds} ->
-        next(handle.({:reply, Protocol.decode(payload), fds}, acc), channel, deadline, handle)
+        case handle.({:reply, Protocol.decode(payload), fds}, acc) do
+          {:done, result} -> result
+          {:wait, acc} -> read(channel, deadline, acc, handle, rearm)
+        end
 
       {:error, :eagain} ->
         case handle.(:empty, acc) do
-          {:done, result} ->
-            result
-
-          {:wait, acc} ->
-            receive do
-              {:select, ^channel, _, :ready_input} -> await(channel, deadline, acc, handle)
-            after
-              Deadline.remaining(deadline) -> {:timeout, acc}
-            end
+          {:done, result} -> result
+          {:wait, acc} -> wait(channel, deadline, acc, handle, rearm)
         end
 
       :eof ->
@@ -66,8 +76,13 @@ defmodule Sluice.Program.Channel do
     end
   end
 
-  defp next({:done, result}, _channel, _deadline, _handle), do: result
-  defp next({:wait, acc}, channel, deadline, handle), do: await(channel, deadline, acc, handle)
+  defp wait(channel, deadline, acc, handle, rearm) do
+    receive do
+      {:select, ^channel, _, :ready_input} -> read(channel, deadline, acc, handle, rearm)
+    after
+      Deadline.remaining(deadline) -> {:timeout, acc}
+    end
+  end
 
   @doc """
   Sends `message` (none: `nil`) on the program's channel and waits until `answer` gives
@@ -80,12 +95,14 @@ defmodule Sluice.Program.Channel do
   @spec request(program, binary | nil, answer_fun, Deadline.t()) :: {term, program}
   def request(p, message, answer, deadline) do
     case send_message(p, message) do
-      :ok -> await_answer(p, answer, deadline)
+      :ok -> await_answer(p, answer, deadline, true)
       {:error, reason} -> {{:error, reason}, control(p)}
     end
   end
 
-  defp await_answer(p, answer, deadline) do
+  # `rearm`: drain and arm the channel again once answered, so what follows still wakes
+  # the holder.
+  defp await_answer(p, answer, deadline, rearm) do
     result =
       await(p.channel, deadline, p, fn
         {:reply, reply, fds}, p ->
@@ -93,8 +110,8 @@ defmodule Sluice.Program.Channel do
           p = apply_news(p, reply)
 
           case answer.(reply, p) do
-            # Drain and arm the channel again, so what follows still wakes the holder.
-            {:done, result} -> {:done, {result, control(p)}}
+            {:done, result} when rearm -> {:done, {result, control(p)}}
+            {:done, result} -> {:done, {result, p}}
             :wait -> {:wait, p}
           end
 
@@ -119,11 +136,20 @@ defmodule Sluice.Program.Channel do
     end
   end
 
-  @doc "Waits until the exit status is known or `deadline`; other messages stay queued."
+  @doc """
+  Waits until the exit status is known or `deadline`; other messages stay queued. An exit
+  already known is answered without a look at the channel. The channel is not armed
+  again once the status is in: the exit is the last message a program channel brings
+  (only its EOF, the helper program's end, could follow, which a known status makes
+  moot), and whoever awaits the exit closes the program next.
+  """
   @spec await_exit(program, Deadline.t()) ::
           {:ok, Protocol.status(), program} | {:error, :timeout | :helper_down, program}
+  def await_exit(%{exit: {:exited, status}} = p, _deadline), do: {:ok, status, p}
+  def await_exit(%{exit: :lost} = p, _deadline), do: {:error, :helper_down, p}
+
   def await_exit(p, deadline) do
-    {result, p} = request(p, nil, fn _news, p -> exit_answer(p) end, deadline)
+    {result, p} = await_answer(p, fn _news, p -> exit_answer(p) end, deadline, false)
 
     case result do
       {:ok, status} -> {:ok, status, p}
@@ -157,7 +183,7 @@ defmodule Sluice.Program.Channel do
   """
   @spec control(program) :: program
   def control(p) do
-    case Native.recv(p.channel) do
+    case Native.recv(p.channel, false) do
       {:ok, payload, fds} ->
         Enum.each(fds, &Native.close/1)
         p |> apply_news(Protocol.decode(payload)) |> control()

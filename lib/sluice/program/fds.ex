@@ -214,6 +214,13 @@ defmodule Sluice.Program.Fds do
 
   defp in_use?(state), do: state in [:open, :closing]
 
+  @doc """
+  Whether stdin still takes something: input (`:open`), or a terminal's pending end of
+  input (`:closing`).
+  """
+  @spec stdin_in_use?(Program.t()) :: boolean
+  def stdin_in_use?(p), do: in_use?(p.open[:stdin])
+
   # The terminal reached its end: nothing written to it can be read any more.
   defp terminal_gone(p), do: %{p | open: %{p.open | stdin: :closed, stdout: :eof}}
 

@@ -71,10 +71,10 @@ impl Helper {
             if fds[0].revents != 0 {
                 stop |= self.on_stdin();
             }
-            // Channels before new spawns: a channel closed before a spawn request was sent
-            // gives its cgroup back to the pool first. (Spawns first looked faster for one
-            // caller in a loop, but under 100 concurrent callers the pool ran dry and every
-            // spawn paid a cgroup mkdir: 0.80x Port's throughput fell to 0.61x.)
+            // Exit statuses went out above (reap), before anything else. Channels next: their
+            // requests, and their closes, which stop a program still running at once; the
+            // clean-up of programs that ended (is anything left? the cgroup back to the
+            // pool) is settled after the spawns, below.
             for (key, pfd) in keys.iter().zip(&fds[3..adopted_at]) {
                 if pfd.revents != 0 {
                     self.programs.on_channel(*key, pfd.revents & BROKEN != 0);
@@ -87,6 +87,17 @@ impl Helper {
             }
             if fds[2].revents != 0 {
                 stop |= self.on_socket(fds[2].revents & BROKEN != 0);
+            }
+            if self.programs.has_closed() && !stop {
+                // Requests that came while this round was served go before the clean-up
+                // too: a caller waits for its spawn, nobody for the clean-up. (Clean-ups
+                // still come every round, so the pool of cgroups refills: with 32 pooled
+                // cgroups, serving spawns first made 100 concurrent callers mkdir one for
+                // most spawns; the pool is 256 deep now.)
+                if sys::ready(self.socket.fd()) {
+                    stop |= self.on_socket(false);
+                }
+                self.programs.settle_closed();
             }
             if stop || self.port.out_broken {
                 return self.shutdown();

@@ -92,8 +92,10 @@ pub enum Killer {
 /// What closing the channel left to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterClose {
-    /// Leader reaped and nothing remains: forget the program now.
-    Forget,
+    /// Leader reaped, no stop asked for: whether anything remains is settled once the
+    /// spawns waiting were served (`Programs::settle_closed`), which forgets the program
+    /// or stops what remains of it (`settle`).
+    Settle,
     /// Something still runs (now being stopped): housekeeping forgets it later.
     Linger,
 }
@@ -306,17 +308,39 @@ impl Program {
     }
 
     /// The BEAM closed its end: if no stop is under way, stop with the spec's signal and
-    /// grace. A program already gone entirely costs no signal at all.
+    /// grace. A program whose leader was reaped is settled later (`settle`): whether
+    /// anything of it remains takes reads of `/proc` or of its cgroup, which wait until
+    /// the spawns already asked for were served.
     pub fn on_channel_closed(&mut self, kids: &Children) -> AfterClose {
         self.channel = None;
         match (self.phase, self.leader) {
-            (Phase::Running, Leader::Reaped) if !self.remains(kids) => AfterClose::Forget,
+            (Phase::Running, Leader::Reaped) => AfterClose::Settle,
             (Phase::Running, _) => {
                 self.stop(kids, self.kill_signal, self.kill_grace);
                 AfterClose::Linger
             }
             (Phase::Stopping { .. } | Phase::Killed, _) => AfterClose::Linger,
         }
+    }
+
+    /// After a close that left the program [`AfterClose::Settle`], with something of it
+    /// remaining after all (a member of its cgroup or group, a kill command): stopped as
+    /// a close while it runs is (a program already gone entirely costs no signal at all:
+    /// its forgetting needed no settling).
+    pub fn settle(&mut self, kids: &Children) {
+        if self.phase == Phase::Running {
+            self.stop(kids, self.kill_signal, self.kill_grace);
+        }
+    }
+
+    /// Whether the release of its cgroup is the check that nothing remains: with a
+    /// cgroup, once the leader is reaped and no kill command runs, what could remain is a
+    /// member of the cgroup, and a populated cgroup is not released (`Cgroups::release`).
+    /// Its `cgroup.events` is then read once, by the release.
+    pub fn release_tells(&self) -> bool {
+        self.cgroup.is_some()
+            && self.leader == Leader::Reaped
+            && !matches!(self.killer, Some(Killer::Running(_)))
     }
 
     /// Whether anything of the program may still run: the leader, a member of its cgroup,
@@ -372,11 +396,16 @@ mod tests {
     }
 
     #[test]
-    fn closing_after_the_end_forgets_without_a_signal() {
+    fn closing_after_the_end_settles_without_a_signal() {
         let mut p = program();
-        assert_eq!(p.on_channel_closed(&Children::new()), AfterClose::Forget);
+        assert_eq!(p.on_channel_closed(&Children::new()), AfterClose::Settle);
         assert_eq!(p.phase, Phase::Running);
-        assert!(p.lingering());
+        assert!(p.lingering() && !p.remains(&Children::new()));
+        assert!(!p.release_tells());
+        p.cgroup = Some(PathBuf::from("/nonexistent/c0"));
+        assert!(p.release_tells());
+        p.killer = Some(Killer::Running(i32::MAX));
+        assert!(!p.release_tells());
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct Programs {
     last_check: Instant,
     /// Something changed that may let programs be forgotten: check without waiting.
     dirty: bool,
+    /// Programs whose channel closed after their end, settled once the spawns waiting
+    /// were served (`settle_closed`).
+    closed: Vec<Key>,
     /// Children reaped that were no program (adopted orphans), with their status: one
     /// may be a managed process, whose owner then learns how it ended.
     orphans: Vec<(i32, ExitStatus)>,
@@ -86,6 +89,7 @@ impl Programs {
             request_buf: channels::request_buffer(),
             last_check: Instant::now(),
             dirty: false,
+            closed: Vec::new(),
             orphans: Vec::new(),
         }
     }
@@ -314,25 +318,63 @@ impl Programs {
             return;
         };
         match p.on_channel_closed(&Children::new()) {
-            AfterClose::Forget => self.forget(key),
+            AfterClose::Settle => self.closed.push(key),
             AfterClose::Linger => self.dirty = true,
         }
     }
 
-    /// Forgets a program of which nothing remains, giving its cgroup back; a cgroup still
-    /// busy leaves the program for a later round.
-    fn forget(&mut self, key: Key) {
-        let Some(p) = self.table.get(&key) else {
+    /// Whether programs wait to be settled (`settle_closed`).
+    pub fn has_closed(&self) -> bool {
+        !self.closed.is_empty()
+    }
+
+    /// Settles the programs whose channel closed after their end: forgets those of which
+    /// nothing remains (their cgroups back in the pool) and stops what remains of the
+    /// others. Called once the spawns waiting were served: the clean-up of the programs
+    /// that ended is not on the path of the next spawn (its caller closed the previous
+    /// program's channel a moment before asking).
+    pub fn settle_closed(&mut self) {
+        if self.closed.is_empty() {
             return;
+        }
+        let kids = Children::new();
+        for key in std::mem::take(&mut self.closed) {
+            if !self.forget_if_done(key, &kids) {
+                if let Some(p) = self.table.get_mut(&key) {
+                    p.settle(&kids);
+                }
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Forgets a program if nothing of it remains; returns whether it is gone. With a
+    /// cgroup the release is the check (`Program::release_tells`): `cgroup.events` is
+    /// read once, not once to decide and again to release.
+    fn forget_if_done(&mut self, key: Key, kids: &Children) -> bool {
+        match self.table.get(&key) {
+            None => true,
+            Some(p) if !p.release_tells() && p.remains(kids) => false,
+            Some(_) => self.forget(key),
+        }
+    }
+
+    /// Forgets a program of which nothing remains, giving its cgroup back; a cgroup still
+    /// busy (or populated) leaves the program for a later round. Returns whether it is
+    /// gone.
+    fn forget(&mut self, key: Key) -> bool {
+        let Some(p) = self.table.get(&key) else {
+            return true;
         };
         if let Some(dir) = &p.cgroup {
             match release_cgroup(&mut self.cgroups, dir, p.cgroup_reusable()) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(_) => return,
+                Err(_) => return false,
             }
         }
         self.table.remove(&key);
+        true
     }
 
     /// Reaps every exited child. Returns true when the helper program has no children left.
@@ -415,14 +457,12 @@ impl Programs {
                 Err(e) => e.kind() != ErrorKind::NotFound,
             });
         let kids = Children::new();
-        let done: Vec<Key> = self
-            .table
-            .iter()
-            .filter(|(_, p)| p.lingering() && !p.remains(&kids))
+        let lingering: Vec<Key> = (self.table.iter())
+            .filter(|(k, p)| p.lingering() && !self.closed.contains(k))
             .map(|(k, _)| *k)
             .collect();
-        for key in done {
-            self.forget(key);
+        for key in lingering {
+            self.forget_if_done(key, &kids);
         }
     }
 }

@@ -28,6 +28,12 @@ pub fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
     }
 }
 
+/// Whether `fd` has something to read (or an error or hang-up to report), without waiting.
+pub fn ready(fd: BorrowedFd<'_>) -> bool {
+    let mut p = [pollfd(fd.as_raw_fd(), libc::POLLIN)];
+    poll(&mut p, 0).is_ok() && p[0].revents != 0
+}
+
 /// Whether the peer of a connected socket has hung up, without waiting.
 pub fn hung_up(fd: BorrowedFd<'_>) -> bool {
     let mut p = [pollfd(fd.as_raw_fd(), libc::POLLRDHUP)];

@@ -208,12 +208,24 @@ fn spawn<'a>(env: Env<'a>, sock: Term<'a>, request: Binary<'a>) -> NifResult<Ter
         return Ok(env.error_tuple(atoms::enomem()));
     };
     // The caller owns the program: if it dies, the channel closes and the helper stops it.
-    FdRef::get(env, channel)?.monitor();
+    let res = FdRef::get(env, channel)?;
+    res.monitor();
+    // Armed for the caller at once: the reply comes as a readiness message, with no recv
+    // that could only find the channel empty this soon.
+    let armed = {
+        let st = res.lock();
+        res.arm(&st, false)
+    };
+    if !armed {
+        res.close();
+        return Ok(env.error_tuple(atoms::select_failed()));
+    }
     Ok((atoms::ok(), channel).encode(env))
 }
 
 /// `spawn(sock, request)`: sends one spawn request with the helper's end of a new program
-/// channel, and returns the caller's end, owned (monitored) by the caller. `{:error,
+/// channel, and returns the caller's end, owned (monitored) by the caller and armed for
+/// it: the reply comes as `{:select, channel, :undefined, :ready_input}`. `{:error,
 /// :eagain}` when the socket is full: nothing was sent, try again.
 #[rustler::nif(name = "spawn")]
 fn nif_spawn<'a>(env: Env<'a>, sock: Term<'a>, request: Binary<'a>) -> NifResult<Term<'a>> {
@@ -298,11 +310,14 @@ fn recv_one(sock: RawFd) -> Received {
     Received::Message(payload, fds)
 }
 
-/// `recv(channel)`: one message from a program channel: `{:ok, payload, [fd]}` (the fds
-/// non-blocking and owned by the caller), `:eof` once the helper closed it, `{:error,
-/// :eagain}` after arming a read select for the caller, or `{:error, reason}`.
+/// `recv(channel, rearm)`: one message from a program channel: `{:ok, payload, [fd]}`
+/// (the fds non-blocking and owned by the caller), `:eof` once the helper closed it,
+/// `{:error, :eagain}` after arming a read select for the caller, or `{:error, reason}`.
+/// With `rearm` true a message also arms the read select: whatever comes next (a message
+/// already queued included) is a readiness message, and no recv has to find the channel
+/// empty to arm it.
 #[rustler::nif(name = "recv")]
-fn nif_recv<'a>(env: Env<'a>, channel: Term<'a>) -> NifResult<Term<'a>> {
+fn nif_recv<'a>(env: Env<'a>, channel: Term<'a>, rearm: bool) -> NifResult<Term<'a>> {
     let channel = FdRef::get(env, channel)?;
     let received = {
         let st = channel.lock();
@@ -316,6 +331,13 @@ fn nif_recv<'a>(env: Env<'a>, channel: Term<'a>) -> NifResult<Term<'a>> {
                 } else {
                     Ok(env.error_tuple(atoms::select_failed()))
                 };
+            }
+            Received::Message(payload, fds) if rearm => {
+                if !channel.arm(&st, false) {
+                    close_all(&fds);
+                    return Ok(env.error_tuple(atoms::select_failed()));
+                }
+                Received::Message(payload, fds)
             }
             other => other,
         }

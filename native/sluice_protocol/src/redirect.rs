@@ -27,6 +27,10 @@ pub enum StdinMode {
     Null,
     /// A file, read from its start: `{:file, path}`.
     File(Vec<u8>),
+    /// A pipe whose write end the helper closes: the program reads end of file at once,
+    /// as from a pipe the BEAM closed, and no fd goes to the BEAM (`run` and streams
+    /// without input).
+    Closed,
 }
 
 fn path(t: &Term, stage: Stage) -> Result<Vec<u8>, DecodeError> {
@@ -83,9 +87,10 @@ impl StdinMode {
         match atom_name(t) {
             Some("pipe") | Some("nil") => Ok(StdinMode::Pipe),
             Some("null") => Ok(StdinMode::Null),
+            Some("closed") => Ok(StdinMode::Closed),
             _ => Err(DecodeError::at_stage(
                 Stage::Stdin,
-                "stdin must be :pipe, :null or {:file, path}",
+                "stdin must be :pipe, :closed, :null or {:file, path}",
             )),
         }
     }
@@ -116,6 +121,7 @@ pub(crate) mod codec {
                 StdinMode::Pipe => atom("pipe"),
                 StdinMode::Null => atom("null"),
                 StdinMode::File(p) => tuple(vec![atom("file"), binary(p)]),
+                StdinMode::Closed => atom("closed"),
             }
         }
     }

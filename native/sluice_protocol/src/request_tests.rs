@@ -68,6 +68,14 @@ fn request_round_trips() {
                 ..SpawnSpec::default()
             }),
         },
+        Request::Spawn {
+            id: 2,
+            spec: Box::new(SpawnSpec {
+                argv: vec![b"true".to_vec()],
+                stdin: crate::redirect::StdinMode::Closed,
+                ..SpawnSpec::default()
+            }),
+        },
         Request::Signal { id: 7, signum: 15 },
         Request::Kill {
             id: 1 << 40,

@@ -160,6 +160,9 @@ impl Stdio {
                     }
                     StdinMode::Null => dev_null(false)?,
                     StdinMode::File(path) => redirect::open_input(path, cd, who)?,
+                    // Its write end closes here: the program reads EOF, as from a pipe
+                    // the BEAM closed, and the BEAM gets no fd to close.
+                    StdinMode::Closed => pipe(None)?.0,
                 });
                 let (out, roomy) = output(spec, roomy, &mut beam, who)?;
                 child[1] = Some(out);
@@ -297,6 +300,23 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_stdin_is_a_pipe_at_its_end_and_no_fd_of_the_beams() {
+        use std::io::Read;
+        use std::os::unix::fs::FileTypeExt;
+        let spec = SpawnSpec {
+            stdin: StdinMode::Closed,
+            ..SpawnSpec::default()
+        };
+        let s = Stdio::open(&spec, false, &Applied::default()).unwrap();
+        let stdin = s.child[0].as_ref().unwrap().try_clone().unwrap();
+        let mut stdin = std::fs::File::from(stdin);
+        assert!(stdin.metadata().unwrap().file_type().is_fifo());
+        assert_eq!(stdin.read(&mut [0u8; 8]).unwrap(), 0);
+        let roles: Vec<Role> = s.into_beam_ends().into_iter().map(|(r, _)| r).collect();
+        assert_eq!(roles, vec![Role::Stdout]);
+    }
+
+    #[test]
     fn a_pipelines_stderr_pipe_is_the_stages_that_read_it_back() {
         let stage = |stderr| sluice_protocol::StageSpec {
             argv: vec![b"cat".to_vec()],
@@ -390,6 +410,7 @@ mod tests {
             StdinMode::Pipe,
             StdinMode::Null,
             StdinMode::File(file("in")),
+            StdinMode::Closed,
         ];
         let stdouts = [
             StdoutMode::Pipe,
