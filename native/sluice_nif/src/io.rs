@@ -1,4 +1,5 @@
-//! `read/2`, `write/2`, `close/1`, `monitor/1` and `fileno/1` on fd resources.
+//! `read/2`, `write/2`, `close/1`, `monitor/1` and `fileno/1` on fd resources, and
+//! `cwd/0`.
 
 use std::mem::MaybeUninit;
 
@@ -226,4 +227,27 @@ fn nif_fileno<'a>(env: Env<'a>, fd: Term<'a>) -> NifResult<Term<'a>> {
     let st = fd.lock();
     let n = if st.closing { -1 } else { st.fd };
     Ok(n.encode(env))
+}
+
+/// `cwd()`: the VM's current working directory (`getcwd`), `{:ok, path}` or `{:error,
+/// errno}` (`:enoent` once it was removed). A regular NIF: `:prim_file.get_cwd/0` runs on
+/// a dirty I/O scheduler, and a spawn that asked it moved its caller there and back (and
+/// left that scheduler spinning) for one fast syscall.
+#[rustler::nif(name = "cwd")]
+fn nif_cwd(env: Env<'_>) -> NifResult<Term<'_>> {
+    use std::os::unix::ffi::OsStrExt;
+    match std::env::current_dir() {
+        Ok(dir) => {
+            let bytes = dir.as_os_str().as_bytes();
+            let Some(mut bin) = alloc_binary(bytes.len()) else {
+                return Ok(env.error_tuple(atoms::enomem()));
+            };
+            bin.as_mut_slice().copy_from_slice(bytes);
+            Ok((atoms::ok(), bin.release(env)).encode(env))
+        }
+        Err(e) => Ok(errno::error_tuple(
+            env,
+            e.raw_os_error().unwrap_or(libc::EIO),
+        )),
+    }
 }
