@@ -14,9 +14,8 @@ use std::sync::{Mutex, MutexGuard};
 use rustler::{Encoder, Env, Error, NifResult, OwnedBinary, ResourceArc, Term};
 
 use crate::atoms;
-use crate::errno;
 use crate::fd_resource::{FdRef, FdState};
-use crate::io::{alloc_binary, buffered, charge_timeslice, prefault, read_fd};
+use crate::io::{alloc_binary, buffered, charge_timeslice, failed, prefault, read_fd};
 
 /// One collector: the bytes read so far, in a binary of `capacity >= len` bytes.
 pub struct Collector {
@@ -103,14 +102,7 @@ fn nif_read_into<'a>(
                 None => Ok((atoms::ok(), n as u64).encode(env)),
             }
         }
-        Err(libc::EAGAIN) => {
-            if fd.arm(&st, false) {
-                Ok(env.error_tuple(atoms::eagain()))
-            } else {
-                Ok(env.error_tuple(atoms::select_failed()))
-            }
-        }
-        Err(e) => Ok(errno::error_tuple(env, e)),
+        Err(e) => Ok(failed(env, &fd, &st, e, false)),
     }
 }
 

@@ -57,19 +57,30 @@ fn read<'a>(env: Env<'a>, fd: Term<'a>, max: Term<'a>) -> NifResult<Term<'a>> {
             charge_timeslice(env, n);
             Ok((atoms::ok(), buf.release(env)).encode(env))
         }
-        Err(libc::EAGAIN) => {
-            if fd.arm(&st, false) {
-                Ok(env.error_tuple(atoms::eagain()))
-            } else {
-                Ok(env.error_tuple(atoms::select_failed()))
-            }
-        }
-        Err(e) => Ok(errno::error_tuple(env, e)),
+        Err(e) => Ok(failed(env, &fd, &st, e, false)),
     }
 }
 
 /// One `read(2)` of the fd into `buf` (retried on EINTR): the bytes read, 0 at end of
 /// file, or the errno. Call with the state locked and not closing.
+/// What a read or write that failed with `errno` answers: on EAGAIN the fd is armed
+/// (`enif_select` for reading, or for writing when `write`), so a readiness message will
+/// come to the caller, and the answer is `{:error, :eagain}` (`:select_failed` when the
+/// arming failed); any other errno is `{:error, name}`. Call with the state locked.
+pub(crate) fn failed<'a>(
+    env: Env<'a>,
+    fd: &FdRef,
+    st: &FdState,
+    errno: libc::c_int,
+    write: bool,
+) -> Term<'a> {
+    match errno {
+        libc::EAGAIN if fd.arm(st, write) => env.error_tuple(atoms::eagain()),
+        libc::EAGAIN => env.error_tuple(atoms::select_failed()),
+        e => errno::error_tuple(env, e),
+    }
+}
+
 pub(crate) fn read_fd(st: &FdState, buf: &mut [u8]) -> Result<usize, libc::c_int> {
     loop {
         // SAFETY: the fd is open while the state is locked and not closing; `buf` is
@@ -192,14 +203,7 @@ fn nif_write<'a>(env: Env<'a>, fd: Term<'a>, data: Term<'a>) -> NifResult<Term<'
             charge_timeslice(env, n as usize);
             Ok((atoms::ok(), n).encode(env))
         }
-        Err(libc::EAGAIN) => {
-            if fd.arm(&st, true) {
-                Ok(env.error_tuple(atoms::eagain()))
-            } else {
-                Ok(env.error_tuple(atoms::select_failed()))
-            }
-        }
-        Err(e) => Ok(errno::error_tuple(env, e)),
+        Err(e) => Ok(failed(env, &fd, &st, e, true)),
     }
 }
 
