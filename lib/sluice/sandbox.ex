@@ -141,6 +141,7 @@ defmodule Sluice.Sandbox do
   defp proper_list?([_ | tail]), do: proper_list?(tail)
   defp proper_list?(_), do: false
 
+  @spec bad!(String.t(), term) :: no_return
   defp bad!(expected, got),
     do: OptionError.raise!(kind: :invalid, option: :sandbox, expected: expected, value: got)
 end
