@@ -136,8 +136,10 @@ defmodule Sluice.SandboxTest do
     test "a sandbox without cd: starts where the VM is when the view shows it, else in /",
          %{temp_dir: dir} do
       {:ok, cwd} = File.cwd()
+      # The private /tmp hides a VM working under /tmp (a checkout there, as CI's may be).
+      shown = if String.starts_with?(cwd, "/tmp/"), do: "/", else: cwd
       assert {:ok, %{stdout: out}} = Sluice.run(["pwd"], sandbox: true)
-      assert out == cwd <> "\n"
+      assert out == shown <> "\n"
       assert {:ok, %{stdout: "/\n"}} = Sluice.run(["pwd"], sandbox: [read_only: [:system]])
       assert {:ok, %{stdout: out}} = Sluice.run(["pwd"], sandbox: narrow(dir), cd: dir)
       assert out == dir <> "\n"

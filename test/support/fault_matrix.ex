@@ -51,10 +51,16 @@ defmodule Sluice.FaultMatrix do
 
   @doc """
   The options `kind` needs besides the row's: the pty column runs on a terminal, the
-  sandbox column in a sandbox that may write its pidfile.
+  sandbox column in a sandbox that sees the system, the fixture and its pidfile's
+  directory (writable) only: the checkout may be under /tmp, which a sandbox hides.
   """
   def options(:pty, _pidfile), do: [pty: true]
-  def options(:sandbox, pidfile), do: [sandbox: [writable: [Path.dirname(pidfile)]]]
+
+  def options(:sandbox, pidfile) do
+    view = [read_only: [:system, Path.dirname(fixture())], writable: [Path.dirname(pidfile)]]
+    [sandbox: view]
+  end
+
   def options(_kind, _pidfile), do: []
 
   @doc "A fresh pidfile path under `dir`."
